@@ -1,0 +1,354 @@
+"""The run correlator: turns bus and journal events into runs, without any I/O.
+
+Both sources describe the same invocations, keyed by invocation ID. Each observation
+becomes a partial ``Run``; the store merges partial runs of one invocation (first known
+value of each field wins), so the order in which the bus and the journal report a run,
+and how often, does not change what is recorded.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import TypeVar
+
+from observer.model import (
+    Event,
+    JobDetails,
+    JobKind,
+    JobNew,
+    JobRemoved,
+    Pid1Record,
+    Reloading,
+    Run,
+    Source,
+    TimerState,
+    UnitGone,
+    UnitProperties,
+)
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+# ExecMainCode values are the CLD_* codes of waitid(2).
+_EXEC_MAIN_CODES = {1: "exited", 2: "killed", 3: "dumped"}
+# Job types whose job starts a new invocation of the unit.
+_STARTING_JOB_TYPES = frozenset({"start", "restart", "try-restart", "reload-or-start"})
+# How many finished invocations and job triggers to remember for late events.
+_MEMORY = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class RecordRun:
+    """Effect: merge this (partial) run into the store."""
+
+    run: Run
+
+
+@dataclass(frozen=True, slots=True)
+class ResolveJob:
+    """Effect: ask systemd what job this is and what triggered it (answer: JobDetails)."""
+
+    job_id: int
+    unit: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecordTimer:
+    """Effect: remember a timer's schedule."""
+
+    timer: TimerState
+
+
+Effect = RecordRun | ResolveJob | RecordTimer
+
+
+def signal_name(number: int) -> str:
+    """Name a signal the way systemd prints it (SIGKILL -> KILL)."""
+    try:
+        return signal.Signals(number).name.removeprefix("SIG")
+    except ValueError:
+        return str(number)
+
+
+def invocation_hex(value: object) -> str | None:
+    """Decode the InvocationID property (16 bytes) into the journal's hex form."""
+    if isinstance(value, bytes | bytearray) and len(value) == 16 and any(value):
+        return bytes(value).hex()
+    if isinstance(value, list) and len(value) == 16 and any(value):
+        return bytes(value).hex()
+    return None
+
+
+def _usec(value: object) -> int | None:
+    if isinstance(value, int) and 0 < value < 2**63:
+        return value
+    return None
+
+
+@dataclass(slots=True)
+class _Invocation:
+    unit: str
+    invocation_id: str
+    job_id: int | None = None
+    finished: bool = False
+
+
+@dataclass(slots=True)
+class _Unit:
+    values: dict[str, object]
+    invocation_id: str | None = None
+    last_end_usec: int = 0
+    job_id: int | None = None
+
+
+class Correlator:
+    """Feed it events; it returns the effects they imply. Deterministic, no I/O."""
+
+    def __init__(self, host: str, observes: Callable[[str], bool] = lambda unit: True) -> None:
+        self.host = host
+        self.observes = observes
+        self._units: dict[str, _Unit] = {}
+        self._invocations: OrderedDict[str, _Invocation] = OrderedDict()
+        self._job_triggers: OrderedDict[int, str | None] = OrderedDict()
+        self._timer_services: dict[str, str] = {}
+        self._reloading = False
+
+    def feed(self, event: Event) -> list[Effect]:
+        """Apply one event and return what must happen because of it."""
+        match event:
+            case UnitProperties():
+                return self._on_properties(event)
+            case Pid1Record():
+                return self._on_pid1_record(event)
+            case JobNew():
+                return self._on_job_new(event)
+            case JobDetails():
+                return self._on_job_details(event)
+            case JobRemoved():
+                unit = self._units.get(event.unit)
+                if unit is not None and unit.job_id == event.job_id:
+                    unit.job_id = None
+                return []
+            case UnitGone():
+                # daemon-reload removes and re-adds every unit: keep what we know.
+                if not self._reloading:
+                    self._units.pop(event.unit, None)
+                    self._timer_services.pop(event.unit, None)
+                return []
+            case Reloading():
+                self._reloading = event.active
+                return []
+        return []
+
+    def running(self) -> dict[str, str]:
+        """Units with an invocation that has begun and not ended: unit -> invocation ID."""
+        invocations = self._invocations.values()
+        return {inv.unit: inv.invocation_id for inv in invocations if not inv.finished}
+
+    # -- bus ---------------------------------------------------------------------------
+
+    def _on_properties(self, event: UnitProperties) -> list[Effect]:
+        if event.interface == "Timer":
+            return self._on_timer(event)
+        if not event.unit.endswith(".service") or not self.observes(event.unit):
+            return []
+        unit = self._units.get(event.unit)
+        if unit is None:
+            unit = self._units[event.unit] = _Unit(values={})
+        if event.interface == "Service":
+            # The type interface is sent before Unit for the same change: just remember it.
+            unit.values.update(event.values)
+            return []
+        if event.interface != "Unit":
+            return []
+        unit.values.update(event.values)
+        invocation_id = invocation_hex(unit.values.get("InvocationID"))
+        if invocation_id is None:
+            return []
+        effects: list[Effect] = []
+        active_state = unit.values.get("ActiveState")
+        sub_state = unit.values.get("SubState")
+        ended = active_state in ("inactive", "failed") or sub_state in ("auto-restart", "exited")
+        if invocation_id != unit.invocation_id:
+            unit.invocation_id = invocation_id
+            inv = self._remember(event.unit, invocation_id)
+            if not ended and inv.job_id is None:
+                inv.job_id = unit.job_id
+            started = self._start_usec(unit)
+            effects.append(RecordRun(self._run(inv, Source.BUS, started_usec=started)))
+            effects.extend(self._trigger_effects(inv))
+        inv = self._remember(event.unit, invocation_id)
+        if ended and not inv.finished and "Result" in unit.values:
+            inv.finished = True
+            finished = self._end_usec(unit, sub_state)
+            effects.append(RecordRun(self._bus_run(inv, unit, finished)))
+            if finished is not None:
+                unit.last_end_usec = max(unit.last_end_usec, finished)
+        return effects
+
+    def _start_usec(self, unit: _Unit) -> int | None:
+        candidates = [_usec(unit.values.get("ExecMainStartTimestamp"))]
+        inactive_exit = _usec(unit.values.get("InactiveExitTimestamp"))
+        # After an automatic restart the unit never went inactive: that stamp is older.
+        if inactive_exit is not None and inactive_exit > unit.last_end_usec:
+            candidates.append(inactive_exit)
+        if unit.values.get("ActiveState") == "activating":
+            candidates.append(_usec(unit.values.get("StateChangeTimestamp")))
+        known = [c for c in candidates if c is not None and c >= unit.last_end_usec]
+        return min(known) if known else None
+
+    def _end_usec(self, unit: _Unit, sub_state: object) -> int | None:
+        if sub_state == "exited":
+            return _usec(unit.values.get("ExecMainExitTimestamp"))
+        return _usec(unit.values.get("StateChangeTimestamp")) or _usec(
+            unit.values.get("InactiveEnterTimestamp")
+        )
+
+    def _bus_run(self, inv: _Invocation, unit: _Unit, finished_usec: int | None) -> Run:
+        code = _EXEC_MAIN_CODES.get(_int(unit.values.get("ExecMainCode")) or 0)
+        status = _int(unit.values.get("ExecMainStatus"))
+        result = unit.values.get("Result")
+        restarts = _int(unit.values.get("NRestarts"))
+        return self._run(
+            inv,
+            Source.BUS,
+            started_usec=self._start_usec(unit),
+            finished_usec=finished_usec,
+            result=result if isinstance(result, str) else None,
+            exit_code=code,
+            exit_status=status if code is not None else None,
+            restarts=restarts,
+        )
+
+    def _on_job_new(self, event: JobNew) -> list[Effect]:
+        if not event.unit.endswith(".service") or not self.observes(event.unit):
+            return []
+        unit = self._units.get(event.unit)
+        if unit is None:
+            unit = self._units[event.unit] = _Unit(values={})
+        unit.job_id = event.job_id
+        # A unit's properties are sent before its JobNew: the invocation the job started
+        # may already be known, seen beginning but without a job yet.
+        if unit.invocation_id is not None:
+            inv = self._invocations.get(unit.invocation_id)
+            if inv is not None and inv.job_id is None and not inv.finished:
+                inv.job_id = event.job_id
+        return [ResolveJob(event.job_id, event.unit)]
+
+    def _on_job_details(self, event: JobDetails) -> list[Effect]:
+        trigger = event.trigger if event.job_type in _STARTING_JOB_TYPES else None
+        self._job_triggers[event.job_id] = trigger
+        _trim(self._job_triggers)
+        effects: list[Effect] = []
+        for inv in self._invocations.values():
+            if inv.job_id == event.job_id:
+                effects.extend(self._trigger_effects(inv))
+        return effects
+
+    def _trigger_effects(self, inv: _Invocation) -> list[Effect]:
+        if inv.job_id is None:
+            return []
+        trigger = self._job_triggers.get(inv.job_id)
+        if trigger is None:
+            return []
+        return [RecordRun(self._run(inv, Source.BUS, trigger=trigger))]
+
+    def _on_timer(self, event: UnitProperties) -> list[Effect]:
+        service = event.values.get("Unit")
+        if isinstance(service, str) and service:
+            self._timer_services[event.unit] = service
+        service_name = self._timer_services.get(
+            event.unit, event.unit.removesuffix(".timer") + ".service"
+        )
+        if not self.observes(service_name):
+            return []
+        next_elapse = event.values.get("NextElapseUSecRealtime")
+        last_trigger = event.values.get("LastTriggerUSec")
+        if next_elapse is None and last_trigger is None:
+            return []
+        return [
+            RecordTimer(
+                TimerState(
+                    timer=event.unit,
+                    service=service_name,
+                    next_elapse_usec=_usec(next_elapse),
+                    last_trigger_usec=_usec(last_trigger),
+                )
+            )
+        ]
+
+    # -- journal -----------------------------------------------------------------------
+
+    def _on_pid1_record(self, record: Pid1Record) -> list[Effect]:
+        if not record.unit.endswith(".service") or not self.observes(record.unit):
+            return []
+        known = record.invocation_id in self._invocations
+        if record.kind is JobKind.STARTING:
+            inv = self._remember(record.unit, record.invocation_id)
+            if record.job_id is not None and inv.job_id is None:
+                inv.job_id = record.job_id
+            run = self._run(
+                inv, Source.JOURNAL, started_usec=record.realtime_usec, boot_id=record.boot_id
+            )
+            return [RecordRun(run), *self._trigger_effects(inv)]
+        if record.kind is JobKind.MAIN_EXITED:
+            inv = self._remember(record.unit, record.invocation_id)
+            return [
+                RecordRun(
+                    self._run(
+                        inv,
+                        Source.JOURNAL,
+                        exit_code=record.exit_code,
+                        exit_status=record.exit_status,
+                        boot_id=record.boot_id,
+                    )
+                )
+            ]
+        if record.kind in (JobKind.DEACTIVATED, JobKind.FAILED):
+            inv = self._remember(record.unit, record.invocation_id)
+            result = "success" if record.kind is JobKind.DEACTIVATED else record.unit_result
+            result = result or "unknown"
+            inv.finished = True
+            # A clean exit is logged at debug level only: success means it exited 0.
+            exit_code, exit_status = ("exited", 0) if result == "success" else (None, None)
+            run = self._run(
+                inv,
+                Source.JOURNAL,
+                finished_usec=record.realtime_usec,
+                result=result,
+                exit_code=exit_code,
+                exit_status=exit_status,
+                boot_id=record.boot_id,
+            )
+            return [RecordRun(run)]
+        if record.kind is JobKind.RESTART_SCHEDULED and known:
+            inv = self._remember(record.unit, record.invocation_id)
+            return [RecordRun(self._run(inv, Source.JOURNAL, restarts=record.restarts))]
+        return []
+
+    # -- shared ------------------------------------------------------------------------
+
+    def _remember(self, unit: str, invocation_id: str) -> _Invocation:
+        inv = self._invocations.get(invocation_id)
+        if inv is None:
+            inv = self._invocations[invocation_id] = _Invocation(unit, invocation_id)
+            _trim(self._invocations)
+        else:
+            self._invocations.move_to_end(invocation_id)
+        return inv
+
+    def _run(self, inv: _Invocation, source: Source, **known: object) -> Run:
+        run = Run(unit=inv.unit, invocation_id=inv.invocation_id, host=self.host, source=source)
+        return replace(run, **known)  # type: ignore[arg-type]
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _trim(memory: OrderedDict[K, V]) -> None:
+    while len(memory) > _MEMORY:
+        memory.popitem(last=False)

@@ -1,0 +1,167 @@
+"""Plain data shared by every part of observer: runs, events and the errors people see."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class ObserverError(Exception):
+    """An error a person can act on; its message names the bad value and what to do."""
+
+
+class StoreError(ObserverError):
+    """The database cannot be opened, read or written."""
+
+
+class ConfigError(ObserverError):
+    """The configuration file is unreadable or holds a bad value."""
+
+
+class UnknownUnitError(ObserverError):
+    """No runs are recorded for the unit a person asked about."""
+
+
+class Source(StrEnum):
+    """Which observation recorded a run."""
+
+    BUS = "bus"
+    JOURNAL = "journal"
+    WRAPPER = "wrapper"
+
+
+# systemd's Result strings that mean the run succeeded.
+SUCCESS_RESULTS = frozenset({"success"})
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One invocation of a unit: what is known of it so far.
+
+    Times are microseconds since the epoch, as systemd gives them. Fields that are not
+    known yet are None; a run whose ``finished_usec`` is None is still running.
+    """
+
+    unit: str
+    invocation_id: str
+    host: str
+    source: Source
+    started_usec: int | None = None
+    finished_usec: int | None = None
+    result: str | None = None
+    exit_code: str | None = None  # exited, killed, dumped
+    exit_status: int | None = None
+    trigger: str | None = None
+    restarts: int | None = None
+    boot_id: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.finished_usec is not None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.result in SUCCESS_RESULTS
+
+
+@dataclass(frozen=True, slots=True)
+class OutputLine:
+    """One line a unit printed, as the journal holds it (bytes kept as they were)."""
+
+    invocation_id: str
+    unit: str
+    realtime_usec: int
+    priority: int
+    message: bytes
+
+
+class JobKind(StrEnum):
+    """What a record written by PID 1 into the journal says about a run."""
+
+    STARTING = "starting"
+    STARTED = "started"
+    START_FAILED = "start-failed"
+    MAIN_EXITED = "main-exited"
+    DEACTIVATED = "deactivated"
+    FAILED = "failed"
+    CONDITION_SKIPPED = "condition-skipped"
+    RESTART_SCHEDULED = "restart-scheduled"
+
+
+@dataclass(frozen=True, slots=True)
+class Pid1Record:
+    """A journal record written by PID 1 about one invocation of a unit."""
+
+    kind: JobKind
+    unit: str
+    invocation_id: str
+    realtime_usec: int
+    boot_id: str | None = None
+    exit_code: str | None = None
+    exit_status: int | None = None
+    unit_result: str | None = None
+    job_id: int | None = None
+    restarts: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UnitProperties:
+    """Property values systemd sent for a unit on one interface (already decoded)."""
+
+    unit: str
+    interface: str  # Unit, Service, Timer: the last part of the interface name
+    values: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class JobNew:
+    """systemd queued a job for a unit."""
+
+    job_id: int
+    unit: str
+
+
+@dataclass(frozen=True, slots=True)
+class JobDetails:
+    """What the job object said when asked: its type and the unit that triggered it."""
+
+    job_id: int
+    unit: str
+    job_type: str
+    trigger: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class JobRemoved:
+    """A job ended; this is not the end of the run (see SYSTEMD-FACTS.md)."""
+
+    job_id: int
+    unit: str
+    result: str
+
+
+@dataclass(frozen=True, slots=True)
+class UnitGone:
+    """systemd unloaded a unit (transient units vanish after they stop)."""
+
+    unit: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reloading:
+    """systemd began (active) or finished a daemon-reload or daemon-reexec."""
+
+    active: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TimerState:
+    """What is known of a timer: the service it starts and when it fires."""
+
+    timer: str
+    service: str
+    next_elapse_usec: int | None
+    last_trigger_usec: int | None
+
+
+Event = UnitProperties | JobNew | JobDetails | JobRemoved | UnitGone | Reloading | Pid1Record

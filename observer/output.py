@@ -1,0 +1,126 @@
+"""A run's output: what to keep of it under a byte budget, and how to show it safely."""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from dataclasses import dataclass, field
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def printable(message: bytes) -> str:
+    """Show bytes as text without losing anything: bad UTF-8 and control bytes as \\xNN."""
+    text = message.decode("utf-8", errors="backslashreplace")
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def cut_line(message: bytes, line_limit: int) -> tuple[bytes, int]:
+    """Cut one over-long line to ``line_limit`` bytes; return it and how many bytes went."""
+    if len(message) <= line_limit:
+        return message, 0
+    return message[:line_limit], len(message) - line_limit
+
+
+def dropped_marker(lines: int) -> str:
+    """The line shown where output was dropped to stay within the budget."""
+    return f"[... {lines} line{'s' if lines != 1 else ''} of output dropped ...]"
+
+
+@dataclass(slots=True)
+class OutputBudget:
+    """Keeps the start and the end of one invocation's output within ``limit`` bytes.
+
+    Each line gets a sequence number; the first half of the budget keeps the earliest
+    lines, the second half the latest ones, and lines in between are dropped (so a gap
+    in sequence numbers marks where output was dropped).
+    """
+
+    limit: int
+    next_seq: int = 0
+    head: list[tuple[int, int]] = field(default_factory=list)
+    tail: deque[tuple[int, int]] = field(default_factory=deque)
+    head_bytes: int = 0
+    tail_bytes: int = 0
+    head_closed: bool = False
+    lines: int = 0
+    bytes: int = 0
+    dropped_lines: int = 0
+    dropped_bytes: int = 0
+
+    @property
+    def line_limit(self) -> int:
+        """The longest single line kept whole."""
+        return max(1, self.limit // 4)
+
+    @property
+    def head_end(self) -> int | None:
+        """Sequence number of the first line that is not part of the head."""
+        if not self.head_closed:
+            return None
+        return self.head[-1][0] + 1 if self.head else 0
+
+    def admit(self, size: int) -> tuple[int, list[int]]:
+        """Take a line of ``size`` bytes: its sequence number and the lines to drop now."""
+        seq = self.next_seq
+        self.next_seq += 1
+        self.lines += 1
+        self.bytes += size
+        if not self.head_closed and self.head_bytes + size <= self.limit // 2:
+            self.head.append((seq, size))
+            self.head_bytes += size
+            return seq, []
+        self.head_closed = True
+        self.tail.append((seq, size))
+        self.tail_bytes += size
+        return seq, self._evict()
+
+    def shrink(self, limit: int) -> list[int]:
+        """Lower the budget (a run that succeeded keeps less); the lines to drop now."""
+        if limit >= self.limit:
+            return []
+        self.limit = limit
+        evicted = self._evict()
+        while self.head and self.head_bytes > limit // 2:
+            seq, size = self.head.pop()
+            self.head_bytes -= size
+            self.head_closed = True
+            self._count_drop(size)
+            evicted.append(seq)
+        return evicted
+
+    def _evict(self) -> list[int]:
+        evicted = []
+        tail_limit = self.limit - self.limit // 2
+        while self.tail and self.tail_bytes > tail_limit:
+            seq, size = self.tail.popleft()
+            self.tail_bytes -= size
+            self._count_drop(size)
+            evicted.append(seq)
+        return evicted
+
+    def _count_drop(self, size: int) -> None:
+        self.dropped_lines += 1
+        self.dropped_bytes += size
+
+    @classmethod
+    def restore(
+        cls,
+        limit: int,
+        kept: list[tuple[int, int]],
+        head_end: int | None,
+        counts: tuple[int, int, int, int],
+    ) -> OutputBudget:
+        """Rebuild a budget from what the store holds: (seq, size) rows and counters."""
+        lines, total, dropped_lines, dropped_bytes = counts
+        budget = cls(limit=limit, next_seq=lines, lines=lines, bytes=total)
+        budget.dropped_lines, budget.dropped_bytes = dropped_lines, dropped_bytes
+        for seq, size in sorted(kept):
+            if head_end is None or seq < head_end:
+                budget.head.append((seq, size))
+                budget.head_bytes += size
+            else:
+                budget.tail.append((seq, size))
+                budget.tail_bytes += size
+        budget.head_closed = head_end is not None
+        return budget

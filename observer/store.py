@@ -1,0 +1,415 @@
+"""SQLite: the schema, opening the file safely, and the daemon's writes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from observer.model import Run, StoreError, TimerState
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    unit TEXT NOT NULL,
+    invocation_id TEXT NOT NULL UNIQUE,
+    host TEXT NOT NULL,
+    source TEXT NOT NULL,
+    boot_id TEXT,
+    trigger TEXT,
+    started_usec INTEGER,
+    finished_usec INTEGER,
+    result TEXT,
+    exit_code TEXT,
+    exit_status INTEGER,
+    restarts INTEGER
+);
+CREATE INDEX IF NOT EXISTS runs_by_unit ON runs (unit, started_usec);
+CREATE INDEX IF NOT EXISTS runs_by_start ON runs (started_usec);
+CREATE TABLE IF NOT EXISTS output (
+    invocation_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    realtime_usec INTEGER NOT NULL,
+    priority INTEGER NOT NULL,
+    stream TEXT,
+    message BLOB NOT NULL,
+    PRIMARY KEY (invocation_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS output_stats (
+    invocation_id TEXT PRIMARY KEY,
+    lines INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    dropped_lines INTEGER NOT NULL,
+    dropped_bytes INTEGER NOT NULL,
+    head_end INTEGER,
+    last_usec INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS timers (
+    timer TEXT PRIMARY KEY,
+    service TEXT NOT NULL,
+    next_elapse_usec INTEGER,
+    last_trigger_usec INTEGER
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS state (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+"""
+
+# Each field keeps the first value known for it, but a run starts at the earliest time
+# any source saw it start: merging partial runs is then independent of their order.
+_UPSERT_RUN = """
+INSERT INTO runs (unit, invocation_id, host, source, boot_id, trigger, started_usec,
+                  finished_usec, result, exit_code, exit_status, restarts)
+VALUES (:unit, :invocation_id, :host, :source, :boot_id, :trigger, :started_usec,
+        :finished_usec, :result, :exit_code, :exit_status, :restarts)
+ON CONFLICT (invocation_id) DO UPDATE SET
+    boot_id = COALESCE(runs.boot_id, excluded.boot_id),
+    trigger = COALESCE(runs.trigger, excluded.trigger),
+    started_usec = MIN(COALESCE(runs.started_usec, excluded.started_usec),
+                       COALESCE(excluded.started_usec, runs.started_usec)),
+    finished_usec = COALESCE(runs.finished_usec, excluded.finished_usec),
+    result = COALESCE(runs.result, excluded.result),
+    exit_code = COALESCE(runs.exit_code, excluded.exit_code),
+    exit_status = COALESCE(runs.exit_status, excluded.exit_status),
+    restarts = COALESCE(excluded.restarts, runs.restarts)
+"""
+
+_UPSERT_TIMER = """
+INSERT INTO timers (timer, service, next_elapse_usec, last_trigger_usec)
+VALUES (?, ?, ?, ?)
+ON CONFLICT (timer) DO UPDATE SET
+    service = excluded.service,
+    next_elapse_usec = excluded.next_elapse_usec,
+    last_trigger_usec = COALESCE(excluded.last_trigger_usec, timers.last_trigger_usec)
+"""
+
+_UPSERT_OUTPUT_STATS = """
+INSERT INTO output_stats (invocation_id, lines, bytes, dropped_lines, dropped_bytes,
+                          head_end, last_usec)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (invocation_id) DO UPDATE SET
+    lines = excluded.lines, bytes = excluded.bytes,
+    dropped_lines = excluded.dropped_lines, dropped_bytes = excluded.dropped_bytes,
+    head_end = excluded.head_end, last_usec = excluded.last_usec
+"""
+
+
+def default_db_path() -> Path:
+    """Where the database lives unless ``--db`` or ``OBSERVER_DB`` says otherwise."""
+    if env := os.environ.get("OBSERVER_DB"):
+        return Path(env)
+    if os.geteuid() == 0:
+        return Path("/var/lib/observer/observer.db")
+    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data_home) / "observer" / "observer.db"
+
+
+def _prepare_file(path: Path) -> None:
+    """Create the database file readable by its owner and group only: output holds secrets."""
+    try:
+        path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o640)
+        try:
+            if os.fstat(fd).st_mode & 0o007:
+                os.fchmod(fd, 0o640)
+        finally:
+            os.close(fd)
+    except OSError as e:
+        raise StoreError(f"cannot create the database {str(path)!r}: {e.strerror}") from e
+
+
+def _configure(conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA busy_timeout = 10000")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"the database was written by a newer observer (schema {version}, "
+            f"this one knows {SCHEMA_VERSION}): upgrade observer"
+        )
+    if version < SCHEMA_VERSION:
+        conn.executescript(_SCHEMA)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.commit()
+
+
+def open_for_writing(path: Path) -> sqlite3.Connection:
+    """A synchronous connection that may write (used by `observer run` and tests)."""
+    _prepare_file(path)
+    try:
+        conn = sqlite3.connect(path, timeout=10)
+        _configure(conn)
+    except sqlite3.Error as e:
+        raise StoreError(f"cannot open the database {str(path)!r}: {e}") from e
+    return conn
+
+
+def open_for_reading(path: Path) -> sqlite3.Connection:
+    """A connection for the CLI; the daemon may be writing at the same time (WAL)."""
+    if not path.exists():
+        raise StoreError(
+            f"no database at {str(path)!r}: is the observer daemon running? "
+            "(pass --db or set OBSERVER_DB to read another one)"
+        )
+    try:
+        conn = sqlite3.connect(path, timeout=10)
+        conn.execute("PRAGMA busy_timeout = 10000")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+    except sqlite3.Error as e:
+        raise StoreError(f"cannot read the database {str(path)!r}: {e}") from e
+    if version != SCHEMA_VERSION:
+        conn.close()
+        raise StoreError(f"{str(path)!r} is not an observer database of schema {SCHEMA_VERSION}")
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def run_row(run: Run) -> dict[str, object]:
+    """A run as the named parameters of the upsert."""
+    return {
+        "unit": run.unit,
+        "invocation_id": run.invocation_id,
+        "host": run.host,
+        "source": str(run.source),
+        "boot_id": run.boot_id,
+        "trigger": run.trigger,
+        "started_usec": run.started_usec,
+        "finished_usec": run.finished_usec,
+        "result": run.result,
+        "exit_code": run.exit_code,
+        "exit_status": run.exit_status,
+        "restarts": run.restarts,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class StoredLine:
+    """One line of output to store."""
+
+    invocation_id: str
+    seq: int
+    realtime_usec: int
+    priority: int
+    message: bytes
+    stream: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutputCounts:
+    """An invocation's output counters, as OutputBudget keeps them."""
+
+    invocation_id: str
+    lines: int
+    bytes: int
+    dropped_lines: int
+    dropped_bytes: int
+    head_end: int | None
+    last_usec: int
+
+
+@dataclass(slots=True)
+class Batch:
+    """Everything one step of the daemon writes, committed in a single transaction."""
+
+    runs: list[Run] = field(default_factory=list)
+    timers: list[TimerState] = field(default_factory=list)
+    lines: list[StoredLine] = field(default_factory=list)
+    dropped: list[tuple[str, int]] = field(default_factory=list)
+    counts: dict[str, OutputCounts] = field(default_factory=dict)
+    journal_cursor: str | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.runs or self.timers or self.lines or self.dropped or self.counts) or (
+            self.journal_cursor is not None
+        )
+
+
+def write_batch(conn: sqlite3.Connection, batch: Batch) -> list[Run]:
+    """Write one batch in one transaction; return the runs it finished (for the first time)."""
+    newly_finished: list[Run] = []
+    with conn:
+        for run in batch.runs:
+            if run.finished:
+                row = conn.execute(
+                    "SELECT finished_usec FROM runs WHERE invocation_id = ?", (run.invocation_id,)
+                ).fetchone()
+                if row is None or row[0] is None:
+                    newly_finished.append(run)
+            conn.execute(_UPSERT_RUN, run_row(run))
+        conn.executemany(
+            _UPSERT_TIMER,
+            [(t.timer, t.service, t.next_elapse_usec, t.last_trigger_usec) for t in batch.timers],
+        )
+        conn.executemany(
+            "INSERT OR IGNORE INTO output VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (ln.invocation_id, ln.seq, ln.realtime_usec, ln.priority, ln.stream, ln.message)
+                for ln in batch.lines
+            ],
+        )
+        conn.executemany("DELETE FROM output WHERE invocation_id = ? AND seq = ?", batch.dropped)
+        conn.executemany(
+            _UPSERT_OUTPUT_STATS,
+            [
+                (
+                    c.invocation_id,
+                    c.lines,
+                    c.bytes,
+                    c.dropped_lines,
+                    c.dropped_bytes,
+                    c.head_end,
+                    c.last_usec,
+                )
+                for c in batch.counts.values()
+            ],
+        )
+        if batch.journal_cursor is not None:
+            conn.execute(
+                "INSERT OR REPLACE INTO state VALUES ('journal_cursor', ?)",
+                (batch.journal_cursor,),
+            )
+    return newly_finished
+
+
+def read_state(conn: sqlite3.Connection, key: str) -> str | None:
+    row = conn.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def load_output(
+    conn: sqlite3.Connection, invocation_id: str
+) -> tuple[list[tuple[int, int]], OutputCounts | None, str | None]:
+    """What the store holds of one invocation's output, to rebuild its budget."""
+    kept = [
+        (int(seq), int(size))
+        for seq, size in conn.execute(
+            "SELECT seq, length(message) FROM output WHERE invocation_id = ?", (invocation_id,)
+        )
+    ]
+    row = conn.execute(
+        "SELECT lines, bytes, dropped_lines, dropped_bytes, head_end, last_usec "
+        "FROM output_stats WHERE invocation_id = ?",
+        (invocation_id,),
+    ).fetchone()
+    counts = None if row is None else OutputCounts(invocation_id, *row)
+    result = conn.execute(
+        "SELECT result FROM runs WHERE invocation_id = ?", (invocation_id,)
+    ).fetchone()
+    return kept, counts, None if result is None else result[0]
+
+
+def prune(
+    conn: sqlite3.Connection, *, older_than_usec: int | None, keep_per_unit: int | None
+) -> int:
+    """Delete runs (and their output) past the retention limits; return how many runs."""
+    with conn:
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS doomed (invocation_id TEXT PRIMARY KEY)")
+        conn.execute("DELETE FROM doomed")
+        if older_than_usec is not None:
+            conn.execute(
+                "INSERT OR IGNORE INTO doomed SELECT invocation_id FROM runs "
+                "WHERE COALESCE(finished_usec, started_usec) < ?",
+                (older_than_usec,),
+            )
+        if keep_per_unit is not None:
+            conn.execute(
+                "INSERT OR IGNORE INTO doomed SELECT invocation_id FROM ("
+                " SELECT invocation_id, ROW_NUMBER() OVER ("
+                "  PARTITION BY unit ORDER BY COALESCE(started_usec, finished_usec) DESC, id DESC"
+                " ) AS n FROM runs) WHERE n > ?",
+                (keep_per_unit,),
+            )
+        deleted = conn.execute(
+            "DELETE FROM runs WHERE invocation_id IN (SELECT invocation_id FROM doomed)"
+        ).rowcount
+        conn.execute("DELETE FROM output WHERE invocation_id IN (SELECT invocation_id FROM doomed)")
+        conn.execute(
+            "DELETE FROM output_stats WHERE invocation_id IN (SELECT invocation_id FROM doomed)"
+        )
+        if older_than_usec is not None:
+            # Output whose run was never recorded (an unobserved or vanished invocation).
+            orphans = (
+                "SELECT invocation_id FROM output_stats WHERE last_usec < ? "
+                "AND invocation_id NOT IN (SELECT invocation_id FROM runs)"
+            )
+            conn.execute(
+                f"DELETE FROM output WHERE invocation_id IN ({orphans})", (older_than_usec,)
+            )
+            conn.execute(
+                f"DELETE FROM output_stats WHERE invocation_id IN ({orphans})", (older_than_usec,)
+            )
+    return int(deleted)
+
+
+class AsyncStore:
+    """The daemon's store: one connection owned by one worker thread, so that SQLite's
+    waits never block the event loop and every write is one transaction in order.
+
+    (aiosqlite offers no public way to run a whole transaction function on its thread,
+    and this keeps a single write path shared with `observer run` and the tests.)
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="observer-store")
+        self._conn: sqlite3.Connection | None = None
+
+    async def open(self) -> None:
+        self._conn = await self._call(_open_shared, self.path)
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._call(self._conn.close)
+            self._conn = None
+        self._executor.shutdown(wait=True)
+
+    async def write(self, batch: Batch) -> list[Run]:
+        """Write one batch atomically; the runs it finished for the first time."""
+        return await self._call(write_batch, self._connection(), batch)
+
+    async def read_state(self, key: str) -> str | None:
+        return await self._call(read_state, self._connection(), key)
+
+    async def load_output(
+        self, invocation_id: str
+    ) -> tuple[list[tuple[int, int]], OutputCounts | None, str | None]:
+        return await self._call(load_output, self._connection(), invocation_id)
+
+    async def prune(self, *, older_than_usec: int | None, keep_per_unit: int | None) -> int:
+        return await self._call(
+            lambda: prune(
+                self._connection(), older_than_usec=older_than_usec, keep_per_unit=keep_per_unit
+            )
+        )
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError("the store is not open")
+        return self._conn
+
+    async def _call(self, fn: Callable[..., T], *args: object) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, fn, *args)
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot write to {str(self.path)!r}: {e}") from e
+
+
+def _open_shared(path: Path) -> sqlite3.Connection:
+    conn = open_for_writing(path)
+    conn.close()
+    conn = sqlite3.connect(path, timeout=10, check_same_thread=False)
+    conn.execute("PRAGMA busy_timeout = 10000")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    return conn
