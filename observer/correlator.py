@@ -93,6 +93,8 @@ class _Invocation:
     unit: str
     invocation_id: str
     job_id: int | None = None
+    started_usec: int | None = None
+    seen_live: bool = False
     finished: bool = False
 
 
@@ -175,13 +177,17 @@ class Correlator:
         if invocation_id != unit.invocation_id:
             unit.invocation_id = invocation_id
             inv = self._remember(event.unit, invocation_id)
-            if not ended and inv.job_id is None:
+            if inv.job_id is None:
                 inv.job_id = unit.job_id
-            started = self._start_usec(unit)
-            effects.append(RecordRun(self._run(inv, Source.BUS, started_usec=started)))
-            effects.extend(self._trigger_effects(inv))
         inv = self._remember(event.unit, invocation_id)
-        if ended and not inv.finished and "Result" in unit.values:
+        if not ended and not inv.seen_live:
+            # A new invocation ID can show while the unit still looks like its last run
+            # (inactive, stale Result): only a run seen alive is timed and ended from here.
+            inv.seen_live = True
+            inv.started_usec = self._start_usec(unit)
+            effects.append(RecordRun(self._run(inv, Source.BUS, started_usec=inv.started_usec)))
+            effects.extend(self._trigger_effects(inv))
+        elif ended and inv.seen_live and not inv.finished and "Result" in unit.values:
             inv.finished = True
             finished = self._end_usec(unit, sub_state)
             effects.append(RecordRun(self._bus_run(inv, unit, finished)))
@@ -190,14 +196,14 @@ class Correlator:
         return effects
 
     def _start_usec(self, unit: _Unit) -> int | None:
-        candidates = [_usec(unit.values.get("ExecMainStartTimestamp"))]
-        inactive_exit = _usec(unit.values.get("InactiveExitTimestamp"))
-        # After an automatic restart the unit never went inactive: that stamp is older.
-        if inactive_exit is not None and inactive_exit > unit.last_end_usec:
-            candidates.append(inactive_exit)
-        if unit.values.get("ActiveState") == "activating":
-            candidates.append(_usec(unit.values.get("StateChangeTimestamp")))
-        known = [c for c in candidates if c is not None and c >= unit.last_end_usec]
+        # After an automatic restart the unit never went inactive: stamps older than the
+        # end of the last run belong to an earlier invocation.
+        candidates = (
+            _usec(unit.values.get("InactiveExitTimestamp")),
+            _usec(unit.values.get("StateChangeTimestamp")),
+            _usec(unit.values.get("ExecMainStartTimestamp")),
+        )
+        known = [c for c in candidates if c is not None and c > unit.last_end_usec]
         return min(known) if known else None
 
     def _end_usec(self, unit: _Unit, sub_state: object) -> int | None:
@@ -215,7 +221,7 @@ class Correlator:
         return self._run(
             inv,
             Source.BUS,
-            started_usec=self._start_usec(unit),
+            started_usec=inv.started_usec,
             finished_usec=finished_usec,
             result=result if isinstance(result, str) else None,
             exit_code=code,
@@ -294,6 +300,10 @@ class Correlator:
                 inv, Source.JOURNAL, started_usec=record.realtime_usec, boot_id=record.boot_id
             )
             return [RecordRun(run), *self._trigger_effects(inv)]
+        if record.kind is JobKind.STARTED:
+            # Transient units log no "Starting": "Started" is the best start known then.
+            inv = self._remember(record.unit, record.invocation_id)
+            return [RecordRun(self._run(inv, Source.JOURNAL, started_usec=record.realtime_usec))]
         if record.kind is JobKind.MAIN_EXITED:
             inv = self._remember(record.unit, record.invocation_id)
             return [
@@ -307,9 +317,9 @@ class Correlator:
                     )
                 )
             ]
-        if record.kind in (JobKind.DEACTIVATED, JobKind.FAILED):
+        if record.kind in (JobKind.DEACTIVATED, JobKind.FAILED, JobKind.FINISHED):
             inv = self._remember(record.unit, record.invocation_id)
-            result = "success" if record.kind is JobKind.DEACTIVATED else record.unit_result
+            result = "success" if record.kind is not JobKind.FAILED else record.unit_result
             result = result or "unknown"
             inv.finished = True
             # A clean exit is logged at debug level only: success means it exited 0.

@@ -77,6 +77,9 @@ def parse_entry(entry: Mapping[str, object]) -> Pid1Record | OutputLine | None:
         invocation_id = _text(entry.get("INVOCATION_ID"))
         if kind is None or not unit or not invocation_id:
             return None
+        # One MESSAGE_ID covers "Started X." and a oneshot's "Finished X." (never localized).
+        if kind is JobKind.STARTED and _message(entry.get("MESSAGE")).startswith(b"Finished "):
+            kind = JobKind.FINISHED
         return Pid1Record(
             kind=kind,
             unit=unit,

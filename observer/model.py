@@ -80,6 +80,7 @@ class JobKind(StrEnum):
 
     STARTING = "starting"
     STARTED = "started"
+    FINISHED = "finished"  # a oneshot's start job ended: the run is over
     START_FAILED = "start-failed"
     MAIN_EXITED = "main-exited"
     DEACTIVATED = "deactivated"

@@ -309,6 +309,14 @@ def load_output(
     return kept, counts, None if result is None else result[0]
 
 
+def recent_output(conn: sqlite3.Connection, since_usec: int) -> set[str]:
+    """Invocations with output stored since ``since_usec``: more of it may still come."""
+    rows = conn.execute(
+        "SELECT invocation_id FROM output_stats WHERE last_usec >= ?", (since_usec,)
+    )
+    return {str(r[0]) for r in rows}
+
+
 def prune(
     conn: sqlite3.Connection, *, older_than_usec: int | None, keep_per_unit: int | None
 ) -> int:
@@ -385,6 +393,9 @@ class AsyncStore:
         self, invocation_id: str
     ) -> tuple[list[tuple[int, int]], OutputCounts | None, str | None]:
         return await self._call(load_output, self._connection(), invocation_id)
+
+    async def recent_output(self, since_usec: int) -> set[str]:
+        return await self._call(recent_output, self._connection(), since_usec)
 
     async def prune(self, *, older_than_usec: int | None, keep_per_unit: int | None) -> int:
         return await self._call(

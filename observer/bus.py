@@ -1,0 +1,272 @@
+"""systemd over D-Bus: connect, subscribe, decode signals into events, reconnect."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from dbus_fast import BusType, Message, MessageType, Variant
+from dbus_fast.aio import MessageBus
+
+from observer.model import (
+    Event,
+    JobDetails,
+    JobNew,
+    JobRemoved,
+    Reloading,
+    UnitGone,
+    UnitProperties,
+)
+
+log = logging.getLogger(__name__)
+
+SYSTEMD = "org.freedesktop.systemd1"
+MANAGER_PATH = "/org/freedesktop/systemd1"
+MANAGER = "org.freedesktop.systemd1.Manager"
+PROPERTIES = "org.freedesktop.DBus.Properties"
+UNIT_PATH_PREFIX = "/org/freedesktop/systemd1/unit/"
+_INTERFACE_PREFIX = "org.freedesktop.systemd1."
+
+# One rule for every unit (dbus-daemon allows 512 per connection), filtered on the
+# well-known name: systemd's unique name changes at daemon-reexec.
+MATCH_RULES = (
+    f"type='signal',sender='{SYSTEMD}',interface='{MANAGER}',path='{MANAGER_PATH}'",
+    "type='signal',sender='org.freedesktop.DBus',interface='org.freedesktop.DBus',"
+    f"member='NameOwnerChanged',arg0='{SYSTEMD}'",
+    f"type='signal',sender='{SYSTEMD}',interface='{PROPERTIES}',member='PropertiesChanged',"
+    f"path_namespace='{MANAGER_PATH}/unit'",
+)
+# dbus-daemon allows 128 pending replies per connection.
+MAX_CALLS_IN_FLIGHT = 32
+
+
+class BusError(Exception):
+    """A D-Bus call failed; ``name`` is the D-Bus error name."""
+
+    def __init__(self, name: str, text: str) -> None:
+        super().__init__(f"{name}: {text}")
+        self.name = name
+
+
+def unit_from_path(path: str) -> str | None:
+    """Undo systemd's object path escaping: foo_2dbar_2eservice -> foo-bar.service."""
+    if not path.startswith(UNIT_PATH_PREFIX):
+        return None
+    escaped = path[len(UNIT_PATH_PREFIX) :]
+    out = bytearray()
+    i = 0
+    while i < len(escaped):
+        ch = escaped[i]
+        if ch == "_" and _is_hex(escaped[i + 1 : i + 3]):
+            out.append(int(escaped[i + 1 : i + 3], 16))
+            i += 3
+        else:
+            out += ch.encode()
+            i += 1
+    return out.decode("utf-8", errors="surrogateescape")
+
+
+def _is_hex(text: str) -> bool:
+    return len(text) == 2 and all(c in "0123456789abcdefABCDEF" for c in text)
+
+
+def unwrap(value: object) -> object:
+    """Turn dbus-fast Variants (and containers of them) into plain values."""
+    if isinstance(value, Variant):
+        return unwrap(value.value)
+    if isinstance(value, list):
+        return [unwrap(v) for v in value]
+    if isinstance(value, dict):
+        return {k: unwrap(v) for k, v in value.items()}
+    return value
+
+
+def with_next_elapse(values: dict[str, object], realtime_usec: int, monotonic_usec: int) -> None:
+    """Put a timer's next elapse on the wall clock, whether it is calendar or monotonic."""
+    candidates = []
+    real = values.get("NextElapseUSecRealtime")
+    if isinstance(real, int) and 0 < real < 2**63:
+        candidates.append(real)
+    mono = values.get("NextElapseUSecMonotonic")
+    if isinstance(mono, int) and 0 < mono < 2**63:
+        candidates.append(realtime_usec + mono - monotonic_usec)
+    if "NextElapseUSecRealtime" in values or "NextElapseUSecMonotonic" in values:
+        values["NextElapseUSecRealtime"] = min(candidates) if candidates else 0
+
+
+def _now_usec() -> tuple[int, int]:
+    return time.time_ns() // 1000, time.monotonic_ns() // 1000
+
+
+def decode_signal(msg: Message) -> Event | None:
+    """The event a systemd signal stands for, or None for signals observer ignores."""
+    body: list[Any] = msg.body
+    member = msg.member
+    if msg.interface == PROPERTIES and member == "PropertiesChanged":
+        unit = unit_from_path(msg.path or "")
+        interface = body[0] if body else ""
+        if unit is None or not interface.startswith(_INTERFACE_PREFIX):
+            return None
+        values = {k: unwrap(v) for k, v in body[1].items()}
+        short = interface.removeprefix(_INTERFACE_PREFIX)
+        if short == "Timer":
+            with_next_elapse(values, *_now_usec())
+        return UnitProperties(unit, short, values)
+    if msg.interface != MANAGER:
+        return None
+    if member == "JobNew":
+        return JobNew(int(body[0]), str(body[2]))
+    if member == "JobRemoved":
+        return JobRemoved(int(body[0]), str(body[2]), str(body[3]))
+    if member == "UnitRemoved":
+        return UnitGone(str(body[0]))
+    if member == "Reloading":
+        return Reloading(bool(body[0]))
+    return None
+
+
+def trigger_from_activation(details: object) -> str | None:
+    """The trigger unit named in a job's ActivationDetails (a(ss)), if any."""
+    if not isinstance(details, list):
+        return None
+    for pair in details:
+        if isinstance(pair, list | tuple) and len(pair) == 2 and pair[0] == "trigger_unit":
+            return str(pair[1])
+    return None
+
+
+class SystemdBus:
+    """One connection to the bus that carries systemd's signals to ``on_event``."""
+
+    def __init__(
+        self,
+        bus_address: str | None,
+        on_event: Callable[[Event], None],
+        on_systemd_back: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.bus_address = bus_address
+        self.on_event = on_event
+        self.on_systemd_back = on_systemd_back
+        self._bus: MessageBus | None = None
+        self._calls = asyncio.Semaphore(MAX_CALLS_IN_FLIGHT)
+        self.signals_received = 0
+        self.decode_errors = 0
+
+    @property
+    def connected(self) -> bool:
+        return self._bus is not None and self._bus.connected
+
+    async def connect(self) -> None:
+        """Connect, add match rules and subscribe (Subscribe does not survive a reconnect)."""
+        if self.bus_address:
+            bus = MessageBus(bus_address=self.bus_address)
+        else:
+            bus = MessageBus(bus_type=BusType.SYSTEM)
+        await bus.connect()
+        bus.add_message_handler(self._handle)
+        self._bus = bus
+        for rule in MATCH_RULES:
+            await self.call("org.freedesktop.DBus", "/org/freedesktop/DBus",
+                            "org.freedesktop.DBus", "AddMatch", "s", [rule])
+        await self.subscribe()
+
+    async def wait_for_disconnect(self) -> None:
+        if self._bus is not None:
+            try:
+                await self._bus.wait_for_disconnect()  # type: ignore[no-untyped-call]
+            except Exception as e:  # a broken connection ends the same way as a closed one
+                log.warning("lost the system bus: %s", e)
+
+    async def subscribe(self) -> None:
+        """Ask systemd for its signals; harmless when already subscribed."""
+        try:
+            await self.call(SYSTEMD, MANAGER_PATH, MANAGER, "Subscribe")
+        except BusError as e:
+            if not e.name.endswith("AlreadySubscribed"):
+                raise
+
+    def disconnect(self) -> None:
+        if self._bus is not None:
+            self._bus.disconnect()
+
+    def _handle(self, msg: Message) -> None:
+        if msg.message_type is not MessageType.SIGNAL:
+            return
+        self.signals_received += 1
+        if msg.member == "NameOwnerChanged":
+            # systemd re-executed or came back to a restarted bus: subscribe again.
+            if len(msg.body) == 3 and msg.body[2]:
+                self.on_systemd_back()
+            return
+        try:
+            event = decode_signal(msg)
+        except Exception:  # one odd signal never stops the daemon
+            self.decode_errors += 1
+            log.exception("could not decode signal %s.%s on %s", msg.interface, msg.member,
+                          msg.path)
+            return
+        if event is not None:
+            self.on_event(event)
+
+    async def call(
+        self,
+        destination: str,
+        path: str,
+        interface: str,
+        member: str,
+        signature: str = "",
+        body: list[Any] | None = None,
+    ) -> list[Any]:
+        """Call a method, at most MAX_CALLS_IN_FLIGHT at a time; the reply's body."""
+        if self._bus is None:
+            raise BusError("org.freedesktop.DBus.Error.Disconnected", "not connected")
+        async with self._calls:
+            reply = await self._bus.call(
+                Message(destination=destination, path=path, interface=interface,
+                        member=member, signature=signature, body=body or [])
+            )
+        if reply.message_type is MessageType.ERROR:
+            text = reply.body[0] if reply.body else ""
+            raise BusError(reply.error_name or "unknown", str(text))
+        return list(reply.body)
+
+    async def job_details(self, job_id: int, unit: str) -> JobDetails:
+        """Ask a job what it is and which unit queued it; the job may already be gone."""
+        path = f"{MANAGER_PATH}/job/{job_id}"
+        try:
+            body = await self.call(SYSTEMD, path, PROPERTIES, "GetAll", "s",
+                                   [f"{_INTERFACE_PREFIX}Job"])
+        except BusError as e:
+            log.debug("job %d of %s: %s", job_id, unit, e)
+            return JobDetails(job_id, unit, "unknown", None)
+        values = {k: unwrap(v) for k, v in body[0].items()}
+        job_type = values.get("JobType")
+        return JobDetails(
+            job_id,
+            unit,
+            job_type if isinstance(job_type, str) else "unknown",
+            trigger_from_activation(values.get("ActivationDetails")),
+        )
+
+    async def timers(self) -> list[UnitProperties]:
+        """The Timer properties of every loaded timer (signals never carry its Unit)."""
+        body = await self.call(SYSTEMD, MANAGER_PATH, MANAGER, "ListUnitsByPatterns", "asas",
+                               [[], ["*.timer"]])
+        found = [(str(row[0]), str(row[6])) for row in body[0]]
+
+        async def one(name: str, path: str) -> UnitProperties | None:
+            try:
+                reply = await self.call(SYSTEMD, path, PROPERTIES, "GetAll", "s",
+                                        [f"{_INTERFACE_PREFIX}Timer"])
+            except BusError as e:
+                log.debug("timer %s: %s", name, e)
+                return None
+            values = {k: unwrap(v) for k, v in reply[0].items()}
+            with_next_elapse(values, *_now_usec())
+            return UnitProperties(name, "Timer", values)
+
+        results = await asyncio.gather(*(one(name, path) for name, path in found))
+        return [r for r in results if r is not None]

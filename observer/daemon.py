@@ -1,0 +1,404 @@
+"""`observer daemon`: wires the bus, the journal, the correlator and the store together."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+from collections import OrderedDict
+from collections.abc import Coroutine
+from pathlib import Path
+
+from observer.bus import BusError, SystemdBus
+from observer.config import Config, load_config
+from observer.correlator import Correlator, Effect, RecordRun, RecordTimer, ResolveJob
+from observer.journal import JournalBatch, JournalFollower
+from observer.model import Event, OutputLine, StoreError
+from observer.output import OutputBudget, cut_line
+from observer.store import AsyncStore, Batch, OutputCounts, StoredLine, default_db_path
+
+log = logging.getLogger(__name__)
+
+# How long writes may gather before they are committed together.
+FLUSH_DELAY = 0.05
+# Budgets of finished runs are kept this long for output that reaches the journal late.
+LATE_OUTPUT_SECONDS = 600
+# How many finished results to remember for output arriving after its run ended.
+_RESULT_MEMORY = 16384
+RETENTION_INTERVAL = 3600
+
+
+class Daemon:
+    """Everything the daemon holds while it runs."""
+
+    def __init__(
+        self,
+        config: Config,
+        db_path: Path,
+        bus_address: str | None,
+        journal_dir: Path | None,
+    ) -> None:
+        self.config = config
+        self.host = config.host or socket.gethostname()
+        self.store = AsyncStore(db_path)
+        self.bus_address = bus_address
+        self.journal_dir = journal_dir
+        self.correlator = Correlator(self.host, config.observe.observes)
+        self.pending = Batch()
+        self.budgets: dict[str, OutputBudget] = {}
+        self.finished_at: dict[str, float] = {}
+        self.results: OrderedDict[str, str] = OrderedDict()
+        self.stored_output: set[str] = set()
+        self.flush_wanted = asyncio.Event()
+        self.flush_lock = asyncio.Lock()
+        self.store_healthy = asyncio.Event()
+        self.store_healthy.set()
+        self.journal_queue: asyncio.Queue[JournalBatch] = asyncio.Queue(maxsize=4)
+        self.bus = SystemdBus(bus_address, self.on_bus_event, self.on_systemd_back)
+        self.follower: JournalFollower | None = None
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.events_processed = 0
+        self.store_errors = 0
+        self.runs_recorded = 0
+
+    # -- events ------------------------------------------------------------------------
+
+    def feed(self, event: Event) -> None:
+        """Run one event through the correlator and queue what follows from it."""
+        self.events_processed += 1
+        try:
+            effects = self.correlator.feed(event)
+        except Exception:  # one bad event never stops the daemon
+            log.exception("could not process %r", event)
+            return
+        for effect in effects:
+            self.apply(effect)
+
+    def apply(self, effect: Effect) -> None:
+        match effect:
+            case RecordRun(run=run):
+                self.pending.runs.append(run)
+                if run.finished and run.result is not None:
+                    self._run_ended(run.invocation_id, run.result)
+            case RecordTimer(timer=timer):
+                self.pending.timers.append(timer)
+            case ResolveJob(job_id=job_id, unit=unit):
+                self._spawn(self._resolve_job(job_id, unit))
+
+    def on_bus_event(self, event: Event) -> None:
+        self.feed(event)
+        self.flush_wanted.set()
+
+    def on_systemd_back(self) -> None:
+        self._spawn(self._resubscribe())
+
+    async def _resubscribe(self) -> None:
+        try:
+            await self.bus.subscribe()
+            await self._load_timers()
+        except (BusError, OSError) as e:
+            log.warning("could not subscribe again after systemd came back: %s", e)
+
+    async def _resolve_job(self, job_id: int, unit: str) -> None:
+        try:
+            details = await self.bus.job_details(job_id, unit)
+        except Exception as e:  # the bus went away: the journal still records the run
+            log.debug("could not ask about job %d: %s", job_id, e)
+            return
+        self.on_bus_event(details)
+
+    async def _load_timers(self) -> None:
+        for timer in await self.bus.timers():
+            self.feed(timer)
+        self.flush_wanted.set()
+
+    # -- output ------------------------------------------------------------------------
+
+    def _limit_for(self, invocation_id: str) -> int:
+        if self.results.get(invocation_id) == "success":
+            return self.config.output.max_bytes
+        return self.config.output.failed_max_bytes
+
+    def _run_ended(self, invocation_id: str, result: str) -> None:
+        self.results[invocation_id] = result
+        self.results.move_to_end(invocation_id)
+        while len(self.results) > _RESULT_MEMORY:
+            self.results.popitem(last=False)
+        self.finished_at[invocation_id] = time.monotonic()
+        budget = self.budgets.get(invocation_id)
+        if budget is not None and result == "success":
+            dropped = budget.shrink(self.config.output.max_bytes)
+            self.pending.dropped.extend((invocation_id, seq) for seq in dropped)
+            self._count(invocation_id, budget, None)
+
+    def _count(self, invocation_id: str, budget: OutputBudget, last_usec: int | None) -> None:
+        previous = self.pending.counts.get(invocation_id)
+        if last_usec is None:
+            last_usec = previous.last_usec if previous is not None else int(time.time() * 1e6)
+        self.pending.counts[invocation_id] = OutputCounts(
+            invocation_id,
+            budget.lines,
+            budget.bytes,
+            budget.dropped_lines,
+            budget.dropped_bytes,
+            budget.head_end,
+            last_usec,
+        )
+
+    async def _budget(self, invocation_id: str) -> OutputBudget:
+        budget = self.budgets.get(invocation_id)
+        if budget is not None:
+            return budget
+        limit = self._limit_for(invocation_id)
+        if invocation_id in self.stored_output:
+            # An earlier daemon stored some of this output: continue where it stopped.
+            self.stored_output.discard(invocation_id)
+            await self.flush()
+            kept, counts, result = await self.store.load_output(invocation_id)
+            if result is not None:
+                limit = (
+                    self.config.output.max_bytes
+                    if result == "success"
+                    else self.config.output.failed_max_bytes
+                )
+            if counts is not None:
+                budget = OutputBudget.restore(
+                    limit,
+                    kept,
+                    counts.head_end,
+                    (counts.lines, counts.bytes, counts.dropped_lines, counts.dropped_bytes),
+                )
+        if budget is None:
+            budget = OutputBudget(limit=limit)
+        self.budgets[invocation_id] = budget
+        return budget
+
+    async def add_output(self, line: OutputLine) -> None:
+        if not self.config.observe.observes(line.unit):
+            return
+        budget = await self._budget(line.invocation_id)
+        message, cut = cut_line(line.message, budget.line_limit)
+        seq, dropped = budget.admit(len(message))
+        budget.bytes += cut
+        budget.dropped_bytes += cut
+        self.pending.lines.append(
+            StoredLine(line.invocation_id, seq, line.realtime_usec, line.priority, message)
+        )
+        self.pending.dropped.extend((line.invocation_id, s) for s in dropped)
+        self._count(line.invocation_id, budget, line.realtime_usec)
+
+    def _forget_old_budgets(self) -> None:
+        horizon = time.monotonic() - LATE_OUTPUT_SECONDS
+        for invocation_id, ended in list(self.finished_at.items()):
+            if ended < horizon:
+                del self.finished_at[invocation_id]
+                if self.budgets.pop(invocation_id, None) is not None:
+                    self.stored_output.add(invocation_id)
+
+    # -- writing -----------------------------------------------------------------------
+
+    async def flush(self) -> None:
+        """Commit what has gathered; on failure keep it and try again later."""
+        async with self.flush_lock:
+            batch, self.pending = self.pending, Batch()
+            if not batch:
+                return
+            try:
+                finished = await self.store.write(batch)
+            except StoreError as e:
+                self.store_errors += 1
+                self.store_healthy.clear()
+                if self.store_errors == 1 or self.store_errors % 100 == 0:
+                    log.error("%s (kept in memory, retrying)", e)
+                self.pending = _merge(batch, self.pending)
+                return
+            self.store_healthy.set()
+            self.runs_recorded += len(finished)
+            for run in finished:
+                log.info(
+                    "recorded %s %s: %s", run.unit, run.invocation_id[:12], run.result or "?"
+                )
+
+    async def _flusher(self) -> None:
+        delay = FLUSH_DELAY
+        while True:
+            await self.flush_wanted.wait()
+            await asyncio.sleep(delay)
+            self.flush_wanted.clear()
+            await self.flush()
+            if self.store_healthy.is_set():
+                delay = FLUSH_DELAY
+            else:
+                delay = min(max(delay * 2, 0.5), 30.0)
+                self.flush_wanted.set()
+
+    async def _consume_journal(self) -> None:
+        while True:
+            batch = await self.journal_queue.get()
+            for event in batch.events:
+                if isinstance(event, OutputLine):
+                    try:
+                        await self.add_output(event)
+                    except StoreError as e:
+                        log.error("could not load stored output: %s", e)
+                else:
+                    self.feed(event)
+            self.pending.journal_cursor = batch.cursor
+            self.flush_wanted.set()
+            # While the store cannot be written, read no further: the journal keeps it.
+            await self.store_healthy.wait()
+
+    async def _bus_loop(self, connected: asyncio.Event) -> None:
+        delay = 0.5
+        while True:
+            try:
+                await self.bus.connect()
+                await self._load_timers()
+            except (BusError, OSError, EOFError, ConnectionError) as e:
+                log.warning("cannot use the system bus (%s): %s", self.bus_address or "system", e)
+                self.bus.disconnect()
+            else:
+                delay = 0.5
+                connected.set()
+                log.info("subscribed to systemd on %s", self.bus_address or "the system bus")
+                await self.bus.wait_for_disconnect()
+                log.warning("lost the system bus; reconnecting")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+    async def _housekeeping(self) -> None:
+        last_prune = 0.0
+        while True:
+            await asyncio.sleep(30)
+            self._forget_old_budgets()
+            if self.follower is not None and not self.follower.alive:
+                raise RuntimeError("the journal reader stopped") from self.follower.failure
+            if time.monotonic() - last_prune > RETENTION_INTERVAL:
+                last_prune = time.monotonic()
+                await self._prune()
+
+    async def _prune(self) -> None:
+        retention = self.config.retention
+        cutoff = int((time.time() - retention.max_age_days * 86400) * 1e6)
+        try:
+            deleted = await self.store.prune(
+                older_than_usec=cutoff if retention.max_age_days else None,
+                keep_per_unit=retention.max_runs_per_unit or None,
+            )
+        except StoreError as e:
+            log.error("retention: %s", e)
+            return
+        if deleted:
+            log.info("retention: deleted %d old runs", deleted)
+
+    async def _watchdog(self, usec: int) -> None:
+        while True:
+            await asyncio.sleep(usec / 2e6)
+            if self.follower is not None and self.follower.alive:
+                _notify("WATCHDOG=1")
+
+    def _spawn(self, coro: Coroutine[object, object, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    # -- life --------------------------------------------------------------------------
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set; write everything gathered before returning."""
+        await self.store.open()
+        cursor = await self.store.read_state("journal_cursor")
+        since = None
+        if cursor is None and self.config.journal.backfill_days:
+            since = int((time.time() - self.config.journal.backfill_days * 86400) * 1e6)
+            log.info("first start: importing runs from the last %d days of the journal",
+                     self.config.journal.backfill_days)
+        self.stored_output = await self.store.recent_output(
+            int((time.time() - 86400) * 1e6)
+        )
+        loop = asyncio.get_running_loop()
+        self.follower = JournalFollower(
+            self.journal_queue, loop, journal_dir=self.journal_dir, cursor=cursor,
+            since_usec=since,
+        )
+        self.follower.start()
+        connected = asyncio.Event()
+        workers = [
+            asyncio.create_task(self._flusher()),
+            asyncio.create_task(self._consume_journal()),
+            asyncio.create_task(self._bus_loop(connected)),
+            asyncio.create_task(self._housekeeping()),
+        ]
+        watchdog_usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
+        if watchdog_usec > 0:
+            workers.append(asyncio.create_task(self._watchdog(watchdog_usec)))
+        stopper = asyncio.create_task(stop.wait())
+        try:
+            ready = asyncio.create_task(connected.wait())
+            done, _ = await asyncio.wait([ready, stopper, *workers],
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if ready in done:
+                _notify("READY=1\nSTATUS=Recording runs")
+                log.info("observer daemon ready (database %s)", self.store.path)
+                done, _ = await asyncio.wait([stopper, *workers],
+                                             return_when=asyncio.FIRST_COMPLETED)
+            ready.cancel()
+            for task in done:
+                if task is not stopper:
+                    # Workers run until cancelled: one that ends has failed.
+                    raise task.exception() or RuntimeError(f"{task.get_name()} ended")
+        finally:
+            _notify("STOPPING=1")
+            for task in [*workers, stopper, *self.tasks]:
+                task.cancel()
+            await asyncio.gather(*workers, stopper, *self.tasks, return_exceptions=True)
+            self.follower.stop()
+            with contextlib.suppress(StoreError):
+                await self.flush()
+            self.bus.disconnect()
+            await self.store.close()
+
+
+def _merge(first: Batch, then: Batch) -> Batch:
+    """One batch holding ``first`` followed by ``then``."""
+    counts = dict(first.counts)
+    counts.update(then.counts)
+    return Batch(
+        runs=first.runs + then.runs,
+        timers=first.timers + then.timers,
+        lines=first.lines + then.lines,
+        dropped=first.dropped + then.dropped,
+        counts=counts,
+        journal_cursor=then.journal_cursor or first.journal_cursor,
+    )
+
+
+def _notify(state: str) -> None:
+    if not os.environ.get("NOTIFY_SOCKET"):
+        return
+    from systemd import daemon  # noqa: PLC0415
+
+    daemon.notify(state)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of `observer daemon`."""
+    config = load_config(Path(args.config) if args.config else None)
+    db_path = Path(args.db) if args.db else default_db_path()
+    journal_dir = args.journal_dir or config.journal.directory or None
+    daemon = Daemon(config, db_path, args.bus_address, Path(journal_dir) if journal_dir else None)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await daemon.serve(stop)
+
+    asyncio.run(main())
+    return 0
