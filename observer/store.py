@@ -17,7 +17,7 @@ T = TypeVar("T")
 
 SCHEMA_VERSION = 1
 
-_SCHEMA = """
+SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY,
     unit TEXT NOT NULL,
@@ -139,7 +139,7 @@ def _configure(conn: sqlite3.Connection) -> None:
             f"this one knows {SCHEMA_VERSION}): upgrade observer"
         )
     if version < SCHEMA_VERSION:
-        conn.executescript(_SCHEMA)
+        conn.executescript(SCHEMA)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.commit()
 

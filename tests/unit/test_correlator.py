@@ -1,0 +1,251 @@
+"""The correlator, fed the event sequences systemd 252 was seen to send, in every order."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from observer.correlator import Correlator, Effect, RecordRun, RecordTimer, ResolveJob
+from observer.model import (
+    Event,
+    JobDetails,
+    JobKind,
+    JobNew,
+    JobRemoved,
+    Pid1Record,
+    Reloading,
+    Run,
+    UnitGone,
+    UnitProperties,
+)
+from observer.store import SCHEMA, Batch, open_for_writing, write_batch
+
+INV = bytes(range(1, 17))
+INV_HEX = INV.hex()
+OLD = bytes(range(101, 117))
+T0 = 1_790_000_000_000_000
+
+
+def service(unit: str, result: str, code: int = 0, status: int = 0, **extra: object) -> Event:
+    values: dict[str, object] = {
+        "Result": result,
+        "ExecMainCode": code,
+        "ExecMainStatus": status,
+        "NRestarts": 0,
+    }
+    values.update(extra)
+    return UnitProperties(unit, "Service", values)
+
+
+def unit_state(unit: str, active: str, sub: str, inv: bytes, at: int, **extra: object) -> Event:
+    values: dict[str, object] = {
+        "ActiveState": active,
+        "SubState": sub,
+        "InvocationID": inv,
+        "StateChangeTimestamp": at,
+    }
+    values.update(extra)
+    return UnitProperties(unit, "Unit", values)
+
+
+def failing_oneshot_on_bus(unit: str = "backup.service") -> list[Event]:
+    """What the bus carried for a oneshot that exited 3 (a new ID shows while still inactive)."""
+    return [
+        JobNew(7, unit),
+        service(unit, "success"),
+        unit_state(unit, "inactive", "dead", INV, T0 - 5_000_000),
+        service(unit, "success"),
+        unit_state(unit, "activating", "start", INV, T0, InactiveExitTimestamp=T0),
+        service(unit, "exit-code", 1, 3),
+        unit_state(
+            unit, "failed", "failed", INV, T0 + 2_000_000, InactiveEnterTimestamp=T0 + 2_000_000
+        ),
+        JobRemoved(7, unit, "failed"),
+    ]
+
+
+def failing_oneshot_in_journal(unit: str = "backup.service") -> list[Event]:
+    return [
+        Pid1Record(JobKind.STARTING, unit, INV_HEX, T0 + 100, job_id=7),
+        Pid1Record(
+            JobKind.MAIN_EXITED, unit, INV_HEX, T0 + 1_999_000, exit_code="exited", exit_status=3
+        ),
+        Pid1Record(JobKind.FAILED, unit, INV_HEX, T0 + 2_000_100, unit_result="exit-code"),
+        Pid1Record(JobKind.START_FAILED, unit, INV_HEX, T0 + 2_000_200),
+    ]
+
+
+def feed_all(correlator: Correlator, events: list[Event]) -> list[Effect]:
+    effects: list[Effect] = []
+    for event in events:
+        effects.extend(correlator.feed(event))
+    return effects
+
+
+def stored(tmp_path: Path, effects: list[Effect]) -> list[sqlite3.Row]:
+    conn = open_for_writing(tmp_path / "observer.db")
+    conn.row_factory = sqlite3.Row
+    write_batch(conn, Batch(runs=[e.run for e in effects if isinstance(e, RecordRun)]))
+    rows = conn.execute("SELECT * FROM runs ORDER BY id").fetchall()
+    conn.close()
+    return rows
+
+
+def finished_runs(effects: list[Effect]) -> list[Run]:
+    return [e.run for e in effects if isinstance(e, RecordRun) and e.run.finished]
+
+
+def test_it_records_exit_status_of_a_failed_oneshot_from_the_bus(tmp_path: Path) -> None:
+    effects = feed_all(Correlator("host"), failing_oneshot_on_bus())
+
+    [run] = finished_runs(effects)
+    assert (run.result, run.exit_code, run.exit_status) == ("exit-code", "exited", 3)
+    assert (run.started_usec, run.finished_usec) == (T0, T0 + 2_000_000)
+    assert run.invocation_id == INV_HEX
+
+
+def test_it_does_not_end_a_run_on_the_stale_state_shown_with_a_new_invocation_id() -> None:
+    correlator = Correlator("host")
+    events = failing_oneshot_on_bus()[:3]  # the new ID arrives while the unit is inactive
+
+    assert finished_runs(feed_all(correlator, events)) == []
+
+
+def test_it_rebuilds_a_failed_run_from_the_journal_alone(tmp_path: Path) -> None:
+    effects = feed_all(Correlator("host"), failing_oneshot_in_journal())
+
+    [row] = stored(tmp_path, effects)
+    assert (row["result"], row["exit_code"], row["exit_status"]) == ("exit-code", "exited", 3)
+    assert (row["started_usec"], row["finished_usec"]) == (T0 + 100, T0 + 2_000_100)
+
+
+def test_it_records_a_run_killed_by_a_signal() -> None:
+    unit = "sleeper.service"
+    events = [
+        service(unit, "success"),
+        unit_state(unit, "active", "running", INV, T0, InactiveExitTimestamp=T0),
+        service(unit, "signal", 2, 9),
+        unit_state(unit, "failed", "failed", INV, T0 + 5),
+    ]
+    [run] = finished_runs(feed_all(Correlator("host"), events))
+    assert (run.result, run.exit_code, run.exit_status) == ("signal", "killed", 9)
+
+
+def test_it_takes_the_trigger_from_the_job_whatever_order_the_answer_comes_in(
+    tmp_path: Path,
+) -> None:
+    correlator = Correlator("host")
+    effects = feed_all(correlator, failing_oneshot_on_bus())
+    assert ResolveJob(7, "backup.service") in effects
+    effects += correlator.feed(JobDetails(7, "backup.service", "start", "backup.timer"))
+
+    [row] = stored(tmp_path, effects)
+    assert row["trigger"] == "backup.timer"
+
+
+def test_it_leaves_the_trigger_empty_for_a_manual_start(tmp_path: Path) -> None:
+    correlator = Correlator("host")
+    effects = feed_all(correlator, failing_oneshot_on_bus())
+    effects += correlator.feed(JobDetails(7, "backup.service", "start", None))
+
+    [row] = stored(tmp_path, effects)
+    assert row["trigger"] is None
+
+
+def test_it_links_a_trigger_through_the_job_id_of_the_journal_record(tmp_path: Path) -> None:
+    correlator = Correlator("host")
+    effects = correlator.feed(JobDetails(7, "backup.service", "start", "backup.timer"))
+    effects += feed_all(correlator, failing_oneshot_in_journal())
+
+    [row] = stored(tmp_path, effects)
+    assert row["trigger"] == "backup.timer"
+
+
+def test_a_restarted_service_gets_one_run_per_invocation_with_its_own_start() -> None:
+    unit = "daemon.service"
+    second = bytes(range(201, 217))
+    events = [
+        service(unit, "success"),
+        unit_state(unit, "active", "running", INV, T0, InactiveExitTimestamp=T0),
+        service(unit, "exit-code", 1, 1),
+        unit_state(unit, "activating", "auto-restart", INV, T0 + 10_000_000),
+        service(unit, "success", NRestarts=1),
+        unit_state(unit, "activating", "start", second, T0 + 10_100_000, InactiveExitTimestamp=T0),
+        unit_state(unit, "active", "running", second, T0 + 10_200_000),
+    ]
+    effects = feed_all(Correlator("host"), events)
+
+    [crash] = finished_runs(effects)
+    assert (crash.result, crash.exit_status, crash.finished_usec) == (
+        "exit-code",
+        1,
+        T0 + 10_000_000,
+    )
+    starts = [
+        e.run for e in effects if isinstance(e, RecordRun) and e.run.invocation_id == second.hex()
+    ]
+    assert starts[0].started_usec == T0 + 10_100_000
+
+
+def test_units_removed_during_a_reload_keep_their_running_invocation() -> None:
+    unit = "backup.service"
+    correlator = Correlator("host")
+    events = failing_oneshot_on_bus()
+    feed_all(correlator, events[:5])
+    feed_all(correlator, [Reloading(True), UnitGone(unit), Reloading(False)])
+
+    [run] = finished_runs(feed_all(correlator, events[5:]))
+    assert run.started_usec == T0
+
+
+def test_it_ignores_units_that_are_not_observed() -> None:
+    correlator = Correlator("host", observes=lambda unit: unit != "backup.service")
+
+    assert feed_all(correlator, failing_oneshot_on_bus() + failing_oneshot_in_journal()) == []
+
+
+def test_it_records_a_timer_schedule_for_the_service_it_starts() -> None:
+    correlator = Correlator("host")
+    effects = correlator.feed(
+        UnitProperties(
+            "nightly.timer",
+            "Timer",
+            {"Unit": "backup.service", "NextElapseUSecRealtime": T0, "LastTriggerUSec": T0 - 1},
+        )
+    )
+    [effect] = effects
+    assert isinstance(effect, RecordTimer)
+    assert (effect.timer.service, effect.timer.next_elapse_usec) == ("backup.service", T0)
+
+
+@st.composite
+def interleavings(draw: st.DrawFn) -> list[Event]:
+    """The bus and the journal stream, merged in any order that keeps each stream's own."""
+    bus, journal = failing_oneshot_on_bus(), failing_oneshot_in_journal()
+    journal.insert(0, JobDetails(7, "backup.service", "start", "backup.timer"))
+    picks = draw(st.permutations([0] * len(bus) + [1] * len(journal)))
+    merged: list[Event] = []
+    for pick in picks:
+        merged.append(bus.pop(0) if pick == 0 else journal.pop(0))
+    return merged
+
+
+@settings(max_examples=150, deadline=None)
+@given(events=interleavings())
+def test_the_stored_run_is_the_same_whatever_order_the_sources_report_it(
+    events: list[Event],
+) -> None:
+    effects = feed_all(Correlator("host"), events)
+    runs = [e.run for e in effects if isinstance(e, RecordRun)]
+    conn = sqlite3.connect(":memory:")
+    conn.row_factory = sqlite3.Row
+    conn.executescript(SCHEMA)
+    write_batch(conn, Batch(runs=runs))
+    [row] = conn.execute("SELECT * FROM runs").fetchall()
+    assert (row["result"], row["exit_code"], row["exit_status"]) == ("exit-code", "exited", 3)
+    assert row["trigger"] == "backup.timer"
+    assert row["started_usec"] == T0
+    assert row["finished_usec"] in (T0 + 2_000_000, T0 + 2_000_100)
