@@ -169,8 +169,14 @@ class SystemdBus:
         bus.add_message_handler(self._handle)
         self._bus = bus
         for rule in MATCH_RULES:
-            await self.call("org.freedesktop.DBus", "/org/freedesktop/DBus",
-                            "org.freedesktop.DBus", "AddMatch", "s", [rule])
+            await self.call(
+                "org.freedesktop.DBus",
+                "/org/freedesktop/DBus",
+                "org.freedesktop.DBus",
+                "AddMatch",
+                "s",
+                [rule],
+            )
         await self.subscribe()
 
     async def wait_for_disconnect(self) -> None:
@@ -205,8 +211,9 @@ class SystemdBus:
             event = decode_signal(msg)
         except Exception:  # one odd signal never stops the daemon
             self.decode_errors += 1
-            log.exception("could not decode signal %s.%s on %s", msg.interface, msg.member,
-                          msg.path)
+            log.exception(
+                "could not decode signal %s.%s on %s", msg.interface, msg.member, msg.path
+            )
             return
         if event is not None:
             self.on_event(event)
@@ -225,8 +232,14 @@ class SystemdBus:
             raise BusError("org.freedesktop.DBus.Error.Disconnected", "not connected")
         async with self._calls:
             reply = await self._bus.call(
-                Message(destination=destination, path=path, interface=interface,
-                        member=member, signature=signature, body=body or [])
+                Message(
+                    destination=destination,
+                    path=path,
+                    interface=interface,
+                    member=member,
+                    signature=signature,
+                    body=body or [],
+                )
             )
         if reply.message_type is MessageType.ERROR:
             text = reply.body[0] if reply.body else ""
@@ -237,8 +250,9 @@ class SystemdBus:
         """Ask a job what it is and which unit queued it; the job may already be gone."""
         path = f"{MANAGER_PATH}/job/{job_id}"
         try:
-            body = await self.call(SYSTEMD, path, PROPERTIES, "GetAll", "s",
-                                   [f"{_INTERFACE_PREFIX}Job"])
+            body = await self.call(
+                SYSTEMD, path, PROPERTIES, "GetAll", "s", [f"{_INTERFACE_PREFIX}Job"]
+            )
         except BusError as e:
             log.debug("job %d of %s: %s", job_id, unit, e)
             return JobDetails(job_id, unit, "unknown", None)
@@ -253,14 +267,16 @@ class SystemdBus:
 
     async def timers(self) -> list[UnitProperties]:
         """The Timer properties of every loaded timer (signals never carry its Unit)."""
-        body = await self.call(SYSTEMD, MANAGER_PATH, MANAGER, "ListUnitsByPatterns", "asas",
-                               [[], ["*.timer"]])
+        body = await self.call(
+            SYSTEMD, MANAGER_PATH, MANAGER, "ListUnitsByPatterns", "asas", [[], ["*.timer"]]
+        )
         found = [(str(row[0]), str(row[6])) for row in body[0]]
 
         async def one(name: str, path: str) -> UnitProperties | None:
             try:
-                reply = await self.call(SYSTEMD, path, PROPERTIES, "GetAll", "s",
-                                        [f"{_INTERFACE_PREFIX}Timer"])
+                reply = await self.call(
+                    SYSTEMD, path, PROPERTIES, "GetAll", "s", [f"{_INTERFACE_PREFIX}Timer"]
+                )
             except BusError as e:
                 log.debug("timer %s: %s", name, e)
                 return None

@@ -116,6 +116,8 @@ class Correlator:
         self._invocations: OrderedDict[str, _Invocation] = OrderedDict()
         self._job_triggers: OrderedDict[int, str | None] = OrderedDict()
         self._timer_services: dict[str, str] = {}
+        # Kept after a unit is unloaded (GC, transient): its output can still arrive.
+        self._starts: OrderedDict[str, list[tuple[int, str]]] = OrderedDict()
         self._reloading = False
 
     def feed(self, event: Event) -> list[Effect]:
@@ -149,6 +151,30 @@ class Correlator:
         """Units with an invocation that has begun and not ended: unit -> invocation ID."""
         invocations = self._invocations.values()
         return {inv.unit: inv.invocation_id for inv in invocations if not inv.finished}
+
+    def invocation_at(self, unit: str, realtime_usec: int) -> str | None:
+        """The invocation of ``unit`` that was running at a time, as far as known.
+
+        journald reads a line's invocation ID from the unit's cgroup, which is gone when
+        the process already exited: such lines are attributed by unit and time.
+        """
+        starts = self._starts.get(unit)
+        if not starts:
+            return None
+        before = [inv for start, inv in starts if start <= realtime_usec]
+        return before[-1] if before else starts[0][1]
+
+    def _note_start(self, unit: str, invocation_id: str, start_usec: int | None) -> None:
+        if start_usec is None:
+            return
+        starts = self._starts.setdefault(unit, [])
+        self._starts.move_to_end(unit)
+        _trim(self._starts)
+        if any(inv == invocation_id for _, inv in starts):
+            return
+        starts.append((start_usec, invocation_id))
+        starts.sort()
+        del starts[:-8]
 
     # -- bus ---------------------------------------------------------------------------
 
@@ -185,6 +211,7 @@ class Correlator:
             # (inactive, stale Result): only a run seen alive is timed and ended from here.
             inv.seen_live = True
             inv.started_usec = self._start_usec(unit)
+            self._note_start(event.unit, invocation_id, inv.started_usec)
             effects.append(RecordRun(self._run(inv, Source.BUS, started_usec=inv.started_usec)))
             effects.extend(self._trigger_effects(inv))
         elif ended and inv.seen_live and not inv.finished and "Result" in unit.values:
@@ -294,6 +321,7 @@ class Correlator:
         known = record.invocation_id in self._invocations
         if record.kind is JobKind.STARTING:
             inv = self._remember(record.unit, record.invocation_id)
+            self._note_start(record.unit, record.invocation_id, record.realtime_usec)
             if record.job_id is not None and inv.job_id is None:
                 inv.job_id = record.job_id
             run = self._run(
@@ -303,6 +331,7 @@ class Correlator:
         if record.kind is JobKind.STARTED:
             # Transient units log no "Starting": "Started" is the best start known then.
             inv = self._remember(record.unit, record.invocation_id)
+            self._note_start(record.unit, record.invocation_id, record.realtime_usec)
             return [RecordRun(self._run(inv, Source.JOURNAL, started_usec=record.realtime_usec))]
         if record.kind is JobKind.MAIN_EXITED:
             inv = self._remember(record.unit, record.invocation_id)

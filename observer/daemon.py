@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -65,6 +66,7 @@ class Daemon:
         self.events_processed = 0
         self.store_errors = 0
         self.runs_recorded = 0
+        self.unattributed_lines = 0
 
     # -- events ------------------------------------------------------------------------
 
@@ -181,6 +183,12 @@ class Daemon:
     async def add_output(self, line: OutputLine) -> None:
         if not self.config.observe.observes(line.unit):
             return
+        if not line.invocation_id:
+            invocation_id = self.correlator.invocation_at(line.unit, line.realtime_usec)
+            if invocation_id is None:
+                self.unattributed_lines += 1
+                return
+            line = dataclasses.replace(line, invocation_id=invocation_id)
         budget = await self._budget(line.invocation_id)
         message, cut = cut_line(line.message, budget.line_limit)
         seq, dropped = budget.admit(len(message))
@@ -220,9 +228,7 @@ class Daemon:
             self.store_healthy.set()
             self.runs_recorded += len(finished)
             for run in finished:
-                log.info(
-                    "recorded %s %s: %s", run.unit, run.invocation_id[:12], run.result or "?"
-                )
+                log.info("recorded %s %s: %s", run.unit, run.invocation_id[:12], run.result or "?")
 
     async def _flusher(self) -> None:
         delay = FLUSH_DELAY
@@ -316,14 +322,17 @@ class Daemon:
         since = None
         if cursor is None and self.config.journal.backfill_days:
             since = int((time.time() - self.config.journal.backfill_days * 86400) * 1e6)
-            log.info("first start: importing runs from the last %d days of the journal",
-                     self.config.journal.backfill_days)
-        self.stored_output = await self.store.recent_output(
-            int((time.time() - 86400) * 1e6)
-        )
+            log.info(
+                "first start: importing runs from the last %d days of the journal",
+                self.config.journal.backfill_days,
+            )
+        self.stored_output = await self.store.recent_output(int((time.time() - 86400) * 1e6))
         loop = asyncio.get_running_loop()
         self.follower = JournalFollower(
-            self.journal_queue, loop, journal_dir=self.journal_dir, cursor=cursor,
+            self.journal_queue,
+            loop,
+            journal_dir=self.journal_dir,
+            cursor=cursor,
             since_usec=since,
         )
         self.follower.start()
@@ -340,13 +349,15 @@ class Daemon:
         stopper = asyncio.create_task(stop.wait())
         try:
             ready = asyncio.create_task(connected.wait())
-            done, _ = await asyncio.wait([ready, stopper, *workers],
-                                         return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                [ready, stopper, *workers], return_when=asyncio.FIRST_COMPLETED
+            )
             if ready in done:
                 _notify("READY=1\nSTATUS=Recording runs")
                 log.info("observer daemon ready (database %s)", self.store.path)
-                done, _ = await asyncio.wait([stopper, *workers],
-                                             return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(
+                    [stopper, *workers], return_when=asyncio.FIRST_COMPLETED
+                )
             ready.cancel()
             for task in done:
                 if task is not stopper:

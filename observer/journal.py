@@ -93,9 +93,11 @@ def parse_entry(entry: Mapping[str, object]) -> Pid1Record | OutputLine | None:
             restarts=_number(entry.get("N_RESTARTS")),
         )
     unit = _text(entry.get("_SYSTEMD_UNIT"))
-    invocation_id = _text(entry.get("_SYSTEMD_INVOCATION_ID"))
-    if not unit or not invocation_id or not unit.endswith(".service"):
+    if not unit or not unit.endswith(".service"):
         return None
+    # Empty when the process exited before journald read its cgroup: the daemon then
+    # attributes the line by unit and time.
+    invocation_id = _text(entry.get("_SYSTEMD_INVOCATION_ID")) or ""
     priority = _number(entry.get("PRIORITY"))
     return OutputLine(
         invocation_id=invocation_id,

@@ -249,3 +249,34 @@ def test_the_stored_run_is_the_same_whatever_order_the_sources_report_it(
     assert row["trigger"] == "backup.timer"
     assert row["started_usec"] == T0
     assert row["finished_usec"] in (T0 + 2_000_000, T0 + 2_000_100)
+
+
+def test_a_line_without_invocation_id_belongs_to_the_run_of_its_unit_at_that_time() -> None:
+    correlator = Correlator("host")
+    second = "f" * 32
+    feed_all(
+        correlator,
+        [
+            Pid1Record(JobKind.STARTING, "backup.service", INV_HEX, T0),
+            Pid1Record(JobKind.DEACTIVATED, "backup.service", INV_HEX, T0 + 10),
+            Pid1Record(JobKind.STARTING, "backup.service", second, T0 + 100),
+        ],
+    )
+
+    assert correlator.invocation_at("backup.service", T0 + 5) == INV_HEX
+    assert correlator.invocation_at("backup.service", T0 + 150) == second
+    assert correlator.invocation_at("other.service", T0) is None
+
+
+def test_output_of_a_unit_unloaded_after_its_run_is_still_attributed() -> None:
+    correlator = Correlator("host")
+    feed_all(
+        correlator,
+        [
+            Pid1Record(JobKind.STARTING, "late.service", INV_HEX, T0),
+            Pid1Record(JobKind.FINISHED, "late.service", INV_HEX, T0 + 10),
+            UnitGone("late.service"),
+        ],
+    )
+
+    assert correlator.invocation_at("late.service", T0 + 1_000_000) == INV_HEX

@@ -1,0 +1,94 @@
+"""Entry point: set up logging, parse the command line, run one command, map errors to exits."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import traceback
+
+from observer import __version__, cli
+from observer.model import ObserverError
+
+# A reader that went away (`observer runs | head`) ends us as SIGPIPE would a C tool.
+EXIT_BROKEN_PIPE = 128 + 13
+EXIT_INTERRUPTED = 128 + 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line: the reading commands and the daemon."""
+    parser = argparse.ArgumentParser(
+        prog="observer", description="Every run of your systemd services and timers, recorded."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--debug", action="store_true", help="log details and show tracebacks")
+    # Also accepted after the command; SUPPRESS keeps it from undoing a --debug given before.
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=(
+        "log details and show tracebacks"
+    ))  # fmt: skip
+    commands = parser.add_subparsers(metavar="COMMAND", required=True)
+    cli.add_commands(commands, [debug])
+    daemon = commands.add_parser(
+        "daemon", parents=[debug], help="record every run (runs as a service)",
+        description="Record every run of the observed units into the database.",
+    )  # fmt: skip
+    daemon.add_argument("--db", metavar="PATH", help="database to write")
+    daemon.add_argument("--bus-address", metavar="ADDRESS", help="D-Bus address of systemd")
+    daemon.add_argument("--journal-dir", metavar="DIR", help="read the journal from DIR")
+    daemon.add_argument("--config", metavar="PATH", help="TOML configuration file")
+    daemon.set_defaults(handler=_daemon)
+    return parser
+
+
+def _daemon(args: argparse.Namespace) -> int:
+    # Only the daemon needs D-Bus and the journal: the reading commands start faster without.
+    from observer import daemon  # noqa: PLC0415
+
+    return daemon.run(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``observer`` with ``argv`` (default: the process's); return the exit status."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help, --version, or a usage error argparse already explained
+        return e.code if isinstance(e.code, int) else 2
+    # The daemon reports what it does (journald keeps it); commands speak only on trouble.
+    quiet = logging.INFO if args.handler is _daemon else logging.WARNING
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else quiet, format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        status = int(args.handler(args))
+        sys.stdout.flush()
+    except ObserverError as e:
+        if args.debug:
+            traceback.print_exc()
+        print(f"observer: {e}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except Exception as e:
+        if args.debug:
+            raise
+        print(f"observer: internal error: {e!r} (run with --debug for details)", file=sys.stderr)
+        return 1
+    return status
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that flushing it at exit raises no second BrokenPipeError."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""The commands that read recorded runs: aligned tables for people, ``--json`` for scripts."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+
+from observer import history, render, store
+from observer.model import StoreError
+
+_DURATION = re.compile(r"(?:\d+[smhdw])+")
+_DURATION_PART = re.compile(r"(\d+)([smhdw])")
+_SECONDS_PER = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> timedelta:
+    """A span like ``30s``, ``15m``, ``24h``, ``7d``, ``2w`` (or ``1h30m``)."""
+    if not _DURATION.fullmatch(text):
+        raise ValueError(
+            f"invalid duration {text!r}: use a whole number and a unit (s, m, h, d or w), "
+            "like 30s, 15m, 24h, 7d or 2w"
+        )
+    seconds = sum(int(n) * _SECONDS_PER[unit] for n, unit in _DURATION_PART.findall(text))
+    return timedelta(seconds=seconds)
+
+
+def add_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    parents: Sequence[argparse.ArgumentParser],
+) -> None:
+    """Register the commands that read the store."""
+    common = argparse.ArgumentParser(add_help=False, parents=list(parents))
+    common.add_argument(
+        "--db", type=Path, metavar="PATH", help="database to read (default: $OBSERVER_DB or "
+        "/var/lib/observer/observer.db as root, ~/.local/share/observer/observer.db otherwise)"
+    )  # fmt: skip
+    listing = argparse.ArgumentParser(add_help=False, parents=[common])
+    listing.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+    def command(
+        name: str, handler: Callable[[argparse.Namespace], int], about: str
+    ) -> argparse.ArgumentParser:
+        parser = commands.add_parser(name, parents=[listing], help=about, description=about)
+        parser.set_defaults(handler=handler)
+        return parser
+
+    parser = command("history", _history, "the newest runs of one unit")
+    parser.add_argument("unit", metavar="UNIT", help="e.g. backup or backup.service")
+    parser.add_argument("-n", "--limit", type=_count, default=20, help="runs (default: 20)")
+    parser = command("show", _show, "everything recorded about one run, with its output")
+    parser.add_argument("run_id", metavar="RUN_ID", help="a run's ID or its invocation ID")
+    parser = command("last-failure", _last_failure, "the newest failed run of a unit")
+    parser.add_argument("unit", metavar="UNIT", help="e.g. backup or backup.service")
+    parser = command("stats", _stats, "success rate and durations, per unit")
+    parser.add_argument("unit", metavar="UNIT", nargs="?", help="one unit (default: all)")
+    parser.add_argument(
+        "--since", type=_since, metavar="SPAN", help="only runs started in the last SPAN, e.g. 7d"
+    )
+    parser = command("runs", _runs, "runs of all units, newest first")
+    parser.add_argument(
+        "--since", type=_since, default=timedelta(hours=24), metavar="SPAN",
+        help="only runs started in the last SPAN (default: 24h)",
+    )  # fmt: skip
+    parser.add_argument("--unit", metavar="GLOB", help="only units matching, e.g. 'backup*'")
+    parser.add_argument("--failed", action="store_true", help="only runs that failed")
+    command("status", _status, "each unit's last result and next run")
+
+
+def _since(text: str) -> timedelta:
+    try:
+        return parse_duration(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _count(text: str) -> int:
+    if not text.isdecimal() or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"invalid count {text!r}: use a whole number above 0")
+    return int(text)
+
+
+@contextmanager
+def _reading(args: argparse.Namespace) -> Iterator[sqlite3.Connection]:
+    path = args.db or store.default_db_path()
+    conn = store.open_for_reading(path)
+    try:
+        yield conn
+    except sqlite3.Error as e:
+        raise StoreError(f"cannot read the database {str(path)!r}: {e}") from e
+    finally:
+        conn.close()
+
+
+def _since_usec(span: timedelta | None) -> int | None:
+    return None if span is None else time.time_ns() // 1000 - span // timedelta(microseconds=1)
+
+
+def _history(args: argparse.Namespace) -> int:
+    with _reading(args) as conn:
+        runs = history.unit_history(conn, history.resolve_unit(conn, args.unit), args.limit)
+    _print_runs(runs, args.json, with_unit=False)
+    return 0
+
+
+def _runs(args: argparse.Namespace) -> int:
+    with _reading(args) as conn:
+        runs = history.recent_runs(
+            conn, since_usec=_since_usec(args.since), unit_glob=args.unit, failed_only=args.failed
+        )
+    _print_runs(runs, args.json, with_unit=True)
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    with _reading(args) as conn:
+        detail = history.run_detail(conn, args.run_id)
+    _print_detail(detail, args.json)
+    return 0
+
+
+def _last_failure(args: argparse.Namespace) -> int:
+    with _reading(args) as conn:
+        detail = history.last_failure(conn, history.resolve_unit(conn, args.unit))
+    _print_detail(detail, args.json)
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    with _reading(args) as conn:
+        unit = None if args.unit is None else history.resolve_unit(conn, args.unit)
+        stats = history.unit_stats(conn, unit, since_usec=_since_usec(args.since))
+    if not args.json:
+        print(render.stats_table(stats))
+    elif unit is not None:
+        _print_json(render.stats_json(stats[0]))
+    else:
+        _print_json([render.stats_json(s) for s in stats])
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    with _reading(args) as conn:
+        statuses = history.unit_status(conn)
+    if args.json:
+        _print_json([render.status_json(s) for s in statuses])
+    else:
+        print(render.status_table(statuses))
+    return 0
+
+
+def _print_runs(runs: list[history.RecordedRun], as_json: bool, *, with_unit: bool) -> None:
+    if as_json:
+        _print_json([render.run_json(run) for run in runs])
+    else:
+        print(render.runs_table(runs, with_unit=with_unit))
+
+
+def _print_detail(detail: history.RunDetail, as_json: bool) -> None:
+    if as_json:
+        _print_json(render.detail_json(detail))
+    else:
+        print(render.detail_text(detail))
+
+
+def _print_json(value: object) -> None:
+    print(json.dumps(value, indent=2))

@@ -1,0 +1,396 @@
+"""Read-only queries over the recorded runs, for the CLI: plain data, no printing.
+
+Each takes a connection from ``store.open_for_reading`` (its rows are read by name).
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import itertools
+import math
+import re
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from observer.correlator import signal_name
+from observer.model import SUCCESS_RESULTS, ObserverError, UnknownUnitError
+
+# Unit types systemd knows: a name ending in one of these is a full unit name.
+_UNIT_SUFFIXES = (
+    ".service", ".socket", ".device", ".mount", ".automount", ".swap", ".target", ".path",
+    ".timer", ".slice", ".scope",
+)  # fmt: skip
+_INVOCATION_ID = re.compile(r"[0-9a-f]{32}")
+_RUN_COLUMNS = (
+    "r.id, r.unit, r.invocation_id, r.host, r.source, r.boot_id, r.trigger, r.started_usec, "
+    "r.finished_usec, r.result, r.exit_code, r.exit_status, r.restarts, "
+    "COALESCE(s.dropped_lines, 0) AS dropped_lines, COALESCE(s.dropped_bytes, 0) AS dropped_bytes"
+)
+_RUNS_FROM = "runs r LEFT JOIN output_stats s ON s.invocation_id = r.invocation_id"
+_NEWEST_FIRST = "COALESCE(r.started_usec, r.finished_usec) DESC, r.id DESC"
+
+
+class NoSuchRunError(ObserverError):
+    """No run has the ID a person asked about."""
+
+
+class NoFailedRunError(ObserverError):
+    """A unit has runs recorded, but none of them failed."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedRun:
+    """One run as the store holds it; times in microseconds since the epoch."""
+
+    id: int
+    unit: str
+    invocation_id: str
+    host: str
+    source: str
+    boot_id: str | None
+    trigger: str | None
+    started_usec: int | None
+    finished_usec: int | None
+    result: str | None
+    exit_status: int | None  # only when the main process exited (not killed by a signal)
+    signal: str | None  # KILL, TERM, ... when the main process was killed or dumped core
+    restarts: int | None
+    output_truncated: bool
+
+    @property
+    def running(self) -> bool:
+        return self.finished_usec is None
+
+    @property
+    def failed(self) -> bool:
+        return not self.running and self.result not in SUCCESS_RESULTS
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_usec is None or self.finished_usec is None:
+            return None
+        return (self.finished_usec - self.started_usec) / 1e6
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedLine:
+    """One kept line of a run's output (bytes as the unit printed them)."""
+
+    seq: int
+    realtime_usec: int
+    priority: int
+    message: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class DroppedLines:
+    """Where output lines were dropped to stay within the budget, and how many."""
+
+    lines: int
+
+
+@dataclass(frozen=True, slots=True)
+class RunDetail:
+    """A run with its output, in order, with the gaps where lines were dropped."""
+
+    run: RecordedRun
+    output: tuple[LoggedLine | DroppedLines, ...]
+    output_lines: int
+    output_bytes: int
+    output_dropped_lines: int
+    output_dropped_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class UnitStats:
+    """How a unit's finished runs went, over a window or all recorded history."""
+
+    unit: str
+    runs: int
+    successes: int
+    failures: int
+    success_rate: float | None  # 0.0 to 1.0; None without finished runs
+    duration_p50_seconds: float | None
+    duration_p95_seconds: float | None
+    duration_max_seconds: float | None
+    last_success_usec: int | None
+    last_failure_usec: int | None
+    consecutive_failures: int  # the current streak, over all recorded runs
+
+
+@dataclass(frozen=True, slots=True)
+class UnitStatus:
+    """Where a unit stands now: its newest run and, for a timer's service, its next one."""
+
+    unit: str
+    last_result: str | None  # 'running' while the newest run has not finished
+    last_started_usec: int | None
+    next_run_usec: int | None
+    success_rate: float | None
+    consecutive_failures: int
+    running: bool
+
+
+def resolve_unit(conn: sqlite3.Connection, name: str) -> str:
+    """The recorded unit a person means by ``name`` (``backup`` means ``backup.service``)."""
+    candidates = [name] if name.endswith(_UNIT_SUFFIXES) else [name, f"{name}.service"]
+    if name.endswith(".timer"):
+        row = conn.execute("SELECT service FROM timers WHERE timer = ?", (name,)).fetchone()
+        if row is not None:
+            candidates.append(row["service"])
+    for candidate in candidates:
+        if conn.execute("SELECT 1 FROM runs WHERE unit = ? LIMIT 1", (candidate,)).fetchone():
+            return candidate
+    shown = name if name.endswith(_UNIT_SUFFIXES) else f"{name}.service"
+    known = [row[0] for row in conn.execute("SELECT DISTINCT unit FROM runs")]
+    matches = _close_matches(name, known)
+    if matches:
+        quoted = [repr(match) for match in matches]
+        either = " or ".join([", ".join(quoted[:-1]), quoted[-1]] if len(quoted) > 1 else quoted)
+        hint = f"did you mean {either}?"
+    elif known:
+        hint = "'observer status' lists the units with recorded runs"
+    else:
+        hint = "no runs are recorded yet"
+    raise UnknownUnitError(f"no runs recorded for unit {shown!r} ({hint})")
+
+
+def unit_history(conn: sqlite3.Connection, unit: str, limit: int = 20) -> list[RecordedRun]:
+    """The newest ``limit`` runs of one unit, newest first."""
+    rows = conn.execute(
+        f"SELECT {_RUN_COLUMNS} FROM {_RUNS_FROM} WHERE r.unit = ? ORDER BY {_NEWEST_FIRST} "
+        "LIMIT ?",
+        (unit, limit),
+    )
+    return [_recorded_run(row) for row in rows]
+
+
+def run_detail(conn: sqlite3.Connection, run_id: str) -> RunDetail:
+    """One run with its output, by its number or by its invocation ID."""
+    key = run_id.strip().lower()
+    if _INVOCATION_ID.fullmatch(key):
+        where, value = "r.invocation_id = ?", key
+    elif key.isdecimal():
+        where, value = "r.id = ?", key
+    else:
+        raise NoSuchRunError(
+            f"no run {run_id!r}: give a run's number (as 'observer history' shows it) "
+            "or its 32-digit invocation ID"
+        )
+    row = conn.execute(f"SELECT {_RUN_COLUMNS} FROM {_RUNS_FROM} WHERE {where}", (value,))
+    found = row.fetchone()
+    if found is None:
+        raise NoSuchRunError(f"no run {run_id!r} is recorded ('observer history UNIT' lists runs)")
+    return _with_output(conn, _recorded_run(found))
+
+
+def last_failure(conn: sqlite3.Connection, unit: str) -> RunDetail:
+    """The newest finished run of ``unit`` that did not succeed, with its output."""
+    successes = ", ".join("?" * len(SUCCESS_RESULTS))
+    row = conn.execute(
+        f"SELECT {_RUN_COLUMNS} FROM {_RUNS_FROM} WHERE r.unit = ? "
+        f"AND r.finished_usec IS NOT NULL AND (r.result IS NULL OR r.result NOT IN ({successes})) "
+        f"ORDER BY {_NEWEST_FIRST} LIMIT 1",
+        (unit, *sorted(SUCCESS_RESULTS)),
+    ).fetchone()
+    if row is None:
+        raise NoFailedRunError(f"no failed run of {unit!r} is recorded")
+    return _with_output(conn, _recorded_run(row))
+
+
+def recent_runs(
+    conn: sqlite3.Connection,
+    *,
+    since_usec: int | None = None,
+    unit_glob: str | None = None,
+    failed_only: bool = False,
+) -> list[RecordedRun]:
+    """Runs of all units, newest first: since a time, of units matching a glob, or failed."""
+    query = f"SELECT {_RUN_COLUMNS} FROM {_RUNS_FROM}"
+    params: tuple[int, ...] = ()
+    if since_usec is not None:
+        query += " WHERE COALESCE(r.started_usec, r.finished_usec) >= ?"
+        params = (since_usec,)
+    runs = (_recorded_run(row) for row in conn.execute(f"{query} ORDER BY {_NEWEST_FIRST}", params))
+    matches = unit_matcher(unit_glob) if unit_glob is not None else None
+    return [
+        run
+        for run in runs
+        if (matches is None or matches(run.unit)) and (run.failed or not failed_only)
+    ]
+
+
+def unit_stats(
+    conn: sqlite3.Connection, unit: str | None = None, *, since_usec: int | None = None
+) -> list[UnitStats]:
+    """Per unit (or for one unit): counts, success rate and duration percentiles."""
+    units = [unit] if unit is not None else _recorded_units(conn)
+    return [_stats_of(conn, name, since_usec) for name in units]
+
+
+def unit_status(conn: sqlite3.Connection) -> list[UnitStatus]:
+    """One row per unit with recorded runs or a timer: last result and next run."""
+    next_runs = {
+        row["service"]: row["next_usec"]
+        for row in conn.execute(
+            "SELECT service, MIN(next_elapse_usec) AS next_usec FROM timers GROUP BY service"
+        )
+    }
+    statuses = []
+    for name in sorted({*_recorded_units(conn), *next_runs}):
+        newest = unit_history(conn, name, limit=1)
+        stats = _stats_of(conn, name, None)
+        last = newest[0] if newest else None
+        statuses.append(
+            UnitStatus(
+                unit=name,
+                last_result=_last_result(last),
+                last_started_usec=None if last is None else last.started_usec,
+                next_run_usec=next_runs.get(name),
+                success_rate=stats.success_rate,
+                consecutive_failures=stats.consecutive_failures,
+                running=last is not None and last.running,
+            )
+        )
+    return statuses
+
+
+def unit_matcher(glob: str) -> Callable[[str], bool]:
+    """A test for unit names: fnmatch syntax, where ``backup*`` also matches backup.service."""
+    pattern = re.compile(fnmatch.translate(glob))
+
+    def matches(unit: str) -> bool:
+        return bool(pattern.match(unit) or pattern.match(unit.removesuffix(".service")))
+
+    return matches
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float | None:
+    """The nearest-rank percentile ``q`` (0 < q <= 100) of already sorted values."""
+    if not sorted_values:
+        return None
+    rank = max(1, math.ceil(q / 100 * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+def _stats_of(conn: sqlite3.Connection, unit: str, since_usec: int | None) -> UnitStats:
+    every_finished = _finished_runs(conn, unit)
+    finished = [
+        run for run in every_finished if since_usec is None or _start_or_finish(run) >= since_usec
+    ]
+    successes = [run for run in finished if not run.failed]
+    failures = [run for run in finished if run.failed]
+    durations = sorted(d for run in finished if (d := run.duration_seconds) is not None)
+    return UnitStats(
+        unit=unit,
+        runs=len(finished),
+        successes=len(successes),
+        failures=len(failures),
+        success_rate=len(successes) / len(finished) if finished else None,
+        duration_p50_seconds=percentile(durations, 50),
+        duration_p95_seconds=percentile(durations, 95),
+        duration_max_seconds=durations[-1] if durations else None,
+        last_success_usec=_newest_finish(successes),
+        last_failure_usec=_newest_finish(failures),
+        consecutive_failures=_failure_streak(every_finished),
+    )
+
+
+def _last_result(run: RecordedRun | None) -> str | None:
+    return None if run is None else "running" if run.running else run.result
+
+
+def _start_or_finish(run: RecordedRun) -> int:
+    if run.started_usec is not None:
+        return run.started_usec
+    return run.finished_usec or 0
+
+
+def _finished_runs(conn: sqlite3.Connection, unit: str) -> list[RecordedRun]:
+    rows = conn.execute(
+        f"SELECT {_RUN_COLUMNS} FROM {_RUNS_FROM} WHERE r.unit = ? "
+        f"AND r.finished_usec IS NOT NULL ORDER BY {_NEWEST_FIRST}",
+        (unit,),
+    )
+    return [_recorded_run(row) for row in rows]
+
+
+def _failure_streak(newest_first: Iterable[RecordedRun]) -> int:
+    return sum(1 for _ in itertools.takewhile(lambda run: run.failed, newest_first))
+
+
+def _newest_finish(runs: Iterable[RecordedRun]) -> int | None:
+    return max((run.finished_usec for run in runs if run.finished_usec is not None), default=None)
+
+
+def _recorded_units(conn: sqlite3.Connection) -> list[str]:
+    return [row[0] for row in conn.execute("SELECT DISTINCT unit FROM runs ORDER BY unit")]
+
+
+def _with_output(conn: sqlite3.Connection, run: RecordedRun) -> RunDetail:
+    lines = [
+        LoggedLine(row["seq"], row["realtime_usec"], row["priority"], bytes(row["message"]))
+        for row in conn.execute(
+            "SELECT seq, realtime_usec, priority, message FROM output "
+            "WHERE invocation_id = ? ORDER BY seq",
+            (run.invocation_id,),
+        )
+    ]
+    stats = conn.execute(
+        "SELECT lines, bytes, dropped_lines, dropped_bytes FROM output_stats "
+        "WHERE invocation_id = ?",
+        (run.invocation_id,),
+    ).fetchone()
+    total = len(lines) if stats is None else int(stats["lines"])
+    return RunDetail(
+        run=run,
+        output=tuple(with_gaps(lines, total)),
+        output_lines=total,
+        output_bytes=sum(len(ln.message) for ln in lines) if stats is None else stats["bytes"],
+        output_dropped_lines=0 if stats is None else stats["dropped_lines"],
+        output_dropped_bytes=0 if stats is None else stats["dropped_bytes"],
+    )
+
+
+def with_gaps(lines: Sequence[LoggedLine], total: int) -> list[LoggedLine | DroppedLines]:
+    """Kept lines in order, with a DroppedLines wherever sequence numbers skip."""
+    output: list[LoggedLine | DroppedLines] = []
+    expected = 0
+    for line in lines:
+        if line.seq > expected:
+            output.append(DroppedLines(line.seq - expected))
+        output.append(line)
+        expected = line.seq + 1
+    if total > expected:
+        output.append(DroppedLines(total - expected))
+    return output
+
+
+def _recorded_run(row: sqlite3.Row) -> RecordedRun:
+    exit_code, exit_status = row["exit_code"], row["exit_status"]
+    killed = exit_code in ("killed", "dumped") and exit_status is not None
+    return RecordedRun(
+        id=row["id"],
+        unit=row["unit"],
+        invocation_id=row["invocation_id"],
+        host=row["host"],
+        source=row["source"],
+        boot_id=row["boot_id"],
+        trigger=row["trigger"],
+        started_usec=row["started_usec"],
+        finished_usec=row["finished_usec"],
+        result=row["result"],
+        exit_status=exit_status if exit_code == "exited" else None,
+        signal=signal_name(exit_status) if killed else None,
+        restarts=row["restarts"],
+        output_truncated=row["dropped_lines"] > 0 or row["dropped_bytes"] > 0,
+    )
+
+
+def _close_matches(name: str, known: Iterable[str]) -> list[str]:
+    # Compared without ".service", so that the suffix does not make every service look close.
+    by_stem = {unit.removesuffix(".service"): unit for unit in known}
+    stems = difflib.get_close_matches(name.removesuffix(".service"), by_stem, n=3)
+    return [by_stem[stem] for stem in stems]

@@ -1,0 +1,308 @@
+"""Recorded runs as people read them (aligned tables, local times, short durations) and as
+scripts read them (JSON with ISO 8601 times and durations in seconds)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TypedDict
+
+from observer import history
+from observer.output import dropped_marker, printable
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# syslog levels, as the journal's PRIORITY field holds them.
+_PRIORITIES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
+
+
+class RunJson(TypedDict):
+    id: int
+    unit: str
+    invocation_id: str
+    host: str
+    source: str
+    trigger: str | None
+    started_at: str | None
+    finished_at: str | None
+    duration_seconds: float | None
+    result: str | None
+    exit_status: int | None
+    signal: str | None
+    restarts: int | None
+    output_truncated: bool
+
+
+class OutputLineJson(TypedDict):
+    time: str | None
+    priority: int | None
+    message: str
+
+
+class DroppedLinesJson(OutputLineJson):
+    dropped_lines: int
+
+
+class RunDetailJson(RunJson):
+    boot_id: str | None
+    output: list[OutputLineJson]
+    output_lines: int
+    output_bytes: int
+    output_dropped_lines: int
+    output_dropped_bytes: int
+
+
+class StatsJson(TypedDict):
+    unit: str
+    runs: int
+    successes: int
+    failures: int
+    success_rate: float | None
+    duration_p50_seconds: float | None
+    duration_p95_seconds: float | None
+    duration_max_seconds: float | None
+    last_success_at: str | None
+    last_failure_at: str | None
+    consecutive_failures: int
+
+
+class StatusJson(TypedDict):
+    unit: str
+    last_result: str | None
+    last_started_at: str | None
+    next_run_at: str | None
+    success_rate: float | None
+    consecutive_failures: int
+    running: bool
+
+
+def human_duration(seconds: float | None) -> str:
+    """A duration people read at a glance: 350ms, 1.2s, 3m04s, 2h05m, 3d04h."""
+    if seconds is None:
+        return "-"
+    if (millis := round(seconds * 1000)) < 1000:
+        return f"{millis}ms"
+    if (tenths := round(seconds, 1)) < 60:
+        return f"{tenths:.1f}s"
+    whole = round(seconds)
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    if whole < 86400:
+        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+    return f"{whole // 86400}d{whole % 86400 // 3600:02d}h"
+
+
+def local_time(usec: int) -> datetime:
+    """A time from the store (microseconds since the epoch) in the local time zone, exactly."""
+    return (_EPOCH + timedelta(microseconds=usec)).astimezone()
+
+
+def iso_time(usec: int | None) -> str | None:
+    """ISO 8601 with microseconds and the local offset, for JSON."""
+    return None if usec is None else local_time(usec).isoformat(timespec="microseconds")
+
+
+def detail_text(detail: history.RunDetail) -> str:
+    """Every fact of one run, then its output with a marker where lines were dropped."""
+    run = detail.run
+    exit_fact = (
+        ("Signal", run.signal) if run.signal is not None else ("Exit status", run.exit_status)
+    )
+    output = f"{detail.output_lines} lines, {detail.output_bytes} bytes"
+    if detail.output_dropped_lines or detail.output_dropped_bytes:
+        output += (
+            f" ({detail.output_dropped_lines} lines, {detail.output_dropped_bytes} bytes dropped)"
+        )
+    facts: list[tuple[str, object]] = [
+        ("Run", run.id), ("Unit", run.unit), ("Invocation", run.invocation_id),
+        ("Host", run.host), ("Boot", run.boot_id), ("Source", run.source),
+        ("Trigger", run.trigger), ("Started", table_time(run.started_usec)),
+        ("Finished", table_time(run.finished_usec)),
+        ("Duration", human_duration(run.duration_seconds)), ("Result", _result(run)),
+        exit_fact, ("Restarts", run.restarts), ("Output", output),
+    ]  # fmt: skip
+    width = max(len(name) for name, _ in facts) + 2
+    lines = [
+        f"{name + ':':<{width}}{cell('-' if value is None else str(value))}"
+        for name, value in facts
+    ]
+    lines.append("")
+    if not detail.output:
+        lines.append("(no output recorded)")
+    for entry in detail.output:
+        if isinstance(entry, history.DroppedLines):
+            lines.append(dropped_marker(entry.lines))
+        else:
+            stamp = local_time(entry.realtime_usec).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+            lines.append(f"{stamp}  {_priority(entry.priority):<7}  {printable(entry.message)}")
+    return "\n".join(lines)
+
+
+def runs_table(runs: Sequence[history.RecordedRun], *, with_unit: bool) -> str:
+    """One line per run; ``with_unit`` when the runs are of several units."""
+    headers = ["ID", *(["UNIT"] if with_unit else []), "STARTED", "DURATION", "RESULT", "EXIT",
+               "TRIGGER"]  # fmt: skip
+    rows = [
+        [
+            str(run.id), *([cell(run.unit)] if with_unit else []),
+            table_time(run.started_usec), human_duration(run.duration_seconds),
+            _result(run), _exit(run), cell(run.trigger or "-"),
+        ]
+        for run in runs
+    ]  # fmt: skip
+    right = {0, 3} if with_unit else {0, 2}
+    return table(headers, rows, right=right, empty="no matching runs")
+
+
+def stats_table(stats: Sequence[history.UnitStats]) -> str:
+    """One line per unit: counts, success rate, duration percentiles, last outcomes."""
+    rows = [
+        [
+            cell(s.unit), str(s.runs), str(s.successes), str(s.failures),
+            _percent(s.success_rate), human_duration(s.duration_p50_seconds),
+            human_duration(s.duration_p95_seconds), human_duration(s.duration_max_seconds),
+            table_time(s.last_success_usec), table_time(s.last_failure_usec),
+            str(s.consecutive_failures),
+        ]
+        for s in stats
+    ]  # fmt: skip
+    headers = ["UNIT", "RUNS", "OK", "FAILED", "SUCCESS", "P50", "P95", "MAX", "LAST SUCCESS",
+               "LAST FAILURE", "FAILED IN A ROW"]  # fmt: skip
+    return table(headers, rows, right={1, 2, 3, 4, 5, 6, 7, 10}, empty="no runs recorded")
+
+
+def status_table(statuses: Sequence[history.UnitStatus]) -> str:
+    """One line per unit: its last result, when it last started and when it runs next."""
+    rows = [
+        [
+            cell(s.unit), cell(s.last_result or "-"), table_time(s.last_started_usec),
+            table_time(s.next_run_usec), _percent(s.success_rate), str(s.consecutive_failures),
+        ]
+        for s in statuses
+    ]  # fmt: skip
+    headers = ["UNIT", "LAST RESULT", "LAST STARTED", "NEXT RUN", "SUCCESS", "FAILED IN A ROW"]
+    return table(headers, rows, right={4, 5}, empty="no runs recorded")
+
+
+def table(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], *, right: set[int], empty: str
+) -> str:
+    """Columns aligned with two spaces between them; ``right`` aligns numbers."""
+    if not rows:
+        return empty
+    widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(len(headers))]
+    return "\n".join(
+        "  ".join(
+            text.rjust(width) if i in right else text.ljust(width)
+            for i, (text, width) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+        for row in [headers, *rows]
+    )
+
+
+def run_json(run: history.RecordedRun) -> RunJson:
+    """A run for ``history``, ``runs`` and inside ``show``."""
+    return {
+        "id": run.id,
+        "unit": run.unit,
+        "invocation_id": run.invocation_id,
+        "host": run.host,
+        "source": run.source,
+        "trigger": run.trigger,
+        "started_at": iso_time(run.started_usec),
+        "finished_at": iso_time(run.finished_usec),
+        "duration_seconds": run.duration_seconds,
+        "result": run.result,
+        "exit_status": run.exit_status,
+        "signal": run.signal,
+        "restarts": run.restarts,
+        "output_truncated": run.output_truncated,
+    }
+
+
+def detail_json(detail: history.RunDetail) -> RunDetailJson:
+    """A run with its output, for ``show`` and ``last-failure``."""
+    output: list[OutputLineJson] = []
+    for entry in detail.output:
+        if isinstance(entry, history.DroppedLines):
+            dropped: DroppedLinesJson = {
+                "time": None,
+                "priority": None,
+                "message": dropped_marker(entry.lines),
+                "dropped_lines": entry.lines,
+            }
+            output.append(dropped)
+        else:
+            output.append(
+                {
+                    "time": iso_time(entry.realtime_usec),
+                    "priority": entry.priority,
+                    "message": printable(entry.message),
+                }
+            )
+    return {
+        **run_json(detail.run),
+        "boot_id": detail.run.boot_id,
+        "output": output,
+        "output_lines": detail.output_lines,
+        "output_bytes": detail.output_bytes,
+        "output_dropped_lines": detail.output_dropped_lines,
+        "output_dropped_bytes": detail.output_dropped_bytes,
+    }
+
+
+def stats_json(stats: history.UnitStats) -> StatsJson:
+    """One unit's statistics."""
+    return {
+        "unit": stats.unit,
+        "runs": stats.runs,
+        "successes": stats.successes,
+        "failures": stats.failures,
+        "success_rate": stats.success_rate,
+        "duration_p50_seconds": stats.duration_p50_seconds,
+        "duration_p95_seconds": stats.duration_p95_seconds,
+        "duration_max_seconds": stats.duration_max_seconds,
+        "last_success_at": iso_time(stats.last_success_usec),
+        "last_failure_at": iso_time(stats.last_failure_usec),
+        "consecutive_failures": stats.consecutive_failures,
+    }
+
+
+def status_json(status: history.UnitStatus) -> StatusJson:
+    """One unit's current standing."""
+    return {
+        "unit": status.unit,
+        "last_result": status.last_result,
+        "last_started_at": iso_time(status.last_started_usec),
+        "next_run_at": iso_time(status.next_run_usec),
+        "success_rate": status.success_rate,
+        "consecutive_failures": status.consecutive_failures,
+        "running": status.running,
+    }
+
+
+def cell(text: str) -> str:
+    """Names come from the store: never let them move the cursor or recolour the terminal."""
+    return printable(text.encode("utf-8", "surrogateescape"))
+
+
+def table_time(usec: int | None) -> str:
+    """A time for a table: local, to the second."""
+    return "-" if usec is None else local_time(usec).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _result(run: history.RecordedRun) -> str:
+    return "running" if run.running else cell(run.result or "-")
+
+
+def _exit(run: history.RecordedRun) -> str:
+    if run.signal is not None:
+        return f"SIG{run.signal}" if not run.signal.isdecimal() else f"signal {run.signal}"
+    return "-" if run.exit_status is None else str(run.exit_status)
+
+
+def _percent(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate:.1%}"
+
+
+def _priority(priority: int) -> str:
+    return _PRIORITIES[priority] if 0 <= priority < len(_PRIORITIES) else str(priority)

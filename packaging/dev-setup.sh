@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what observer's demo and tests need on a Debian 12 machine, into .venv beside it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+apt_packages=(libsystemd-dev pkg-config gcc systemd dbus util-linux)
+missing=()
+for p in "${apt_packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    echo "dev-setup: installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+python=${PYTHON:-python3}
+"$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
+    echo "dev-setup: observer needs Python 3.11 or newer ($python is $("$python" --version))" >&2
+    exit 1
+}
+if [ ! -x .venv/bin/python ]; then
+    "$python" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+echo "dev-setup: ready (.venv/bin/observer)"

@@ -1,0 +1,27 @@
+"""Fixtures shared by the unit and integration tests."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from observer.sandbox import Sandbox, can_boot
+
+
+def sandbox_or_skip() -> None:
+    """Skip the test when no sandbox can be booted here; on CI, fail it instead."""
+    if (reason := can_boot()) is None:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI must be able to boot a systemd sandbox: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    """A freshly booted systemd sandbox, torn down after the test whatever its outcome."""
+    sandbox_or_skip()
+    with Sandbox.boot(timeout=30) as booted:
+        yield booted

@@ -1,0 +1,152 @@
+"""The real observer daemon and CLI, run as processes against a sandboxed systemd."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from observer.sandbox import Sandbox
+
+T = TypeVar("T")
+
+
+def observer_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "observer", *args]
+
+
+class ObserverDaemon:
+    """`observer daemon` pointed at a sandbox's bus and journal, with its log in a file."""
+
+    def __init__(self, sandbox: Sandbox, workdir: Path, config: str | None = None) -> None:
+        self.sandbox = sandbox
+        self.db = workdir / "observer.db"
+        self.log_path = workdir / "daemon.log"
+        self.config_path: Path | None = None
+        if config is not None:
+            self.config_path = workdir / "observer.toml"
+            self.config_path.write_text(config)
+        self.process: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self, wait_ready: bool = True) -> None:
+        args = [
+            "daemon",
+            "--db", str(self.db),
+            "--bus-address", self.sandbox.bus_address,
+            "--journal-dir", str(self.sandbox.journal_dir),
+        ]  # fmt: skip
+        if self.config_path is not None:
+            args += ["--config", str(self.config_path)]
+        self.starts += 1
+        with self.log_path.open("ab") as log:
+            log.write(f"--- start {self.starts}\n".encode())
+            log.flush()
+            self.process = subprocess.Popen(
+                observer_cmd(*args), stdout=log, stderr=log, stdin=subprocess.DEVNULL
+            )
+        if wait_ready:
+            marker = "observer daemon ready"
+            wait_for(
+                lambda: self.log().split(f"--- start {self.starts}\n")[-1].count(marker) > 0,
+                timeout=30,
+                what=f"the daemon to be ready (log: {self.log_path})",
+                check=self._alive,
+            )
+
+    def _alive(self) -> None:
+        if self.process is not None and self.process.poll() is not None:
+            raise AssertionError(f"the daemon exited with {self.process.returncode}:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> int:
+        """SIGTERM and wait: the daemon writes what it holds and exits 0."""
+        if self.process is None:
+            return 0
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=30)
+        self.process = None
+        return code
+
+    def kill(self) -> None:
+        """SIGKILL: nothing is flushed."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=30)
+            self.process = None
+
+    def close(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=30)
+            self.process = None
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        env = dict(os.environ, OBSERVER_DB=str(self.db))
+        result = subprocess.run(
+            observer_cmd(*args), capture_output=True, text=True, env=env, timeout=60, check=False
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"observer {' '.join(args)} exited {result.returncode}: {result.stderr}"
+            )
+        return result
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.cli(*args, "--json").stdout)
+
+    def history(self, unit: str, n: int = 1000) -> list[dict[str, Any]]:
+        result = self.cli("history", unit, "-n", str(n), "--json", check=False)
+        if result.returncode == 1:
+            return []  # no run recorded yet
+        if result.returncode != 0:
+            raise AssertionError(result.stderr)
+        runs: list[dict[str, Any]] = json.loads(result.stdout)
+        return runs
+
+    def finished_runs(self, unit: str, count: int, timeout: float = 30) -> list[dict[str, Any]]:
+        """Wait until ``count`` finished runs of ``unit`` are readable; newest first."""
+
+        def ready() -> list[dict[str, Any]] | None:
+            runs = [r for r in self.history(unit) if r["finished_at"] is not None]
+            return runs if len(runs) >= count else None
+
+        return wait_for(ready, timeout=timeout, what=f"{count} runs of {unit}", check=self._alive)
+
+    def output(self, run_id: int, lines: int, timeout: float = 20) -> list[str]:
+        """Wait until a run shows ``lines`` lines of output (it can trail the run's end)."""
+
+        def enough() -> list[str] | None:
+            shown = self.json("show", str(run_id))["output"]
+            messages = [str(o["message"]) for o in shown]
+            return messages if len(messages) >= lines else None
+
+        return wait_for(enough, timeout=timeout, what=f"{lines} lines of run {run_id}")
+
+
+def wait_for(
+    predicate: Callable[[], T | None],
+    *,
+    timeout: float,
+    what: str,
+    interval: float = 0.2,
+    check: Callable[[], None] | None = None,
+) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        if check is not None:
+            check()
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
