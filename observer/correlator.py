@@ -109,8 +109,14 @@ class _Unit:
 class Correlator:
     """Feed it events; it returns the effects they imply. Deterministic, no I/O."""
 
-    def __init__(self, host: str, observes: Callable[[str], bool] = lambda unit: True) -> None:
+    def __init__(
+        self,
+        host: str,
+        observes: Callable[[str], bool] = lambda unit: True,
+        boot_id: str | None = None,
+    ) -> None:
         self.host = host
+        self.boot_id = boot_id
         self.observes = observes
         self._units: dict[str, _Unit] = {}
         self._invocations: OrderedDict[str, _Invocation] = OrderedDict()
@@ -248,6 +254,7 @@ class Correlator:
         return self._run(
             inv,
             Source.BUS,
+            boot_id=self.boot_id,
             started_usec=inv.started_usec,
             finished_usec=finished_usec,
             result=result if isinstance(result, str) else None,

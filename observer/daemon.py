@@ -49,7 +49,7 @@ class Daemon:
         self.store = AsyncStore(db_path)
         self.bus_address = bus_address
         self.journal_dir = journal_dir
-        self.correlator = Correlator(self.host, config.observe.observes)
+        self.correlator = Correlator(self.host, config.observe.observes, boot_id=_boot_id())
         self.pending = Batch()
         self.budgets: dict[str, OutputBudget] = {}
         self.finished_at: dict[str, float] = {}
@@ -387,6 +387,14 @@ def _merge(first: Batch, then: Batch) -> Batch:
         counts=counts,
         journal_cursor=then.journal_cursor or first.journal_cursor,
     )
+
+
+def _boot_id() -> str | None:
+    """This boot's ID as the journal writes it (32 hex digits)."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip().replace("-", "")
+    except OSError:
+        return None
 
 
 def _notify(state: str) -> None:

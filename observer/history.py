@@ -231,11 +231,13 @@ def unit_stats(
 
 
 def unit_status(conn: sqlite3.Connection) -> list[UnitStatus]:
-    """One row per unit with recorded runs or a timer: last result and next run."""
+    """One row per unit with recorded runs or a scheduled timer: last result and next run."""
     next_runs = {
         row["service"]: row["next_usec"]
         for row in conn.execute(
-            "SELECT service, MIN(next_elapse_usec) AS next_usec FROM timers GROUP BY service"
+            # A timer that is not scheduled (stopped, or never started) says nothing.
+            "SELECT service, MIN(next_elapse_usec) AS next_usec FROM timers "
+            "WHERE next_elapse_usec IS NOT NULL GROUP BY service"
         )
     }
     statuses = []

@@ -101,17 +101,20 @@ def iso_time(usec: int | None) -> str | None:
     return None if usec is None else local_time(usec).isoformat(timespec="microseconds")
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def detail_text(detail: history.RunDetail) -> str:
     """Every fact of one run, then its output with a marker where lines were dropped."""
     run = detail.run
     exit_fact = (
         ("Signal", run.signal) if run.signal is not None else ("Exit status", run.exit_status)
     )
-    output = f"{detail.output_lines} lines, {detail.output_bytes} bytes"
+    output = f"{_count(detail.output_lines, 'line')}, {_count(detail.output_bytes, 'byte')}"
     if detail.output_dropped_lines or detail.output_dropped_bytes:
-        output += (
-            f" ({detail.output_dropped_lines} lines, {detail.output_dropped_bytes} bytes dropped)"
-        )
+        dropped_lines = _count(detail.output_dropped_lines, "line")
+        output += f" ({dropped_lines}, {_count(detail.output_dropped_bytes, 'byte')} dropped)"
     facts: list[tuple[str, object]] = [
         ("Run", run.id), ("Unit", run.unit), ("Invocation", run.invocation_id),
         ("Host", run.host), ("Boot", run.boot_id), ("Source", run.source),
