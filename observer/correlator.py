@@ -8,7 +8,6 @@ and how often, does not change what is recorded.
 
 from __future__ import annotations
 
-import signal
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -63,14 +62,6 @@ class RecordTimer:
 
 
 Effect = RecordRun | ResolveJob | RecordTimer
-
-
-def signal_name(number: int) -> str:
-    """Name a signal the way systemd prints it (SIGKILL -> KILL)."""
-    try:
-        return signal.Signals(number).name.removeprefix("SIG")
-    except ValueError:
-        return str(number)
 
 
 def invocation_hex(value: object) -> str | None:

@@ -21,7 +21,8 @@ from observer.correlator import Correlator, Effect, RecordRun, RecordTimer, Reso
 from observer.journal import JournalBatch, JournalFollower
 from observer.model import Event, OutputLine, StoreError
 from observer.output import OutputBudget, cut_line
-from observer.store import AsyncStore, Batch, OutputCounts, StoredLine, default_db_path
+from observer.store import Batch, OutputCounts, StoredLine, default_db_path
+from observer.store_thread import AsyncStore
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from observer.correlator import signal_name
-from observer.model import SUCCESS_RESULTS, ObserverError, UnknownUnitError
+from observer.model import SUCCESS_RESULTS, ObserverError, UnknownUnitError, signal_name
 
 # Unit types systemd knows: a name ending in one of these is a full unit name.
 _UNIT_SUFFIXES = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -28,6 +29,14 @@ class Source(StrEnum):
     BUS = "bus"
     JOURNAL = "journal"
     WRAPPER = "wrapper"
+
+
+def signal_name(number: int) -> str:
+    """Name a signal the way systemd prints it (SIGKILL -> KILL)."""
+    try:
+        return signal.Signals(number).name.removeprefix("SIG")
+    except ValueError:
+        return str(number)
 
 
 # systemd's Result strings that mean the run succeeded.

@@ -2,18 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sqlite3
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
 from observer.model import Run, StoreError, TimerState
-
-T = TypeVar("T")
 
 SCHEMA_VERSION = 1
 
@@ -358,69 +352,3 @@ def prune(
                 f"DELETE FROM output_stats WHERE invocation_id IN ({orphans})", (older_than_usec,)
             )
     return int(deleted)
-
-
-class AsyncStore:
-    """The daemon's store: one connection owned by one worker thread, so that SQLite's
-    waits never block the event loop and every write is one transaction in order.
-
-    (aiosqlite offers no public way to run a whole transaction function on its thread,
-    and this keeps a single write path shared with `observer run` and the tests.)
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="observer-store")
-        self._conn: sqlite3.Connection | None = None
-
-    async def open(self) -> None:
-        self._conn = await self._call(_open_shared, self.path)
-
-    async def close(self) -> None:
-        if self._conn is not None:
-            await self._call(self._conn.close)
-            self._conn = None
-        self._executor.shutdown(wait=True)
-
-    async def write(self, batch: Batch) -> list[Run]:
-        """Write one batch atomically; the runs it finished for the first time."""
-        return await self._call(write_batch, self._connection(), batch)
-
-    async def read_state(self, key: str) -> str | None:
-        return await self._call(read_state, self._connection(), key)
-
-    async def load_output(
-        self, invocation_id: str
-    ) -> tuple[list[tuple[int, int]], OutputCounts | None, str | None]:
-        return await self._call(load_output, self._connection(), invocation_id)
-
-    async def recent_output(self, since_usec: int) -> set[str]:
-        return await self._call(recent_output, self._connection(), since_usec)
-
-    async def prune(self, *, older_than_usec: int | None, keep_per_unit: int | None) -> int:
-        return await self._call(
-            lambda: prune(
-                self._connection(), older_than_usec=older_than_usec, keep_per_unit=keep_per_unit
-            )
-        )
-
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise StoreError("the store is not open")
-        return self._conn
-
-    async def _call(self, fn: Callable[..., T], *args: object) -> T:
-        loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self._executor, fn, *args)
-        except sqlite3.Error as e:
-            raise StoreError(f"cannot write to {str(self.path)!r}: {e}") from e
-
-
-def _open_shared(path: Path) -> sqlite3.Connection:
-    conn = open_for_writing(path)
-    conn.close()
-    conn = sqlite3.connect(path, timeout=10, check_same_thread=False)
-    conn.execute("PRAGMA busy_timeout = 10000")
-    conn.execute("PRAGMA synchronous = NORMAL")
-    return conn
