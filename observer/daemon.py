@@ -12,14 +12,14 @@ import signal
 import socket
 import time
 from collections import OrderedDict
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 
 from observer.bus import BusError, SystemdBus
 from observer.config import Config, load_config
 from observer.correlator import Correlator, Effect, RecordRun, RecordTimer, ResolveJob
 from observer.journal import JournalBatch, JournalFollower
-from observer.model import Event, OutputLine, StoreError
+from observer.model import Event, OutputLine, Run, StoreError
 from observer.output import OutputBudget, cut_line
 from observer.store import Batch, OutputCounts, StoredLine, default_db_path
 from observer.store_thread import AsyncStore
@@ -64,6 +64,11 @@ class Daemon:
         self.bus = SystemdBus(bus_address, self.on_bus_event, self.on_systemd_back)
         self.follower: JournalFollower | None = None
         self.tasks: set[asyncio.Task[None]] = set()
+        # Called with the runs each write finished for the first time (metrics, alerts,
+        # dashboard): they must return quickly and do their own I/O in their own tasks.
+        self.recorded_hooks: list[Callable[[list[Run]], None]] = []
+        # Long-running coroutines of those consumers, started with the daemon's workers.
+        self.services: list[Callable[[], Coroutine[object, object, None]]] = []
         self.events_processed = 0
         self.store_errors = 0
         self.runs_recorded = 0
@@ -230,6 +235,12 @@ class Daemon:
             self.runs_recorded += len(finished)
             for run in finished:
                 log.info("recorded %s %s: %s", run.unit, run.invocation_id[:12], run.result or "?")
+            if finished:
+                for hook in self.recorded_hooks:
+                    try:
+                        hook(finished)
+                    except Exception:  # a failing consumer never stops the recording
+                        log.exception("a consumer of recorded runs failed")
 
     async def _flusher(self) -> None:
         delay = FLUSH_DELAY
@@ -344,6 +355,7 @@ class Daemon:
             asyncio.create_task(self._bus_loop(connected)),
             asyncio.create_task(self._housekeeping()),
         ]
+        workers.extend(asyncio.create_task(service()) for service in self.services)
         watchdog_usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
         if watchdog_usec > 0:
             workers.append(asyncio.create_task(self._watchdog(watchdog_usec)))
