@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -41,6 +42,8 @@ MATCH_RULES = (
 )
 # dbus-daemon allows 128 pending replies per connection.
 MAX_CALLS_IN_FLIGHT = 32
+# Jobs known to have ended, so that no one asks about them any more.
+_REMOVED_JOBS_KEPT = 4096
 
 
 class BusError(Exception):
@@ -154,6 +157,7 @@ class SystemdBus:
         self._calls = asyncio.Semaphore(MAX_CALLS_IN_FLIGHT)
         self.signals_received = 0
         self.decode_errors = 0
+        self._removed_jobs: OrderedDict[int, None] = OrderedDict()
 
     @property
     def connected(self) -> bool:
@@ -176,6 +180,7 @@ class SystemdBus:
                 "AddMatch",
                 "s",
                 [rule],
+                urgent=True,
             )
         await self.subscribe()
 
@@ -189,7 +194,7 @@ class SystemdBus:
     async def subscribe(self) -> None:
         """Ask systemd for its signals; harmless when already subscribed."""
         try:
-            await self.call(SYSTEMD, MANAGER_PATH, MANAGER, "Subscribe")
+            await self.call(SYSTEMD, MANAGER_PATH, MANAGER, "Subscribe", urgent=True)
         except BusError as e:
             if not e.name.endswith("AlreadySubscribed"):
                 raise
@@ -215,6 +220,10 @@ class SystemdBus:
                 "could not decode signal %s.%s on %s", msg.interface, msg.member, msg.path
             )
             return
+        if isinstance(event, JobRemoved):
+            self._removed_jobs[event.job_id] = None
+            while len(self._removed_jobs) > _REMOVED_JOBS_KEPT:
+                self._removed_jobs.popitem(last=False)
         if event is not None:
             self.on_event(event)
 
@@ -226,21 +235,40 @@ class SystemdBus:
         member: str,
         signature: str = "",
         body: list[Any] | None = None,
+        *,
+        urgent: bool = False,
     ) -> list[Any]:
-        """Call a method, at most MAX_CALLS_IN_FLIGHT at a time; the reply's body."""
+        """Call a method and return the reply's body.
+
+        At most MAX_CALLS_IN_FLIGHT calls wait for replies at once; ``urgent`` ones
+        (subscribing again) do not queue behind a burst of job look-ups.
+        """
+        if urgent:
+            return await self._send_call(destination, path, interface, member, signature, body)
+        async with self._calls:
+            return await self._send_call(destination, path, interface, member, signature, body)
+
+    async def _send_call(
+        self,
+        destination: str,
+        path: str,
+        interface: str,
+        member: str,
+        signature: str,
+        body: list[Any] | None,
+    ) -> list[Any]:
         if self._bus is None:
             raise BusError("org.freedesktop.DBus.Error.Disconnected", "not connected")
-        async with self._calls:
-            reply = await self._bus.call(
-                Message(
-                    destination=destination,
-                    path=path,
-                    interface=interface,
-                    member=member,
-                    signature=signature,
-                    body=body or [],
-                )
+        reply = await self._bus.call(
+            Message(
+                destination=destination,
+                path=path,
+                interface=interface,
+                member=member,
+                signature=signature,
+                body=body or [],
             )
+        )
         if reply.message_type is MessageType.ERROR:
             text = reply.body[0] if reply.body else ""
             raise BusError(reply.error_name or "unknown", str(text))
@@ -249,13 +277,18 @@ class SystemdBus:
     async def job_details(self, job_id: int, unit: str) -> JobDetails:
         """Ask a job what it is and which unit queued it; the job may already be gone."""
         path = f"{MANAGER_PATH}/job/{job_id}"
+        gone = JobDetails(job_id, unit, "unknown", None)
         try:
-            body = await self.call(
-                SYSTEMD, path, PROPERTIES, "GetAll", "s", [f"{_INTERFACE_PREFIX}Job"]
-            )
+            async with self._calls:
+                # In a burst most look-ups wait here: skip jobs that ended meanwhile.
+                if job_id in self._removed_jobs:
+                    return gone
+                body = await self._send_call(
+                    SYSTEMD, path, PROPERTIES, "GetAll", "s", [f"{_INTERFACE_PREFIX}Job"]
+                )
         except BusError as e:
             log.debug("job %d of %s: %s", job_id, unit, e)
-            return JobDetails(job_id, unit, "unknown", None)
+            return gone
         values = {k: unwrap(v) for k, v in body[0].items()}
         job_type = values.get("JobType")
         return JobDetails(

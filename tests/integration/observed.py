@@ -105,11 +105,16 @@ class ObserverDaemon:
 
     def history(self, unit: str, n: int = 1000) -> list[dict[str, Any]]:
         result = self.cli("history", unit, "-n", str(n), "--json", check=False)
-        if result.returncode == 1:
-            return []  # no run recorded yet
+        if result.returncode == 1 and "no runs recorded" in result.stderr:
+            return []
         if result.returncode != 0:
             raise AssertionError(result.stderr)
         runs: list[dict[str, Any]] = json.loads(result.stdout)
+        return runs
+
+    def runs(self, unit_glob: str, since: str = "1h") -> list[dict[str, Any]]:
+        """`observer runs --unit GLOB --since SPAN --json`: newest first."""
+        runs: list[dict[str, Any]] = self.json("runs", "--unit", unit_glob, "--since", since)
         return runs
 
     def finished_runs(self, unit: str, count: int, timeout: float = 30) -> list[dict[str, Any]]:
