@@ -35,6 +35,8 @@ V = TypeVar("V")
 _EXEC_MAIN_CODES = {1: "exited", 2: "killed", 3: "dumped"}
 # Job types whose job starts a new invocation of the unit.
 _STARTING_JOB_TYPES = frozenset({"start", "restart", "try-restart", "reload-or-start"})
+# A run that began this soon after its timer fired was started by it.
+_TIMER_TO_START_USEC = 2_000_000
 # How many finished invocations and job triggers to remember for late events.
 _MEMORY = 4096
 
@@ -113,6 +115,7 @@ class Correlator:
         self._invocations: OrderedDict[str, _Invocation] = OrderedDict()
         self._job_triggers: OrderedDict[int, str | None] = OrderedDict()
         self._timer_services: dict[str, str] = {}
+        self._last_triggers: dict[str, tuple[str, int]] = {}
         # Kept after a unit is unloaded (GC, transient): its output can still arrive.
         self._starts: OrderedDict[str, list[tuple[int, str]]] = OrderedDict()
         self._reloading = False
@@ -271,13 +274,25 @@ class Correlator:
 
     def _on_job_details(self, event: JobDetails) -> list[Effect]:
         trigger = event.trigger if event.job_type in _STARTING_JOB_TYPES else None
-        self._job_triggers[event.job_id] = trigger
-        _trim(self._job_triggers)
         effects: list[Effect] = []
         for inv in self._invocations.values():
             if inv.job_id == event.job_id:
+                if event.job_type == "unknown":
+                    # The job ended before it could be asked (a short Type=simple start):
+                    # a timer of the unit that fired just before the run began started it.
+                    trigger = self._timer_fired_for(inv)
+                self._job_triggers[event.job_id] = trigger
                 effects.extend(self._trigger_effects(inv))
+        self._job_triggers[event.job_id] = trigger
+        _trim(self._job_triggers)
         return effects
+
+    def _timer_fired_for(self, inv: _Invocation) -> str | None:
+        fired = self._last_triggers.get(inv.unit)
+        if fired is None or inv.started_usec is None:
+            return None
+        timer, trigger_usec = fired
+        return timer if 0 <= inv.started_usec - trigger_usec <= _TIMER_TO_START_USEC else None
 
     def _trigger_effects(self, inv: _Invocation) -> list[Effect]:
         if inv.job_id is None:
@@ -300,6 +315,8 @@ class Correlator:
         last_trigger = event.values.get("LastTriggerUSec")
         if next_elapse is None and last_trigger is None:
             return []
+        if (fired := _usec(last_trigger)) is not None:
+            self._last_triggers[service_name] = (event.unit, fired)
         return [
             RecordTimer(
                 TimerState(

@@ -202,3 +202,17 @@ def test_runs_that_ended_while_the_daemon_was_down_are_rebuilt_from_the_journal(
     assert all(r["started_at"] is not None for r in runs)
     for run in runs:
         assert observed.output(run["id"], 1) == ["run"]
+
+
+def test_it_names_the_timer_that_started_a_simple_service(
+    sandbox: Sandbox, observed: ObserverDaemon
+) -> None:
+    # A Type=simple start job ends right after the fork, often before it can be asked
+    # what triggered it: the timer's own last trigger time still names it.
+    sandbox.write_unit("poller.service", "[Service]\nExecStart=/bin/sleep 0.3\n")
+    sandbox.write_unit("poller.timer", "[Timer]\nOnActiveSec=1\nAccuracySec=1ms\n")
+    sandbox.daemon_reload()
+    sandbox.systemctl("start", "poller.timer")
+
+    [run] = observed.finished_runs("poller", 1)
+    assert (run["result"], run["trigger"]) == ("success", "poller.timer")

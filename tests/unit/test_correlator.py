@@ -280,3 +280,39 @@ def test_output_of_a_unit_unloaded_after_its_run_is_still_attributed() -> None:
     )
 
     assert correlator.invocation_at("late.service", T0 + 1_000_000) == INV_HEX
+
+
+def test_a_timer_that_fired_just_before_a_run_is_its_trigger_when_the_job_was_gone() -> None:
+    unit = "poll.service"
+    correlator = Correlator("host")
+    correlator.feed(
+        UnitProperties("poll.timer", "Timer", {"Unit": unit, "LastTriggerUSec": T0 - 1_000})
+    )
+    events = [
+        JobNew(9, unit),
+        service(unit, "success"),
+        unit_state(unit, "active", "running", INV, T0, InactiveExitTimestamp=T0),
+        JobRemoved(9, unit, "done"),
+        JobDetails(9, unit, "unknown", None),
+    ]
+    effects = feed_all(correlator, events)
+
+    triggers = [e.run.trigger for e in effects if isinstance(e, RecordRun) and e.run.trigger]
+    assert triggers == ["poll.timer"]
+
+
+def test_a_timer_that_fired_long_before_a_manual_start_is_not_its_trigger() -> None:
+    unit = "poll.service"
+    correlator = Correlator("host")
+    correlator.feed(
+        UnitProperties("poll.timer", "Timer", {"Unit": unit, "LastTriggerUSec": T0 - 60_000_000})
+    )
+    events = [
+        JobNew(9, unit),
+        service(unit, "success"),
+        unit_state(unit, "active", "running", INV, T0, InactiveExitTimestamp=T0),
+        JobDetails(9, unit, "unknown", None),
+    ]
+    effects = feed_all(correlator, events)
+
+    assert [e.run.trigger for e in effects if isinstance(e, RecordRun) and e.run.trigger] == []
