@@ -109,14 +109,20 @@ def default_db_path() -> Path:
 
 
 def _prepare_file(path: Path) -> None:
-    """Create the database file readable by its owner and group only: output holds secrets."""
+    """Create the database file readable by its owner and group only: output holds secrets.
+
+    An existing file is never opened here: closing any descriptor of a file drops every
+    POSIX lock this process holds on it, including those of an open SQLite connection,
+    and another connection could then checkpoint and delete the WAL under it.
+    """
     try:
         path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o640)
         try:
-            if os.fstat(fd).st_mode & 0o007:
-                os.fchmod(fd, 0o640)
-        finally:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o640)
+        except FileExistsError:
+            if path.stat().st_mode & 0o007:
+                path.chmod(0o640)
+        else:
             os.close(fd)
     except OSError as e:
         raise StoreError(f"cannot create the database {str(path)!r}: {e.strerror}") from e
