@@ -76,18 +76,37 @@ class OutputBudget:
         return seq, self._evict()
 
     def shrink(self, limit: int) -> list[int]:
-        """Lower the budget (a run that succeeded keeps less); the lines to drop now."""
+        """Lower the budget (a run that succeeded keeps less); the lines to drop now.
+
+        The start and the end are kept as with the smaller budget from the beginning:
+        output that all fitted in the head so far loses its middle, not its end.
+        """
         if limit >= self.limit:
             return []
         self.limit = limit
-        evicted = self._evict()
-        while self.head and self.head_bytes > limit // 2:
-            seq, size = self.head.pop()
-            self.head_bytes -= size
-            self.head_closed = True
+        half = limit // 2
+        head: list[tuple[int, int]] = []
+        head_bytes = 0
+        for line in self.head:
+            if head_bytes + line[1] > half:
+                break
+            head.append(line)
+            head_bytes += line[1]
+        rest = self.head[len(head) :] + list(self.tail)
+        tail: deque[tuple[int, int]] = deque()
+        tail_bytes = 0
+        for line in reversed(rest):
+            if tail_bytes + line[1] > limit - half:
+                break
+            tail.appendleft(line)
+            tail_bytes += line[1]
+        dropped = rest[: len(rest) - len(tail)]
+        for _, size in dropped:
             self._count_drop(size)
-            evicted.append(seq)
-        return evicted
+        self.head, self.head_bytes = head, head_bytes
+        self.tail, self.tail_bytes = tail, tail_bytes
+        self.head_closed = True
+        return [seq for seq, _ in dropped]
 
     def _evict(self) -> list[int]:
         evicted = []

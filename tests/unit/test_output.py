@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -42,6 +44,43 @@ def test_shrinking_after_success_keeps_less_of_both_ends() -> None:
 
     assert kept == {0, 1, 98, 99}
     assert budget.dropped_lines == 96
+
+
+def test_shrinking_output_that_fitted_whole_keeps_its_end_too() -> None:
+    budget = OutputBudget(limit=1000)
+    kept = admit_all(budget, [10] * 10)
+
+    kept.difference_update(budget.shrink(40))
+    assert kept == {0, 1, 8, 9}
+    assert budget.dropped_lines == 6
+
+    seq, dropped = budget.admit(10)
+    kept.add(seq)
+    kept.difference_update(dropped)
+    assert kept == {0, 1, 9, 10}
+
+
+@given(
+    sizes=st.lists(st.integers(min_value=0, max_value=40), max_size=120),
+    first=st.integers(min_value=2, max_value=400),
+    second=st.integers(min_value=2, max_value=400),
+)
+def test_after_shrinking_what_is_kept_is_still_a_start_and_an_end_within_budget(
+    sizes: list[int], first: int, second: int
+) -> None:
+    budget = OutputBudget(limit=max(first, second))
+    sizes = [min(s, min(first, second) // 4 or 1) for s in sizes]
+    kept = admit_all(budget, sizes)
+    kept.difference_update(budget.shrink(min(first, second)))
+
+    assert sum(sizes[seq] for seq in kept) <= budget.limit
+    assert sum(sizes[seq] for seq in kept) + budget.dropped_bytes == sum(sizes)
+    ordered = sorted(kept)
+    gaps = [b - a for a, b in itertools.pairwise(ordered) if b - a > 1]
+    assert len(gaps) <= 1
+    if ordered:
+        assert ordered[0] == 0 or budget.head == []
+        assert ordered[-1] == len(sizes) - 1 or budget.tail_bytes == 0
 
 
 @given(
