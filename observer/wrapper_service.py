@@ -1,0 +1,141 @@
+"""The daemon's side of `observer run`: spooled runs into the store, finished runs to consumers.
+
+`observer run` writes its runs into the database itself, so the daemon does not see them
+end. This service looks every few seconds for wrapper runs that finished (by row ID for new
+rows, by invocation ID for rows it saw running) and hands them to the daemon's
+``recorded_hooks`` (metrics, alerts, dashboard), as it does for the units' runs. It also
+moves runs that `observer run` had to spool into the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from observer import spool
+from observer.config import Config
+from observer.model import Run, Source
+from observer.store import open_for_writing
+
+log = logging.getLogger(__name__)
+
+INTERVAL_SECONDS = 5.0
+# Runs left unfinished by a wrapper that was killed are not waited for after this long.
+RUNNING_HORIZON_USEC = 7 * 86400 * 1_000_000
+_COLUMNS = (
+    "id, unit, invocation_id, host, boot_id, trigger, started_usec, finished_usec, result, "
+    "exit_code, exit_status, restarts"
+)
+
+
+class WrapperRuns:
+    """Finds finished runs of `observer run` and imports spooled ones, for the daemon."""
+
+    def __init__(
+        self,
+        hooks: list[Callable[[list[Run]], None]],
+        db_path: Path,
+        config: Config,
+        interval: float = INTERVAL_SECONDS,
+    ) -> None:
+        self.hooks = hooks
+        self.db_path = db_path
+        self.spool_dir = spool.default_spool_dir(db_path, config.run.spool_dir)
+        self.metrics_dir = spool.default_metrics_dir(db_path, config.run.metrics_dir)
+        self.interval = interval
+        self.max_id: int | None = None
+        self.running: set[str] = set()
+        self.failures = 0
+
+    async def run(self) -> None:
+        """A service of the daemon's: runs until cancelled, never fails."""
+        while True:
+            try:
+                finished = await asyncio.to_thread(self.step)
+            except Exception as e:  # the store may be unwritable for a while
+                self.failures += 1
+                if self.failures == 1 or self.failures % 100 == 0:
+                    log.warning("observer run's runs: %s (retrying)", e)
+            else:
+                self.failures = 0
+                if finished:
+                    self._tell(finished)
+            await asyncio.sleep(self.interval)
+
+    def step(self) -> list[Run]:
+        """One look (in a worker thread): import spooled runs, then find finished ones."""
+        conn = open_for_writing(self.db_path)
+        try:
+            conn.execute("PRAGMA busy_timeout = 10000")
+            imported = spool.import_spooled(conn, self.spool_dir, self.db_path, self.metrics_dir)
+            for run in imported:
+                log.info("imported spooled run %s %s", run.unit, run.invocation_id[:12])
+            return imported + self._newly_finished(conn, {r.invocation_id for r in imported})
+        finally:
+            conn.close()
+
+    def _newly_finished(self, conn: sqlite3.Connection, told: set[str]) -> list[Run]:
+        conn.row_factory = sqlite3.Row
+        if self.max_id is None:
+            self.max_id = int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM runs").fetchone()[0])
+            horizon = time.time_ns() // 1000 - RUNNING_HORIZON_USEC
+            running = conn.execute(
+                "SELECT invocation_id FROM runs WHERE source = ? AND finished_usec IS NULL "
+                "AND started_usec >= ?",
+                (str(Source.WRAPPER), horizon),
+            )
+            self.running = {row[0] for row in running}
+            return []
+        rows = list(
+            conn.execute(
+                f"SELECT {_COLUMNS} FROM runs WHERE id > ? AND source = ? ORDER BY id",
+                (self.max_id, str(Source.WRAPPER)),
+            )
+        )
+        self.max_id = max([self.max_id, *(int(row["id"]) for row in rows)])
+        if self.running:
+            marks = ", ".join("?" * len(self.running))
+            rows += conn.execute(
+                f"SELECT {_COLUMNS} FROM runs WHERE invocation_id IN ({marks}) "
+                "AND finished_usec IS NOT NULL",
+                sorted(self.running),
+            )
+        finished = []
+        for row in rows:
+            invocation_id = row["invocation_id"]
+            if row["finished_usec"] is None:
+                self.running.add(invocation_id)
+                continue
+            self.running.discard(invocation_id)
+            if invocation_id not in told:
+                told.add(invocation_id)
+                finished.append(_run(row))
+        return finished
+
+    def _tell(self, runs: list[Run]) -> None:
+        for hook in self.hooks:
+            try:
+                hook(runs)
+            except Exception:  # a failing consumer never stops the recording
+                log.exception("a consumer of recorded runs failed")
+
+
+def _run(row: sqlite3.Row) -> Run:
+    return Run(
+        unit=row["unit"],
+        invocation_id=row["invocation_id"],
+        host=row["host"],
+        source=Source.WRAPPER,
+        started_usec=row["started_usec"],
+        finished_usec=row["finished_usec"],
+        result=row["result"],
+        exit_code=row["exit_code"],
+        exit_status=row["exit_status"],
+        trigger=row["trigger"],
+        restarts=row["restarts"],
+        boot_id=row["boot_id"],
+    )

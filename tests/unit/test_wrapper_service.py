@@ -1,0 +1,118 @@
+"""The daemon hands runs of `observer run` to its consumers once each, as they finish."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from observer import spool, store
+from observer.config import Config, RunConfig
+from observer.model import Run, Source, StoreError
+from observer.spool import RunRecord
+from observer.wrapper_service import WrapperRuns
+
+NOW = time.time_ns() // 1000
+
+
+def wrapper_run(invocation: str, finished: bool, unit: str = "nightly") -> Run:
+    return Run(
+        unit=unit,
+        invocation_id=invocation * 32,
+        host="host1",
+        source=Source.WRAPPER,
+        started_usec=NOW,
+        finished_usec=NOW + 5 if finished else None,
+        result="success" if finished else None,
+        exit_code="exited" if finished else None,
+        exit_status=0 if finished else None,
+    )
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> tuple[WrapperRuns, list[list[Run]]]:
+    told: list[list[Run]] = []
+    config = Config(run=RunConfig(spool_dir=str(tmp_path / "spool")))
+    return WrapperRuns([told.append], tmp_path / "observer.db", config), told
+
+
+def write(db: Path, run: Run) -> None:
+    conn = store.open_for_writing(db)
+    try:
+        spool.write_record(conn, RunRecord(run))
+    finally:
+        conn.close()
+
+
+def test_runs_that_finish_after_the_daemon_started_are_told_once(
+    service: tuple[WrapperRuns, list[list[Run]]], tmp_path: Path
+) -> None:
+    wrapper, _ = service
+    db = tmp_path / "observer.db"
+    write(db, wrapper_run("a", finished=True))  # before the daemon: not news
+    write(db, wrapper_run("b", finished=False))  # running when the daemon starts
+    assert wrapper.step() == []
+
+    write(db, wrapper_run("c", finished=False))
+    write(db, wrapper_run("d", finished=True))
+    first = wrapper.step()
+    write(db, wrapper_run("b", finished=True))
+    write(db, wrapper_run("c", finished=True))
+    second = wrapper.step()
+    third = wrapper.step()
+
+    assert [run.invocation_id[0] for run in first] == ["d"]
+    assert sorted(run.invocation_id[0] for run in second) == ["b", "c"]
+    assert third == []
+    assert second[0].source == Source.WRAPPER
+    assert second[0].result == "success"
+
+
+def test_a_spooled_run_is_imported_and_told_once(
+    service: tuple[WrapperRuns, list[list[Run]]], tmp_path: Path
+) -> None:
+    wrapper, _ = service
+    db = tmp_path / "observer.db"
+    write(db, wrapper_run("a", finished=True))
+    wrapper.step()
+    spool.spool(RunRecord(wrapper_run("e", finished=True)), tmp_path / "spool", db)
+
+    imported = wrapper.step()
+
+    assert [run.invocation_id[0] for run in imported] == ["e"]
+    assert wrapper.step() == []
+    assert not list((tmp_path / "spool").glob("*.json"))
+
+
+async def test_the_service_calls_the_hooks_and_survives_an_unwritable_store(
+    tmp_path: Path,
+) -> None:
+    told: list[list[Run]] = []
+    arrived = asyncio.Event()
+
+    def hook(runs: list[Run]) -> None:
+        told.append(runs)
+        arrived.set()
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    broken = WrapperRuns([hook], blocker / "observer.db", Config(), interval=0.01)
+    db = tmp_path / "observer.db"
+    working = WrapperRuns([hook], db, Config(), interval=0.01)
+    write(db, wrapper_run("a", finished=True))
+    working.step()  # the daemon starts: what is there already is not news
+    with pytest.raises(StoreError):
+        broken.step()
+    tasks = [asyncio.create_task(broken.run()), asyncio.create_task(working.run())]
+    try:
+        write(db, wrapper_run("f", finished=True))
+        await asyncio.wait_for(arrived.wait(), timeout=30)
+        assert not tasks[0].done()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    assert [[run.invocation_id[0] for run in runs] for runs in told] == [["f"]]
