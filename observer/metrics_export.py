@@ -1,0 +1,452 @@
+"""The daemon's metrics exporters: an HTTP /metrics endpoint and a textfile, both off the loop.
+
+The run metrics are read from the store on a worker thread (after runs are recorded, and
+every REFRESH_SECONDS) and rendered there once; a scrape only adds the daemon's own
+counters and the jobs' metric files. The HTTP server answers from its own threads: nothing
+a scrape does runs on the event loop or talks to D-Bus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import gzip
+import http.server
+import logging
+import os
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.process_collector import ProcessCollector
+
+from observer import store
+from observer.config import MetricsConfig
+from observer.custom_metrics import JobMetrics, job_metrics_directory
+from observer.metrics import (
+    DaemonCollector,
+    DaemonHealth,
+    RunCollector,
+    RunTally,
+    Snapshot,
+    read_unit_states,
+    render,
+)
+from observer.model import ConfigError, Run, StoreError
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+TEXTFILE_NAME = "observer.prom"
+# The run metrics are read again this often when no run ends, and at most this often
+# (or five times as long as the last reading took) when they do.
+REFRESH_SECONDS = 30.0
+MIN_REFRESH_SECONDS = 1.0
+DEBOUNCE_SECONDS = 0.5
+POLL_SECONDS = 2.0
+BIND_RETRY_SECONDS = 30.0
+# Unfinished runs this old are not followed to their end (see RunTally.start).
+PENDING_HORIZON_USEC = 7 * 86400 * 1_000_000
+
+
+class _Running(Protocol):
+    def running(self) -> dict[str, str]: ...
+
+
+class _Pending(Protocol):
+    journal_cursor: str | None
+
+
+class DaemonView(Protocol):
+    """What the exporters read of the daemon (on the event loop only)."""
+
+    host: str
+    events_processed: int
+    runs_recorded: int
+    store_errors: int
+    unattributed_lines: int
+
+    @property
+    def correlator(self) -> _Running: ...
+
+    @property
+    def pending(self) -> _Pending: ...
+
+    @property
+    def journal_queue(self) -> asyncio.Queue[Any]: ...
+
+
+def parse_listen(text: str) -> tuple[str, int] | None:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6) into a socket address; empty means off."""
+    if not text:
+        return None
+    host, sep, port = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdecimal() or int(port) > 65535:
+        raise ConfigError(
+            f"metrics.listen (or --listen) = {text!r}: expected HOST:PORT, like "
+            "127.0.0.1:9089 or [::1]:9089 (or an empty string to serve no metrics)"
+        )
+    return host, int(port)
+
+
+def journal_cursor_usec(cursor: str) -> int | None:
+    """The realtime timestamp a journal cursor carries (its ``t=`` field, in hex)."""
+    for part in cursor.split(";"):
+        key, _, value = part.partition("=")
+        if key == "t":
+            with contextlib.suppress(ValueError):
+                return int(value, 16)
+    return None
+
+
+def write_textfile(path: Path, data: bytes) -> None:
+    """Replace ``path`` atomically: readers see the old file or the new one, never half."""
+    # A name that does not end in .prom: textfile collectors skip it while it is written.
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fchmod(f.fileno(), 0o644)
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        raise
+
+
+class _Collectors:
+    """Several collectors as one."""
+
+    def __init__(self, *collectors: Any) -> None:
+        self.collectors = collectors
+
+    def collect(self) -> Iterator[Metric]:
+        for collector in self.collectors:
+            yield from collector.collect()
+
+
+class JobMetricsCollector:
+    """The jobs' own metrics, and how many of their files were rejected and why."""
+
+    def __init__(self, host: str, job_metrics: JobMetrics) -> None:
+        self.host = host
+        self.job_metrics = job_metrics
+
+    def collect(self) -> Iterator[Metric]:
+        families = self.job_metrics.collect()
+        rejected = CounterMetricFamily(
+            "observer_custom_metrics_rejected",
+            "Versions of jobs' metric files left out of the export, by unit and reason.",
+            labels=["host", "unit", "reason"],
+        )
+        for (unit, reason), count in sorted(self.job_metrics.rejections.items()):
+            rejected.add_metric([self.host, unit, reason], count)
+        files = GaugeMetricFamily(
+            "observer_custom_metrics_files",
+            "Jobs' metric files exported now.",
+            labels=["host"],
+        )
+        files.add_metric([self.host], self.job_metrics.files)
+        yield rejected
+        yield files
+        yield from families
+
+
+class MetricsServer(http.server.ThreadingHTTPServer):
+    """Serves /metrics from its own threads."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], service: MetricsService) -> None:
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        self.service = service
+        super().__init__(address, _MetricsHandler)
+
+
+class _MetricsHandler(http.server.BaseHTTPRequestHandler):
+    server: MetricsServer
+    timeout = 30  # a client that stalls does not hold a thread forever
+
+    def do_GET(self) -> None:
+        path = urlsplit(self.path).path
+        if path == "/metrics":
+            compressed = "gzip" in self.headers.get("Accept-Encoding", "")
+            try:
+                body = self.server.service.render(compressed=compressed)
+            except Exception:  # a bug shows as a failed scrape, never as a dead daemon
+                log.exception("could not render the metrics")
+                self._send(500, b"could not render the metrics (see the daemon's log)\n")
+                return
+            self._send(200, body, CONTENT_TYPE, "gzip" if compressed else None)
+        elif path == "/":
+            page = b'<html><body><a href="/metrics">observer metrics</a></body></html>\n'
+            self._send(200, page, "text/html; charset=utf-8")
+        else:
+            self._send(404, b"not found: observer serves /metrics\n")
+
+    def _send(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str = "text/plain",
+        encoding: str | None = None,
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        if encoding:
+            self.send_header("Content-Encoding", encoding)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("metrics: %s %s", self.address_string(), format % args)
+
+
+class MetricsService:
+    """Keeps the metrics current while the daemon runs and serves them; one per daemon."""
+
+    def __init__(
+        self, daemon: DaemonView, db_path: Path, config: MetricsConfig, job_metrics_dir: str = ""
+    ) -> None:
+        self.daemon = daemon
+        self.db_path = db_path
+        self.listen = parse_listen(config.listen)
+        self.textfile = (
+            Path(config.textfile_directory, TEXTFILE_NAME) if config.textfile_directory else None
+        )
+        configured = config.job_metrics_directory or job_metrics_dir
+        self.job_metrics = JobMetrics(job_metrics_directory(db_path, configured))
+        # Written on the loop (health, _behind) or on the worker thread (_refreshed,
+        # _refresh_errors) only; render() puts them together.
+        self.health = DaemonHealth()
+        self._behind = False
+        self._refreshed: tuple[float | None, float | None, int | None] = (None, None, None)
+        self._refresh_errors = 0
+        self.server: MetricsServer | None = None
+        self.address: tuple[str, int] | None = None
+        self.wake = asyncio.Event()
+        self._snapshot_bytes = b""
+        self._snapshot_gzip = gzip.compress(b"")
+        self._finished: list[str] = []
+        self._finished_lock = threading.Lock()
+        self._running: dict[str, str] = {}
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="observer-metrics")
+        self._conn: sqlite3.Connection | None = None
+        self._tally: RunTally | None = None
+        self._textfile_error: str | None = None
+        self._process = ProcessCollector(registry=None)
+
+    # -- called on the event loop --------------------------------------------------------
+
+    def runs_recorded(self, runs: list[Run]) -> None:
+        """A hook of the daemon's: runs ended; read the store again soon."""
+        with self._finished_lock:
+            self._finished.extend(run.invocation_id for run in runs)
+        self.wake.set()
+
+    async def run(self) -> None:
+        """A service of the daemon's: serve and refresh until cancelled."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._poll())
+                group.create_task(self._refresh_loop())
+                if self.listen is not None:
+                    group.create_task(self._serve())
+        finally:
+            await asyncio.shield(asyncio.to_thread(self._close))
+
+    async def _poll(self) -> None:
+        """Copy what the loop knows (runs in progress, counters) for the other threads."""
+        events = 0
+        while True:
+            try:
+                self._sample(events)
+                events = self.daemon.events_processed
+            except Exception:  # never let the metrics stop the daemon
+                log.exception("metrics: could not read the daemon's state")
+            await asyncio.sleep(POLL_SECONDS)
+
+    def _sample(self, last_events: int) -> None:
+        daemon, now = self.daemon, time.time()
+        running = dict(daemon.correlator.running())
+        if running != self._running:
+            self._running = running
+            self.wake.set()
+        position = self.health.journal_position_usec
+        cursor = daemon.pending.journal_cursor
+        if cursor is not None:
+            position = max(position or 0, journal_cursor_usec(cursor) or 0) or None
+        self._behind = not daemon.journal_queue.empty()
+        self.health = dataclasses.replace(
+            self.health,
+            events_processed=daemon.events_processed,
+            runs_recorded=daemon.runs_recorded,
+            store_errors=daemon.store_errors,
+            unattributed_lines=daemon.unattributed_lines,
+            last_event_at=(
+                now if daemon.events_processed != last_events else self.health.last_event_at
+            ),
+            journal_position_usec=position,
+        )
+
+    async def _refresh_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        not_before = 0.0
+        self.wake.set()  # show what is recorded already, from the start
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), REFRESH_SECONDS)
+            # Let a burst of runs end before reading them all at once.
+            await asyncio.sleep(max(DEBOUNCE_SECONDS, not_before - time.monotonic()))
+            self.wake.clear()
+            began = time.monotonic()
+            try:
+                await loop.run_in_executor(self._executor, self._refresh, dict(self._running))
+            except Exception:  # a bug here must not stop the recording
+                log.exception("metrics: could not refresh the run metrics")
+            took = time.monotonic() - began
+            not_before = time.monotonic() + max(MIN_REFRESH_SECONDS, 5 * took)
+
+    async def _serve(self) -> None:
+        assert self.listen is not None
+        while self.server is None:
+            try:
+                self.server = MetricsServer(self.listen, self)
+            except OSError as e:
+                log.error(
+                    "cannot serve metrics on %s:%d: %s (trying again in %.0fs)",
+                    *self.listen, e.strerror, BIND_RETRY_SECONDS,
+                )  # fmt: skip
+                await asyncio.sleep(BIND_RETRY_SECONDS)
+        address = self.server.server_address
+        host, port = str(address[0]), int(address[1])
+        self.address = (host, port)
+        shown = f"[{host}]" if ":" in host else host
+        log.info("serving metrics on http://%s:%d/metrics", shown, port)
+        thread = threading.Thread(
+            target=self.server.serve_forever, name="observer-metrics-http", daemon=True
+        )
+        thread.start()
+        await asyncio.Event().wait()  # until cancelled
+
+    def _close(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+        # The connection belongs to the worker thread: close it there, after any refresh.
+        self._executor.submit(self._reset_connection)
+        self._executor.shutdown(wait=True)
+
+    # -- called on the worker thread -----------------------------------------------------
+
+    def _refresh(self, running: dict[str, str]) -> None:
+        began = time.monotonic()
+        with self._finished_lock:
+            finished, self._finished = self._finished, []
+        try:
+            conn = self._connection()
+            tally = self._tally
+            if tally is None:
+                tally = RunTally()
+                tally.start(conn, int(time.time() * 1e6) - PENDING_HORIZON_USEC)
+                self._tally = tally
+            tally.update(conn, finished)
+            units, timers = read_unit_states(conn, running)
+            cursor = store.read_state(conn, "journal_cursor")
+            snapshot = Snapshot(
+                host=self.daemon.host,
+                units=tuple(units),
+                timers=tuple(timers),
+                runs_by_result=dict(tally.runs_by_result),
+                durations=tally.durations(),
+                taken_at=time.time(),
+            )
+            text = render(RunCollector(snapshot).collect())
+            # Compressed once here: a gzip scrape (Prometheus asks for one) then compresses
+            # only the small live part, sent as a second gzip member after this one.
+            self._snapshot_gzip = gzip.compress(text, compresslevel=6)
+            self._snapshot_bytes = text
+        except (sqlite3.Error, OSError, StoreError) as e:
+            with self._finished_lock:
+                self._finished[:0] = finished  # count them at the next try
+            self._reset_connection()
+            self._refresh_errors += 1
+            log.error("metrics: cannot read the database %s: %s", self.db_path, e)
+            return
+        committed = journal_cursor_usec(cursor) if cursor else None
+        self._refreshed = (time.time(), time.monotonic() - began, committed)
+        if self.textfile is not None:
+            self._write_textfile(self.textfile)
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._conn = store.open_for_reading(self.db_path)
+        return self._conn
+
+    def _reset_connection(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.close()
+            self._conn = None
+
+    def _write_textfile(self, path: Path) -> None:
+        try:
+            # No process_* metrics: node_exporter exports its own under those names.
+            write_textfile(path, self.render(process=False))
+        except OSError as e:
+            error = f"{e.strerror or e}"
+            if error != self._textfile_error:
+                log.error("metrics: cannot write the textfile %s: %s", path, error)
+            self._textfile_error = error
+            return
+        if self._textfile_error is not None:
+            log.info("metrics: writing the textfile %s again", path)
+        self._textfile_error = None
+
+    # -- called from any thread ----------------------------------------------------------
+
+    def _health(self) -> DaemonHealth:
+        health, (refresh_at, refresh_seconds, committed) = self.health, self._refreshed
+        position = max(health.journal_position_usec or 0, committed or 0) or None
+        lag = 0.0
+        if self._behind and position is not None:
+            lag = max(0.0, time.time() - position / 1e6)
+        return dataclasses.replace(
+            health,
+            journal_position_usec=position,
+            journal_lag_seconds=lag,
+            refresh_at=refresh_at,
+            refresh_seconds=refresh_seconds,
+            refresh_errors=self._refresh_errors,
+        )
+
+    def render(self, *, process: bool = True, compressed: bool = False) -> bytes:
+        """The whole exposition: the run metrics as last read, then what changes by the second.
+
+        ``compressed``: gzip, as two members (readers of gzip, Prometheus's included, read
+        concatenated members as one stream).
+        """
+        live: list[Any] = [
+            DaemonCollector(self.daemon.host, self._health()),
+            JobMetricsCollector(self.daemon.host, self.job_metrics),
+        ]
+        if process:
+            live.append(self._process)
+        text = render(_Collectors(*live).collect())
+        if compressed:
+            return self._snapshot_gzip + gzip.compress(text, compresslevel=1)
+        return self._snapshot_bytes + text

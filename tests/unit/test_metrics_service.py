@@ -1,0 +1,168 @@
+"""The metrics service in the daemon's loop: it serves, refreshes after runs, writes the textfile,
+survives a taken port, and stops cleanly. The daemon is a stand-in; the store is real."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gzip
+import logging
+import socket
+import threading
+import urllib.request
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from observer import metrics_export, store
+from observer.config import MetricsConfig
+from observer.metrics_export import MetricsService
+from observer.model import Run, Source
+from tests.unit.recorded_runs import NOW_USEC, SECOND, invocation, write_store
+
+
+class FakeDaemon(SimpleNamespace):
+    """What the service reads of the daemon."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            host="host1",
+            events_processed=0,
+            runs_recorded=0,
+            store_errors=0,
+            unattributed_lines=0,
+            running={},
+            pending=SimpleNamespace(journal_cursor=None),
+            journal_queue=asyncio.Queue(),
+        )
+        self.correlator = SimpleNamespace(running=lambda: dict(self.running))
+
+
+async def eventually(check: Callable[[], Any], what: str) -> Any:
+    """Poll ``check`` for up to 30 seconds; its first true value."""
+    for _ in range(600):
+        if value := check():
+            return value
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return str(response.read().decode())
+
+
+def get_gzip(url: str) -> tuple[str, bytes]:
+    request = urllib.request.Request(url, headers={"Accept-Encoding": "gzip"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return str(response.headers["Content-Encoding"]), bytes(response.read())
+
+
+@contextlib.asynccontextmanager
+async def serving(service: MetricsService) -> AsyncIterator[asyncio.Task[None]]:
+    task = asyncio.create_task(service.run())
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+@pytest.fixture(autouse=True)
+def quick(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(metrics_export, "POLL_SECONDS", 0.05)
+    monkeypatch.setattr(metrics_export, "DEBOUNCE_SECONDS", 0.01)
+    monkeypatch.setattr(metrics_export, "MIN_REFRESH_SECONDS", 0.01)
+    monkeypatch.setattr(metrics_export, "BIND_RETRY_SECONDS", 0.1)
+
+
+async def test_it_serves_the_recorded_runs_and_refreshes_after_each_new_one(
+    tmp_path: Path,
+) -> None:
+    db = write_store(tmp_path / "observer.db")
+    daemon = FakeDaemon()
+    config = MetricsConfig(listen="127.0.0.1:0", textfile_directory=str(tmp_path))
+    service = MetricsService(daemon, db, config)
+
+    async with serving(service):
+        await eventually(lambda: service.address, "the server to listen")
+        url = f"http://127.0.0.1:{service.address[1]}/metrics"  # type: ignore[index]
+        text = await eventually(
+            lambda: "observer_consecutive_failures" in (t := get(url)) and t, "run metrics"
+        )
+        assert 'observer_consecutive_failures{host="host1",unit="backup.service"} 2.0' in text
+        assert 'observer_runs_total{host="host1",unit="backup.service"' not in text
+
+        # Run 4 of backup.service ends; the daemon's hook says so.
+        ended = Run("backup.service", invocation(4), "host1", Source.BUS,
+                    finished_usec=NOW_USEC + 90 * SECOND, result="success")  # fmt: skip
+        conn = store.open_for_writing(db)
+        store.write_batch(conn, store.Batch(runs=[ended]))
+        conn.close()
+        service.runs_recorded([ended])
+        counted = 'observer_runs_total{host="host1",unit="backup.service",result="success"} 1.0'
+        await eventually(lambda: counted in get(url), "the run to be counted")
+        textfile = tmp_path / "observer.prom"
+        await eventually(lambda: counted in textfile.read_text(), "the textfile to follow")
+        assert "process_cpu_seconds_total" not in textfile.read_text()
+        assert "process_cpu_seconds_total" in get(url)
+        # Prometheus asks for gzip: the cached run metrics and the live part, two members.
+        encoding, body = get_gzip(url)
+        assert encoding == "gzip"
+        unzipped = gzip.decompress(body).decode()
+        assert counted in unzipped
+        assert "observer_build_info{" in unzipped
+        assert await asyncio.to_thread(
+            lambda: urllib.request.urlopen(url.replace("/metrics", "/"), timeout=10).status
+        ) == 200  # fmt: skip
+
+    assert [t.name for t in threading.enumerate() if t.name.startswith("observer-")] == []
+
+
+async def test_a_port_in_use_is_logged_and_retried_while_the_rest_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = write_store(tmp_path / "observer.db")
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    config = MetricsConfig(listen=f"127.0.0.1:{port}", textfile_directory=str(tmp_path))
+    service = MetricsService(FakeDaemon(), db, config)
+
+    try:
+        async with serving(service) as task:
+            await eventually((tmp_path / "observer.prom").exists, "the textfile to be written")
+            await eventually(
+                lambda: "Address already in use" in caplog.text, "the bind error to be logged"
+            )
+            assert not task.done()
+            taken.close()
+            await eventually(lambda: service.address, "the server to listen once the port is free")
+    finally:
+        taken.close()
+    assert any(r.levelno == logging.ERROR for r in caplog.records)
+
+
+async def test_a_running_unit_shows_as_running_once_the_daemon_sees_it(tmp_path: Path) -> None:
+    db = write_store(tmp_path / "observer.db")
+    daemon = FakeDaemon()
+    service = MetricsService(daemon, db, MetricsConfig(listen="127.0.0.1:0"))
+
+    async with serving(service):
+        await eventually(lambda: service.address, "the server to listen")
+        url = f"http://127.0.0.1:{service.address[1]}/metrics"  # type: ignore[index]
+        running = 'observer_running{host="host1",unit="backup.service"} 1.0'
+        await eventually(lambda: "observer_running{" in get(url), "run metrics")
+        assert running not in get(url)
+
+        daemon.running = {"backup.service": invocation(4)}
+
+        await eventually(lambda: running in get(url), "backup.service to show as running")
+        assert 'observer_running_since_timestamp_seconds{host="host1",unit="backup.service"}' in (
+            get(url)
+        )
