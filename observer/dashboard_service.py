@@ -1,0 +1,167 @@
+"""The daemon's side of the dashboard: rewrite the pages after runs end, debounced, off the loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from observer import dashboard, store
+from observer.config import DashboardConfig
+from observer.model import ObserverError, Run, StoreError
+
+log = logging.getLogger(__name__)
+
+# Output can reach the journal a little after its run ended: look again this much later.
+LATE_OUTPUT_SECONDS = 10.0
+# After a failed write, wait this long before the next try, doubling up to the maximum.
+RETRY_SECONDS = 5.0
+MAX_RETRY_SECONDS = 300.0
+
+
+@dataclass(slots=True)
+class RewriteSchedule:
+    """When to rewrite the pages, from when runs ended (a pure, clock-driven rule).
+
+    A burst of runs makes one rewrite, once no run has ended for ``quiet`` seconds; a steady
+    stream of runs still gets one at the latest ``max(quiet, min_interval)`` after the first;
+    a rewrite never starts less than ``min_interval`` after the last one ended; and one more
+    follows ``late`` seconds after the last run ended, for output that reaches the journal
+    after its run's end (the daemon hears of runs ending, not of each line).
+    """
+
+    quiet: float
+    min_interval: float
+    late: float = 0.0
+    dirty_since: float | None = None
+    last_change: float = 0.0
+    follow_up: float | None = None
+    not_before: float = 0.0
+
+    def stale(self, now: float) -> None:
+        """The pages are out of date since ``now``."""
+        if self.dirty_since is None:
+            self.dirty_since = now
+        self.last_change = now
+
+    def changed(self, now: float) -> None:
+        """Runs ended at ``now``: the pages are out of date, and their output may trail."""
+        self.stale(now)
+        if self.late > 0:
+            self.follow_up = now + self.late
+
+    def due_at(self) -> float | None:
+        """When the next rewrite should start; None when the pages are up to date."""
+        due = []
+        if self.dirty_since is not None:
+            settled = self.last_change + self.quiet
+            latest = self.dirty_since + max(self.quiet, self.min_interval)
+            due.append(min(settled, latest))
+        if self.follow_up is not None:
+            due.append(self.follow_up)
+        return max(min(due), self.not_before) if due else None
+
+    def started(self, now: float) -> None:
+        """A rewrite starts at ``now``: it covers every change so far."""
+        self.dirty_since = None
+        if self.follow_up is not None and self.follow_up <= now:
+            self.follow_up = None
+
+    def finished(self, now: float) -> None:
+        self.not_before = max(self.not_before, now + self.min_interval)
+
+    def failed(self, now: float, retry_in: float) -> None:
+        """The rewrite failed: the pages are still out of date; try again later."""
+        self.stale(now)
+        self.not_before = max(self.not_before, now + retry_in)
+
+
+class DashboardService:
+    """Keeps the dashboard's pages in ``directory`` up to date while the daemon runs."""
+
+    def __init__(
+        self,
+        directory: Path,
+        db_path: Path,
+        config: DashboardConfig,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.directory = directory
+        self.db_path = db_path
+        self.clock = clock
+        self.schedule = RewriteSchedule(
+            config.quiet_seconds, config.min_interval_seconds, LATE_OUTPUT_SECONDS
+        )
+        self.wake = asyncio.Event()
+        self.stopping = threading.Event()
+        self.writes = 0
+        self.failures = 0
+        self.cache = dashboard.Cache()  # only this service's thread touches it
+
+    def runs_recorded(self, runs: list[Run]) -> None:
+        """A hook of the daemon's: runs ended; rewrite soon (returns at once)."""
+        self.schedule.changed(self.clock())
+        self.wake.set()
+
+    async def run(self) -> None:
+        """A service of the daemon's: rewrite whenever the schedule says, until cancelled."""
+        self.schedule.stale(self.clock())  # show what is recorded already, from the start
+        retry = RETRY_SECONDS
+        try:
+            while True:
+                due = self.schedule.due_at()
+                if due is None or due > self.clock():
+                    timeout = None if due is None else due - self.clock()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.wake.wait(), timeout)
+                    self.wake.clear()
+                    continue
+                self.schedule.started(self.clock())
+                began = self.clock()
+                try:
+                    # Reading the store and writing files take a while: never on the loop.
+                    report = await asyncio.to_thread(self._write)
+                except ObserverError as e:
+                    self._failed(f"{e}", retry)
+                    retry = min(retry * 2, MAX_RETRY_SECONDS)
+                    continue
+                except Exception:  # a bug here must not stop the recording
+                    log.exception("dashboard: could not write the pages")
+                    self._failed(None, retry)
+                    retry = min(retry * 2, MAX_RETRY_SECONDS)
+                    continue
+                retry = RETRY_SECONDS
+                self.writes += 1
+                self.schedule.finished(self.clock())
+                (log.info if self.writes == 1 else log.debug)(
+                    "dashboard: wrote %d pages (%d unchanged, %d removed) to %s in %.1fs",
+                    report.written, report.unchanged, report.removed, self.directory,
+                    self.clock() - began,
+                )  # fmt: skip
+        finally:
+            # A generation still running in its thread stops at its next page.
+            self.stopping.set()
+
+    def _failed(self, reason: str | None, retry: float) -> None:
+        self.failures += 1
+        if reason is not None:
+            log.error("dashboard: %s (trying again in %.0fs)", reason, retry)
+        self.schedule.failed(self.clock(), retry)
+
+    def _write(self) -> dashboard.Report:
+        conn = store.open_for_reading(self.db_path)
+        try:
+            return dashboard.generate(
+                conn, self.directory, should_stop=self.stopping.is_set, cache=self.cache
+            )
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot read the database {str(self.db_path)!r}: {e}") from e
+        finally:
+            conn.close()

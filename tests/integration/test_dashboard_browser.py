@@ -1,0 +1,162 @@
+"""The dashboard the real daemon writes for a real systemd, read by a real browser."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from observer import dashboard
+from observer.sandbox import Sandbox
+from tests.integration.browser import Browser, Loaded, chromium_or_skip
+from tests.integration.observed import ObserverDaemon, wait_for
+from tests.pages import Element, overview_rows, parse
+
+pytestmark = pytest.mark.integration
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "dashboard"
+ESCAPED_INSTANCE = "backup@home-user-My\\x20Files.service"
+LEAKY_SCRIPT = """\
+#!/bin/sh
+echo "<script>document.title='pwned'</script>"
+echo "</textarea><b id=injected>bold</b>"
+printf '\\033[31mred alert\\033[0m\\n'
+echo "backup target unreachable" >&2
+exit 2
+"""
+EXPECTED_HEALTH = {
+    "backup.service": "ok",
+    ESCAPED_INSTANCE: "ok",
+    "leaky.service": "failing",
+    "renew.service": "ok",
+    "worker.service": "running",
+}
+
+
+@pytest.fixture
+def browser() -> Browser:
+    return Browser(chromium_or_skip())
+
+
+def oneshot(command: str, extra: str = "") -> str:
+    return f"[Service]\nType=oneshot\nExecStart={command}\n{extra}"
+
+
+def test_the_browser_checks_see_a_script_that_ran_and_a_console_message(
+    browser: Browser, tmp_path: Path
+) -> None:
+    # The checks below must be able to fail: here a page runs a script, and they notice.
+    page = tmp_path / "scripted.html"
+    page.write_text(
+        "<!DOCTYPE html><html><head><title>before</title></head><body><p>text</p>"
+        "<script>document.title='pwned'; console.error('boom')</script></body></html>"
+    )
+
+    loaded = browser.load(page)
+
+    assert loaded.dom.find("title").text() == "pwned"
+    assert any("boom" in message for message in loaded.console)
+
+
+def test_the_daemons_dashboard_shows_every_unit_and_a_failed_runs_output_safely(
+    sandbox: Sandbox, tmp_path: Path, browser: Browser
+) -> None:
+    pages = tmp_path / "pages"
+    observed = ObserverDaemon(
+        sandbox,
+        tmp_path,
+        config=f'[dashboard]\ndirectory = "{pages}"\nquiet_seconds = 1\nmin_interval_seconds = 1\n',
+    )
+    try:
+        observed.start()
+        run_units(sandbox)
+        [leaky] = observed.finished_runs("leaky", 1, timeout=60)
+        run_page = pages / dashboard.run_page(leaky["id"])
+        wait_for(
+            lambda: written_health(pages) == EXPECTED_HEALTH and "red alert" in text_of(run_page),
+            timeout=90,
+            what=f"the dashboard in {pages} to show every unit and the failed run's output",
+        )
+
+        overview = loaded_cleanly(browser, pages / "index.html")
+        failed = loaded_cleanly(browser, run_page)
+        instance = loaded_cleanly(browser, pages / dashboard.unit_page(ESCAPED_INSTANCE))
+        browser.screenshot(pages / "index.html", ARTIFACTS / "overview.png", height=700)
+        browser.screenshot(run_page, ARTIFACTS / "failed-run.png", height=900)
+        assert observed.stop() == 0
+    finally:
+        observed.close()
+
+    rows = overview_rows(overview.dom)
+    assert {unit: rows.get(unit) for unit in EXPECTED_HEALTH} == EXPECTED_HEALTH
+    failing_first = list(rows.values())
+    assert failing_first[: failing_first.count("failing")] == ["failing"] * failing_first.count(
+        "failing"
+    )
+    renew = row_cells(overview.dom, "renew.service")
+    assert renew["next run"] != "-"
+    assert overview.dom.find("title").text().startswith("observer: ")
+
+    # The failed run's output is on its page, as text: nothing it printed ran or became markup.
+    assert failed.dom.find("title").text() == f"run {leaky['id']} of leaky.service: observer"
+    assert failed.dom.find_all("script") == []
+    assert not [e for e in failed.dom.iter() if e.attrs.get("id") == "injected"]
+    output = failed.dom.find("pre", "output").text()
+    assert "<script>document.title='pwned'</script>" in output
+    assert "</textarea><b id=injected>bold</b>" in output
+    assert "\\x1b[31mred alert\\x1b[0m" in output
+    assert "backup target unreachable" in output
+    facts = dict(zip(texts(failed.dom, "dt"), texts(failed.dom, "dd"), strict=True))
+    assert (facts["Result"], facts["Exit status"]) == ("exit-code", "2")
+
+    assert ESCAPED_INSTANCE in instance.dom.find("h1").text()
+
+
+def run_units(sandbox: Sandbox) -> None:
+    script = sandbox.root / "usr/local/bin/leaky"
+    script.write_text(LEAKY_SCRIPT)
+    script.chmod(0o755)
+    sandbox.write_unit("leaky.service", oneshot("/usr/local/bin/leaky"))
+    sandbox.write_unit("backup.service", oneshot("/bin/echo copied"))
+    sandbox.write_unit("backup@.service", oneshot("/bin/echo backing up %f"))
+    sandbox.write_unit("renew.service", oneshot("/bin/echo renewed"))
+    sandbox.write_unit(
+        "renew.timer", "[Timer]\nOnActiveSec=1\nOnUnitActiveSec=1h\nAccuracySec=1ms\n"
+    )
+    sandbox.write_unit("worker.service", "[Service]\nExecStart=/bin/sleep infinity\n")
+    sandbox.daemon_reload()
+    sandbox.start("worker.service", wait=False)
+    instance = sandbox.run(
+        "systemd-escape", "--template=backup@.service", "--path", "/home/user/My Files"
+    ).stdout.strip()
+    assert instance == ESCAPED_INSTANCE
+    sandbox.start(instance)
+    sandbox.start("backup.service")
+    sandbox.start("leaky.service", wait=False)
+    sandbox.systemctl("start", "renew.timer")
+
+
+def text_of(path: Path) -> str:
+    return path.read_text(encoding="utf-8") if path.exists() else ""
+
+
+def written_health(pages: Path) -> dict[str, str]:
+    """The health the overview on disk shows for the units this test runs."""
+    rows = overview_rows(parse(text_of(pages / "index.html")))
+    return {unit: health for unit, health in rows.items() if unit in EXPECTED_HEALTH}
+
+
+def loaded_cleanly(browser: Browser, page: Path) -> Loaded:
+    loaded = browser.load(page)
+    assert loaded.console == [], f"{page.name} logged to the console: {loaded.console}"
+    return loaded
+
+
+def texts(dom: Element, tag: str) -> list[str]:
+    return [element.text() for element in dom.find_all(tag)]
+
+
+def row_cells(dom: Element, unit: str) -> dict[str, str]:
+    headers = [th.text().strip().lower() for th in dom.find("thead").find_all("th")]
+    [row] = [tr for tr in dom.find_all("tr") if tr.attrs.get("data-unit") == unit]
+    return dict(zip(headers, [td.text().strip() for td in row.find_all("td")], strict=True))

@@ -1,0 +1,150 @@
+"""When the daemon rewrites the dashboard: debounced, bounded, off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from observer.config import DashboardConfig, load_config
+from observer.dashboard_service import DashboardService, RewriteSchedule
+from observer.model import ConfigError
+from tests.pages import overview_rows, parse
+from tests.unit.recorded_runs import write_store
+
+
+def test_a_burst_of_runs_makes_one_rewrite_once_runs_stop_coming() -> None:
+    schedule = RewriteSchedule(quiet=5, min_interval=30)
+    for now in (100.0, 100.5, 101.0, 102.0):
+        schedule.changed(now)
+
+    assert schedule.due_at() == 107.0
+    schedule.started(107.0)
+    assert schedule.due_at() is None
+
+
+def test_a_steady_stream_of_runs_still_gets_a_rewrite_within_the_interval() -> None:
+    schedule = RewriteSchedule(quiet=5, min_interval=30)
+    for second in range(0, 100, 2):
+        schedule.changed(float(second))
+
+    assert schedule.due_at() == 30.0
+
+
+def test_rewrites_never_start_less_than_the_interval_after_the_last_one_ended() -> None:
+    schedule = RewriteSchedule(quiet=5, min_interval=30)
+    schedule.changed(0.0)
+    schedule.started(5.0)
+    schedule.changed(3.0)  # a run ended while the pages were being written
+    schedule.finished(12.0)
+
+    assert schedule.due_at() == 42.0
+
+
+def test_a_failed_rewrite_is_tried_again_after_the_retry_delay() -> None:
+    schedule = RewriteSchedule(quiet=0, min_interval=0)
+    schedule.changed(0.0)
+    schedule.started(0.0)
+    schedule.failed(1.0, retry_in=5.0)
+
+    assert schedule.due_at() == 6.0
+
+
+def test_one_more_rewrite_follows_a_while_after_the_last_run_for_late_output() -> None:
+    schedule = RewriteSchedule(quiet=1, min_interval=2, late=10)
+    schedule.changed(0.0)
+    assert schedule.due_at() == 1.0
+    schedule.started(1.0)
+    schedule.finished(1.5)
+    assert schedule.due_at() == 10.0  # 10 seconds after the run ended
+    schedule.changed(4.0)
+    assert schedule.due_at() == 5.0
+    schedule.started(5.0)
+    schedule.finished(6.0)
+    assert schedule.due_at() == 14.0  # 10 seconds after the last run ended
+    schedule.started(14.0)
+    assert schedule.due_at() is None
+
+
+def test_the_dashboard_section_of_the_config_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "observer.toml"
+    path.write_text('[dashboard]\ndirectory = "/srv/observer"\nquiet_seconds = 1\n')
+
+    assert load_config(path).dashboard == DashboardConfig("/srv/observer", 1, 30)
+    assert load_config(None).dashboard.directory == ""
+
+
+def test_a_bad_dashboard_setting_is_an_error_that_names_it(tmp_path: Path) -> None:
+    path = tmp_path / "observer.toml"
+    path.write_text("[dashboard]\nmin_interval_seconds = -1\n")
+
+    with pytest.raises(ConfigError, match=r"dashboard.min_interval_seconds = -1: expected"):
+        load_config(path)
+
+
+async def wait_until(predicate: Callable[[], bool], what: str) -> None:
+    for _ in range(600):
+        if predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"timed out waiting for {what}")
+
+
+async def test_the_service_writes_the_pages_at_start_and_again_after_runs_end(
+    tmp_path: Path,
+) -> None:
+    db = write_store(tmp_path / "observer.db")
+    out = tmp_path / "pages"
+    service = DashboardService(out, db, DashboardConfig(str(out), 0, 0))
+    task = asyncio.create_task(service.run())
+    try:
+        await wait_until(lambda: service.writes == 1, "the first write")
+        assert overview_rows(parse((out / "index.html").read_text()))
+        service.runs_recorded([])
+        await wait_until(lambda: service.writes == 2, "the second write")
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert service.stopping.is_set()
+
+
+async def test_the_service_waits_out_the_interval_before_writing_again(tmp_path: Path) -> None:
+    db = write_store(tmp_path / "observer.db")
+    out = tmp_path / "pages"
+    service = DashboardService(out, db, DashboardConfig(str(out), 0, 3600))
+    task = asyncio.create_task(service.run())
+    try:
+        await wait_until(lambda: service.writes == 1, "the first write")
+        for _ in range(20):
+            service.runs_recorded([])
+        await asyncio.sleep(0.3)
+        assert service.writes == 1
+        assert service.schedule.due_at() is not None
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+async def test_a_directory_that_cannot_be_written_is_logged_and_tried_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = write_store(tmp_path / "observer.db")
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    service = DashboardService(blocker / "pages", db, DashboardConfig(str(blocker), 0, 0))
+    caplog.set_level(logging.ERROR)
+    task = asyncio.create_task(service.run())
+    try:
+        await wait_until(lambda: service.failures == 1, "a failed write")
+        assert not task.done()
+        assert f"dashboard: cannot create '{blocker}/pages': Not a directory" in caplog.text
+        assert service.schedule.due_at() is not None
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
