@@ -1,0 +1,214 @@
+"""`observer alerts` (recent alerts and their deliveries) and `observer alerts test`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
+from typing import TypedDict
+
+from observer import render, store
+from observer.alerts import outbox
+from observer.alerts.message import test_message
+from observer.alerts.secrets import redact
+from observer.config import load_config
+from observer.model import ConfigError, StoreError
+
+# Errors are cut to this in the table; --json has them whole.
+_ERROR_WIDTH = 70
+
+
+class AttemptJson(TypedDict):
+    attempt: int
+    time: str | None
+    duration_seconds: float
+    error: str | None
+
+
+class DeliveryJson(TypedDict):
+    channel: str
+    status: str
+    next_attempt_at: str | None
+    attempts: list[AttemptJson]
+
+
+class AlertJson(TypedDict):
+    id: int
+    time: str | None
+    unit: str
+    kind: str
+    summary: str
+    run_id: int | None
+    deliveries: list[DeliveryJson]
+
+
+class TestResultJson(TypedDict):
+    channel: str
+    ok: bool
+    error: str | None
+    duration_seconds: float
+
+
+def add_command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    parents: Sequence[argparse.ArgumentParser],
+) -> None:
+    """Register `observer alerts [test]`."""
+    about = "recent alerts and the delivery of each ('observer alerts test' sends a test)"
+    parser = commands.add_parser("alerts", parents=list(parents), help=about, description=about)
+    parser.set_defaults(handler=_list)
+    parser.add_argument("--db", type=Path, metavar="PATH", help=(
+        "database to read (default: $OBSERVER_DB or /var/lib/observer/observer.db as root, "
+        "~/.local/share/observer/observer.db otherwise)"
+    ))  # fmt: skip
+    parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+    parser.add_argument("-n", "--limit", type=_count, default=20, help="alerts (default: 20)")
+    actions = parser.add_subparsers(metavar="ACTION")
+    about = "send a test notification to each configured channel and say how each went"
+    test = actions.add_parser("test", parents=list(parents), help=about, description=about)
+    test.set_defaults(handler=_test)
+    test.add_argument("--config", metavar="PATH", help="TOML configuration file")
+    test.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+
+def _count(text: str) -> int:
+    if not text.isdecimal() or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"invalid count {text!r}: use a whole number above 0")
+    return int(text)
+
+
+def _list(args: argparse.Namespace) -> int:
+    path = args.db or store.default_read_path()
+    conn = store.open_for_reading(path)
+    try:
+        records = outbox.recent_alerts(conn, limit=args.limit)
+    except sqlite3.Error as e:
+        raise StoreError(f"cannot read the database {str(path)!r}: {e}") from e
+    finally:
+        conn.close()
+    if args.json:
+        print(json.dumps([alert_json(r) for r in records], indent=2))
+    else:
+        print(alerts_table(records))
+    return 0
+
+
+def alerts_table(records: Sequence[outbox.AlertRecord]) -> str:
+    """One line per alert: when, which unit, what, and how its deliveries went."""
+    rows = [
+        [
+            str(r.alert.id), render.table_time(r.alert.created_usec), render.cell(r.alert.unit),
+            r.alert.kind, render.cell(r.alert.summary), _deliveries(r.deliveries),
+        ]
+        for r in records
+    ]  # fmt: skip
+    headers = ["ID", "TIME", "UNIT", "ALERT", "SUMMARY", "DELIVERY"]
+    return render.table(headers, rows, right={0}, empty="no alerts recorded")
+
+
+def _deliveries(deliveries: Sequence[outbox.DeliveryRecord]) -> str:
+    if not deliveries:
+        return "no channel"
+    return "; ".join(f"{d.channel} {_delivery_status(d)}" for d in deliveries)
+
+
+def _delivery_status(delivery: outbox.DeliveryRecord) -> str:
+    tries = len(delivery.attempts)
+    error = delivery.attempts[-1].error if delivery.attempts else None
+    if error is not None and len(error) > _ERROR_WIDTH:
+        error = error[: _ERROR_WIDTH - 1] + "…"
+    if delivery.status == outbox.SENT:
+        return "sent" if tries <= 1 else f"sent (attempt {tries})"
+    if delivery.status == outbox.FAILED:
+        return f"failed after {tries} attempt{'s' if tries != 1 else ''}: {error}"
+    if tries == 0:
+        return "pending"
+    return f"retrying at {render.table_time(delivery.next_attempt_usec)} ({tries} failed: {error})"
+
+
+def alert_json(record: outbox.AlertRecord) -> AlertJson:
+    """An alert with its deliveries and their attempts, for --json."""
+    alert = record.alert
+    return {
+        "id": alert.id,
+        "time": render.iso_time(alert.created_usec),
+        "unit": alert.unit,
+        "kind": alert.kind,
+        "summary": alert.summary,
+        "run_id": alert.run_id,
+        "deliveries": [
+            {
+                "channel": d.channel,
+                "status": d.status,
+                "next_attempt_at": render.iso_time(d.next_attempt_usec),
+                "attempts": [
+                    {
+                        "attempt": a.attempt,
+                        "time": render.iso_time(a.started_usec),
+                        "duration_seconds": a.duration_usec / 1e6,
+                        "error": a.error,
+                    }
+                    for a in d.attempts
+                ],
+            }
+            for d in record.deliveries
+        ],
+    }
+
+
+def _test(args: argparse.Namespace) -> int:
+    # apprise is slow to import: only this command and the daemon load it.
+    from observer.alerts import send  # noqa: PLC0415
+    from observer.alerts.service import load_channels, load_heartbeat  # noqa: PLC0415
+
+    config = load_config(Path(args.config) if args.config else None)
+    global_channels, unit_channels = load_channels(config)
+    channels = {c.key: c for c in global_channels}
+    for per_unit in unit_channels.values():
+        channels.update((c.key, c) for c in per_unit)
+    heartbeat = load_heartbeat(config)
+    if not channels and heartbeat is None:
+        raise ConfigError(
+            "no notification channel is configured: set urls, urls_credential or urls_file "
+            "in the [alerts] section of the config"
+        )
+    host = config.host or socket.gethostname()
+    timeout = config.alerts.send_timeout
+    results: list[TestResultJson] = []
+    jobs = [
+        (c.name, send.in_thread(_timed, send.notify, c, test_message(host, c.name)))
+        for c in channels.values()
+    ]
+    if heartbeat is not None:
+        ping = send.in_thread(_timed, send.ping, heartbeat, min(10.0, timeout))
+        jobs.append((f"heartbeat {redact(heartbeat)}", ping))
+    deadline = time.monotonic() + timeout
+    for name, job in jobs:
+        try:
+            error, seconds = job.result(timeout=max(0.0, deadline - time.monotonic()))
+        except FutureTimeout:
+            error, seconds = f"no answer within {render.human_duration(timeout)}", timeout
+        results.append(
+            {"channel": name, "ok": error is None, "error": error, "duration_seconds": seconds}
+        )
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        rows = [
+            [r["channel"], "sent" if r["ok"] else "FAILED", render.human_duration(
+                r["duration_seconds"]), r["error"] or ""]
+            for r in results
+        ]  # fmt: skip
+        print(render.table(["CHANNEL", "RESULT", "TIME", "ERROR"], rows, right={2}, empty=""))
+    return 0 if all(r["ok"] for r in results) else 1
+
+
+def _timed(fn: Callable[..., str | None], *args: object) -> tuple[str | None, float]:
+    start = time.monotonic()
+    error = fn(*args)
+    return error, time.monotonic() - start

@@ -1,0 +1,227 @@
+"""The [alerts] section of observer.toml: rules, channels, per-unit overrides, heartbeat.
+
+Durations are seconds (a number) or text like ``"90s"``, ``"10m"``, ``"1h30m"``, ``"2d"``;
+0 turns a rule off. Per-unit tables, ``[alerts.units."backup.service"]`` (or a glob such
+as ``"backup@*.service"``), override any rule and may name their own channels.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from observer.model import ConfigError
+
+_DURATION = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_SECONDS_PER = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRules:
+    """What counts as a problem for one unit (durations in seconds; 0 turns a rule off)."""
+
+    enabled: bool = True
+    failures: int = 2  # failed runs in a row that make one alert
+    reminder_interval: float = 0.0  # repeat the alert this often while the problem lasts
+    missed_grace: float = 300.0  # a timer fired (or was due) this long ago and nothing ran
+    stale_after: float = 0.0  # no successful run for this long
+    max_duration: float = 0.0  # a run took (or is taking) longer than this
+    min_duration: float = 0.0  # a successful run took less than this (it did nothing?)
+    slow_factor: float = 3.0  # a run took this many times the p95 of recent successes
+    slow_min_runs: int = 10  # successes needed before the p95 means anything
+    slow_window: int = 20  # how many recent successes make the p95
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelSources:
+    """Where notification URLs come from; they are read when the daemon starts."""
+
+    urls: tuple[str, ...] = field(default=(), repr=False)  # may hold tokens
+    credential: str = ""  # a file in $CREDENTIALS_DIRECTORY (systemd's LoadCredential=)
+    file: str = ""  # a file only its owner may read
+
+    def __bool__(self) -> bool:
+        return bool(self.urls or self.credential or self.file)
+
+
+@dataclass(frozen=True, slots=True)
+class UnitAlerts:
+    """The rules (and perhaps channels) of the units whose name matches ``pattern``."""
+
+    pattern: str
+    rules: AlertRules
+    channels: ChannelSources  # empty: the global channels
+
+
+@dataclass(frozen=True, slots=True)
+class AlertsConfig:
+    """Everything under [alerts]; ``present`` is False when the section is missing."""
+
+    present: bool = False
+    rules: AlertRules = field(default_factory=AlertRules)
+    channels: ChannelSources = field(default_factory=ChannelSources)
+    units: tuple[UnitAlerts, ...] = ()
+    heartbeat: ChannelSources = field(default_factory=ChannelSources)
+    heartbeat_interval: float = 60.0
+    check_interval: float = 30.0
+    send_timeout: float = 30.0
+    retry_delay: float = 30.0  # before the second attempt; doubles after each failure
+    max_attempts: int = 5
+    output_lines: int = 20
+
+    def unit_table(self, unit: str) -> UnitAlerts | None:
+        """The first [alerts.units] table naming ``unit``: exact names first, then globs."""
+        for entry in self.units:
+            if entry.pattern == unit:
+                return entry
+        for entry in self.units:
+            if fnmatch.fnmatchcase(unit, entry.pattern):
+                return entry
+        return None
+
+    def rules_for(self, unit: str) -> AlertRules:
+        """The rules of the unit's [alerts.units] table, else those of [alerts]."""
+        entry = self.unit_table(unit)
+        return self.rules if entry is None else entry.rules
+
+    def channels_for(self, unit: str) -> ChannelSources:
+        """A unit's own channels if its table names some, else the global ones."""
+        entry = self.unit_table(unit)
+        return entry.channels if entry is not None and entry.channels else self.channels
+
+    @classmethod
+    def from_table(cls, path: Path, name: str, table: object) -> AlertsConfig:
+        """Read the [alerts] table; errors name the file, the key and the bad value."""
+        table = _table(path, name, table)
+        rules = _rules(path, name, table, AlertRules())
+        channels = _channels(path, name, table)
+        units = []
+        raw_units = _table(path, f"{name}.units", table.get("units", {}))
+        for pattern, raw in raw_units.items():
+            where = f'{name}.units."{pattern}"'
+            unit_table = _table(path, where, raw)
+            _reject_unknown(path, where, unit_table, _UNIT_KEYS)
+            unit_rules = _rules(path, where, unit_table, rules)
+            units.append(UnitAlerts(pattern, unit_rules, _channels(path, where, unit_table)))
+        _reject_unknown(path, name, table, _GLOBAL_KEYS)
+        settings: dict[str, Any] = {}
+        for key in ("heartbeat_interval", "check_interval", "send_timeout", "retry_delay"):
+            if key in table:
+                settings[key] = _seconds(path, f"{name}.{key}", table[key], positive=True)
+        for key in ("max_attempts", "output_lines"):
+            if key in table:
+                settings[key] = _whole(path, f"{name}.{key}", table[key], minimum=1)
+        heartbeat = ChannelSources(
+            urls=(_text(path, f"{name}.heartbeat_url", table["heartbeat_url"]),)
+            if table.get("heartbeat_url")
+            else (),
+            credential=_text(path, f"{name}.heartbeat_url_credential",
+                             table.get("heartbeat_url_credential", "")),
+            file=_text(path, f"{name}.heartbeat_url_file", table.get("heartbeat_url_file", "")),
+        )  # fmt: skip
+        return cls(
+            present=True,
+            rules=rules,
+            channels=channels,
+            units=tuple(units),
+            heartbeat=heartbeat,
+            **settings,
+        )
+
+
+_RULE_KEYS = {f.name for f in fields(AlertRules)}
+_CHANNEL_KEYS = {"urls", "urls_credential", "urls_file"}
+_UNIT_KEYS = _RULE_KEYS | _CHANNEL_KEYS
+_GLOBAL_KEYS = _UNIT_KEYS | {
+    "units", "heartbeat_url", "heartbeat_url_credential", "heartbeat_url_file",
+    "heartbeat_interval", "check_interval", "send_timeout", "retry_delay", "max_attempts",
+    "output_lines",
+}  # fmt: skip
+
+
+def parse_seconds(value: object) -> float:
+    """A duration in seconds from a number or text like ``90s``, ``10m``, ``1h30m``."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration")
+    if isinstance(value, int | float):
+        if not 0 <= value < float("inf"):  # also refuses NaN
+            raise ValueError("expected a duration >= 0")
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text in ("0", ""):
+            return 0.0
+        if _DURATION.fullmatch(text):
+            return sum(float(n) * _SECONDS_PER[u] for n, u in _DURATION_PART.findall(text))
+    raise ValueError('expected seconds or a duration like "90s", "10m", "2h" or "7d"')
+
+
+def _table(path: Path, where: str, value: object) -> dict[str, object]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: [{where}] must be a table")
+    return value
+
+
+def _reject_unknown(path: Path, where: str, table: dict[str, object], known: set[str]) -> None:
+    for key in table:
+        if key not in known:
+            raise ConfigError(
+                f"{path}: unknown key {where}.{key} (known: {', '.join(sorted(known))})"
+            )
+
+
+def _seconds(path: Path, key: str, value: object, *, positive: bool = False) -> float:
+    try:
+        seconds = parse_seconds(value)
+    except ValueError as e:
+        raise ConfigError(f"{path}: {key} = {value!r}: {e}") from None
+    if positive and seconds <= 0:
+        raise ConfigError(f"{path}: {key} = {value!r}: expected a duration above 0")
+    return seconds
+
+
+def _whole(path: Path, key: str, value: object, *, minimum: int = 0) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ConfigError(f"{path}: {key} = {value!r}: expected a whole number >= {minimum}")
+    return value
+
+
+def _text(path: Path, key: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{path}: {key} = {value!r}: expected a string")
+    return value
+
+
+def _rules(path: Path, where: str, table: dict[str, object], base: AlertRules) -> AlertRules:
+    values: dict[str, Any] = {}
+    for key in _RULE_KEYS & table.keys():
+        value, name = table[key], f"{where}.{key}"
+        default = getattr(base, key)
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ConfigError(f"{path}: {name} = {value!r}: expected true or false")
+            values[key] = value
+        elif isinstance(default, int):
+            values[key] = _whole(path, name, value, minimum=1 if key.startswith("slow_") else 0)
+        elif key == "slow_factor":
+            if not isinstance(value, int | float) or isinstance(value, bool) or not value >= 0:
+                raise ConfigError(f"{path}: {name} = {value!r}: expected a number >= 0")
+            values[key] = float(value)
+        else:
+            values[key] = _seconds(path, name, value)
+    return replace(base, **values)
+
+
+def _channels(path: Path, where: str, table: dict[str, object]) -> ChannelSources:
+    urls = table.get("urls", [])
+    if not isinstance(urls, list) or not all(isinstance(u, str) and u.strip() for u in urls):
+        raise ConfigError(f"{path}: {where}.urls: expected a list of notification URLs")
+    return ChannelSources(
+        urls=tuple(u.strip() for u in urls),
+        credential=_text(path, f"{where}.urls_credential", table.get("urls_credential", "")),
+        file=_text(path, f"{where}.urls_file", table.get("urls_file", "")),
+    )

@@ -1,0 +1,122 @@
+"""An alert as people read it: the host, the unit, what happened, the run's facts, the last
+lines of its output and the command that shows all of it."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+from observer import history, render
+from observer.alerts.rules import AlertKind
+from observer.alerts.state import StoredAlert
+from observer.output import dropped_marker, printable
+
+# Long lines are cut: chat services limit a message to a few thousand characters.
+LINE_LIMIT = 300
+_NOTIFY_TYPES = {
+    AlertKind.RECOVERED: "success",
+    AlertKind.SLOW: "warning",
+    AlertKind.FAST: "warning",
+    AlertKind.TEST: "info",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """What a channel receives; ``notify_type`` is apprise's: info, success, warning, failure."""
+
+    title: str
+    body: str
+    notify_type: str
+
+
+def compose(conn: sqlite3.Connection, alert: StoredAlert, host: str, output_lines: int) -> Message:
+    """The message of a recorded alert, with the facts of its run as the store has them now.
+
+    ``conn`` must return rows by name (``sqlite3.Row``), as history's queries read them.
+    """
+    try:
+        kind = AlertKind(alert.kind)
+    except ValueError:  # written by a newer observer
+        kind = AlertKind.REMINDER
+    title = f"[{host}] {alert.unit} {alert.summary}"
+    lines = [f"{alert.unit} on {host} {alert.summary}.", ""]
+    if alert.run_id is None:
+        lines.append("No run of it is recorded.")
+    else:
+        try:
+            detail = history.run_detail(conn, str(alert.run_id))
+        except history.NoSuchRunError:
+            lines.append(f"Run {alert.run_id} is no longer recorded.")
+        else:
+            lines += _run_facts(detail, kind, output_lines)
+    return Message(title, "\n".join(lines), _NOTIFY_TYPES.get(kind, "failure"))
+
+
+def test_message(host: str, channel: str) -> Message:
+    """What `observer alerts test` sends."""
+    return Message(
+        f"[{host}] observer test notification",
+        f"This is a test from observer on {host}: alerts sent to {channel} arrive.",
+        "info",
+    )
+
+
+def _run_facts(detail: history.RunDetail, kind: AlertKind, output_lines: int) -> list[str]:
+    run = detail.run
+    which = "Last run" if kind in (AlertKind.MISSED, AlertKind.STALE) else "Run"
+    result = "still running" if run.running else render.cell(run.result or "unknown")
+    facts = [
+        (which, f"{run.id} ({run.invocation_id})"),
+        ("Result", result),
+        ("Exit status", _exit(run)),
+        ("Started", _time(run.started_usec)),
+        ("Duration", render.human_duration(run.duration_seconds)),
+        ("Trigger", render.cell(run.trigger or "-")),
+    ]
+    width = max(len(name) for name, _ in facts) + 2
+    lines = [f"{name + ':':<{width}}{value}" for name, value in facts]
+    shown = _last_lines(detail, output_lines)
+    lines.append("")
+    if shown:
+        kept = sum(1 for entry in shown if isinstance(entry, history.LoggedLine))
+        lines.append(f"Last {kept} of {detail.output_lines} lines of output:")
+        for entry in shown:
+            if isinstance(entry, history.DroppedLines):
+                lines.append(f"  {dropped_marker(entry.lines)}")
+            else:
+                text = printable(entry.message)
+                if len(text) > LINE_LIMIT:
+                    text = text[:LINE_LIMIT] + "…"
+                lines.append(f"  {text}")
+    else:
+        lines.append("No output recorded.")
+    lines += ["", f"Full run: observer show {run.id}"]
+    return lines
+
+
+def _last_lines(
+    detail: history.RunDetail, count: int
+) -> list[history.LoggedLine | history.DroppedLines]:
+    shown: list[history.LoggedLine | history.DroppedLines] = []
+    kept = 0
+    for entry in reversed(detail.output):
+        if isinstance(entry, history.LoggedLine):
+            if kept == count:
+                break
+            kept += 1
+        shown.append(entry)
+    shown.reverse()
+    while shown and isinstance(shown[0], history.DroppedLines):
+        shown.pop(0)
+    return shown
+
+
+def _exit(run: history.RecordedRun) -> str:
+    if run.signal is not None:
+        return f"killed by SIG{run.signal}" if not run.signal.isdecimal() else run.signal
+    return "-" if run.exit_status is None else str(run.exit_status)
+
+
+def _time(usec: int | None) -> str:
+    return "-" if usec is None else render.local_time(usec).strftime("%Y-%m-%d %H:%M:%S %Z")

@@ -1,0 +1,317 @@
+"""The alert rules as pure functions: ``(state, what happened, rules, now) -> (state, alerts)``.
+
+No I/O and no clock: the caller reads the store, passes ``now`` and saves the new state and
+the alerts in one transaction, so a restart neither forgets a count nor sends twice.
+
+A unit has three problems that stay open until a run succeeds: failing (N runs in a row),
+missed (a timer fired or was due and no run started) and stale (no success for too long).
+Each sends one alert when it opens, reminders only if configured, and the first success
+afterwards sends one recovery. Slow, too fast and overdue are about one run each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from enum import StrEnum
+
+from observer.alerts.config import AlertRules
+from observer.history import percentile
+from observer.render import human_duration, local_time
+
+USEC = 1_000_000
+# A run that starts this long before the trigger time it is compared with still counts.
+TRIGGER_SLACK_USEC = 2 * USEC
+# A run must exceed the recent p95 by this much too before it is slow: 30ms against a p95
+# of 5ms is no news.
+SLOW_MIN_EXCESS_SECONDS = 1.0
+
+
+class AlertKind(StrEnum):
+    """What an alert is about."""
+
+    FAILING = "failing"
+    RECOVERED = "recovered"
+    MISSED = "missed"
+    STALE = "stale"
+    SLOW = "slow"
+    FAST = "fast"
+    OVERDUE = "overdue"
+    REMINDER = "reminder"
+    TEST = "test"
+
+    @property
+    def is_problem(self) -> bool:
+        return self not in (AlertKind.RECOVERED, AlertKind.TEST)
+
+
+@dataclass(frozen=True, slots=True)
+class UnitAlertState:
+    """What the alert rules remember about one unit between runs (and daemon restarts)."""
+
+    unit: str
+    first_seen_usec: int  # when alerting began to watch the unit: older triggers are history
+    failures: int = 0  # failed runs in a row
+    failing_usec: int | None = None  # when the alert about this streak went out
+    missed_usec: int | None = None  # the trigger time of the missed run alerted about
+    awaited_usec: int | None = None  # the oldest time a timer fired (or was due) with no run yet
+    stale_usec: int | None = None  # when the alert about no success went out
+    notified_usec: int | None = None  # the last alert or reminder about an open problem
+    last_success_usec: int | None = None
+    seen_finished_usec: int = 0  # the newest run judged, by (finish time, run ID)
+    seen_run_id: int = 0
+    overdue_invocation: str | None = None  # a run alerted about while still running
+
+    @property
+    def open_problems(self) -> bool:
+        return any(t is not None for t in (self.failing_usec, self.missed_usec, self.stale_usec))
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedRun:
+    """What the rules need to know about one finished run."""
+
+    id: int
+    invocation_id: str
+    started_usec: int | None
+    finished_usec: int
+    succeeded: bool
+    result: str | None
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_usec is None:
+            return None
+        return max(0, self.finished_usec - self.started_usec) / USEC
+
+
+@dataclass(frozen=True, slots=True)
+class TimerFacts:
+    """One timer that starts the unit, as the daemon last saw it on the bus."""
+
+    timer: str
+    next_elapse_usec: int | None
+    last_trigger_usec: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class UnitFacts:
+    """What the store says about a unit now, for the checks that need no new run."""
+
+    newest_run_id: int | None = None
+    newest_started_usec: int | None = None
+    newest_finished_usec: int | None = None  # None while the newest run is running
+    newest_invocation: str | None = None
+    timers: tuple[TimerFacts, ...] = ()
+    # When alerting began on this database: a timer's due times before it are history (the
+    # runs of that time may be pruned, or were never recorded).
+    watched_since_usec: int = 0
+
+    @property
+    def running(self) -> bool:
+        return self.newest_run_id is not None and self.newest_finished_usec is None
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One alert to record and deliver; ``summary`` is a sentence about the unit."""
+
+    unit: str
+    kind: AlertKind
+    summary: str
+    run_id: int | None = None
+
+
+def judge_run(
+    state: UnitAlertState,
+    run: FinishedRun,
+    rules: AlertRules,
+    recent_success_seconds: Sequence[float],
+    now_usec: int,
+) -> tuple[UnitAlertState, list[Alert]]:
+    """A run finished: count failures, open or close problems, and judge its duration.
+
+    ``recent_success_seconds``: durations of the unit's successful runs before this one,
+    newest first. A run makes at most one alert: failing, recovered, slow, too fast.
+    """
+    state = replace(state, seen_finished_usec=run.finished_usec, seen_run_id=run.id)
+    was_overdue = state.overdue_invocation == run.invocation_id
+    if was_overdue:
+        state = replace(state, overdue_invocation=None)
+    alerts: list[Alert] = []
+    if run.succeeded:
+        if state.open_problems and rules.enabled:
+            alerts.append(Alert(state.unit, AlertKind.RECOVERED, _recovery(state, run), run.id))
+        state = replace(
+            state,
+            failures=0,
+            failing_usec=None,
+            missed_usec=None,
+            awaited_usec=None,
+            stale_usec=None,
+            notified_usec=None,
+            last_success_usec=run.finished_usec,
+        )
+    else:
+        state = replace(state, failures=state.failures + 1)
+        reached = rules.failures and state.failures >= rules.failures
+        if rules.enabled and reached and state.failing_usec is None:
+            alerts.append(Alert(state.unit, AlertKind.FAILING, _failing(state, run), run.id))
+            state = replace(state, failing_usec=now_usec, notified_usec=now_usec)
+    if not alerts and rules.enabled and not was_overdue:
+        duration = _duration_alert(state.unit, run, rules, recent_success_seconds)
+        if duration is not None:
+            alerts.append(duration)
+    return state, alerts
+
+
+def judge_schedule(
+    state: UnitAlertState, facts: UnitFacts, rules: AlertRules, now_usec: int
+) -> tuple[UnitAlertState, list[Alert]]:
+    """Time passed: a missed timer run, no success for too long, a run that overstays, or
+    a reminder about a problem still open."""
+    if not rules.enabled:
+        return state, []
+    alerts: list[Alert] = []
+    if rules.missed_grace and state.missed_usec is None:
+        # Remembered, not read from the timer: one that fires more often than the grace
+        # period has moved on to its next trigger by the time the grace period is over.
+        awaited = _awaited(state, facts, now_usec)
+        state = replace(state, awaited_usec=awaited)
+        if awaited is not None and now_usec - awaited > rules.missed_grace * USEC:
+            timers = ", ".join(t.timer for t in facts.timers) or "its timer"
+            summary = (
+                f"did not run: {timers} was due at {_clock(awaited)} and no run started "
+                f"within {human_duration(rules.missed_grace)}"
+            )
+            alerts.append(Alert(state.unit, AlertKind.MISSED, summary, facts.newest_run_id))
+            state = replace(state, missed_usec=awaited, notified_usec=now_usec)
+    if rules.stale_after and state.stale_usec is None and not facts.running:
+        since = state.last_success_usec
+        base = since if since is not None else state.first_seen_usec
+        if now_usec - base > rules.stale_after * USEC:
+            if since is None:
+                summary = f"has not succeeded once in {_ago(base, now_usec)} of watching it"
+            else:
+                summary = f"has not succeeded for {_ago(since, now_usec)}"
+            alerts.append(Alert(state.unit, AlertKind.STALE, summary, facts.newest_run_id))
+            state = replace(state, stale_usec=now_usec, notified_usec=now_usec)
+    if (
+        rules.max_duration
+        and facts.running
+        and facts.newest_started_usec is not None
+        and facts.newest_invocation != state.overdue_invocation
+        and now_usec - facts.newest_started_usec > rules.max_duration * USEC
+    ):
+        summary = (
+            f"has been running for {_ago(facts.newest_started_usec, now_usec)}, longer than "
+            f"its limit of {human_duration(rules.max_duration)}"
+        )
+        alerts.append(Alert(state.unit, AlertKind.OVERDUE, summary, facts.newest_run_id))
+        state = replace(state, overdue_invocation=facts.newest_invocation)
+    if (
+        not alerts
+        and rules.reminder_interval
+        and state.open_problems
+        and state.notified_usec is not None
+        and now_usec - state.notified_usec >= rules.reminder_interval * USEC
+    ):
+        alerts.append(
+            Alert(state.unit, AlertKind.REMINDER, _reminder(state, now_usec), facts.newest_run_id)
+        )
+        state = replace(state, notified_usec=now_usec)
+    return state, alerts
+
+
+def _awaited(state: UnitAlertState, facts: UnitFacts, now_usec: int) -> int | None:
+    """The oldest time a timer fired or was due at which no run started (nor was running)."""
+    due_times = [state.awaited_usec] if state.awaited_usec is not None else []
+    for timer in facts.timers:
+        due_times += [t for t in (timer.last_trigger_usec, timer.next_elapse_usec) if t is not None]
+    unanswered = [
+        due
+        for due in due_times
+        if facts.watched_since_usec <= due <= now_usec and not _ran_at(facts, due)
+    ]
+    return min(unanswered, default=None)
+
+
+def _ran_at(facts: UnitFacts, due_usec: int) -> bool:
+    """A run started at (or after) ``due_usec``, or one was still running then."""
+    started = facts.newest_started_usec
+    if started is None:
+        return False
+    if started >= due_usec - TRIGGER_SLACK_USEC:
+        return True
+    finished = facts.newest_finished_usec
+    return finished is None or finished >= due_usec
+
+
+def _duration_alert(
+    unit: str, run: FinishedRun, rules: AlertRules, recent: Sequence[float]
+) -> Alert | None:
+    seconds = run.duration_seconds
+    if seconds is None:
+        return None
+    took = human_duration(seconds)
+    if rules.max_duration and seconds > rules.max_duration:
+        limit = human_duration(rules.max_duration)
+        return Alert(unit, AlertKind.SLOW, f"took {took}, longer than its limit of {limit}", run.id)
+    window = sorted(recent[: rules.slow_window])
+    if rules.slow_factor and len(window) >= rules.slow_min_runs:
+        p95 = percentile(window, 95)
+        if (
+            p95 is not None
+            and seconds > rules.slow_factor * p95
+            and seconds - p95 >= SLOW_MIN_EXCESS_SECONDS
+        ):
+            ratio = f"{seconds / p95:.1f} times" if p95 > 0 else "far more than"
+            summary = (
+                f"took {took}, {ratio} the p95 ({human_duration(p95)}) of its last "
+                f"{len(window)} successful runs"
+            )
+            return Alert(unit, AlertKind.SLOW, summary, run.id)
+    if run.succeeded and rules.min_duration and seconds < rules.min_duration:
+        limit = human_duration(rules.min_duration)
+        summary = f"succeeded in only {took}, less than its minimum of {limit}"
+        return Alert(unit, AlertKind.FAST, summary, run.id)
+    return None
+
+
+def _failing(state: UnitAlertState, run: FinishedRun) -> str:
+    how = f" ({run.result})" if run.result else ""
+    if state.failures == 1:
+        return f"failed{how}"
+    return f"failed {state.failures} times in a row{how}"
+
+
+def _recovery(state: UnitAlertState, run: FinishedRun) -> str:
+    reasons = []
+    if state.failing_usec is not None:
+        reasons.append(f"{state.failures} failed run{'s' if state.failures != 1 else ''}")
+    if state.missed_usec is not None:
+        reasons.append("a missed run")
+    if state.stale_usec is not None:
+        base = state.last_success_usec or state.first_seen_usec
+        reasons.append(f"{_ago(base, run.finished_usec)} without success")
+    return "succeeded again after " + " and ".join(reasons)
+
+
+def _reminder(state: UnitAlertState, now_usec: int) -> str:
+    if state.failing_usec is not None:
+        return (
+            f"still failing: {state.failures} failed runs in a row "
+            f"(first alert {_ago(state.failing_usec, now_usec)} ago)"
+        )
+    if state.missed_usec is not None:
+        return f"still has not run since it was due at {_clock(state.missed_usec)}"
+    base = state.last_success_usec or state.first_seen_usec
+    return f"still no successful run for {_ago(base, now_usec)}"
+
+
+def _ago(then_usec: int, now_usec: int) -> str:
+    return human_duration(max(0, now_usec - then_usec) / USEC)
+
+
+def _clock(usec: int) -> str:
+    return local_time(usec).strftime("%Y-%m-%d %H:%M:%S %Z")

@@ -1,0 +1,327 @@
+"""The alert service inside the daemon: judges runs, checks schedules, delivers, pings.
+
+Nothing here delays the recording of runs: the daemon's hook only notes which units had
+runs end; judging happens on this service's own thread and connection, and each delivery
+attempt runs on a sender thread with a time limit, so a slow or broken channel delays
+nothing but its own retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+from observer import store
+from observer.alerts import outbox, send
+from observer.alerts.message import compose
+from observer.alerts.rules import Alert
+from observer.alerts.secrets import Channel, read_channels, read_urls, redact
+from observer.alerts.state import AlertLedger, StoredAlert
+from observer.config import Config
+from observer.model import ConfigError, Run, StoreError
+from observer.render import human_duration
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+POLL_SECONDS = 5.0
+PRUNE_INTERVAL_SECONDS = 3600.0
+_ERROR_BACKOFF_SECONDS = (1.0, 60.0)
+
+
+def now_usec() -> int:
+    return time.time_ns() // 1000
+
+
+def load_channels(config: Config) -> tuple[list[Channel], dict[str, list[Channel]]]:
+    """The global channels and each [alerts.units] table's own; refuses URLs apprise cannot use."""
+    alerts = config.alerts
+    global_channels = read_channels(alerts.channels)
+    per_pattern = {
+        unit.pattern: read_channels(unit.channels, f'alerts.units."{unit.pattern}"')
+        for unit in alerts.units
+        if unit.channels
+    }
+    for where, channels in [("alerts", global_channels), *per_pattern.items()]:
+        for channel in channels:
+            if not send.check_url(channel.url):
+                raise ConfigError(
+                    f"[{where}]: apprise does not understand the notification URL {channel.name} "
+                    "(see https://github.com/caronc/apprise/wiki for the URL of each service)"
+                )
+    return global_channels, per_pattern
+
+
+def load_heartbeat(config: Config) -> str | None:
+    """The heartbeat URL, if one is configured; only http and https are pinged."""
+    urls = read_urls(config.alerts.heartbeat, "alerts.heartbeat")
+    if not urls:
+        return None
+    if len(urls) > 1:
+        raise ConfigError("alerts: heartbeat: expected one URL, found several")
+    if urlsplit(urls[0]).scheme not in ("http", "https"):
+        raise ConfigError(f"alerts: heartbeat URL {redact(urls[0])}: expected http:// or https://")
+    return urls[0]
+
+
+class AlertService:
+    """One per daemon: ``runs_recorded`` is its hook, ``run`` its service."""
+
+    def __init__(
+        self,
+        config: Config,
+        db_path: Path,
+        host: str,
+        healthy: Callable[[], bool] = lambda: True,
+        clock: Callable[[], int] = now_usec,
+    ) -> None:
+        self.config = config
+        self.alerts = config.alerts
+        self.db_path = db_path
+        self.host = host
+        self.healthy = healthy
+        self.clock = clock
+        self.global_channels, self.unit_channels = load_channels(config)
+        self.heartbeat_url = load_heartbeat(config)
+        self.by_key = {c.key: c for c in self.global_channels}
+        for channels in self.unit_channels.values():
+            self.by_key.update((c.key, c) for c in channels)
+        self._db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="observer-alerts")
+        self._conn: sqlite3.Connection | None = None
+        self._ledger: AlertLedger | None = None
+        self._ended: set[str] = set()
+        self._judge_wanted = asyncio.Event()
+        self._send_wanted = asyncio.Event()
+        self._busy: set[int] = set()
+        self.alerts_made = 0
+        self.attempts_failed = 0
+
+    def channels_for(self, unit: str) -> list[Channel]:
+        """Where a unit's alerts go: its own table's channels, or the global ones."""
+        entry = self.alerts.unit_table(unit)
+        if entry is not None and entry.pattern in self.unit_channels:
+            return self.unit_channels[entry.pattern]
+        return self.global_channels
+
+    # -- called on the event loop --------------------------------------------------------
+
+    def runs_recorded(self, runs: list[Run]) -> None:
+        """A hook of the daemon's: these runs ended; judge their units soon."""
+        self._ended.update(run.unit for run in runs)
+        self._judge_wanted.set()
+
+    async def run(self) -> None:
+        """A service of the daemon's: runs until cancelled."""
+        try:
+            await self._open_store()
+            channels = [c.name for c in self.by_key.values()]
+            log.info("alerts: sending to %s", ", ".join(channels) if channels else "no channel")
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._judge_loop())
+                group.create_task(self._check_loop())
+                group.create_task(self._deliver_loop(group))
+                if self.heartbeat_url is not None:
+                    group.create_task(self._heartbeat_loop(self.heartbeat_url))
+        finally:
+            await asyncio.shield(asyncio.get_running_loop().run_in_executor(
+                self._db_thread, self._close
+            ))  # fmt: skip
+            self._db_thread.shutdown(wait=False)
+
+    async def _open_store(self) -> None:
+        delay = _ERROR_BACKOFF_SECONDS[0]
+        while True:
+            try:
+                await self._db(self._open)
+                return
+            except Exception as e:  # the runs are still recorded: alerts wait for the store
+                log.error("alerts: cannot open the store: %s (retrying in %.0fs)", e, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _ERROR_BACKOFF_SECONDS[1])
+
+    async def _judge_loop(self) -> None:
+        delay = _ERROR_BACKOFF_SECONDS[0]
+        while True:
+            await self._judge_wanted.wait()
+            self._judge_wanted.clear()
+            units, self._ended = self._ended, set()
+            try:
+                made = await self._db(self._judge_runs, units)
+            except Exception as e:  # alerts never stop the recording: log, retry later
+                log.error("alerts: cannot judge runs of %s: %s (retrying)", ", ".join(units), e)
+                self._ended |= units
+                self._judge_wanted.set()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _ERROR_BACKOFF_SECONDS[1])
+                continue
+            delay = _ERROR_BACKOFF_SECONDS[0]
+            self._made(made)
+
+    async def _check_loop(self) -> None:
+        last_prune = 0.0
+        while True:
+            # First wait: after a restart, the runs that ended meanwhile are still being read
+            # from the journal and the timers from the bus; judged too early, they look missed.
+            await asyncio.sleep(self.alerts.check_interval)
+            try:
+                made = await self._db(lambda: self._ledger_().check(self.clock()))
+                self._made(made)
+                if time.monotonic() - last_prune > PRUNE_INTERVAL_SECONDS:
+                    last_prune = time.monotonic()
+                    await self._prune()
+            except Exception as e:
+                log.error("alerts: cannot check schedules: %s (retrying)", e)
+
+    async def _prune(self) -> None:
+        days = self.config.retention.max_age_days
+        if days:
+            cutoff = self.clock() - days * 86400 * 1_000_000
+            deleted = await self._db(lambda: outbox.prune_alerts(self._connection(), cutoff))
+            if deleted:
+                log.info("alerts: deleted %d alerts older than %d days", deleted, days)
+
+    def _made(self, alerts: list[Alert]) -> None:
+        for alert in alerts:
+            self.alerts_made += 1
+            log.warning("alert: %s %s (%s)", alert.unit, alert.summary, alert.kind)
+        if alerts:
+            self._send_wanted.set()
+
+    # -- delivery --------------------------------------------------------------------------
+
+    async def _deliver_loop(self, group: asyncio.TaskGroup) -> None:
+        while True:
+            wait = POLL_SECONDS
+            try:
+                now = self.clock()
+                due = await self._db(self._due, now, set(self._busy))
+                for delivery in due:
+                    self._busy.add(delivery.id)
+                    group.create_task(self._deliver(delivery))
+                next_usec = await self._db(lambda: outbox.next_due_usec(self._connection()))
+                if next_usec is not None and next_usec > now:
+                    wait = min(wait, (next_usec - now) / 1e6)
+            except Exception as e:
+                log.error("alerts: cannot read pending deliveries: %s (retrying)", e)
+            self._send_wanted.clear()
+            # asyncio.timeout, not wait_for: in 3.11 wait_for can swallow a cancellation.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(wait, 0.05)):
+                    await self._send_wanted.wait()
+
+    async def _deliver(self, delivery: outbox.Delivery) -> None:
+        try:
+            await self._attempt(delivery)
+        except Exception as e:
+            log.error("alerts: cannot deliver alert %d: %s", delivery.alert.id, e)
+            await asyncio.sleep(POLL_SECONDS)  # it stays pending: tried again
+        finally:
+            self._busy.discard(delivery.id)
+            self._send_wanted.set()
+
+    async def _attempt(self, delivery: outbox.Delivery) -> None:
+        channel = self.by_key.get(delivery.channel_key)
+        started, clock_start = self.clock(), time.monotonic()
+        attempts_left = self.alerts.max_attempts
+        if channel is None:
+            error: str | None = "this channel is no longer configured"
+            attempts_left = 0
+        else:
+            error = await self._send(delivery.alert, channel)
+        duration = int((time.monotonic() - clock_start) * 1_000_000)
+        status = await self._db(
+            lambda: outbox.record_attempt(
+                self._connection(), delivery, started, duration, error,
+                max_attempts=attempts_left, retry_delay_usec=int(self.alerts.retry_delay * 1e6),
+            )
+        )  # fmt: skip
+        attempt = delivery.attempts + 1
+        if error is None:
+            log.info("alert %d delivered to %s", delivery.alert.id, delivery.channel)
+        else:
+            self.attempts_failed += 1
+            then = "will retry" if status == outbox.PENDING else "giving up"
+            log.warning(
+                "alert %d to %s: attempt %d failed, %s: %s",
+                delivery.alert.id, delivery.channel, attempt, then, error,
+            )  # fmt: skip
+
+    async def _send(self, alert: StoredAlert, channel: Channel) -> str | None:
+        """One attempt: compose the message from the store, send it within the time limit."""
+        host, lines = self.host, self.alerts.output_lines
+        try:
+            message = await self._db(lambda: compose(self._connection(), alert, host, lines))
+        except (sqlite3.Error, StoreError):
+            raise  # the store's trouble, not the channel's: the delivery stays pending
+        except Exception as e:
+            log.exception("alerts: cannot compose alert %d", alert.id)
+            return f"cannot compose the message: {type(e).__name__}: {e}"
+        timeout = self.alerts.send_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                return await asyncio.wrap_future(send.in_thread(send.notify, channel, message))
+        except TimeoutError:
+            return f"no answer within {human_duration(timeout)}"
+
+    # -- heartbeat -------------------------------------------------------------------------
+
+    async def _heartbeat_loop(self, url: str) -> None:
+        interval = self.alerts.heartbeat_interval
+        timeout = min(10.0, interval)
+        failing = False
+        while True:
+            if self.healthy():
+                try:
+                    async with asyncio.timeout(timeout + 5):
+                        error = await asyncio.wrap_future(send.in_thread(send.ping, url, timeout))
+                except TimeoutError:
+                    error = f"no answer within {human_duration(timeout)}"
+                if error is not None and not failing:
+                    log.warning("heartbeat to %s failed: %s", redact(url), error)
+                elif error is None and failing:
+                    log.info("heartbeat to %s works again", redact(url))
+                failing = error is not None
+            else:
+                log.warning("heartbeat withheld: the daemon is not recording runs")
+            await asyncio.sleep(interval)
+
+    # -- the store, on this service's own thread ---------------------------------------------
+
+    def _open(self) -> None:
+        self._conn = store.open_for_writing(self.db_path)
+        self._conn.row_factory = sqlite3.Row
+        self._ledger = AlertLedger(
+            self._conn, self.alerts, self.channels_for, self.config.observe.observes
+        )
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError("the alert store is not open")
+        return self._conn
+
+    def _ledger_(self) -> AlertLedger:
+        if self._ledger is None:
+            raise StoreError("the alert store is not open")
+        return self._ledger
+
+    def _judge_runs(self, units: set[str]) -> list[Alert]:
+        return self._ledger_().judge_runs(self.clock(), units)
+
+    def _due(self, now: int, busy: set[int]) -> list[outbox.Delivery]:
+        return outbox.due_deliveries(self._connection(), now, busy)
+
+    async def _db(self, fn: Callable[..., T], *args: object) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._db_thread, fn, *args)

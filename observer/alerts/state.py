@@ -1,0 +1,231 @@
+"""The alert rules applied to the store: each unit's state, its runs, its timers.
+
+Everything here is synchronous and runs on the alert service's own thread with its own
+connection. A unit's new state, the alerts it makes and their pending deliveries are
+written in one transaction: after a crash either all of it is there or none of it is, and
+the runs are judged again.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import astuple, dataclass, fields
+
+from observer.alerts.config import AlertsConfig
+from observer.alerts.rules import (
+    Alert,
+    FinishedRun,
+    TimerFacts,
+    UnitAlertState,
+    UnitFacts,
+    judge_run,
+    judge_schedule,
+)
+from observer.alerts.secrets import Channel
+from observer.model import SUCCESS_RESULTS
+
+# Runs that finished before alerting first started are history: they seed the counts.
+SINCE_KEY = "alerts_since_usec"
+# Deliveries wait this long for the last lines of output, which can trail a run's end.
+DELIVERY_DELAY_USEC = 2_000_000
+_AFTER_ALL_RUNS = 2**62
+_BATCH = 500
+_SUCCESSES = tuple(sorted(SUCCESS_RESULTS))
+_IS_SUCCESS = f"result IN ({', '.join('?' * len(_SUCCESSES))})"
+_STATE_FIELDS = [f.name for f in fields(UnitAlertState)]  # the columns of alert_state
+_STATE_COLUMNS = ", ".join(_STATE_FIELDS)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAlert:
+    """An alert as recorded, to deliver or to list."""
+
+    id: int
+    created_usec: int
+    unit: str
+    kind: str
+    summary: str
+    run_id: int | None
+
+
+class AlertLedger:
+    """Judges runs and schedules against the store and records what they make."""
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        config: AlertsConfig,
+        channels_for: Callable[[str], Sequence[Channel]],
+        observes: Callable[[str], bool] = lambda unit: True,
+    ) -> None:
+        self.conn = conn
+        self.config = config
+        self.channels_for = channels_for
+        self.observes = observes
+
+    def since(self, now_usec: int) -> int:
+        """When alerting first started on this database (set now if it never did)."""
+        with self.conn:
+            self.conn.execute(
+                "INSERT OR IGNORE INTO state (key, value) VALUES (?, ?)", (SINCE_KEY, now_usec)
+            )
+            row = self.conn.execute("SELECT value FROM state WHERE key = ?", (SINCE_KEY,))
+            return int(row.fetchone()[0])
+
+    def judge_runs(self, now_usec: int, units: Iterable[str] | None = None) -> list[Alert]:
+        """Judge the runs of ``units`` (default: of every unit) that no judgement has seen."""
+        since = self.since(now_usec)
+        if units is None:
+            units = [
+                row[0]
+                for row in self.conn.execute(
+                    "SELECT r.unit FROM runs r LEFT JOIN alert_state s ON s.unit = r.unit "
+                    "WHERE r.finished_usec IS NOT NULL "
+                    "AND r.finished_usec >= COALESCE(s.seen_finished_usec, ?) GROUP BY r.unit",
+                    (since,),
+                )
+            ]
+        alerts: list[Alert] = []
+        for unit in sorted(set(units)):
+            alerts += self._judge_unit_runs(unit, since, now_usec)
+        return alerts
+
+    def check(self, now_usec: int) -> list[Alert]:
+        """Judge new runs, then what time alone makes: missed, stale, overdue, reminders."""
+        alerts = self.judge_runs(now_usec)
+        since = self.since(now_usec)
+        units = {row[0] for row in self.conn.execute("SELECT unit FROM alert_state")}
+        units.update(row[0] for row in self.conn.execute("SELECT DISTINCT service FROM timers"))
+        units.update(u.pattern for u in self.config.units if not set("*?[") & set(u.pattern))
+        for unit in sorted(units):
+            if not self.observes(unit):
+                continue
+            with self.conn:
+                state = self._state(unit, since, now_usec)
+                rules = self.config.rules_for(unit)
+                facts = self._facts(unit, since)
+                new_state, made = judge_schedule(state, facts, rules, now_usec)
+                self._record(state, new_state, made, now_usec)
+            alerts += made
+        return alerts
+
+    # -- reading and writing ---------------------------------------------------------------
+
+    def _judge_unit_runs(self, unit: str, since: int, now_usec: int) -> list[Alert]:
+        alerts: list[Alert] = []
+        rules = self.config.rules_for(unit)
+        while True:
+            with self.conn:
+                state = before = self._state(unit, since, now_usec)
+                runs = self._unjudged_runs(state)
+                made: list[Alert] = []
+                for run in runs:
+                    recent = self._recent_successes(unit, run, rules.slow_window)
+                    state, judged = judge_run(state, run, rules, recent, now_usec)
+                    made += judged
+                self._record(before, state, made, now_usec)
+            alerts += made
+            if len(runs) < _BATCH:
+                return alerts
+
+    def _state(self, unit: str, since: int, now_usec: int) -> UnitAlertState:
+        row = self.conn.execute(
+            f"SELECT {_STATE_COLUMNS} FROM alert_state WHERE unit = ?", (unit,)
+        ).fetchone()
+        if row is not None:
+            return UnitAlertState(*row)
+        # First sight: runs that ended before alerting started count, but alert nobody.
+        failures, last_success = 0, None
+        rows = self.conn.execute(
+            "SELECT finished_usec, result FROM runs WHERE unit = ? AND finished_usec <= ? "
+            "ORDER BY finished_usec DESC, id DESC LIMIT 1000",
+            (unit, since),
+        )
+        for finished_usec, result in rows:
+            if result in SUCCESS_RESULTS:
+                last_success = finished_usec
+                break
+            failures += 1
+        return UnitAlertState(
+            unit,
+            first_seen_usec=now_usec,
+            failures=failures,
+            last_success_usec=last_success,
+            seen_finished_usec=since,
+            seen_run_id=_AFTER_ALL_RUNS,
+        )
+
+    def _unjudged_runs(self, state: UnitAlertState) -> list[FinishedRun]:
+        rows = self.conn.execute(
+            "SELECT id, invocation_id, started_usec, finished_usec, result FROM runs "
+            "WHERE unit = ? AND finished_usec IS NOT NULL "
+            "AND (finished_usec > ? OR (finished_usec = ? AND id > ?)) "
+            "ORDER BY finished_usec, id LIMIT ?",
+            (state.unit, state.seen_finished_usec, state.seen_finished_usec, state.seen_run_id,
+             _BATCH),
+        )  # fmt: skip
+        return [
+            FinishedRun(run_id, invocation, started, finished, result in SUCCESS_RESULTS, result)
+            for run_id, invocation, started, finished, result in rows
+        ]
+
+    def _recent_successes(self, unit: str, run: FinishedRun, limit: int) -> list[float]:
+        rows = self.conn.execute(
+            "SELECT finished_usec - started_usec FROM runs "
+            f"WHERE unit = ? AND {_IS_SUCCESS} AND started_usec IS NOT NULL "
+            "AND (finished_usec < ? OR (finished_usec = ? AND id < ?)) "
+            "ORDER BY finished_usec DESC, id DESC LIMIT ?",
+            (unit, *_SUCCESSES, run.finished_usec, run.finished_usec, run.id, limit),
+        )
+        return [max(0, usec) / 1e6 for (usec,) in rows]
+
+    def _facts(self, unit: str, since: int) -> UnitFacts:
+        timers = tuple(
+            TimerFacts(*row)
+            for row in self.conn.execute(
+                "SELECT timer, next_elapse_usec, last_trigger_usec FROM timers WHERE service = ? "
+                "ORDER BY timer",
+                (unit,),
+            )
+        )
+        newest = self.conn.execute(
+            "SELECT id, started_usec, finished_usec, invocation_id FROM runs WHERE unit = ? "
+            "ORDER BY COALESCE(started_usec, finished_usec) DESC, id DESC LIMIT 1",
+            (unit,),
+        ).fetchone()
+        if newest is None:
+            return UnitFacts(timers=timers, watched_since_usec=since)
+        run_id, started, finished, invocation = newest
+        return UnitFacts(run_id, started, finished, invocation, timers, since)
+
+    def _record(
+        self, before: UnitAlertState, after: UnitAlertState, alerts: list[Alert], now_usec: int
+    ) -> None:
+        """Save a unit's state (if it changed, or is new) and its alerts with deliveries."""
+        exists = self.conn.execute("SELECT 1 FROM alert_state WHERE unit = ?", (after.unit,))
+        if after != before or exists.fetchone() is None:
+            self.conn.execute(
+                f"INSERT OR REPLACE INTO alert_state ({_STATE_COLUMNS}) "
+                f"VALUES ({', '.join('?' * len(_STATE_FIELDS))})",
+                astuple(after),
+            )
+        for alert in alerts:
+            self.add_alert(alert, now_usec)
+
+    def add_alert(self, alert: Alert, now_usec: int) -> int:
+        """Record an alert and a pending delivery to each of its unit's channels."""
+        alert_id = self.conn.execute(
+            "INSERT INTO alerts (created_usec, unit, kind, summary, run_id) VALUES (?, ?, ?, ?, ?)",
+            (now_usec, alert.unit, str(alert.kind), alert.summary, alert.run_id),
+        ).lastrowid
+        assert alert_id is not None
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO alert_deliveries (alert_id, channel, channel_key, status, "
+            "attempts, next_attempt_usec) VALUES (?, ?, ?, 'pending', 0, ?)",
+            [
+                (alert_id, channel.name, channel.key, now_usec + DELIVERY_DELAY_USEC)
+                for channel in self.channels_for(alert.unit)
+            ],
+        )
+        return alert_id

@@ -1,0 +1,337 @@
+"""Delivery through apprise to a real HTTP receiver on loopback, the heartbeat, the service
+inside an event loop, and the `observer alerts` commands."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import time_machine
+
+from observer import store
+from observer.__main__ import main
+from observer.alerts import outbox, send
+from observer.alerts.config import AlertsConfig, ChannelSources
+from observer.alerts.message import Message
+from observer.alerts.secrets import Channel
+from observer.alerts.service import AlertService
+from observer.alerts.state import AlertLedger
+from observer.config import Config
+from observer.model import ConfigError, Run, Source
+from tests.receiver import Receiver
+from tests.unit.recorded_runs import MINUTE, NOW, NOW_USEC, SECOND, invocation
+
+MESSAGE = Message("[host1] backup.service failed", "backup.service on host1 failed.", "failure")
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with Receiver() as running:
+        yield running
+
+
+def test_a_notification_reaches_a_json_webhook_with_title_body_and_type(
+    receiver: Receiver,
+) -> None:
+    assert send.notify(Channel.of(receiver.json_url), MESSAGE) is None
+    [post] = receiver.posts()
+    assert (post["title"], post["message"], post["type"]) == (
+        "[host1] backup.service failed",
+        "backup.service on host1 failed.",
+        "failure",
+    )
+
+
+def test_a_receiver_answering_500_is_an_error_without_the_urls_secrets(
+    receiver: Receiver,
+) -> None:
+    receiver.status = 500
+    url = f"json://127.0.0.1:{receiver.port}/hook-s3cret-path?token=t0ps3cret"
+    error = send.notify(Channel.of(url), MESSAGE)
+    assert error is not None
+    assert "500" in error
+    assert "s3cret" not in error
+
+
+def test_a_heartbeat_is_a_get_and_an_error_status_or_silence_is_reported(
+    receiver: Receiver,
+) -> None:
+    assert send.ping(receiver.http_url, timeout=5) is None
+    assert receiver.received[0].method == "GET"
+    receiver.status = 503
+    assert send.ping(receiver.http_url, timeout=5) == "HTTP 503 Service Unavailable"
+    receiver.status, receiver.hang_seconds = 200, 10
+    error = send.ping(receiver.http_url, timeout=0.3)
+    assert error is not None
+    assert "timed out" in error
+
+
+def alert_config(url: str, **settings: object) -> Config:
+    alerts = AlertsConfig(
+        present=True,
+        channels=ChannelSources(urls=(url,)),
+        check_interval=0.2,
+        retry_delay=0.2,
+        send_timeout=5,
+    )
+    return Config(alerts=replace(alerts, **settings))  # type: ignore[arg-type]
+
+
+def failed_run(n: int, at: int) -> Run:
+    return Run(
+        unit="backup.service", invocation_id=invocation(n), host="host1", source=Source.BUS,
+        started_usec=at - SECOND, finished_usec=at, result="exit-code", exit_code="exited",
+        exit_status=3,
+    )  # fmt: skip
+
+
+def two_failures(db: Path) -> list[Run]:
+    now = time.time_ns() // 1000
+    runs = [failed_run(1, now - 2 * SECOND), failed_run(2, now - SECOND)]
+    conn = store.open_for_writing(db)
+    # Alerting "started" before these runs: they are news, not history.
+    conn.execute("INSERT INTO state VALUES ('alerts_since_usec', ?)", (now - MINUTE,))
+    conn.commit()
+    for run in runs:
+        store.write_batch(conn, store.Batch(runs=[run]))
+    conn.close()
+    return runs
+
+
+def attempts(db: Path) -> list[tuple[int, str | None]]:
+    conn = sqlite3.connect(db)
+    try:
+        return list(conn.execute("SELECT attempt, error FROM alert_attempts ORDER BY attempt"))
+    finally:
+        conn.close()
+
+
+async def until(predicate: Callable[[], object], seconds: float = 30) -> None:
+    async with asyncio.timeout(seconds):
+        while not predicate():  # noqa: ASYNC110 (the database signals nothing: poll it)
+            await asyncio.sleep(0.05)
+
+
+async def stop(task: asyncio.Task[None]) -> None:
+    """Cancel the service and wait for it to end (a test must not hang if it does not)."""
+    task.cancel()
+    async with asyncio.timeout(30):
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_the_service_delivers_one_alert_for_two_failures_and_records_the_attempt(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    db = tmp_path / "observer.db"
+    runs = two_failures(db)
+    service = AlertService(alert_config(receiver.json_url), db, "host1")
+    task = asyncio.create_task(service.run())
+    try:
+        service.runs_recorded(runs)
+        await until(lambda: attempts(db))
+        await asyncio.sleep(0.5)  # time for a second alert, were there one
+    finally:
+        await stop(task)
+    [post] = receiver.posts()
+    assert post["title"] == "[host1] backup.service failed 2 times in a row (exit-code)"
+    assert "Full run: observer show 2" in post["message"]
+    assert attempts(db) == [(1, None)]
+
+
+async def test_a_channel_answering_500_is_retried_and_each_error_recorded(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    receiver.status = 500
+    db = tmp_path / "observer.db"
+    runs = two_failures(db)
+    service = AlertService(alert_config(receiver.json_url, max_attempts=3), db, "host1")
+    task = asyncio.create_task(service.run())
+    try:
+        service.runs_recorded(runs)
+        await until(lambda: len(attempts(db)) == 3)
+    finally:
+        await stop(task)
+    assert len(receiver.posts()) == 3
+    assert [n for n, _ in attempts(db)] == [1, 2, 3]
+    assert all(error is not None and "500" in error for _, error in attempts(db))
+
+
+async def test_a_channel_that_hangs_is_given_up_on_after_the_timeout_and_retried(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    receiver.hang_seconds = 30
+    db = tmp_path / "observer.db"
+    runs = two_failures(db)
+    config = alert_config(receiver.json_url, max_attempts=2, send_timeout=0.5)
+    service = AlertService(config, db, "host1")
+    task = asyncio.create_task(service.run())
+    try:
+        service.runs_recorded(runs)
+        await until(lambda: len(attempts(db)) == 2)
+    finally:
+        await stop(task)
+    assert attempts(db) == [(1, "no answer within 500ms"), (2, "no answer within 500ms")]
+
+
+def test_an_unknown_notification_url_stops_the_daemon_with_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"does not understand the notification URL nope://…"):
+        AlertService(alert_config("nope://secret-token/x"), tmp_path / "observer.db", "host1")
+
+
+def test_a_heartbeat_url_must_be_http_or_https(tmp_path: Path) -> None:
+    config = alert_config(
+        "json://127.0.0.1:9/", heartbeat=ChannelSources(urls=("file:///etc/shadow",))
+    )
+    with pytest.raises(ConfigError, match="expected http:// or https://"):
+        AlertService(config, tmp_path / "observer.db", "host1")
+
+
+async def test_the_heartbeat_pings_while_runs_are_recorded_and_not_otherwise(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    recording = True
+    config = alert_config(
+        receiver.json_url,
+        heartbeat=ChannelSources(urls=(receiver.http_url,)),
+        heartbeat_interval=0.1,
+    )
+    service = AlertService(config, tmp_path / "observer.db", "host1", healthy=lambda: recording)
+    task = asyncio.create_task(service.run())
+    try:
+        await until(lambda: len(receiver.received) >= 2)
+        recording = False
+        await asyncio.sleep(0.3)  # a ping already on its way may still land
+        pinged = len(receiver.received)
+        await asyncio.sleep(0.5)
+    finally:
+        await stop(task)
+    assert len(receiver.received) == pinged
+    assert {r.method for r in receiver.received} == {"GET"}
+
+
+# -- the commands ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def utc() -> Iterator[None]:
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+    with time_machine.travel(NOW, tick=False):
+        yield
+    if before is None:
+        os.environ.pop("TZ", None)
+    else:
+        os.environ["TZ"] = before
+    time.tzset()
+
+
+def recorded_alerts(db: Path) -> None:
+    """Two failures and a recovery; the alert's delivery failed once, then worked."""
+    conn = store.open_for_writing(db)
+    conn.row_factory = sqlite3.Row
+    channel = Channel.of("json://127.0.0.1:9/hook?token=s3cret")
+    book = AlertLedger(conn, AlertsConfig(present=True), lambda unit: [channel])
+    book.since(NOW_USEC - 10 * MINUTE)
+    for n, result in ((1, "exit-code"), (2, "exit-code"), (3, "success")):
+        run = replace(failed_run(n, NOW_USEC - (5 - n) * MINUTE), result=result)
+        store.write_batch(conn, store.Batch(runs=[run]))
+        book.judge_runs(NOW_USEC - (5 - n) * MINUTE)
+    [first, second] = outbox.due_deliveries(conn, NOW_USEC)
+    retry = 30 * SECOND
+    outbox.record_attempt(conn, first, NOW_USEC - MINUTE, 4_000_000, "HTTP 500", max_attempts=5,
+                          retry_delay_usec=retry)  # fmt: skip
+    [first] = outbox.due_deliveries(conn, NOW_USEC, busy={second.id})
+    outbox.record_attempt(conn, first, NOW_USEC - 20 * SECOND, 12_000, None, max_attempts=5,
+                          retry_delay_usec=retry)  # fmt: skip
+    conn.close()
+
+
+def test_observer_alerts_lists_alerts_with_how_each_delivery_went(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], utc: None
+) -> None:
+    db = tmp_path / "observer.db"
+    recorded_alerts(db)
+    assert main(["alerts", "--db", str(db)]) == 0
+    out = capsys.readouterr().out
+    assert out == (
+        "ID  TIME                 UNIT            ALERT      SUMMARY                              "
+        "DELIVERY\n"
+        " 2  2026-11-23 14:58:00  backup.service  recovered  succeeded again after 2 failed runs  "
+        "json://127.0.0.1:9/… pending\n"
+        " 1  2026-11-23 14:57:00  backup.service  failing    failed 2 times in a row (exit-code)  "
+        "json://127.0.0.1:9/… sent (attempt 2)\n"
+    )
+    assert "s3cret" not in out
+
+
+def test_observer_alerts_json_has_every_attempt(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], utc: None
+) -> None:
+    db = tmp_path / "observer.db"
+    recorded_alerts(db)
+    assert main(["alerts", "--json", "--db", str(db)]) == 0
+    alerts = json.loads(capsys.readouterr().out)
+    assert [a["kind"] for a in alerts] == ["recovered", "failing"]
+    assert alerts[1]["run_id"] == 2
+    assert alerts[1]["deliveries"] == [
+        {
+            "channel": "json://127.0.0.1:9/…",
+            "status": "sent",
+            "next_attempt_at": None,
+            "attempts": [
+                {
+                    "attempt": 1,
+                    "time": "2026-11-23T14:59:00.000000+00:00",
+                    "duration_seconds": 4.0,
+                    "error": "HTTP 500",
+                },
+                {
+                    "attempt": 2,
+                    "time": "2026-11-23T14:59:40.000000+00:00",
+                    "duration_seconds": 0.012,
+                    "error": None,
+                },
+            ],
+        }
+    ]
+
+
+def test_observer_alerts_test_reports_each_channel_and_fails_if_one_did(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], receiver: Receiver
+) -> None:
+    with Receiver(status=500) as broken:
+        config = tmp_path / "observer.toml"
+        config.write_text(
+            f'[alerts]\nurls = ["{receiver.json_url}"]\n'
+            f'[alerts.units."db.service"]\nurls = ["{broken.json_url}"]\n'
+        )
+        assert main(["alerts", "test", "--config", str(config), "--json"]) == 1
+        results = json.loads(capsys.readouterr().out)
+        assert [(r["channel"], r["ok"]) for r in results] == [
+            (f"json://127.0.0.1:{receiver.port}", True),
+            (f"json://127.0.0.1:{broken.port}", False),
+        ]
+        assert "500" in results[1]["error"]
+        config.write_text(f'[alerts]\nurls = ["{receiver.json_url}"]\n')
+        assert main(["alerts", "test", "--config", str(config)]) == 0
+        out = capsys.readouterr().out
+        assert out.startswith("CHANNEL")
+        assert f"json://127.0.0.1:{receiver.port}  sent" in out
+    assert receiver.posts()[0]["title"].endswith("observer test notification")
+
+
+def test_observer_alerts_test_without_channels_says_what_to_set(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "observer.toml"
+    config.write_text("[alerts]\nfailures = 2\n")
+    assert main(["alerts", "test", "--config", str(config)]) == 1
+    assert "set urls, urls_credential or urls_file" in capsys.readouterr().err
