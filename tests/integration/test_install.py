@@ -1,0 +1,294 @@
+"""packaging/install.sh in a sandboxed systemd, run exactly as the README's command blocks say.
+
+The README marks its blocks with ``<!-- install.sh: NAME -->``; each line of a block is run
+as root from the checkout, with root's usual PATH. The host's file system is the
+sandbox's lower layer, so the checkout is inside at the same path; pip fetches the
+dependencies from the package index as on a real server (PIP_* settings pass through).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from observer.sandbox import Sandbox
+from tests.integration.observed import wait_for
+
+pytestmark = pytest.mark.integration
+
+CHECKOUT = Path(__file__).resolve().parent.parent.parent
+README = CHECKOUT / "README.md"
+ROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+INSTALL_TIMEOUT = 1200  # a first install builds systemd-python; the machine may be busy
+UNIT = "observer.service"
+DB = "/var/lib/observer/observer.db"
+CONFIG = "/etc/observer/observer.toml"
+# What install.sh adds, for checksums of "nothing changed".
+# The checkout is copied first: files changing in it while a test runs would make an upgrade.
+CLONE = "/tmp/observer"
+INSTALLED = ["/opt/observer", "/etc/observer", "/etc/systemd/system/observer.service",
+             "/usr/local/bin/observer"]  # fmt: skip
+
+
+def readme_commands(name: str) -> list[str]:
+    """The lines of the README's ``sh`` block marked ``<!-- install.sh: NAME -->``."""
+    marked = re.search(
+        rf"^<!-- install\.sh: {re.escape(name)} -->\n```sh\n(.*?)^```$",
+        README.read_text(),
+        re.MULTILINE | re.DOTALL,
+    )
+    assert marked is not None, f"README.md has no block marked <!-- install.sh: {name} -->"
+    return [line for line in marked[1].splitlines() if line.strip()]
+
+
+def as_root(
+    sandbox: Sandbox, line: str, cwd: str = str(CHECKOUT), timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run one command line in a root shell inside the sandbox; it must succeed."""
+    env = [f"PATH={ROOT_PATH}", "HOME=/root"]
+    env += [f"{k}={v}" for k, v in os.environ.items() if k.startswith("PIP_")]
+    script = f"cd {shlex.quote(cwd)} && {line}"
+    result = sandbox.run("env", *env, "bash", "-c", script, check=False, timeout=timeout)
+    assert result.returncode == 0, (
+        f"{line!r} exited {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    )
+    return result
+
+
+def clone(sandbox: Sandbox, to: str = CLONE) -> str:
+    """A copy of the checkout inside the sandbox (/tmp there is its own), as of now."""
+    files = "pyproject.toml README.md observer packaging"
+    as_root(sandbox, f"mkdir -p {to} && cp -a {files} {to}")
+    as_root(sandbox, f"find {to} -name __pycache__ -prune -exec rm -r {{}} +")
+    return to
+
+
+def follow_readme(sandbox: Sandbox, block: str, cwd: str = CLONE) -> str:
+    """Run a README block line by line; return what it printed."""
+    printed = []
+    for line in readme_commands(block):
+        started = time.monotonic()
+        result = as_root(sandbox, line, cwd, timeout=INSTALL_TIMEOUT)
+        print(f"# {line}  ({time.monotonic() - started:.1f} s)\n{result.stdout}{result.stderr}")
+        printed.append(result.stdout)
+    return "".join(printed)
+
+
+def login_shell(sandbox: Sandbox, user: str, command: str) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` as ``user`` in a login shell (PATH and groups as at a fresh login)."""
+    return sandbox.run("runuser", "-l", user, "-c", command, check=False, timeout=60)
+
+
+def unit_properties(sandbox: Sandbox, *names: str) -> dict[str, str]:
+    shown = sandbox.systemctl("show", UNIT, *(f"--property={n}" for n in names)).stdout
+    return dict(line.split("=", 1) for line in shown.splitlines() if "=" in line)
+
+
+def exposure(sandbox: Sandbox) -> float:
+    """`systemd-analyze security`'s overall exposure of the installed unit (printed)."""
+    report = sandbox.run("systemd-analyze", "security", "--no-pager", UNIT).stdout
+    print(report)
+    level = re.search(r"Overall exposure level for observer\.service: ([\d.]+)", report)
+    assert level is not None, report
+    return float(level[1])
+
+
+def history(sandbox: Sandbox, user: str, unit: str) -> list[dict[str, Any]]:
+    result = login_shell(sandbox, user, f"observer history {unit} --json")
+    if result.returncode == 1 and "no runs recorded" in result.stderr:
+        return []
+    assert result.returncode == 0, result.stderr
+    runs: list[dict[str, Any]] = json.loads(result.stdout)
+    return runs
+
+
+def free_port() -> int:
+    import socket  # noqa: PLC0415
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_the_installed_service_records_a_timers_run_for_members_of_the_observer_group(
+    sandbox: Sandbox,
+) -> None:
+    clone(sandbox)
+    follow_readme(sandbox, "install")
+
+    service = unit_properties(sandbox, "ActiveState", "User", "Type", "WatchdogUSec", "MainPID")
+    assert service["ActiveState"] == "active"
+    assert (service["User"], service["Type"], service["WatchdogUSec"]) == (
+        "observer", "notify", "1min",
+    )  # fmt: skip
+    daemon_user = sandbox.run("ps", "-o", "user=", "-p", service["MainPID"]).stdout.strip()
+    assert daemon_user == "observer"
+    assert exposure(sandbox) < 2.0
+
+    # alice is let in as the README says; bob is not.
+    sandbox.run("useradd", "--create-home", "alice")
+    sandbox.run("useradd", "--create-home", "bob")
+    for line in readme_commands("reader"):
+        as_root(sandbox, line)
+
+    # A timer (transient: tock.timer starts tock.service a second from now) whose run fails.
+    sandbox.run("systemd-run", "--on-active=1s", "--unit=tock", "--",
+                "/bin/sh", "-c", "echo tock from the timer; exit 3")  # fmt: skip
+
+    def finished(unit: str) -> dict[str, Any] | None:
+        runs = [r for r in history(sandbox, "alice", unit) if r["finished_at"]]
+        return runs[0] if runs else None
+
+    tock = wait_for(lambda: finished("tock"), timeout=60, what="tock's run, read by alice")
+    assert (tock["unit"], tock["trigger"]) == ("tock.service", "tock.timer")
+    assert (tock["result"], tock["exit_status"]) == ("exit-code", 3)
+
+    def output_of(run_id: int) -> list[str] | None:
+        shown = login_shell(sandbox, "alice", f"observer show {run_id} --json")
+        assert shown.returncode == 0, shown.stderr
+        lines = [line["message"] for line in json.loads(shown.stdout)["output"]]
+        return lines or None
+
+    # The output came from the journal: the daemon reads it under its hardening.
+    assert wait_for(lambda: output_of(tock["id"]), timeout=30, what="tock's output") == [
+        "tock from the timer"
+    ]
+    status = login_shell(sandbox, "alice", "observer status")
+    assert status.returncode == 0, status.stderr
+    print(f"$ observer status  # as alice\n{status.stdout}")
+
+    refused = login_shell(sandbox, "bob", "observer status")
+    print(f"$ observer status  # as bob\n{refused.stderr}")
+    assert refused.returncode == 1
+    assert "usermod -a -G observer bob" in refused.stderr, refused.stderr
+
+    # The metrics endpoint listens under RestrictAddressFamilies (the sandbox shares the
+    # host's network, so it gets a free port rather than the default one).
+    port = free_port()
+    config = sandbox.root / CONFIG.lstrip("/")
+    config.write_text(
+        config.read_text().replace('# listen = "127.0.0.1:9089"', f'listen = "127.0.0.1:{port}"')
+    )
+    as_root(sandbox, "observer check-config && systemctl restart observer")
+
+    def scraped() -> str | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+                text: str = r.read().decode()
+        except OSError:
+            return None
+        return text if 'unit="tock.service"' in text else None
+
+    assert "observer_" in wait_for(scraped, timeout=60, what="the metrics endpoint")
+
+    # With the daemon stopped, no -wal or -shm file is left: alice still reads.
+    as_root(sandbox, "systemctl stop observer")
+    assert not (sandbox.root / f"{DB.lstrip('/')}-wal").exists()
+    assert finished("tock") == tock
+
+
+def test_install_again_changes_nothing_upgrade_keeps_config_and_history_uninstall_clears_up(
+    sandbox: Sandbox,
+) -> None:
+    clone(sandbox)
+    before = file_system(sandbox)
+    assert len(before) > 1000
+    follow_readme(sandbox, "install")
+    assert file_system(sandbox) != before
+    config = sandbox.root / CONFIG.lstrip("/")
+    assert config.read_text() == (sandbox.root / CLONE[1:] / "packaging/observer.toml").read_text()
+    assert sandbox.run("stat", "-c", "%U:%G %a", "/var/lib/observer", DB).stdout.split("\n")[
+        :2
+    ] == ["observer:observer 751", "observer:observer 640"]
+
+    # An admin edits the config; the daemon records a run.
+    edited = config.read_text().replace("# max_age_days = 90", "max_age_days = 30")
+    config.write_text(edited)
+    sandbox.systemd_run("/bin/true", unit="hello", wait=True)
+    wait_for(lambda: run_count(sandbox) > 0, timeout=60, what="a recorded run")
+    runs = run_count(sandbox)
+
+    installed = checksums(sandbox)
+    service = unit_properties(sandbox, "MainPID", "ExecMainStartTimestamp", "NRestarts")
+    printed = follow_readme(sandbox, "install")
+    assert checksums(sandbox) == installed
+    assert unit_properties(sandbox, "MainPID", "ExecMainStartTimestamp", "NRestarts") == service
+    assert config.read_text() == edited
+    assert "restarting" not in printed
+    assert "installing observer" not in printed
+
+    # An upgrade: the same command from a newer checkout.
+    newer = clone(sandbox, "/tmp/observer-newer")
+    as_root(sandbox, f"echo '# a newer version' >> {newer}/observer/__init__.py")
+    printed = follow_readme(sandbox, "install", cwd=newer)
+    assert "restarting observer.service" in printed
+    upgraded = unit_properties(sandbox, "ActiveState", "MainPID")
+    assert upgraded["ActiveState"] == "active"
+    assert upgraded["MainPID"] != service["MainPID"]
+    assert config.read_text() == edited
+    assert run_count(sandbox) >= runs
+    site = sandbox.run("/opt/observer/venv/bin/python", "-c",
+                       "import observer; print(observer.__file__)").stdout.strip()  # fmt: skip
+    assert (sandbox.root / site.lstrip("/")).read_text().endswith("# a newer version\n")
+
+    # Uninstall keeps the history and the edited config, and nothing else.
+    printed = follow_readme(sandbox, "uninstall")
+    assert sandbox.unit_property(UNIT, "LoadState") == "not-found"
+    assert sandbox.run("getent", "passwd", "observer", check=False).returncode == 2
+    assert sandbox.run("getent", "group", "observer", check=False).returncode == 2
+    for path in [
+        "/opt/observer",
+        "/usr/local/bin/observer",
+        "/etc/systemd/system/observer.service",
+    ]:
+        assert not os.path.lexists(sandbox.root / path.lstrip("/")), path
+    assert config.read_text() == edited
+    assert (sandbox.root / DB.lstrip("/")).exists()
+    assert f"kept: {CONFIG} /var/lib/observer" in printed
+
+    # Installed again, it picks up the history and the config it kept.
+    follow_readme(sandbox, "install")
+    assert run_count(sandbox) >= runs
+    assert config.read_text() == edited
+
+    # Purge removes everything: the file system is as it was before the install.
+    follow_readme(sandbox, "purge")
+    assert file_system(sandbox) == before
+
+
+def run_count(sandbox: Sandbox) -> int:
+    counted = sandbox.run("/usr/local/bin/observer", "runs", "--since", "1h", "--json", check=False)
+    return len(json.loads(counted.stdout)) if counted.returncode == 0 else 0
+
+
+def checksums(sandbox: Sandbox) -> str:
+    """Every file install.sh put in place, with its content's checksum, mode and owner."""
+    script = (
+        "find " + " ".join(INSTALLED) + " -printf '%p %y %m %u:%g %l\\n' | sort; "
+        "find " + " ".join(INSTALLED) + " -type f -print0 | sort -z | xargs -0 sha256sum"
+    )
+    return sandbox.run("sh", "-c", script, timeout=120).stdout
+
+
+def file_system(sandbox: Sandbox) -> list[str]:
+    """The file system where install.sh writes, and the user and group databases.
+
+    Left out: the journal and systemd's own state, and shadow's backup files
+    (/etc/passwd- and the like), which useradd and userdel rewrite.
+    """
+    script = (
+        "find /etc /opt /usr/local /var /srv -xdev "
+        r"\( -path /var/log/journal -o -path /var/lib/systemd -o -name '*-' \) -prune "
+        "-o -printf '%p %y %m %u:%g\\n' | sort; "
+        "find /etc -xdev -type f ! -name '*-' -print0 | sort -z | xargs -0 sha256sum"
+    )
+    return sandbox.run("sh", "-c", script, timeout=120).stdout.splitlines()
