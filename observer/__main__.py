@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
@@ -11,13 +12,27 @@ import traceback
 from observer import __version__, cli
 from observer.model import ObserverError
 
+# Commands whose modules are imported only when they run (or for --help): `observer run`
+# wraps cron jobs and must start fast, without what the other commands need.
+_LAZY_COMMANDS = {
+    "run": "observer.wrapper",
+    "metrics-file": "observer.metrics_dropin",
+    "check-config": "observer.check_config",
+    "alerts": "observer.alerts.cli",
+}
+
 # A reader that went away (`observer runs | head`) ends us as SIGPIPE would a C tool.
 EXIT_BROKEN_PIPE = 128 + 13
 EXIT_INTERRUPTED = 128 + 2
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The whole command line: the reading commands and the daemon."""
+def _chosen_command(argv: list[str]) -> str | None:
+    """The command named on the command line, if any (options before it take no values)."""
+    return next((arg for arg in argv if not arg.startswith("-")), None)
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The command line: every command, or for speed only the one ``argv`` names."""
     parser = argparse.ArgumentParser(
         prog="observer", description="Every run of your systemd services and timers, recorded."
     )
@@ -38,8 +53,20 @@ def build_parser() -> argparse.ArgumentParser:
     daemon.add_argument("--bus-address", metavar="ADDRESS", help="D-Bus address of systemd")
     daemon.add_argument("--journal-dir", metavar="DIR", help="read the journal from DIR")
     daemon.add_argument("--config", metavar="PATH", help="TOML configuration file")
+    daemon.add_argument("--listen", metavar="HOST:PORT", help=(
+        "serve Prometheus metrics on HOST:PORT (default: [metrics] listen, 127.0.0.1:9089; "
+        "'' for none)"
+    ))  # fmt: skip
     daemon.set_defaults(handler=_daemon)
+    chosen = None if argv is None else _chosen_command(argv)
+    for name, module in _LAZY_COMMANDS.items():
+        if chosen is None or chosen == name or chosen not in _known_commands(commands):
+            importlib.import_module(module).add_command(commands, [debug])
     return parser
+
+
+def _known_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> set[str]:
+    return {*commands.choices, *_LAZY_COMMANDS}
 
 
 def _daemon(args: argparse.Namespace) -> int:
@@ -52,7 +79,7 @@ def _daemon(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run ``observer`` with ``argv`` (default: the process's); return the exit status."""
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(sys.argv[1:] if argv is None else argv).parse_args(argv)
     except SystemExit as e:  # --help, --version, or a usage error argparse already explained
         return e.code if isinstance(e.code, int) else 2
     # The daemon reports what it does (journald keeps it); commands speak only on trouble.

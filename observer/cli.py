@@ -38,8 +38,9 @@ def add_commands(
     """Register the commands that read the store."""
     common = argparse.ArgumentParser(add_help=False, parents=list(parents))
     common.add_argument(
-        "--db", type=Path, metavar="PATH", help="database to read (default: $OBSERVER_DB or "
-        "/var/lib/observer/observer.db as root, ~/.local/share/observer/observer.db otherwise)"
+        "--db", type=Path, metavar="PATH", help="database to read (default: $OBSERVER_DB, or "
+        "/var/lib/observer/observer.db as root, or ~/.local/share/observer/observer.db if it "
+        "exists, else /var/lib/observer/observer.db)"
     )  # fmt: skip
     listing = argparse.ArgumentParser(add_help=False, parents=[common])
     listing.add_argument("--json", action="store_true", help="print JSON for scripts")
@@ -71,6 +72,12 @@ def add_commands(
     parser.add_argument("--unit", metavar="GLOB", help="only units matching, e.g. 'backup*'")
     parser.add_argument("--failed", action="store_true", help="only runs that failed")
     command("status", _status, "each unit's last result and next run")
+    about = "write the static HTML dashboard (index.html and a page per unit and run) to DIR"
+    parser = commands.add_parser("report", parents=[common], help=about, description=about)
+    parser.set_defaults(handler=_report)
+    parser.add_argument("--output", "-o", type=Path, required=True, metavar="DIR", help=(
+        "directory for the pages (created if missing; only observer's own pages are replaced)"
+    ))  # fmt: skip
 
 
 def _since(text: str) -> timedelta:
@@ -88,7 +95,7 @@ def _count(text: str) -> int:
 
 @contextmanager
 def _reading(args: argparse.Namespace) -> Iterator[sqlite3.Connection]:
-    path = args.db or store.default_db_path()
+    path = args.db or store.default_read_path()
     conn = store.open_for_reading(path)
     try:
         yield conn
@@ -152,6 +159,19 @@ def _status(args: argparse.Namespace) -> int:
         _print_json([render.status_json(s) for s in statuses])
     else:
         print(render.status_table(statuses))
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    # Only this command needs the templates: the others start faster without Jinja2.
+    from observer import dashboard  # noqa: PLC0415
+
+    with _reading(args) as conn:
+        report = dashboard.generate(conn, args.output)
+    print(
+        f"wrote {report.written} pages ({report.unchanged} unchanged, {report.removed} removed): "
+        f"{args.output / dashboard.INDEX}"
+    )
     return 0
 
 

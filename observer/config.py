@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
+import json
+import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from observer.alerts.config import AlertsConfig
 from observer.model import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/observer/observer.toml")
@@ -51,6 +55,32 @@ class JournalConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class DashboardConfig:
+    """Where the daemon keeps the static HTML pages, and how often it rewrites them."""
+
+    directory: str = ""  # empty: no pages
+    quiet_seconds: int = 5  # rewrite once no run has ended for this long
+    min_interval_seconds: int = 30  # and at most this often
+
+
+@dataclass(frozen=True, slots=True)
+class RunConfig:
+    """Where `observer run` keeps runs it could not store, and what jobs write as metrics."""
+
+    spool_dir: str = ""  # empty: /var/spool/observer as root, else spool/ beside the database
+    metrics_dir: str = ""  # empty: job-metrics/ beside the database
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """Where the daemon serves Prometheus metrics, and the files it writes and reads."""
+
+    listen: str = "127.0.0.1:9089"  # HOST:PORT of /metrics; empty: no HTTP endpoint
+    textfile_directory: str = ""  # write observer.prom here for node_exporter or Alloy
+    job_metrics_directory: str = ""  # empty: [run] metrics_dir, else job-metrics/ beside the db
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """Everything that can be set in observer.toml."""
 
@@ -59,47 +89,65 @@ class Config:
     output: OutputConfig = field(default_factory=OutputConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     journal: JournalConfig = field(default_factory=JournalConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    dashboard: DashboardConfig = field(default_factory=DashboardConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
 
 
 _SECTIONS: dict[str, type[Any]] = {
+    "run": RunConfig,
     "observe": ObserveConfig,
     "output": OutputConfig,
     "retention": RetentionConfig,
     "journal": JournalConfig,
+    "dashboard": DashboardConfig,
+    "metrics": MetricsConfig,
+    "alerts": AlertsConfig,
 }
 
 
+class _BadSetting(ConfigError):
+    """A bad key or value; load_config puts the file and line in front of the message."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(problem)
+        self.key = key  # dotted, as written in the file: "retention.max_age_days", "retention"
+
+
 def _coerce(path: Path, key: str, value: object, default: object) -> object:
-    where = f"{path}: {key} = {value!r}"
+    where = f"{key} = {_shown(value)}"
     if isinstance(default, bool):
         if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false")
+            raise _BadSetting(key, f"{where}: expected true or false")
         return value
     if isinstance(default, int):
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise ConfigError(f"{where}: expected a whole number >= 0")
+            raise _BadSetting(key, f"{where}: expected a whole number >= 0")
         return value
     if isinstance(default, str):
         if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string")
+            raise _BadSetting(key, f"{where}: expected a string")
         return value
     if isinstance(default, tuple):
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{where}: expected a list of strings")
+            raise _BadSetting(key, f"{where}: expected a list of strings")
         return tuple(value)
-    raise ConfigError(f"{where}: unsupported setting")
+    raise _BadSetting(key, f"{where}: unsupported setting")
 
 
 def _section(path: Path, name: str, cls: type[Any], table: object) -> object:
+    if hasattr(cls, "from_table"):  # a section with tables of its own reads itself
+        return cls.from_table(path, name, table)
     if not isinstance(table, dict):
-        raise ConfigError(f"{path}: [{name}] must be a table")
+        raise _BadSetting(name, f"{name} = {_shown(table)}: [{name}] must be a table")
     defaults = cls()
     known = {f.name for f in fields(cls)}
     values = {}
     for key, value in table.items():
         if key not in known:
-            raise ConfigError(
-                f"{path}: unknown key {name}.{key} (known: {', '.join(sorted(known))})"
+            raise _BadSetting(
+                f"{name}.{key}", f"unknown key {name}.{key} = {_shown(value)}{_hint(key, known)}"
             )
         values[key] = _coerce(path, f"{name}.{key}", value, getattr(defaults, key))
     return cls(**values)
@@ -112,20 +160,124 @@ def load_config(path: Path | None) -> Config:
             return Config()
         path = DEFAULT_CONFIG_PATH
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text)
     except OSError as e:
         raise ConfigError(f"cannot read config {str(path)!r}: {e.strerror}") from e
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from e
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: invalid TOML: {e}") from e
+        raise ConfigError(_syntax_error(path, text, e)) from e
     kwargs: dict[str, object] = {}
-    for key, value in data.items():
-        if key in _SECTIONS:
-            kwargs[key] = _section(path, key, _SECTIONS[key], value)
-        elif key == "host":
-            kwargs[key] = _coerce(path, key, value, "")
-        else:
-            known = ", ".join(["host", *sorted(_SECTIONS)])
-            raise ConfigError(f"{path}: unknown key {key} (known: {known})")
+    try:
+        for key, value in data.items():
+            if key in _SECTIONS:
+                kwargs[key] = _section(path, key, _SECTIONS[key], value)
+            elif key == "host":
+                kwargs[key] = _coerce(path, key, value, "")
+            else:
+                known = {"host", *_SECTIONS}
+                what = f"section [{key}]" if isinstance(value, dict) else f"key {key}"
+                raise _BadSetting(key, f"unknown {what} = {_shown(value)}{_hint(key, known)}")
+    except _BadSetting as e:
+        line = _line_of(text, _key_parts(e.key))
+        raise ConfigError(f"{path}:{line}: {e}" if line else f"{path}: {e}") from e
+    except ConfigError as e:  # a section that reads itself: "{path}: {key} = {value}: ..."
+        raise _with_line(path, text, e) from e
     return Config(**kwargs)  # type: ignore[arg-type]
+
+
+# -- where in the file: errors name the line, as compilers do (``path:line: ...``) --------
+
+
+def _shown(value: object, limit: int = 60) -> str:
+    """A value as TOML writes it (``"text"``, ``true``, ``[1, 2]``), shortened to ``limit``."""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, str):
+        text = json.dumps(value, ensure_ascii=False)
+    elif isinstance(value, list):
+        text = "[" + ", ".join(_shown(v, limit) for v in value) + "]"
+    elif isinstance(value, dict):
+        text = "{ " + ", ".join(f"{k} = {_shown(v, limit)}" for k, v in value.items()) + " }"
+    else:
+        text = str(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _hint(key: str, known: set[str]) -> str:
+    close = difflib.get_close_matches(key, known, n=1)
+    did_you_mean = f"did you mean {close[0]}? " if close else ""
+    return f" ({did_you_mean}known: {', '.join(sorted(known))})"
+
+
+def _syntax_error(path: Path, text: str, error: tomllib.TOMLDecodeError) -> str:
+    """``path:line:column: invalid TOML: ...``, with the line it is about."""
+    message = str(error)
+    at = re.search(r" \(at line (\d+), column (\d+)\)$", message)
+    if at is None:
+        if message.endswith(end := " (at end of document)"):
+            problem = message.removesuffix(end)
+            return f"{path}:{max(1, len(text.splitlines()))}: invalid TOML: {problem} at the end"
+        return f"{path}: invalid TOML: {message}"
+    line, column = int(at[1]), int(at[2])
+    lines = text.splitlines()
+    shown = f": {lines[line - 1].strip()}" if 0 < line <= len(lines) else ""
+    return f"{path}:{line}:{column}: invalid TOML: {message[: at.start()]}{shown}"
+
+
+_KEY_PART = r"""(?:[A-Za-z0-9_-]+|"(?:[^"\\\n]|\\.)*"|'[^'\n]*')"""
+_KEY = rf"{_KEY_PART}(?:[ \t]*\.[ \t]*{_KEY_PART})*"
+_TABLE_HEADER = re.compile(rf"[ \t]*\[\[?[ \t]*({_KEY})[ \t]*\]")
+_ASSIGNMENT = re.compile(rf"[ \t]*({_KEY})[ \t]*=")
+
+
+def _key_parts(key: str) -> tuple[str, ...]:
+    """A dotted key as written (``metrics."listen"``) into its names (``metrics``, ``listen``)."""
+    parts = []
+    for written in re.findall(_KEY_PART, key):
+        if written.startswith('"'):
+            parts.append(str(json.loads(written)))
+        elif written.startswith("'"):
+            parts.append(written[1:-1])
+        else:
+            parts.append(written)
+    return tuple(parts)
+
+
+def _with_line(path: Path, text: str, error: ConfigError) -> ConfigError:
+    """``error`` with the line of the key it names after ``{path}: ``, when there is one."""
+    prefix = f"{path}: "
+    message = str(error)
+    named = re.match(rf"(?:unknown key |\[)?({_KEY})", message.removeprefix(prefix))
+    if not message.startswith(prefix) or named is None:
+        return error
+    line = _line_of(text, _key_parts(named[1]))
+    return ConfigError(f"{path}:{line}: {message.removeprefix(prefix)}") if line else error
+
+
+def _line_of(text: str, wanted: tuple[str, ...]) -> int | None:
+    """The line that sets the key ``wanted`` (``("retention", "max_age_days")``), or the
+    inline table that holds it, or the header of the table it names; None if not found."""
+    table: tuple[str, ...] = ()
+    inline: int | None = None
+    quote = ""  # the delimiter of a multi-line string being skipped
+    for number, line in enumerate(text.splitlines(), start=1):
+        if quote:
+            if line.count(quote) % 2:
+                quote = ""
+            continue
+        if header := _TABLE_HEADER.match(line):
+            table = _key_parts(header[1])
+            if table == wanted:
+                return number
+        elif assignment := _ASSIGNMENT.match(line):
+            key = table + _key_parts(assignment[1])
+            if key == wanted:
+                return number
+            if inline is None and wanted[: len(key)] == key:
+                inline = number
+        for delimiter in ('"""', "'''"):
+            if line.count(delimiter) % 2:
+                quote = delimiter
+    return inline

@@ -15,14 +15,18 @@ from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 
+from observer.alerts.service import AlertService
 from observer.bus import BusError, SystemdBus
 from observer.config import Config, load_config
 from observer.correlator import Correlator, Effect, RecordRun, RecordTimer, ResolveJob
+from observer.dashboard_service import DashboardService
 from observer.journal import JournalBatch, JournalFollower
+from observer.metrics_export import MetricsService
 from observer.model import Event, OutputLine, Run, StoreError
 from observer.output import OutputBudget, cut_line
 from observer.store import Batch, OutputCounts, StoredLine, default_db_path
 from observer.store_thread import AsyncStore
+from observer.wrapper_service import WrapperRuns
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +77,22 @@ class Daemon:
         self.store_errors = 0
         self.runs_recorded = 0
         self.unattributed_lines = 0
+        if config.dashboard.directory:
+            pages = DashboardService(Path(config.dashboard.directory), db_path, config.dashboard)
+            self.recorded_hooks.append(pages.runs_recorded)
+            self.services.append(pages.run)
+        if config.metrics.listen or config.metrics.textfile_directory:
+            metrics = MetricsService(self, db_path, config.metrics, config.run.metrics_dir)
+            self.recorded_hooks.append(metrics.runs_recorded)
+            self.services.append(metrics.run)
+        if config.alerts.present:
+            alerts = AlertService(config, db_path, self.host, healthy=self._recording)
+            self.recorded_hooks.append(alerts.runs_recorded)
+            self.services.append(alerts.run)
+
+    def _recording(self) -> bool:
+        """Whether runs are being recorded: the heartbeat is only sent while they are."""
+        return self.store_healthy.is_set() and (self.follower is None or self.follower.alive)
 
     # -- events ------------------------------------------------------------------------
 
@@ -290,15 +310,17 @@ class Daemon:
             delay = min(delay * 2, 10.0)
 
     async def _housekeeping(self) -> None:
-        last_prune = 0.0
+        # Prune at start, then every interval (time.monotonic() counts from boot: a
+        # "last prune at 0" would skip the first hour after boot).
+        next_prune = time.monotonic()
         while True:
+            if time.monotonic() >= next_prune:
+                next_prune = time.monotonic() + RETENTION_INTERVAL
+                await self._prune()
             await asyncio.sleep(30)
             self._forget_old_budgets()
             if self.follower is not None and not self.follower.alive:
                 raise RuntimeError("the journal reader stopped") from self.follower.failure
-            if time.monotonic() - last_prune > RETENTION_INTERVAL:
-                last_prune = time.monotonic()
-                await self._prune()
 
     async def _prune(self) -> None:
         retention = self.config.retention
@@ -421,9 +443,14 @@ def _notify(state: str) -> None:
 def run(args: argparse.Namespace) -> int:
     """Entry point of `observer daemon`."""
     config = load_config(Path(args.config) if args.config else None)
+    if getattr(args, "listen", None) is not None:
+        metrics = dataclasses.replace(config.metrics, listen=args.listen)
+        config = dataclasses.replace(config, metrics=metrics)
     db_path = Path(args.db) if args.db else default_db_path()
     journal_dir = args.journal_dir or config.journal.directory or None
     daemon = Daemon(config, db_path, args.bus_address, Path(journal_dir) if journal_dir else None)
+    # Runs of `observer run`: spooled ones into the store, finished ones to the consumers.
+    daemon.services.append(WrapperRuns(daemon.recorded_hooks, db_path, config).run)
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -395,3 +395,93 @@ def _close_matches(name: str, known: Iterable[str]) -> list[str]:
     by_stem = {unit.removesuffix(".service"): unit for unit in known}
     stems = difflib.get_close_matches(name.removesuffix(".service"), by_stem, n=3)
     return [by_stem[stem] for stem in stems]
+
+
+# -- for the dashboard ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OutputSummary:
+    """A run's output counters: they change whenever its stored output does."""
+
+    lines: int
+    bytes: int
+    dropped_lines: int
+    dropped_bytes: int
+    last_usec: int
+
+
+@dataclass(frozen=True, slots=True)
+class UnitSignature:
+    """Sums over a unit's runs and their output that change whenever any of them does."""
+
+    runs: int
+    sums: tuple[float, ...]
+
+
+def unit_signatures(conn: sqlite3.Connection) -> dict[str, UnitSignature]:
+    """Per unit with runs: how many, and a signature of all of them (one pass over the table).
+
+    A stored run only ever gains facts (each field keeps its first value, a start only moves
+    earlier) and its output only grows or loses lines: each of those moves one of the sums.
+    """
+    rows = conn.execute(
+        "SELECT r.unit, COUNT(*), MAX(r.id), TOTAL(r.started_usec), TOTAL(r.finished_usec), "
+        "COUNT(r.finished_usec), COUNT(r.result), COUNT(r.exit_status), COUNT(r.trigger), "
+        "COUNT(r.boot_id), TOTAL(r.restarts), COUNT(s.invocation_id), TOTAL(s.lines), "
+        "TOTAL(s.bytes), TOTAL(s.dropped_lines), TOTAL(s.dropped_bytes), TOTAL(s.last_usec) "
+        f"FROM {_RUNS_FROM} GROUP BY r.unit"
+    )
+    return {row[0]: UnitSignature(int(row[1]), tuple(row[2:])) for row in rows}
+
+
+def next_runs(conn: sqlite3.Connection) -> dict[str, int]:
+    """When a timer starts each service next (the earliest of its scheduled timers)."""
+    rows = conn.execute(
+        "SELECT service, MIN(next_elapse_usec) FROM timers "
+        "WHERE next_elapse_usec IS NOT NULL GROUP BY service"
+    )
+    return {row[0]: int(row[1]) for row in rows}
+
+
+def output_summaries(conn: sqlite3.Connection, unit: str, limit: int) -> dict[str, OutputSummary]:
+    """The output counters of the newest ``limit`` runs of ``unit``, by invocation ID."""
+    rows = conn.execute(
+        "SELECT s.invocation_id, s.lines, s.bytes, s.dropped_lines, s.dropped_bytes, s.last_usec "
+        f"FROM (SELECT r.invocation_id FROM runs r WHERE r.unit = ? ORDER BY {_NEWEST_FIRST} "
+        "LIMIT ?) AS newest JOIN output_stats s ON s.invocation_id = newest.invocation_id",
+        (unit, limit),
+    )
+    return {row[0]: OutputSummary(*(int(v) for v in row[1:])) for row in rows}
+
+
+def recorded_hosts(conn: sqlite3.Connection) -> list[str]:
+    """The host names runs were recorded on, in name order."""
+    return [row[0] for row in conn.execute("SELECT DISTINCT host FROM runs ORDER BY host")]
+
+
+def unit_summaries(
+    conn: sqlite3.Connection, units: Iterable[str] | None = None
+) -> list[tuple[UnitStatus, UnitStats]]:
+    """What ``unit_status`` gives, with each unit's all-time stats, reading its runs once.
+
+    For ``units`` (in name order), or for every unit with runs or a scheduled timer.
+    """
+    scheduled = next_runs(conn)
+    names = sorted({*_recorded_units(conn), *scheduled} if units is None else set(units))
+    summaries = []
+    for name in names:
+        newest = unit_history(conn, name, limit=1)
+        stats = _stats_of(conn, name, None)
+        last = newest[0] if newest else None
+        status = UnitStatus(
+            unit=name,
+            last_result=_last_result(last),
+            last_started_usec=None if last is None else last.started_usec,
+            next_run_usec=scheduled.get(name),
+            success_rate=stats.success_rate,
+            consecutive_failures=stats.consecutive_failures,
+            running=last is not None and last.running,
+        )
+        summaries.append((status, stats))
+    return summaries

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import sqlite3
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from observer.model import Run, StoreError, TimerState
-
-SCHEMA_VERSION = 1
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -58,6 +59,59 @@ CREATE TABLE IF NOT EXISTS state (
     value TEXT NOT NULL
 ) WITHOUT ROWID;
 """
+
+# Alerts (observer/alerts/): each unit's alert state, the alerts sent, and every attempt to
+# deliver one to a channel (named by scheme and host only: the URL holds secrets).
+_ALERT_TABLES = """
+CREATE TABLE IF NOT EXISTS alert_state (
+    unit TEXT PRIMARY KEY,
+    failures INTEGER NOT NULL,
+    failing_usec INTEGER,
+    missed_usec INTEGER,
+    awaited_usec INTEGER,
+    stale_usec INTEGER,
+    notified_usec INTEGER,
+    last_success_usec INTEGER,
+    seen_finished_usec INTEGER NOT NULL,
+    seen_run_id INTEGER NOT NULL,
+    overdue_invocation TEXT,
+    first_seen_usec INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY,
+    created_usec INTEGER NOT NULL,
+    unit TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    run_id INTEGER
+);
+CREATE INDEX IF NOT EXISTS alerts_by_time ON alerts (created_usec);
+CREATE TABLE IF NOT EXISTS alert_deliveries (
+    id INTEGER PRIMARY KEY,
+    alert_id INTEGER NOT NULL,
+    channel TEXT NOT NULL,
+    channel_key TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    next_attempt_usec INTEGER,
+    UNIQUE (alert_id, channel_key)
+);
+CREATE INDEX IF NOT EXISTS alert_deliveries_pending ON alert_deliveries (status, next_attempt_usec);
+CREATE TABLE IF NOT EXISTS alert_attempts (
+    delivery_id INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    started_usec INTEGER NOT NULL,
+    duration_usec INTEGER NOT NULL,
+    error TEXT,
+    PRIMARY KEY (delivery_id, attempt)
+) WITHOUT ROWID;
+"""
+
+# Schema upgrades, in order: step i brings a database of schema i + 1 to schema i + 2. A new
+# database gets SCHEMA and then every step. Only ever append; each step must be idempotent
+# (CREATE ... IF NOT EXISTS), so that two processes upgrading at once do no harm.
+MIGRATIONS: list[str] = [_ALERT_TABLES]
+SCHEMA_VERSION = 1 + len(MIGRATIONS)
 
 # Each field keeps the first value known for it, but a run starts at the earliest time
 # any source saw it start: merging partial runs is then independent of their order.
@@ -108,6 +162,19 @@ def default_db_path() -> Path:
     return Path(data_home) / "observer" / "observer.db"
 
 
+# Where the installed service (packaging/install.sh) keeps its database.
+SYSTEM_DB_PATH = Path("/var/lib/observer/observer.db")
+
+
+def default_read_path() -> Path:
+    """The database the reading commands read: ``default_db_path()``, except that a user
+    with no database of their own reads the installed service's."""
+    path = default_db_path()
+    if os.environ.get("OBSERVER_DB") or path.exists() or not SYSTEM_DB_PATH.exists():
+        return path
+    return SYSTEM_DB_PATH
+
+
 def _prepare_file(path: Path) -> None:
     """Create the database file readable by its owner and group only: output holds secrets.
 
@@ -140,6 +207,8 @@ def _configure(conn: sqlite3.Connection) -> None:
         )
     if version < SCHEMA_VERSION:
         conn.executescript(SCHEMA)
+        for step in MIGRATIONS[max(version, 1) - 1 :]:
+            conn.executescript(step)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.commit()
 
@@ -162,17 +231,52 @@ def open_for_reading(path: Path) -> sqlite3.Connection:
             f"no database at {str(path)!r}: is the observer daemon running? "
             "(pass --db or set OBSERVER_DB to read another one)"
         )
+    if not os.access(path, os.R_OK):
+        raise StoreError(f"cannot read the database {str(path)!r}: permission denied{_ask(path)}")
     try:
-        conn = sqlite3.connect(path, timeout=10)
-        conn.execute("PRAGMA busy_timeout = 10000")
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        conn, version = _connect_for_reading(str(path))
     except sqlite3.Error as e:
-        raise StoreError(f"cannot read the database {str(path)!r}: {e}") from e
+        # A reader that may not write the directory cannot create the -wal and -shm files
+        # that WAL mode needs; they exist while the daemon runs. Without a -wal file the
+        # database file holds every committed transaction: read it as it is, unlocked.
+        if os.access(path.parent, os.W_OK) or os.path.exists(f"{path}-wal"):
+            raise StoreError(f"cannot read the database {str(path)!r}: {e}") from e
+        uri = f"file:{urllib.parse.quote(str(path.absolute()))}?immutable=1"
+        try:
+            conn, version = _connect_for_reading(uri, uri=True)
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot read the database {str(path)!r}: {e}") from e
     if version != SCHEMA_VERSION:
         conn.close()
         raise StoreError(f"{str(path)!r} is not an observer database of schema {SCHEMA_VERSION}")
     conn.row_factory = sqlite3.Row
     return conn
+
+
+def _connect_for_reading(database: str, uri: bool = False) -> tuple[sqlite3.Connection, int]:
+    conn = sqlite3.connect(database, timeout=10, uri=uri)
+    try:
+        conn.execute("PRAGMA busy_timeout = 10000")
+        return conn, int(conn.execute("PRAGMA user_version").fetchone()[0])
+    except BaseException:
+        conn.close()
+        raise
+
+
+def _ask(path: Path) -> str:
+    """How a user gets to read ``path``: join the group that may read it."""
+    try:
+        info = path.stat()
+        group = grp.getgrgid(info.st_gid).gr_name
+        user = pwd.getpwuid(os.getuid()).pw_name
+    except (OSError, KeyError):
+        return ""
+    if not info.st_mode & 0o040:
+        return ""
+    return (
+        f" (members of group {group!r} may read it: ask root to run "
+        f"`usermod -a -G {group} {user}`, then log in again)"
+    )
 
 
 def run_row(run: Run) -> dict[str, object]:

@@ -4,6 +4,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 apt_packages=(libsystemd-dev pkg-config gcc systemd dbus util-linux)
+apt_packages+=(shellcheck python3-venv python3-dev libc6-dev)  # install tests: lint install.sh; its build deps already in the sandbox
+apt_packages+=(cron)  # observer run tests: a real cron daemon inside the sandbox
+apt_packages+=(prometheus prometheus-node-exporter)  # metrics tests: promtool, Prometheus, node_exporter
+apt_packages+=(chromium)  # dashboard tests in a real browser
 missing=()
 for p in "${apt_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -36,12 +36,15 @@ class ObserverDaemon:
         self.starts = 0
 
     def start(self, wait_ready: bool = True) -> None:
+        config = self.config_path.read_text() if self.config_path is not None else None
         args = [
             "daemon",
             "--db", str(self.db),
             "--bus-address", self.sandbox.bus_address,
             "--journal-dir", str(self.sandbox.journal_dir),
         ]  # fmt: skip
+        if config is None or "listen" not in config:
+            args += ["--listen", ""]  # no fixed port: tests that want metrics configure it
         if self.config_path is not None:
             args += ["--config", str(self.config_path)]
         self.starts += 1
