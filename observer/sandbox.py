@@ -11,8 +11,9 @@ import select
 import shutil
 import signal
 import subprocess
+import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Self, TypeVar
@@ -39,7 +40,8 @@ After=dbus.socket systemd-journald.socket systemd-journal-flush.service
 # roots the namespace there: sandboxes then never share unit cgroups with each other.
 LAUNCHER = """\
 test "$PPID" = "$1" && echo 0 > "$2/cgroup.procs" || exit 1
-exec unshare --pid --fork --kill-child=SIGKILL --mount --cgroup --uts --ipc -- /bin/sh -c "$3"
+exec unshare --pid --fork --kill-child=SIGKILL --mount --cgroup --uts --ipc -- \\
+    /bin/sh -c "$3" boot "$4"
 """
 # Runs inside the new namespaces. The scratch tmpfs goes over /tmp itself, not a new
 # directory, so that not even an empty directory is left on the host. Bind-mounting the host's
@@ -67,7 +69,19 @@ mknod -m 666 $R/dev/urandom c 1 9
 mknod -m 666 $R/dev/tty c 5 0
 mknod -m 666 $R/dev/ptmx c 5 2
 mount -t tmpfs -o mode=755 tmpfs $R/run
+# Paths under /tmp the caller needs inside (a checkout and its venv: CI may clone into
+# /tmp) are kept visible, read through the overlay so that writes stay private.
+mkdir /tmp/keep
+printf '%s\n' "$1" | while IFS= read -r p; do
+    if [ -n "$p" ] && [ -d "$R$p" ]; then
+        k=/tmp/keep/$(printf '%s' "$p" | md5sum | cut -c1-16)
+        mkdir "$k" && mount --bind "$R$p" "$k" && printf '%s %s\n' "$k" "$p" >> /tmp/keep/list
+    fi
+done
 mount -t tmpfs -o mode=1777 tmpfs $R/tmp
+if [ -f /tmp/keep/list ]; then
+    while read -r k p; do mkdir -p "$R$p" && mount --move "$k" "$R$p"; done < /tmp/keep/list
+fi
 # the host's journal files sit in the lower layer: start from an empty, private journal
 mkdir -p $R/var/log/journal
 mount -t tmpfs -o mode=2755 tmpfs $R/var/log/journal
@@ -85,6 +99,12 @@ cd $R && mkdir -p oldroot && pivot_root . oldroot && umount -l /oldroot
 exec env container=other {SYSTEMD} --system --unit=sandbox.target
 """
 RUNNING_STATES = ("running", "degraded")
+
+
+def _default_share() -> list[Path]:
+    """This checkout and the running venv, if under /tmp (which the sandbox replaces)."""
+    candidates = {Path(__file__).resolve().parent.parent, Path(sys.prefix).resolve()}
+    return sorted(p for p in candidates if p.is_relative_to("/tmp") and "\n" not in str(p))
 
 
 class SandboxError(RuntimeError):
@@ -172,8 +192,13 @@ class Sandbox:
         atexit.register(self.close)
 
     @classmethod
-    def boot(cls, timeout: float = 30) -> Self:
-        """Boot a sandbox and return once its manager is running."""
+    def boot(cls, timeout: float = 30, share: Sequence[Path] | None = None) -> Self:
+        """Boot a sandbox and return once its manager is running.
+
+        ``share``: directories under /tmp to keep visible inside (default: this checkout
+        and the running Python's environment, when they live there).
+        """
+        shared = _default_share() if share is None else list(share)
         if reason := can_boot():
             raise SandboxError(reason)
         parent_cgroup = _own_cgroup2()
@@ -187,7 +212,14 @@ class Sandbox:
             # The pdeathsig fires when the calling thread ends: boot from a long-lived thread.
             launcher = ["setpriv", "--pdeathsig", "KILL", "--", "/bin/sh", "-c", LAUNCHER]
             process = subprocess.Popen(
-                [*launcher, "launcher", str(os.getpid()), str(cgroup), BOOT_SCRIPT],
+                [
+                    *launcher,
+                    "launcher",
+                    str(os.getpid()),
+                    str(cgroup),
+                    BOOT_SCRIPT,
+                    "\n".join(str(p) for p in shared),
+                ],
                 stdin=subprocess.DEVNULL,
                 stdout=console_fd,
                 stderr=console_fd,
