@@ -92,6 +92,13 @@ class _Invocation:
 
 
 @dataclass(slots=True)
+class _TimerFired:
+    timer: str
+    usec: int
+    run: str | None = None
+
+
+@dataclass(slots=True)
 class _Unit:
     values: dict[str, object]
     invocation_id: str | None = None
@@ -115,7 +122,8 @@ class Correlator:
         self._invocations: OrderedDict[str, _Invocation] = OrderedDict()
         self._job_triggers: OrderedDict[int, str | None] = OrderedDict()
         self._timer_services: dict[str, str] = {}
-        self._last_triggers: dict[str, tuple[str, int]] = {}
+        # service -> the timer that last fired for it, when, and the one run it started.
+        self._last_triggers: dict[str, _TimerFired] = {}
         # Kept after a unit is unloaded (GC, transient): its output can still arrive.
         self._starts: OrderedDict[str, list[tuple[int, str]]] = OrderedDict()
         self._reloading = False
@@ -212,6 +220,7 @@ class Correlator:
             inv.seen_live = True
             inv.started_usec = self._start_usec(unit)
             self._note_start(event.unit, invocation_id, inv.started_usec)
+            self._claim_timer(inv)
             effects.append(RecordRun(self._run(inv, Source.BUS, started_usec=inv.started_usec)))
             effects.extend(self._trigger_effects(inv))
         elif ended and inv.seen_live and not inv.finished and "Result" in unit.values:
@@ -289,10 +298,17 @@ class Correlator:
 
     def _timer_fired_for(self, inv: _Invocation) -> str | None:
         fired = self._last_triggers.get(inv.unit)
-        if fired is None or inv.started_usec is None:
+        if fired is None or fired.run != inv.invocation_id:
             return None
-        timer, trigger_usec = fired
-        return timer if 0 <= inv.started_usec - trigger_usec <= _TIMER_TO_START_USEC else None
+        return fired.timer
+
+    def _claim_timer(self, inv: _Invocation) -> None:
+        """A timer's firing starts one run: the first to begin soon after it."""
+        fired = self._last_triggers.get(inv.unit)
+        if fired is None or fired.run is not None or inv.started_usec is None:
+            return
+        if 0 <= inv.started_usec - fired.usec <= _TIMER_TO_START_USEC:
+            fired.run = inv.invocation_id
 
     def _trigger_effects(self, inv: _Invocation) -> list[Effect]:
         if inv.job_id is None:
@@ -315,8 +331,15 @@ class Correlator:
         last_trigger = event.values.get("LastTriggerUSec")
         if next_elapse is None and last_trigger is None:
             return []
-        if (fired := _usec(last_trigger)) is not None:
-            self._last_triggers[service_name] = (event.unit, fired)
+        fired = _usec(last_trigger)
+        previous = self._last_triggers.get(service_name)
+        if fired is not None and (previous is None or previous.usec != fired):
+            self._last_triggers[service_name] = _TimerFired(event.unit, fired)
+            # The run it started may already be known (signals of two units, any order).
+            for inv in reversed(self._invocations.values()):
+                if inv.unit == service_name and inv.seen_live:
+                    self._claim_timer(inv)
+                    break
         return [
             RecordTimer(
                 TimerState(

@@ -316,3 +316,27 @@ def test_a_timer_that_fired_long_before_a_manual_start_is_not_its_trigger() -> N
     effects = feed_all(correlator, events)
 
     assert [e.run.trigger for e in effects if isinstance(e, RecordRun) and e.run.trigger] == []
+
+
+def test_a_timer_firing_is_the_trigger_of_one_run_only() -> None:
+    unit = "poll.service"
+    second = bytes(range(201, 217))
+    correlator = Correlator("host")
+    correlator.feed(
+        UnitProperties("poll.timer", "Timer", {"Unit": unit, "LastTriggerUSec": T0 - 1_000})
+    )
+    events = [
+        service(unit, "success"),
+        unit_state(unit, "active", "running", INV, T0, InactiveExitTimestamp=T0),
+        service(unit, "success"),
+        unit_state(unit, "inactive", "dead", INV, T0 + 100_000),
+        JobNew(10, unit),
+        service(unit, "success"),
+        unit_state(
+            unit, "active", "running", second, T0 + 500_000, InactiveExitTimestamp=T0 + 500_000
+        ),
+        JobDetails(10, unit, "unknown", None),
+    ]
+    effects = feed_all(correlator, events)
+
+    assert [e.run.trigger for e in effects if isinstance(e, RecordRun) and e.run.trigger] == []
