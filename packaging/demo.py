@@ -14,10 +14,12 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 from observer.sandbox import Sandbox, can_boot
 
+METRICS_URL = "http://127.0.0.1:9089/metrics"
 UNITS = {
     "backup.service": """\
 [Unit]
@@ -61,6 +63,21 @@ def observer(*args: str, db: Path) -> None:
     subprocess.run([sys.executable, "-m", "observer", *args, "--db", str(db)], check=False)
 
 
+def show_metrics() -> None:
+    """A few of the series the daemon serves to Prometheus."""
+    print(f"\n$ curl -s {METRICS_URL} | grep backup", flush=True)
+    try:
+        with urllib.request.urlopen(METRICS_URL, timeout=5) as response:
+            text = response.read().decode()
+    except OSError as e:
+        print(f"(metrics not served: {e})")
+        return
+    wanted = ("observer_last_run_success", "observer_runs_total", "observer_last_run_duration")
+    for line in text.splitlines():
+        if "backup.service" in line and line.startswith(wanted):
+            print(line)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20, help="how long to let jobs run")
@@ -92,6 +109,7 @@ def main() -> int:
             )
             time.sleep(args.seconds)
             observer("status", db=db)
+            show_metrics()
             sandbox.systemctl(
                 "stop",
                 "backup.timer",
@@ -112,7 +130,9 @@ def main() -> int:
     observer("history", "backup", "-n", "5", db=db)
     observer("last-failure", "cert-renew", db=db)
     observer("stats", "worker", db=db)
-    print(f"\ndemo: the database stays at {db}; read it with `observer ... --db {db}`")
+    observer("report", "--output", str(workdir / "dashboard"), db=db)
+    print(f"\ndemo: the dashboard is at {workdir / 'dashboard' / 'index.html'}")
+    print(f"demo: the database stays at {db}; read it with `observer ... --db {db}`")
     return 0
 
 
