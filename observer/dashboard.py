@@ -27,7 +27,7 @@ import markupsafe
 from observer import __version__, charts, history
 from observer.model import ObserverError
 from observer.output import dropped_marker, printable
-from observer.render import human_duration, local_time, table_time
+from observer.render import count, human_duration, local_time, run_facts, table_time
 
 # Bump when a run page would look different for the same run: old pages are then rewritten.
 PAGE_FORMAT = 1
@@ -432,7 +432,7 @@ def _write_run_pages(
                 kind=_run_kind(run),
                 result="running" if run.running else run.result or "-",
                 unit_href=unit_page(run.unit),
-                facts=_run_facts(detail),
+                facts=run_facts(detail),
                 lines=_output_rows(detail, limits.output_lines),
                 newer=newer,
                 older=older,
@@ -445,29 +445,6 @@ def _fingerprint(run: history.RecordedRun, shown: tuple[object, ...]) -> str:
     """Changes whenever what the run's page shows would change."""
     key = repr((PAGE_FORMAT, __version__, time.tzname, time.timezone, run, shown))
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:20]
-
-
-def _run_facts(detail: history.RunDetail) -> list[tuple[str, str]]:
-    run = detail.run
-    output = f"{_count(detail.output_lines, 'line')}, {_count(detail.output_bytes, 'byte')}"
-    if detail.output_dropped_lines or detail.output_dropped_bytes:
-        dropped_lines = _count(detail.output_dropped_lines, "line")
-        output += f" ({dropped_lines}, {_count(detail.output_dropped_bytes, 'byte')} dropped)"
-    facts: list[tuple[str, object]] = [
-        ("Run", run.id), ("Unit", run.unit), ("Invocation", run.invocation_id),
-        ("Host", run.host), ("Boot", run.boot_id), ("Source", run.source),
-        ("Trigger", run.trigger), ("Started", table_time(run.started_usec)),
-        ("Finished", table_time(run.finished_usec)),
-        ("Duration", human_duration(run.duration_seconds)),
-        ("Result", "running" if run.running else run.result),
-        ("Signal", run.signal) if run.signal is not None else ("Exit status", run.exit_status),
-        ("Restarts", run.restarts), ("Output", output),
-    ]  # fmt: skip
-    return [(name, "-" if value is None else str(value)) for name, value in facts]
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _output_rows(detail: history.RunDetail, limit: int) -> list[OutputRow]:
@@ -484,7 +461,7 @@ def _output_rows(detail: history.RunDetail, limit: int) -> list[OutputRow]:
             stored = sum(1 for e in hidden if isinstance(e, history.LoggedLine))
             rows.append(
                 OutputRow(
-                    "", "", "", f"[... {_count(stored, 'more line')} not shown here: "
+                    "", "", "", f"[... {count(stored, 'more line')} not shown here: "
                     f"'observer show {detail.run.id}' prints them all ...]", dropped=True,
                 )
             )  # fmt: skip

@@ -101,20 +101,21 @@ def iso_time(usec: int | None) -> str | None:
     return None if usec is None else local_time(usec).isoformat(timespec="microseconds")
 
 
-def _count(n: int, noun: str) -> str:
+def count(n: int, noun: str) -> str:
+    """``1 line``, ``2 lines``."""
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
-def detail_text(detail: history.RunDetail) -> str:
-    """Every fact of one run, then its output with a marker where lines were dropped."""
+def run_facts(detail: history.RunDetail) -> list[tuple[str, str]]:
+    """Every fact of one run as (name, text), the way `show` and the dashboard list them."""
     run = detail.run
     exit_fact = (
         ("Signal", run.signal) if run.signal is not None else ("Exit status", run.exit_status)
     )
-    output = f"{_count(detail.output_lines, 'line')}, {_count(detail.output_bytes, 'byte')}"
+    output = f"{count(detail.output_lines, 'line')}, {count(detail.output_bytes, 'byte')}"
     if detail.output_dropped_lines or detail.output_dropped_bytes:
-        dropped_lines = _count(detail.output_dropped_lines, "line")
-        output += f" ({dropped_lines}, {_count(detail.output_dropped_bytes, 'byte')} dropped)"
+        dropped_lines = count(detail.output_dropped_lines, "line")
+        output += f" ({dropped_lines}, {count(detail.output_dropped_bytes, 'byte')} dropped)"
     facts: list[tuple[str, object]] = [
         ("Run", run.id), ("Unit", run.unit), ("Invocation", run.invocation_id),
         ("Host", run.host), ("Boot", run.boot_id), ("Source", run.source),
@@ -123,11 +124,14 @@ def detail_text(detail: history.RunDetail) -> str:
         ("Duration", human_duration(run.duration_seconds)), ("Result", _result(run)),
         exit_fact, ("Restarts", run.restarts), ("Output", output),
     ]  # fmt: skip
+    return [(name, "-" if value is None else str(value)) for name, value in facts]
+
+
+def detail_text(detail: history.RunDetail) -> str:
+    """Every fact of one run, then its output with a marker where lines were dropped."""
+    facts = run_facts(detail)
     width = max(len(name) for name, _ in facts) + 2
-    lines = [
-        f"{name + ':':<{width}}{cell('-' if value is None else str(value))}"
-        for name, value in facts
-    ]
+    lines = [f"{name + ':':<{width}}{cell(value)}" for name, value in facts]
     lines.append("")
     if not detail.output:
         lines.append("(no output recorded)")
