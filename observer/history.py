@@ -231,31 +231,7 @@ def unit_stats(
 
 def unit_status(conn: sqlite3.Connection) -> list[UnitStatus]:
     """One row per unit with recorded runs or a scheduled timer: last result and next run."""
-    next_runs = {
-        row["service"]: row["next_usec"]
-        for row in conn.execute(
-            # A timer that is not scheduled (stopped, or never started) says nothing.
-            "SELECT service, MIN(next_elapse_usec) AS next_usec FROM timers "
-            "WHERE next_elapse_usec IS NOT NULL GROUP BY service"
-        )
-    }
-    statuses = []
-    for name in sorted({*_recorded_units(conn), *next_runs}):
-        newest = unit_history(conn, name, limit=1)
-        stats = _stats_of(conn, name, None)
-        last = newest[0] if newest else None
-        statuses.append(
-            UnitStatus(
-                unit=name,
-                last_result=_last_result(last),
-                last_started_usec=None if last is None else last.started_usec,
-                next_run_usec=next_runs.get(name),
-                success_rate=stats.success_rate,
-                consecutive_failures=stats.consecutive_failures,
-                running=last is not None and last.running,
-            )
-        )
-    return statuses
+    return [status for status, _ in unit_summaries(conn)]
 
 
 def unit_matcher(glob: str) -> Callable[[str], bool]:
