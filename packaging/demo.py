@@ -8,6 +8,7 @@ while, then shows what the CLI answers. Run as root: `bash packaging/demo.sh`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 from observer.sandbox import Sandbox, can_boot
@@ -63,6 +65,36 @@ def observer(*args: str, db: Path) -> None:
     subprocess.run([sys.executable, "-m", "observer", *args, "--db", str(db)], check=False)
 
 
+TIMERS = ("backup.timer", "cert-renew.timer", "healthcheck.timer")
+
+
+@contextlib.contextmanager
+def sample_jobs(workdir: Path, db: Path, *daemon_args: str) -> Iterator[Sandbox]:
+    """A throw-away systemd running the sample jobs, the real daemon recording them."""
+    with Sandbox.boot() as sandbox, (workdir / "daemon.log").open("wb") as log:
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "observer", "daemon", "--db", str(db), *daemon_args,
+             "--bus-address", sandbox.bus_address, "--journal-dir", str(sandbox.journal_dir)],
+            stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            for name, text in UNITS.items():
+                sandbox.write_unit(name, text)
+            sandbox.daemon_reload()
+            sandbox.systemctl("start", *TIMERS)
+            sandbox.start("worker.service", wait=False)
+            yield sandbox
+            sandbox.systemctl("stop", *TIMERS, "worker.service", check=False)
+            time.sleep(1)
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            try:
+                daemon.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                daemon.kill()
+                daemon.wait()
+
+
 def show_metrics() -> None:
     """A few of the series the daemon serves to Prometheus."""
     print(f"\n$ curl -s {METRICS_URL} | grep backup", flush=True)
@@ -89,44 +121,15 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="observer-demo-"))
     db = args.db or workdir / "observer.db"
     print("demo: booting a throw-away systemd 252 in its own namespaces ...", flush=True)
-    with Sandbox.boot() as sandbox:
-        log = (workdir / "daemon.log").open("wb")
-        daemon = subprocess.Popen(
-            [sys.executable, "-m", "observer", "daemon", "--db", str(db),
-             "--bus-address", sandbox.bus_address, "--journal-dir", str(sandbox.journal_dir)],
-            stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            for name, text in UNITS.items():
-                sandbox.write_unit(name, text)
-            sandbox.daemon_reload()
-            sandbox.systemctl("start", "backup.timer", "cert-renew.timer", "healthcheck.timer")
-            sandbox.start("worker.service", wait=False)
-            print(
-                f"demo: observer daemon recording (log: {workdir / 'daemon.log'});"
-                f" letting the timers fire for {args.seconds:.0f}s ...",
-                flush=True,
-            )
-            time.sleep(args.seconds)
-            observer("status", db=db)
-            show_metrics()
-            sandbox.systemctl(
-                "stop",
-                "backup.timer",
-                "cert-renew.timer",
-                "healthcheck.timer",
-                "worker.service",
-                check=False,
-            )
-            time.sleep(1)
-        finally:
-            daemon.send_signal(signal.SIGTERM)
-            try:
-                daemon.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                daemon.kill()
-                daemon.wait()
-            log.close()
+    with sample_jobs(workdir, db):
+        print(
+            f"demo: observer daemon recording (log: {workdir / 'daemon.log'});"
+            f" letting the timers fire for {args.seconds:.0f}s ...",
+            flush=True,
+        )
+        time.sleep(args.seconds)
+        observer("status", db=db)
+        show_metrics()
     observer("history", "backup", "-n", "5", db=db)
     observer("last-failure", "cert-renew", db=db)
     observer("stats", "worker", db=db)

@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from demo import UNITS
+from demo import sample_jobs
 
-from observer.sandbox import Sandbox, can_boot
+from observer.sandbox import can_boot
 
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -53,24 +52,9 @@ def main() -> int:
         config.write_text(
             f'[dashboard]\ndirectory = "{pages}"\nquiet_seconds = 1\nmin_interval_seconds = 1\n'
         )
-        with Sandbox.boot() as sandbox, (workdir / "daemon.log").open("wb") as log:
-            daemon = subprocess.Popen(
-                [sys.executable, "-m", "observer", "daemon", "--db", str(workdir / "observer.db"),
-                 "--config", str(config), "--bus-address", sandbox.bus_address,
-                 "--journal-dir", str(sandbox.journal_dir)],
-                stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-            )  # fmt: skip
-            try:
-                for name, text in UNITS.items():
-                    sandbox.write_unit(name, text)
-                sandbox.daemon_reload()
-                sandbox.systemctl("start", "backup.timer", "cert-renew.timer", "healthcheck.timer")
-                sandbox.start("worker.service", wait=False)
-                print(f"screenshot: letting the timers fire for {args.seconds:.0f}s", flush=True)
-                time.sleep(args.seconds)
-            finally:
-                daemon.send_signal(signal.SIGTERM)
-                daemon.wait(timeout=60)
+        with sample_jobs(workdir, workdir / "observer.db", "--config", str(config)):
+            print(f"screenshot: letting the timers fire for {args.seconds:.0f}s", flush=True)
+            time.sleep(args.seconds)
         args.output.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run(
             [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={workdir / 'profile'}",
