@@ -140,6 +140,11 @@ class ObserverDaemon:
         return wait_for(enough, timeout=timeout, what=f"{lines} lines of run {run_id}")
 
 
+def oneshot(command: str, extra: str = "") -> str:
+    """A oneshot service running ``command`` in a shell, ``extra`` added to [Service]."""
+    return f"[Service]\nType=oneshot\nExecStart=/bin/sh -c '{command}'\n{extra}"
+
+
 def wait_for(
     predicate: Callable[[], T | None],
     *,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from observer.sandbox import Sandbox
-from tests.integration.observed import ObserverDaemon, observer_cmd, wait_for
+from tests.integration.observed import ObserverDaemon, observer_cmd, oneshot, wait_for
 from tests.integration.prometheus import Process, Prometheus, free_port, http_get, need
 
 pytestmark = pytest.mark.integration
@@ -27,9 +27,6 @@ job_backup_size_bytes{borg_repo="$BORG_REPO"} $BACKUP_SIZE
 EOF
 """
 
-
-def oneshot(command: str, extra: str = "") -> str:
-    return f"[Service]\nType=oneshot\nExecStart=/bin/sh -c '{command}'\n{extra}"
 
 
 class Exporting(ObserverDaemon):

@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from observer.sandbox import Sandbox
-from tests.integration.observed import ObserverDaemon, wait_for
+from tests.integration.observed import ObserverDaemon, oneshot, wait_for
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def observed(sandbox: Sandbox, tmp_path: Path) -> Iterator[ObserverDaemon]:
-    daemon = ObserverDaemon(sandbox, tmp_path)
-    try:
-        daemon.start()
-        yield daemon
-    finally:
-        daemon.close()
-
-
-def oneshot(command: str, extra: str = "") -> str:
-    return f"[Service]\nType=oneshot\nExecStart=/bin/sh -c '{command}'\n{extra}"
 
 
 def test_it_records_a_successful_run_with_its_output(

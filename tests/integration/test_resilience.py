@@ -18,7 +18,7 @@ import pytest
 from observer import store
 from observer.model import Run, Source
 from observer.sandbox import Sandbox
-from tests.integration.observed import ObserverDaemon, observer_cmd, wait_for
+from tests.integration.observed import ObserverDaemon, observer_cmd, oneshot, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -28,18 +28,6 @@ SECOND = 1_000_000
 DAY = 86400 * SECOND
 
 
-@pytest.fixture
-def observed(sandbox: Sandbox, tmp_path: Path) -> Iterator[ObserverDaemon]:
-    daemon = ObserverDaemon(sandbox, tmp_path)
-    try:
-        daemon.start()
-        yield daemon
-    finally:
-        daemon.close()
-
-
-def oneshot(command: str) -> str:
-    return f"[Service]\nType=oneshot\nExecStart=/bin/sh -c '{command}'\n"
 
 
 def install_script(sandbox: Sandbox, name: str, text: str) -> str:
