@@ -6,7 +6,6 @@ import os
 import re
 import sqlite3
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from observer import dashboard, history, store
 from observer.__main__ import main
 from observer.model import Run, Source, TimerState
 from tests.pages import Element, overview_rows, parse
-from tests.unit.recorded_runs import HOUR, NOW_USEC, SECOND, invocation, write_store
+from tests.unit.recorded_runs import HOUR, NOW_USEC, SECOND, invocation
 
 HOSTILE_UNIT = "evil<blink>\"'&amp;.service"
 HOSTILE_OUTPUT = [
@@ -26,17 +25,6 @@ HOSTILE_OUTPUT = [
     b"\x1b[31mred\x1b[0m and \xff\xfe",
 ]
 
-
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return write_store(tmp_path / "observer.db")
-
-
-@pytest.fixture
-def conn(db: Path) -> Iterator[sqlite3.Connection]:
-    connection = store.open_for_reading(db)
-    yield connection
-    connection.close()
 
 
 def page(directory: Path, name: str) -> Element:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import re
 import sqlite3
-from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
@@ -27,19 +26,7 @@ from observer.metrics import (
 )
 from observer.metrics_export import journal_cursor_usec, parse_listen, write_textfile
 from observer.model import ConfigError, Run, Source
-from tests.unit.recorded_runs import HOUR, MINUTE, NOW_USEC, SECOND, invocation, write_store
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return write_store(tmp_path / "observer.db")
-
-
-@pytest.fixture
-def conn(db: Path) -> Iterator[sqlite3.Connection]:
-    connection = store.open_for_reading(db)
-    yield connection
-    connection.close()
+from tests.unit.recorded_runs import HOUR, MINUTE, NOW_USEC, SECOND, invocation
 
 
 def write(db: Path, *runs: Run) -> None:
