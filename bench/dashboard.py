@@ -22,7 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from observer import dashboard, store
+from observer import store
+from observer.dashboard import pages
 from observer.model import Run, Source
 
 START_USEC = 1_700_000_000 * 1_000_000
@@ -68,11 +69,11 @@ def fill(path: Path, units: int, runs: int) -> None:
         conn.close()
 
 
-def timed(db: Path, out: Path, cache: dashboard.Cache | None = None) -> str:
+def timed(db: Path, out: Path, cache: pages.Cache | None = None) -> str:
     conn = store.open_for_reading(db)
     try:
         began = time.perf_counter()
-        report = dashboard.generate(conn, out, cache=cache)
+        report = pages.generate(conn, out, cache=cache)
         seconds = time.perf_counter() - began
     finally:
         conn.close()
@@ -123,7 +124,7 @@ def bench(workdir: Path, units: int, runs: int) -> int:
     print(
         f"database: {total_runs:,} runs of {units} units, {size:.0f} MiB, filled in {filled:.1f}s"
     )
-    limits = dashboard.Limits()
+    limits = pages.Limits()
     print(
         f"limits: {limits.history_runs} newest runs per unit with pages, "
         f"{limits.page_runs} per history page, {limits.sparkline_runs} in a sparkline"
@@ -131,16 +132,16 @@ def bench(workdir: Path, units: int, runs: int) -> int:
 
     print(f"observer report, empty directory: {timed(db, out)}")
     print(f"observer report again, nothing changed: {timed(db, out)}")
-    cache = dashboard.Cache()
+    cache = pages.Cache()
     print(f"daemon, first rewrite after its start: {timed(db, out, cache)}")
     add_run(db, runs)
     print(f"daemon, rewrite after one more run of one unit: {timed(db, out, cache)}")
 
-    pages = [(entry.stat().st_size, entry.name) for entry in os.scandir(out)
+    files = [(entry.stat().st_size, entry.name) for entry in os.scandir(out)
              if entry.name.endswith(".html")]  # fmt: skip
-    size, largest = max(pages)
-    print(f"pages: {len(pages):,} files, {sum(s for s, _ in pages) / 2**20:.0f} MiB in all; "
-          f"overview {(out / dashboard.INDEX).stat().st_size / 1024:.0f} KiB; "
+    size, largest = max(files)
+    print(f"pages: {len(files):,} files, {sum(s for s, _ in files) / 2**20:.0f} MiB in all; "
+          f"overview {(out / pages.INDEX).stat().st_size / 1024:.0f} KiB; "
           f"largest {largest} {size / 1024:.0f} KiB")  # fmt: skip
     return 0
 

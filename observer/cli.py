@@ -164,13 +164,13 @@ def _status(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     # Only this command needs the templates: the others start faster without Jinja2.
-    from observer import dashboard  # noqa: PLC0415
+    from observer.dashboard import pages  # noqa: PLC0415
 
     with _reading(args) as conn:
-        report = dashboard.generate(conn, args.output)
+        report = pages.generate(conn, args.output)
     print(
         f"wrote {report.written} pages ({report.unchanged} unchanged, {report.removed} removed): "
-        f"{args.output / dashboard.INDEX}"
+        f"{args.output / pages.INDEX}"
     )
     return 0
 

@@ -19,14 +19,14 @@ from observer.alerts.service import AlertService
 from observer.bus import BusError, SystemdBus
 from observer.config import Config, load_config
 from observer.correlator import Correlator, Effect, RecordRun, RecordTimer, ResolveJob
-from observer.dashboard_service import DashboardService
+from observer.dashboard.service import DashboardService
 from observer.journal import JournalBatch, JournalFollower
-from observer.metrics_export import MetricsService
+from observer.metrics.service import MetricsService
 from observer.model import Event, OutputLine, Run, StoreError
 from observer.output import OutputBudget, cut_line
+from observer.run.service import WrapperRuns
 from observer.store import Batch, OutputCounts, StoredLine, default_db_path
 from observer.store_thread import AsyncStore
-from observer.wrapper_service import WrapperRuns
 
 log = logging.getLogger(__name__)
 

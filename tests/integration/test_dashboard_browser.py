@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from observer import dashboard
+from observer.dashboard import pages as site
 from observer.sandbox import Sandbox
 from tests.integration.browser import Browser, Loaded, chromium_or_skip
 from tests.integration.observed import ObserverDaemon, wait_for
@@ -71,7 +71,7 @@ def test_the_daemons_dashboard_shows_every_unit_and_a_failed_runs_output_safely(
         observed.start()
         run_units(sandbox)
         [leaky] = observed.finished_runs("leaky", 1, timeout=60)
-        run_page = pages / dashboard.run_page(leaky["id"])
+        run_page = pages / site.run_page(leaky["id"])
         wait_for(
             lambda: written_health(pages) == EXPECTED_HEALTH and "red alert" in text_of(run_page),
             timeout=90,
@@ -80,7 +80,7 @@ def test_the_daemons_dashboard_shows_every_unit_and_a_failed_runs_output_safely(
 
         overview = loaded_cleanly(browser, pages / "index.html")
         failed = loaded_cleanly(browser, run_page)
-        instance = loaded_cleanly(browser, pages / dashboard.unit_page(ESCAPED_INSTANCE))
+        instance = loaded_cleanly(browser, pages / site.unit_page(ESCAPED_INSTANCE))
         browser.screenshot(pages / "index.html", ARTIFACTS / "overview.png", height=700)
         browser.screenshot(run_page, ARTIFACTS / "failed-run.png", height=900)
         assert observed.stop() == 0

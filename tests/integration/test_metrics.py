@@ -28,7 +28,6 @@ EOF
 """
 
 
-
 class Exporting(ObserverDaemon):
     """The daemon with its metrics on a free port, a textfile, and the sandbox's job metrics."""
 

@@ -12,8 +12,6 @@ from tests.integration.observed import ObserverDaemon, oneshot, wait_for
 pytestmark = pytest.mark.integration
 
 
-
-
 def test_it_records_a_successful_run_with_its_output(
     sandbox: Sandbox, observed: ObserverDaemon
 ) -> None:

@@ -28,8 +28,6 @@ SECOND = 1_000_000
 DAY = 86400 * SECOND
 
 
-
-
 def install_script(sandbox: Sandbox, name: str, text: str) -> str:
     """Write an executable script to /usr/local/bin inside; return its path there."""
     path = sandbox.root / "usr/local/bin" / name

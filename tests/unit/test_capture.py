@@ -5,8 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from observer.capture import PRIORITY, STDERR, STDOUT, OutputCapture
 from observer.output import OutputBudget, cut_line
+from observer.run.capture import PRIORITY, STDERR, STDOUT, OutputCapture
 
 INVOCATION = "0" * 32
 

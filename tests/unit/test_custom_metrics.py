@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.metrics_core import Metric
 
-from observer.custom_metrics import (
+from observer.metrics.job_metrics import (
     JobMetrics,
     RejectedFile,
     job_metrics_directory,

@@ -12,8 +12,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from observer import dashboard, history, store
+from observer import history, store
 from observer.__main__ import main
+from observer.dashboard import pages
 from observer.model import Run, Source, TimerState
 from tests.pages import Element, overview_rows, parse
 from tests.unit.recorded_runs import HOUR, NOW_USEC, SECOND, invocation
@@ -24,7 +25,6 @@ HOSTILE_OUTPUT = [
     b"</textarea></pre><img src=x onerror=alert(1)>",
     b"\x1b[31mred\x1b[0m and \xff\xfe",
 ]
-
 
 
 def page(directory: Path, name: str) -> Element:
@@ -48,13 +48,11 @@ def write_runs(path: Path, runs: list[Run], lines: list[store.StoredLine] | None
         conn.close()
 
 
-def generate(
-    db: Path, out: Path, cache: dashboard.Cache | None = None, **limits: int
-) -> dashboard.Report:
+def generate(db: Path, out: Path, cache: pages.Cache | None = None, **limits: int) -> pages.Report:
     conn = store.open_for_reading(db)
     try:
-        return dashboard.generate(
-            conn, out, limits=dashboard.Limits(**limits), now_usec=NOW_USEC, cache=cache
+        return pages.generate(
+            conn, out, limits=pages.Limits(**limits), now_usec=NOW_USEC, cache=cache
         )
     finally:
         conn.close()
@@ -62,23 +60,21 @@ def generate(
 
 @given(st.text(min_size=1, max_size=300))
 def test_page_names_are_plain_file_names_for_any_unit_name(unit: str) -> None:
-    name = dashboard.unit_page(unit, 3)
+    name = pages.unit_page(unit, 3)
     assert re.fullmatch(r"unit-[A-Za-z0-9_.-]{0,48}-[0-9a-f]{12}-3\.html", name)
-    assert dashboard.unit_page(unit) != dashboard.unit_page(unit + "x")
+    assert pages.unit_page(unit) != pages.unit_page(unit + "x")
 
 
 def test_units_whose_names_differ_only_in_unsafe_bytes_get_different_pages() -> None:
     escaped = "backup@home-user-My\\x20Files.service"
-    assert dashboard.unit_page(escaped).startswith("unit-backup_home-user-My_x20Files.service-")
-    assert dashboard.unit_page(escaped) != dashboard.unit_page(
-        "backup@home-user-My_x20Files.service"
-    )
+    assert pages.unit_page(escaped).startswith("unit-backup_home-user-My_x20Files.service-")
+    assert pages.unit_page(escaped) != pages.unit_page("backup@home-user-My_x20Files.service")
 
 
 def test_the_overview_lists_every_unit_with_its_health_failing_ones_first(
     conn: sqlite3.Connection, tmp_path: Path
 ) -> None:
-    dashboard.generate(conn, tmp_path / "pages", now_usec=NOW_USEC)
+    pages.generate(conn, tmp_path / "pages", now_usec=NOW_USEC)
 
     overview = page(tmp_path / "pages", "index.html")
     assert list(overview_rows(overview).items()) == [
@@ -119,7 +115,7 @@ def test_a_timers_service_that_never_ran_is_idle_with_its_next_run(tmp_path: Pat
     overview = page(out, "index.html")
     assert overview_rows(overview) == {"renew.service": "idle"}
     assert "2026-11-23 16:00:00" in overview.find("tbody").text()
-    unit = page(out, dashboard.unit_page("renew.service"))
+    unit = page(out, pages.unit_page("renew.service"))
     assert unit.find("p", "note").text() == "No run recorded yet."
     assert not unit.find_all("svg")
 
@@ -127,20 +123,20 @@ def test_a_timers_service_that_never_ran_is_idle_with_its_next_run(tmp_path: Pat
 def test_the_overview_shows_at_most_its_limit_of_units_failing_ones_first(
     conn: sqlite3.Connection, tmp_path: Path
 ) -> None:
-    dashboard.generate(conn, tmp_path, limits=dashboard.Limits(units=1), now_usec=NOW_USEC)
+    pages.generate(conn, tmp_path, limits=pages.Limits(units=1), now_usec=NOW_USEC)
 
     overview = page(tmp_path, "index.html")
     assert overview_rows(overview) == {"backup.service": "failing"}
     assert overview.find("p", "note").text() == (
         "2 more units not shown here: observer status lists them all."
     )
-    assert not (tmp_path / dashboard.unit_page("nightly-report")).exists()
+    assert not (tmp_path / pages.unit_page("nightly-report")).exists()
 
 
 def test_a_failed_runs_page_shows_its_facts_and_output_with_the_dropped_lines_markers(
     conn: sqlite3.Connection, tmp_path: Path
 ) -> None:
-    dashboard.generate(conn, tmp_path, now_usec=NOW_USEC)
+    pages.generate(conn, tmp_path, now_usec=NOW_USEC)
 
     run_page = page(tmp_path, "run-2.html")
     facts = dict(
@@ -166,9 +162,9 @@ def test_a_failed_runs_page_shows_its_facts_and_output_with_the_dropped_lines_ma
 def test_a_units_page_shows_its_statistics_chart_and_history(
     conn: sqlite3.Connection, tmp_path: Path
 ) -> None:
-    dashboard.generate(conn, tmp_path, now_usec=NOW_USEC)
+    pages.generate(conn, tmp_path, now_usec=NOW_USEC)
 
-    unit = page(tmp_path, dashboard.unit_page("backup.service"))
+    unit = page(tmp_path, pages.unit_page("backup.service"))
     facts = {
         div.find("dt").text(): div.find("dd").text() for div in unit.find("dl").find_all("div")
     }
@@ -209,14 +205,14 @@ def test_output_and_unit_names_that_look_like_markup_are_shown_as_text(tmp_path:
     assert "</textarea></pre><img src=x onerror=alert(1)>" in output
     assert "\\x1b[31mred\\x1b[0m and \\xff\\xfe" in output
     assert overview_rows(page(out, "index.html")) == {HOSTILE_UNIT: "failing"}
-    unit_page = page(out, dashboard.unit_page(HOSTILE_UNIT))
+    unit_page = page(out, pages.unit_page(HOSTILE_UNIT))
     assert unit_page.find("h1").text().strip() == f"failing {HOSTILE_UNIT}"
 
 
 def test_every_page_forbids_scripts_and_loads_nothing_from_elsewhere(
     conn: sqlite3.Connection, tmp_path: Path
 ) -> None:
-    dashboard.generate(conn, tmp_path, now_usec=NOW_USEC)
+    pages.generate(conn, tmp_path, now_usec=NOW_USEC)
 
     for path in tmp_path.glob("*.html"):
         html = parse(path.read_text(encoding="utf-8"))
@@ -238,7 +234,7 @@ def test_a_units_history_is_paged_and_capped_with_a_note(tmp_path: Path) -> None
     out = tmp_path / "pages"
     generate(db, out, history_runs=5, page_runs=2)
 
-    first, second, third = (page(out, dashboard.unit_page("busy.service", n)) for n in (1, 2, 3))
+    first, second, third = (page(out, pages.unit_page("busy.service", n)) for n in (1, 2, 3))
     ids = [
         [tr.find("a").text() for tr in p.find("tbody").find_all("tr")]
         for p in (first, second, third)
@@ -277,7 +273,7 @@ def test_with_a_cache_only_the_units_whose_runs_changed_are_read_and_written_aga
 ) -> None:
     db = tmp_path / "observer.db"
     write_runs(db, [run("a.service", 1), run("b.service", 2), run("c.service", 3)])
-    out, cache = tmp_path / "pages", dashboard.Cache()
+    out, cache = tmp_path / "pages", pages.Cache()
     first = generate(db, out, cache)
     again = generate(db, out, cache)
     write_runs(db, [run("b.service", 4, started=4)])
@@ -290,7 +286,7 @@ def test_with_a_cache_only_the_units_whose_runs_changed_are_read_and_written_aga
     # b's unit page, run 4, run 2 (it links to a newer run now), the overview
     assert (after_run.written, after_run.unchanged) == (4, 4)
     assert (after_loss.written, after_loss.unchanged) == (3, 5)  # a's pages: one went missing
-    rows = page(out, dashboard.unit_page("b.service")).find("tbody").find_all("tr")
+    rows = page(out, pages.unit_page("b.service")).find("tbody").find_all("tr")
     assert [row.find("a").attrs["href"] for row in rows] == ["run-4.html", "run-2.html"]
 
 
@@ -320,7 +316,7 @@ def test_pages_of_runs_no_longer_shown_are_removed_and_other_files_left_alone(
 def test_pages_are_readable_by_owner_and_group_only_and_no_temporary_file_is_left(
     conn: sqlite3.Connection, tmp_path: Path
 ) -> None:
-    dashboard.generate(conn, tmp_path / "pages", now_usec=NOW_USEC)
+    pages.generate(conn, tmp_path / "pages", now_usec=NOW_USEC)
 
     names = os.listdir(tmp_path / "pages")
     assert not [n for n in names if n.endswith(".tmp")]
@@ -332,24 +328,24 @@ def test_the_overview_is_written_after_every_other_page(
     conn: sqlite3.Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     written: list[str] = []
-    real = dashboard.write_atomically
+    real = pages.write_atomically
 
     def recording(path: Path, data: bytes) -> None:
         written.append(path.name)
         real(path, data)
 
-    monkeypatch.setattr(dashboard, "write_atomically", recording)
-    dashboard.generate(conn, tmp_path, now_usec=NOW_USEC)
+    monkeypatch.setattr(pages, "write_atomically", recording)
+    pages.generate(conn, tmp_path, now_usec=NOW_USEC)
 
-    assert written[-2:] == ["index.html", dashboard.MANIFEST]
+    assert written[-2:] == ["index.html", pages.MANIFEST]
     assert len(written) == 11
 
 
 def test_a_generation_asked_to_stop_leaves_the_overview_as_it_was(
     conn: sqlite3.Connection, tmp_path: Path
 ) -> None:
-    with pytest.raises(dashboard.Stopped):
-        dashboard.generate(conn, tmp_path, now_usec=NOW_USEC, should_stop=lambda: True)
+    with pytest.raises(pages.Stopped):
+        pages.generate(conn, tmp_path, now_usec=NOW_USEC, should_stop=lambda: True)
     assert not (tmp_path / "index.html").exists()
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from observer.config import DashboardConfig, load_config
-from observer.dashboard_service import DashboardService, RewriteSchedule
+from observer.dashboard.service import DashboardService, RewriteSchedule
 from observer.model import ConfigError
 from tests.pages import overview_rows, parse
 from tests.unit.recorded_runs import write_store

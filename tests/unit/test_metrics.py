@@ -13,8 +13,9 @@ import pytest
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from observer import metrics, store
-from observer.metrics import (
+from observer import store
+from observer.metrics import collectors as metrics
+from observer.metrics.collectors import (
     DaemonCollector,
     DaemonHealth,
     Durations,
@@ -24,7 +25,7 @@ from observer.metrics import (
     TimerSchedule,
     UnitState,
 )
-from observer.metrics_export import journal_cursor_usec, parse_listen, write_textfile
+from observer.metrics.service import journal_cursor_usec, parse_listen, write_textfile
 from observer.model import ConfigError, Run, Source
 from tests.unit.recorded_runs import HOUR, MINUTE, NOW_USEC, SECOND, invocation
 

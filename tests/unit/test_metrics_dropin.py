@@ -8,7 +8,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from observer.metrics_dropin import Layout, disable, dropin_text, enable, layout_for, unit_name
+from observer.metrics.dropin import Layout, disable, dropin_text, enable, layout_for, unit_name
 from observer.model import ObserverError
 
 JOB_METRICS = PurePosixPath("/var/lib/observer/job-metrics")

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 
 from observer.config import MetricsConfig
-from observer.metrics_export import MetricsService
+from observer.metrics.service import MetricsService
 from tests.unit.recorded_runs import invocation, write_store
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -17,9 +17,10 @@ from typing import Any
 
 import pytest
 
-from observer import metrics_export, store
+from observer import store
 from observer.config import MetricsConfig
-from observer.metrics_export import MetricsService
+from observer.metrics import service as metrics_service
+from observer.metrics.service import MetricsService
 from observer.model import Run, Source
 from tests.unit.recorded_runs import NOW_USEC, SECOND, invocation, write_store
 
@@ -74,10 +75,10 @@ async def serving(service: MetricsService) -> AsyncIterator[asyncio.Task[None]]:
 
 @pytest.fixture(autouse=True)
 def quick(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(metrics_export, "POLL_SECONDS", 0.05)
-    monkeypatch.setattr(metrics_export, "DEBOUNCE_SECONDS", 0.01)
-    monkeypatch.setattr(metrics_export, "MIN_REFRESH_SECONDS", 0.01)
-    monkeypatch.setattr(metrics_export, "BIND_RETRY_SECONDS", 0.1)
+    monkeypatch.setattr(metrics_service, "POLL_SECONDS", 0.05)
+    monkeypatch.setattr(metrics_service, "DEBOUNCE_SECONDS", 0.01)
+    monkeypatch.setattr(metrics_service, "MIN_REFRESH_SECONDS", 0.01)
+    monkeypatch.setattr(metrics_service, "BIND_RETRY_SECONDS", 0.1)
 
 
 async def test_it_serves_the_recorded_runs_and_refreshes_after_each_new_one(

@@ -9,10 +9,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from observer import spool, store
+from observer import store
 from observer.model import Run, Source, TimerState
-from observer.schedule import Schedule, ScheduleError, parse_cron
-from observer.spool import RunRecord
+from observer.run import spool
+from observer.run.schedule import Schedule, ScheduleError, parse_cron
+from observer.run.spool import RunRecord
 from observer.store import OutputCounts, StoredLine
 
 INVOCATION = "4f1c" + "0" * 28

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from observer import spool, store
+from observer import store
 from observer.config import Config, RunConfig
 from observer.model import Run, Source, StoreError
-from observer.spool import RunRecord
-from observer.wrapper_service import WrapperRuns
+from observer.run import spool
+from observer.run.service import WrapperRuns
+from observer.run.spool import RunRecord
 
 NOW = time.time_ns() // 1000
 

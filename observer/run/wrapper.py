@@ -19,12 +19,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from observer import spool
-from observer.capture import STDERR, OutputCapture
-from observer.job import Exit, Job
 from observer.model import Run, Source, TimerState
-from observer.schedule import Schedule, ScheduleError, parse_cron
-from observer.spool import RunRecord
+from observer.run import spool
+from observer.run.capture import STDERR, OutputCapture
+from observer.run.job import Exit, Job
+from observer.run.schedule import Schedule, ScheduleError, parse_cron
+from observer.run.spool import RunRecord
 from observer.store import Batch, default_db_path, open_for_writing, write_batch
 
 # Names become file names (NAME.prom, NAME.lock) and are typed in `observer history NAME`.

@@ -24,7 +24,8 @@ from pathlib import Path
 import jinja2
 import markupsafe
 
-from observer import __version__, charts, history
+from observer import __version__, history
+from observer.dashboard import charts
 from observer.model import ObserverError
 from observer.output import dropped_marker, printable
 from observer.render import count, human_duration, local_time, run_facts, table_time
@@ -486,7 +487,7 @@ def _output_rows(detail: history.RunDetail, limit: int) -> list[OutputRow]:
 @functools.cache
 def _environment() -> jinja2.Environment:
     environment = jinja2.Environment(
-        loader=jinja2.PackageLoader("observer", "templates"),
+        loader=jinja2.PackageLoader("observer.dashboard", "templates"),
         autoescape=True,  # every value, unit names and job output above all, is escaped
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,

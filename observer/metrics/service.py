@@ -30,8 +30,7 @@ from prometheus_client.process_collector import ProcessCollector
 
 from observer import store
 from observer.config import MetricsConfig
-from observer.custom_metrics import JobMetrics, job_metrics_directory
-from observer.metrics import (
+from observer.metrics.collectors import (
     DaemonCollector,
     DaemonHealth,
     RunCollector,
@@ -40,6 +39,7 @@ from observer.metrics import (
     read_unit_states,
     render,
 )
+from observer.metrics.job_metrics import JobMetrics, job_metrics_directory
 from observer.model import ConfigError, Run, StoreError
 
 log = logging.getLogger(__name__)

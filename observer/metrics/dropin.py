@@ -27,7 +27,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from observer.config import load_config
-from observer.custom_metrics import UNIT_DIRECTORY_FILE, job_metrics_directory
+from observer.metrics.job_metrics import UNIT_DIRECTORY_FILE, job_metrics_directory
 from observer.model import ObserverError
 from observer.store import default_db_path
 

@@ -16,9 +16,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from observer import spool
 from observer.config import Config
 from observer.model import Run, Source
+from observer.run import spool
 from observer.store import open_for_writing
 
 log = logging.getLogger(__name__)

@@ -12,8 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from observer import dashboard, store
+from observer import store
 from observer.config import DashboardConfig
+from observer.dashboard import pages
 from observer.model import ObserverError, Run, StoreError
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,7 @@ class DashboardService:
         self.stopping = threading.Event()
         self.writes = 0
         self.failures = 0
-        self.cache = dashboard.Cache()  # only this service's thread touches it
+        self.cache = pages.Cache()  # only this service's thread touches it
 
     def runs_recorded(self, runs: list[Run]) -> None:
         """A hook of the daemon's: runs ended; rewrite soon (returns at once)."""
@@ -155,10 +156,10 @@ class DashboardService:
             log.error("dashboard: %s (trying again in %.0fs)", reason, retry)
         self.schedule.failed(self.clock(), retry)
 
-    def _write(self) -> dashboard.Report:
+    def _write(self) -> pages.Report:
         conn = store.open_for_reading(self.db_path)
         try:
-            return dashboard.generate(
+            return pages.generate(
                 conn, self.directory, should_stop=self.stopping.is_set, cache=self.cache
             )
         except sqlite3.Error as e:

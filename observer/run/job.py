@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import FrameType
 
-from observer.capture import STDERR, STDOUT
+from observer.run.capture import STDERR, STDOUT
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 # Signals Python ignores for itself that a job must get with their default action.
