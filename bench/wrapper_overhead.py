@@ -75,9 +75,9 @@ def main() -> None:
         modules = imported_modules(env)
         names = {name.strip().split(".")[0] for name, _ in modules}
         total = sum(us for name, us in modules if not name.startswith(" "))
-        own = sum(us for name, us in modules if name == "observer.run.wrapper")
+        own = sum(us for name, us in modules if name == "observer.run.cli")
         print(f"  imports: {len(modules)} modules, {total / 1000:.1f} ms (python -X importtime)")
-        print(f"    of which observer.run.wrapper and what only it imports: {own / 1000:.1f} ms")
+        print(f"    of which observer.run.cli and what only it imports: {own / 1000:.1f} ms")
         print(f"  heavy modules imported: {sorted(names & set(HEAVY)) or 'none'}")
 
         size = args.megabytes * 1024 * 1024

@@ -15,8 +15,9 @@ from observer.model import ObserverError
 # Commands whose modules are imported only when they run (or for --help): `observer run`
 # wraps cron jobs and must start fast, without what the other commands need.
 _LAZY_COMMANDS = {
-    "run": "observer.run.wrapper",
-    "metrics-file": "observer.metrics.dropin",
+    "run": "observer.run.cli",
+    "metrics-file": "observer.metrics.cli",
+    "report": "observer.dashboard.cli",
     "check-config": "observer.check_config",
     "alerts": "observer.alerts.cli",
 }

@@ -31,17 +31,23 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=seconds)
 
 
-def add_commands(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
-    parents: Sequence[argparse.ArgumentParser],
-) -> None:
-    """Register the commands that read the store."""
+def reading_options(parents: Sequence[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+    """The options of every command that reads the store (``--db``), for ``parents=``."""
     common = argparse.ArgumentParser(add_help=False, parents=list(parents))
     common.add_argument(
         "--db", type=Path, metavar="PATH", help="database to read (default: $OBSERVER_DB, or "
         "/var/lib/observer/observer.db as root, or ~/.local/share/observer/observer.db if it "
         "exists, else /var/lib/observer/observer.db)"
     )  # fmt: skip
+    return common
+
+
+def add_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    parents: Sequence[argparse.ArgumentParser],
+) -> None:
+    """Register the commands that read the store."""
+    common = reading_options(parents)
     listing = argparse.ArgumentParser(add_help=False, parents=[common])
     listing.add_argument("--json", action="store_true", help="print JSON for scripts")
 
@@ -72,12 +78,6 @@ def add_commands(
     parser.add_argument("--unit", metavar="GLOB", help="only units matching, e.g. 'backup*'")
     parser.add_argument("--failed", action="store_true", help="only runs that failed")
     command("status", _status, "each unit's last result and next run")
-    about = "write the static HTML dashboard (index.html and a page per unit and run) to DIR"
-    parser = commands.add_parser("report", parents=[common], help=about, description=about)
-    parser.set_defaults(handler=_report)
-    parser.add_argument("--output", "-o", type=Path, required=True, metavar="DIR", help=(
-        "directory for the pages (created if missing; only observer's own pages are replaced)"
-    ))  # fmt: skip
 
 
 def _since(text: str) -> timedelta:
@@ -94,7 +94,8 @@ def _count(text: str) -> int:
 
 
 @contextmanager
-def _reading(args: argparse.Namespace) -> Iterator[sqlite3.Connection]:
+def reading(args: argparse.Namespace) -> Iterator[sqlite3.Connection]:
+    """The database ``--db`` names (or the default), open for reading; errors as StoreError."""
     path = args.db or store.default_read_path()
     conn = store.open_for_reading(path)
     try:
@@ -110,14 +111,14 @@ def _since_usec(span: timedelta | None) -> int | None:
 
 
 def _history(args: argparse.Namespace) -> int:
-    with _reading(args) as conn:
+    with reading(args) as conn:
         runs = history.unit_history(conn, history.resolve_unit(conn, args.unit), args.limit)
     _print_runs(runs, args.json, with_unit=False)
     return 0
 
 
 def _runs(args: argparse.Namespace) -> int:
-    with _reading(args) as conn:
+    with reading(args) as conn:
         runs = history.recent_runs(
             conn, since_usec=_since_usec(args.since), unit_glob=args.unit, failed_only=args.failed
         )
@@ -126,21 +127,21 @@ def _runs(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    with _reading(args) as conn:
+    with reading(args) as conn:
         detail = history.run_detail(conn, args.run_id)
     _print_detail(detail, args.json)
     return 0
 
 
 def _last_failure(args: argparse.Namespace) -> int:
-    with _reading(args) as conn:
+    with reading(args) as conn:
         detail = history.last_failure(conn, history.resolve_unit(conn, args.unit))
     _print_detail(detail, args.json)
     return 0
 
 
 def _stats(args: argparse.Namespace) -> int:
-    with _reading(args) as conn:
+    with reading(args) as conn:
         unit = None if args.unit is None else history.resolve_unit(conn, args.unit)
         stats = history.unit_stats(conn, unit, since_usec=_since_usec(args.since))
     if not args.json:
@@ -153,25 +154,12 @@ def _stats(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    with _reading(args) as conn:
+    with reading(args) as conn:
         statuses = history.unit_status(conn)
     if args.json:
         _print_json([render.status_json(s) for s in statuses])
     else:
         print(render.status_table(statuses))
-    return 0
-
-
-def _report(args: argparse.Namespace) -> int:
-    # Only this command needs the templates: the others start faster without Jinja2.
-    from observer.dashboard import pages  # noqa: PLC0415
-
-    with _reading(args) as conn:
-        report = pages.generate(conn, args.output)
-    print(
-        f"wrote {report.written} pages ({report.unchanged} unchanged, {report.removed} removed): "
-        f"{args.output / pages.INDEX}"
-    )
     return 0
 
 

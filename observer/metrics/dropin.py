@@ -1,4 +1,4 @@
-"""`observer metrics-file enable|disable UNIT`: let a unit report metrics via $JOB_METRICS_FILE.
+"""The drop-in that lets a unit report metrics via $JOB_METRICS_FILE (`observer metrics-file`).
 
 enable writes a drop-in, ``/etc/systemd/system/UNIT.d/observer-metrics.conf``::
 
@@ -17,11 +17,10 @@ the drop-in and the unit's metrics, so its series disappear.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import os
 import stat
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -45,32 +44,6 @@ _UNIT_SUFFIXES = (
     ".service", ".socket", ".device", ".mount", ".automount", ".swap", ".target", ".path",
     ".timer", ".slice", ".scope",
 )  # fmt: skip
-
-
-def add_command(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
-    parents: Sequence[argparse.ArgumentParser],
-) -> None:
-    """Register `observer metrics-file enable|disable UNIT`."""
-    about = "let a service report its own metrics by writing to $JOB_METRICS_FILE"
-    parser = commands.add_parser("metrics-file", help=about, description=about)
-    actions = parser.add_subparsers(metavar="ACTION", required=True)
-    for action, handler, text in (
-        ("enable", _enable, "install the drop-in that sets JOB_METRICS_FILE, and reload systemd"),
-        ("disable", _disable, "remove the drop-in and the unit's metrics, and reload systemd"),
-    ):
-        sub = actions.add_parser(action, parents=list(parents), help=text, description=text)
-        sub.set_defaults(handler=handler)
-        sub.add_argument("unit", metavar="UNIT", help="e.g. backup or backup.service")
-        sub.add_argument("--config", metavar="PATH", help="TOML configuration file")
-        sub.add_argument(
-            "--db", metavar="PATH", help="the daemon's database (job-metrics/ is beside it)"
-        )
-        sub.add_argument(
-            "--root", metavar="DIR", default="/",
-            help="operate on the system whose root directory is DIR (default: /)",
-        )  # fmt: skip
-        sub.add_argument("--bus-address", metavar="ADDRESS", help="D-Bus address of systemd")
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,28 +109,6 @@ def layout_for(args: argparse.Namespace) -> Layout:
 
 def _under(root: Path, path: PurePosixPath) -> Path:
     return root / str(path).lstrip("/")
-
-
-def _enable(args: argparse.Namespace) -> int:
-    layout = layout_for(args)
-    notes = asyncio.run(_with_systemd(args.bus_address, layout, lambda: enable(layout), True))
-    for note in notes:
-        print(note)
-    print(
-        f"{layout.unit} gets JOB_METRICS_FILE={layout.metrics_file} from its next start; "
-        "observer exports what it writes there"
-    )
-    return 0
-
-
-def _disable(args: argparse.Namespace) -> int:
-    layout = layout_for(args)
-    removed = asyncio.run(_with_systemd(args.bus_address, layout, lambda: disable(layout), False))
-    if not removed:
-        print(f"{layout.unit} had no metrics file set up by observer; nothing to do")
-    for path in removed:
-        print(f"removed {path}")
-    return 0
 
 
 def enable(layout: Layout) -> list[str]:
@@ -235,7 +186,7 @@ def _shown(layout: Layout, path: Path) -> str:
     return "/" + str(path.relative_to(layout.root))
 
 
-async def _with_systemd(
+async def with_systemd(
     bus_address: str | None,
     layout: Layout,
     change: Callable[[], list[str]],
