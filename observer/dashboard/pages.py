@@ -7,44 +7,34 @@ Run pages whose run and output have not changed since they were written are left
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import hashlib
 import json
-import os
 import re
 import socket
 import sqlite3
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import jinja2
-import markupsafe
-
 from observer import __version__, history
 from observer.dashboard import charts
-from observer.model import ObserverError
+from observer.dashboard.site import (
+    MANIFEST,
+    DashboardError,
+    read_manifest,
+    remove_stale,
+    template,
+    write_atomically,
+)
 from observer.output import dropped_marker, printable
 from observer.render import count, human_duration, local_time, run_facts, table_time
 
 # Bump when a run page would look different for the same run: old pages are then rewritten.
 PAGE_FORMAT = 1
 INDEX = "index.html"
-MANIFEST = ".observer-dashboard.json"
-_TEMP_PREFIX = ".observer-"
-_TEMP_SUFFIX = ".tmp"
-# Only files with these names are ours to replace or remove: the directory may hold others.
-_OUR_PAGE = re.compile(r"(?:run-\d+|unit-[A-Za-z0-9_.-]*-[0-9a-f]{12}(?:-\d+)?)\.html")
 _UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
 _PRIORITIES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
-_STALE_TEMP_SECONDS = 3600
-
-
-class DashboardError(ObserverError):
-    """The dashboard's directory cannot be created or written."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,24 +135,6 @@ class _Site:
         self.unchanged += 1
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write a temporary file beside ``path``, then rename it over ``path``."""
-    try:
-        fd, temp = tempfile.mkstemp(prefix=_TEMP_PREFIX, suffix=_TEMP_SUFFIX, dir=path.parent)
-    except OSError as e:
-        raise DashboardError(f"cannot write in {str(path.parent)!r}: {e.strerror}") from e
-    try:
-        with os.fdopen(fd, "wb") as file:
-            # Pages hold job output, which can hold secrets: as readable as the database.
-            os.fchmod(file.fileno(), 0o640)
-            file.write(data)
-        os.replace(temp, path)
-    except OSError as e:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise DashboardError(f"cannot write {str(path)!r}: {e.strerror}") from e
-
-
 @dataclass(slots=True)
 class _Unit:
     """What a generation read of one unit, and the pages it wrote for it."""
@@ -204,7 +176,7 @@ def generate(
     except OSError as e:
         raise DashboardError(f"cannot create {str(directory)!r}: {e.strerror}") from e
     site = _Site(directory, should_stop)
-    manifest = _read_manifest(directory)
+    manifest = read_manifest(directory, PAGE_FORMAT)
     fingerprints: dict[str, str] = {}
     began = not conn.in_transaction
     if began:
@@ -237,7 +209,7 @@ def generate(
         rows = [_unit_row(unit, limits) for unit in shown]
         site.write(
             INDEX,
-            _template("overview.html.j2").render(
+            template("overview.html.j2").render(
                 **common,
                 rows=rows,
                 units=len(units),
@@ -253,7 +225,7 @@ def generate(
         directory / MANIFEST,
         json.dumps({"format": PAGE_FORMAT, "pages": fingerprints}).encode(),
     )
-    return Report(site.written, site.unchanged, _remove_stale(directory, site.names))
+    return Report(site.written, site.unchanged, remove_stale(directory, site.names))
 
 
 def _read_units(
@@ -384,7 +356,7 @@ def _write_unit_pages(
         shown = runs[(page - 1) * limits.page_runs : page * limits.page_runs]
         site.write(
             name,
-            _template("unit.html.j2").render(
+            template("unit.html.j2").render(
                 **common,
                 unit=status.unit,
                 health=health(status),
@@ -427,7 +399,7 @@ def _write_run_pages(
         detail = history.run_detail(conn, str(run.id))
         site.write(
             name,
-            _template("run.html.j2").render(
+            template("run.html.j2").render(
                 **{**common, "generated": table_time(time.time_ns() // 1000)},
                 run=run,
                 kind=_run_kind(run),
@@ -479,73 +451,3 @@ def _output_rows(detail: history.RunDetail, limit: int) -> list[OutputRow]:
             )
         )
     return rows
-
-
-# -- files -------------------------------------------------------------------------------
-
-
-@functools.cache
-def _environment() -> jinja2.Environment:
-    environment = jinja2.Environment(
-        loader=jinja2.PackageLoader("observer.dashboard", "templates"),
-        autoescape=True,  # every value, unit names and job output above all, is escaped
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        auto_reload=False,  # templates do not change while observer runs: no stat per page
-    )
-    # Our own constant style sheet, the one value not escaped (entities mean nothing in CSS).
-    css, _, _ = environment.loader.get_source(environment, "style.css")  # type: ignore[union-attr]
-    environment.globals["css"] = markupsafe.Markup(minify_css(css))
-    return environment
-
-
-def minify_css(css: str) -> str:
-    """Drop comments and needless spaces: the style sheet is inlined into every page."""
-    css = re.sub(r"/\*.*?\*/", "", css, flags=re.DOTALL)
-    css = re.sub(r"\s+", " ", css)
-    return re.sub(r"\s*([{}:;,>])\s*", r"\1", css).replace(";}", "}").strip()
-
-
-def _template(name: str) -> jinja2.Template:
-    return _environment().get_template(name)
-
-
-def _read_manifest(directory: Path) -> dict[str, str]:
-    """Fingerprints of the run pages already written; empty when unknown or of another format."""
-    try:
-        data = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(data, dict) or data.get("format") != PAGE_FORMAT:
-        return {}
-    pages = data.get("pages")
-    if not isinstance(pages, dict):
-        return {}
-    return {str(k): str(v) for k, v in pages.items()}
-
-
-def _remove_stale(directory: Path, current: set[str]) -> int:
-    """Remove our pages that no longer belong (pruned runs, older pages), and old temp files."""
-    removed = 0
-    horizon = time.time() - _STALE_TEMP_SECONDS
-    try:
-        entries = list(os.scandir(directory))
-    except OSError as e:
-        raise DashboardError(f"cannot list {str(directory)!r}: {e.strerror}") from e
-    for entry in entries:
-        try:
-            if _OUR_PAGE.fullmatch(entry.name) and entry.name not in current:
-                os.unlink(entry.path)
-                removed += 1
-            elif (
-                entry.name.startswith(_TEMP_PREFIX)
-                and entry.name.endswith(_TEMP_SUFFIX)
-                and entry.stat().st_mtime < horizon
-            ):
-                os.unlink(entry.path)  # left by a generation that was killed
-        except FileNotFoundError:
-            continue
-        except OSError as e:
-            raise DashboardError(f"cannot remove {entry.path!r}: {e.strerror}") from e
-    return removed

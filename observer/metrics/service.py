@@ -30,16 +30,9 @@ from prometheus_client.process_collector import ProcessCollector
 
 from observer import store
 from observer.config import MetricsConfig
-from observer.metrics.collectors import (
-    DaemonCollector,
-    DaemonHealth,
-    RunCollector,
-    RunTally,
-    Snapshot,
-    read_unit_states,
-    render,
-)
+from observer.metrics.collectors import DaemonCollector, DaemonHealth, RunCollector, render
 from observer.metrics.job_metrics import JobMetrics, job_metrics_directory
+from observer.metrics.snapshot import RunTally, Snapshot, read_unit_states
 from observer.model import ConfigError, Run, StoreError
 
 log = logging.getLogger(__name__)

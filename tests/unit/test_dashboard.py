@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from observer import history, store
 from observer.__main__ import main
-from observer.dashboard import pages
+from observer.dashboard import pages, site
 from observer.model import Run, Source, TimerState
 from tests.pages import Element, overview_rows, parse
 from tests.unit.recorded_runs import HOUR, NOW_USEC, SECOND, invocation
@@ -328,7 +328,7 @@ def test_the_overview_is_written_after_every_other_page(
     conn: sqlite3.Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     written: list[str] = []
-    real = pages.write_atomically
+    real = site.write_atomically
 
     def recording(path: Path, data: bytes) -> None:
         written.append(path.name)
@@ -337,7 +337,7 @@ def test_the_overview_is_written_after_every_other_page(
     monkeypatch.setattr(pages, "write_atomically", recording)
     pages.generate(conn, tmp_path, now_usec=NOW_USEC)
 
-    assert written[-2:] == ["index.html", pages.MANIFEST]
+    assert written[-2:] == ["index.html", site.MANIFEST]
     assert len(written) == 11
 
 

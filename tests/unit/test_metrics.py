@@ -14,18 +14,10 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from observer import store
-from observer.metrics import collectors as metrics
-from observer.metrics.collectors import (
-    DaemonCollector,
-    DaemonHealth,
-    Durations,
-    RunCollector,
-    RunTally,
-    Snapshot,
-    TimerSchedule,
-    UnitState,
-)
+from observer.metrics import collectors, snapshot
+from observer.metrics.collectors import DaemonCollector, DaemonHealth, RunCollector
 from observer.metrics.service import journal_cursor_usec, parse_listen, write_textfile
+from observer.metrics.snapshot import Durations, RunTally, Snapshot, TimerSchedule, UnitState
 from observer.model import ConfigError, Run, Source
 from tests.unit.recorded_runs import HOUR, MINUTE, NOW_USEC, SECOND, invocation
 
@@ -62,7 +54,7 @@ def labels(**values: str) -> frozenset[tuple[str, str]]:
 
 
 def test_it_lists_every_recorded_unit_in_name_order(conn: sqlite3.Connection) -> None:
-    assert metrics.recorded_units(conn) == [
+    assert snapshot.recorded_units(conn) == [
         "backup.service",
         "backup@home-user.service",
         "nightly-report",
@@ -72,7 +64,7 @@ def test_it_lists_every_recorded_unit_in_name_order(conn: sqlite3.Connection) ->
 def test_a_units_state_describes_its_newest_finished_run_and_its_failure_streak(
     conn: sqlite3.Connection,
 ) -> None:
-    state = metrics.unit_state(conn, "backup.service")
+    state = snapshot.unit_state(conn, "backup.service")
 
     # Run 4 is still running: the newest finished run is run 3, killed by SIGKILL.
     assert state.last_start_usec == NOW_USEC - 3 * HOUR
@@ -93,7 +85,7 @@ def test_a_units_state_describes_its_newest_finished_run_and_its_failure_streak(
 def test_a_unit_runs_while_the_daemon_sees_its_invocation_running(
     conn: sqlite3.Connection,
 ) -> None:
-    state = metrics.unit_state(conn, "backup.service", running=invocation(4))
+    state = snapshot.unit_state(conn, "backup.service", running=invocation(4))
 
     assert state.running
     assert state.running_since_usec == NOW_USEC - 10 * MINUTE
@@ -102,7 +94,7 @@ def test_a_unit_runs_while_the_daemon_sees_its_invocation_running(
 def test_an_unfinished_observer_run_job_counts_as_running(db: Path) -> None:
     write(db, run(7, "nightly-report", source=Source.WRAPPER))
     with closing(store.open_for_reading(db)) as conn:
-        state = metrics.unit_state(conn, "nightly-report")
+        state = snapshot.unit_state(conn, "nightly-report")
 
     assert state.running
     assert state.running_since_usec == NOW_USEC + 7 * MINUTE
@@ -118,7 +110,7 @@ def test_a_unit_that_never_succeeded_has_every_finished_run_in_its_streak(db: Pa
             exit_status=15),
     )  # fmt: skip
     with closing(store.open_for_reading(db)) as conn:
-        state = metrics.unit_state(conn, "sync.service")
+        state = snapshot.unit_state(conn, "sync.service")
 
     assert state.consecutive_failures == 2
     assert state.last_success_usec is None
@@ -128,7 +120,7 @@ def test_a_unit_that_never_succeeded_has_every_finished_run_in_its_streak(db: Pa
 def test_units_with_only_a_timer_or_a_running_invocation_are_listed(
     conn: sqlite3.Connection,
 ) -> None:
-    units, timers = metrics.read_unit_states(conn, {"worker.service": invocation(99)})
+    units, timers = snapshot.read_unit_states(conn, {"worker.service": invocation(99)})
 
     names = [u.unit for u in units]
     assert names == [
@@ -231,7 +223,7 @@ def test_a_duration_lands_in_the_smallest_bucket_that_holds_it(
 
     cumulative = tally.durations()["sync.service"].buckets
     first = next(i for i, n in enumerate(cumulative) if n)
-    assert metrics.DURATION_BUCKETS[first] == bucket
+    assert snapshot.DURATION_BUCKETS[first] == bucket
     assert cumulative[-1] == 1
 
 
@@ -371,10 +363,10 @@ def test_the_textfile_is_replaced_whole_and_readable_by_all(tmp_path: Path) -> N
 
 def test_the_fast_renderer_writes_what_the_client_library_would() -> None:
     odd = UnitState('backup@My\\x20"Files"\n.service', last_start_usec=1, last_end_usec=2)
-    snapshot = dataclasses.replace(SNAPSHOT, units=(*SNAPSHOT.units, odd))
+    with_odd = dataclasses.replace(SNAPSHOT, units=(*SNAPSHOT.units, odd))
 
-    ours = metrics.render(RunCollector(snapshot).collect()).decode()
-    theirs = generate_latest(RunCollector(snapshot)).decode()
+    ours = collectors.render(RunCollector(with_odd).collect()).decode()
+    theirs = generate_latest(RunCollector(with_odd)).decode()
 
     def parsed(text: str) -> list[tuple[str, str, list[tuple[str, dict[str, str], float]]]]:
         return [

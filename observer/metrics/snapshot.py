@@ -1,0 +1,326 @@
+"""What the run metrics show, as plain data: unit states read from the store, runs counted.
+
+Built on a worker thread (``read_unit_states``, ``RunTally``) so that a scrape never touches
+the store or D-Bus; ``collectors`` turns a ``Snapshot`` into metric families.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import sqlite3
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from observer.model import signal_name
+
+# Upper bounds (seconds) of the run duration histogram: jobs take from a blink to hours.
+DURATION_BUCKETS = (
+    0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 21600.0, math.inf,
+)  # fmt: skip
+_COLUMNS = "id, invocation_id, unit, source, started_usec, finished_usec, result, exit_code, "
+_COLUMNS += "exit_status, restarts"
+
+
+@dataclass(frozen=True, slots=True)
+class UnitState:
+    """What the metrics say about one unit: its newest finished run and where it stands."""
+
+    unit: str
+    last_start_usec: int | None = None
+    last_end_usec: int | None = None
+    last_result: str | None = None
+    last_exit_status: int | None = None  # only when the main process exited
+    last_signal: str | None = None  # KILL, TERM, ... when a signal ended it
+    last_success_usec: int | None = None  # end of the newest successful run
+    last_failure_usec: int | None = None  # end of the newest failed run
+    consecutive_failures: int = 0
+    restarts: int | None = None
+    running: bool = False
+    running_since_usec: int | None = None
+
+    @property
+    def last_duration_seconds(self) -> float | None:
+        if self.last_start_usec is None or self.last_end_usec is None:
+            return None
+        return max(0.0, (self.last_end_usec - self.last_start_usec) / 1e6)
+
+
+@dataclass(frozen=True, slots=True)
+class TimerSchedule:
+    """A timer and the unit it starts, with when it fired last and fires next."""
+
+    timer: str
+    unit: str
+    next_usec: int | None
+    last_usec: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Durations:
+    """One unit's duration histogram: cumulative counts per bucket of DURATION_BUCKETS."""
+
+    buckets: tuple[int, ...]
+    sum_seconds: float
+
+    @property
+    def count(self) -> int:
+        return self.buckets[-1]
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """Everything the run metrics show, as of ``taken_at`` (seconds since the epoch)."""
+
+    host: str
+    units: tuple[UnitState, ...] = ()
+    timers: tuple[TimerSchedule, ...] = ()
+    runs_by_result: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    durations: Mapping[str, Durations] = field(default_factory=dict)
+    taken_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedRun:
+    """A run as the store holds it once every source has been merged."""
+
+    id: int
+    invocation_id: str
+    unit: str
+    source: str
+    started_usec: int | None
+    finished_usec: int | None
+    result: str | None
+
+    @property
+    def finished(self) -> bool:
+        return self.finished_usec is not None
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_usec is None or self.finished_usec is None:
+            return None
+        return max(0.0, (self.finished_usec - self.started_usec) / 1e6)
+
+
+# -- reading the store ---------------------------------------------------------------------
+
+
+def recorded_units(conn: sqlite3.Connection) -> list[str]:
+    """Every unit with a recorded run, in name order (one index seek per unit)."""
+    units: list[str] = []
+    row = conn.execute("SELECT MIN(unit) FROM runs").fetchone()
+    while row is not None and row[0] is not None:
+        units.append(row[0])
+        row = conn.execute("SELECT MIN(unit) FROM runs WHERE unit > ?", (row[0],)).fetchone()
+    return units
+
+
+def unit_state(conn: sqlite3.Connection, unit: str, running: str | None = None) -> UnitState:
+    """One unit's state; ``running`` is the invocation the daemon sees running, if any.
+
+    Runs are taken newest first in the order of the (unit, started_usec) index, so that
+    each question costs an index walk that stops at the first match.
+    """
+    newest = conn.execute(
+        f"SELECT {_COLUMNS} FROM runs WHERE unit = ? AND finished_usec IS NOT NULL "
+        "ORDER BY started_usec DESC, id DESC LIMIT 1",
+        (unit,),
+    ).fetchone()
+    success = conn.execute(
+        "SELECT started_usec, id, finished_usec FROM runs WHERE unit = ? "
+        "AND finished_usec IS NOT NULL AND result = 'success' "
+        "ORDER BY started_usec DESC, id DESC LIMIT 1",
+        (unit,),
+    ).fetchone()
+    failure = conn.execute(
+        "SELECT finished_usec FROM runs WHERE unit = ? AND finished_usec IS NOT NULL "
+        "AND (result IS NULL OR result != 'success') ORDER BY started_usec DESC, id DESC LIMIT 1",
+        (unit,),
+    ).fetchone()
+    if success is None:
+        streak_sql = "SELECT COUNT(*) FROM runs WHERE unit = ? AND finished_usec IS NOT NULL"
+        streak = conn.execute(streak_sql, (unit,)).fetchone()[0]
+    else:
+        streak = conn.execute(
+            "SELECT COUNT(*) FROM runs WHERE unit = ? AND finished_usec IS NOT NULL "
+            "AND (started_usec, id) > (?, ?)",
+            (unit, success[0], success[1]),
+        ).fetchone()[0]
+    running_since = None
+    if running is None:
+        # `observer run` jobs are not seen by the daemon: their open row says they run.
+        open_run = conn.execute(
+            "SELECT invocation_id FROM runs WHERE unit = ? AND finished_usec IS NULL "
+            "AND source = 'wrapper' ORDER BY started_usec DESC, id DESC LIMIT 1",
+            (unit,),
+        ).fetchone()
+        if open_run is not None and _is_newest(conn, unit, open_run[0]):
+            running = open_run[0]
+    if running is not None:
+        row = conn.execute(
+            "SELECT started_usec FROM runs WHERE invocation_id = ?", (running,)
+        ).fetchone()
+        running_since = None if row is None else row[0]
+    state = UnitState(
+        unit=unit,
+        last_success_usec=None if success is None else success[2],
+        last_failure_usec=None if failure is None else failure[0],
+        consecutive_failures=int(streak),
+        running=running is not None,
+        running_since_usec=running_since,
+    )
+    if newest is None:
+        return state
+    exit_code, exit_status = newest["exit_code"], newest["exit_status"]
+    killed = exit_code in ("killed", "dumped") and exit_status is not None
+    return UnitState(
+        unit=unit,
+        last_start_usec=newest["started_usec"],
+        last_end_usec=newest["finished_usec"],
+        last_result=newest["result"],
+        last_exit_status=exit_status if exit_code == "exited" else None,
+        last_signal=signal_name(exit_status) if killed else None,
+        last_success_usec=state.last_success_usec,
+        last_failure_usec=state.last_failure_usec,
+        consecutive_failures=state.consecutive_failures,
+        restarts=newest["restarts"],
+        running=state.running,
+        running_since_usec=running_since,
+    )
+
+
+def _is_newest(conn: sqlite3.Connection, unit: str, invocation_id: str) -> bool:
+    row = conn.execute(
+        "SELECT invocation_id FROM runs WHERE unit = ? ORDER BY started_usec DESC, id DESC LIMIT 1",
+        (unit,),
+    ).fetchone()
+    return row is not None and row[0] == invocation_id
+
+
+def timer_schedules(conn: sqlite3.Connection) -> list[TimerSchedule]:
+    """Every timer the daemon knows, with the unit it starts."""
+    rows = conn.execute(
+        "SELECT timer, service, next_elapse_usec, last_trigger_usec FROM timers ORDER BY timer"
+    )
+    return [TimerSchedule(str(r[0]), str(r[1]), r[2], r[3]) for r in rows]
+
+
+def read_unit_states(
+    conn: sqlite3.Connection, running: Mapping[str, str]
+) -> tuple[list[UnitState], list[TimerSchedule]]:
+    """The state of every unit with runs or a timer, and every timer."""
+    timers = timer_schedules(conn)
+    units = sorted({*recorded_units(conn), *(t.unit for t in timers), *running})
+    return [unit_state(conn, unit, running.get(unit)) for unit in units], timers
+
+
+def finished_runs(conn: sqlite3.Connection, invocation_ids: Iterable[str]) -> list[FinishedRun]:
+    """The stored (merged) rows of some invocations; unknown ones are left out."""
+    rows = []
+    for invocation_id in invocation_ids:
+        row = conn.execute(
+            f"SELECT {_COLUMNS} FROM runs WHERE invocation_id = ?", (invocation_id,)
+        ).fetchone()
+        if row is not None:
+            rows.append(_finished_run(row))
+    return rows
+
+
+def runs_after(conn: sqlite3.Connection, after_id: int) -> list[FinishedRun]:
+    """Rows inserted after row ``after_id`` (by any writer), oldest first."""
+    rows = conn.execute(f"SELECT {_COLUMNS} FROM runs WHERE id > ? ORDER BY id", (after_id,))
+    return [_finished_run(row) for row in rows]
+
+
+def _finished_run(row: sqlite3.Row) -> FinishedRun:
+    return FinishedRun(
+        id=row["id"],
+        invocation_id=row["invocation_id"],
+        unit=row["unit"],
+        source=row["source"],
+        started_usec=row["started_usec"],
+        finished_usec=row["finished_usec"],
+        result=row["result"],
+    )
+
+
+# -- counting runs -------------------------------------------------------------------------
+
+
+class RunTally:
+    """Runs counted by result, and their durations, since the daemon started.
+
+    Counters must never go down, while the store forgets old runs: so runs are counted as
+    they finish, once each, whoever wrote them (the daemon, or `observer run` straight into
+    the store). Rows finished before the tally started are not counted. Not thread-safe:
+    one worker thread owns it.
+    """
+
+    # Invocations counted are remembered this long, so that two ways of hearing of one
+    # run (a daemon hook and a scan of new rows) count it once.
+    MEMORY = 65536
+
+    def __init__(self) -> None:
+        self.last_id = 0
+        self.pending: dict[str, int] = {}  # unfinished runs seen: invocation ID -> row ID
+        self.counted: dict[str, None] = {}
+        self.runs_by_result: dict[tuple[str, str], int] = {}
+        self._buckets: dict[str, list[int]] = {}
+        self._sums: dict[str, float] = {}
+
+    def start(self, conn: sqlite3.Connection, pending_since_usec: int) -> None:
+        """Begin from the store as it is: count nothing already finished."""
+        row = conn.execute("SELECT COALESCE(MAX(id), 0) FROM runs").fetchone()
+        self.last_id = int(row[0])
+        rows = conn.execute(
+            "SELECT invocation_id, id FROM runs WHERE finished_usec IS NULL AND started_usec >= ?",
+            (pending_since_usec,),
+        )
+        self.pending = {str(r[0]): int(r[1]) for r in rows}
+
+    def update(self, conn: sqlite3.Connection, finished_ids: Iterable[str]) -> None:
+        """Count runs finished since the last update.
+
+        ``finished_ids`` are invocations the daemon just recorded as finished.
+        """
+        new_rows = runs_after(conn, self.last_id)
+        if new_rows:
+            self.last_id = max(self.last_id, new_rows[-1].id)
+        wanted = set(finished_ids) | set(self.pending)
+        wanted.difference_update(r.invocation_id for r in new_rows)
+        for run in [*new_rows, *finished_runs(conn, sorted(wanted))]:
+            if not run.finished:
+                self.pending[run.invocation_id] = run.id
+                continue
+            self.pending.pop(run.invocation_id, None)
+            if run.invocation_id not in self.counted:
+                self._count(run)
+        # Pending runs deleted by retention are gone for good.
+        found = {r.invocation_id for r in new_rows} | wanted
+        for invocation_id in [i for i in self.pending if i not in found]:
+            del self.pending[invocation_id]
+
+    def _count(self, run: FinishedRun) -> None:
+        self.counted[run.invocation_id] = None
+        while len(self.counted) > self.MEMORY:
+            del self.counted[next(iter(self.counted))]
+        key = (run.unit, run.result or "unknown")
+        self.runs_by_result[key] = self.runs_by_result.get(key, 0) + 1
+        duration = run.duration_seconds
+        if duration is None:
+            return
+        buckets = self._buckets.setdefault(run.unit, [0] * len(DURATION_BUCKETS))
+        buckets[bisect.bisect_left(DURATION_BUCKETS, duration)] += 1
+        self._sums[run.unit] = self._sums.get(run.unit, 0.0) + duration
+
+    def durations(self) -> dict[str, Durations]:
+        """A frozen copy of the histograms (cumulative, as Prometheus wants them)."""
+        frozen = {}
+        for unit, buckets in self._buckets.items():
+            cumulative, total = [], 0
+            for n in buckets:
+                total += n
+                cumulative.append(total)
+            frozen[unit] = Durations(tuple(cumulative), self._sums.get(unit, 0.0))
+        return frozen
