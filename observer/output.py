@@ -96,7 +96,9 @@ class OutputBudget:
         tail: deque[tuple[int, int]] = deque()
         tail_bytes = 0
         for line in reversed(rest):
-            if tail_bytes + line[1] > limit - half:
+            # The end must run unbroken up to the last line: stop at a line dropped
+            # earlier, or the tail reaches back past that gap and opens a second one.
+            if tail_bytes + line[1] > limit - half or line[0] != self.next_seq - 1 - len(tail):
                 break
             tail.appendleft(line)
             tail_bytes += line[1]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from observer.output import OutputBudget, cut_line, printable
@@ -65,6 +65,9 @@ def test_shrinking_output_that_fitted_whole_keeps_its_end_too() -> None:
     first=st.integers(min_value=2, max_value=400),
     second=st.integers(min_value=2, max_value=400),
 )
+# A zero-byte line ends the head and a line is dropped after it: the new tail must not
+# reach back over that drop.
+@example(sizes=[1, 21, 21, 0, 2, 21, 21], first=84, second=86)
 def test_after_shrinking_what_is_kept_is_still_a_start_and_an_end_within_budget(
     sizes: list[int], first: int, second: int
 ) -> None:
