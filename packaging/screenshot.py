@@ -1,4 +1,4 @@
-"""Takes the README's screenshot of the dashboard, from a real run of the demo's timers.
+"""Takes docs/dashboard.md's screenshot of the dashboard, from a real run of the demo's timers.
 
     sudo .venv/bin/python packaging/screenshot.py [--seconds 60] [--output PNG]
 

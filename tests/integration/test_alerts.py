@@ -224,7 +224,7 @@ def test_observer_alerts_test_reads_its_urls_from_a_systemd_credential(
     # systemd makes / shared when it boots a machine, not in a container: its credentials
     # (mounted in a namespace of their own, then moved) need it. Inside the sandbox only.
     sandbox.run("mount", "--make-rshared", "/")
-    # As the README sets it up: a root-only file, handed over by LoadCredential=.
+    # As docs/alerts.md sets it up: a root-only file, handed over by LoadCredential=.
     etc = sandbox.root / "etc/observer"
     etc.mkdir(parents=True, exist_ok=True)
     (etc / "alert-urls").write_text(f"# on-call\n{receiver.json_url}\n")

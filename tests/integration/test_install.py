@@ -1,6 +1,6 @@
-"""packaging/install.sh in a sandboxed systemd, run exactly as the README's command blocks say.
+"""packaging/install.sh in a sandboxed systemd, run exactly as docs/install.md's blocks say.
 
-The README marks its blocks with ``<!-- install.sh: NAME -->``; each line of a block is run
+docs/install.md marks its blocks with ``<!-- install.sh: NAME -->``; each line of a block is run
 as root from the checkout, with root's usual PATH. The host's file system is the
 sandbox's lower layer, so the checkout is inside at the same path; pip fetches the
 dependencies from the package index as on a real server (PIP_* settings pass through).
@@ -26,7 +26,7 @@ from tests.integration.observed import wait_for
 pytestmark = pytest.mark.integration
 
 CHECKOUT = Path(__file__).resolve().parent.parent.parent
-README = CHECKOUT / "README.md"
+INSTALL_DOC = CHECKOUT / "docs" / "install.md"
 ROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 INSTALL_TIMEOUT = 1200  # a first install builds systemd-python; the machine may be busy
 UNIT = "observer.service"
@@ -39,14 +39,14 @@ INSTALLED = ["/opt/observer", "/etc/observer", "/etc/systemd/system/observer.ser
              "/usr/local/bin/observer"]  # fmt: skip
 
 
-def readme_commands(name: str) -> list[str]:
-    """The lines of the README's ``sh`` block marked ``<!-- install.sh: NAME -->``."""
+def documented_commands(name: str) -> list[str]:
+    """The lines of docs/install.md's ``sh`` block marked ``<!-- install.sh: NAME -->``."""
     marked = re.search(
         rf"^<!-- install\.sh: {re.escape(name)} -->\n```sh\n(.*?)^```$",
-        README.read_text(),
+        INSTALL_DOC.read_text(),
         re.MULTILINE | re.DOTALL,
     )
-    assert marked is not None, f"README.md has no block marked <!-- install.sh: {name} -->"
+    assert marked is not None, f"docs/install.md has no block marked <!-- install.sh: {name} -->"
     return [line for line in marked[1].splitlines() if line.strip()]
 
 
@@ -72,10 +72,10 @@ def clone(sandbox: Sandbox, to: str = CLONE) -> str:
     return to
 
 
-def follow_readme(sandbox: Sandbox, block: str, cwd: str = CLONE) -> str:
-    """Run a README block line by line; return what it printed."""
+def follow_docs(sandbox: Sandbox, block: str, cwd: str = CLONE) -> str:
+    """Run a block of docs/install.md line by line; return what it printed."""
     printed = []
-    for line in readme_commands(block):
+    for line in documented_commands(block):
         started = time.monotonic()
         result = as_root(sandbox, line, cwd, timeout=INSTALL_TIMEOUT)
         print(f"# {line}  ({time.monotonic() - started:.1f} s)\n{result.stdout}{result.stderr}")
@@ -123,7 +123,7 @@ def test_the_installed_service_records_a_timers_run_for_members_of_the_observer_
     sandbox: Sandbox,
 ) -> None:
     clone(sandbox)
-    follow_readme(sandbox, "install")
+    follow_docs(sandbox, "install")
 
     service = unit_properties(sandbox, "ActiveState", "User", "Type", "WatchdogUSec", "MainPID")
     assert service["ActiveState"] == "active"
@@ -134,10 +134,10 @@ def test_the_installed_service_records_a_timers_run_for_members_of_the_observer_
     assert daemon_user == "observer"
     assert exposure(sandbox) < 2.0
 
-    # alice is let in as the README says; bob is not.
+    # alice is let in as docs/install.md says; bob is not.
     sandbox.run("useradd", "--create-home", "alice")
     sandbox.run("useradd", "--create-home", "bob")
-    for line in readme_commands("reader"):
+    for line in documented_commands("reader"):
         as_root(sandbox, line)
 
     # A timer (transient: tock.timer starts tock.service a second from now) whose run fails.
@@ -202,7 +202,7 @@ def test_install_again_changes_nothing_upgrade_keeps_config_and_history_uninstal
     clone(sandbox)
     before = file_system(sandbox)
     assert len(before) > 1000
-    follow_readme(sandbox, "install")
+    follow_docs(sandbox, "install")
     assert file_system(sandbox) != before
     config = sandbox.root / CONFIG.lstrip("/")
     assert config.read_text() == (sandbox.root / CLONE[1:] / "packaging/observer.toml").read_text()
@@ -219,7 +219,7 @@ def test_install_again_changes_nothing_upgrade_keeps_config_and_history_uninstal
 
     installed = checksums(sandbox)
     service = unit_properties(sandbox, "MainPID", "ExecMainStartTimestamp", "NRestarts")
-    printed = follow_readme(sandbox, "install")
+    printed = follow_docs(sandbox, "install")
     assert checksums(sandbox) == installed
     assert unit_properties(sandbox, "MainPID", "ExecMainStartTimestamp", "NRestarts") == service
     assert config.read_text() == edited
@@ -229,7 +229,7 @@ def test_install_again_changes_nothing_upgrade_keeps_config_and_history_uninstal
     # An upgrade: the same command from a newer checkout.
     newer = clone(sandbox, "/tmp/observer-newer")
     as_root(sandbox, f"echo '# a newer version' >> {newer}/observer/__init__.py")
-    printed = follow_readme(sandbox, "install", cwd=newer)
+    printed = follow_docs(sandbox, "install", cwd=newer)
     assert "restarting observer.service" in printed
     upgraded = unit_properties(sandbox, "ActiveState", "MainPID")
     assert upgraded["ActiveState"] == "active"
@@ -241,7 +241,7 @@ def test_install_again_changes_nothing_upgrade_keeps_config_and_history_uninstal
     assert (sandbox.root / site.lstrip("/")).read_text().endswith("# a newer version\n")
 
     # Uninstall keeps the history and the edited config, and nothing else.
-    printed = follow_readme(sandbox, "uninstall")
+    printed = follow_docs(sandbox, "uninstall")
     assert sandbox.unit_property(UNIT, "LoadState") == "not-found"
     assert sandbox.run("getent", "passwd", "observer", check=False).returncode == 2
     assert sandbox.run("getent", "group", "observer", check=False).returncode == 2
@@ -256,12 +256,12 @@ def test_install_again_changes_nothing_upgrade_keeps_config_and_history_uninstal
     assert f"kept: {CONFIG} /var/lib/observer" in printed
 
     # Installed again, it picks up the history and the config it kept.
-    follow_readme(sandbox, "install")
+    follow_docs(sandbox, "install")
     assert run_count(sandbox) >= runs
     assert config.read_text() == edited
 
     # Purge removes everything: the file system is as it was before the install.
-    follow_readme(sandbox, "purge")
+    follow_docs(sandbox, "purge")
     assert file_system(sandbox) == before
 
 

@@ -16,7 +16,7 @@ from tests.integration.prometheus import Process, Prometheus, free_port, http_ge
 
 pytestmark = pytest.mark.integration
 
-# The README's snippet, unchanged, in a job run by a unit with DynamicUser=yes.
+# docs/metrics.md's snippet, unchanged, in a job run by a unit with DynamicUser=yes.
 BACKUP_JOB = """\
 #!/bin/sh
 BACKUP_SIZE=123456

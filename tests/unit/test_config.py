@@ -204,18 +204,16 @@ def test_the_shipped_file_names_every_table_and_every_option_once() -> None:
     )
 
 
-def test_the_readme_shows_the_shipped_file_and_a_row_for_every_option() -> None:
-    readme = (ROOT / "README.md").read_text()
-    block = re.search(
-        r"^<!-- packaging/observer.toml -->\n```toml\n(.*?)^```$", readme, re.M | re.S
-    )
+def test_the_configuration_page_shows_the_shipped_file_and_a_row_for_every_option() -> None:
+    page = (ROOT / "docs" / "configuration.md").read_text()
+    block = re.search(r"^<!-- packaging/observer.toml -->\n```toml\n(.*?)^```$", page, re.M | re.S)
     assert block is not None
     assert block[1] == SHIPPED.read_text()
-    rows = set(re.findall(r"^\| `((?:\[[a-z_]+\] )?[a-z_]+)` \|", readme, re.M))
+    rows = set(re.findall(r"^\| `((?:\[[a-z_]+\] )?[a-z_]+)` \|", page, re.M))
     simple = {name for name, cls in _SECTIONS.items() if not hasattr(cls, "from_table")}
     options = {"host"} | {
         f"[{name}] {f.name}" for name in simple for f in dataclasses.fields(_SECTIONS[name])
     }
     assert options <= rows
     for name in set(_SECTIONS) - simple:
-        assert f"| `[{name}]` ... |" in readme
+        assert f"| `[{name}]` ... |" in page

@@ -16,7 +16,7 @@ from observer.metrics.job_metrics import (
     parse_job_metrics,
 )
 
-# What the README's snippet writes, with BORG_REPO=/srv/borg and BACKUP_SIZE=1234.
+# What docs/metrics.md's snippet writes, with BORG_REPO=/srv/borg and BACKUP_SIZE=1234.
 BACKUP_METRICS = """\
 # HELP job_backup_size_bytes Size of the backup in bytes
 # TYPE job_backup_size_bytes gauge
