@@ -77,6 +77,9 @@ def add_commands(
     )  # fmt: skip
     parser.add_argument("--unit", metavar="GLOB", help="only units matching, e.g. 'backup*'")
     parser.add_argument("--failed", action="store_true", help="only runs that failed")
+    parser.add_argument(
+        "-n", "--limit", type=_count, metavar="N", help="the newest N runs (default: all)"
+    )
     command("status", _status, "each unit's last result and next run")
 
 
@@ -120,7 +123,11 @@ def _history(args: argparse.Namespace) -> int:
 def _runs(args: argparse.Namespace) -> int:
     with reading(args) as conn:
         runs = history.recent_runs(
-            conn, since_usec=_since_usec(args.since), unit_glob=args.unit, failed_only=args.failed
+            conn,
+            since_usec=_since_usec(args.since),
+            unit_glob=args.unit,
+            failed_only=args.failed,
+            limit=args.limit,
         )
     _print_runs(runs, args.json, with_unit=True)
     return 0

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import heapq
 import itertools
-import math
 import re
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+from observer import summary
 from observer.model import SUCCESS_RESULTS, ObserverError, UnknownUnitError, signal_name
 
 # Unit types systemd knows: a name ending in one of these is a full unit name.
@@ -28,7 +29,10 @@ _RUN_COLUMNS = (
     "COALESCE(s.dropped_lines, 0) AS dropped_lines, COALESCE(s.dropped_bytes, 0) AS dropped_bytes"
 )
 _RUNS_FROM = "runs r LEFT JOIN output_stats s ON s.invocation_id = r.invocation_id"
-_NEWEST_FIRST = "COALESCE(r.started_usec, r.finished_usec) DESC, r.id DESC"
+# Spelled as the indexes are (observer/summary.py), so that the queries walk them.
+_ORDER_KEY = summary.ORDER_KEY
+_FAILED = summary.FAILED
+_NEWEST_FIRST = f"{_ORDER_KEY} DESC, r.id DESC"
 
 
 class NoSuchRunError(ObserverError):
@@ -143,7 +147,7 @@ def resolve_unit(conn: sqlite3.Connection, name: str) -> str:
         if conn.execute("SELECT 1 FROM runs WHERE unit = ? LIMIT 1", (candidate,)).fetchone():
             return candidate
     shown = name if name.endswith(_UNIT_SUFFIXES) else f"{name}.service"
-    known = [row[0] for row in conn.execute("SELECT DISTINCT unit FROM runs")]
+    known = recorded_units(conn)
     matches = _close_matches(name, known)
     if matches:
         quoted = [repr(match) for match in matches]
@@ -187,12 +191,10 @@ def run_detail(conn: sqlite3.Connection, run_id: str) -> RunDetail:
 
 def last_failure(conn: sqlite3.Connection, unit: str) -> RunDetail:
     """The newest finished run of ``unit`` that did not succeed, with its output."""
-    successes = ", ".join("?" * len(SUCCESS_RESULTS))
     row = conn.execute(
-        f"SELECT {_RUN_COLUMNS} FROM {_RUNS_FROM} WHERE r.unit = ? "
-        f"AND r.finished_usec IS NOT NULL AND (r.result IS NULL OR r.result NOT IN ({successes})) "
+        f"SELECT {_RUN_COLUMNS} FROM {_RUNS_FROM} WHERE r.unit = ? AND {_FAILED} "
         f"ORDER BY {_NEWEST_FIRST} LIMIT 1",
-        (unit, *sorted(SUCCESS_RESULTS)),
+        (unit,),
     ).fetchone()
     if row is None:
         raise NoFailedRunError(f"no failed run of {unit!r} is recorded")
@@ -205,28 +207,60 @@ def recent_runs(
     since_usec: int | None = None,
     unit_glob: str | None = None,
     failed_only: bool = False,
+    limit: int | None = None,
 ) -> list[RecordedRun]:
-    """Runs of all units, newest first: since a time, of units matching a glob, or failed."""
-    query = f"SELECT {_RUN_COLUMNS} FROM {_RUNS_FROM}"
-    params: tuple[int, ...] = ()
+    """Runs of all units, newest first: since a time, of units matching a glob, or failed.
+
+    Each is read in index order and the reading stops at ``limit``: the cost follows the
+    runs returned (and, with a glob, the units it matches), not the history's size.
+    """
+    where: list[str] = []
+    params: list[object] = []
     if since_usec is not None:
-        query += " WHERE COALESCE(r.started_usec, r.finished_usec) >= ?"
-        params = (since_usec,)
-    runs = (_recorded_run(row) for row in conn.execute(f"{query} ORDER BY {_NEWEST_FIRST}", params))
-    matches = unit_matcher(unit_glob) if unit_glob is not None else None
-    return [
-        run
-        for run in runs
-        if (matches is None or matches(run.unit)) and (run.failed or not failed_only)
-    ]
+        where.append(f"{_ORDER_KEY} >= ?")
+        params.append(since_usec)
+    if failed_only:
+        where.append(_FAILED)
+    if unit_glob is None:
+        runs = _runs_where(conn, where, params)
+    else:
+        matches = unit_matcher(unit_glob)
+        units = [unit for unit in recorded_units(conn) if matches(unit)]
+        runs = heapq.merge(
+            *(_runs_where(conn, ["r.unit = ?", *where], [unit, *params]) for unit in units),
+            key=_newest_first_key,
+        )
+    return list(itertools.islice(runs, limit))
+
+
+def _runs_where(
+    conn: sqlite3.Connection, where: Sequence[str], params: Sequence[object]
+) -> Iterator[RecordedRun]:
+    condition = f" WHERE {' AND '.join(where)}" if where else ""
+    rows = conn.execute(
+        f"SELECT {_RUN_COLUMNS} FROM {_RUNS_FROM}{condition} ORDER BY {_NEWEST_FIRST}", params
+    )
+    return (_recorded_run(row) for row in rows)
+
+
+def _newest_first_key(run: RecordedRun) -> tuple[int, int, int]:
+    """The order of _NEWEST_FIRST: NULL sorts below every time, so runs without one go last."""
+    key = run.started_usec if run.started_usec is not None else run.finished_usec
+    return (0, -key, -run.id) if key is not None else (1, 0, -run.id)
 
 
 def unit_stats(
     conn: sqlite3.Connection, unit: str | None = None, *, since_usec: int | None = None
 ) -> list[UnitStats]:
-    """Per unit (or for one unit): counts, success rate and duration percentiles."""
-    units = [unit] if unit is not None else _recorded_units(conn)
-    return [_stats_of(conn, name, since_usec) for name in units]
+    """Per unit (or for one unit): counts, success rate and duration percentiles.
+
+    Over all recorded runs this reads each unit's kept summary; with ``since_usec`` it
+    counts the unit's runs in the window (see ``_window_stats``).
+    """
+    kept = _summaries(conn, None if unit is None else [unit])
+    if since_usec is None:
+        return [_stats_from(s) for s in kept]
+    return [_window_stats(conn, s, since_usec) for s in kept]
 
 
 def unit_status(conn: sqlite3.Connection) -> list[UnitStatus]:
@@ -244,34 +278,72 @@ def unit_matcher(glob: str) -> Callable[[str], bool]:
     return matches
 
 
-def percentile(sorted_values: Sequence[float], q: float) -> float | None:
-    """The nearest-rank percentile ``q`` (0 < q <= 100) of already sorted values."""
-    if not sorted_values:
-        return None
-    rank = max(1, math.ceil(q / 100 * len(sorted_values)))
-    return sorted_values[rank - 1]
+def _summaries(conn: sqlite3.Connection, units: Sequence[str] | None) -> list[summary.UnitSummary]:
+    """The kept summaries of ``units`` (default: all); computed for a unit missing from them."""
+    if units is None:
+        return summary.read(conn)
+    kept = {s.unit: s for s in summary.read(conn, units)}
+    return [kept.get(unit) or summary.compute(conn, unit) or _empty(unit) for unit in units]
 
 
-def _stats_of(conn: sqlite3.Connection, unit: str, since_usec: int | None) -> UnitStats:
-    every_finished = _finished_runs(conn, unit)
-    finished = [
-        run for run in every_finished if since_usec is None or _start_or_finish(run) >= since_usec
-    ]
-    successes = [run for run in finished if not run.failed]
-    failures = [run for run in finished if run.failed]
-    durations = sorted(d for run in finished if (d := run.duration_seconds) is not None)
+def _empty(unit: str) -> summary.UnitSummary:
+    return summary.UnitSummary(unit, 0, 0, 0, None, None, None, None, 0, None, None, None)
+
+
+def _stats_from(kept: summary.UnitSummary) -> UnitStats:
     return UnitStats(
-        unit=unit,
-        runs=len(finished),
-        successes=len(successes),
-        failures=len(failures),
-        success_rate=len(successes) / len(finished) if finished else None,
-        duration_p50_seconds=percentile(durations, 50),
-        duration_p95_seconds=percentile(durations, 95),
+        unit=kept.unit,
+        runs=kept.runs,
+        successes=kept.successes,
+        failures=kept.failures,
+        success_rate=kept.successes / kept.runs if kept.runs else None,
+        duration_p50_seconds=kept.duration_p50_seconds,
+        duration_p95_seconds=kept.duration_p95_seconds,
+        duration_max_seconds=kept.duration_max_seconds,
+        last_success_usec=kept.last_success_usec,
+        last_failure_usec=kept.last_failure_usec,
+        consecutive_failures=kept.consecutive_failures,
+    )
+
+
+def _window_stats(
+    conn: sqlite3.Connection, kept: summary.UnitSummary, since_usec: int
+) -> UnitStats:
+    """A unit's finished runs that started in the window, read in index order, newest first.
+
+    Durations are those of the window's newest ``summary.DURATION_WINDOW`` runs, as over
+    all runs; the failure streak is the current one, over all runs.
+    """
+    runs = successes = 0
+    durations: list[float] = []
+    last_success: int | None = None
+    last_failure: int | None = None
+    for started, finished, result in conn.execute(
+        f"SELECT r.started_usec, r.finished_usec, r.result FROM runs r WHERE r.unit = ? "
+        f"AND {_ORDER_KEY} >= ? AND r.finished_usec IS NOT NULL ORDER BY {_NEWEST_FIRST}",
+        (kept.unit, since_usec),
+    ):
+        runs += 1
+        if result in SUCCESS_RESULTS:
+            successes += 1
+            last_success = finished if last_success is None else max(finished, last_success)
+        else:
+            last_failure = finished if last_failure is None else max(finished, last_failure)
+        if started is not None and len(durations) < summary.DURATION_WINDOW:
+            durations.append(max(0, finished - started) / 1e6)
+    durations.sort()
+    return UnitStats(
+        unit=kept.unit,
+        runs=runs,
+        successes=successes,
+        failures=runs - successes,
+        success_rate=successes / runs if runs else None,
+        duration_p50_seconds=summary.percentile(durations, 50),
+        duration_p95_seconds=summary.percentile(durations, 95),
         duration_max_seconds=durations[-1] if durations else None,
-        last_success_usec=_newest_finish(successes),
-        last_failure_usec=_newest_finish(failures),
-        consecutive_failures=_failure_streak(every_finished),
+        last_success_usec=last_success,
+        last_failure_usec=last_failure,
+        consecutive_failures=kept.consecutive_failures,
     )
 
 
@@ -279,31 +351,9 @@ def _last_result(run: RecordedRun | None) -> str | None:
     return None if run is None else "running" if run.running else run.result
 
 
-def _start_or_finish(run: RecordedRun) -> int:
-    if run.started_usec is not None:
-        return run.started_usec
-    return run.finished_usec or 0
-
-
-def _finished_runs(conn: sqlite3.Connection, unit: str) -> list[RecordedRun]:
-    rows = conn.execute(
-        f"SELECT {_RUN_COLUMNS} FROM {_RUNS_FROM} WHERE r.unit = ? "
-        f"AND r.finished_usec IS NOT NULL ORDER BY {_NEWEST_FIRST}",
-        (unit,),
-    )
-    return [_recorded_run(row) for row in rows]
-
-
-def _failure_streak(newest_first: Iterable[RecordedRun]) -> int:
-    return sum(1 for _ in itertools.takewhile(lambda run: run.failed, newest_first))
-
-
-def _newest_finish(runs: Iterable[RecordedRun]) -> int | None:
-    return max((run.finished_usec for run in runs if run.finished_usec is not None), default=None)
-
-
-def _recorded_units(conn: sqlite3.Connection) -> list[str]:
-    return [row[0] for row in conn.execute("SELECT DISTINCT unit FROM runs ORDER BY unit")]
+def recorded_units(conn: sqlite3.Connection) -> list[str]:
+    """Every unit with a kept summary (every unit with runs), in name order."""
+    return [str(row[0]) for row in conn.execute("SELECT unit FROM unit_summary ORDER BY unit")]
 
 
 def _with_output(conn: sqlite3.Connection, run: RecordedRun) -> RunDetail:
@@ -439,25 +489,29 @@ def recorded_hosts(conn: sqlite3.Connection) -> list[str]:
 def unit_summaries(
     conn: sqlite3.Connection, units: Iterable[str] | None = None
 ) -> list[tuple[UnitStatus, UnitStats]]:
-    """What ``unit_status`` gives, with each unit's all-time stats, reading its runs once.
+    """What ``unit_status`` gives, with each unit's all-time stats, from the kept summaries.
 
     For ``units`` (in name order), or for every unit with runs or a scheduled timer.
     """
     scheduled = next_runs(conn)
-    names = sorted({*_recorded_units(conn), *scheduled} if units is None else set(units))
+    names = sorted({*recorded_units(conn), *scheduled} if units is None else set(units))
     summaries = []
-    for name in names:
-        newest = unit_history(conn, name, limit=1)
-        stats = _stats_of(conn, name, None)
-        last = newest[0] if newest else None
+    for kept in _summaries(conn, names):
+        newest = None
+        if kept.newest_run_id is not None:
+            row = conn.execute(
+                f"SELECT {_RUN_COLUMNS} FROM {_RUNS_FROM} WHERE r.id = ?", (kept.newest_run_id,)
+            ).fetchone()
+            newest = None if row is None else _recorded_run(row)
+        stats = _stats_from(kept)
         status = UnitStatus(
-            unit=name,
-            last_result=_last_result(last),
-            last_started_usec=None if last is None else last.started_usec,
-            next_run_usec=scheduled.get(name),
+            unit=kept.unit,
+            last_result=_last_result(newest),
+            last_started_usec=None if newest is None else newest.started_usec,
+            next_run_usec=scheduled.get(kept.unit),
             success_rate=stats.success_rate,
             consecutive_failures=stats.consecutive_failures,
-            running=last is not None and last.running,
+            running=newest is not None and newest.running,
         )
         summaries.append((status, stats))
     return summaries

@@ -10,9 +10,11 @@ import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from observer import summary
 from observer.model import Run, StoreError, TimerState
 
-SCHEMA = """
+# Schema 1, as the first release created it; MIGRATIONS bring it to SCHEMA_VERSION.
+BASE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY,
     unit TEXT NOT NULL,
@@ -28,8 +30,6 @@ CREATE TABLE IF NOT EXISTS runs (
     exit_status INTEGER,
     restarts INTEGER
 );
-CREATE INDEX IF NOT EXISTS runs_by_unit ON runs (unit, started_usec);
-CREATE INDEX IF NOT EXISTS runs_by_start ON runs (started_usec);
 CREATE TABLE IF NOT EXISTS output (
     invocation_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
@@ -110,7 +110,12 @@ CREATE TABLE IF NOT EXISTS alert_attempts (
 # Schema upgrades, in order: step i brings a database of schema i + 1 to schema i + 2. A new
 # database gets SCHEMA and then every step. Only ever append; each step must be idempotent
 # (CREATE ... IF NOT EXISTS), so that two processes upgrading at once do no harm.
-MIGRATIONS: list[str] = [_ALERT_TABLES]
+# Schema 3: the per-unit summaries (observer/summary.py) and the indexes the reads walk.
+MIGRATIONS: list[str] = [_ALERT_TABLES, summary.TABLE + summary.INDEXES]
+# The schema whose upgrade fills unit_summary from the runs table.
+_SUMMARY_SCHEMA = 3
+# The whole current schema, for a database that is made and not upgraded (tests).
+SCHEMA = BASE_SCHEMA + "".join(MIGRATIONS)
 SCHEMA_VERSION = 1 + len(MIGRATIONS)
 
 # Each field keeps the first value known for it, but a run starts at the earliest time
@@ -206,11 +211,13 @@ def _configure(conn: sqlite3.Connection) -> None:
             f"this one knows {SCHEMA_VERSION}): upgrade observer"
         )
     if version < SCHEMA_VERSION:
-        conn.executescript(SCHEMA)
+        conn.executescript(BASE_SCHEMA)
         for step in MIGRATIONS[max(version, 1) - 1 :]:
             conn.executescript(step)
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        conn.commit()
+        with conn:
+            if version < _SUMMARY_SCHEMA:
+                summary.rebuild(conn)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
 def open_for_writing(path: Path) -> sqlite3.Connection:
@@ -383,6 +390,7 @@ def write_batch(conn: sqlite3.Connection, batch: Batch) -> list[Run]:
                 "INSERT OR REPLACE INTO state VALUES ('journal_cursor', ?)",
                 (batch.journal_cursor,),
             )
+        summary.refresh(conn, {run.unit for run in batch.runs})
     return newly_finished
 
 
@@ -419,46 +427,3 @@ def recent_output(conn: sqlite3.Connection, since_usec: int) -> set[str]:
         "SELECT invocation_id FROM output_stats WHERE last_usec >= ?", (since_usec,)
     )
     return {str(r[0]) for r in rows}
-
-
-def prune(
-    conn: sqlite3.Connection, *, older_than_usec: int | None, keep_per_unit: int | None
-) -> int:
-    """Delete runs (and their output) past the retention limits; return how many runs."""
-    with conn:
-        conn.execute("CREATE TEMP TABLE IF NOT EXISTS doomed (invocation_id TEXT PRIMARY KEY)")
-        conn.execute("DELETE FROM doomed")
-        if older_than_usec is not None:
-            conn.execute(
-                "INSERT OR IGNORE INTO doomed SELECT invocation_id FROM runs "
-                "WHERE COALESCE(finished_usec, started_usec) < ?",
-                (older_than_usec,),
-            )
-        if keep_per_unit is not None:
-            conn.execute(
-                "INSERT OR IGNORE INTO doomed SELECT invocation_id FROM ("
-                " SELECT invocation_id, ROW_NUMBER() OVER ("
-                "  PARTITION BY unit ORDER BY COALESCE(started_usec, finished_usec) DESC, id DESC"
-                " ) AS n FROM runs) WHERE n > ?",
-                (keep_per_unit,),
-            )
-        deleted = conn.execute(
-            "DELETE FROM runs WHERE invocation_id IN (SELECT invocation_id FROM doomed)"
-        ).rowcount
-        conn.execute("DELETE FROM output WHERE invocation_id IN (SELECT invocation_id FROM doomed)")
-        conn.execute(
-            "DELETE FROM output_stats WHERE invocation_id IN (SELECT invocation_id FROM doomed)"
-        )
-        if older_than_usec is not None:
-            # Output whose run was never recorded (an unobserved or vanished invocation).
-            orphans = (
-                "SELECT invocation_id FROM output_stats WHERE last_usec < ? "
-                "AND invocation_id NOT IN (SELECT invocation_id FROM runs)"
-            )
-            conn.execute(
-                f"DELETE FROM output WHERE invocation_id IN ({orphans})", (older_than_usec,)
-            )
-            conn.execute(
-                f"DELETE FROM output_stats WHERE invocation_id IN ({orphans})", (older_than_usec,)
-            )
-    return int(deleted)

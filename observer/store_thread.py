@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import TypeVar
 
 from observer.model import Run, StoreError
+from observer.retention import PRUNE_CHUNK, plan_prune, prune_orphan_output, prune_some
 from observer.store import (
     Batch,
     OutputCounts,
     load_output,
     open_for_writing,
-    prune,
     read_state,
     recent_output,
     write_batch,
@@ -62,11 +62,20 @@ class AsyncStore:
         return await self._call(recent_output, self._connection(), since_usec)
 
     async def prune(self, *, older_than_usec: int | None, keep_per_unit: int | None) -> int:
-        return await self._call(
-            lambda: prune(
-                self._connection(), older_than_usec=older_than_usec, keep_per_unit=keep_per_unit
-            )
+        """Retention, a chunk per job: the daemon's writes go on between the chunks."""
+        conn = self._connection()
+        await self._call(
+            lambda: plan_prune(conn, older_than_usec=older_than_usec, keep_per_unit=keep_per_unit)
         )
+        deleted = 0
+        while True:
+            listed, n = await self._call(prune_some, conn, PRUNE_CHUNK)
+            deleted += n
+            if not listed:
+                break
+        if older_than_usec is not None:
+            await self._call(prune_orphan_output, conn, older_than_usec)
+        return deleted
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:

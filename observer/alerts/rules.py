@@ -16,8 +16,8 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from observer.alerts.config import AlertRules
-from observer.history import percentile
 from observer.render import human_duration, local_time
+from observer.summary import percentile
 
 USEC = 1_000_000
 # A run that starts this long before the trigger time it is compared with still counts.

@@ -7,11 +7,13 @@ the store or D-Bus; ``collectors`` turns a ``Snapshot`` into metric families.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import math
 import sqlite3
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from observer import summary
 from observer.model import signal_name
 
 # Upper bounds (seconds) of the run duration histogram: jobs take from a blink to hours.
@@ -106,57 +108,27 @@ class FinishedRun:
 # -- reading the store ---------------------------------------------------------------------
 
 
-def recorded_units(conn: sqlite3.Connection) -> list[str]:
-    """Every unit with a recorded run, in name order (one index seek per unit)."""
-    units: list[str] = []
-    row = conn.execute("SELECT MIN(unit) FROM runs").fetchone()
-    while row is not None and row[0] is not None:
-        units.append(row[0])
-        row = conn.execute("SELECT MIN(unit) FROM runs WHERE unit > ?", (row[0],)).fetchone()
-    return units
-
-
 def unit_state(conn: sqlite3.Connection, unit: str, running: str | None = None) -> UnitState:
-    """One unit's state; ``running`` is the invocation the daemon sees running, if any.
+    """One unit's state; ``running`` is the invocation the daemon sees running, if any."""
+    kept = summary.read(conn, [unit])
+    return _state_of(conn, kept[0] if kept else summary.compute(conn, unit), unit, running)
 
-    Runs are taken newest first in the order of the (unit, started_usec) index, so that
-    each question costs an index walk that stops at the first match.
-    """
-    newest = conn.execute(
-        f"SELECT {_COLUMNS} FROM runs WHERE unit = ? AND finished_usec IS NOT NULL "
-        "ORDER BY started_usec DESC, id DESC LIMIT 1",
-        (unit,),
-    ).fetchone()
-    success = conn.execute(
-        "SELECT started_usec, id, finished_usec FROM runs WHERE unit = ? "
-        "AND finished_usec IS NOT NULL AND result = 'success' "
-        "ORDER BY started_usec DESC, id DESC LIMIT 1",
-        (unit,),
-    ).fetchone()
-    failure = conn.execute(
-        "SELECT finished_usec FROM runs WHERE unit = ? AND finished_usec IS NOT NULL "
-        "AND (result IS NULL OR result != 'success') ORDER BY started_usec DESC, id DESC LIMIT 1",
-        (unit,),
-    ).fetchone()
-    if success is None:
-        streak_sql = "SELECT COUNT(*) FROM runs WHERE unit = ? AND finished_usec IS NOT NULL"
-        streak = conn.execute(streak_sql, (unit,)).fetchone()[0]
-    else:
-        streak = conn.execute(
-            "SELECT COUNT(*) FROM runs WHERE unit = ? AND finished_usec IS NOT NULL "
-            "AND (started_usec, id) > (?, ?)",
-            (unit, success[0], success[1]),
-        ).fetchone()[0]
-    running_since = None
-    if running is None:
+
+def _state_of(
+    conn: sqlite3.Connection, kept: summary.UnitSummary | None, unit: str, running: str | None
+) -> UnitState:
+    """A unit's state from its kept summary and two rows looked up by their keys."""
+    if kept is None:
+        return UnitState(unit=unit, running=running is not None)
+    if running is None and kept.newest_run_id is not None:
         # `observer run` jobs are not seen by the daemon: their open row says they run.
-        open_run = conn.execute(
-            "SELECT invocation_id FROM runs WHERE unit = ? AND finished_usec IS NULL "
-            "AND source = 'wrapper' ORDER BY started_usec DESC, id DESC LIMIT 1",
-            (unit,),
+        newest = conn.execute(
+            "SELECT invocation_id FROM runs WHERE id = ? AND finished_usec IS NULL "
+            "AND source = 'wrapper'",
+            (kept.newest_run_id,),
         ).fetchone()
-        if open_run is not None and _is_newest(conn, unit, open_run[0]):
-            running = open_run[0]
+        running = None if newest is None else str(newest[0])
+    running_since = None
     if running is not None:
         row = conn.execute(
             "SELECT started_usec FROM runs WHERE invocation_id = ?", (running,)
@@ -164,38 +136,30 @@ def unit_state(conn: sqlite3.Connection, unit: str, running: str | None = None) 
         running_since = None if row is None else row[0]
     state = UnitState(
         unit=unit,
-        last_success_usec=None if success is None else success[2],
-        last_failure_usec=None if failure is None else failure[0],
-        consecutive_failures=int(streak),
+        last_success_usec=kept.last_success_usec,
+        last_failure_usec=kept.last_failure_usec,
+        consecutive_failures=kept.consecutive_failures,
         running=running is not None,
         running_since_usec=running_since,
     )
+    if kept.newest_finished_id is None:
+        return state
+    newest = conn.execute(
+        f"SELECT {_COLUMNS} FROM runs WHERE id = ?", (kept.newest_finished_id,)
+    ).fetchone()
     if newest is None:
         return state
     exit_code, exit_status = newest["exit_code"], newest["exit_status"]
     killed = exit_code in ("killed", "dumped") and exit_status is not None
-    return UnitState(
-        unit=unit,
+    return dataclasses.replace(
+        state,
         last_start_usec=newest["started_usec"],
         last_end_usec=newest["finished_usec"],
         last_result=newest["result"],
         last_exit_status=exit_status if exit_code == "exited" else None,
         last_signal=signal_name(exit_status) if killed else None,
-        last_success_usec=state.last_success_usec,
-        last_failure_usec=state.last_failure_usec,
-        consecutive_failures=state.consecutive_failures,
         restarts=newest["restarts"],
-        running=state.running,
-        running_since_usec=running_since,
     )
-
-
-def _is_newest(conn: sqlite3.Connection, unit: str, invocation_id: str) -> bool:
-    row = conn.execute(
-        "SELECT invocation_id FROM runs WHERE unit = ? ORDER BY started_usec DESC, id DESC LIMIT 1",
-        (unit,),
-    ).fetchone()
-    return row is not None and row[0] == invocation_id
 
 
 def timer_schedules(conn: sqlite3.Connection) -> list[TimerSchedule]:
@@ -211,8 +175,9 @@ def read_unit_states(
 ) -> tuple[list[UnitState], list[TimerSchedule]]:
     """The state of every unit with runs or a timer, and every timer."""
     timers = timer_schedules(conn)
-    units = sorted({*recorded_units(conn), *(t.unit for t in timers), *running})
-    return [unit_state(conn, unit, running.get(unit)) for unit in units], timers
+    kept = {s.unit: s for s in summary.read(conn)}
+    units = sorted({*kept, *(t.unit for t in timers), *running})
+    return [_state_of(conn, kept.get(unit), unit, running.get(unit)) for unit in units], timers
 
 
 def finished_runs(conn: sqlite3.Connection, invocation_ids: Iterable[str]) -> list[FinishedRun]:

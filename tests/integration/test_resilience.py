@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from observer import store
+from observer import retention, store
 from observer.model import Run, Source
 from observer.sandbox import Sandbox
 from tests.integration.observed import ObserverDaemon, observer_cmd, oneshot, wait_for
@@ -405,7 +405,7 @@ def test_pruning_a_database_deletes_old_runs_and_surplus_runs_with_their_output(
 
     conn = store.open_for_writing(db)
     try:
-        deleted = store.prune(conn, older_than_usec=now_usec - 30 * DAY, keep_per_unit=3)
+        deleted = retention.prune(conn, older_than_usec=now_usec - 30 * DAY, keep_per_unit=3)
     finally:
         conn.close()
 

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from observer import history, store
+from observer import history, retention, store
 from observer.__main__ import main
 from observer.dashboard import pages, site
 from observer.model import Run, Source, TimerState
@@ -301,7 +301,7 @@ def test_pages_of_runs_no_longer_shown_are_removed_and_other_files_left_alone(
     (out / "run-x.html").write_text("mine too")
     generate(db, out)
     conn = store.open_for_writing(db)
-    store.prune(conn, older_than_usec=None, keep_per_unit=2)
+    retention.prune(conn, older_than_usec=None, keep_per_unit=2)
     conn.close()
 
     report = generate(db, out)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from observer import history, store
+from observer import history, store, summary
 from observer.history import DroppedLines, LoggedLine
 from observer.model import UnknownUnitError
 from tests.unit.recorded_runs import (
@@ -150,10 +150,10 @@ def test_it_gives_stats_for_every_unit_in_name_order(conn: sqlite3.Connection) -
 
 
 def test_it_takes_the_nearest_rank_percentile() -> None:
-    assert history.percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.0
-    assert history.percentile([1.0, 2.0, 3.0, 4.0], 95) == 4.0
-    assert history.percentile([5.0], 50) == 5.0
-    assert history.percentile([], 50) is None
+    assert summary.percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.0
+    assert summary.percentile([1.0, 2.0, 3.0, 4.0], 95) == 4.0
+    assert summary.percentile([5.0], 50) == 5.0
+    assert summary.percentile([], 50) is None
 
 
 def test_it_lists_runs_of_all_units_since_a_time(conn: sqlite3.Connection) -> None:

@@ -13,7 +13,7 @@ import pytest
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from observer import store
+from observer import store, summary
 from observer.metrics import collectors, snapshot
 from observer.metrics.collectors import DaemonCollector, DaemonHealth, RunCollector
 from observer.metrics.service import journal_cursor_usec, parse_listen, write_textfile
@@ -54,7 +54,7 @@ def labels(**values: str) -> frozenset[tuple[str, str]]:
 
 
 def test_it_lists_every_recorded_unit_in_name_order(conn: sqlite3.Connection) -> None:
-    assert snapshot.recorded_units(conn) == [
+    assert summary.recorded_units(conn) == [
         "backup.service",
         "backup@home-user.service",
         "nightly-report",

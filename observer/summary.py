@@ -1,0 +1,202 @@
+"""Per-unit state kept beside the runs: what `status`, `stats` and the metrics ask of a unit.
+
+It is derived state with one code path: ``refresh`` computes a unit's row from the runs
+table, and every writer calls it in the transaction that changed the unit's runs
+(``store.write_batch``, ``store.prune``, the migration that creates the table). Each query
+walks an index of the unit's runs and stops as soon as it has its answer, so the cost of a
+refresh follows the unit's runs (bounded by retention), never the whole history.
+
+Durations: p50, p95 and max are exact over the unit's newest ``DURATION_WINDOW`` finished
+runs (by their end), read from an index without touching the table.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from observer.model import SUCCESS_RESULTS
+
+# How many of a unit's newest finished runs its duration percentiles are taken over.
+DURATION_WINDOW = 1000
+
+# A run's place in the history: its start, or its end when no source saw it start.
+ORDER_KEY = "COALESCE(started_usec, finished_usec)"
+_SUCCESS = "result IN ({})".format(", ".join(f"'{r}'" for r in sorted(SUCCESS_RESULTS)))
+# A finished run that did not succeed (also one whose result is unknown).
+FAILED = f"finished_usec IS NOT NULL AND (result IS NULL OR NOT {_SUCCESS})"
+
+TABLE = """
+CREATE TABLE IF NOT EXISTS unit_summary (
+    unit TEXT PRIMARY KEY,
+    runs INTEGER NOT NULL,
+    successes INTEGER NOT NULL,
+    failures INTEGER NOT NULL,
+    newest_run_id INTEGER,
+    newest_finished_id INTEGER,
+    last_success_usec INTEGER,
+    last_failure_usec INTEGER,
+    consecutive_failures INTEGER NOT NULL,
+    duration_p50_seconds REAL,
+    duration_p95_seconds REAL,
+    duration_max_seconds REAL
+) WITHOUT ROWID;
+"""
+
+# The indexes the summary and the listings walk. An index on an expression serves a query
+# only when the query spells the same expression: always use ORDER_KEY and FAILED.
+INDEXES = f"""
+DROP INDEX IF EXISTS runs_by_unit;
+DROP INDEX IF EXISTS runs_by_start;
+CREATE INDEX IF NOT EXISTS runs_by_unit_order ON runs (unit, {ORDER_KEY});
+CREATE INDEX IF NOT EXISTS runs_by_order ON runs ({ORDER_KEY});
+CREATE INDEX IF NOT EXISTS runs_by_unit_end ON runs (unit, finished_usec, result, started_usec);
+CREATE INDEX IF NOT EXISTS failed_by_unit_order ON runs (unit, {ORDER_KEY}) WHERE {FAILED};
+CREATE INDEX IF NOT EXISTS failed_by_order ON runs ({ORDER_KEY}) WHERE {FAILED};
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class UnitSummary:
+    """One unit's kept state; times in microseconds since the epoch."""
+
+    unit: str
+    runs: int  # finished runs
+    successes: int
+    failures: int
+    newest_run_id: int | None  # the newest run, finished or not
+    newest_finished_id: int | None
+    last_success_usec: int | None  # the latest end of a successful run
+    last_failure_usec: int | None  # the latest end of a failed run
+    consecutive_failures: int  # failed runs since the newest success, newest first
+    duration_p50_seconds: float | None
+    duration_p95_seconds: float | None
+    duration_max_seconds: float | None
+
+
+_COLUMNS = (
+    "unit, runs, successes, failures, newest_run_id, newest_finished_id, last_success_usec, "
+    "last_failure_usec, consecutive_failures, duration_p50_seconds, duration_p95_seconds, "
+    "duration_max_seconds"
+)
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float | None:
+    """The nearest-rank percentile ``q`` (0 < q <= 100) of already sorted values."""
+    if not sorted_values:
+        return None
+    rank = max(1, math.ceil(q / 100 * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+def compute(conn: sqlite3.Connection, unit: str) -> UnitSummary | None:
+    """A unit's summary from its runs; None when it has none."""
+    newest = conn.execute(
+        f"SELECT id FROM runs WHERE unit = ? ORDER BY {ORDER_KEY} DESC, id DESC LIMIT 1", (unit,)
+    ).fetchone()
+    if newest is None:
+        return None
+    runs, successes = conn.execute(
+        f"SELECT COUNT(finished_usec), TOTAL(finished_usec IS NOT NULL AND {_SUCCESS}) "
+        "FROM runs WHERE unit = ?",
+        (unit,),
+    ).fetchone()
+    newest_finished, streak = None, 0
+    for run_id, result in conn.execute(
+        f"SELECT id, result FROM runs WHERE unit = ? AND finished_usec IS NOT NULL "
+        f"ORDER BY {ORDER_KEY} DESC, id DESC",
+        (unit,),
+    ):
+        newest_finished = run_id if newest_finished is None else newest_finished
+        if result in SUCCESS_RESULTS:
+            break
+        streak += 1
+    last_success, last_failure = (
+        conn.execute(
+            "SELECT finished_usec FROM runs INDEXED BY runs_by_unit_end WHERE unit = ? "
+            f"AND {wanted} ORDER BY finished_usec DESC LIMIT 1",
+            (unit,),
+        ).fetchone()
+        for wanted in (f"finished_usec IS NOT NULL AND {_SUCCESS}", FAILED)
+    )
+    durations = sorted(
+        max(0, finished - started) / 1e6
+        for finished, started in conn.execute(
+            # The index's own order (ties between equal ends included): nothing to sort.
+            "SELECT finished_usec, started_usec FROM runs INDEXED BY runs_by_unit_end "
+            "WHERE unit = ? AND finished_usec IS NOT NULL "
+            "ORDER BY finished_usec DESC, result DESC, started_usec DESC, id DESC LIMIT ?",
+            (unit, DURATION_WINDOW),
+        )
+        if started is not None
+    )
+    return UnitSummary(
+        unit=unit,
+        runs=int(runs),
+        successes=int(successes),
+        failures=int(runs) - int(successes),
+        newest_run_id=int(newest[0]),
+        newest_finished_id=newest_finished,
+        last_success_usec=None if last_success is None else last_success[0],
+        last_failure_usec=None if last_failure is None else last_failure[0],
+        consecutive_failures=streak,
+        duration_p50_seconds=percentile(durations, 50),
+        duration_p95_seconds=percentile(durations, 95),
+        duration_max_seconds=durations[-1] if durations else None,
+    )
+
+
+def refresh(conn: sqlite3.Connection, units: Iterable[str]) -> None:
+    """Recompute the summaries of ``units`` (inside the caller's transaction)."""
+    for unit in sorted(set(units)):
+        summary = compute(conn, unit)
+        if summary is None:
+            conn.execute("DELETE FROM unit_summary WHERE unit = ?", (unit,))
+            continue
+        conn.execute(
+            f"INSERT OR REPLACE INTO unit_summary ({_COLUMNS}) "
+            f"VALUES ({', '.join('?' * 12)})",
+            (
+                summary.unit, summary.runs, summary.successes, summary.failures,
+                summary.newest_run_id, summary.newest_finished_id, summary.last_success_usec,
+                summary.last_failure_usec, summary.consecutive_failures,
+                summary.duration_p50_seconds, summary.duration_p95_seconds,
+                summary.duration_max_seconds,
+            ),
+        )  # fmt: skip
+
+
+def rebuild(conn: sqlite3.Connection) -> None:
+    """Recompute every unit's summary (after a migration, or to repair)."""
+    conn.execute("DELETE FROM unit_summary")
+    refresh(conn, recorded_units(conn))
+
+
+def recorded_units(conn: sqlite3.Connection) -> list[str]:
+    """Every unit with a recorded run, in name order (one index seek per unit)."""
+    units: list[str] = []
+    row = conn.execute("SELECT MIN(unit) FROM runs").fetchone()
+    while row is not None and row[0] is not None:
+        units.append(row[0])
+        row = conn.execute("SELECT MIN(unit) FROM runs WHERE unit > ?", (row[0],)).fetchone()
+    return units
+
+
+def read(conn: sqlite3.Connection, units: Iterable[str] | None = None) -> list[UnitSummary]:
+    """The kept summaries of ``units`` (default: every unit with runs), in name order."""
+    if units is None:
+        rows = conn.execute(f"SELECT {_COLUMNS} FROM unit_summary ORDER BY unit").fetchall()
+    else:
+        rows = [
+            row
+            for unit in sorted(set(units))
+            if (
+                row := conn.execute(
+                    f"SELECT {_COLUMNS} FROM unit_summary WHERE unit = ?", (unit,)
+                ).fetchone()
+            )
+            is not None
+        ]
+    return [UnitSummary(*tuple(row)) for row in rows]
