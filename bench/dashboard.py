@@ -34,7 +34,16 @@ def invocation(unit: int, run: int) -> str:
     return f"{unit:08x}{run:024x}"
 
 
-def fill(path: Path, units: int, runs: int) -> None:
+def fill(
+    path: Path,
+    units: int,
+    runs: int,
+    *,
+    start_usec: int = START_USEC,
+    interval_usec: int = HOUR_USEC,
+    lines_ok: int = 4,
+    lines_failed: int = 40,
+) -> None:
     """Write ``units`` x ``runs`` runs with their output, one unit per transaction."""
     rng = random.Random(6)
     conn = store.open_for_writing(path)
@@ -45,7 +54,7 @@ def fill(path: Path, units: int, runs: int) -> None:
             batch = store.Batch()
             for r in range(runs):
                 failed = (u + r) % 7 == 0
-                started = START_USEC + r * HOUR_USEC + u * 1_000_000
+                started = start_usec + r * interval_usec + u * 1_000_000
                 duration = int(typical * rng.uniform(0.8, 1.5) * 1e6)
                 iid = invocation(u, r)
                 batch.runs.append(
@@ -57,7 +66,7 @@ def fill(path: Path, units: int, runs: int) -> None:
                         restarts=0,
                     )
                 )  # fmt: skip
-                lines = 40 if failed else 4
+                lines = lines_failed if failed else lines_ok
                 for seq in range(lines):
                     message = f"step {seq} of run {r}: <b>done</b> \x1b[32mok\x1b[0m".encode()
                     batch.lines.append(store.StoredLine(iid, seq, started + seq, 6, message))

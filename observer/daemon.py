@@ -31,7 +31,7 @@ from observer.store_thread import AsyncStore
 log = logging.getLogger(__name__)
 
 # How long writes may gather before they are committed together.
-FLUSH_DELAY = 0.05
+FLUSH_DELAY = 0.005
 # Budgets of finished runs are kept this long for output that reaches the journal late.
 LATE_OUTPUT_SECONDS = 600
 # How many finished results to remember for output arriving after its run ended.

@@ -77,12 +77,13 @@ class AlertLedger:
         """Judge the runs of ``units`` (default: of every unit) that no judgement has seen."""
         since = self.since(now_usec)
         if units is None:
+            # A unit's latest end is one index seek: the cost follows units, not runs.
             units = [
                 row[0]
                 for row in self.conn.execute(
-                    "SELECT r.unit FROM runs r LEFT JOIN alert_state s ON s.unit = r.unit "
-                    "WHERE r.finished_usec IS NOT NULL "
-                    "AND r.finished_usec >= COALESCE(s.seen_finished_usec, ?) GROUP BY r.unit",
+                    "SELECT u.unit FROM unit_summary u LEFT JOIN alert_state s ON s.unit = u.unit "
+                    "WHERE (SELECT MAX(r.finished_usec) FROM runs r WHERE r.unit = u.unit) "
+                    ">= COALESCE(s.seen_finished_usec, ?)",
                     (since,),
                 )
             ]

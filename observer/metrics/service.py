@@ -240,6 +240,7 @@ class MetricsService:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="observer-metrics")
         self._conn: sqlite3.Connection | None = None
         self._tally: RunTally | None = None
+        self._read_as_of: tuple[int, dict[str, str]] | None = None
         self._textfile_error: str | None = None
         self._process = ProcessCollector(registry=None)
 
@@ -352,6 +353,16 @@ class MetricsService:
             finished, self._finished = self._finished, []
         try:
             conn = self._connection()
+            # Nothing committed since the last reading and the same runs in progress: the
+            # snapshot would be the same (an idle daemon reads nothing).
+            version = conn.execute("PRAGMA data_version").fetchone()[0]
+            unchanged = (version, running) == self._read_as_of and not finished
+            self._read_as_of = (version, running)
+            if unchanged:
+                self._refreshed = (time.time(), *self._refreshed[1:])
+                if self.textfile is not None:
+                    self._write_textfile(self.textfile)
+                return
             tally = self._tally
             if tally is None:
                 tally = RunTally()
@@ -391,6 +402,7 @@ class MetricsService:
         return self._conn
 
     def _reset_connection(self) -> None:
+        self._read_as_of = None  # data_version counts per connection
         if self._conn is not None:
             with contextlib.suppress(sqlite3.Error):
                 self._conn.close()

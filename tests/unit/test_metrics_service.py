@@ -20,6 +20,7 @@ import pytest
 from observer import store
 from observer.config import MetricsConfig
 from observer.metrics import service as metrics_service
+from observer.metrics import snapshot
 from observer.metrics.service import MetricsService
 from observer.model import Run, Source
 from tests.unit.recorded_runs import NOW_USEC, SECOND, invocation, write_store
@@ -167,3 +168,39 @@ async def test_a_running_unit_shows_as_running_once_the_daemon_sees_it(tmp_path:
         assert 'observer_running_since_timestamp_seconds{host="host1",unit="backup.service"}' in (
             get(url)
         )
+
+
+def test_an_idle_refresh_reads_nothing_until_a_run_is_committed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = write_store(tmp_path / "observer.db")
+    service = MetricsService(FakeDaemon(), db, MetricsConfig(listen=""))
+    readings: list[int] = []
+    real = snapshot.read_unit_states
+
+    def counted(*args: Any) -> Any:
+        readings.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(metrics_service, "read_unit_states", counted)
+    try:
+        service._refresh({})
+        service._refresh({})
+        service._refresh({})
+        assert len(readings) == 1  # nothing was committed since the first reading
+
+        conn = store.open_for_writing(db)
+        ended = Run(
+            "sync.service", invocation(40), "host1", Source.BUS,
+            started_usec=NOW_USEC, finished_usec=NOW_USEC + SECOND, result="success",
+        )  # fmt: skip
+        store.write_batch(conn, store.Batch(runs=[ended]))
+        conn.close()
+        service._refresh({})
+        assert len(readings) == 2
+        assert b'unit="sync.service"' in service._snapshot_bytes
+        service._refresh({"worker.service": invocation(41)})  # a run began: read again
+        assert len(readings) == 3
+    finally:
+        service._reset_connection()  # the connection belongs to this thread here
+        service._executor.shutdown()
