@@ -1,5 +1,7 @@
 """Alerts: when a unit keeps failing, recovers, misses a run, goes stale or runs slow.
 
-``rules`` decides (pure), ``state`` applies the rules to the store, ``delivery`` sends
-through apprise, ``service`` runs it all inside the daemon, ``cli`` is `observer alerts`.
+``config`` reads ``[alerts]``, ``rules`` decides (pure), ``state`` applies the rules to the
+store, ``outbox`` keeps the deliveries due, ``message`` writes them, ``secrets`` reads the
+channels' URLs, ``send`` delivers through apprise, ``service`` runs it all inside the
+daemon, ``cli`` is `observer alerts`.
 """

@@ -101,7 +101,7 @@ def credential_path(name: str) -> Path:
     if not directory:
         raise ConfigError(
             f"credential {name!r}: $CREDENTIALS_DIRECTORY is not set: run observer from a "
-            f"unit with LoadCredential={name}:/path/to/file (see the README's alerts section)"
+            f"unit with LoadCredential={name}:/path/to/file (see docs/alerts.md)"
         )
     return Path(directory) / name
 

@@ -99,15 +99,25 @@ class AlertLedger:
         units = {row[0] for row in self.conn.execute("SELECT unit FROM alert_state")}
         units.update(row[0] for row in self.conn.execute("SELECT DISTINCT service FROM timers"))
         units.update(u.pattern for u in self.config.units if not set("*?[") & set(u.pattern))
+        # Every unit's facts in three reads; a unit whose judgement changes nothing costs no
+        # write, so an idle pass is these reads and the pure rules.
+        with self.conn:
+            states = {
+                row[0]: UnitAlertState(*row)
+                for row in self.conn.execute(f"SELECT {_STATE_COLUMNS} FROM alert_state")
+            }
+            facts = self._all_facts(since)
         for unit in sorted(units):
             if not self.observes(unit):
                 continue
             with self.conn:
-                state = self._state(unit, since, now_usec)
+                known = states.get(unit)
+                state = known or self._state(unit, since, now_usec)
+                unit_facts = facts.get(unit) or UnitFacts(watched_since_usec=since)
                 rules = self.config.rules_for(unit)
-                facts = self._facts(unit, since)
-                new_state, made = judge_schedule(state, facts, rules, now_usec)
-                self._record(state, new_state, made, now_usec)
+                new_state, made = judge_schedule(state, unit_facts, rules, now_usec)
+                if known is None or new_state != state or made:
+                    self._record(state, new_state, made, now_usec)
             alerts += made
         return alerts
 
@@ -181,24 +191,24 @@ class AlertLedger:
         )
         return [max(0, usec) / 1e6 for (usec,) in rows]
 
-    def _facts(self, unit: str, since: int) -> UnitFacts:
-        timers = tuple(
-            TimerFacts(*row)
-            for row in self.conn.execute(
-                "SELECT timer, next_elapse_usec, last_trigger_usec FROM timers WHERE service = ? "
-                "ORDER BY timer",
-                (unit,),
+    def _all_facts(self, since: int) -> dict[str, UnitFacts]:
+        """``_facts`` of every unit with runs or a timer, from the kept unit summaries."""
+        timers: dict[str, list[TimerFacts]] = {}
+        for service, *timer in self.conn.execute(
+            "SELECT service, timer, next_elapse_usec, last_trigger_usec FROM timers ORDER BY timer"
+        ):
+            timers.setdefault(service, []).append(TimerFacts(*timer))
+        facts = {
+            unit: UnitFacts(timers=tuple(t), watched_since_usec=since) for unit, t in timers.items()
+        }
+        for unit, run_id, started, finished, invocation in self.conn.execute(
+            "SELECT u.unit, r.id, r.started_usec, r.finished_usec, r.invocation_id "
+            "FROM unit_summary u JOIN runs r ON r.id = u.newest_run_id"
+        ):
+            facts[unit] = UnitFacts(
+                run_id, started, finished, invocation, tuple(timers.get(unit, ())), since
             )
-        )
-        newest = self.conn.execute(
-            "SELECT id, started_usec, finished_usec, invocation_id FROM runs WHERE unit = ? "
-            "ORDER BY COALESCE(started_usec, finished_usec) DESC, id DESC LIMIT 1",
-            (unit,),
-        ).fetchone()
-        if newest is None:
-            return UnitFacts(timers=timers, watched_since_usec=since)
-        run_id, started, finished, invocation = newest
-        return UnitFacts(run_id, started, finished, invocation, timers, since)
+        return facts
 
     def _record(
         self, before: UnitAlertState, after: UnitAlertState, alerts: list[Alert], now_usec: int
