@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from observer import summary
-from observer.model import SUCCESS_RESULTS, ObserverError, UnknownUnitError, signal_name
+from observer.model import SUCCESS_RESULTS, ObserverError, UnknownUnitError, exit_facts
 
 # Unit types systemd knows: a name ending in one of these is a full unit name.
 _UNIT_SUFFIXES = (
@@ -396,8 +396,7 @@ def with_gaps(lines: Sequence[LoggedLine], total: int) -> list[LoggedLine | Drop
 
 
 def _recorded_run(row: sqlite3.Row) -> RecordedRun:
-    exit_code, exit_status = row["exit_code"], row["exit_status"]
-    killed = exit_code in ("killed", "dumped") and exit_status is not None
+    exit_status, signal = exit_facts(row["exit_code"], row["exit_status"])
     return RecordedRun(
         id=row["id"],
         unit=row["unit"],
@@ -409,8 +408,8 @@ def _recorded_run(row: sqlite3.Row) -> RecordedRun:
         started_usec=row["started_usec"],
         finished_usec=row["finished_usec"],
         result=row["result"],
-        exit_status=exit_status if exit_code == "exited" else None,
-        signal=signal_name(exit_status) if killed else None,
+        exit_status=exit_status,
+        signal=signal,
         restarts=row["restarts"],
         output_truncated=row["dropped_lines"] > 0 or row["dropped_bytes"] > 0,
     )

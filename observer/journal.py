@@ -184,7 +184,8 @@ class JournalFollower:
                     self._deliver(batch)
                     if len(batch.events) >= BATCH_SIZE:
                         continue
-                reader.wait(0.25)  # type: ignore[attr-defined]
+                # Wakes as soon as the journal changes; the timeout only bounds a stop.
+                reader.wait(1.0)  # type: ignore[attr-defined]
         except BaseException as e:  # the daemon notices and reports it
             log.exception("journal reader failed")
             self.failure = e

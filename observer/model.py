@@ -39,6 +39,15 @@ def signal_name(number: int) -> str:
         return str(number)
 
 
+def exit_facts(exit_code: str | None, exit_status: int | None) -> tuple[int | None, str | None]:
+    """A main process's end as people read it: its exit status, or the signal that ended it."""
+    killed = exit_code in ("killed", "dumped") and exit_status is not None
+    return (
+        exit_status if exit_code == "exited" else None,
+        signal_name(exit_status) if killed and exit_status is not None else None,
+    )
+
+
 # systemd's Result strings that mean the run succeeded.
 SUCCESS_RESULTS = frozenset({"success"})
 

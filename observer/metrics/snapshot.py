@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from observer import summary
-from observer.model import signal_name
+from observer.model import exit_facts
 
 # Upper bounds (seconds) of the run duration histogram: jobs take from a blink to hours.
 DURATION_BUCKETS = (
@@ -149,15 +149,14 @@ def _state_of(
     ).fetchone()
     if newest is None:
         return state
-    exit_code, exit_status = newest["exit_code"], newest["exit_status"]
-    killed = exit_code in ("killed", "dumped") and exit_status is not None
+    exit_status, signal = exit_facts(newest["exit_code"], newest["exit_status"])
     return dataclasses.replace(
         state,
         last_start_usec=newest["started_usec"],
         last_end_usec=newest["finished_usec"],
         last_result=newest["result"],
-        last_exit_status=exit_status if exit_code == "exited" else None,
-        last_signal=signal_name(exit_status) if killed else None,
+        last_exit_status=exit_status,
+        last_signal=signal,
         restarts=newest["restarts"],
     )
 
