@@ -436,28 +436,25 @@ class OutputSummary:
     last_usec: int
 
 
-@dataclass(frozen=True, slots=True)
-class UnitSignature:
-    """Sums over a unit's runs and their output that change whenever any of them does."""
+def unit_versions(conn: sqlite3.Connection) -> dict[str, int]:
+    """Per unit, a version that grows whenever any of its runs or their output changes.
 
-    runs: int
-    sums: tuple[float, ...]
-
-
-def unit_signatures(conn: sqlite3.Connection) -> dict[str, UnitSignature]:
-    """Per unit with runs: how many, and a signature of all of them (one pass over the table).
-
-    A stored run only ever gains facts (each field keeps its first value, a start only moves
-    earlier) and its output only grows or loses lines: each of those moves one of the sums.
+    A unit missing from the answer has version 0: nothing changed since the database gained
+    the versions (schema 4).
     """
-    rows = conn.execute(
-        "SELECT r.unit, COUNT(*), MAX(r.id), TOTAL(r.started_usec), TOTAL(r.finished_usec), "
-        "COUNT(r.finished_usec), COUNT(r.result), COUNT(r.exit_status), COUNT(r.trigger), "
-        "COUNT(r.boot_id), TOTAL(r.restarts), COUNT(s.invocation_id), TOTAL(s.lines), "
-        "TOTAL(s.bytes), TOTAL(s.dropped_lines), TOTAL(s.dropped_bytes), TOTAL(s.last_usec) "
-        f"FROM {_RUNS_FROM} GROUP BY r.unit"
-    )
-    return {row[0]: UnitSignature(int(row[1]), tuple(row[2:])) for row in rows}
+    return {row[0]: int(row[1]) for row in conn.execute("SELECT unit, version FROM unit_changes")}
+
+
+def run_count(conn: sqlite3.Connection, unit: str) -> int:
+    """How many runs of ``unit`` are recorded, finished or not (a walk of its index)."""
+    row = conn.execute("SELECT COUNT(*) FROM runs WHERE unit = ?", (unit,)).fetchone()
+    return int(row[0])
+
+
+def unit_hosts(conn: sqlite3.Connection, unit: str) -> list[str]:
+    """The host names runs of ``unit`` were recorded on, in name order."""
+    rows = conn.execute("SELECT DISTINCT host FROM runs WHERE unit = ? ORDER BY host", (unit,))
+    return [row[0] for row in rows]
 
 
 def next_runs(conn: sqlite3.Connection) -> dict[str, int]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from observer import summary
+from observer import store, summary
 
 
 def prune(
@@ -85,7 +85,9 @@ def prune_some(conn: sqlite3.Connection, limit: int) -> tuple[int, int]:
         for table in ("runs", "output", "output_stats", "doomed"):
             cursor = conn.executemany(f"DELETE FROM {table} WHERE invocation_id = ?", ids)
             deleted = cursor.rowcount if table == "runs" else deleted
-        summary.refresh(conn, {str(row[1]) for row in rows})
+        units = {str(row[1]) for row in rows}
+        summary.refresh(conn, units)
+        store.note_changed(conn, units)
     return len(rows), max(0, int(deleted))
 
 

@@ -7,6 +7,7 @@ import os
 import pwd
 import sqlite3
 import urllib.parse
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,11 +108,21 @@ CREATE TABLE IF NOT EXISTS alert_attempts (
 ) WITHOUT ROWID;
 """
 
+# Schema 4: a version per unit, bumped by every write that changes the unit's runs or their
+# output (``note_changed``), so that a reader finds what changed without reading the runs. Not
+# derived state: a unit without a row has version 0, and versions only ever grow.
+_UNIT_CHANGES = """
+CREATE TABLE IF NOT EXISTS unit_changes (
+    unit TEXT PRIMARY KEY,
+    version INTEGER NOT NULL
+) WITHOUT ROWID;
+"""
+
 # Schema upgrades, in order: step i brings a database of schema i + 1 to schema i + 2. A new
 # database gets SCHEMA and then every step. Only ever append; each step must be idempotent
 # (CREATE ... IF NOT EXISTS), so that two processes upgrading at once do no harm.
 # Schema 3: the per-unit summaries (observer/summary.py) and the indexes the reads walk.
-MIGRATIONS: list[str] = [_ALERT_TABLES, summary.TABLE + summary.INDEXES]
+MIGRATIONS: list[str] = [_ALERT_TABLES, summary.TABLE + summary.INDEXES, _UNIT_CHANGES]
 # The schema whose upgrade fills unit_summary from the runs table.
 _SUMMARY_SCHEMA = 3
 # The whole current schema, for a database that is made and not upgraded (tests).
@@ -390,8 +401,28 @@ def write_batch(conn: sqlite3.Connection, batch: Batch) -> list[Run]:
                 "INSERT OR REPLACE INTO state VALUES ('journal_cursor', ?)",
                 (batch.journal_cursor,),
             )
-        summary.refresh(conn, {run.unit for run in batch.runs})
+        units = {run.unit for run in batch.runs}
+        summary.refresh(conn, units)
+        # Output of a run written by an earlier batch (a late line): find its unit.
+        known = {run.invocation_id for run in batch.runs}
+        output = {ln.invocation_id for ln in batch.lines} | {iid for iid, _ in batch.dropped}
+        for invocation_id in sorted((output | batch.counts.keys()) - known):
+            row = conn.execute(
+                "SELECT unit FROM runs WHERE invocation_id = ?", (invocation_id,)
+            ).fetchone()
+            if row is not None:
+                units.add(row[0])
+        note_changed(conn, units)
     return newly_finished
+
+
+def note_changed(conn: sqlite3.Connection, units: Iterable[str]) -> None:
+    """Bump the version of ``units``, whose runs or output changed (in the caller's transaction)."""
+    conn.executemany(
+        "INSERT INTO unit_changes (unit, version) VALUES (?, 1) "
+        "ON CONFLICT (unit) DO UPDATE SET version = version + 1",
+        [(unit,) for unit in sorted(set(units))],
+    )
 
 
 def read_state(conn: sqlite3.Connection, key: str) -> str | None:

@@ -2,14 +2,18 @@
 
 The pages need no server and no JavaScript: inline CSS and SVG, links between files. Every
 page is written to a temporary file beside it and renamed into place, the overview last.
-Run pages whose run and output have not changed since they were written are left alone.
+
+What a generation costs follows what changed: each unit has a version the writers bump
+(``store.note_changed``), and the manifest keeps, per unit, the version its pages were
+written at, its row of the overview and a fingerprint of each run page. A unit whose version
+and next run are unchanged and whose pages are all there is not read again; of a unit read
+again, only the run pages whose fingerprint changed are written.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import re
+import os
 import socket
 import sqlite3
 import time
@@ -22,19 +26,37 @@ from observer.dashboard import charts
 from observer.dashboard.site import (
     MANIFEST,
     DashboardError,
+    Listing,
+    Manifest,
+    PageSet,
+    UnitEntry,
+    Writer,
+    list_directory,
+    manifest_json,
     read_manifest,
     remove_stale,
     template,
     write_atomically,
 )
-from observer.output import dropped_marker, printable
-from observer.render import count, human_duration, local_time, run_facts, table_time
+from observer.dashboard.views import (
+    health,
+    output_rows,
+    overview_order,
+    percent,
+    run_kind,
+    run_page,
+    run_row,
+    sample,
+    unit_page,
+    unit_row,
+)
+from observer.render import human_duration, local_time, run_facts, table_time
+
+__all__ = ["INDEX", "Cache", "Limits", "Report", "Stopped", "generate", "run_page", "unit_page"]
 
 # Bump when a run page would look different for the same run: old pages are then rewritten.
 PAGE_FORMAT = 1
 INDEX = "index.html"
-_UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
-_PRIORITIES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,64 +83,18 @@ class Stopped(Exception):
     """Generation was asked to stop; the overview was not rewritten."""
 
 
-def unit_page(unit: str, page: int = 1) -> str:
-    """A file name for a unit's page, safe for any unit name: readable part plus a hash."""
-    slug = _UNSAFE_IN_NAME.sub("_", unit)[:48]
-    digest = hashlib.sha256(unit.encode("utf-8", "surrogatepass")).hexdigest()[:12]
-    return f"unit-{slug}-{digest}{'' if page == 1 else f'-{page}'}.html"
-
-
-def run_page(run_id: int) -> str:
-    return f"run-{int(run_id)}.html"
-
-
-# -- what the pages show -----------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class RunRow:
-    id: int
-    href: str
-    started: str
-    duration: str
-    result: str
-    kind: str
-    exit: str
-    trigger: str
-    truncated: bool
-
-
-@dataclass(frozen=True, slots=True)
-class UnitRow:
-    unit: str
-    href: str
-    health: str  # failing, running, ok, idle
-    last_result: str
-    result_kind: str  # ok, fail, running, unknown: the CSS class
-    last_run: str
-    last_run_href: str | None
-    next_run: str
-    success_rate: str
-    consecutive_failures: int
-    p95: str
-    sparkline: charts.Sparkline
-
-
-@dataclass(frozen=True, slots=True)
-class OutputRow:
-    time: str
-    priority: str
-    priority_class: str
-    text: str
-    dropped: bool = False
+def _write_file(path: Path, data: bytes) -> None:
+    write_atomically(path, data)  # looked up at each call: tests watch the order of writes
 
 
 @dataclass(slots=True)
 class _Site:
-    """Where pages go: written atomically, remembered so that stale ones can be removed."""
+    """Where pages go: written atomically, in order, remembered so that stale ones go."""
 
     directory: Path
     should_stop: Callable[[], bool]
+    listing: Listing
+    writer: Writer
     names: set[str] = field(default_factory=set)
     written: int = 0
     unchanged: int = 0
@@ -128,35 +104,44 @@ class _Site:
             raise Stopped
         self.names.add(name)
         self.written += 1
-        write_atomically(self.directory / name, text.encode("utf-8"))
+        self.writer.put(self.directory / name, text.encode("utf-8"))
 
     def keep(self, name: str) -> None:
         self.names.add(name)
         self.unchanged += 1
 
+    def keep_all(self, pages: PageSet) -> bool:
+        """Keep these pages if they are all there; False if one is missing."""
+        names = pages.names()
+        if not self.listing.names.issuperset(names):
+            return False
+        self.names.update(names)
+        self.unchanged += len(names)
+        return True
 
-@dataclass(slots=True)
-class _Unit:
-    """What a generation read of one unit, and the pages it wrote for it."""
 
-    key: tuple[object, ...]  # changes whenever any of the unit's runs or its next run does
+@dataclass(frozen=True, slots=True)
+class _Read:
+    """What a generation read of a unit whose pages it writes."""
+
     status: history.UnitStatus
     stats: history.UnitStats
     runs: list[history.RecordedRun]
     recorded: int
-    pages: dict[str, str] | None = None  # name -> fingerprint (run pages) or "" (unit pages)
+    hosts: tuple[str, ...]
 
 
 @dataclass(slots=True)
 class Cache:
-    """What the last generation into a directory read, per unit.
+    """What the last generation into a directory wrote, per unit (the manifest, in memory).
 
-    The daemon keeps one across rewrites, so that a rewrite reads and writes again only
-    the units whose runs changed (and the overview); without one, everything is read.
+    The daemon keeps one across rewrites, so that it reads the manifest only once; without
+    one, a generation starts from the manifest on disk.
     """
 
-    setting: tuple[object, ...] = ()
-    units: dict[str, _Unit] = field(default_factory=dict)
+    setting: str = ""
+    hosts: tuple[str, ...] = ()
+    units: dict[str, UnitEntry] = field(default_factory=dict)
 
 
 def generate(
@@ -175,174 +160,151 @@ def generate(
         directory.mkdir(mode=0o750, parents=True, exist_ok=True)
     except OSError as e:
         raise DashboardError(f"cannot create {str(directory)!r}: {e.strerror}") from e
-    site = _Site(directory, should_stop)
-    manifest = read_manifest(directory, PAGE_FORMAT)
-    fingerprints: dict[str, str] = {}
+    site = _Site(directory, should_stop, list_directory(directory), Writer(_write_file))
     began = not conn.in_transaction
     if began:
         conn.execute("BEGIN")  # every page from one snapshot, while the daemon writes on
     try:
-        hosts = history.recorded_hosts(conn) or [socket.gethostname()]
-        setting = (directory, limits, hosts, time.tzname, time.timezone)
+        setting = _setting(conn, directory, limits)
         if cache.setting != setting:
-            cache.setting, cache.units = setting, {}
-        units = _read_units(conn, cache.units, limits)
-        cache.units = units
+            kept = read_manifest(directory, setting) or Manifest(setting, (), {})
+            cache.setting, cache.hosts, cache.units = setting, kept.hosts, kept.units
+        units, read = _read_units(conn, cache, limits)
+        hosts = tuple(sorted({h for u in units.values() for h in u.hosts})) or (
+            socket.gethostname(),
+        )
+        if hosts != cache.hosts and len(read) < len(units):
+            # Every page names the hosts: read the other units too, to write all pages again.
+            fresh = {name: units[name] for name in read}
+            units, more = _read_units(conn, Cache(setting, hosts, fresh), limits)
+            read.update(more)
         common = {
             "version": __version__,
             "host": ", ".join(hosts),
             "generated": table_time(now_usec),
             "timezone": local_time(now_usec).strftime("UTC%z"),
         }
-        shown = sorted(units.values(), key=lambda u: _overview_order(u.status))[: limits.units]
+        ordered = sorted(units.values(), key=lambda u: overview_order(u.row))
+        shown, hidden = ordered[: limits.units], ordered[limits.units :]
         for unit in shown:
-            if unit.pages is not None and all((directory / n).is_file() for n in unit.pages):
-                for name in unit.pages:
-                    site.keep(name)
-            else:
-                outputs = history.output_summaries(conn, unit.status.unit, limits.history_runs)
-                pages = _write_run_pages(conn, site, unit.runs, outputs, manifest, limits, common)
-                for name in _write_unit_pages(site, unit, limits, common):
-                    pages[name] = ""
-                unit.pages = pages
-            fingerprints.update((name, f) for name, f in unit.pages.items() if f)
-        rows = [_unit_row(unit, limits) for unit in shown]
+            name = unit.row.unit
+            if name not in read and unit.pages is not None and site.keep_all(unit.pages):
+                continue
+            known = cache.units.get(name)
+            written = {} if known is None or known.pages is None else known.pages.fingerprints()
+            unit.pages = PageSet.of(
+                _write_pages(
+                    conn, site, read.get(name) or _read(conn, name, limits), written, limits, common
+                )
+            )
+        for unit in hidden:
+            unit.pages = None  # removed below, as stale
         site.write(
             INDEX,
             template("overview.html.j2").render(
                 **common,
-                rows=rows,
+                rows=[unit.row for unit in shown],
                 units=len(units),
-                hidden=len(units) - len(shown),
-                failing=sum(1 for u in units.values() if health(u.status) == "failing"),
-                running=sum(1 for u in units.values() if u.status.running),
+                hidden=len(hidden),
+                failing=sum(1 for u in units.values() if u.row.health == "failing"),
+                running=sum(1 for u in units.values() if u.running),
             ),
         )
+        site.writer.close()
+    except BaseException:
+        site.writer.abandon()
+        raise
     finally:
         if began:
             conn.rollback()
-    write_atomically(
-        directory / MANIFEST,
-        json.dumps({"format": PAGE_FORMAT, "pages": fingerprints}).encode(),
-    )
-    return Report(site.written, site.unchanged, remove_stale(directory, site.names))
+    cache.hosts, cache.units = hosts, units
+    write_atomically(directory / MANIFEST, manifest_json(Manifest(setting, hosts, units)))
+    return Report(site.written, site.unchanged, remove_stale(directory, site.listing, site.names))
+
+
+def _setting(conn: sqlite3.Connection, directory: Path, limits: Limits) -> str:
+    """What every page depends on besides its unit: when it changes, every page is written."""
+    database = None
+    for _, name, path in conn.execute("PRAGMA database_list"):
+        if name == "main" and path:
+            try:
+                info = os.stat(path)
+            except OSError:
+                break
+            # Another database (or a new one in its place) has versions of its own.
+            database = (path, info.st_dev, info.st_ino)
+    setting = (PAGE_FORMAT, __version__, str(directory), database, limits, time.tzname)
+    text = repr((*setting, time.timezone))
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _read_units(
-    conn: sqlite3.Connection, known: dict[str, _Unit], limits: Limits
-) -> dict[str, _Unit]:
-    """Every unit with runs or a timer: read again where its runs changed, else as known."""
-    signatures = history.unit_signatures(conn)
+    conn: sqlite3.Connection, cache: Cache, limits: Limits
+) -> tuple[dict[str, UnitEntry], dict[str, _Read]]:
+    """Every unit with runs or a timer, as known where its key is unchanged, else read again;
+    and what was read."""
+    versions = history.unit_versions(conn)
     scheduled = history.next_runs(conn)
-    keys = {name: (signatures.get(name), scheduled.get(name)) for name in {*signatures, *scheduled}}
+    names = {*history.recorded_units(conn), *scheduled}
+    keys = {name: (versions.get(name, 0), scheduled.get(name)) for name in names}
     units = {
-        name: known[name] for name, key in keys.items() if name in known and known[name].key == key
+        name: unit for name, unit in cache.units.items() if name in keys and unit.key == keys[name]
     }
+    read = {}
     for status, stats in history.unit_summaries(conn, keys.keys() - units.keys()):
-        name = status.unit
-        signature = signatures.get(name)
-        units[name] = _Unit(
-            key=keys[name],
-            status=status,
-            stats=stats,
-            runs=history.unit_history(conn, name, limits.history_runs),
-            recorded=0 if signature is None else signature.runs,
-        )
-    return units
+        read[status.unit] = unit = _read_more(conn, status, stats, limits)
+        row = unit_row(status, stats, unit.runs, limits.sparkline_runs)
+        units[status.unit] = UnitEntry(keys[status.unit], unit.hosts, row, status.running, None)
+    return units, read
 
 
-def _overview_order(status: history.UnitStatus) -> tuple[int, int, str]:
-    failing = status.consecutive_failures > 0
-    return (0 if failing else 1, -status.consecutive_failures, status.unit)
-
-
-def health(status: history.UnitStatus) -> str:
-    """failing (its newest finished run failed), running, ok, or idle (never finished)."""
-    if status.consecutive_failures > 0:
-        return "failing"
-    if status.running:
-        return "running"
-    if status.success_rate is not None:
-        return "ok"
-    return "idle"
-
-
-def _run_kind(run: history.RecordedRun) -> str:
-    if run.running:
-        return "running"
-    return "fail" if run.failed else "ok"
-
-
-def _exit_text(run: history.RecordedRun) -> str:
-    if run.signal is not None:
-        return f"SIG{run.signal}" if not run.signal.isdecimal() else f"signal {run.signal}"
-    return "-" if run.exit_status is None else str(run.exit_status)
-
-
-def _run_title(run: history.RecordedRun) -> str:
-    result = "running" if run.running else run.result or "unknown result"
-    return (
-        f"run {run.id}: {table_time(run.started_usec)}, "
-        f"{human_duration(run.duration_seconds)}, {result}"
+def _read_more(
+    conn: sqlite3.Connection,
+    status: history.UnitStatus,
+    stats: history.UnitStats,
+    limits: Limits,
+) -> _Read:
+    unit = status.unit
+    return _Read(
+        status=status,
+        stats=stats,
+        runs=history.unit_history(conn, unit, limits.history_runs),
+        recorded=history.run_count(conn, unit),
+        hosts=tuple(history.unit_hosts(conn, unit)),
     )
 
 
-def _sample(run: history.RecordedRun) -> charts.Sample:
-    return charts.Sample(
-        started_usec=run.started_usec,
-        seconds=run.duration_seconds,
-        kind=_run_kind(run),
-        title=_run_title(run),
-        href=run_page(run.id),
-    )
+def _read(conn: sqlite3.Connection, unit: str, limits: Limits) -> _Read:
+    """A unit whose key is unchanged, but whose pages are missing."""
+    [(status, stats)] = history.unit_summaries(conn, [unit])
+    return _read_more(conn, status, stats, limits)
 
 
-def _unit_row(unit: _Unit, limits: Limits) -> UnitRow:
-    status, runs = unit.status, unit.runs
-    newest = runs[0] if runs else None
-    return UnitRow(
-        unit=status.unit,
-        href=unit_page(status.unit),
-        health=health(status),
-        last_result=status.last_result or "-",
-        result_kind=_run_kind(newest) if newest is not None else "unknown",
-        last_run=table_time(status.last_started_usec),
-        last_run_href=None if newest is None else run_page(newest.id),
-        next_run=table_time(status.next_run_usec),
-        success_rate=_percent(status.success_rate),
-        consecutive_failures=status.consecutive_failures,
-        p95=human_duration(unit.stats.duration_p95_seconds),
-        sparkline=charts.sparkline([_sample(r) for r in reversed(runs)], limits.sparkline_runs),
-    )
-
-
-def _run_row(run: history.RecordedRun) -> RunRow:
-    return RunRow(
-        id=run.id,
-        href=run_page(run.id),
-        started=table_time(run.started_usec),
-        duration=human_duration(run.duration_seconds),
-        result="running" if run.running else run.result or "-",
-        kind=_run_kind(run),
-        exit=_exit_text(run),
-        trigger=run.trigger or "-",
-        truncated=run.output_truncated,
-    )
-
-
-def _percent(rate: float | None) -> str:
-    return "-" if rate is None else f"{rate:.1%}"
+def _write_pages(
+    conn: sqlite3.Connection,
+    site: _Site,
+    unit: _Read,
+    written: dict[str, str],
+    limits: Limits,
+    common: dict[str, str],
+) -> dict[str, str]:
+    """Write a unit's pages, and of its run pages those that changed: name -> fingerprint."""
+    outputs = history.output_summaries(conn, unit.status.unit, limits.history_runs)
+    pages = _write_run_pages(conn, site, unit.runs, outputs, written, limits, common)
+    for name in _write_unit_pages(site, unit, limits, common):
+        pages[name] = ""
+    return pages
 
 
 def _write_unit_pages(
-    site: _Site, unit: _Unit, limits: Limits, common: dict[str, str]
+    site: _Site, unit: _Read, limits: Limits, common: dict[str, str]
 ) -> list[str]:
     status, stats, runs = unit.status, unit.stats, unit.runs
     count = max(1, -(-len(runs) // limits.page_runs))
     names = [unit_page(status.unit, n) for n in range(1, count + 1)]
     facts = [
         ("Runs", str(unit.recorded)),
-        ("Success", _percent(status.success_rate)),
+        ("Success", percent(status.success_rate)),
         ("Failed in a row", str(status.consecutive_failures)),
         ("p50", human_duration(stats.duration_p50_seconds)),
         ("p95", human_duration(stats.duration_p95_seconds)),
@@ -351,7 +313,7 @@ def _write_unit_pages(
         ("Last failure", table_time(stats.last_failure_usec)),
         ("Next run", table_time(status.next_run_usec)),
     ]
-    duration_chart = charts.chart([_sample(run) for run in runs])
+    duration_chart = charts.chart([sample(run) for run in runs])
     for page, name in enumerate(names, start=1):
         shown = runs[(page - 1) * limits.page_runs : page * limits.page_runs]
         site.write(
@@ -362,7 +324,7 @@ def _write_unit_pages(
                 health=health(status),
                 facts=facts,
                 chart=duration_chart,
-                rows=[_run_row(run) for run in shown],
+                rows=[run_row(run) for run in shown],
                 page=page,
                 pages=list(enumerate(names, start=1)),
                 newer=names[page - 2] if page > 1 else None,
@@ -380,7 +342,7 @@ def _write_run_pages(
     site: _Site,
     runs: Sequence[history.RecordedRun],
     outputs: dict[str, history.OutputSummary],
-    manifest: dict[str, str],
+    written: dict[str, str],
     limits: Limits,
     common: dict[str, str],
 ) -> dict[str, str]:
@@ -393,7 +355,7 @@ def _write_run_pages(
         shown = (outputs.get(run.invocation_id), newer, older, common["host"], limits.output_lines)
         fingerprint = _fingerprint(run, shown)
         fingerprints[name] = fingerprint
-        if manifest.get(name) == fingerprint and (site.directory / name).is_file():
+        if written.get(name) == fingerprint and name in site.listing.names:
             site.keep(name)
             continue
         detail = history.run_detail(conn, str(run.id))
@@ -402,11 +364,11 @@ def _write_run_pages(
             template("run.html.j2").render(
                 **{**common, "generated": table_time(time.time_ns() // 1000)},
                 run=run,
-                kind=_run_kind(run),
+                kind=run_kind(run),
                 result="running" if run.running else run.result or "-",
                 unit_href=unit_page(run.unit),
                 facts=run_facts(detail),
-                lines=_output_rows(detail, limits.output_lines),
+                lines=output_rows(detail, limits.output_lines),
                 newer=newer,
                 older=older,
             ),
@@ -418,36 +380,3 @@ def _fingerprint(run: history.RecordedRun, shown: tuple[object, ...]) -> str:
     """Changes whenever what the run's page shows would change."""
     key = repr((PAGE_FORMAT, __version__, time.tzname, time.timezone, run, shown))
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:20]
-
-
-def _output_rows(detail: history.RunDetail, limit: int) -> list[OutputRow]:
-    entries = list(detail.output)
-    hidden: list[history.LoggedLine | history.DroppedLines] = []
-    if len(entries) > limit:
-        # Keep the start and the end, as the output budget does.
-        head, tail = limit // 2, limit - limit // 2
-        hidden = entries[head : len(entries) - tail]
-        entries = [*entries[:head], *entries[len(entries) - tail :]]
-    rows = []
-    for i, entry in enumerate(entries):
-        if hidden and i == limit // 2:
-            stored = sum(1 for e in hidden if isinstance(e, history.LoggedLine))
-            rows.append(
-                OutputRow(
-                    "", "", "", f"[... {count(stored, 'more line')} not shown here: "
-                    f"'observer show {detail.run.id}' prints them all ...]", dropped=True,
-                )
-            )  # fmt: skip
-        if isinstance(entry, history.DroppedLines):
-            rows.append(OutputRow("", "", "", dropped_marker(entry.lines), dropped=True))
-            continue
-        priority = entry.priority
-        rows.append(
-            OutputRow(
-                time=local_time(entry.realtime_usec).strftime("%H:%M:%S.%f")[:-3],
-                priority=_PRIORITIES[priority] if 0 <= priority < 8 else str(priority),
-                priority_class=f"p{priority}" if 0 <= priority < 8 else "",
-                text=printable(entry.message),
-            )
-        )
-    return rows

@@ -6,17 +6,25 @@ import contextlib
 import functools
 import json
 import os
+import queue
 import re
 import tempfile
+import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import jinja2
 import markupsafe
 
+from observer.dashboard.views import SparklineView, UnitRow
 from observer.model import ObserverError
 
 MANIFEST = ".observer-dashboard.json"
+# Bump when the manifest's shape changes: a manifest of another format is ignored.
+MANIFEST_FORMAT = 2
 _TEMP_PREFIX = ".observer-"
 _TEMP_SUFFIX = ".tmp"
 # Only files with these names are ours to replace or remove: the directory may hold others.
@@ -73,41 +81,185 @@ def template(name: str) -> jinja2.Template:
     return _environment().get_template(name)
 
 
-def read_manifest(directory: Path, page_format: int) -> dict[str, str]:
-    """Fingerprints of the run pages already written; empty when unknown or of another format."""
+@dataclass(frozen=True, slots=True)
+class PageSet:
+    """A unit's pages with their fingerprints, as one string: ``name fingerprint name ...``.
+
+    The manifest holds one per unit; kept as text, it costs next to nothing to read and
+    write back for the many units a generation does not touch.
+    """
+
+    text: str
+
+    @classmethod
+    def of(cls, fingerprints: dict[str, str]) -> PageSet:
+        """From fingerprints by page name ("" for a page without one)."""
+        return cls(" ".join(f"{name} {value or '-'}" for name, value in fingerprints.items()))
+
+    def names(self) -> list[str]:
+        return self.text.split(" ")[::2] if self.text else []
+
+    def fingerprints(self) -> dict[str, str]:
+        words = self.text.split(" ") if self.text else []
+        return dict(zip(words[::2], words[1::2], strict=True))
+
+
+@dataclass(slots=True)
+class UnitEntry:
+    """What a generation wrote of one unit, as the manifest keeps it for the next one."""
+
+    key: tuple[int, int | None]  # the unit's version (store.note_changed) and its next run
+    hosts: tuple[str, ...]  # where its runs were recorded
+    row: UnitRow  # its row of the overview
+    running: bool
+    pages: PageSet | None  # None: not written (not on the overview)
+
+
+@dataclass(slots=True)
+class Manifest:
+    """The manifest of a directory: for the setting the pages were written in, each unit."""
+
+    setting: str
+    hosts: tuple[str, ...]
+    units: dict[str, UnitEntry]
+
+
+def read_manifest(directory: Path, setting: str) -> Manifest | None:
+    """The manifest, if it is of this format and setting; None when missing or unusable."""
     try:
         data = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(data, dict) or data.get("format") != page_format:
-        return {}
-    pages = data.get("pages")
-    if not isinstance(pages, dict):
-        return {}
-    return {str(k): str(v) for k, v in pages.items()}
+        if data.get("format") != MANIFEST_FORMAT or data.get("setting") != setting:
+            return None
+        units = {str(name): _entry(value) for name, value in data["units"].items()}
+        return Manifest(setting, tuple(str(h) for h in data["hosts"]), units)
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None
 
 
-def remove_stale(directory: Path, current: set[str]) -> int:
-    """Remove our pages that no longer belong (pruned runs, older pages), and old temp files."""
-    removed = 0
-    horizon = time.time() - _STALE_TEMP_SECONDS
+def _entry(value: Any) -> UnitEntry:
+    version, next_run = value["key"]
+    *fields, (width, height, title, paths) = value["row"]
+    pages = value["pages"]
+    if (
+        not isinstance(version, int)
+        or not isinstance(next_run, int | None)
+        or not isinstance(pages, str | None)
+        or len(fields) != 11
+    ):
+        raise ValueError("not a unit of the manifest")
+    spark = SparklineView(width, height, title, tuple((k, p) for k, p in paths))
+    return UnitEntry(
+        key=(version, next_run),
+        hosts=tuple(str(h) for h in value["hosts"]),
+        row=UnitRow(*[*fields, spark]),
+        running=bool(value["running"]),
+        pages=None if pages is None else PageSet(pages),
+    )
+
+
+def manifest_json(manifest: Manifest) -> bytes:
+    """The manifest as the file holds it."""
+    units = {}
+    for name, entry in manifest.units.items():
+        row = entry.row
+        spark = row.sparkline
+        units[name] = {
+            "key": entry.key,
+            "hosts": entry.hosts,
+            "running": entry.running,
+            "row": [
+                row.unit, row.href, row.health, row.last_result, row.result_kind, row.last_run,
+                row.last_run_href, row.next_run, row.success_rate, row.consecutive_failures,
+                row.p95, [spark.width, spark.height, spark.title, spark.paths],
+            ],
+            "pages": None if entry.pages is None else entry.pages.text,
+        }  # fmt: skip
+    data = {
+        "format": MANIFEST_FORMAT,
+        "setting": manifest.setting,
+        "hosts": manifest.hosts,
+        "units": units,
+    }
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """Our files in the directory when a generation began."""
+
+    names: frozenset[str]  # every name (our pages among them)
+    old_temps: tuple[str, ...]  # left by a generation that was killed
+
+
+def list_directory(directory: Path) -> Listing:
+    """Our pages in ``directory``, and temporary files older than an hour (one listing)."""
     try:
-        entries = list(os.scandir(directory))
+        names = os.listdir(directory)
     except OSError as e:
         raise DashboardError(f"cannot list {str(directory)!r}: {e.strerror}") from e
-    for entry in entries:
+    temps = []
+    horizon = time.time() - _STALE_TEMP_SECONDS
+    for name in names:
+        if name.startswith(_TEMP_PREFIX) and name.endswith(_TEMP_SUFFIX):
+            with contextlib.suppress(FileNotFoundError):
+                if os.stat(directory / name).st_mtime < horizon:
+                    temps.append(name)
+    # Only names like our pages are ours; that test is left for the few that go (below).
+    return Listing(frozenset(names), tuple(temps))
+
+
+def remove_stale(directory: Path, listing: Listing, current: set[str]) -> int:
+    """Remove our pages that no longer belong (pruned runs, older pages), and old temp files."""
+    removed = 0
+    stale = [name for name in listing.names - current if _OUR_PAGE.fullmatch(name)]
+    for name in [*sorted(stale), *listing.old_temps]:
         try:
-            if _OUR_PAGE.fullmatch(entry.name) and entry.name not in current:
-                os.unlink(entry.path)
-                removed += 1
-            elif (
-                entry.name.startswith(_TEMP_PREFIX)
-                and entry.name.endswith(_TEMP_SUFFIX)
-                and entry.stat().st_mtime < horizon
-            ):
-                os.unlink(entry.path)  # left by a generation that was killed
+            os.unlink(directory / name)
+            removed += name in listing.names
         except FileNotFoundError:
             continue
         except OSError as e:
-            raise DashboardError(f"cannot remove {entry.path!r}: {e.strerror}") from e
+            raise DashboardError(f"cannot remove {str(directory / name)!r}: {e.strerror}") from e
     return removed
+
+
+class Writer:
+    """Writes files on a thread of its own, in the order given, while the caller goes on.
+
+    Creating a file costs the kernel about as much as rendering a page costs Python: on a
+    second core both go on at once.
+    """
+
+    def __init__(self, write: Callable[[Path, bytes], None], depth: int = 256) -> None:
+        self._write = write
+        self._queue: queue.Queue[tuple[Path, bytes] | None] = queue.Queue(depth)
+        self._error: BaseException | None = None
+        self._abandoned = False
+        self._thread = threading.Thread(target=self._run, name="observer-dashboard-writer")
+        self._thread.start()
+
+    def put(self, path: Path, data: bytes) -> None:
+        if self._error is not None:
+            raise self._error
+        self._queue.put((path, data))
+
+    def close(self) -> None:
+        """Wait until every file given is written; raise the first failure."""
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def abandon(self) -> None:
+        """Stop at once: files given and not yet written are not written."""
+        self._abandoned = True
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if self._error is None and not self._abandoned:
+                try:
+                    self._write(*item)
+                except BaseException as e:  # raised in the caller's thread, by put or close
+                    self._error = e

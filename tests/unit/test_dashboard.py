@@ -262,7 +262,7 @@ def test_a_second_generation_rewrites_only_the_run_pages_that_changed(tmp_path: 
 
     # 3 run pages, 1 unit page, the overview
     assert (first.written, first.unchanged) == (5, 0)
-    assert (again.written, again.unchanged) == (2, 3)
+    assert (again.written, again.unchanged) == (1, 4)  # nothing changed: only the overview
     assert (after_end.written, after_end.unchanged) == (3, 2)
     assert (after_new.written, after_new.unchanged) == (4, 2)
     assert "success" in page(out, "run-3.html").find("h1").text()
@@ -383,3 +383,141 @@ def test_the_report_command_explains_a_directory_it_cannot_create(
     assert capsys.readouterr().err == (
         f"observer: cannot create '{tmp_path}/file/pages': Not a directory\n"
     )
+
+
+def test_a_fresh_report_after_one_new_run_rewrites_only_that_units_pages_and_the_overview(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "observer.db"
+    write_runs(db, [run("a.service", 1), run("b.service", 2), run("c.service", 3)])
+    out = tmp_path / "pages"
+    generate(db, out)
+    write_runs(db, [run("b.service", 4, started=4)])
+
+    report = generate(db, out)  # no cache: as a new `observer report` process
+
+    # b's unit page, run 4, run 2 (it links to a newer run now), the overview
+    assert (report.written, report.unchanged, report.removed) == (4, 4, 0)
+    rows = page(out, pages.unit_page("b.service")).find("tbody").find_all("tr")
+    assert [row.find("a").attrs["href"] for row in rows] == ["run-4.html", "run-2.html"]
+    assert "b.service" in page(out, "run-4.html").find("h1").text()
+
+
+def test_a_late_output_line_rewrites_the_page_of_its_run(tmp_path: Path) -> None:
+    db = tmp_path / "observer.db"
+    write_runs(db, [run("job.service", n, started=n) for n in (1, 2)])
+    out = tmp_path / "pages"
+    generate(db, out)
+    conn = store.open_for_writing(db)
+    late = store.StoredLine(invocation(1), 0, NOW_USEC + 2 * SECOND, 6, b"arrived late")
+    counts = store.OutputCounts(invocation(1), 1, 12, 0, 0, None, NOW_USEC + 2 * SECOND)
+    store.write_batch(conn, store.Batch(lines=[late], counts={invocation(1): counts}))
+    conn.close()
+
+    report = generate(db, out)
+
+    assert (report.written, report.unchanged) == (3, 1)  # run 1, the unit page, the overview
+    assert "arrived late" in page(out, "run-1.html").find("pre", "output").text()
+
+
+def test_a_unit_whose_runs_retention_deleted_is_written_again(tmp_path: Path) -> None:
+    db = tmp_path / "observer.db"
+    write_runs(db, [run("job.service", n, started=n) for n in range(1, 5)])
+    write_runs(db, [run("other.service", 9)])
+    out = tmp_path / "pages"
+    generate(db, out)
+    conn = store.open_for_writing(db)
+    retention.prune(conn, older_than_usec=None, keep_per_unit=2)
+    conn.close()
+
+    report = generate(db, out)
+
+    # job's unit page, run 3 (its older run is gone), the overview; runs 1 and 2 removed
+    assert (report.written, report.unchanged, report.removed) == (3, 3, 2)
+    unit = page(out, pages.unit_page("job.service"))
+    facts = {div.find("dt").text(): div.find("dd").text() for div in unit.find_all("div")}
+    assert facts["Runs"] == "2"
+
+
+@pytest.mark.parametrize(
+    "manifest",
+    [
+        '{"format": 1, "pages": {"run-1.html": "0123"}}',  # as observer wrote it before
+        '{"format": 2, "setting": "another", "hosts": [], "units": {}}',
+        '{"format": 2, "setting": null, "units": [1, 2]}',
+        "not json",
+    ],
+)
+def test_a_manifest_of_another_format_or_setting_is_ignored_and_every_page_written(
+    tmp_path: Path, manifest: str
+) -> None:
+    db = tmp_path / "observer.db"
+    write_runs(db, [run("job.service", n, started=n) for n in (1, 2)])
+    out = tmp_path / "pages"
+    generate(db, out)
+    (out / site.MANIFEST).write_text(manifest)
+
+    report = generate(db, out)
+
+    assert (report.written, report.unchanged, report.removed) == (4, 0, 0)
+    assert generate(db, out).written == 1  # and the manifest it wrote is used again
+
+
+def test_a_report_with_other_limits_writes_every_page_again(tmp_path: Path) -> None:
+    db = tmp_path / "observer.db"
+    write_runs(db, [run("job.service", n, started=n) for n in (1, 2, 3)])
+    out = tmp_path / "pages"
+    generate(db, out)
+
+    report = generate(db, out, history_runs=2)
+
+    assert (report.written, report.unchanged, report.removed) == (4, 0, 1)
+
+
+def test_a_unit_hidden_from_the_overview_gets_its_pages_once_it_is_shown(tmp_path: Path) -> None:
+    db = tmp_path / "observer.db"
+    write_runs(db, [run("a.service", 1), run("b.service", 2)])
+    out = tmp_path / "pages"
+    generate(db, out, units=1)
+    assert not (out / pages.unit_page("b.service")).exists()
+    write_runs(db, [run("b.service", 3, result="exit-code", started=3)])  # failing: shown first
+
+    report = generate(db, out, units=1)
+
+    assert overview_rows(page(out, "index.html")) == {"b.service": "failing"}
+    assert (out / pages.unit_page("b.service")).exists()
+    assert not (out / pages.unit_page("a.service")).exists()
+    assert (report.written, report.removed) == (4, 2)  # b's two runs, its page, the overview
+
+
+def test_every_write_of_a_units_runs_or_output_bumps_its_version(tmp_path: Path) -> None:
+    db = tmp_path / "observer.db"
+    write_runs(db, [run("a.service", 1), run("b.service", 2)])
+    conn = store.open_for_writing(db)
+    assert history.unit_versions(conn) == {"a.service": 1, "b.service": 1}
+    line = store.StoredLine(invocation(2), 0, NOW_USEC, 6, b"late")
+    store.write_batch(conn, store.Batch(lines=[line]))
+    store.write_batch(conn, store.Batch(dropped=[(invocation(1), 0)]))
+    store.write_batch(conn, store.Batch(lines=[store.StoredLine("f" * 32, 0, NOW_USEC, 6, b"?")]))
+    assert history.unit_versions(conn) == {"a.service": 2, "b.service": 2}
+    retention.prune(conn, older_than_usec=NOW_USEC + HOUR, keep_per_unit=None)
+    assert history.unit_versions(conn) == {"a.service": 3, "b.service": 3}
+    conn.close()
+
+
+def test_a_database_of_schema_3_gains_the_unit_versions(tmp_path: Path) -> None:
+    db = tmp_path / "observer.db"
+    write_runs(db, [run("a.service", 1)])
+    conn = sqlite3.connect(db)
+    conn.executescript("DROP TABLE unit_changes; PRAGMA user_version = 3;")
+    conn.close()
+    out = tmp_path / "pages"
+
+    conn = store.open_for_writing(db)  # as the daemon opens it: the upgrade
+    assert history.unit_versions(conn) == {}  # no row: version 0
+    conn.close()
+    first = generate(db, out)
+    write_runs(db, [run("a.service", 2, started=2)])
+    again = generate(db, out)
+
+    assert (first.written, again.written) == (3, 4)  # run 2, run 1, the unit page, the overview

@@ -1,0 +1,198 @@
+"""What the dashboard's pages show, as plain records: pure, no I/O, no markup."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+from observer import history
+from observer.dashboard import charts
+from observer.output import dropped_marker, printable
+from observer.render import count, human_duration, local_time, table_time
+
+_UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
+_PRIORITIES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
+
+
+def unit_page(unit: str, page: int = 1) -> str:
+    """A file name for a unit's page, safe for any unit name: readable part plus a hash."""
+    slug = _UNSAFE_IN_NAME.sub("_", unit)[:48]
+    digest = hashlib.sha256(unit.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return f"unit-{slug}-{digest}{'' if page == 1 else f'-{page}'}.html"
+
+
+def run_page(run_id: int) -> str:
+    return f"run-{int(run_id)}.html"
+
+
+@dataclass(frozen=True, slots=True)
+class RunRow:
+    id: int
+    href: str
+    started: str
+    duration: str
+    result: str
+    kind: str
+    exit: str
+    trigger: str
+    truncated: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SparklineView:
+    """A sparkline as the overview draws it: one SVG path per kind of bar."""
+
+    width: int
+    height: int
+    title: str
+    paths: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class UnitRow:
+    unit: str
+    href: str
+    health: str  # failing, running, ok, idle
+    last_result: str
+    result_kind: str  # ok, fail, running, unknown: the CSS class
+    last_run: str
+    last_run_href: str | None
+    next_run: str
+    success_rate: str
+    consecutive_failures: int
+    p95: str
+    sparkline: SparklineView
+
+
+@dataclass(frozen=True, slots=True)
+class OutputRow:
+    time: str
+    priority: str
+    priority_class: str
+    text: str
+    dropped: bool = False
+
+
+def health(status: history.UnitStatus) -> str:
+    """failing (its newest finished run failed), running, ok, or idle (never finished)."""
+    if status.consecutive_failures > 0:
+        return "failing"
+    if status.running:
+        return "running"
+    if status.success_rate is not None:
+        return "ok"
+    return "idle"
+
+
+def overview_order(row: UnitRow) -> tuple[int, int, str]:
+    """Failing units first, the longest failure streak first, then by name."""
+    failing = row.consecutive_failures > 0
+    return (0 if failing else 1, -row.consecutive_failures, row.unit)
+
+
+def run_kind(run: history.RecordedRun) -> str:
+    if run.running:
+        return "running"
+    return "fail" if run.failed else "ok"
+
+
+def _exit_text(run: history.RecordedRun) -> str:
+    if run.signal is not None:
+        return f"SIG{run.signal}" if not run.signal.isdecimal() else f"signal {run.signal}"
+    return "-" if run.exit_status is None else str(run.exit_status)
+
+
+def _run_title(run: history.RecordedRun) -> str:
+    result = "running" if run.running else run.result or "unknown result"
+    return (
+        f"run {run.id}: {table_time(run.started_usec)}, "
+        f"{human_duration(run.duration_seconds)}, {result}"
+    )
+
+
+def sample(run: history.RecordedRun) -> charts.Sample:
+    return charts.Sample(
+        started_usec=run.started_usec,
+        seconds=run.duration_seconds,
+        kind=run_kind(run),
+        title=_run_title(run),
+        href=run_page(run.id),
+    )
+
+
+def percent(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate:.1%}"
+
+
+def unit_row(
+    status: history.UnitStatus,
+    stats: history.UnitStats,
+    runs: list[history.RecordedRun],
+    sparkline_runs: int,
+) -> UnitRow:
+    """A unit's row of the overview, from its status, stats and newest runs (newest first)."""
+    newest = runs[0] if runs else None
+    spark = charts.sparkline([sample(r) for r in reversed(runs)], sparkline_runs)
+    return UnitRow(
+        unit=status.unit,
+        href=unit_page(status.unit),
+        health=health(status),
+        last_result=status.last_result or "-",
+        result_kind=run_kind(newest) if newest is not None else "unknown",
+        last_run=table_time(status.last_started_usec),
+        last_run_href=None if newest is None else run_page(newest.id),
+        next_run=table_time(status.next_run_usec),
+        success_rate=percent(status.success_rate),
+        consecutive_failures=status.consecutive_failures,
+        p95=human_duration(stats.duration_p95_seconds),
+        sparkline=SparklineView(spark.width, spark.height, spark.title, tuple(spark.paths)),
+    )
+
+
+def run_row(run: history.RecordedRun) -> RunRow:
+    return RunRow(
+        id=run.id,
+        href=run_page(run.id),
+        started=table_time(run.started_usec),
+        duration=human_duration(run.duration_seconds),
+        result="running" if run.running else run.result or "-",
+        kind=run_kind(run),
+        exit=_exit_text(run),
+        trigger=run.trigger or "-",
+        truncated=run.output_truncated,
+    )
+
+
+def output_rows(detail: history.RunDetail, limit: int) -> list[OutputRow]:
+    """A run's output lines as its page shows them: at most ``limit``, its start and end."""
+    entries = list(detail.output)
+    hidden: list[history.LoggedLine | history.DroppedLines] = []
+    if len(entries) > limit:
+        # Keep the start and the end, as the output budget does.
+        head, tail = limit // 2, limit - limit // 2
+        hidden = entries[head : len(entries) - tail]
+        entries = [*entries[:head], *entries[len(entries) - tail :]]
+    rows = []
+    for i, entry in enumerate(entries):
+        if hidden and i == limit // 2:
+            stored = sum(1 for e in hidden if isinstance(e, history.LoggedLine))
+            rows.append(
+                OutputRow(
+                    "", "", "", f"[... {count(stored, 'more line')} not shown here: "
+                    f"'observer show {detail.run.id}' prints them all ...]", dropped=True,
+                )
+            )  # fmt: skip
+        if isinstance(entry, history.DroppedLines):
+            rows.append(OutputRow("", "", "", dropped_marker(entry.lines), dropped=True))
+            continue
+        priority = entry.priority
+        rows.append(
+            OutputRow(
+                time=local_time(entry.realtime_usec).strftime("%H:%M:%S.%f")[:-3],
+                priority=_PRIORITIES[priority] if 0 <= priority < 8 else str(priority),
+                priority_class=f"p{priority}" if 0 <= priority < 8 else "",
+                text=printable(entry.message),
+            )
+        )
+    return rows
