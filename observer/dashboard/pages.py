@@ -21,6 +21,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from markupsafe import Markup
+
 from observer import __version__, history
 from observer.dashboard import charts
 from observer.dashboard.site import (
@@ -184,10 +186,12 @@ def generate(
             "generated": table_time(now_usec),
             "timezone": local_time(now_usec).strftime("UTC%z"),
         }
-        ordered = sorted(units.values(), key=lambda u: overview_order(u.row))
+        ordered = sorted(
+            units, key=lambda name: overview_order(name, units[name].consecutive_failures)
+        )
         shown, hidden = ordered[: limits.units], ordered[limits.units :]
-        for unit in shown:
-            name = unit.row.unit
+        for name in shown:
+            unit = units[name]
             if name not in read and unit.pages is not None and site.keep_all(unit.pages):
                 continue
             known = cache.units.get(name)
@@ -197,16 +201,16 @@ def generate(
                     conn, site, read.get(name) or _read(conn, name, limits), written, limits, common
                 )
             )
-        for unit in hidden:
-            unit.pages = None  # removed below, as stale
+        for name in hidden:
+            units[name].pages = None  # removed below, as stale
         site.write(
             INDEX,
             template("overview.html.j2").render(
                 **common,
-                rows=[unit.row for unit in shown],
+                rows=[Markup(units[name].row) for name in shown],
                 units=len(units),
                 hidden=len(hidden),
-                failing=sum(1 for u in units.values() if u.row.health == "failing"),
+                failing=sum(1 for u in units.values() if u.health == "failing"),
                 running=sum(1 for u in units.values() if u.running),
             ),
         )
@@ -254,7 +258,15 @@ def _read_units(
     for status, stats in history.unit_summaries(conn, keys.keys() - units.keys()):
         read[status.unit] = unit = _read_more(conn, status, stats, limits)
         row = unit_row(status, stats, unit.runs, limits.sparkline_runs)
-        units[status.unit] = UnitEntry(keys[status.unit], unit.hosts, row, status.running, None)
+        units[status.unit] = UnitEntry(
+            key=keys[status.unit],
+            hosts=unit.hosts,
+            health=row.health,
+            consecutive_failures=row.consecutive_failures,
+            running=status.running,
+            row=template("overview_row.html.j2").render(row=row),
+            pages=None,
+        )
     return units, read
 
 

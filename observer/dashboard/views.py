@@ -85,10 +85,9 @@ def health(status: history.UnitStatus) -> str:
     return "idle"
 
 
-def overview_order(row: UnitRow) -> tuple[int, int, str]:
+def overview_order(unit: str, consecutive_failures: int) -> tuple[int, int, str]:
     """Failing units first, the longest failure streak first, then by name."""
-    failing = row.consecutive_failures > 0
-    return (0 if failing else 1, -row.consecutive_failures, row.unit)
+    return (0 if consecutive_failures > 0 else 1, -consecutive_failures, unit)
 
 
 def run_kind(run: history.RecordedRun) -> str:
