@@ -357,28 +357,8 @@ def recorded_units(conn: sqlite3.Connection) -> list[str]:
 
 
 def _with_output(conn: sqlite3.Connection, run: RecordedRun) -> RunDetail:
-    lines = [
-        LoggedLine(row["seq"], row["realtime_usec"], row["priority"], bytes(row["message"]))
-        for row in conn.execute(
-            "SELECT seq, realtime_usec, priority, message FROM output "
-            "WHERE invocation_id = ? ORDER BY seq",
-            (run.invocation_id,),
-        )
-    ]
-    stats = conn.execute(
-        "SELECT lines, bytes, dropped_lines, dropped_bytes FROM output_stats "
-        "WHERE invocation_id = ?",
-        (run.invocation_id,),
-    ).fetchone()
-    total = len(lines) if stats is None else int(stats["lines"])
-    return RunDetail(
-        run=run,
-        output=tuple(with_gaps(lines, total)),
-        output_lines=total,
-        output_bytes=sum(len(ln.message) for ln in lines) if stats is None else stats["bytes"],
-        output_dropped_lines=0 if stats is None else stats["dropped_lines"],
-        output_dropped_bytes=0 if stats is None else stats["dropped_bytes"],
-    )
+    [detail] = run_outputs(conn, [run])
+    return detail
 
 
 def with_gaps(lines: Sequence[LoggedLine], total: int) -> list[LoggedLine | DroppedLines]:
@@ -449,6 +429,42 @@ def run_count(conn: sqlite3.Connection, unit: str) -> int:
     """How many runs of ``unit`` are recorded, finished or not (a walk of its index)."""
     row = conn.execute("SELECT COUNT(*) FROM runs WHERE unit = ?", (unit,)).fetchone()
     return int(row[0])
+
+
+def run_outputs(conn: sqlite3.Connection, runs: Sequence[RecordedRun]) -> list[RunDetail]:
+    """What ``run_detail`` gives for each of ``runs``, read in two queries for them all."""
+    ids = [run.invocation_id for run in runs]
+    marks = ", ".join("?" * len(ids))
+    lines: dict[str, list[LoggedLine]] = {iid: [] for iid in ids}
+    for row in conn.execute(
+        "SELECT invocation_id, seq, realtime_usec, priority, message FROM output "
+        f"WHERE invocation_id IN ({marks}) ORDER BY invocation_id, seq",
+        ids,
+    ):
+        lines[row[0]].append(LoggedLine(row[1], row[2], row[3], bytes(row[4])))
+    stats = {
+        row[0]: row[1:]
+        for row in conn.execute(
+            "SELECT invocation_id, lines, bytes, dropped_lines, dropped_bytes FROM output_stats "
+            f"WHERE invocation_id IN ({marks})",
+            ids,
+        )
+    }
+    details = []
+    for run in runs:
+        kept, counts = lines[run.invocation_id], stats.get(run.invocation_id)
+        total = len(kept) if counts is None else int(counts[0])
+        details.append(
+            RunDetail(
+                run=run,
+                output=tuple(with_gaps(kept, total)),
+                output_lines=total,
+                output_bytes=sum(len(ln.message) for ln in kept) if counts is None else counts[1],
+                output_dropped_lines=0 if counts is None else counts[2],
+                output_dropped_bytes=0 if counts is None else counts[3],
+            )
+        )
+    return details
 
 
 def unit_hosts(conn: sqlite3.Connection, unit: str) -> list[str]:

@@ -32,7 +32,6 @@ from observer.dashboard.site import (
     Manifest,
     PageSet,
     UnitEntry,
-    Writer,
     list_directory,
     manifest_json,
     read_manifest,
@@ -52,6 +51,7 @@ from observer.dashboard.views import (
     unit_page,
     unit_row,
 )
+from observer.dashboard.writer import Writer
 from observer.render import human_duration, local_time, run_facts, table_time
 
 __all__ = ["INDEX", "Cache", "Limits", "Report", "Stopped", "generate", "run_page", "unit_page"]
@@ -130,7 +130,6 @@ class _Read:
     stats: history.UnitStats
     runs: list[history.RecordedRun]
     recorded: int
-    hosts: tuple[str, ...]
 
 
 @dataclass(slots=True)
@@ -171,15 +170,14 @@ def generate(
         if cache.setting != setting:
             kept = read_manifest(directory, setting) or Manifest(setting, (), {})
             cache.setting, cache.hosts, cache.units = setting, kept.hosts, kept.units
-        units, read = _read_units(conn, cache, limits)
+        units, fresh = _read_units(conn, cache)
         hosts = tuple(sorted({h for u in units.values() for h in u.hosts})) or (
             socket.gethostname(),
         )
-        if hosts != cache.hosts and len(read) < len(units):
+        if hosts != cache.hosts and len(fresh) < len(units):
             # Every page names the hosts: read the other units too, to write all pages again.
-            fresh = {name: units[name] for name in read}
-            units, more = _read_units(conn, Cache(setting, hosts, fresh), limits)
-            read.update(more)
+            units, more = _read_units(conn, Cache(setting, hosts, {n: units[n] for n in fresh}))
+            fresh.update(more)
         common = {
             "version": __version__,
             "host": ", ".join(hosts),
@@ -190,19 +188,24 @@ def generate(
             units, key=lambda name: overview_order(name, units[name].consecutive_failures)
         )
         shown, hidden = ordered[: limits.units], ordered[limits.units :]
-        for name in shown:
+        for name in shown:  # each unit read just before its pages are written: see writer.py
             unit = units[name]
-            if name not in read and unit.pages is not None and site.keep_all(unit.pages):
+            if name not in fresh and unit.pages is not None and site.keep_all(unit.pages):
                 continue
+            status, stats = fresh.get(name) or _summary(conn, name)
+            runs = history.unit_history(conn, name, limits.history_runs)
+            if name in fresh:
+                unit.row = _row(status, stats, runs, limits)
             known = cache.units.get(name)
             written = {} if known is None or known.pages is None else known.pages.fingerprints()
-            unit.pages = PageSet.of(
-                _write_pages(
-                    conn, site, read.get(name) or _read(conn, name, limits), written, limits, common
-                )
-            )
+            read = _Read(status, stats, runs, history.run_count(conn, name))
+            unit.pages = PageSet.of(_write_pages(conn, site, read, written, limits, common))
         for name in hidden:
             units[name].pages = None  # removed below, as stale
+            if name in fresh:
+                status, stats = fresh[name]
+                runs = history.unit_history(conn, name, limits.sparkline_runs)
+                units[name].row = _row(status, stats, runs, limits)
         site.write(
             INDEX,
             template("overview.html.j2").render(
@@ -243,10 +246,11 @@ def _setting(conn: sqlite3.Connection, directory: Path, limits: Limits) -> str:
 
 
 def _read_units(
-    conn: sqlite3.Connection, cache: Cache, limits: Limits
-) -> tuple[dict[str, UnitEntry], dict[str, _Read]]:
-    """Every unit with runs or a timer, as known where its key is unchanged, else read again;
-    and what was read."""
+    conn: sqlite3.Connection, cache: Cache
+) -> tuple[dict[str, UnitEntry], dict[str, tuple[history.UnitStatus, history.UnitStats]]]:
+    """Every unit with runs or a timer: as known where its key is unchanged, else read again
+    (its row of the overview is left to write with its pages); and the status and stats of
+    those read again."""
     versions = history.unit_versions(conn)
     scheduled = history.next_runs(conn)
     names = {*history.recorded_units(conn), *scheduled}
@@ -254,42 +258,37 @@ def _read_units(
     units = {
         name: unit for name, unit in cache.units.items() if name in keys and unit.key == keys[name]
     }
-    read = {}
+    fresh = {}
     for status, stats in history.unit_summaries(conn, keys.keys() - units.keys()):
-        read[status.unit] = unit = _read_more(conn, status, stats, limits)
-        row = unit_row(status, stats, unit.runs, limits.sparkline_runs)
-        units[status.unit] = UnitEntry(
-            key=keys[status.unit],
-            hosts=unit.hosts,
-            health=row.health,
-            consecutive_failures=row.consecutive_failures,
+        name = status.unit
+        fresh[name] = (status, stats)
+        units[name] = UnitEntry(
+            key=keys[name],
+            hosts=tuple(history.unit_hosts(conn, name)),
+            health=health(status),
+            consecutive_failures=status.consecutive_failures,
             running=status.running,
-            row=template("overview_row.html.j2").render(row=row),
+            row="",
             pages=None,
         )
-    return units, read
+    return units, fresh
 
 
-def _read_more(
-    conn: sqlite3.Connection,
+def _summary(conn: sqlite3.Connection, unit: str) -> tuple[history.UnitStatus, history.UnitStats]:
+    """The status and stats of a unit whose key is unchanged, but whose pages are missing."""
+    [(status, stats)] = history.unit_summaries(conn, [unit])
+    return status, stats
+
+
+def _row(
     status: history.UnitStatus,
     stats: history.UnitStats,
+    runs: list[history.RecordedRun],
     limits: Limits,
-) -> _Read:
-    unit = status.unit
-    return _Read(
-        status=status,
-        stats=stats,
-        runs=history.unit_history(conn, unit, limits.history_runs),
-        recorded=history.run_count(conn, unit),
-        hosts=tuple(history.unit_hosts(conn, unit)),
-    )
-
-
-def _read(conn: sqlite3.Connection, unit: str, limits: Limits) -> _Read:
-    """A unit whose key is unchanged, but whose pages are missing."""
-    [(status, stats)] = history.unit_summaries(conn, [unit])
-    return _read_more(conn, status, stats, limits)
+) -> str:
+    """A unit's row of the overview, as HTML."""
+    row = unit_row(status, stats, runs, limits.sparkline_runs)
+    return template("overview_row.html.j2").render(row=row)
 
 
 def _write_pages(
@@ -326,6 +325,10 @@ def _write_unit_pages(
         ("Next run", table_time(status.next_run_usec)),
     ]
     duration_chart = charts.chart([sample(run) for run in runs])
+    # The same picture on each page of the unit: drawn once.
+    chart_svg = Markup(
+        "" if duration_chart is None else template("chart.svg.j2").render(chart=duration_chart)
+    )
     for page, name in enumerate(names, start=1):
         shown = runs[(page - 1) * limits.page_runs : page * limits.page_runs]
         site.write(
@@ -336,6 +339,7 @@ def _write_unit_pages(
                 health=health(status),
                 facts=facts,
                 chart=duration_chart,
+                chart_svg=chart_svg,
                 rows=[run_row(run) for run in shown],
                 page=page,
                 pages=list(enumerate(names, start=1)),
@@ -360,6 +364,7 @@ def _write_run_pages(
 ) -> dict[str, str]:
     """Write the pages of ``runs`` that changed; their fingerprints by page name."""
     fingerprints: dict[str, str] = {}
+    changed: list[tuple[history.RecordedRun, str | None, str | None]] = []
     for i, run in enumerate(runs):
         name = run_page(run.id)
         newer = run_page(runs[i - 1].id) if i > 0 else None
@@ -369,23 +374,46 @@ def _write_run_pages(
         fingerprints[name] = fingerprint
         if written.get(name) == fingerprint and name in site.listing.names:
             site.keep(name)
-            continue
-        detail = history.run_detail(conn, str(run.id))
-        site.write(
-            name,
-            template("run.html.j2").render(
-                **{**common, "generated": table_time(time.time_ns() // 1000)},
-                run=run,
-                kind=run_kind(run),
-                result="running" if run.running else run.result or "-",
-                unit_href=unit_page(run.unit),
-                facts=run_facts(detail),
-                lines=output_rows(detail, limits.output_lines),
-                newer=newer,
-                older=older,
-            ),
-        )
+        else:
+            changed.append((run, newer, older))
+    clock = _Clock()
+    # Their output read a few runs at a time: a failed run's can be a megabyte.
+    for start in range(0, len(changed), _OUTPUTS_AT_ONCE):
+        chunk = changed[start : start + _OUTPUTS_AT_ONCE]
+        details = history.run_outputs(conn, [run for run, _, _ in chunk])
+        for (run, newer, older), detail in zip(chunk, details, strict=True):
+            site.write(
+                run_page(run.id),
+                template("run.html.j2").render(
+                    **{**common, "generated": clock.now()},
+                    run=run,
+                    kind=run_kind(run),
+                    result="running" if run.running else run.result or "-",
+                    unit_href=unit_page(run.unit),
+                    facts=run_facts(detail),
+                    lines=output_rows(detail, limits.output_lines),
+                    newer=newer,
+                    older=older,
+                ),
+            )
     return fingerprints
+
+
+_OUTPUTS_AT_ONCE = 10
+
+
+@dataclass(slots=True)
+class _Clock:
+    """The time a page says it was generated, formatted once a second."""
+
+    second: int = -1
+    text: str = ""
+
+    def now(self) -> str:
+        usec = time.time_ns() // 1000
+        if usec // 1_000_000 != self.second:
+            self.second, self.text = usec // 1_000_000, table_time(usec)
+        return self.text
 
 
 def _fingerprint(run: history.RecordedRun, shown: tuple[object, ...]) -> str:

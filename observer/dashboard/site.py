@@ -6,12 +6,8 @@ import contextlib
 import functools
 import json
 import os
-import queue
 import re
-import tempfile
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,39 +15,21 @@ from typing import Any
 import jinja2
 import markupsafe
 
-from observer.model import ObserverError
+from observer.dashboard.writer import TEMP_PREFIX, TEMP_SUFFIX, DashboardError, write_atomically
+
+__all__ = [
+    "MANIFEST", "DashboardError", "Listing", "Manifest", "PageSet", "UnitEntry",
+    "list_directory", "manifest_json", "read_manifest", "remove_stale", "template",
+    "write_atomically",
+]  # fmt: skip
 
 MANIFEST = ".observer-dashboard.json"
 # Bump when the manifest's shape changes: a manifest of another format is ignored.
 MANIFEST_FORMAT = 2
-_TEMP_PREFIX = ".observer-"
-_TEMP_SUFFIX = ".tmp"
 # Only files with these names are ours to replace or remove: the directory may hold others.
 _OUR_PAGE = re.compile(r"(?:run-\d+|unit-[A-Za-z0-9_.-]*-[0-9a-f]{12}(?:-\d+)?)\.html")
-_TEMP_NAME = re.compile(f"^{re.escape(_TEMP_PREFIX)}[^\n]*{re.escape(_TEMP_SUFFIX)}$", re.M)
+_TEMP_NAME = re.compile(f"^{re.escape(TEMP_PREFIX)}[^\n]*{re.escape(TEMP_SUFFIX)}$", re.M)
 _STALE_TEMP_SECONDS = 3600
-
-
-class DashboardError(ObserverError):
-    """The dashboard's directory cannot be created or written."""
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write a temporary file beside ``path``, then rename it over ``path``."""
-    try:
-        fd, temp = tempfile.mkstemp(prefix=_TEMP_PREFIX, suffix=_TEMP_SUFFIX, dir=path.parent)
-    except OSError as e:
-        raise DashboardError(f"cannot write in {str(path.parent)!r}: {e.strerror}") from e
-    try:
-        with os.fdopen(fd, "wb") as file:
-            # Pages hold job output, which can hold secrets: as readable as the database.
-            os.fchmod(file.fileno(), 0o640)
-            file.write(data)
-        os.replace(temp, path)
-    except OSError as e:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise DashboardError(f"cannot write {str(path)!r}: {e.strerror}") from e
 
 
 @functools.cache
@@ -214,45 +192,3 @@ def remove_stale(directory: Path, listing: Listing, current: set[str]) -> int:
         except OSError as e:
             raise DashboardError(f"cannot remove {str(directory / name)!r}: {e.strerror}") from e
     return removed
-
-
-class Writer:
-    """Writes files on a thread of its own, in the order given, while the caller goes on.
-
-    Creating a file costs the kernel about as much as rendering a page costs Python: on a
-    second core both go on at once.
-    """
-
-    def __init__(self, write: Callable[[Path, bytes], None], depth: int = 256) -> None:
-        self._write = write
-        self._queue: queue.Queue[tuple[Path, bytes] | None] = queue.Queue(depth)
-        self._error: BaseException | None = None
-        self._abandoned = False
-        self._thread = threading.Thread(target=self._run, name="observer-dashboard-writer")
-        self._thread.start()
-
-    def put(self, path: Path, data: bytes) -> None:
-        if self._error is not None:
-            raise self._error
-        self._queue.put((path, data))
-
-    def close(self) -> None:
-        """Wait until every file given is written; raise the first failure."""
-        self._queue.put(None)
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-
-    def abandon(self) -> None:
-        """Stop at once: files given and not yet written are not written."""
-        self._abandoned = True
-        self._queue.put(None)
-        self._thread.join()
-
-    def _run(self) -> None:
-        while (item := self._queue.get()) is not None:
-            if self._error is None and not self._abandoned:
-                try:
-                    self._write(*item)
-                except BaseException as e:  # raised in the caller's thread, by put or close
-                    self._error = e

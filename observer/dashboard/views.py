@@ -132,7 +132,9 @@ def unit_row(
 ) -> UnitRow:
     """A unit's row of the overview, from its status, stats and newest runs (newest first)."""
     newest = runs[0] if runs else None
-    spark = charts.sparkline([sample(r) for r in reversed(runs)], sparkline_runs)
+    spark = charts.sparkline(
+        [sample(r) for r in reversed(runs[: max(0, sparkline_runs)])], sparkline_runs
+    )
     return UnitRow(
         unit=status.unit,
         href=unit_page(status.unit),

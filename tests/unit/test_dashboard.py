@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from observer import history, retention, store
 from observer.__main__ import main
-from observer.dashboard import pages, site
+from observer.dashboard import pages, site, writer
 from observer.model import Run, Source, TimerState
 from tests.pages import Element, overview_rows, parse
 from tests.unit.recorded_runs import HOUR, NOW_USEC, SECOND, invocation
@@ -521,3 +521,30 @@ def test_a_database_of_schema_3_gains_the_unit_versions(tmp_path: Path) -> None:
     again = generate(db, out)
 
     assert (first.written, again.written) == (3, 4)  # run 2, run 1, the unit page, the overview
+
+
+def test_pages_written_by_a_writer_process_are_those_written_in_process(
+    conn: sqlite3.Connection, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pages.generate(conn, tmp_path / "here", now_usec=NOW_USEC)
+    monkeypatch.setattr(writer, "SPAWN_AFTER", 2)  # the rest by `python -m ...writer`
+    pages.generate(conn, tmp_path / "there", now_usec=NOW_USEC)
+
+    def without_clock(path: Path) -> str:
+        return re.sub(r"Generated [\d: -]+", "", path.read_text(encoding="utf-8"))
+
+    names = sorted(p.name for p in (tmp_path / "here").glob("*.html"))
+    assert names == sorted(p.name for p in (tmp_path / "there").glob("*.html"))
+    for name in names:
+        assert without_clock(tmp_path / "here" / name) == without_clock(tmp_path / "there" / name)
+        assert stat.S_IMODE((tmp_path / "there" / name).stat().st_mode) == 0o640
+
+
+def test_a_writer_process_that_cannot_write_says_which_file(tmp_path: Path) -> None:
+    files = writer.Writer(writer.write_atomically, spawn_after=0)
+    files.put(tmp_path / "a.html", b"a")
+    files.put(tmp_path / "missing" / "b.html", b"b")
+
+    with pytest.raises(writer.DashboardError, match=r"cannot write in '.*/missing'"):
+        files.close()
+    assert (tmp_path / "a.html").read_bytes() == b"a"
