@@ -5,10 +5,12 @@
 It fills a fresh database through store.write_batch, as the daemon writes it (``--units``
 units with ``--runs`` runs each, one in seven failing, each with a few lines of output, the
 failures with more), then times generating the pages as `observer report` does (into an
-empty directory, then again with nothing changed) and as the daemon does (its first rewrite
-after it starts, with the pages already on disk, then the rewrite after one more run of one
-unit, with what it read the time before). It prints the time of each, the number and size
-of the pages, and the largest page.
+empty directory, again with nothing changed, and again after one more run of one unit, each
+time without what the one before read, as a new process) and as the daemon does (its first
+rewrite after it starts, with the pages already on disk, then the rewrite after one more
+run of one unit, with what it read the time before). It prints the time of each, the
+number and size of the pages, and the largest page. (`bench.history_scale` times whole
+`observer report` processes.)
 """
 
 from __future__ import annotations
@@ -93,6 +95,7 @@ def timed(db: Path, out: Path, cache: pages.Cache | None = None) -> str:
 
 
 def add_run(db: Path, runs: int) -> None:
+    """One more run of one unit, after its ``runs`` runs."""
     conn = store.open_for_writing(db)
     try:
         started = START_USEC + runs * HOUR_USEC
@@ -141,9 +144,11 @@ def bench(workdir: Path, units: int, runs: int) -> int:
 
     print(f"observer report, empty directory: {timed(db, out)}")
     print(f"observer report again, nothing changed: {timed(db, out)}")
+    add_run(db, runs)
+    print(f"observer report after one more run of one unit: {timed(db, out)}")
     cache = pages.Cache()
     print(f"daemon, first rewrite after its start: {timed(db, out, cache)}")
-    add_run(db, runs)
+    add_run(db, runs + 1)
     print(f"daemon, rewrite after one more run of one unit: {timed(db, out, cache)}")
 
     files = [(entry.stat().st_size, entry.name) for entry in os.scandir(out)

@@ -361,6 +361,42 @@ def _with_output(conn: sqlite3.Connection, run: RecordedRun) -> RunDetail:
     return detail
 
 
+def run_outputs(conn: sqlite3.Connection, runs: Sequence[RecordedRun]) -> list[RunDetail]:
+    """What ``run_detail`` gives for each of ``runs``, read in two queries for them all."""
+    ids = [run.invocation_id for run in runs]
+    marks = ", ".join("?" * len(ids))
+    lines: dict[str, list[LoggedLine]] = {iid: [] for iid in ids}
+    for row in conn.execute(
+        "SELECT invocation_id, seq, realtime_usec, priority, message FROM output "
+        f"WHERE invocation_id IN ({marks}) ORDER BY invocation_id, seq",
+        ids,
+    ):
+        lines[row[0]].append(LoggedLine(row[1], row[2], row[3], bytes(row[4])))
+    stats = {
+        row[0]: row[1:]
+        for row in conn.execute(
+            "SELECT invocation_id, lines, bytes, dropped_lines, dropped_bytes FROM output_stats "
+            f"WHERE invocation_id IN ({marks})",
+            ids,
+        )
+    }
+    details = []
+    for run in runs:
+        kept, counts = lines[run.invocation_id], stats.get(run.invocation_id)
+        total = len(kept) if counts is None else int(counts[0])
+        details.append(
+            RunDetail(
+                run=run,
+                output=tuple(with_gaps(kept, total)),
+                output_lines=total,
+                output_bytes=sum(len(ln.message) for ln in kept) if counts is None else counts[1],
+                output_dropped_lines=0 if counts is None else counts[2],
+                output_dropped_bytes=0 if counts is None else counts[3],
+            )
+        )
+    return details
+
+
 def with_gaps(lines: Sequence[LoggedLine], total: int) -> list[LoggedLine | DroppedLines]:
     """Kept lines in order, with a DroppedLines wherever sequence numbers skip."""
     output: list[LoggedLine | DroppedLines] = []
@@ -405,74 +441,6 @@ def _close_matches(name: str, known: Iterable[str]) -> list[str]:
 # -- for the dashboard ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class OutputSummary:
-    """A run's output counters: they change whenever its stored output does."""
-
-    lines: int
-    bytes: int
-    dropped_lines: int
-    dropped_bytes: int
-    last_usec: int
-
-
-def unit_versions(conn: sqlite3.Connection) -> dict[str, int]:
-    """Per unit, a version that grows whenever any of its runs or their output changes.
-
-    A unit missing from the answer has version 0: nothing changed since the database gained
-    the versions (schema 4).
-    """
-    return {row[0]: int(row[1]) for row in conn.execute("SELECT unit, version FROM unit_changes")}
-
-
-def run_count(conn: sqlite3.Connection, unit: str) -> int:
-    """How many runs of ``unit`` are recorded, finished or not (a walk of its index)."""
-    row = conn.execute("SELECT COUNT(*) FROM runs WHERE unit = ?", (unit,)).fetchone()
-    return int(row[0])
-
-
-def run_outputs(conn: sqlite3.Connection, runs: Sequence[RecordedRun]) -> list[RunDetail]:
-    """What ``run_detail`` gives for each of ``runs``, read in two queries for them all."""
-    ids = [run.invocation_id for run in runs]
-    marks = ", ".join("?" * len(ids))
-    lines: dict[str, list[LoggedLine]] = {iid: [] for iid in ids}
-    for row in conn.execute(
-        "SELECT invocation_id, seq, realtime_usec, priority, message FROM output "
-        f"WHERE invocation_id IN ({marks}) ORDER BY invocation_id, seq",
-        ids,
-    ):
-        lines[row[0]].append(LoggedLine(row[1], row[2], row[3], bytes(row[4])))
-    stats = {
-        row[0]: row[1:]
-        for row in conn.execute(
-            "SELECT invocation_id, lines, bytes, dropped_lines, dropped_bytes FROM output_stats "
-            f"WHERE invocation_id IN ({marks})",
-            ids,
-        )
-    }
-    details = []
-    for run in runs:
-        kept, counts = lines[run.invocation_id], stats.get(run.invocation_id)
-        total = len(kept) if counts is None else int(counts[0])
-        details.append(
-            RunDetail(
-                run=run,
-                output=tuple(with_gaps(kept, total)),
-                output_lines=total,
-                output_bytes=sum(len(ln.message) for ln in kept) if counts is None else counts[1],
-                output_dropped_lines=0 if counts is None else counts[2],
-                output_dropped_bytes=0 if counts is None else counts[3],
-            )
-        )
-    return details
-
-
-def unit_hosts(conn: sqlite3.Connection, unit: str) -> list[str]:
-    """The host names runs of ``unit`` were recorded on, in name order."""
-    rows = conn.execute("SELECT DISTINCT host FROM runs WHERE unit = ? ORDER BY host", (unit,))
-    return [row[0] for row in rows]
-
-
 def next_runs(conn: sqlite3.Connection) -> dict[str, int]:
     """When a timer starts each service next (the earliest of its scheduled timers)."""
     rows = conn.execute(
@@ -480,22 +448,6 @@ def next_runs(conn: sqlite3.Connection) -> dict[str, int]:
         "WHERE next_elapse_usec IS NOT NULL GROUP BY service"
     )
     return {row[0]: int(row[1]) for row in rows}
-
-
-def output_summaries(conn: sqlite3.Connection, unit: str, limit: int) -> dict[str, OutputSummary]:
-    """The output counters of the newest ``limit`` runs of ``unit``, by invocation ID."""
-    rows = conn.execute(
-        "SELECT s.invocation_id, s.lines, s.bytes, s.dropped_lines, s.dropped_bytes, s.last_usec "
-        f"FROM (SELECT r.invocation_id FROM runs r WHERE r.unit = ? ORDER BY {_NEWEST_FIRST} "
-        "LIMIT ?) AS newest JOIN output_stats s ON s.invocation_id = newest.invocation_id",
-        (unit, limit),
-    )
-    return {row[0]: OutputSummary(*(int(v) for v in row[1:])) for row in rows}
-
-
-def recorded_hosts(conn: sqlite3.Connection) -> list[str]:
-    """The host names runs were recorded on, in name order."""
-    return [row[0] for row in conn.execute("SELECT DISTINCT host FROM runs ORDER BY host")]
 
 
 def unit_summaries(

@@ -24,7 +24,7 @@ from pathlib import Path
 from markupsafe import Markup
 
 from observer import __version__, history
-from observer.dashboard import charts
+from observer.dashboard import charts, queries
 from observer.dashboard.site import (
     MANIFEST,
     DashboardError,
@@ -198,7 +198,7 @@ def generate(
                 unit.row = _row(status, stats, runs, limits)
             known = cache.units.get(name)
             written = {} if known is None or known.pages is None else known.pages.fingerprints()
-            read = _Read(status, stats, runs, history.run_count(conn, name))
+            read = _Read(status, stats, runs, queries.run_count(conn, name))
             unit.pages = PageSet.of(_write_pages(conn, site, read, written, limits, common))
         for name in hidden:
             units[name].pages = None  # removed below, as stale
@@ -251,7 +251,7 @@ def _read_units(
     """Every unit with runs or a timer: as known where its key is unchanged, else read again
     (its row of the overview is left to write with its pages); and the status and stats of
     those read again."""
-    versions = history.unit_versions(conn)
+    versions = queries.unit_versions(conn)
     scheduled = history.next_runs(conn)
     names = {*history.recorded_units(conn), *scheduled}
     keys = {name: (versions.get(name, 0), scheduled.get(name)) for name in names}
@@ -264,7 +264,7 @@ def _read_units(
         fresh[name] = (status, stats)
         units[name] = UnitEntry(
             key=keys[name],
-            hosts=tuple(history.unit_hosts(conn, name)),
+            hosts=tuple(queries.unit_hosts(conn, name)),
             health=health(status),
             consecutive_failures=status.consecutive_failures,
             running=status.running,
@@ -300,7 +300,7 @@ def _write_pages(
     common: dict[str, str],
 ) -> dict[str, str]:
     """Write a unit's pages, and of its run pages those that changed: name -> fingerprint."""
-    outputs = history.output_summaries(conn, unit.status.unit, limits.history_runs)
+    outputs = queries.output_summaries(conn, unit.status.unit, limits.history_runs)
     pages = _write_run_pages(conn, site, unit.runs, outputs, written, limits, common)
     for name in _write_unit_pages(site, unit, limits, common):
         pages[name] = ""
@@ -357,7 +357,7 @@ def _write_run_pages(
     conn: sqlite3.Connection,
     site: _Site,
     runs: Sequence[history.RecordedRun],
-    outputs: dict[str, history.OutputSummary],
+    outputs: dict[str, queries.OutputSummary],
     written: dict[str, str],
     limits: Limits,
     common: dict[str, str],

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from observer import history, retention, store
 from observer.__main__ import main
-from observer.dashboard import pages, site, writer
+from observer.dashboard import pages, queries, site, writer
 from observer.model import Run, Source, TimerState
 from tests.pages import Element, overview_rows, parse
 from tests.unit.recorded_runs import HOUR, NOW_USEC, SECOND, invocation
@@ -494,14 +494,14 @@ def test_every_write_of_a_units_runs_or_output_bumps_its_version(tmp_path: Path)
     db = tmp_path / "observer.db"
     write_runs(db, [run("a.service", 1), run("b.service", 2)])
     conn = store.open_for_writing(db)
-    assert history.unit_versions(conn) == {"a.service": 1, "b.service": 1}
+    assert queries.unit_versions(conn) == {"a.service": 1, "b.service": 1}
     line = store.StoredLine(invocation(2), 0, NOW_USEC, 6, b"late")
     store.write_batch(conn, store.Batch(lines=[line]))
     store.write_batch(conn, store.Batch(dropped=[(invocation(1), 0)]))
     store.write_batch(conn, store.Batch(lines=[store.StoredLine("f" * 32, 0, NOW_USEC, 6, b"?")]))
-    assert history.unit_versions(conn) == {"a.service": 2, "b.service": 2}
+    assert queries.unit_versions(conn) == {"a.service": 2, "b.service": 2}
     retention.prune(conn, older_than_usec=NOW_USEC + HOUR, keep_per_unit=None)
-    assert history.unit_versions(conn) == {"a.service": 3, "b.service": 3}
+    assert queries.unit_versions(conn) == {"a.service": 3, "b.service": 3}
     conn.close()
 
 
@@ -514,7 +514,7 @@ def test_a_database_of_schema_3_gains_the_unit_versions(tmp_path: Path) -> None:
     out = tmp_path / "pages"
 
     conn = store.open_for_writing(db)  # as the daemon opens it: the upgrade
-    assert history.unit_versions(conn) == {}  # no row: version 0
+    assert queries.unit_versions(conn) == {}  # no row: version 0
     conn.close()
     first = generate(db, out)
     write_runs(db, [run("a.service", 2, started=2)])
@@ -548,3 +548,24 @@ def test_a_writer_process_that_cannot_write_says_which_file(tmp_path: Path) -> N
     with pytest.raises(writer.DashboardError, match=r"cannot write in '.*/missing'"):
         files.close()
     assert (tmp_path / "a.html").read_bytes() == b"a"
+
+
+def test_what_a_generation_asks_of_the_store_never_reads_all_the_runs(
+    conn: sqlite3.Connection, tmp_path: Path
+) -> None:
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    pages.generate(conn, tmp_path, now_usec=NOW_USEC)
+    conn.set_trace_callback(None)
+
+    selects = {sql for sql in statements if sql.lstrip().upper().startswith("SELECT")}
+    assert any("unit_changes" in sql for sql in selects)
+    for sql in selects:
+        plan = [str(row[3]) for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}")]
+        for step in plan:
+            assert not (step.startswith(("SCAN r", "SCAN runs")) and "INDEX" not in step), sql
+            # The one sort: the distinct hosts among the runs of one unit.
+            sorts_runs = "TEMP B-TREE" in step and " runs" in sql
+            assert not sorts_runs or sql.startswith("SELECT DISTINCT host FROM runs WHERE unit"), (
+                sql
+            )
