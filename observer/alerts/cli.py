@@ -167,7 +167,7 @@ def _test(args: argparse.Namespace) -> int:
     from observer.alerts.service import load_channels, load_heartbeat  # noqa: PLC0415
 
     config = load_config(Path(args.config) if args.config else None)
-    global_channels, unit_channels = load_channels(config)
+    global_channels, unit_channels = load_channels(config, in_child=False)
     channels = {c.key: c for c in global_channels}
     for per_unit in unit_channels.values():
         channels.update((c.key, c) for c in per_unit)

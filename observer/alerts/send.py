@@ -8,18 +8,22 @@ only used to explain a failure.
 
 from __future__ import annotations
 
+import json
 import logging
+import subprocess
+import sys
 import threading
 import urllib.error
 import urllib.request
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from observer.alerts.message import Message
 from observer.alerts.secrets import Channel, scrub
+from observer.model import ConfigError
 
 T = TypeVar("T")
 # Long explanations are cut: they are stored with every attempt.
@@ -99,6 +103,40 @@ def check_url(url: str) -> bool:
     """Whether apprise understands ``url`` (its scheme and the parts that scheme needs)."""
     apprise = _apprise()
     return bool(apprise.Apprise().add(url))
+
+
+# The child's program: URLs in on stdin (never in argv, which others can read), verdicts out.
+_CHECK_IN_CHILD = (
+    "import json, sys\n"
+    "from observer.alerts.send import check_url\n"
+    "print(json.dumps([check_url(url) for url in json.load(sys.stdin)]))\n"
+)
+
+
+def check_urls_in_child(urls: Sequence[str]) -> list[bool]:
+    """``check_url`` of each URL, asked of a child process.
+
+    Telling needs all of apprise's plugins loaded, some 20 MiB that the daemon would keep
+    for good; it imports apprise only when it first sends.
+    """
+    if not urls:
+        return []
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _CHECK_IN_CHILD], input=json.dumps(list(urls)),
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        lines = done.stdout.strip().splitlines()
+        verdicts = json.loads(lines[-1]) if done.returncode == 0 and lines else None
+    except (OSError, subprocess.SubprocessError, ValueError) as e:
+        raise ConfigError(f"alerts: could not check the notification URLs: {e}") from e
+    if not isinstance(verdicts, list) or len(verdicts) != len(urls):
+        # Its last words, with any URL's secrets hidden (apprise may quote a URL).
+        problem = (done.stderr.strip().splitlines() or ["no answer"])[-1]
+        for url in urls:
+            problem = scrub(problem, url)
+        raise ConfigError(f"alerts: could not check the notification URLs: {problem}")
+    return [bool(v) for v in verdicts]
 
 
 def notify(channel: Channel, message: Message) -> str | None:

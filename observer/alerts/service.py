@@ -41,8 +41,14 @@ def now_usec() -> int:
     return time.time_ns() // 1000
 
 
-def load_channels(config: Config) -> tuple[list[Channel], dict[str, list[Channel]]]:
-    """The global channels and each [alerts.units] table's own; refuses URLs apprise cannot use."""
+def load_channels(
+    config: Config, *, in_child: bool = True
+) -> tuple[list[Channel], dict[str, list[Channel]]]:
+    """The global channels and each [alerts.units] table's own; refuses URLs apprise cannot use.
+
+    ``in_child``: apprise is asked in a child process (the daemon, which then loads apprise
+    only when it first sends), else in this one (a command about to send anyway).
+    """
     alerts = config.alerts
     global_channels = read_channels(alerts.channels)
     per_pattern = {
@@ -50,13 +56,16 @@ def load_channels(config: Config) -> tuple[list[Channel], dict[str, list[Channel
         for unit in alerts.units
         if unit.channels
     }
-    for where, channels in [("alerts", global_channels), *per_pattern.items()]:
-        for channel in channels:
-            if not send.check_url(channel.url):
-                raise ConfigError(
-                    f"[{where}]: apprise does not understand the notification URL {channel.name} "
-                    "(see https://github.com/caronc/apprise/wiki for the URL of each service)"
-                )
+    placed = [(where, c) for where, cs in [("alerts", global_channels), *per_pattern.items()]
+              for c in cs]  # fmt: skip
+    urls = [channel.url for _, channel in placed]
+    verdicts = send.check_urls_in_child(urls) if in_child else [send.check_url(u) for u in urls]
+    for (where, channel), understood in zip(placed, verdicts, strict=True):
+        if not understood:
+            raise ConfigError(
+                f"[{where}]: apprise does not understand the notification URL {channel.name} "
+                "(see https://github.com/caronc/apprise/wiki for the URL of each service)"
+            )
     return global_channels, per_pattern
 
 

@@ -301,11 +301,15 @@ class MetricsService:
         loop = asyncio.get_running_loop()
         not_before = 0.0
         self.wake.set()  # show what is recorded already, from the start
+        first = True
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), REFRESH_SECONDS)
-            # Let a burst of runs end before reading them all at once.
-            await asyncio.sleep(max(DEBOUNCE_SECONDS, not_before - time.monotonic()))
+            # Let a burst of runs end before reading them all at once (but read what is
+            # recorded at once when the daemon starts: a scrape may already be waiting).
+            if not first:
+                await asyncio.sleep(max(DEBOUNCE_SECONDS, not_before - time.monotonic()))
+            first = False
             self.wake.clear()
             began = time.monotonic()
             try:

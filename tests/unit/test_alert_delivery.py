@@ -7,6 +7,8 @@ import asyncio
 import json
 import os
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -335,3 +337,28 @@ def test_observer_alerts_test_without_channels_says_what_to_set(
     config.write_text("[alerts]\nfailures = 2\n")
     assert main(["alerts", "test", "--config", str(config)]) == 1
     assert "set urls, urls_credential or urls_file" in capsys.readouterr().err
+
+
+def test_the_daemon_checks_its_urls_without_keeping_apprise_loaded(tmp_path: Path) -> None:
+    config = tmp_path / "observer.toml"
+    config.write_text('[alerts]\nurls = ["json://127.0.0.1:9/", "ntfy://secret-topic"]\n')
+    program = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from observer.alerts.service import AlertService\n"
+        "from observer.config import load_config\n"
+        f"service = AlertService(load_config(Path({str(config)!r})), Path('x.db'), 'h')\n"
+        "print(len(service.global_channels), 'apprise' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, check=True
+    )
+    assert done.stdout.split() == ["2", "False"]
+
+
+def test_an_unknown_url_among_good_ones_is_named(tmp_path: Path) -> None:
+    urls = ["json://127.0.0.1:9/", "nope://secret-token/x"]
+    assert send.check_urls_in_child(urls) == [True, False]
+    config = alert_config(urls[0], channels=ChannelSources(urls=tuple(urls)))
+    with pytest.raises(ConfigError, match=r"notification URL nope://…"):
+        AlertService(config, tmp_path / "observer.db", "host1")
