@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from contextlib import closing
 from pathlib import Path
 
@@ -36,10 +37,12 @@ async def test_a_write_goes_in_between_the_chunks_of_retention(
         store.write_batch(conn, store.Batch(runs=old_runs(600)))
     monkeypatch.setattr(store_thread, "PRUNE_CHUNK", 50)
     chunks: list[int] = []
+    began = threading.Event()
     real = retention.prune_some
 
     def counted(conn: sqlite3.Connection, limit: int) -> tuple[int, int]:
         chunks.append(limit)
+        began.set()
         return real(conn, limit)
 
     monkeypatch.setattr(store_thread, "prune_some", counted)
@@ -50,8 +53,7 @@ async def test_a_write_goes_in_between_the_chunks_of_retention(
         pruning = asyncio.create_task(
             async_store.prune(older_than_usec=NOW - 90 * DAY, keep_per_unit=None)
         )
-        while not chunks:
-            await asyncio.sleep(0)
+        assert await asyncio.to_thread(began.wait, 10)
         written = await async_store.write(store.Batch(runs=[fresh]))
         assert not pruning.done()  # the write did not wait for all of retention
         assert await pruning == 600
