@@ -89,7 +89,7 @@ def timed(db: Path, out: Path, cache: pages.Cache | None = None) -> str:
     finally:
         conn.close()
     return (
-        f"{seconds:.1f}s, {report.written:,} pages written, {report.unchanged:,} unchanged, "
+        f"{seconds:.2f}s, {report.written:,} pages written, {report.unchanged:,} unchanged, "
         f"{report.removed} removed"
     )
 
