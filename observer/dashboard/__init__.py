@@ -1,6 +1,7 @@
 """Dashboard: static HTML pages of every unit's health and history, readable without a server.
 
 ``pages`` writes the overview, unit and run pages from the store (Jinja2 ``templates``),
-``charts`` draws their SVG, ``service`` rewrites them in the daemon after runs end, ``cli`` is
-`observer report`.
+``views`` says what they show, ``charts`` draws their SVG, ``queries`` reads what ``history``
+does not, ``site`` keeps the directory and its manifest, ``writer`` writes the files,
+``service`` rewrites them in the daemon after runs end, ``cli`` is `observer report`.
 """

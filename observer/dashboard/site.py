@@ -1,4 +1,8 @@
-"""The dashboard's pages as files: templates, atomic writes, the manifest, stale pages removed."""
+"""The dashboard's directory: templates, the manifest, what is there, stale pages removed.
+
+Pages themselves are written by ``writer`` (atomically; a long run of them in a process of
+its own).
+"""
 
 from __future__ import annotations
 
@@ -157,14 +161,14 @@ def manifest_json(manifest: Manifest) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class Listing:
-    """Our files in the directory when a generation began."""
+    """What the directory held when a generation began."""
 
-    names: frozenset[str]  # every name (our pages among them)
+    names: frozenset[str]  # every name in it (our pages among them)
     old_temps: tuple[str, ...]  # left by a generation that was killed
 
 
 def list_directory(directory: Path) -> Listing:
-    """Our pages in ``directory``, and temporary files older than an hour (one listing)."""
+    """The names in ``directory``, and our temporary files older than an hour (one listing)."""
     try:
         names = os.listdir(directory)
     except OSError as e:
@@ -182,13 +186,21 @@ def list_directory(directory: Path) -> Listing:
 def remove_stale(directory: Path, listing: Listing, current: set[str]) -> int:
     """Remove our pages that no longer belong (pruned runs, older pages), and old temp files."""
     removed = 0
-    stale = [name for name in listing.names - current if _OUR_PAGE.fullmatch(name)]
-    for name in [*sorted(stale), *listing.old_temps]:
-        try:
-            os.unlink(directory / name)
-            removed += name in listing.names
-        except FileNotFoundError:
-            continue
-        except OSError as e:
-            raise DashboardError(f"cannot remove {str(directory / name)!r}: {e.strerror}") from e
+    stale = sorted(name for name in listing.names - current if _OUR_PAGE.fullmatch(name))
+    for name in stale:
+        if _unlink(directory / name):
+            removed += 1
+    for name in listing.old_temps:
+        _unlink(directory / name)
     return removed
+
+
+def _unlink(path: Path) -> bool:
+    """Remove ``path``; False when it was gone already."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    except OSError as e:
+        raise DashboardError(f"cannot remove {str(path)!r}: {e.strerror}") from e
+    return True

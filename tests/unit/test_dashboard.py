@@ -569,3 +569,22 @@ def test_what_a_generation_asks_of_the_store_never_reads_all_the_runs(
             assert not sorts_runs or sql.startswith("SELECT DISTINCT host FROM runs WHERE unit"), (
                 sql
             )
+
+
+def test_temporary_files_a_killed_generation_left_are_removed_but_not_counted(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "observer.db"
+    write_runs(db, [run("job.service", 1)])
+    out = tmp_path / "pages"
+    generate(db, out)
+    left = out / ".observer-abc.tmp"
+    left.write_text("half a page")
+    os.utime(left, (0, 0))
+    (out / ".observer-new.tmp").write_text("maybe another generation's")
+
+    report = generate(db, out)
+
+    assert report.removed == 0
+    assert not left.exists()
+    assert (out / ".observer-new.tmp").exists()
