@@ -123,14 +123,14 @@ def daemon_figures(db: Path, units: int, workdir: Path) -> dict[str, float]:
                     time.sleep(0.05)
             if complete is None:
                 raise BenchError("no complete /metrics within 300 s")
-            # Let the start-up work (the first dashboard pages, alert state) end first: until
-            # a 10-second window costs under 0.1 CPU-s.
-            settle = time.monotonic()
-            while time.monotonic() - settle < 900:
+            # Let the start-up work (the first dashboard pages, their follow-up rewrite at
+            # least min_interval_seconds later, alert state) end first: until six 10-second
+            # windows in a row each cost under 0.1 CPU-s.
+            settle, quiet = time.monotonic(), 0
+            while quiet < 6 and time.monotonic() - settle < 900:
                 window = cpu_seconds(pid)
                 time.sleep(10)
-                if cpu_seconds(pid) - window < 0.1:
-                    break
+                quiet = quiet + 1 if cpu_seconds(pid) - window < 0.1 else 0
             settled = time.monotonic() - began
             before = cpu_seconds(pid)
             time.sleep(IDLE_SECONDS)
