@@ -25,7 +25,9 @@ readonly UNIT_NAME=observer.service
 readonly UNIT=/etc/systemd/system/$UNIT_NAME
 readonly DROPINS=/etc/systemd/system/$UNIT_NAME.d
 readonly STATE=/var/lib/observer
-readonly SPOOL=/var/spool/observer
+readonly SPOOL=/var/spool/observer  # where older versions spooled root's runs
+# DynamicUser= units' job metrics (systemd keeps them here); the unit shows it to the daemon.
+readonly PRIVATE_METRICS=/var/lib/private/observer/job-metrics
 readonly ACCOUNT=observer
 # Debian's own Python: one in root's PATH (pyenv, conda) may be unreadable for the daemon.
 readonly PYTHON=/usr/bin/python3
@@ -192,6 +194,8 @@ install_all() {
     install_packages
     check_python
     create_account
+    install -d -m 0700 /var/lib/private
+    install -d -m 0755 /var/lib/private/observer "$PRIVATE_METRICS"
     install_venv
     link_command
     install_config
@@ -237,7 +241,7 @@ uninstall_all() {
         say "removed $PREFIX"
     fi
     if ((purge)); then
-        rm -rf "$STATE" "$SPOOL"
+        rm -rf "$STATE" "$SPOOL" "$(dirname "$PRIVATE_METRICS")"
         say "removed the database and everything else in $STATE"
     elif [ -d "$STATE" ]; then
         kept+=("$STATE")

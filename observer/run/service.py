@@ -4,7 +4,8 @@
 end. This service looks every few seconds for wrapper runs that finished (by row ID for new
 rows, by invocation ID for rows it saw running) and hands them to the daemon's
 ``recorded_hooks`` (metrics, alerts, dashboard), as it does for the units' runs. It also
-moves runs that `observer run` had to spool into the store.
+moves runs that `observer run` had to spool into the store, and closes as ``interrupted``
+the runs whose `observer run` is gone (observer/run/liveness.py). It keeps one connection.
 """
 
 from __future__ import annotations
@@ -12,13 +13,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from observer.config import Config
 from observer.model import Run, Source
-from observer.run import spool
+from observer.run import liveness, spool
 from observer.store import open_for_writing
 
 log = logging.getLogger(__name__)
@@ -50,36 +53,62 @@ class WrapperRuns:
         self.max_id: int | None = None
         self.running: set[str] = set()
         self.failures = 0
+        self.conn: sqlite3.Connection | None = None
+        self.conn_thread = 0
+        self.reported: set[str] = set()  # spool files already reported as unreadable
 
     async def run(self) -> None:
         """A service of the daemon's: runs until cancelled, never fails."""
-        while True:
-            try:
-                finished = await asyncio.to_thread(self.step)
-            except Exception as e:  # the store may be unwritable for a while
-                self.failures += 1
-                if self.failures == 1 or self.failures % 100 == 0:
-                    log.warning("observer run's runs: %s (retrying)", e)
-            else:
-                self.failures = 0
-                if finished:
-                    self._tell(finished)
-            await asyncio.sleep(self.interval)
+        # One thread for every look: the connection it keeps may only be used on it.
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="observer-run")
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                try:
+                    finished = await loop.run_in_executor(executor, self.step)
+                except Exception as e:  # the store may be unwritable for a while
+                    self.failures += 1
+                    if self.failures == 1 or self.failures % 100 == 0:
+                        log.warning("observer run's runs: %s (retrying)", e)
+                else:
+                    self.failures = 0
+                    if finished:
+                        self._tell(finished)
+                await asyncio.sleep(self.interval)
+        finally:
+            executor.submit(self.close)
+            executor.shutdown(wait=False)
 
     def step(self) -> list[Run]:
-        """One look (in a worker thread): import spooled runs, then find finished ones."""
-        conn = open_for_writing(self.db_path)
+        """One look (in a worker thread): import spooled runs, close those whose wrapper is
+        gone, then find finished ones."""
+        if self.conn is not None and self.conn_thread != threading.get_ident():
+            self.conn = None  # opened on another thread (a test's first look): not usable here
+        if self.conn is None:
+            self.conn = open_for_writing(self.db_path)
+            self.conn_thread = threading.get_ident()
+        conn = self.conn
         try:
-            conn.execute("PRAGMA busy_timeout = 10000")
-            imported = spool.import_spooled(conn, self.spool_dir, self.db_path, self.metrics_dir)
+            imported = spool.import_spooled(
+                conn, self.spool_dir, self.db_path, self.metrics_dir, reported=self.reported
+            )
             for run in imported:
                 log.info("imported spooled run %s %s", run.unit, run.invocation_id[:12])
+            imported += liveness.close_gone(conn, self.spool_dir, self.db_path, self.reported)
             return imported + self._newly_finished(conn, {r.invocation_id for r in imported})
-        finally:
-            conn.close()
+        except BaseException:
+            self.close()  # opened afresh at the next look
+            raise
+
+    def close(self) -> None:
+        """Close the connection (the daemon is stopping)."""
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
 
     def _newly_finished(self, conn: sqlite3.Connection, told: set[str]) -> list[Run]:
         conn.row_factory = sqlite3.Row
+        self.running -= told
         if self.max_id is None:
             self.max_id = int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM runs").fetchone()[0])
             horizon = time.time_ns() // 1000 - RUNNING_HORIZON_USEC

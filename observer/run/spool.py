@@ -5,16 +5,24 @@ permission denied) is written as one JSON file into the spool directory; the nex
 `observer run` and the daemon move spooled runs into the store. A run's invocation ID is
 the store's key and a spool file is removed only after the transaction holding its run
 committed, so a run arrives exactly once even when two importers race or one is killed.
+
+The spool is beside the database for every user: root's `observer run` and the installed
+daemon (user ``observer``) share ``/var/lib/observer/spool/``. What root writes there is
+handed to the owner of the directory it is in, so that the daemon can read and remove it.
+Anyone who can write the spool can put files there: each is read without following links,
+checked whole, and one that is bad is set aside (``*.bad``) without holding up the others.
 """
 
 from __future__ import annotations
 
 import binascii
+import errno
 import json
 import logging
 import os
 import sqlite3
-from dataclasses import asdict, dataclass
+import stat
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from observer.model import Run, Source, StoreError, TimerState
@@ -27,6 +35,12 @@ SPOOL_FORMAT = 1
 MAX_METRICS_BYTES = 1024 * 1024
 # How many spooled runs one `observer run` moves into the store, so it never lingers long.
 IMPORT_BATCH = 50
+# A spooled run holds at most the output budget (base64): a larger file is not one of ours.
+MAX_SPOOL_FILE_BYTES = 64 * 1024 * 1024
+_INT64 = (-(2**63), 2**63 - 1)
+# Where each running `observer run` keeps its mark of life (observer/run/liveness.py).
+LIVE_DIR = "live"
+LIVE_SUFFIX = ".live"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,13 +55,14 @@ class RunRecord:
 
 
 def default_spool_dir(db_path: Path, configured: str = "") -> Path:
-    """``$OBSERVER_SPOOL``, else the configured one, else /var/spool/observer as root."""
+    """``$OBSERVER_SPOOL``, else the configured one, else ``spool/`` beside the database.
+
+    The same for root and for the daemon's user: both find the installed service's spool.
+    """
     if env := os.environ.get("OBSERVER_SPOOL"):
         return Path(env)
     if configured:
         return Path(configured)
-    if os.geteuid() == 0:
-        return Path("/var/spool/observer")
     return db_path.absolute().parent / "spool"
 
 
@@ -82,11 +97,31 @@ def write_record(conn: sqlite3.Connection, record: RunRecord) -> list[Run]:
 
 
 def make_spool_dir(directory: Path, *under: str) -> Path:
-    """Create the spool directory (owner only: spooled runs hold job output) or a subdirectory."""
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path = directory.joinpath(*under)
-    path.mkdir(mode=0o700, exist_ok=True)
-    return path
+    """Create the spool directory (owner only: spooled runs hold job output) or a subdirectory.
+
+    As root, a directory created in another user's directory is given to that user (the
+    daemon's spool in /var/lib/observer, owned by ``observer``).
+    """
+    for path in (directory, directory.joinpath(*under)):
+        try:
+            path.mkdir(mode=0o700, parents=path == directory)
+        except FileExistsError:
+            continue
+        adopt(path)
+    return directory.joinpath(*under)
+
+
+def adopt(path: Path, fd: int | None = None) -> None:
+    """As root, give ``path`` (or open ``fd``) to the owner of its directory if not root."""
+    if os.geteuid() != 0:
+        return
+    parent = os.stat(path.parent)
+    if parent.st_uid == 0:
+        return
+    if fd is not None:
+        os.fchown(fd, parent.st_uid, parent.st_gid)
+    else:
+        os.chown(path, parent.st_uid, parent.st_gid, follow_symlinks=False)
 
 
 def spool(record: RunRecord, directory: Path, db_path: Path) -> Path:
@@ -95,9 +130,13 @@ def spool(record: RunRecord, directory: Path, db_path: Path) -> Path:
     path = directory / f"{record.run.invocation_id}.json"
     temporary = directory / f".{record.run.invocation_id}.tmp"
     data = encode(record, db_path)
-    # The spool holds job output, which can hold secrets: owner only.
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    # The spool holds job output, which can hold secrets: owner only. O_EXCL and O_NOFOLLOW:
+    # root never writes through a name another user planted.
+    temporary.unlink(missing_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(temporary, flags, 0o600)
     try:
+        adopt(temporary, fd)
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
@@ -114,11 +153,20 @@ def spool(record: RunRecord, directory: Path, db_path: Path) -> Path:
 def spooled_files(directory: Path) -> list[Path]:
     """The spooled runs waiting in ``directory``, oldest first."""
     try:
-        entries = [e for e in os.scandir(directory) if e.name.endswith(".json") and e.is_file()]
+        entries = list(os.scandir(directory))
     except (FileNotFoundError, NotADirectoryError):
         return []
-    entries.sort(key=lambda e: (e.stat().st_mtime_ns, e.name))
-    return [Path(e.path) for e in entries]
+    found = []
+    for entry in entries:
+        if not entry.name.endswith(".json") or entry.name.startswith("."):
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except OSError:  # removed meanwhile
+            continue
+        if not stat.S_ISDIR(info.st_mode):
+            found.append((info.st_mtime_ns, entry.name, Path(entry.path)))
+    return [path for _, _, path in sorted(found)]
 
 
 def import_spooled(
@@ -127,29 +175,42 @@ def import_spooled(
     db_path: Path,
     metrics_dir: Path | None,
     limit: int | None = None,
+    reported: set[str] | None = None,
 ) -> list[Run]:
     """Move spooled runs meant for ``db_path`` into the store; return those new to it.
 
-    A file that cannot be read as a spooled run is renamed ``*.bad`` and left for a person
-    to look at; files meant for another database are left alone.
+    A file that is not a spooled run (not JSON of ours, a link, a FIFO, too large, values
+    the store refuses) is renamed ``*.bad`` and left for a person to look at; one that
+    cannot be read is reported once (``reported`` remembers it) and left; files meant for
+    another database are left alone. Only a store that cannot be written stops the import.
     """
     imported: list[Run] = []
-    target = _same_file_key(db_path)
+    target = same_file_key(db_path)
+    reported = set() if reported is None else reported
     for path in spooled_files(directory)[:limit]:
         try:
-            data = path.read_bytes()
+            data = read_spool_file(path)
         except FileNotFoundError:  # another importer was faster
             continue
-        try:
-            meant_for, record = decode(data)
-        except (ValueError, KeyError, TypeError) as e:
-            log.warning("spooled run %s is unreadable (%s); renamed to *.bad", path, e)
-            _set_aside(path)
+        except OSError as e:
+            if str(path) not in reported:
+                reported.add(str(path))
+                log.warning("cannot read the spooled run %s: %s (left as it is)", path, e)
             continue
-        if _same_file_key(Path(meant_for)) != target:
+        try:
+            if data is None:
+                raise ValueError("not a regular file, or larger than a spooled run can be")
+            meant_for, record = decode(data)
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
+            _set_aside(path, str(e) or type(e).__name__)
+            continue
+        if same_file_key(Path(meant_for)) != target:
             continue
         try:
             imported.extend(write_record(conn, record))
+        except (sqlite3.IntegrityError, sqlite3.InterfaceError, OverflowError) as e:
+            _set_aside(path, f"the store refuses it: {e}")
+            continue
         except sqlite3.Error as e:
             raise StoreError(f"cannot move spooled runs into {str(db_path)!r}: {e}") from e
         if record.metrics is not None and metrics_dir is not None:
@@ -158,14 +219,41 @@ def import_spooled(
             except OSError as e:
                 log.warning("cannot write the metrics of %s: %s", record.run.unit, e)
         path.unlink(missing_ok=True)  # only now: the run is committed
+        # Its wrapper ended it: its mark of life is no longer needed (see liveness.py).
+        (directory / LIVE_DIR / f"{record.run.invocation_id}{LIVE_SUFFIX}").unlink(missing_ok=True)
     return imported
 
 
-def _same_file_key(path: Path) -> str:
+def read_spool_file(path: Path) -> bytes | None:
+    """A spool file's bytes; None when it is not a regular file or is too large to be one."""
+    # Never follow a link, never block on a FIFO: anyone who may write the spool may plant one.
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return None
+        raise
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_SPOOL_FILE_BYTES:
+            return None
+        chunks, size = [], 0
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_SPOOL_FILE_BYTES:
+                return None
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def same_file_key(path: Path) -> str:
     return os.path.normpath(os.path.realpath(path))
 
 
-def _set_aside(path: Path) -> None:
+def _set_aside(path: Path, why: str) -> None:
+    log.warning("spooled run %s is unreadable (%s); renamed to *.bad", path, why)
     try:
         os.replace(path, path.with_suffix(".bad"))
     except OSError as e:
@@ -205,12 +293,10 @@ def place_metrics(directory: Path, name: str, data: bytes, run: Run | None = Non
 
 def encode(record: RunRecord, db_path: Path) -> bytes:
     """A spooled run as JSON; bytes (output, metrics) as base64."""
-    run = asdict(record.run)
-    run["source"] = str(record.run.source)
     document = {
         "format": SPOOL_FORMAT,
         "db": str(db_path.absolute()),
-        "run": run,
+        "run": encode_run(record.run),
         "lines": [
             [ln.seq, ln.realtime_usec, ln.priority, ln.stream, _b64(ln.message)]
             for ln in record.lines
@@ -223,32 +309,68 @@ def encode(record: RunRecord, db_path: Path) -> bytes:
 
 
 def decode(data: bytes) -> tuple[str, RunRecord]:
-    """The database a spooled run is meant for, and the run."""
+    """The database a spooled run is meant for, and the run (every value checked)."""
     document = json.loads(data)
     if not isinstance(document, dict) or document.get("format") != SPOOL_FORMAT:
         raise ValueError("not a spooled run of a known format")
-    fields = dict(document["run"])
-    fields["source"] = Source(fields["source"])
-    run = Run(**fields)
-    if not all(isinstance(v, str) and v for v in (run.unit, run.invocation_id, run.host)):
-        raise ValueError("a spooled run without unit, invocation ID or host")
-    numbers = (run.started_usec, run.finished_usec, run.exit_status, run.restarts)
-    if not all(v is None or (isinstance(v, int) and not isinstance(v, bool)) for v in numbers):
-        raise ValueError("a spooled run with a time or status that is not a number")
-    lines = tuple(
-        StoredLine(run.invocation_id, int(seq), int(usec), int(priority), _unb64(msg), stream)
-        for seq, usec, priority, stream, msg in document["lines"]
-    )
-    counts = document["counts"]
-    timer = document["timer"]
+    run = decode_run(document["run"])
+    lines = []
+    for seq, usec, priority, stream, msg in document["lines"]:
+        if not (_is_int(seq) and _is_int(usec) and _is_int(priority)):
+            raise ValueError("a spooled line with a number that is not one")
+        if stream is not None and not isinstance(stream, str):
+            raise ValueError("a spooled line with a stream that is not a string")
+        lines.append(StoredLine(run.invocation_id, seq, usec, priority, _unb64(msg), stream))
+    counts = None if document["counts"] is None else OutputCounts(**document["counts"])
+    timer = None if document["timer"] is None else TimerState(**document["timer"])
+    for part, name in ((counts, "counts"), (timer, "timer")):
+        if part is not None:
+            _check_values(part, name)
     metrics = document["metrics"]
-    return str(document["db"]), RunRecord(
+    if not isinstance(document["db"], str):
+        raise ValueError("a spooled run without the database it is meant for")
+    return document["db"], RunRecord(
         run=run,
-        lines=lines,
-        counts=None if counts is None else OutputCounts(**counts),
-        timer=None if timer is None else TimerState(**timer),
+        lines=tuple(lines),
+        counts=counts,
+        timer=timer,
         metrics=None if metrics is None else _unb64(metrics),
     )
+
+
+def decode_run(fields_: object) -> Run:
+    """A run as ``encode`` wrote it, every value checked."""
+    if not isinstance(fields_, dict):
+        raise ValueError("a spooled run that is not an object")
+    values = dict(fields_)
+    values["source"] = Source(values["source"])
+    run = Run(**values)
+    if not all(isinstance(v, str) and v for v in (run.unit, run.invocation_id, run.host)):
+        raise ValueError("a spooled run without unit, invocation ID or host")
+    _check_values(run, "run")
+    return run
+
+
+def encode_run(run: Run) -> dict[str, object]:
+    """A run as JSON values."""
+    values = asdict(run)
+    values["source"] = str(run.source)
+    return values
+
+
+def _is_int(value: object) -> bool:
+    if not isinstance(value, int) or isinstance(value, bool):
+        return False
+    return _INT64[0] <= value <= _INT64[1]
+
+
+def _check_values(record: object, name: str) -> None:
+    """Every field of a spooled record is a string, an integer the store can hold, or null."""
+    for f in fields(record):  # type: ignore[arg-type]
+        value = getattr(record, f.name)
+        if value is None or isinstance(value, str) or _is_int(value):
+            continue
+        raise ValueError(f"a spooled {name} whose {f.name} is neither text nor a number")
 
 
 def _b64(data: bytes) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from observer.model import Run, Source, TimerState
-from observer.run import spool
+from observer.run import liveness, spool
 from observer.run.capture import STDERR, OutputCapture
 from observer.run.job import Exit, Job
 from observer.run.schedule import Schedule
@@ -70,6 +70,7 @@ def run_job(options: Options) -> int:
             if os.isatty(2):
                 os.write(2, f"observer: {options.name} is still running; skipped\n".encode())
             return 0
+    recorder.mark_alive(run)
     metrics_file = recorder.metrics_file(options.name, run.invocation_id)
     job = Job(
         options.command,
@@ -152,6 +153,7 @@ class Recorder:
         self.failed_max_bytes = failed_max_bytes
         self.warned = False
         self._writer: threading.Thread | None = None
+        self._mark: liveness.LifeMark | None = None
 
     @classmethod
     def for_options(cls, options: Options) -> Recorder:
@@ -191,7 +193,7 @@ class Recorder:
         path = self.spool_dir / "locks" / f"{name}.lock"
         try:
             spool.make_spool_dir(self.spool_dir, "locks")
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
         except OSError as e:
             _warn(f"cannot take the lock {str(path)!r} ({e.strerror}): running without it")
             return -1
@@ -205,6 +207,12 @@ class Recorder:
             _warn(f"cannot take the lock {str(path)!r} ({e.strerror}): running without it")
             return -1
         return fd
+
+    def mark_alive(self, run: Run) -> None:
+        """Hold the run's mark of life, so that the run is closed if this process is killed."""
+        # A spool it cannot write: the run is recorded all the same when it ends.
+        with contextlib.suppress(OSError):
+            self._mark = liveness.LifeMark.create(self.spool_dir, run, self.db_path)
 
     def metrics_file(self, name: str, invocation_id: str) -> Path | None:
         """A fresh path for this run's JOB_METRICS_FILE, in a directory the job can write."""
@@ -260,7 +268,9 @@ class Recorder:
                 if conn is not None:
                     conn.close()
                 conn = None
-            self._ended.wait()
+            while not self._ended.wait(liveness.HEARTBEAT_SECONDS):
+                if self._mark is not None:
+                    self._mark.beat()
             if self._final is not None:
                 self._write(conn, self._final)
 
@@ -280,12 +290,18 @@ class Recorder:
 
     def _write(self, conn: sqlite3.Connection | None, record: RunRecord) -> None:
         try:
-            if conn is None:
-                conn = self._connect()
-            spool.write_record(conn, record)
-            self._import_spooled(conn)
-        except Exception as e:
-            self._spool(record, _describe(e))
+            try:
+                if conn is None:
+                    conn = self._connect()
+                spool.write_record(conn, record)
+            except Exception as e:
+                stored, recorded = False, self._spool(record, _describe(e))
+            else:
+                stored = recorded = True
+            if recorded and self._mark is not None:
+                self._mark.end()  # unrecorded, it stays: the run is closed as interrupted
+            if stored and conn is not None:
+                self._import_spooled(conn)
         finally:
             if conn is not None:
                 conn.close()
@@ -302,10 +318,12 @@ class Recorder:
             spool.import_spooled(
                 conn, self.spool_dir, self.db_path, self.metrics_dir, limit=spool.IMPORT_BATCH
             )
+            liveness.close_gone(conn, self.spool_dir, self.db_path)
         except Exception as e:  # the daemon will try again
             _warn(f"cannot move spooled runs into {str(self.db_path)!r}: {_describe(e)}")
 
-    def _spool(self, record: RunRecord, problem: str) -> None:
+    def _spool(self, record: RunRecord, problem: str) -> bool:
+        """Keep the run in the spool; whether it could."""
         try:
             path = spool.spool(record, self.spool_dir, self.db_path)
         except Exception as e:
@@ -313,11 +331,12 @@ class Recorder:
                 f"cannot record this run of {self.name} in {str(self.db_path)!r} ({problem}) "
                 f"nor keep it in {str(self.spool_dir)!r} ({_describe(e)}): it is not recorded"
             )
-            return
+            return False
         _warn(
             f"cannot record this run of {self.name} in {str(self.db_path)!r} ({problem}); "
             f"kept in {str(path)!r} until the database can take it"
         )
+        return True
 
 
 def _timers(record: RunRecord) -> list[TimerState]:

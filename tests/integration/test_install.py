@@ -292,3 +292,117 @@ def file_system(sandbox: Sandbox) -> list[str]:
         "find /etc -xdev -type f ! -name '*-' -print0 | sort -z | xargs -0 sha256sum"
     )
     return sandbox.run("sh", "-c", script, timeout=120).stdout.splitlines()
+
+
+# docs/metrics.md's snippet, in a unit with DynamicUser=yes (whose directory systemd keeps
+# under /var/lib/private, closed to the daemon's user).
+DYNAMIC_JOB = """\
+#!/bin/sh
+cat > $JOB_METRICS_FILE << EOF
+# HELP job_backup_size_bytes Size of the backup in bytes
+# TYPE job_backup_size_bytes gauge
+job_backup_size_bytes 123456
+EOF
+"""
+SPOOL = "/var/lib/observer/spool"
+
+
+def test_the_installed_service_takes_roots_spooled_runs_dynamic_users_metrics_and_killed_runs(
+    sandbox: Sandbox,
+) -> None:
+    clone(sandbox)
+    follow_docs(sandbox, "install")
+    port = free_port()
+    config = sandbox.root / CONFIG.lstrip("/")
+    config.write_text(
+        config.read_text().replace('# listen = "127.0.0.1:9089"', f'listen = "127.0.0.1:{port}"')
+    )
+    as_root(sandbox, "systemctl restart observer")
+
+    # A DynamicUser= unit reports metrics; the hardened daemon, user observer, exports them.
+    script = sandbox.root / "usr/local/bin/dyn-backup"
+    script.write_text(DYNAMIC_JOB)
+    script.chmod(0o755)
+    sandbox.write_unit(
+        "dyn-backup.service",
+        "[Service]\nType=oneshot\nDynamicUser=yes\nExecStart=/usr/local/bin/dyn-backup\n",
+    )
+    as_root(sandbox, "systemctl daemon-reload && observer metrics-file enable dyn-backup")
+    as_root(sandbox, "systemctl start dyn-backup")
+    print(sandbox.run("ls", "-lR", "/var/lib/private/observer").stdout)
+
+    def scraped() -> str | None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+                text: str = r.read().decode()
+        except OSError:
+            return None
+        return text if "job_backup_size_bytes" in text else None
+
+    exported = wait_for(scraped, timeout=60, what="the DynamicUser unit's metrics")
+    assert 'job_backup_size_bytes{unit="dyn-backup.service"} 123456.0' in exported
+    assert "observer_custom_metrics_rejected_total{" not in exported
+
+    # Root's `observer run` cannot write the database (another writer holds it for 15 s):
+    # the run goes into the daemon's spool, owned by observer, beside two hostile files.
+    hold = (
+        "import sqlite3, time; c = sqlite3.connect('/var/lib/observer/observer.db', "
+        "isolation_level=None); c.execute('BEGIN IMMEDIATE'); print('held', flush=True); "
+        "time.sleep(15)"
+    )
+    assert sandbox.run("stat", "-c", "%U", SPOOL).stdout == "observer\n"
+    as_root(sandbox, f"ln -sf /etc/shadow {SPOOL}/0-link.json")
+    as_root(sandbox, f"echo '{{\"format\": 1' > {SPOOL}/1-garbage.json")
+    shadow = (sandbox.root / "etc/shadow").read_bytes()
+    wrapped = as_root(
+        sandbox,
+        f'(python3 -c "{hold}" > /tmp/held 2>&1 &) ; sleep 1; grep -q held /tmp/held; '
+        "observer run --name locked-out -- sh -c 'echo spooled; exit 5'; echo \"status $?\"",
+        timeout=60,
+    )
+    assert wrapped.stdout == "spooled\nstatus 5\n", wrapped.stdout
+    assert f"kept in '{SPOOL}/" in wrapped.stderr, wrapped.stderr
+
+    def locked_out() -> list[dict[str, Any]]:
+        return [r for r in history(sandbox, "root", "locked-out") if r["finished_at"]]
+
+    spooled = sandbox.run("sh", "-c", f"stat -c '%U %a %n' {SPOOL}/*.json").stdout
+    assert f"observer 600 {SPOOL}/" in spooled, spooled
+    [run] = wait_for(locked_out, timeout=60, what="the spooled run in the daemon's database")
+    assert (run["result"], run["exit_status"], run["source"]) == ("exit-code", 5, "wrapper")
+    left = sandbox.run("ls", "-A", SPOOL).stdout.split()
+    assert {"0-link.bad", "1-garbage.bad"} <= set(left), left
+    assert not [name for name in left if name.endswith(".json")], left
+    assert (sandbox.root / "etc/shadow").read_bytes() == shadow
+    assert (
+        "imported spooled run locked-out"
+        in sandbox.run("journalctl", "-u", UNIT, "--no-pager").stdout
+    )
+
+    # Root's `observer run` killed by SIGKILL: the daemon (which cannot see root's processes)
+    # closes its run as interrupted.
+    as_root(
+        sandbox,
+        "(setsid sh -c 'echo $$ > /tmp/killed.pid; exec observer run --name killed -- sleep 300'"
+        " &) </dev/null >/dev/null 2>&1",
+    )
+
+    def written_pid() -> str:
+        return sandbox.run("cat", "/tmp/killed.pid", check=False).stdout.strip()
+
+    pid = wait_for(written_pid, timeout=30, what="the pid of `observer run`")
+
+    def running() -> dict[str, Any] | None:
+        runs = history(sandbox, "root", "killed")
+        return runs[0] if runs and runs[0]["finished_at"] is None else None
+
+    wait_for(running, timeout=30, what="the run of `observer run` to be recorded as running")
+    as_root(sandbox, f"kill -9 -- -{pid}")
+
+    def interrupted() -> dict[str, Any] | None:
+        runs = history(sandbox, "root", "killed")
+        return runs[0] if runs and runs[0]["result"] == "interrupted" else None
+
+    closed = wait_for(interrupted, timeout=60, what="the killed run to be closed")
+    assert closed["finished_at"] is not None
+    assert sandbox.run("ls", "-A", f"{SPOOL}/live").stdout.split() == []

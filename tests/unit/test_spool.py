@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -119,6 +120,70 @@ def test_files_for_another_database_are_left_alone_and_bad_ones_set_aside(
     assert conn.execute("SELECT COUNT(*) FROM runs").fetchone() == (0,)
 
 
+def test_hostile_spool_files_are_set_aside_and_the_good_one_beside_them_is_imported(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "observer.db"
+    conn = store.open_for_writing(db)
+    directory = tmp_path / "spool"
+    good = spool.spool(record(), directory, db)
+    os.utime(good, (2_000_000_000, 2_000_000_000))  # the newest: read after every bad one
+    secret = tmp_path / "secret"
+    secret.write_text("root's secret")
+    hostile: dict[str, Callable[[Path], object]] = {
+        "a" * 32: lambda p: p.symlink_to(secret),
+        "b" * 32: os.mkfifo,
+        "c" * 32: lambda p: p.write_text("[" * 100_000),
+        "d" * 32: lambda p: p.write_bytes(
+            good.read_bytes().replace(b'"exit_status":3', b'"exit_status":99999999999999999999')
+        ),
+        "e" * 32: lambda p: p.write_bytes(
+            good.read_bytes().replace(b'"exit_status":3', b'"exit_status":[3]')
+        ),
+        "f" * 32: lambda p: p.write_bytes(
+            good.read_bytes().replace(b'"lines":[[0,', b'"lines":[["x",')
+        ),
+    }
+    for name, make in hostile.items():
+        make(directory / f"{name}.json")
+    (directory / "g.json").mkdir()
+
+    imported = spool.import_spooled(conn, directory, db, None)
+
+    assert [run.invocation_id for run in imported] == [INVOCATION]
+    assert sorted(p.name for p in directory.iterdir()) == sorted(
+        [f"{name}.bad" for name in hostile] + ["g.json"]
+    )
+    assert secret.read_text() == "root's secret"
+
+
+def test_an_unreadable_spool_file_is_reported_once_and_holds_up_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = tmp_path / "observer.db"
+    conn = store.open_for_writing(db)
+    directory = tmp_path / "spool"
+    locked = spool.spool(record("1" * 32), directory, db)
+    os.utime(locked, (1, 1))  # the oldest: read first
+    spool.spool(record(), directory, db)
+    real_read = spool.read_spool_file
+
+    def read(path: Path) -> bytes | None:
+        if path == locked:
+            raise PermissionError(13, "Permission denied")
+        return real_read(path)
+
+    monkeypatch.setattr(spool, "read_spool_file", read)
+    reported: set[str] = set()
+    first = spool.import_spooled(conn, directory, db, None, reported=reported)
+    again = spool.import_spooled(conn, directory, db, None, reported=reported)
+
+    assert [run.invocation_id for run in first] == [INVOCATION]
+    assert again == []
+    assert locked.exists()
+    assert caplog.text.count("cannot read the spooled run") == 1
+
+
 def test_metrics_of_a_spooled_run_do_not_replace_newer_ones(tmp_path: Path) -> None:
     newer = spool.place_metrics(tmp_path, "backup-db", b"from a later run\n")
 
@@ -139,8 +204,8 @@ def test_the_spool_and_metrics_directories_follow_environment_config_and_databas
     assert spool.default_metrics_dir(db) == tmp_path / "data" / "job-metrics"
     assert spool.default_metrics_dir(db, "/srv/m") == Path("/srv/m")
     assert spool.default_spool_dir(db, "/srv/s") == Path("/srv/s")
-    expected = Path("/var/spool/observer") if os.geteuid() == 0 else tmp_path / "data" / "spool"
-    assert spool.default_spool_dir(db) == expected
+    # Root's `observer run` and the installed daemon (its own user) share one spool.
+    assert spool.default_spool_dir(db) == tmp_path / "data" / "spool"
     monkeypatch.setenv("OBSERVER_SPOOL", str(tmp_path / "s"))
     monkeypatch.setenv("OBSERVER_METRICS_DIR", str(tmp_path / "m"))
     assert spool.default_spool_dir(db, "/srv/s") == tmp_path / "s"
