@@ -67,7 +67,7 @@ class DashboardConfig:
 class RunConfig:
     """Where `observer run` keeps runs it could not store, and what jobs write as metrics."""
 
-    spool_dir: str = ""  # empty: /var/spool/observer as root, else spool/ beside the database
+    spool_dir: str = ""  # empty: spool/ beside the database (as root too)
     metrics_dir: str = ""  # empty: job-metrics/ beside the database
 
 

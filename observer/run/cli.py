@@ -50,7 +50,7 @@ def add_command(
     parser.add_argument(
         "--spool-dir", type=Path, metavar="DIR",
         help="keep runs the database cannot take here (default: $OBSERVER_SPOOL, "
-        "/var/spool/observer as root, spool/ beside the database otherwise)",
+        "else spool/ beside the database)",
     )  # fmt: skip
     parser.add_argument(
         "--metrics-dir", type=Path, metavar="DIR",
