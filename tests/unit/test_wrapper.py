@@ -511,3 +511,31 @@ def test_store_module_default_is_used_without_db_option(env: dict[str, str]) -> 
     assert store.default_db_path() != Path(env["OBSERVER_DB"])  # only the env points here
     assert wrapped("job", "true", env=env).returncode == 0
     assert Path(env["OBSERVER_DB"]).exists()
+
+
+def test_a_run_whose_observer_run_was_sigkilled_is_closed_as_interrupted_by_the_next_one(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    killed = subprocess.Popen(
+        [sys.executable, "-m", "observer", "run", "--name", "nightly", "--", "sleep", "300"],
+        env=env, start_new_session=True, cwd="/",
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        marks = tmp_path / "spool" / "live"
+        deadline = time.monotonic() + 30
+        while not list(marks.glob("*.live")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        [mark] = list(marks.glob("*.live"))
+        assert [run["result"] for run in history("nightly", env)] == [None]
+        assert wrapped("other", "true", env=env).returncode == 0
+        assert [run["result"] for run in history("nightly", env)] == [None]  # still there
+    finally:
+        os.killpg(killed.pid, signal.SIGKILL)  # observer run and its job, at once
+        killed.wait()
+
+    assert wrapped("other", "true", env=env).returncode == 0
+    [run] = history("nightly", env)
+    assert (run["result"], run["invocation_id"]) == ("interrupted", mark.stem)
+    assert run["finished_at"] is not None
+    assert not mark.exists()
