@@ -111,6 +111,16 @@ def history(sandbox: Sandbox, user: str, unit: str) -> list[dict[str, Any]]:
     return runs
 
 
+def scrape(port: int, needle: str) -> str | None:
+    """The daemon's /metrics once it holds ``needle``."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+            text: str = r.read().decode()
+    except OSError:
+        return None
+    return text if needle in text else None
+
+
 def free_port() -> int:
     import socket  # noqa: PLC0415
 
@@ -180,15 +190,10 @@ def test_the_installed_service_records_a_timers_run_for_members_of_the_observer_
     )
     as_root(sandbox, "observer check-config && systemctl restart observer")
 
-    def scraped() -> str | None:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
-                text: str = r.read().decode()
-        except OSError:
-            return None
-        return text if 'unit="tock.service"' in text else None
-
-    assert "observer_" in wait_for(scraped, timeout=60, what="the metrics endpoint")
+    scraped = wait_for(
+        lambda: scrape(port, 'unit="tock.service"'), timeout=60, what="the metrics endpoint"
+    )
+    assert "observer_" in scraped
 
     # With the daemon stopped, no -wal or -shm file is left: alice still reads.
     as_root(sandbox, "systemctl stop observer")
@@ -331,15 +336,11 @@ def test_the_installed_service_takes_roots_spooled_runs_dynamic_users_metrics_an
     as_root(sandbox, "systemctl start dyn-backup")
     print(sandbox.run("ls", "-lR", "/var/lib/private/observer").stdout)
 
-    def scraped() -> str | None:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
-                text: str = r.read().decode()
-        except OSError:
-            return None
-        return text if "job_backup_size_bytes" in text else None
-
-    exported = wait_for(scraped, timeout=60, what="the DynamicUser unit's metrics")
+    exported = wait_for(
+        lambda: scrape(port, "job_backup_size_bytes"),
+        timeout=60,
+        what="the DynamicUser unit's metrics",
+    )
     assert 'job_backup_size_bytes{unit="dyn-backup.service"} 123456.0' in exported
     assert "observer_custom_metrics_rejected_total{" not in exported
 
