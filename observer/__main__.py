@@ -20,6 +20,7 @@ _LAZY_COMMANDS = {
     "report": "observer.dashboard.cli",
     "check-config": "observer.check_config",
     "alerts": "observer.alerts.cli",
+    "jobs": "observer.jobs.cli",
 }
 
 # A reader that went away (`observer runs | head`) ends us as SIGPIPE would a C tool.

@@ -116,7 +116,7 @@ class _BadSetting(ConfigError):
 
 
 def _coerce(path: Path, key: str, value: object, default: object) -> object:
-    where = f"{key} = {_shown(value)}"
+    where = f"{key} = {shown(value)}"
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise _BadSetting(key, f"{where}: expected true or false")
@@ -140,14 +140,14 @@ def _section(path: Path, name: str, cls: type[Any], table: object) -> object:
     if hasattr(cls, "from_table"):  # a section with tables of its own reads itself
         return cls.from_table(path, name, table)
     if not isinstance(table, dict):
-        raise _BadSetting(name, f"{name} = {_shown(table)}: [{name}] must be a table")
+        raise _BadSetting(name, f"{name} = {shown(table)}: [{name}] must be a table")
     defaults = cls()
     known = {f.name for f in fields(cls)}
     values = {}
     for key, value in table.items():
         if key not in known:
             raise _BadSetting(
-                f"{name}.{key}", f"unknown key {name}.{key} = {_shown(value)}{_hint(key, known)}"
+                f"{name}.{key}", f"unknown key {name}.{key} = {shown(value)}{hint(key, known)}"
             )
         values[key] = _coerce(path, f"{name}.{key}", value, getattr(defaults, key))
     return cls(**values)
@@ -167,7 +167,7 @@ def load_config(path: Path | None) -> Config:
     except UnicodeDecodeError as e:
         raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from e
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(_syntax_error(path, text, e)) from e
+        raise ConfigError(syntax_error(path, text, e)) from e
     kwargs: dict[str, object] = {}
     try:
         for key, value in data.items():
@@ -178,9 +178,9 @@ def load_config(path: Path | None) -> Config:
             else:
                 known = {"host", *_SECTIONS}
                 what = f"section [{key}]" if isinstance(value, dict) else f"key {key}"
-                raise _BadSetting(key, f"unknown {what} = {_shown(value)}{_hint(key, known)}")
+                raise _BadSetting(key, f"unknown {what} = {shown(value)}{hint(key, known)}")
     except _BadSetting as e:
-        line = _line_of(text, _key_parts(e.key))
+        line = line_of(text, _key_parts(e.key))
         raise ConfigError(f"{path}:{line}: {e}" if line else f"{path}: {e}") from e
     except ConfigError as e:  # a section that reads itself: "{path}: {key} = {value}: ..."
         raise _with_line(path, text, e) from e
@@ -190,28 +190,28 @@ def load_config(path: Path | None) -> Config:
 # -- where in the file: errors name the line, as compilers do (``path:line: ...``) --------
 
 
-def _shown(value: object, limit: int = 60) -> str:
+def shown(value: object, limit: int = 60) -> str:
     """A value as TOML writes it (``"text"``, ``true``, ``[1, 2]``), shortened to ``limit``."""
     if isinstance(value, bool):
         text = "true" if value else "false"
     elif isinstance(value, str):
         text = json.dumps(value, ensure_ascii=False)
     elif isinstance(value, list):
-        text = "[" + ", ".join(_shown(v, limit) for v in value) + "]"
+        text = "[" + ", ".join(shown(v, limit) for v in value) + "]"
     elif isinstance(value, dict):
-        text = "{ " + ", ".join(f"{k} = {_shown(v, limit)}" for k, v in value.items()) + " }"
+        text = "{ " + ", ".join(f"{k} = {shown(v, limit)}" for k, v in value.items()) + " }"
     else:
         text = str(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _hint(key: str, known: set[str]) -> str:
+def hint(key: str, known: set[str]) -> str:
     close = difflib.get_close_matches(key, known, n=1)
     did_you_mean = f"did you mean {close[0]}? " if close else ""
     return f" ({did_you_mean}known: {', '.join(sorted(known))})"
 
 
-def _syntax_error(path: Path, text: str, error: tomllib.TOMLDecodeError) -> str:
+def syntax_error(path: Path, text: str, error: tomllib.TOMLDecodeError) -> str:
     """``path:line:column: invalid TOML: ...``, with the line it is about."""
     message = str(error)
     at = re.search(r" \(at line (\d+), column (\d+)\)$", message)
@@ -252,11 +252,11 @@ def _with_line(path: Path, text: str, error: ConfigError) -> ConfigError:
     named = re.match(rf"(?:unknown key |\[)?({_KEY})", message.removeprefix(prefix))
     if not message.startswith(prefix) or named is None:
         return error
-    line = _line_of(text, _key_parts(named[1]))
+    line = line_of(text, _key_parts(named[1]))
     return ConfigError(f"{path}:{line}: {message.removeprefix(prefix)}") if line else error
 
 
-def _line_of(text: str, wanted: tuple[str, ...]) -> int | None:
+def line_of(text: str, wanted: tuple[str, ...]) -> int | None:
     """The line that sets the key ``wanted`` (``("retention", "max_age_days")``), or the
     inline table that holds it, or the header of the table it names; None if not found."""
     table: tuple[str, ...] = ()

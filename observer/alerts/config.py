@@ -103,10 +103,7 @@ class AlertsConfig:
         raw_units = _table(path, f"{name}.units", table.get("units", {}))
         for pattern, raw in raw_units.items():
             where = f'{name}.units."{pattern}"'
-            unit_table = _table(path, where, raw)
-            _reject_unknown(path, where, unit_table, _UNIT_KEYS)
-            unit_rules = _rules(path, where, unit_table, rules)
-            units.append(UnitAlerts(pattern, unit_rules, _channels(path, where, unit_table)))
+            units.append(unit_alerts(path, where, pattern, raw, rules))
         _reject_unknown(path, name, table, _GLOBAL_KEYS)
         settings: dict[str, Any] = {}
         for key in ("heartbeat_interval", "check_interval", "send_timeout", "retry_delay"):
@@ -135,12 +132,22 @@ class AlertsConfig:
 
 _RULE_KEYS = {f.name for f in fields(AlertRules)}
 _CHANNEL_KEYS = {"urls", "urls_credential", "urls_file"}
-_UNIT_KEYS = _RULE_KEYS | _CHANNEL_KEYS
-_GLOBAL_KEYS = _UNIT_KEYS | {
+UNIT_KEYS = _RULE_KEYS | _CHANNEL_KEYS
+_GLOBAL_KEYS = UNIT_KEYS | {
     "units", "heartbeat_url", "heartbeat_url_credential", "heartbeat_url_file",
     "heartbeat_interval", "check_interval", "send_timeout", "retry_delay", "max_attempts",
     "output_lines",
 }  # fmt: skip
+
+
+def unit_alerts(
+    path: Path, where: str, pattern: str, table: object, base: AlertRules
+) -> UnitAlerts:
+    """One per-unit table (``[alerts.units."X"]``, or a job's ``[jobs.NAME.alerts]``)."""
+    unit_table = _table(path, where, table)
+    _reject_unknown(path, where, unit_table, UNIT_KEYS)
+    rules = _rules(path, where, unit_table, base)
+    return UnitAlerts(pattern, rules, _channels(path, where, unit_table))
 
 
 def parse_seconds(value: object) -> float:

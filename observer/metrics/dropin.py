@@ -88,14 +88,27 @@ def dropin_text(layout: Layout) -> str:
         "# The unit may write Prometheus text to $JOB_METRICS_FILE; observer exports it\n"
         '# with unit="<this unit>" added.\n'
         "[Service]\n"
-        f"StateDirectory={layout.state_directory}/%n\n"
-        f'Environment="JOB_METRICS_FILE={layout.directory}/%n/{UNIT_DIRECTORY_FILE}"\n'
+        f"{service_settings(layout.directory)}"
+    )
+
+
+def service_settings(directory: PurePosixPath) -> str:
+    """The [Service] lines that give a unit $JOB_METRICS_FILE in ``directory``/UNIT/."""
+    return (
+        f"StateDirectory={directory.relative_to(STATE_ROOT)}/%n\n"
+        f'Environment="JOB_METRICS_FILE={directory}/%n/{UNIT_DIRECTORY_FILE}"\n'
     )
 
 
 def layout_for(args: argparse.Namespace) -> Layout:
-    config = load_config(Path(args.config) if args.config else None)
-    db_path = Path(args.db) if args.db else default_db_path()
+    directory = metrics_directory(args.config, args.db)
+    return Layout(unit_name(args.unit), Path(args.root), directory)
+
+
+def metrics_directory(config_path: str | None, db: str | None) -> PurePosixPath:
+    """Where units' metrics directories are, as `observer metrics-file` and the daemon see it."""
+    config = load_config(Path(config_path) if config_path else None)
+    db_path = Path(db) if db else default_db_path()
     configured = config.metrics.job_metrics_directory or config.run.metrics_dir
     directory = PurePosixPath(job_metrics_directory(db_path, configured))
     if not directory.is_relative_to(STATE_ROOT) or directory == STATE_ROOT:
@@ -104,7 +117,7 @@ def layout_for(args: argparse.Namespace) -> Layout:
             "StateDirectory= can only make directories there (set [metrics] "
             "job_metrics_directory, or run this as root with the default database)"
         )
-    return Layout(unit_name(args.unit), Path(args.root), directory)
+    return directory
 
 
 def _under(root: Path, path: PurePosixPath) -> Path:
@@ -196,31 +209,18 @@ async def with_systemd(
 
     ``installed``: the unit must exist (enabling; disabling cleans up after removed units too).
     """
-    from dbus_fast import BusType  # noqa: PLC0415 (the CLI starts faster without D-Bus)
-    from dbus_fast.aio import MessageBus  # noqa: PLC0415
-
-    try:
-        bus = (
-            MessageBus(bus_address=bus_address)
-            if bus_address
-            else MessageBus(bus_type=BusType.SYSTEM)
-        )
-        await bus.connect()
-    except (OSError, EOFError, ValueError) as e:
-        raise ObserverError(
-            f"cannot reach systemd on {bus_address or 'the system bus'}: {e}"
-        ) from e
+    bus = await connect(bus_address)
     try:
         notes = []
         if "@." not in layout.unit:
-            path = (await _call(bus, MANAGER_PATH, MANAGER, "LoadUnit", "s", [layout.unit]))[0]
-            state = await _property(bus, path, "Unit", "LoadState")
+            path = (await call(bus, MANAGER_PATH, MANAGER, "LoadUnit", "s", [layout.unit]))[0]
+            state = await get_property(bus, path, "Unit", "LoadState")
             if state == "not-found" and installed:
                 raise ObserverError(
                     f"no unit {layout.unit!r} is installed ('systemctl list-unit-files' lists them)"
                 )
             if installed:
-                directories = await _property(bus, path, "Service", "StateDirectory")
+                directories = await get_property(bus, path, "Service", "StateDirectory")
                 own = f"{layout.state_directory}/{layout.unit}"
                 if isinstance(directories, list) and [d for d in directories if d != own]:
                     notes.append(
@@ -232,13 +232,31 @@ async def with_systemd(
         except OSError as e:
             hint = " (run it as root)" if isinstance(e, PermissionError) else ""
             raise ObserverError(f"cannot change {e.filename}: {e.strerror}{hint}") from e
-        await _call(bus, MANAGER_PATH, MANAGER, "Reload")
+        await call(bus, MANAGER_PATH, MANAGER, "Reload")
         return notes
     finally:
         bus.disconnect()
 
 
-async def _call(
+async def connect(bus_address: str | None) -> MessageBus:
+    """A connection to systemd's bus (``bus_address``, else the system bus)."""
+    from dbus_fast import BusType  # noqa: PLC0415 (the CLI starts faster without D-Bus)
+    from dbus_fast.aio import MessageBus  # noqa: PLC0415
+
+    try:
+        bus = (
+            MessageBus(bus_address=bus_address)
+            if bus_address
+            else MessageBus(bus_type=BusType.SYSTEM)
+        )
+        return await bus.connect()
+    except (OSError, EOFError, ValueError) as e:
+        raise ObserverError(
+            f"cannot reach systemd on {bus_address or 'the system bus'}: {e}"
+        ) from e
+
+
+async def call(
     bus: MessageBus, path: str, interface: str, member: str, signature: str = "",
     body: list[Any] | None = None,
 ) -> list[Any]:  # fmt: skip
@@ -262,7 +280,7 @@ async def _call(
     return list(reply.body)
 
 
-async def _property(bus: MessageBus, path: str, interface: str, name: str) -> object:
-    body = await _call(bus, path, PROPERTIES, "Get", "ss", [f"{SYSTEMD}.{interface}", name])
+async def get_property(bus: MessageBus, path: str, interface: str, name: str) -> object:
+    body = await call(bus, path, PROPERTIES, "Get", "ss", [f"{SYSTEMD}.{interface}", name])
     value = body[0]
     return value.value if hasattr(value, "value") else value

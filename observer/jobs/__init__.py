@@ -1,0 +1,7 @@
+"""The job registry: jobs declared in /etc/observer/jobs.toml, run by systemd timers.
+
+``jobfile.py`` reads and checks the file, ``schedule.py`` turns schedules into timer
+settings (pure), ``units.py`` writes the unit files with every value quoted, ``crontab.py``
+turns a crontab into a jobs file, ``apply.py`` makes the machine match the file (plan,
+then change), ``cli.py`` is `observer jobs`.
+"""

@@ -1,0 +1,249 @@
+"""Make the machine match the jobs file: plan every change, check it, then make it.
+
+The plan (pure but for reading the unit directory) names each unit file to write or
+remove; `check` runs systemd's own parsers on it (``systemd-analyze calendar`` for each
+schedule, ``systemd-analyze verify`` on the generated units) and checks the credential
+files; only then are files written, and if any later step fails the old files are put
+back, so that an error changes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
+
+from observer.jobs.jobfile import Job
+from observer.jobs.units import JobUnits, owner, render
+from observer.model import ObserverError
+
+if TYPE_CHECKING:
+    from dbus_fast.aio import MessageBus
+
+UNIT_DIR = PurePosixPath("/etc/systemd/system")
+_MANAGER_PATH = "/org/freedesktop/systemd1"
+_MANAGER = "org.freedesktop.systemd1.Manager"
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What `apply` will change; paths are on the host (under ``--root``)."""
+
+    writes: dict[Path, str] = field(default_factory=dict)
+    removes: tuple[Path, ...] = ()
+    added: tuple[str, ...] = ()  # job names
+    changed: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    unchanged: tuple[str, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not (self.writes or self.removes)
+
+
+def under(root: Path, path: PurePosixPath) -> Path:
+    return root / str(path).lstrip("/")
+
+
+def generate(jobs: list[Job], source: Path, metrics_settings: str) -> dict[str, JobUnits]:
+    """Every job's units, by job name."""
+    shown = str(source).translate({c: "?" for c in range(32)})
+    return {job.name: render(job, shown, metrics_settings if job.metrics else "") for job in jobs}
+
+
+def owned_units(directory: Path) -> dict[str, str]:
+    """The unit files in ``directory`` that `apply` wrote: file name -> job name."""
+    found = {}
+    for path in sorted([*directory.glob("*.service"), *directory.glob("*.timer")]):
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            with path.open(encoding="utf-8") as f:
+                job = owner(f.readline())
+            if job is not None and not path.is_symlink():
+                found[path.name] = job
+    return found
+
+
+def plan(jobs: list[Job], units: dict[str, JobUnits], root: Path) -> Plan:
+    """The files to write and remove; refuses to overwrite a unit observer did not write."""
+    directory = under(root, UNIT_DIR)
+    owned = owned_units(directory) if directory.is_dir() else {}
+    writes: dict[Path, str] = {}
+    added: list[str] = []
+    changed: list[str] = []
+    unchanged: list[str] = []
+    for job in jobs:
+        texts = units[job.name]
+        differs = False
+        new = True
+        for name, text in ((job.service, texts.service), (job.timer, texts.timer)):
+            path = directory / name
+            if path.exists() or path.is_symlink():
+                if owned.get(name) != job.name:
+                    raise ObserverError(
+                        f"{job.source}:{job.line or 1}: job {job.name!r}: "
+                        f"{UNIT_DIR / name} exists and was not written by observer: rename "
+                        "the job, or remove that unit if it is an old copy of this job"
+                    )
+                new = False
+                if path.read_text(encoding="utf-8") == text:
+                    continue
+            differs = True
+            writes[path] = text
+        (added if new else changed if differs else unchanged).append(job.name)
+    wanted = {n for job in jobs for n in (job.service, job.timer)}
+    removes = tuple(directory / n for n in owned if n not in wanted)
+    removed = sorted({owned[p.name] for p in removes})
+    return Plan(writes, removes, tuple(added), tuple(changed), tuple(removed), tuple(unchanged))
+
+
+def check_credentials(jobs: list[Job], root: Path) -> None:
+    """Every credential file exists, is a regular file, and only its owner may read it."""
+    for job in jobs:
+        for credential in job.credentials:
+            path = under(root, credential.path)
+            where = f"{job.source}:{job.line or 1}: jobs.{job.name}.credentials.{credential.name}"
+            try:
+                info = path.stat()
+            except OSError as e:
+                raise ObserverError(f"{where}: cannot read {credential.path}: {e.strerror}") from e
+            if not stat.S_ISREG(info.st_mode):
+                raise ObserverError(f"{where}: {credential.path} is not a regular file")
+            if info.st_mode & 0o077 and not credential.encrypted:
+                raise ObserverError(
+                    f"{where}: {credential.path} may be read by others (mode "
+                    f"{stat.S_IMODE(info.st_mode):04o}): run chmod 600 {credential.path}"
+                )
+
+
+def check_schedules(jobs: list[Job]) -> None:
+    """Each calendar expression, as systemd's own parser reads it."""
+    for job in jobs:
+        for written, settings in zip(job.schedules, job.timers, strict=True):
+            for calendar in settings.calendar:
+                expression = f"{calendar} {job.timezone}".strip()
+                result = _analyze("calendar", expression)
+                if result.returncode != 0:
+                    problem = result.stderr.strip().splitlines()
+                    raise ObserverError(
+                        f"{job.source}:{job.line or 1}: jobs.{job.name}.schedule = "
+                        f"{written!r}: systemd cannot read it as a calendar expression "
+                        f"({problem[-1] if problem else 'invalid'}); see man systemd.time, "
+                        "or write cron ('*/5 * * * *') or 'every 5m'"
+                    )
+
+
+def next_times(expression: str, count: int) -> list[str]:
+    """The next ``count`` times systemd would fire ``expression`` (``systemd-analyze``)."""
+    result = _analyze("calendar", f"--iterations={count}", expression)
+    times = []
+    for line in result.stdout.splitlines():
+        label, _, value = line.strip().partition(": ")
+        if label in ("Next elapse", "Iter. #2") or label.startswith("Iter."):
+            times.append(value.strip())
+    return times
+
+
+def verify(units: dict[str, JobUnits], jobs: list[Job], root: Path) -> None:
+    """``systemd-analyze verify`` on the generated units, in a directory of their own."""
+    if not units:
+        return
+    with tempfile.TemporaryDirectory(prefix="observer-jobs-") as tmp:
+        paths = []
+        for job in jobs:
+            for name, text in ((job.service, units[job.name].service),
+                               (job.timer, units[job.name].timer)):  # fmt: skip
+                path = Path(tmp) / name
+                path.write_text(text, encoding="utf-8")
+                paths.append(str(path))
+        args = ["verify", "--man=no"]
+        if root != Path("/"):
+            args.append(f"--root={root}")
+        result = _analyze(*args, *paths)
+    problems = [
+        line.replace(f"{tmp}/", "")
+        for line in result.stderr.splitlines()
+        if tmp in line or "Command " in line
+    ]
+    if result.returncode != 0 or problems:
+        raise ObserverError(
+            "systemd-analyze verify refused the generated units:\n  "
+            + "\n  ".join(problems or result.stderr.strip().splitlines())
+        )
+
+
+def _analyze(*args: str) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(
+            ["systemd-analyze", *args], capture_output=True, text=True, timeout=60, check=False
+        )
+    except FileNotFoundError as e:
+        raise ObserverError("systemd-analyze is not installed (it comes with systemd)") from e
+
+
+def write_file(path: Path, text: str) -> None:
+    """Atomically: a temporary file beside it, then a rename."""
+    path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.observer-tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.chmod(temporary, 0o644)
+    temporary.replace(path)
+
+
+async def execute(plan: Plan, jobs: list[Job], bus: MessageBus) -> None:
+    """Stop and disable removed timers, write the files, reload, enable and start timers."""
+    from observer.metrics.dropin import call, get_property  # noqa: PLC0415
+
+    old = {p: p.read_text(encoding="utf-8") for p in [*plan.writes, *plan.removes] if p.exists()}
+    by_name = {job.name: job for job in jobs}
+    for path in [*plan.writes, *plan.removes]:
+        if path.exists():
+            continue
+        # A new job's names must not be some other unit systemd already has (a vendor unit).
+        unit_path = (await call(bus, _MANAGER_PATH, _MANAGER, "LoadUnit", "s", [path.name]))[0]
+        state = await get_property(bus, unit_path, "Unit", "LoadState")
+        fragment = await get_property(bus, unit_path, "Unit", "FragmentPath")
+        if state != "not-found" and fragment:
+            raise ObserverError(f"a unit {path.name} already exists ({fragment}): rename the job")
+    removed_timers = [p.name for p in plan.removes if p.suffix == ".timer"]
+    for timer in removed_timers:
+        with contextlib.suppress(ObserverError):  # already stopped or never loaded
+            await call(bus, _MANAGER_PATH, _MANAGER, "StopUnit", "ss", [timer, "replace"])
+    if removed_timers:
+        await call(bus, _MANAGER_PATH, _MANAGER, "DisableUnitFiles", "asb", [removed_timers, False])
+    try:
+        for path, text in plan.writes.items():
+            write_file(path, text)
+        for path in plan.removes:
+            path.unlink(missing_ok=True)
+        await call(bus, _MANAGER_PATH, _MANAGER, "Reload")
+        timers = [by_name[n].timer for n in (*plan.added, *plan.changed)]
+        if timers:
+            await call(
+                bus, _MANAGER_PATH, _MANAGER, "EnableUnitFiles", "asbb", [timers, False, True]
+            )
+        for name in plan.added:
+            await call(
+                bus, _MANAGER_PATH, _MANAGER, "StartUnit", "ss", [by_name[name].timer, "replace"]
+            )
+        for name in plan.changed:
+            await call(
+                bus, _MANAGER_PATH, _MANAGER, "RestartUnit", "ss", [by_name[name].timer, "replace"]
+            )
+    except (ObserverError, OSError) as e:
+        for path in plan.writes:
+            if path not in old:
+                path.unlink(missing_ok=True)
+        for path, text in old.items():
+            write_file(path, text)
+        with contextlib.suppress(ObserverError):
+            await call(bus, _MANAGER_PATH, _MANAGER, "Reload")
+        if isinstance(e, OSError):
+            raise ObserverError(
+                f"cannot write {e.filename}: {e.strerror}; nothing was changed"
+            ) from e
+        raise ObserverError(f"{e}; the unit files were put back as they were") from e

@@ -1,0 +1,277 @@
+"""`observer jobs`: list, check, apply, show and run the jobs of the jobs file."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sqlite3
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from observer import history, render, store
+from observer.jobs import apply
+from observer.jobs.jobfile import DEFAULT_JOBS_PATH, Job, jobs_files, load_jobs
+from observer.jobs.units import JobUnits
+from observer.model import ObserverError
+
+_SERVICE = "org.freedesktop.systemd1.Service"
+
+
+def add_command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    parents: Sequence[argparse.ArgumentParser],
+) -> None:
+    """Register `observer jobs` and its actions."""
+    common = argparse.ArgumentParser(add_help=False, parents=list(parents))
+    common.add_argument("--file", type=Path, default=DEFAULT_JOBS_PATH, metavar="PATH", help=(
+        f"the jobs file; jobs.d/*.toml beside it are read too (default: {DEFAULT_JOBS_PATH})"
+    ))  # fmt: skip
+    common.add_argument("--root", type=Path, default=Path("/"), metavar="DIR", help=(
+        "operate on the system whose root directory is DIR (default: /)"
+    ))  # fmt: skip
+    common.add_argument("--bus-address", metavar="ADDRESS", help="D-Bus address of systemd")
+    common.add_argument("--config", metavar="PATH", help="observer's TOML configuration file")
+    common.add_argument("--db", type=Path, metavar="PATH", help="the daemon's database")
+    about = "the jobs declared in /etc/observer/jobs.toml, run by systemd timers"
+    parser = commands.add_parser("jobs", parents=[common], help=about, description=about)
+    parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+    parser.set_defaults(handler=_list)
+    actions = parser.add_subparsers(metavar="ACTION")
+    sub = actions.add_parser("check", parents=[common], help="check the jobs file and its units")
+    sub.add_argument("path", nargs="?", type=Path, metavar="FILE", help="the jobs file to check")
+    sub.set_defaults(handler=_check)
+    sub = actions.add_parser("apply", parents=[common], help=(
+        "write, enable and start the units of the jobs file; remove those of removed jobs"
+    ))  # fmt: skip
+    sub.set_defaults(handler=_apply)
+    sub = actions.add_parser("show", parents=[common], help="a job's units and next runs")
+    sub.add_argument("name", metavar="NAME")
+    sub.set_defaults(handler=_show)
+    sub = actions.add_parser("run", parents=[common], help="start a job now")
+    sub.add_argument("name", metavar="NAME")
+    sub.add_argument("--wait", action="store_true", help=(
+        "wait for the run, print it as `observer show` does, exit with the job's status"
+    ))  # fmt: skip
+    sub.set_defaults(handler=_run)
+    sub = actions.add_parser("import-crontab", parents=[common], help=(
+        "print the jobs file for a crontab (default: the user's, from crontab -l)"
+    ))  # fmt: skip
+    sub.add_argument("crontab", nargs="?", type=Path, metavar="FILE")
+    sub.add_argument("--system", action="store_true", help=(
+        "the file has a user column (/etc/crontab, /etc/cron.d/*); default: guessed by path"
+    ))  # fmt: skip
+    sub.set_defaults(handler=_import_crontab)
+
+
+def _jobs(args: argparse.Namespace, path: Path | None = None) -> tuple[Path, list[Job]]:
+    source: Path = path or args.file
+    files = jobs_files(source)
+    if path is not None and not source.exists():
+        raise ObserverError(f"no jobs file {str(source)!r}")
+    return source, load_jobs(files)
+
+
+def _prepared(
+    args: argparse.Namespace, path: Path | None = None
+) -> tuple[Path, list[Job], dict[str, JobUnits]]:
+    from observer.metrics.dropin import metrics_directory, service_settings  # noqa: PLC0415
+
+    source, jobs = _jobs(args, path)
+    settings = ""
+    if any(job.metrics for job in jobs):
+        settings = service_settings(
+            metrics_directory(args.config, str(args.db) if args.db else None)
+        )
+    units = apply.generate(jobs, source, settings)
+    apply.check_schedules(jobs)
+    apply.check_credentials(jobs, args.root)
+    apply.verify(units, jobs, args.root)
+    return source, jobs, units
+
+
+def _check(args: argparse.Namespace) -> int:
+    source, jobs, _units = _prepared(args, args.path)
+    print(f"{source}: ok, {render.count(len(jobs), 'job')}")
+    return 0
+
+
+def _apply(args: argparse.Namespace) -> int:
+    from observer.metrics.dropin import connect  # noqa: PLC0415
+
+    _source, jobs, units = _prepared(args)
+    plan = apply.plan(jobs, units, args.root)
+    if not plan.empty:
+
+        async def change() -> None:
+            bus = await connect(args.bus_address)
+            try:
+                await apply.execute(plan, jobs, bus)
+            finally:
+                bus.disconnect()
+
+        asyncio.run(change())
+    for word, names in (
+        ("added", plan.added),
+        ("changed", plan.changed),
+        ("removed", plan.removed),
+    ):
+        for name in names:
+            print(f"{word} {name} ({name}.service, {name}.timer)")
+    if plan.empty:
+        print(f"nothing to change: {render.count(len(jobs), 'job')} as declared")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    _source, jobs = _jobs(args)
+    statuses: dict[str, history.UnitStatus] = {}
+    path = args.db or store.default_read_path()
+    if Path(path).exists():
+        conn = store.open_for_reading(path)
+        try:
+            statuses = {
+                s.unit: s for s, _ in history.unit_summaries(conn, [j.service for j in jobs])
+            }
+        except sqlite3.Error:
+            statuses = {}
+        finally:
+            conn.close()
+    rows: list[dict[str, object]] = []
+    for job in jobs:
+        status = statuses.get(job.service)
+        rows.append({
+            "name": job.name,
+            "unit": job.service,
+            "timer": job.timer,
+            "schedule": list(job.schedules),
+            "next_run_at": render.iso_time(status.next_run_usec if status else None),
+            "last_started_at": render.iso_time(status.last_started_usec if status else None),
+            "last_result": status.last_result if status else None,
+        })  # fmt: skip
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    table = []
+    for job in jobs:
+        status = statuses.get(job.service)
+        last = status.last_result if status is not None else None
+        table.append([job.name, ", ".join(job.schedules), _time(status, "next"),
+                      _time(status, "last"), last or "-", job.service])  # fmt: skip
+    headers = ["NAME", "SCHEDULE", "NEXT RUN", "LAST RUN", "LAST RESULT", "UNIT"]
+    print(render.table(headers, table, right=set(), empty="no jobs declared"))
+    return 0
+
+
+def _time(status: history.UnitStatus | None, which: str) -> str:
+    if status is None:
+        return "-"
+    return render.table_time(status.next_run_usec if which == "next" else status.last_started_usec)
+
+
+def _job(jobs: list[Job], name: str) -> Job:
+    for job in jobs:
+        if name in (job.name, job.service, job.timer):
+            return job
+    known = ", ".join(j.name for j in jobs) or "none"
+    raise ObserverError(f"no job {name!r} in the jobs file (declared: {known})")
+
+
+def _show(args: argparse.Namespace) -> int:
+    _source, jobs, units = _prepared(args)
+    job = _job(jobs, args.name)
+    print(f"# {job.service}\n{units[job.name].service}\n# {job.timer}\n{units[job.name].timer}")
+    times = []
+    for settings in job.timers:
+        for calendar in settings.calendar:
+            times += apply.next_times(f"{calendar} {job.timezone}".strip(), 5)
+        if settings.period_seconds is not None:
+            print(f"# runs {render.human_duration(settings.period_seconds)} after each start")
+    print("# next runs")
+    for shown in sorted(set(times))[:5]:
+        print(shown)
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    _source, jobs = _jobs(args)
+    job = _job(jobs, args.name)
+    invocation, code = asyncio.run(_start(args.bus_address, job.service, args.wait))
+    if not args.wait:
+        print(f"started {job.service}")
+        return 0
+    detail = _recorded(args, invocation)
+    if detail is not None:
+        print(render.detail_text(detail))
+    else:
+        print(f"{job.service}: finished; the run is not recorded yet (is observer daemon running?)")
+    return code
+
+
+async def _start(bus_address: str | None, unit: str, wait: bool) -> tuple[str, int]:
+    from observer.metrics.dropin import call, connect, get_property  # noqa: PLC0415
+
+    bus = await connect(bus_address)
+    try:
+        manager = ("/org/freedesktop/systemd1", "org.freedesktop.systemd1.Manager")
+        path = (await call(bus, *manager, "LoadUnit", "s", [unit]))[0]
+        before = await get_property(bus, path, "Unit", "InvocationID")
+        await call(bus, *manager, "StartUnit", "ss", [unit, "replace"])
+        if not wait:
+            return "", 0
+        while True:
+            state = await get_property(bus, path, "Unit", "ActiveState")
+            invocation = await get_property(bus, path, "Unit", "InvocationID")
+            if invocation != before and state in ("inactive", "failed"):
+                break
+            await asyncio.sleep(0.2)
+        result = await get_property(bus, path, "Service", "Result")
+        code = await get_property(bus, path, "Service", "ExecMainCode")
+        status = await get_property(bus, path, "Service", "ExecMainStatus")
+        assert isinstance(invocation, bytes | bytearray | list)
+        hex_id = bytes(invocation).hex()
+        if code == 1 and isinstance(status, int) and status:
+            return hex_id, status
+        if code in (2, 3) and isinstance(status, int):
+            return hex_id, 128 + status
+        return hex_id, 0 if result == "success" else 1
+    finally:
+        bus.disconnect()
+
+
+def _recorded(args: argparse.Namespace, invocation: str) -> history.RunDetail | None:
+    path = args.db or store.default_read_path()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if Path(path).exists():
+            conn = store.open_for_reading(path)
+            try:
+                detail = history.run_detail(conn, invocation)
+                if detail.run.finished_usec is not None:
+                    return detail
+            except (history.NoSuchRunError, sqlite3.Error):
+                pass
+            finally:
+                conn.close()
+        time.sleep(0.2)
+    return None
+
+
+def _import_crontab(args: argparse.Namespace) -> int:
+    from observer.jobs import crontab  # noqa: PLC0415
+
+    if args.crontab is None:
+        import subprocess  # noqa: PLC0415
+
+        listed = subprocess.run(["crontab", "-l"], capture_output=True, text=True, check=False)
+        if listed.returncode != 0:
+            raise ObserverError(f"crontab -l failed: {listed.stderr.strip()}")
+        text, system, name = listed.stdout, False, "crontab -l"
+    else:
+        text = args.crontab.read_text(encoding="utf-8")
+        system = args.system or str(args.crontab).startswith(("/etc/crontab", "/etc/cron.d"))
+        name = str(args.crontab)
+    sys.stdout.write(crontab.to_jobs_file(text, system=system, source=name))
+    return 0

@@ -1,0 +1,162 @@
+"""A job's two unit files, with every value checked or quoted (pure: no I/O).
+
+systemd reads a value in several passes, and each is closed off here:
+
+- specifiers (``%n``, ``%h``) are expanded in ExecStart=, Environment=, Description=,
+  paths and OnCalendar=: every ``%`` is written ``%%``;
+- ExecStart= words are unquoted with C escapes: each is written in double quotes, with
+  ``\\``, ``"`` and control characters (a newline too) escaped, so no word can end the
+  line, start another directive or become a ``;`` between commands;
+- ``$NAME`` and ``${NAME}`` in ExecStart= arguments are expanded when the job starts:
+  every ``$`` is written ``$$`` (the program itself, argv[0], may hold no ``$``);
+- Environment= takes quoted ``"KEY=value"`` words with C escapes, and no ``$``.
+
+Values that cannot be quoted (a newline in a description, a path or a user name) are
+refused by jobfile.py before they get here.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from observer.jobs.jobfile import Job
+
+MARKER = "# observer-job: "  # the first line of every unit file `observer jobs apply` owns
+_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+# Defaults a careful admin would choose: the job cannot change the OS, the kernel or the
+# clock, gains no privileges, gets its own /tmp; it still reads every file it may read
+# (a backup reads what it backs up) and writes below /var, /srv, /home and /root.
+HARDENING = (
+    "ProtectSystem=full",
+    "PrivateTmp=yes",
+    "NoNewPrivileges=yes",
+    "ProtectKernelTunables=yes",
+    "ProtectKernelModules=yes",
+    "ProtectKernelLogs=yes",
+    "ProtectControlGroups=yes",
+    "ProtectClock=yes",
+    "ProtectHostname=yes",
+    "RestrictRealtime=yes",
+    "RestrictSUIDSGID=yes",
+    "LockPersonality=yes",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class JobUnits:
+    """The text of a job's service and timer."""
+
+    service: str
+    timer: str
+
+
+def quoted(value: str, *, dollar: bool) -> str:
+    """``value`` as one double-quoted word systemd unquotes back to exactly ``value``."""
+    out = []
+    for char in value:
+        if char in _ESCAPES:
+            out.append(_ESCAPES[char])
+        elif ord(char) < 32 or ord(char) == 127:
+            out.append(f"\\x{ord(char):02x}")
+        elif char == "%":
+            out.append("%%")
+        elif char == "$" and dollar:
+            out.append("$$")
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'
+
+
+def exec_line(argv: tuple[str, ...]) -> str:
+    """ExecStart='s value: the program, then each argument, all quoted."""
+    if not argv or not argv[0] or "$" in argv[0] or argv[0][0] in "-@:+!":
+        raise ValueError(f"{argv[:1]!r}: the program must be a path or a name without $")
+    return " ".join([quoted(argv[0], dollar=False), *(quoted(a, dollar=True) for a in argv[1:])])
+
+
+def literal(value: str) -> str:
+    """A value systemd takes whole (Description=, paths): only ``%`` needs escaping."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError(f"{value!r}: holds a control character")
+    return value.replace("%", "%%")
+
+
+def seconds(value: float) -> str:
+    """A duration as systemd reads it, to the millisecond."""
+    return f"{math.ceil(value * 1000)}ms"
+
+
+def render(job: Job, source: str, metrics_settings: str = "") -> JobUnits:
+    """The service and timer of ``job``; ``metrics_settings`` as `metrics-file enable`'s."""
+    header = (
+        f"{MARKER}{job.name}\n"
+        f"# Written by `observer jobs apply` from {literal(source)!s}: edit that file and\n"
+        "# run `observer jobs apply` again; changes made here are overwritten.\n"
+    )
+    description = literal(job.description or f"Job {job.name}")
+    unit = ["[Unit]", f"Description={description}"]
+    if job.after or job.requires:
+        unit.append(f"After={' '.join(dict.fromkeys((*job.after, *job.requires)))}")
+    if job.requires:
+        unit.append(f"Requires={' '.join(job.requires)}")
+    if job.retries:
+        window = (job.retries + 1) * (job.timeout + job.retry_delay)
+        unit += [f"StartLimitIntervalSec={seconds(window)}", f"StartLimitBurst={job.retries + 1}"]
+    service = ["[Service]", "Type=oneshot", f"ExecStart={exec_line(job.command)}"]
+    if job.user:
+        service.append(f"User={job.user}")
+    if job.group:
+        service.append(f"Group={job.group}")
+    if job.working_directory:
+        service.append(f"WorkingDirectory={literal(job.working_directory)}")
+    for key, value in job.environment:
+        service.append(f"Environment={quoted(f'{key}={value}', dollar=False)}")
+    if job.environment_file:
+        service.append(f"EnvironmentFile={literal(job.environment_file)}")
+    for credential in job.credentials:
+        setting = "LoadCredentialEncrypted" if credential.encrypted else "LoadCredential"
+        service.append(f"{setting}={credential.name}:{literal(str(credential.path))}")
+    if job.timeout:
+        service.append(f"TimeoutStartSec={seconds(job.timeout)}")
+    if job.retries:
+        service += ["Restart=on-failure", f"RestartSec={seconds(job.retry_delay)}"]
+    if job.nice is not None:
+        service.append(f"Nice={job.nice}")
+    if job.memory_max:
+        service.append(f"MemoryMax={job.memory_max}")
+    if job.cpu_quota:
+        service.append(f"CPUQuota={job.cpu_quota}")
+    if job.hardening:
+        service.extend(HARDENING)
+    service_text = header + "\n".join([*unit, "", *service]) + "\n" + metrics_settings
+    return JobUnits(service=service_text, timer=header + _timer(job))
+
+
+def _timer(job: Job) -> str:
+    lines = ["[Unit]", f"Description={literal(f'Timer of job {job.name}')}", "", "[Timer]"]
+    zone = f" {job.timezone}" if job.timezone else ""
+    for settings in job.timers:
+        lines += [f"OnCalendar={literal(c)}{zone}" for c in settings.calendar]
+        if settings.period_seconds is not None:
+            period = seconds(settings.period_seconds)
+            lines += [f"OnActiveSec={period}", f"OnUnitActiveSec={period}"]
+        if settings.on_boot:
+            lines.append("OnBootSec=0")
+    lines.append(f"Persistent={'yes' if job.persistent else 'no'}")
+    if job.random_delay:
+        lines.append(f"RandomizedDelaySec={seconds(job.random_delay)}")
+    lines += ["AccuracySec=1s", f"Unit={job.service}", "", "[Install]", "WantedBy=timers.target"]
+    return "\n".join(lines) + "\n"
+
+
+def owner(text: str) -> str | None:
+    """The job that wrote a unit file, from its first line; None if not ours."""
+    first = text.split("\n", 1)[0]
+    return first.removeprefix(MARKER) if first.startswith(MARKER) else None
+
+
+def unit_paths(directory: PurePosixPath, job: Job) -> tuple[PurePosixPath, PurePosixPath]:
+    return directory / job.service, directory / job.timer
