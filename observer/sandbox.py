@@ -96,6 +96,10 @@ done
 cat > $R/run/systemd/system/sandbox.target <<'EOF'
 {SANDBOX_TARGET}EOF
 cd $R && mkdir -p oldroot && pivot_root . oldroot && umount -l /oldroot
+# What systemd does at boot outside a container: mounts it makes in a unit's namespace
+# (credentials' /run/credentials/UNIT) must reach its own. Shared among this namespace's
+# mounts only: they were made private above, so nothing propagates to the host.
+mount --make-rshared /
 exec env container=other {SYSTEMD} --system --unit=sandbox.target
 """
 RUNNING_STATES = ("running", "degraded")
