@@ -88,7 +88,7 @@ def _prepared(
     units = apply.generate(jobs, source, settings)
     apply.check_schedules(jobs)
     apply.check_credentials(jobs, args.root)
-    apply.verify(units, jobs, args.root)
+    apply.verify(units, jobs)
     return source, jobs, units
 
 

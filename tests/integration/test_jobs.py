@@ -1,0 +1,154 @@
+"""`observer jobs` through the real CLI and daemon against a sandboxed systemd."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from observer.sandbox import Sandbox
+from tests.integration.observed import ObserverDaemon, observer_cmd, wait_for
+from tests.integration.prometheus import http_get
+
+pytestmark = pytest.mark.integration
+
+SECRET = "s3cret-passphrase-7f1c"
+
+JOBS = """\
+[jobs.tick]
+description = "Tick every two seconds"
+command = '''sha256sum "$CREDENTIALS_DIRECTORY/token" | cut -c1-64
+printf 'job_tick_size_bytes 4096\\n' > "$JOB_METRICS_FILE"'''
+schedule = "every 2s"
+credentials = { token = "/etc/observer/credentials/token" }
+
+[jobs.slow]
+command = ["/bin/sleep", "30"]
+schedule = "Mon *-*-* 03:00"
+timeout = "1s"
+
+[jobs.fails]
+command = "echo failing; exit 3"
+schedule = "0 4 * * *"
+"""
+
+
+class Jobs(ObserverDaemon):
+    """The daemon serving metrics, and `observer jobs` pointed at the sandbox."""
+
+    def __init__(self, sandbox: Sandbox, workdir: Path) -> None:
+        self.job_metrics = sandbox.root / "var/lib/observer/job-metrics"
+        super().__init__(sandbox, workdir, config=(
+            f'[metrics]\nlisten = "127.0.0.1:0"\njob_metrics_directory = "{self.job_metrics}"\n'
+        ))  # fmt: skip
+        # What the units see: the sandbox's /var/lib (the daemon reads it through /proc).
+        self.jobs_config = workdir / "jobs-side.toml"
+        self.jobs_config.write_text(
+            '[metrics]\njob_metrics_directory = "/var/lib/observer/job-metrics"\n'
+        )
+        self.jobs_file = workdir / "jobs.toml"
+
+    def jobs(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        argv = observer_cmd(
+            "jobs", *args, "--file", str(self.jobs_file), "--root", str(self.sandbox.root),
+            "--bus-address", self.sandbox.bus_address, "--config", str(self.jobs_config),
+            "--db", str(self.db),
+        )  # fmt: skip
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+        if check:
+            assert result.returncode == 0, result.stderr
+        return result
+
+
+@pytest.fixture
+def jobs(sandbox: Sandbox, tmp_path: Path) -> Iterator[Jobs]:
+    daemon = Jobs(sandbox, tmp_path)
+    try:
+        daemon.start()
+        yield daemon
+    finally:
+        daemon.close()
+
+
+def test_declared_jobs_run_on_schedule_with_their_credential_metrics_and_timeout(
+    sandbox: Sandbox, jobs: Jobs
+) -> None:
+    credential = sandbox.root / "etc/observer/credentials/token"
+    credential.parent.mkdir(parents=True)
+    credential.write_text(SECRET)
+    credential.chmod(0o644)
+    jobs.jobs_file.write_text(JOBS)
+    refused = jobs.jobs("apply", check=False)
+    assert refused.returncode == 1
+    assert "chmod 600 /etc/observer/credentials/token" in refused.stderr
+    assert not (sandbox.root / "etc/systemd/system/tick.service").exists()
+    credential.chmod(0o600)
+
+    applied = jobs.jobs("apply")
+    assert "added tick (tick.service, tick.timer)" in applied.stdout
+    assert "added slow" in applied.stdout
+    assert jobs.jobs("apply").stdout.startswith("nothing to change: 3 jobs")
+
+    runs = jobs.finished_runs("tick.service", 2, timeout=60)
+    assert {r["trigger"] for r in runs} == {"tick.timer"}
+    assert all(r["result"] == "success" for r in runs)
+    digest = hashlib.sha256(SECRET.encode()).hexdigest()
+    assert jobs.output(runs[0]["id"], 1) == [digest]  # the job read the credential
+
+    url = wait_for(
+        lambda: re.search(r"serving metrics on (http://127\.0\.0\.1:\d+/metrics)", jobs.log()),
+        timeout=30, what="the metrics endpoint",
+    ).group(1)  # fmt: skip
+    wait_for(
+        lambda: 'job_tick_size_bytes{unit="tick.service"} 4096.0' in http_get(url),
+        timeout=30, what="the job's own metric",
+    )  # fmt: skip
+
+    listed = {j["name"]: j for j in json.loads(jobs.jobs("--json").stdout)}
+    assert listed["tick"]["unit"] == "tick.service"
+    assert listed["tick"]["timer"] == "tick.timer"
+    assert listed["tick"]["schedule"] == ["every 2s"]
+    assert listed["tick"]["last_result"] == "success"
+    assert listed["tick"]["next_run_at"] is not None
+    assert listed["slow"]["last_started_at"] is None
+
+    slow = jobs.jobs("run", "slow", "--wait", check=False)
+    assert slow.returncode != 0
+    assert re.search(r"Result:\s+timeout", slow.stdout), slow.stdout
+    assert jobs.history("slow")[0]["result"] == "timeout"
+    fails = jobs.jobs("run", "fails", "--wait", check=False)
+    assert fails.returncode == 3, fails.stdout + fails.stderr
+    assert re.search(r"Exit status: 3", fails.stdout), fails.stdout
+    failed = jobs.history("fails")[0]
+    assert failed["result"] == "exit-code"
+    assert failed["trigger"] is None  # started by hand, not by its timer
+    assert jobs.output(failed["id"], 1) == ["failing"]
+
+    # The secret is nowhere but in the job's credentials directory.
+    seen = [
+        sandbox.systemctl("show", "tick.service").stdout,
+        sandbox.systemctl("cat", "tick.service").stdout,
+        sandbox.journal("-o", "verbose"),
+        jobs.cli("runs", "--json").stdout,
+        *(jobs.cli("show", str(r["id"]), "--json").stdout for r in runs),
+        jobs.jobs("show", "tick").stdout,
+        http_get(url),
+        jobs.log(),
+    ]
+    assert not [text for text in seen if SECRET in text]
+
+    # A removed job's units are gone, and its timer with them.
+    jobs.jobs_file.write_text(JOBS.split("[jobs.slow]", 1)[0])
+    removed = jobs.jobs("apply")
+    assert "removed fails" in removed.stdout
+    assert "removed slow" in removed.stdout
+    assert not (sandbox.root / "etc/systemd/system/slow.timer").exists()
+    assert not (sandbox.root / "etc/systemd/system/timers.target.wants/slow.timer").exists()
+    timers = sandbox.systemctl("list-timers", "--all").stdout
+    assert "tick.timer" in timers
+    assert "slow.timer" not in timers
