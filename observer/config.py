@@ -81,6 +81,13 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class JobsConfig:
+    """Where the jobs file is (`observer jobs`), whose alert rules the daemon applies."""
+
+    file: str = "/etc/observer/jobs.toml"  # and jobs.d/*.toml beside it
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """Everything that can be set in observer.toml."""
 
@@ -92,6 +99,7 @@ class Config:
     run: RunConfig = field(default_factory=RunConfig)
     dashboard: DashboardConfig = field(default_factory=DashboardConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    jobs: JobsConfig = field(default_factory=JobsConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
 
 
@@ -103,6 +111,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "journal": JournalConfig,
     "dashboard": DashboardConfig,
     "metrics": MetricsConfig,
+    "jobs": JobsConfig,
     "alerts": AlertsConfig,
 }
 

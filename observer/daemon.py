@@ -20,6 +20,7 @@ from observer.bus import BusError, SystemdBus
 from observer.config import Config, load_config
 from observer.correlator import Correlator, Effect, RecordRun, RecordTimer, ResolveJob
 from observer.dashboard.service import DashboardService
+from observer.jobs.alert_rules import with_job_alerts
 from observer.journal import JournalBatch, JournalFollower
 from observer.metrics.service import MetricsService
 from observer.model import Event, OutputLine, Run, StoreError
@@ -442,7 +443,7 @@ def _notify(state: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of `observer daemon`."""
-    config = load_config(Path(args.config) if args.config else None)
+    config = with_job_alerts(load_config(Path(args.config) if args.config else None))
     if getattr(args, "listen", None) is not None:
         metrics = dataclasses.replace(config.metrics, listen=args.listen)
         config = dataclasses.replace(config, metrics=metrics)

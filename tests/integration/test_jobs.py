@@ -152,3 +152,53 @@ def test_declared_jobs_run_on_schedule_with_their_credential_metrics_and_timeout
     timers = sandbox.systemctl("list-timers", "--all").stdout
     assert "tick.timer" in timers
     assert "slow.timer" not in timers
+
+
+HOSTILE = [
+    "x\n[Service]\nExecStartPre=/bin/false",
+    "50% %n %i %h",
+    "$HOME ${PATH} $$",
+    "\"quoted\" 'single'",
+    "back\\slash\\",
+    ";",
+    "\\;",
+    "tab\there",
+]
+
+
+def test_hostile_values_reach_systemd_exactly_as_written_and_add_no_setting(
+    sandbox: Sandbox, jobs: Jobs
+) -> None:
+    description = '50% of %n for $HOME "q" \\ [Service] ExecStartPre=/bin/false'
+    jobs.jobs_file.write_text(
+        "[jobs.hostile]\n"
+        f"command = {json.dumps(['/bin/echo', *HOSTILE])}\n"
+        f"environment = {{ A = {json.dumps(' | '.join(HOSTILE))} }}\n"
+        f"description = {json.dumps(description)}\n"
+        'schedule = "daily"\nmetrics = false\n'
+    )
+    jobs.jobs("apply")
+    path = "/org/freedesktop/systemd1/unit/hostile_2eservice"
+
+    def get(interface: str, name: str) -> object:
+        shown = sandbox.run("busctl", "--json=short", "get-property", "org.freedesktop.systemd1",
+                            path, f"org.freedesktop.systemd1.{interface}", name).stdout  # fmt: skip
+        return json.loads(shown)["data"]
+
+    exec_start = get("Service", "ExecStart")
+    assert isinstance(exec_start, list)
+    assert len(exec_start) == 1
+    assert exec_start[0][0] == "/bin/echo"
+    # systemd keeps the argv as read, before it expands $ at each start ($$ is one $).
+    assert exec_start[0][1] == ["/bin/echo", *(a.replace("$", "$$") for a in HOSTILE)]
+    assert get("Service", "Environment") == [f"A={' | '.join(HOSTILE)}"]
+    assert get("Unit", "Description") == description
+    assert get("Service", "ExecStartPre") == []
+    assert get("Service", "User") == ""
+    # $ is not expanded when it runs either: the job prints its arguments as written.
+    ran = jobs.jobs("run", "hostile", "--wait")
+    assert "Result:      success" in ran.stdout
+    run_id = jobs.history("hostile")[0]["id"]
+    printed = "\n".join(jobs.output(run_id, 3))
+    assert "$HOME ${PATH} $$" in printed
+    assert "50% %n %i %h" in printed

@@ -12,7 +12,10 @@ from cronsim import CronSim
 from hypothesis import given
 from hypothesis import strategies as st
 
+from observer.alerts.config import AlertRules
+from observer.config import Config, JobsConfig
 from observer.jobs import apply, crontab
+from observer.jobs.alert_rules import with_job_alerts
 from observer.jobs.jobfile import Job, load_file, parse
 from observer.jobs.schedule import ScheduleError, cron_to_calendar, timer_settings
 from observer.jobs.units import exec_line, quoted, render
@@ -348,3 +351,18 @@ def test_a_credential_others_may_read_is_refused(tmp_path: Path) -> None:
         apply.check_credentials(jobs, tmp_path)
     secret.chmod(0o600)
     apply.check_credentials(jobs, tmp_path)
+
+
+def test_a_jobs_alert_rules_apply_to_its_unit_only(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.toml"
+    path.write_text('[jobs.backup]\ncommand = "true"\nschedule = "daily"\n'
+                    '[jobs.backup.alerts]\nfailures = 1\nmax_duration = "2h"\n')  # fmt: skip
+    config = with_job_alerts(Config(jobs=JobsConfig(file=str(path))))
+    assert config.alerts.present
+    assert config.alerts.rules_for("backup.service").failures == 1
+    assert config.alerts.rules_for("backup.service").max_duration == 7200
+    assert config.alerts.rules_for("other.service") == AlertRules()
+    path.write_text("[jobs.backup]\n")  # a bad file leaves the rules as they were
+    assert with_job_alerts(Config(jobs=JobsConfig(file=str(path)))) == Config(
+        jobs=JobsConfig(file=str(path))
+    )

@@ -1,0 +1,38 @@
+"""The jobs' ``[jobs.NAME.alerts]`` tables as per-unit alert rules of the daemon's config."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+from observer.alerts.config import unit_alerts
+from observer.config import Config
+from observer.jobs.jobfile import jobs_files, load_jobs
+from observer.model import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def with_job_alerts(config: Config) -> Config:
+    """``config`` with each job's alert table for its unit, ahead of observer.toml's tables.
+
+    A job's rules start from the [alerts] rules, as an ``[alerts.units]`` table does. A
+    jobs file that cannot be read is logged and left out: it must not stop the recording.
+    """
+    path = Path(config.jobs.file)
+    try:
+        jobs = load_jobs(jobs_files(path))
+        base = config.alerts.rules
+        tables = tuple(
+            unit_alerts(job.source, f"jobs.{job.name}.alerts", job.service, job.alerts, base)
+            for job in jobs
+            if job.alerts is not None
+        )
+    except ConfigError as e:
+        log.warning("the jobs' alert rules are not used: %s", e)
+        return config
+    if not tables:
+        return config
+    alerts = dataclasses.replace(config.alerts, present=True, units=(*tables, *config.alerts.units))
+    return dataclasses.replace(config, alerts=alerts)
