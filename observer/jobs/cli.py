@@ -69,8 +69,12 @@ def add_command(
 def _jobs(args: argparse.Namespace, path: Path | None = None) -> tuple[Path, list[Job]]:
     source: Path = path or args.file
     files = jobs_files(source)
-    if path is not None and not source.exists():
-        raise ObserverError(f"no jobs file {str(source)!r}")
+    if not source.exists():
+        # Never read as "no jobs": `apply` would remove every job's units.
+        raise ObserverError(
+            f"no jobs file {str(source)!r}: create it (docs/jobs.md); to remove every job, "
+            "leave it empty"
+        )
     return source, load_jobs(files)
 
 

@@ -35,6 +35,9 @@ timeout = "1s"
 [jobs.fails]
 command = "echo failing; exit 3"
 schedule = "0 4 * * *"
+
+[jobs.fails.alerts]
+failures = 1
 """
 
 
@@ -43,15 +46,27 @@ class Jobs(ObserverDaemon):
 
     def __init__(self, sandbox: Sandbox, workdir: Path) -> None:
         self.job_metrics = sandbox.root / "var/lib/observer/job-metrics"
+        self.jobs_file = workdir / "jobs.toml"
         super().__init__(sandbox, workdir, config=(
             f'[metrics]\nlisten = "127.0.0.1:0"\njob_metrics_directory = "{self.job_metrics}"\n'
+            f'[jobs]\nfile = "{self.jobs_file}"\n[alerts]\ncheck_interval = 1\n'
         ))  # fmt: skip
         # What the units see: the sandbox's /var/lib (the daemon reads it through /proc).
         self.jobs_config = workdir / "jobs-side.toml"
         self.jobs_config.write_text(
             '[metrics]\njob_metrics_directory = "/var/lib/observer/job-metrics"\n'
         )
-        self.jobs_file = workdir / "jobs.toml"
+
+    def metrics_url(self) -> str:
+        """Where the daemon started last serves /metrics."""
+        found = wait_for(
+            lambda: re.findall(
+                r"serving metrics on (http://127\.0\.0\.1:\d+/metrics)",
+                self.log().split(f"--- start {self.starts}\n")[-1],
+            ),
+            timeout=30, what="the metrics endpoint", check=self._alive,
+        )  # fmt: skip
+        return found[-1]
 
     def jobs(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         argv = observer_cmd(
@@ -100,10 +115,7 @@ def test_declared_jobs_run_on_schedule_with_their_credential_metrics_and_timeout
     digest = hashlib.sha256(SECRET.encode()).hexdigest()
     assert jobs.output(runs[0]["id"], 1) == [digest]  # the job read the credential
 
-    url = wait_for(
-        lambda: re.search(r"serving metrics on (http://127\.0\.0\.1:\d+/metrics)", jobs.log()),
-        timeout=30, what="the metrics endpoint",
-    ).group(1)  # fmt: skip
+    url = jobs.metrics_url()
     wait_for(
         lambda: 'job_tick_size_bytes{unit="tick.service"} 4096.0' in http_get(url),
         timeout=30, what="the job's own metric",
@@ -121,6 +133,9 @@ def test_declared_jobs_run_on_schedule_with_their_credential_metrics_and_timeout
     assert slow.returncode != 0
     assert re.search(r"Result:\s+timeout", slow.stdout), slow.stdout
     assert jobs.history("slow")[0]["result"] == "timeout"
+    # The job's alert rules reach the daemon (read when it starts): one failure alerts.
+    jobs.stop()
+    jobs.start()
     fails = jobs.jobs("run", "fails", "--wait", check=False)
     assert fails.returncode == 3, fails.stdout + fails.stderr
     assert re.search(r"Exit status: 3", fails.stdout), fails.stdout
@@ -128,6 +143,11 @@ def test_declared_jobs_run_on_schedule_with_their_credential_metrics_and_timeout
     assert failed["result"] == "exit-code"
     assert failed["trigger"] is None  # started by hand, not by its timer
     assert jobs.output(failed["id"], 1) == ["failing"]
+    alerts = wait_for(
+        lambda: [a for a in jobs.json("alerts") if a["unit"] == "fails.service"],
+        timeout=60, what="the alert of fails.service", check=jobs._alive,
+    )  # fmt: skip
+    assert alerts[0]["kind"] == "failing", alerts
 
     # The secret is nowhere but in the job's credentials directory.
     seen = [
@@ -137,7 +157,7 @@ def test_declared_jobs_run_on_schedule_with_their_credential_metrics_and_timeout
         jobs.cli("runs", "--json").stdout,
         *(jobs.cli("show", str(r["id"]), "--json").stdout for r in runs),
         jobs.jobs("show", "tick").stdout,
-        http_get(url),
+        http_get(jobs.metrics_url()),
         jobs.log(),
     ]
     assert not [text for text in seen if SECRET in text]
