@@ -162,21 +162,26 @@ def _section(path: Path, name: str, cls: type[Any], table: object) -> object:
     return cls(**values)
 
 
+def read_toml(path: Path, what: str) -> tuple[str, dict[str, Any]]:
+    """A TOML file's text and tables; errors name the file (and the line) for people."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        return text, tomllib.loads(text)
+    except OSError as e:
+        raise ConfigError(f"cannot read {what} {str(path)!r}: {e.strerror}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(syntax_error(path, text, e)) from e
+
+
 def load_config(path: Path | None) -> Config:
     """Read the config file; a missing default file means all defaults."""
     if path is None:
         if not DEFAULT_CONFIG_PATH.exists():
             return Config()
         path = DEFAULT_CONFIG_PATH
-    try:
-        text = path.read_text(encoding="utf-8")
-        data = tomllib.loads(text)
-    except OSError as e:
-        raise ConfigError(f"cannot read config {str(path)!r}: {e.strerror}") from e
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from e
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(syntax_error(path, text, e)) from e
+    text, data = read_toml(path, "config")
     kwargs: dict[str, object] = {}
     try:
         for key, value in data.items():

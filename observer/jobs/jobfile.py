@@ -7,12 +7,11 @@ unknown keys), so that `observer jobs check` points at the line to fix.
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from observer.alerts.config import UNIT_KEYS, parse_seconds
-from observer.config import hint, line_of, shown, syntax_error
+from observer.config import hint, line_of, read_toml, shown
 from observer.jobs.schedule import ScheduleError, TimerSettings, timer_settings
 from observer.model import ConfigError
 
@@ -120,15 +119,7 @@ def load_jobs(paths: list[Path]) -> list[Job]:
 
 def load_file(path: Path) -> list[Job]:
     """The jobs of one file."""
-    try:
-        text = path.read_text(encoding="utf-8")
-        data = tomllib.loads(text)
-    except OSError as e:
-        raise ConfigError(f"cannot read jobs file {str(path)!r}: {e.strerror}") from e
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from e
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(syntax_error(path, text, e)) from e
+    text, data = read_toml(path, "jobs file")
     try:
         return parse(path, data, lambda key: line_of(text, key))
     except _Bad as e:

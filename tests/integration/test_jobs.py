@@ -14,6 +14,7 @@ import pytest
 from observer.sandbox import Sandbox
 from tests.integration.observed import ObserverDaemon, observer_cmd, wait_for
 from tests.integration.prometheus import http_get
+from tests.unit.test_jobs import HOSTILE
 
 pytestmark = pytest.mark.integration
 
@@ -66,7 +67,7 @@ class Jobs(ObserverDaemon):
             ),
             timeout=30, what="the metrics endpoint", check=self._alive,
         )  # fmt: skip
-        return found[-1]
+        return str(found[-1])
 
     def jobs(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         argv = observer_cmd(
@@ -172,18 +173,6 @@ def test_declared_jobs_run_on_schedule_with_their_credential_metrics_and_timeout
     timers = sandbox.systemctl("list-timers", "--all").stdout
     assert "tick.timer" in timers
     assert "slow.timer" not in timers
-
-
-HOSTILE = [
-    "x\n[Service]\nExecStartPre=/bin/false",
-    "50% %n %i %h",
-    "$HOME ${PATH} $$",
-    "\"quoted\" 'single'",
-    "back\\slash\\",
-    ";",
-    "\\;",
-    "tab\there",
-]
 
 
 def test_hostile_values_reach_systemd_exactly_as_written_and_add_no_setting(

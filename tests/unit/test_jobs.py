@@ -103,7 +103,7 @@ def test_every_environment_value_reads_back_exactly_as_written(value: str) -> No
 
 
 HOSTILE = [
-    "x\n[Service]\nExecStartPre=/bin/rm -rf /",
+    "x\n[Service]\nExecStartPre=/bin/false",
     "50% %n %i %h",
     "$HOME ${PATH} $$",
     "\"quoted\" 'single'",
