@@ -221,16 +221,20 @@ async def _start(bus_address: str | None, unit: str, wait: bool) -> tuple[str, i
     try:
         manager = ("/org/freedesktop/systemd1", "org.freedesktop.systemd1.Manager")
         path = (await call(bus, *manager, "LoadUnit", "s", [unit]))[0]
-        before = await get_property(bus, path, "Unit", "InvocationID")
-        await call(bus, *manager, "StartUnit", "ss", [unit, "replace"])
+        job = (await call(bus, *manager, "StartUnit", "ss", [unit, "replace"]))[0]
         if not wait:
             return "", 0
+        # A oneshot's start job ends when its run does (the unit is still inactive while the
+        # job waits in the queue, so its state alone says nothing yet).
         while True:
-            state = await get_property(bus, path, "Unit", "ActiveState")
-            invocation = await get_property(bus, path, "Unit", "InvocationID")
-            if invocation != before and state in ("inactive", "failed"):
-                break
+            try:
+                await get_property(bus, job, "Job", "State")
+            except ObserverError:  # the job is gone: it ended
+                state = await get_property(bus, path, "Unit", "ActiveState")
+                if state not in ("activating", "deactivating", "reloading"):
+                    break
             await asyncio.sleep(0.2)
+        invocation = await get_property(bus, path, "Unit", "InvocationID")
         result = await get_property(bus, path, "Service", "Result")
         code = await get_property(bus, path, "Service", "ExecMainCode")
         status = await get_property(bus, path, "Service", "ExecMainStatus")
