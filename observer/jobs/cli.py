@@ -194,7 +194,7 @@ def _show(args: argparse.Namespace) -> int:
         if settings.period_seconds is not None:
             print(f"# runs {render.human_duration(settings.period_seconds)} after each start")
     print("# next runs")
-    for shown in sorted(set(times))[:5]:
+    for shown in sorted(set(times), key=lambda t: t.split(" ", 1)[-1])[:5]:
         print(shown)
     return 0
 

@@ -13,6 +13,8 @@ import re
 
 from observer.jobs.schedule import ScheduleError, cron_to_calendar
 
+_NOT_THE_PROGRAM = {"cd", "test", "[", "]", "if", "then", "fi", "exec", "env", "nice",
+                    "ionice", "sudo", "/usr/bin/env", "sh", "/bin/sh", "bash", "/bin/bash"}  # fmt: skip
 _ENV = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)")
 
 
@@ -45,8 +47,11 @@ def to_jobs_file(text: str, *, system: bool, source: str) -> str:
         rest = fields[count]
         user = ""
         if system:
-            user, _, rest = rest.partition(" ")
-            rest = rest.strip()
+            columns = rest.split(None, 1)
+            if len(columns) < 2:
+                notes.append(f"line {number}: no user and command, skipped: {_comment(line)}")
+                continue
+            user, rest = columns
         command, stdin = _split_percent(rest)
         if schedule.lower() != "@reboot":
             try:
@@ -91,8 +96,12 @@ def _split_percent(command: str) -> tuple[str, str | None]:
 
 
 def _name(command: str, taken: dict[str, int]) -> str:
-    words = [w for w in re.split(r"\s+", command) if w and "=" not in w]
-    program = words[0].rsplit("/", 1)[-1] if words else "job"
+    # The program the line is about: past `cd DIR &&`, `test -x PROG ||`, options, variables.
+    words = [w for w in re.split(r"[\s;&|(){}]+", command) if w and "=" not in w]
+    programs = [w for w in words if w not in _NOT_THE_PROGRAM and not w.startswith(("-", "$"))]
+    if words and words[0] == "cd" and len(programs) > 1:
+        programs = programs[1:]
+    program = programs[0].rsplit("/", 1)[-1] if programs else "job"
     base = re.sub(r"[^A-Za-z0-9_-]+", "-", program).strip("-") or "job"
     taken[base] = taken.get(base, 0) + 1
     return base if taken[base] == 1 else f"{base}-{taken[base]}"
@@ -106,4 +115,4 @@ def _unquote(value: str) -> str:
 
 
 def _comment(text: str) -> str:
-    return "".join(c if c.isprintable() else "?" for c in text)
+    return "".join(c if c.isprintable() else " " if c == "\t" else "?" for c in text)

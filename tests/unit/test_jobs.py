@@ -315,6 +315,12 @@ def test_a_system_crontab_keeps_its_user_column() -> None:
                                      system=True, source="/etc/cron.d/php")  # fmt: skip
     assert 'user = "www-data"' in converted
     assert 'command = "/usr/bin/php cron.php"' in converted
+    # Debian's /etc/crontab, columns separated by tabs.
+    debian = "17 *\t* * *\troot\tcd / && run-parts --report /etc/cron.hourly\n"
+    converted = crontab.to_jobs_file(debian, system=True, source="/etc/crontab")
+    assert "[jobs.run-parts]" in converted
+    assert 'command = "cd / && run-parts --report /etc/cron.hourly"' in converted
+    assert "user =" not in converted  # root is the default
 
 
 # -- the plan -------------------------------------------------------------------------------
