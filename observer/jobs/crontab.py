@@ -13,8 +13,10 @@ import re
 
 from observer.jobs.schedule import ScheduleError, cron_to_calendar
 
-_NOT_THE_PROGRAM = {"cd", "test", "[", "]", "if", "then", "fi", "exec", "env", "nice",
-                    "ionice", "sudo", "/usr/bin/env", "sh", "/bin/sh", "bash", "/bin/bash"}  # fmt: skip
+_NOT_THE_PROGRAM = {
+    "cd", "test", "[", "]", "if", "then", "fi", "exec", "env", "nice", "ionice", "sudo",
+    "/usr/bin/env", "sh", "/bin/sh", "bash", "/bin/bash",
+}  # fmt: skip
 _ENV = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)")
 
 
