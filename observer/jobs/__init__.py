@@ -3,5 +3,6 @@
 ``jobfile.py`` reads and checks the file, ``schedule.py`` turns schedules into timer
 settings (pure), ``units.py`` writes the unit files with every value quoted, ``crontab.py``
 turns a crontab into a jobs file, ``apply.py`` makes the machine match the file (plan,
-then change), ``cli.py`` is `observer jobs`.
+then change), ``alert_rules.py`` hands the jobs' alert rules to the daemon, ``cli.py``
+is `observer jobs`.
 """
