@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import re
 import sqlite3
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
-from observer import history, render, store
-from observer.model import StoreError
+from observer import follow, history, render, store
+from observer.model import ObserverError, StoreError, UnknownUnitError
 
 _DURATION = re.compile(r"(?:\d+[smhdw])+")
 _DURATION_PART = re.compile(r"(\d+)([smhdw])")
@@ -60,7 +63,8 @@ def add_commands(
 
     parser = command("history", _history, "the newest runs of one unit")
     parser.add_argument("unit", metavar="UNIT", help="e.g. backup or backup.service")
-    parser.add_argument("-n", "--limit", type=_count, default=20, help="runs (default: 20)")
+    parser.add_argument("-n", "--limit", type=_count, help="runs (default: 20)")
+    _follow_option(parser)
     parser = command("show", _show, "everything recorded about one run, with its output")
     parser.add_argument("run_id", metavar="RUN_ID", help="a run's ID or its invocation ID")
     parser = command("last-failure", _last_failure, "the newest failed run of a unit")
@@ -72,7 +76,7 @@ def add_commands(
     )
     parser = command("runs", _runs, "runs of all units, newest first")
     parser.add_argument(
-        "--since", type=_since, default=timedelta(hours=24), metavar="SPAN",
+        "--since", type=_since, metavar="SPAN",
         help="only runs started in the last SPAN (default: 24h)",
     )  # fmt: skip
     parser.add_argument("--unit", metavar="GLOB", help="only units matching, e.g. 'backup*'")
@@ -80,7 +84,15 @@ def add_commands(
     parser.add_argument(
         "-n", "--limit", type=_count, metavar="N", help="the newest N runs (default: all)"
     )
+    _follow_option(parser)
     command("status", _status, "each unit's last result and next run")
+
+
+def _follow_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-f", "--follow", action="store_true",
+        help="print runs as they finish, until interrupted (one JSON object a line with --json)",
+    )  # fmt: skip
 
 
 def _since(text: str) -> timedelta:
@@ -114,23 +126,80 @@ def _since_usec(span: timedelta | None) -> int | None:
 
 
 def _history(args: argparse.Namespace) -> int:
+    if args.follow:
+        return _follow(args, _followed_unit(args), with_unit=False)
     with reading(args) as conn:
-        runs = history.unit_history(conn, history.resolve_unit(conn, args.unit), args.limit)
+        runs = history.unit_history(conn, history.resolve_unit(conn, args.unit), args.limit or 20)
     _print_runs(runs, args.json, with_unit=False)
     return 0
 
 
 def _runs(args: argparse.Namespace) -> int:
+    if args.follow:
+        matches = history.unit_matcher(args.unit) if args.unit else None
+        return _follow(
+            args,
+            lambda run: (matches is None or matches(run.unit)) and (run.failed or not args.failed),
+            with_unit=True,
+        )
     with reading(args) as conn:
         runs = history.recent_runs(
             conn,
-            since_usec=_since_usec(args.since),
+            since_usec=_since_usec(args.since or timedelta(hours=24)),
             unit_glob=args.unit,
             failed_only=args.failed,
             limit=args.limit,
         )
     _print_runs(runs, args.json, with_unit=True)
     return 0
+
+
+def _followed_unit(args: argparse.Namespace) -> Callable[[history.RecordedRun], bool]:
+    """Runs of the unit ``history UNIT`` names; one with no runs yet may be waited for."""
+    names = {args.unit, f"{args.unit}.service"}
+    path = args.db or store.default_read_path()
+    if path.exists():
+        with reading(args) as conn, contextlib.suppress(UnknownUnitError):
+            names = {history.resolve_unit(conn, args.unit)}
+    return lambda run: run.unit in names
+
+
+def _follow(
+    args: argparse.Namespace, wanted: Callable[[history.RecordedRun], bool], *, with_unit: bool
+) -> int:
+    """Print runs as they finish until interrupted; Ctrl-C and a closed pipe end it quietly."""
+    if args.limit is not None or getattr(args, "since", None) is not None:
+        raise ObserverError(
+            "--follow prints runs as they finish from now on: -n and --since choose past "
+            "runs (list them without --follow)"
+        )
+    path = args.db or store.default_read_path()
+    batches = follow.finished_runs(
+        path, notice=lambda text: print(f"observer: {text}", file=sys.stderr)
+    )
+    try:
+        if not args.json:
+            print(render.runs_table_header(with_unit=with_unit), flush=True)
+        for batch in batches:
+            for run in filter(wanted, batch):
+                if args.json:
+                    print(json.dumps(render.run_json(run)), flush=True)
+                else:
+                    print(render.runs_table_row(run, with_unit=with_unit), flush=True)
+    except KeyboardInterrupt:
+        return 0
+    except BrokenPipeError:
+        _detach_stdout()
+        return 0
+    finally:
+        batches.close()
+    return 0
+
+
+def _detach_stdout() -> None:
+    """Point stdout at /dev/null: flushing it at exit then raises no second BrokenPipeError."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _show(args: argparse.Namespace) -> int:

@@ -479,3 +479,32 @@ def unit_summaries(
         )
         summaries.append((status, stats))
     return summaries
+
+
+# -- for following runs as they finish (observer/follow.py) --------------------------------
+
+
+def newest_run_id(conn: sqlite3.Connection) -> int:
+    """The highest run ID in the store (0 when there is none): runs above it are new."""
+    return int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM runs").fetchone()[0])
+
+
+def unfinished_run_ids(conn: sqlite3.Connection) -> set[int]:
+    """The runs that have not finished, read through each unit's end index."""
+    rows = conn.execute(
+        "SELECT r.id FROM unit_summary u JOIN runs r INDEXED BY runs_by_unit_end "
+        "ON r.unit = u.unit AND r.finished_usec IS NULL"
+    )
+    return {int(row[0]) for row in rows}
+
+
+def runs_after(conn: sqlite3.Connection, after_id: int, ids: Iterable[int]) -> list[RecordedRun]:
+    """The runs with an ID above ``after_id``, and those of ``ids``, in ID order."""
+    wanted = sorted(ids)
+    marks = ", ".join("?" * len(wanted))
+    also = f" OR r.id IN ({marks})" if wanted else ""
+    rows = conn.execute(
+        f"SELECT {_RUN_COLUMNS} FROM {_RUNS_FROM} WHERE r.id > ?{also} ORDER BY r.id",
+        (after_id, *wanted),
+    )
+    return [_recorded_run(row) for row in rows]

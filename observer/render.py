@@ -146,18 +146,44 @@ def detail_text(detail: history.RunDetail) -> str:
 
 def runs_table(runs: Sequence[history.RecordedRun], *, with_unit: bool) -> str:
     """One line per run; ``with_unit`` when the runs are of several units."""
-    headers = ["ID", *(["UNIT"] if with_unit else []), "STARTED", "DURATION", "RESULT", "EXIT",
-               "TRIGGER"]  # fmt: skip
-    rows = [
-        [
-            str(run.id), *([cell(run.unit)] if with_unit else []),
-            table_time(run.started_usec), human_duration(run.duration_seconds),
-            _result(run), _exit(run), cell(run.trigger or "-"),
-        ]
-        for run in runs
+    rows = [_run_cells(run, with_unit=with_unit) for run in runs]
+    return table(
+        _run_headers(with_unit), rows, right=_run_numbers(with_unit), empty="no matching runs"
+    )
+
+
+def runs_table_header(*, with_unit: bool) -> str:
+    """The header of a table whose rows come one at a time (``runs_table_row``)."""
+    return _aligned(_run_headers(with_unit), _run_widths(with_unit), _run_numbers(with_unit))
+
+
+def runs_table_row(run: history.RecordedRun, *, with_unit: bool) -> str:
+    """One run as a row under ``runs_table_header``: columns of fixed widths, which a longer
+    value widens for its own row only."""
+    cells = _run_cells(run, with_unit=with_unit)
+    return _aligned(cells, _run_widths(with_unit), _run_numbers(with_unit))
+
+
+def _run_headers(with_unit: bool) -> list[str]:
+    return ["ID", *(["UNIT"] if with_unit else []), "STARTED", "DURATION", "RESULT", "EXIT",
+            "TRIGGER"]  # fmt: skip
+
+
+def _run_cells(run: history.RecordedRun, *, with_unit: bool) -> list[str]:
+    return [
+        str(run.id), *([cell(run.unit)] if with_unit else []),
+        table_time(run.started_usec), human_duration(run.duration_seconds),
+        _result(run), _exit(run), cell(run.trigger or "-"),
     ]  # fmt: skip
-    right = {0, 3} if with_unit else {0, 2}
-    return table(headers, rows, right=right, empty="no matching runs")
+
+
+def _run_numbers(with_unit: bool) -> set[int]:
+    return {0, 3} if with_unit else {0, 2}
+
+
+def _run_widths(with_unit: bool) -> list[int]:
+    # Room for most values: IDs to a million, unit names of 30 characters, `exit-code`.
+    return [6, *([30] if with_unit else []), 19, 8, 9, 7, 0]
 
 
 def stats_table(stats: Sequence[history.UnitStats]) -> str:
@@ -197,13 +223,14 @@ def table(
     if not rows:
         return empty
     widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(len(headers))]
-    return "\n".join(
-        "  ".join(
-            text.rjust(width) if i in right else text.ljust(width)
-            for i, (text, width) in enumerate(zip(row, widths, strict=True))
-        ).rstrip()
-        for row in [headers, *rows]
-    )
+    return "\n".join(_aligned(row, widths, right) for row in [headers, *rows])
+
+
+def _aligned(row: Sequence[str], widths: Sequence[int], right: set[int]) -> str:
+    return "  ".join(
+        text.rjust(width) if i in right else text.ljust(width)
+        for i, (text, width) in enumerate(zip(row, widths, strict=True))
+    ).rstrip()
 
 
 def run_json(run: history.RecordedRun) -> RunJson:
