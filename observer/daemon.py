@@ -20,6 +20,7 @@ from observer.bus import BusError, SystemdBus
 from observer.config import Config, load_config
 from observer.correlator import Correlator, Effect, RecordRun, RecordTimer, ResolveJob
 from observer.dashboard.service import DashboardService
+from observer.dashboard.serving import Pages
 from observer.jobs.alert_rules import with_job_alerts
 from observer.journal import JournalBatch, JournalFollower
 from observer.metrics.service import MetricsService
@@ -78,12 +79,16 @@ class Daemon:
         self.store_errors = 0
         self.runs_recorded = 0
         self.unattributed_lines = 0
-        if config.dashboard.directory:
-            pages = DashboardService(Path(config.dashboard.directory), db_path, config.dashboard)
+        served = None
+        if pages_dir := dashboard_directory(config, db_path):
+            pages = DashboardService(pages_dir, db_path, config.dashboard)
             self.recorded_hooks.append(pages.runs_recorded)
             self.services.append(pages.run)
+            served = Pages(pages_dir) if config.dashboard.serve else None
         if config.metrics.listen or config.metrics.textfile_directory:
-            metrics = MetricsService(self, db_path, config.metrics, config.run.metrics_dir)
+            metrics = MetricsService(
+                self, db_path, config.metrics, config.run.metrics_dir, pages=served
+            )
             self.recorded_hooks.append(metrics.runs_recorded)
             self.services.append(metrics.run)
         if config.alerts.present:
@@ -431,6 +436,19 @@ def _boot_id() -> str | None:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip().replace("-", "")
     except OSError:
         return None
+
+
+def dashboard_directory(config: Config, db_path: Path) -> Path | None:
+    """Where the daemon keeps the dashboard's pages: ``[dashboard] directory``, or, to serve
+    them, ``dashboard/`` beside the database; None for no pages."""
+    if config.dashboard.serve and not config.metrics.listen:
+        raise ConfigError(
+            "dashboard.serve = true serves the pages on the metrics listener, but metrics.listen "
+            "(or --listen) is empty: give it a HOST:PORT, or set dashboard.serve = false"
+        )
+    if config.dashboard.directory:
+        return Path(config.dashboard.directory)
+    return db_path.parent / "dashboard" if config.dashboard.serve else None
 
 
 def _notify(state: str) -> None:

@@ -23,7 +23,7 @@ from observer.dashboard.writer import TEMP_PREFIX, TEMP_SUFFIX, DashboardError, 
 
 __all__ = [
     "MANIFEST", "DashboardError", "Listing", "Manifest", "PageSet", "UnitEntry",
-    "list_directory", "manifest_json", "read_manifest", "remove_stale", "template",
+    "is_page", "list_directory", "manifest_json", "read_manifest", "remove_stale", "template",
     "write_atomically",
 ]  # fmt: skip
 
@@ -34,6 +34,11 @@ MANIFEST_FORMAT = 2
 _OUR_PAGE = re.compile(r"(?:run-\d+|unit-[A-Za-z0-9_.-]*-[0-9a-f]{12}(?:-\d+)?)\.html")
 _TEMP_NAME = re.compile(f"^{re.escape(TEMP_PREFIX)}[^\n]*{re.escape(TEMP_SUFFIX)}$", re.M)
 _STALE_TEMP_SECONDS = 3600
+
+
+def is_page(name: str) -> bool:
+    """Whether ``name`` is one the dashboard writes its pages under (the overview's too)."""
+    return name == "index.html" or _OUR_PAGE.fullmatch(name) is not None
 
 
 @functools.cache

@@ -19,7 +19,7 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
@@ -48,6 +48,22 @@ POLL_SECONDS = 2.0
 BIND_RETRY_SECONDS = 30.0
 # Unfinished runs this old are not followed to their end (see RunTally.start).
 PENDING_HORIZON_USEC = 7 * 86400 * 1_000_000
+
+
+class PageSource(Protocol):
+    """Pages served beside /metrics (the dashboard's, when ``[dashboard] serve`` is on): the
+    answer to a GET of any other path, given with the request's headers (names in lower case)."""
+
+    def respond(self, target: str, headers: Mapping[str, str]) -> _Answer: ...
+
+
+class _Answer(Protocol):
+    @property
+    def status(self) -> int: ...
+    @property
+    def headers(self) -> tuple[tuple[str, str], ...]: ...
+    @property
+    def body(self) -> bytes: ...
 
 
 class _Running(Protocol):
@@ -175,6 +191,7 @@ class _MetricsHandler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         path = urlsplit(self.path).path
+        pages = self.server.service.pages
         if path == "/metrics":
             compressed = "gzip" in self.headers.get("Accept-Encoding", "")
             try:
@@ -184,11 +201,24 @@ class _MetricsHandler(http.server.BaseHTTPRequestHandler):
                 self._send(500, b"could not render the metrics (see the daemon's log)\n")
                 return
             self._send(200, body, CONTENT_TYPE, "gzip" if compressed else None)
+        elif pages is not None:
+            try:
+                headers = {name.lower(): value for name, value in self.headers.items()}
+                answer = pages.respond(self.path, headers)
+            except Exception:
+                log.exception("could not serve %r", self.path)
+                self._send(500, b"could not serve the page (see the daemon's log)\n")
+                return
+            self._answer(answer.status, answer.headers, answer.body)
         elif path == "/":
             page = b'<html><body><a href="/metrics">observer metrics</a></body></html>\n'
             self._send(200, page, "text/html; charset=utf-8")
         else:
             self._send(404, b"not found: observer serves /metrics\n")
+
+    def do_HEAD(self) -> None:
+        self._head_only = True
+        self.do_GET()
 
     def _send(
         self,
@@ -197,13 +227,20 @@ class _MetricsHandler(http.server.BaseHTTPRequestHandler):
         content_type: str = "text/plain",
         encoding: str | None = None,
     ) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
+        headers = [("Content-Type", content_type)]
         if encoding:
-            self.send_header("Content-Encoding", encoding)
+            headers.append(("Content-Encoding", encoding))
+        self._answer(status, headers, body)
+
+    def _answer(self, status: int, headers: Iterable[tuple[str, str]], body: bytes) -> None:
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        if status != 304:
+            self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(body)
+        if status != 304 and not getattr(self, "_head_only", False):
+            self.wfile.write(body)
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("metrics: %s %s", self.address_string(), format % args)
@@ -213,9 +250,15 @@ class MetricsService:
     """Keeps the metrics current while the daemon runs and serves them; one per daemon."""
 
     def __init__(
-        self, daemon: DaemonView, db_path: Path, config: MetricsConfig, job_metrics_dir: str = ""
+        self,
+        daemon: DaemonView,
+        db_path: Path,
+        config: MetricsConfig,
+        job_metrics_dir: str = "",
+        pages: PageSource | None = None,
     ) -> None:
         self.daemon = daemon
+        self.pages = pages
         self.db_path = db_path
         self.listen = parse_listen(config.listen)
         self.textfile = (
