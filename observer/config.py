@@ -59,9 +59,9 @@ class DashboardConfig:
     """Where the daemon keeps the static HTML pages, and how often it rewrites them."""
 
     directory: str = ""  # empty: no pages (with serve: dashboard/ beside the database)
-    serve: bool = False  # serve the pages read-only on the metrics listener ([metrics] listen)
     quiet_seconds: int = 5  # rewrite once no run has ended for this long
     min_interval_seconds: int = 30  # and at most this often
+    serve: bool = False  # serve the pages read-only on the metrics listener ([metrics] listen)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from observer.dashboard.serving import Pages
 from observer.jobs.alert_rules import with_job_alerts
 from observer.journal import JournalBatch, JournalFollower
 from observer.metrics.service import MetricsService
-from observer.model import Event, OutputLine, Run, StoreError
+from observer.model import ConfigError, Event, OutputLine, Run, StoreError
 from observer.output import OutputBudget, cut_line
 from observer.run.service import WrapperRuns
 from observer.store import Batch, OutputCounts, StoredLine, default_db_path

@@ -48,10 +48,11 @@ class Browser:
     def __init__(self, executable: str) -> None:
         self.executable = executable
 
-    def _run(self, page: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    def _run(self, page: Path | str, *extra: str) -> subprocess.CompletedProcess[str]:
+        url = page.as_uri() if isinstance(page, Path) else page
         with tempfile.TemporaryDirectory(prefix="observer-chromium-") as profile:
             return subprocess.run(
-                [self.executable, *FLAGS, f"--user-data-dir={profile}", *extra, page.as_uri()],
+                [self.executable, *FLAGS, f"--user-data-dir={profile}", *extra, url],
                 capture_output=True,
                 text=True,
                 errors="replace",
@@ -60,13 +61,14 @@ class Browser:
                 stdin=subprocess.DEVNULL,
             )
 
-    def load(self, page: Path) -> Loaded:
-        """Load ``page`` from disk; return the DOM after load and every console message."""
+    def load(self, page: Path | str) -> Loaded:
+        """Load ``page`` from disk (or a URL); return the DOM after load and every console
+        message."""
         result = self._run(page, "--enable-logging=stderr", "--v=0", "--dump-dom")
         assert result.stdout.lstrip().lower().startswith("<!doctype html>"), result.stderr
         return Loaded(parse(result.stdout), _CONSOLE.findall(result.stderr))
 
-    def screenshot(self, page: Path, png: Path, width: int = 1280, height: int = 800) -> Path:
+    def screenshot(self, page: Path | str, png: Path, width: int = 1280, height: int = 800) -> Path:
         png.parent.mkdir(parents=True, exist_ok=True)
         self._run(page, f"--screenshot={png}", f"--window-size={width},{height}",
                   "--hide-scrollbars")  # fmt: skip

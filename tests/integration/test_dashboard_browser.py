@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import http.client
+import socket
 from pathlib import Path
 
 import pytest
 
 from observer.dashboard import pages as site
+from observer.dashboard.serving import CONTENT_SECURITY_POLICY
+from observer.metrics.service import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from observer.sandbox import Sandbox
 from tests.integration.browser import Browser, Loaded, chromium_or_skip
 from tests.integration.observed import ObserverDaemon, wait_for
@@ -112,6 +116,107 @@ def test_the_daemons_dashboard_shows_every_unit_and_a_failed_runs_output_safely(
     assert ESCAPED_INSTANCE in instance.dom.find("h1").text()
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def fetch(port: int, target: str, **headers: str) -> tuple[int, dict[str, str], bytes]:
+    """A GET of ``target`` exactly as written (http.client does not tidy paths)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("GET", target, headers=headers)
+        response = conn.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    except OSError:
+        return 0, {}, b""
+    finally:
+        conn.close()
+
+
+def test_the_daemon_serves_its_dashboard_on_the_metrics_port_to_a_browser_and_nothing_else(
+    sandbox: Sandbox, tmp_path: Path, browser: Browser
+) -> None:
+    port = free_port()
+    observed = ObserverDaemon(
+        sandbox,
+        tmp_path,
+        config=f'[metrics]\nlisten = "127.0.0.1:{port}"\n'
+        "[dashboard]\nserve = true\nquiet_seconds = 1\nmin_interval_seconds = 1\n",
+    )
+    pages = tmp_path / "dashboard"  # beside the database: no directory was configured
+    base = f"http://127.0.0.1:{port}"
+    try:
+        observed.start()
+        run_units(sandbox)
+        [leaky] = observed.finished_runs("leaky", 1, timeout=60)
+        run_target = f"/{site.run_page(leaky['id'])}"
+        wait_for(
+            lambda: (
+                served_health(port) == EXPECTED_HEALTH
+                and b"red alert" in fetch(port, run_target)[2]
+            ),
+            timeout=90,
+            what=f"{base}/ to show every unit and the failed run's output",
+        )
+        overview = loaded_cleanly(browser, f"{base}/")
+        failed = loaded_cleanly(browser, base + run_target)
+        instance = loaded_cleanly(browser, f"{base}/{site.unit_page(ESCAPED_INSTANCE)}")
+        browser.screenshot(f"{base}/", ARTIFACTS / "served-overview.png", height=700)
+
+        status, headers, body = fetch(port, "/")
+        assert status == 200
+        assert headers["Content-Type"] == "text/html; charset=utf-8"
+        assert headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
+        assert headers["Cache-Control"] == "no-cache"
+        assert body == (pages / "index.html").read_bytes()
+        assert (
+            fetch(port, run_target, **{"If-None-Match": fetch(port, run_target)[1]["ETag"]})[0]
+            == 304
+        )
+        metrics = fetch(port, "/metrics")
+        assert (metrics[0], metrics[1]["Content-Type"]) == (200, METRICS_CONTENT_TYPE)
+        assert b"observer_runs_total" in metrics[2]
+
+        (tmp_path / "secret.html").write_text("outside the pages")
+        (pages / "run-999999.html").symlink_to(tmp_path / "secret.html")
+        (pages / "unit-x-0123456789ab.html").symlink_to(observed.db)
+        for target in [
+            "/../observer.db", "/%2e%2e/observer.db", "/%2E%2E%2Fobserver.db",
+            "/..%2fobserver.db", "/../secret.html", "/%2e%2e%2fsecret.html",
+            f"/{observed.db}", f"/%2f{str(observed.db).lstrip('/')}", "//etc/passwd",
+            "/index.html%00", "/%00/../observer.db", "/run-999999.html",
+            "/unit-x-0123456789ab.html", "/.observer-dashboard.json", "/dashboard/",
+            "/%2e%2e/",
+        ]:  # fmt: skip
+            status, _, body = fetch(port, target)
+            assert status in {400, 404}, target
+            assert b"outside the pages" not in body, target
+            assert b"SQLite format" not in body, target
+            assert b"root:" not in body, target
+        assert observed.stop() == 0
+    finally:
+        observed.close()
+
+    rows = overview_rows(overview.dom)
+    assert {unit: rows.get(unit) for unit in EXPECTED_HEALTH} == EXPECTED_HEALTH
+    assert failed.dom.find_all("script") == []
+    assert not [e for e in failed.dom.iter() if e.attrs.get("id") == "injected"]
+    output = failed.dom.find("pre", "output").text()
+    assert "<script>document.title='pwned'</script>" in output
+    assert "\\x1b[31mred alert\\x1b[0m" in output
+    assert ESCAPED_INSTANCE in instance.dom.find("h1").text()
+
+
+def served_health(port: int) -> dict[str, str]:
+    status, _, body = fetch(port, "/")
+    if status != 200:
+        return {}
+    rows = overview_rows(parse(body.decode()))
+    return {unit: health for unit, health in rows.items() if unit in EXPECTED_HEALTH}
+
+
 def run_units(sandbox: Sandbox) -> None:
     script = sandbox.root / "usr/local/bin/leaky"
     script.write_text(LEAKY_SCRIPT)
@@ -146,9 +251,10 @@ def written_health(pages: Path) -> dict[str, str]:
     return {unit: health for unit, health in rows.items() if unit in EXPECTED_HEALTH}
 
 
-def loaded_cleanly(browser: Browser, page: Path) -> Loaded:
+def loaded_cleanly(browser: Browser, page: Path | str) -> Loaded:
     loaded = browser.load(page)
-    assert loaded.console == [], f"{page.name} logged to the console: {loaded.console}"
+    name = page.name if isinstance(page, Path) else page
+    assert loaded.console == [], f"{name} logged to the console: {loaded.console}"
     return loaded
 
 

@@ -12,8 +12,11 @@ from typing import Any, cast
 
 import pytest
 
+from observer.config import Config, DashboardConfig, MetricsConfig
+from observer.daemon import dashboard_directory
 from observer.dashboard.serving import CONTENT_SECURITY_POLICY, Pages, page_name
 from observer.metrics.service import MetricsServer
+from observer.model import ConfigError
 
 UNIT_PAGE = "unit-backup.service-0123456789ab.html"
 OUTSIDE = [
@@ -129,3 +132,18 @@ def test_the_listener_serves_pages_beside_unchanged_metrics(server: tuple[str, i
     for target in OUTSIDE:
         assert request(server, "GET", target).status in {400, 404}, target
     assert request(server, "POST", "/").status == 501  # read-only
+
+
+def test_serving_keeps_the_pages_beside_the_database_unless_told_where(tmp_path: Path) -> None:
+    db = tmp_path / "observer.db"
+    served = Config(dashboard=DashboardConfig(serve=True))
+    assert dashboard_directory(served, db) == tmp_path / "dashboard"
+    placed = Config(dashboard=DashboardConfig(directory="/srv/pages", serve=True))
+    assert dashboard_directory(placed, db) == Path("/srv/pages")
+    assert dashboard_directory(Config(), db) is None
+
+
+def test_serving_without_the_metrics_listener_is_a_configuration_error(tmp_path: Path) -> None:
+    config = Config(dashboard=DashboardConfig(serve=True), metrics=MetricsConfig(listen=""))
+    with pytest.raises(ConfigError, match=r"dashboard.serve = true .* metrics.listen"):
+        dashboard_directory(config, tmp_path / "observer.db")
