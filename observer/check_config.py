@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from observer.config import DEFAULT_CONFIG_PATH, load_config
+from observer.config import DEFAULT_CONFIG_PATH, dashboard_directory, load_config
 
 
 def add_command(
@@ -29,6 +29,7 @@ def _check_config(args: argparse.Namespace) -> int:
     if path is None and not DEFAULT_CONFIG_PATH.exists():
         print(f"{DEFAULT_CONFIG_PATH}: no such file; the daemon uses the defaults")
         return 0
-    load_config(path)  # a ConfigError names the file, line, key and value
+    config = load_config(path)  # a ConfigError names the file, line, key and value
+    dashboard_directory(config, Path("observer.db"))  # and settings that do not fit together
     print(f"{path or DEFAULT_CONFIG_PATH}: ok")
     return 0

@@ -202,6 +202,19 @@ def load_config(path: Path | None) -> Config:
     return Config(**kwargs)  # type: ignore[arg-type]
 
 
+def dashboard_directory(config: Config, db_path: Path) -> Path | None:
+    """Where the daemon keeps the dashboard's pages: ``[dashboard] directory``, or, to serve
+    them, ``dashboard/`` beside the database; None for no pages."""
+    if config.dashboard.serve and not config.metrics.listen:
+        raise ConfigError(
+            "dashboard.serve = true serves the pages on the metrics listener, but metrics.listen "
+            "(or --listen) is empty: give it a HOST:PORT, or set dashboard.serve = false"
+        )
+    if config.dashboard.directory:
+        return Path(config.dashboard.directory)
+    return db_path.parent / "dashboard" if config.dashboard.serve else None
+
+
 # -- where in the file: errors name the line, as compilers do (``path:line: ...``) --------
 
 

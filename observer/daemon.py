@@ -17,14 +17,14 @@ from pathlib import Path
 
 from observer.alerts.service import AlertService
 from observer.bus import BusError, SystemdBus
-from observer.config import Config, load_config
+from observer.config import Config, dashboard_directory, load_config
 from observer.correlator import Correlator, Effect, RecordRun, RecordTimer, ResolveJob
 from observer.dashboard.service import DashboardService
 from observer.dashboard.serving import Pages
 from observer.jobs.alert_rules import with_job_alerts
 from observer.journal import JournalBatch, JournalFollower
 from observer.metrics.service import MetricsService
-from observer.model import ConfigError, Event, OutputLine, Run, StoreError
+from observer.model import Event, OutputLine, Run, StoreError
 from observer.output import OutputBudget, cut_line
 from observer.run.service import WrapperRuns
 from observer.store import Batch, OutputCounts, StoredLine, default_db_path
@@ -436,19 +436,6 @@ def _boot_id() -> str | None:
         return Path("/proc/sys/kernel/random/boot_id").read_text().strip().replace("-", "")
     except OSError:
         return None
-
-
-def dashboard_directory(config: Config, db_path: Path) -> Path | None:
-    """Where the daemon keeps the dashboard's pages: ``[dashboard] directory``, or, to serve
-    them, ``dashboard/`` beside the database; None for no pages."""
-    if config.dashboard.serve and not config.metrics.listen:
-        raise ConfigError(
-            "dashboard.serve = true serves the pages on the metrics listener, but metrics.listen "
-            "(or --listen) is empty: give it a HOST:PORT, or set dashboard.serve = false"
-        )
-    if config.dashboard.directory:
-        return Path(config.dashboard.directory)
-    return db_path.parent / "dashboard" if config.dashboard.serve else None
 
 
 def _notify(state: str) -> None:

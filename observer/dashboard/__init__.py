@@ -3,5 +3,6 @@
 ``pages`` writes the overview, unit and run pages from the store (Jinja2 ``templates``),
 ``views`` says what they show, ``charts`` draws their SVG, ``queries`` reads what ``history``
 does not, ``site`` keeps the directory and its manifest, ``writer`` writes the files,
-``service`` rewrites them in the daemon after runs end, ``cli`` is `observer report`.
+``service`` rewrites them in the daemon after runs end, ``serving`` answers HTTP requests
+for them (on the metrics listener), ``cli`` is `observer report`.
 """

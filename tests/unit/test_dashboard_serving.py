@@ -12,8 +12,7 @@ from typing import Any, cast
 
 import pytest
 
-from observer.config import Config, DashboardConfig, MetricsConfig
-from observer.daemon import dashboard_directory
+from observer.config import Config, DashboardConfig, MetricsConfig, dashboard_directory
 from observer.dashboard.serving import CONTENT_SECURITY_POLICY, Pages, page_name
 from observer.metrics.service import MetricsServer
 from observer.model import ConfigError
