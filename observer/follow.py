@@ -137,6 +137,8 @@ class _Watch:
         conn = _open(self.path)
         if conn is None:
             return None, False
+        # As it is with this connection open (which may have made the -wal file).
+        identity = _identity(self.path) or identity
         fresh = self.identity is None or identity[:2] != self.identity[:2]
         self.conn, self.identity, self.version = conn, identity, None
         if first_look:

@@ -6,10 +6,11 @@ import dataclasses
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -112,8 +113,8 @@ def run(n: int, finished_usec: int | None) -> Run:
 class Script:
     """A sleep that writes the next step into the store instead of waiting."""
 
-    def __init__(self, steps: list[Callable[[], object]]) -> None:
-        self.steps = steps
+    def __init__(self, steps: Sequence[Callable[[], object]]) -> None:
+        self.steps = list(steps)
 
     def __call__(self, seconds: float) -> None:
         if self.steps:
@@ -257,3 +258,22 @@ def test_the_command_refuses_options_that_choose_past_runs(tmp_path: Path) -> No
     )  # fmt: skip
     assert result.returncode == 1
     assert "--follow prints runs as they finish" in result.stderr
+
+
+def test_it_opens_the_store_once_while_nothing_else_has_it_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_store(tmp_path / "observer.db")  # closed: no -wal file until a reader opens it
+    opened: list[Path] = []
+    real_open = store.open_for_reading
+
+    def counting_open(db: Path) -> sqlite3.Connection:
+        opened.append(db)
+        return real_open(db)
+
+    monkeypatch.setattr(store, "open_for_reading", counting_open)
+    looks = Script([lambda: None] * 5 + [lambda: write(path, run(1, NOW_USEC))])
+    batches = follow.finished_runs(path, sleep=looks, now_usec=lambda: NOW_USEC)
+    assert [r.invocation_id for r in next(batches)] == [invocation(101)]
+    batches.close()
+    assert opened == [path]
