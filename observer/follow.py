@@ -62,7 +62,11 @@ class FinishedRuns:
 
 def baseline(conn: sqlite3.Connection) -> FinishedRuns:
     """What the store holds now: its runs that have finished are not reported."""
-    return FinishedRuns(history.newest_run_id(conn), history.unfinished_run_ids(conn))
+    conn.execute("BEGIN")  # both from one snapshot: a run ending between them is not lost
+    try:
+        return FinishedRuns(history.newest_run_id(conn), history.unfinished_run_ids(conn))
+    finally:
+        conn.execute("COMMIT")
 
 
 def finished_runs(
