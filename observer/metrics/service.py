@@ -188,8 +188,16 @@ class MetricsServer(http.server.ThreadingHTTPServer):
 class _MetricsHandler(http.server.BaseHTTPRequestHandler):
     server: MetricsServer
     timeout = 30  # a client that stalls does not hold a thread forever
+    _head = False  # answering a HEAD: the headers of a GET, without its body
 
     def do_GET(self) -> None:
+        self._respond(head=False)
+
+    def do_HEAD(self) -> None:
+        self._respond(head=True)
+
+    def _respond(self, *, head: bool) -> None:
+        self._head = head
         path = urlsplit(self.path).path
         pages = self.server.service.pages
         if path == "/metrics":
@@ -216,10 +224,6 @@ class _MetricsHandler(http.server.BaseHTTPRequestHandler):
         else:
             self._send(404, b"not found: observer serves /metrics\n")
 
-    def do_HEAD(self) -> None:
-        self._head_only = True
-        self.do_GET()
-
     def _send(
         self,
         status: int,
@@ -239,7 +243,7 @@ class _MetricsHandler(http.server.BaseHTTPRequestHandler):
         if status != 304:
             self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        if status != 304 and not getattr(self, "_head_only", False):
+        if status != 304 and not self._head:
             self.wfile.write(body)
 
     def log_message(self, format: str, *args: Any) -> None:
