@@ -39,6 +39,10 @@ _STARTING_JOB_TYPES = frozenset({"start", "restart", "try-restart", "reload-or-s
 _TIMER_TO_START_USEC = 2_000_000
 # How many finished invocations and job triggers to remember for late events.
 _MEMORY = 4096
+# Job results of a start that failed because of another unit, or did not fail.
+_NOT_ITS_OWN = frozenset({"dependency", "done", "canceled", None})
+# A "Dependency failed" this soon after a unit's failure names that unit (same transaction).
+_CAUSE_USEC = 5_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +67,17 @@ class RecordTimer:
     timer: TimerState
 
 
-Effect = RecordRun | ResolveJob | RecordTimer
+@dataclass(frozen=True, slots=True)
+class CloseInterrupted:
+    """Effect: a new systemd started at ``before_usec``: runs of ``host`` still open from
+    before it can never end. Close them as interrupted at ``finished_usec`` (None: unknown)."""
+
+    host: str
+    before_usec: int
+    finished_usec: int | None
+
+
+Effect = RecordRun | ResolveJob | RecordTimer | CloseInterrupted
 
 
 def invocation_hex(value: object) -> str | None:
@@ -99,6 +113,14 @@ class _TimerFired:
 
 
 @dataclass(slots=True)
+class _Skip:
+    """A start with no invocation of its own (refused or skipped), kept for its trigger."""
+
+    run: Run
+    job_id: int | None
+
+
+@dataclass(slots=True)
 class _Unit:
     values: dict[str, object]
     invocation_id: str | None = None
@@ -127,6 +149,11 @@ class Correlator:
         # Kept after a unit is unloaded (GC, transient): its output can still arrive.
         self._starts: OrderedDict[str, list[tuple[int, str]]] = OrderedDict()
         self._reloading = False
+        # Starts without invocation, by start key; the last unit whose start failed on its
+        # own (what a "Dependency failed" just after it names); units refused a start.
+        self._skips: OrderedDict[str, _Skip] = OrderedDict()
+        self._last_failed: tuple[str, int] | None = None
+        self._start_limited: dict[str, str] = {}
 
     def feed(self, event: Event) -> list[Effect]:
         """Apply one event and return what must happen because of it."""
@@ -292,9 +319,30 @@ class Correlator:
                     trigger = self._timer_fired_for(inv)
                 self._job_triggers[event.job_id] = trigger
                 effects.extend(self._trigger_effects(inv))
+        for skip in self._skips.values():
+            if skip.job_id == event.job_id and skip.run.trigger is None:
+                found = trigger
+                if event.job_type == "unknown":
+                    found = self._timer_for_skip(skip)
+                if found is not None:
+                    effects.append(self._set_skip_trigger(skip, found))
         self._job_triggers[event.job_id] = trigger
         _trim(self._job_triggers)
         return effects
+
+    def _timer_for_skip(self, skip: _Skip) -> str | None:
+        fired = self._last_triggers.get(skip.run.unit)
+        started = skip.run.started_usec
+        if fired is None or fired.run is not None or started is None:
+            return None
+        if 0 <= started - fired.usec <= _TIMER_TO_START_USEC:
+            fired.run = skip.run.key
+            return fired.timer
+        return None
+
+    def _set_skip_trigger(self, skip: _Skip, trigger: str) -> RecordRun:
+        skip.run = replace(skip.run, trigger=trigger)
+        return RecordRun(skip.run)
 
     def _timer_fired_for(self, inv: _Invocation) -> str | None:
         fired = self._last_triggers.get(inv.unit)
@@ -332,6 +380,7 @@ class Correlator:
         if next_elapse is None and last_trigger is None:
             return []
         fired = _usec(last_trigger)
+        skipped: list[Effect] = []
         previous = self._last_triggers.get(service_name)
         if fired is not None and (previous is None or previous.usec != fired):
             self._last_triggers[service_name] = _TimerFired(event.unit, fired)
@@ -340,7 +389,13 @@ class Correlator:
                 if inv.unit == service_name and inv.seen_live:
                     self._claim_timer(inv)
                     break
+            for skip in reversed(self._skips.values()):
+                if skip.run.unit == service_name and skip.run.trigger is None:
+                    if (timer := self._timer_for_skip(skip)) is not None:
+                        skipped.append(self._set_skip_trigger(skip, timer))
+                    break
         return [
+            *skipped,
             RecordTimer(
                 TimerState(
                     timer=event.unit,
@@ -354,7 +409,44 @@ class Correlator:
     # -- journal -----------------------------------------------------------------------
 
     def _on_pid1_record(self, record: Pid1Record) -> list[Effect]:
+        if record.kind is JobKind.STARTUP_FINISHED:
+            return [self._new_manager(record)]
+        if record.kind is JobKind.START_FAILED and record.job_result not in _NOT_ITS_OWN:
+            # Units of any type (a mount): a "Dependency failed" just after names it.
+            self._last_failed = (record.unit, record.realtime_usec)
         if not record.unit.endswith(".service") or not self.observes(record.unit):
+            return []
+        if record.kind in (JobKind.CONDITION_UNMET, JobKind.START_LIMIT) or (
+            record.kind is JobKind.START_FAILED and not record.invocation_id
+        ):
+            return self._on_refused_start(record)
+        if record.kind is JobKind.START_FAILED:
+            # After "Start request repeated too quickly", the job of the refused start.
+            key = self._start_limited.pop(record.unit, None)
+            skip = self._skips.get(key) if key is not None else None
+            if skip is not None and skip.job_id is None and record.job_id is not None:
+                skip.job_id = record.job_id
+                trigger = self._job_triggers.get(record.job_id)
+                if trigger is not None:
+                    return [self._set_skip_trigger(skip, trigger)]
+            return []
+        if not record.invocation_id:
+            return []
+        if record.kind is JobKind.RESOURCES:
+            inv = self._remember(record.unit, record.invocation_id)
+            return [
+                RecordRun(
+                    self._run(
+                        inv,
+                        Source.JOURNAL,
+                        cpu_seconds=None if record.cpu_usec is None else record.cpu_usec / 1e6,
+                        io_read_bytes=record.io_read_bytes,
+                        io_write_bytes=record.io_write_bytes,
+                    )
+                )
+            ]
+        if record.kind is JobKind.FAILED and record.unit_result == "start-limit-hit":
+            # Logged with the previous run's invocation ID: the refusal is its own run.
             return []
         known = record.invocation_id in self._invocations
         if record.kind is JobKind.STARTING:
@@ -406,6 +498,52 @@ class Correlator:
             return [RecordRun(self._run(inv, Source.JOURNAL, restarts=record.restarts))]
         return []
 
+    def _on_refused_start(self, record: Pid1Record) -> list[Effect]:
+        """A start that got no invocation: a condition, a dependency, the start limit."""
+        reason = record.reason
+        if record.kind is JobKind.CONDITION_UNMET:
+            result = "condition"
+        elif record.kind is JobKind.START_LIMIT:
+            result = "start-limit-hit"
+        elif record.job_result == "dependency":
+            result = "dependency"
+            failed = self._last_failed
+            if failed is not None and 0 <= record.realtime_usec - failed[1] <= _CAUSE_USEC:
+                reason = failed[0]
+        else:
+            result = record.job_result or "failed"
+        key = f"{self.host}:{record.unit}:{record.realtime_usec}"
+        run = Run(
+            unit=record.unit,
+            invocation_id=None,
+            host=self.host,
+            source=Source.JOURNAL,
+            started_usec=record.realtime_usec,
+            finished_usec=record.realtime_usec,
+            result=result,
+            reason=reason,
+            boot_id=record.boot_id,
+            start_key=key,
+        )
+        skip = self._skips[key] = _Skip(run, record.job_id)
+        _trim(self._skips)
+        if record.kind is JobKind.START_LIMIT:
+            self._start_limited[record.unit] = key
+        trigger = None if record.job_id is None else self._job_triggers.get(record.job_id)
+        if trigger is None:
+            trigger = self._timer_for_skip(skip)
+        if trigger is not None:
+            skip.run = replace(run, trigger=trigger)
+        return [RecordRun(skip.run)]
+
+    def _new_manager(self, record: Pid1Record) -> CloseInterrupted:
+        """A manager finished starting: what it ran before it can never end now."""
+        started = record.realtime_usec - (record.userspace_usec or 0)
+        for inv in self._invocations.values():
+            if inv.started_usec is not None and inv.started_usec < started:
+                inv.finished = True
+        return CloseInterrupted(self.host, started, record.previous_usec)
+
     # -- shared ------------------------------------------------------------------------
 
     def _remember(self, unit: str, invocation_id: str) -> _Invocation:
@@ -418,6 +556,7 @@ class Correlator:
         return inv
 
     def _run(self, inv: _Invocation, source: Source, **known: object) -> Run:
+        # Only invocations are remembered here: their ID is never empty.
         run = Run(unit=inv.unit, invocation_id=inv.invocation_id, host=self.host, source=source)
         return replace(run, **known)  # type: ignore[arg-type]
 

@@ -18,13 +18,20 @@ from pathlib import Path
 from observer.alerts.service import AlertService
 from observer.bus import BusError, SystemdBus
 from observer.config import Config, dashboard_directory, load_config
-from observer.correlator import Correlator, Effect, RecordRun, RecordTimer, ResolveJob
+from observer.correlator import (
+    CloseInterrupted,
+    Correlator,
+    Effect,
+    RecordRun,
+    RecordTimer,
+    ResolveJob,
+)
 from observer.dashboard.service import DashboardService
 from observer.dashboard.serving import Pages
 from observer.jobs.alert_rules import with_job_alerts
 from observer.journal import JournalBatch, JournalFollower
 from observer.metrics.service import MetricsService
-from observer.model import Event, OutputLine, Run, StoreError
+from observer.model import Event, OutputLine, OutputSuppressed, Run, StoreError
 from observer.output import OutputBudget, cut_line
 from observer.run.service import WrapperRuns
 from observer.store import Batch, OutputCounts, StoredLine, default_db_path
@@ -79,6 +86,9 @@ class Daemon:
         self.store_errors = 0
         self.runs_recorded = 0
         self.unattributed_lines = 0
+        self.lost_lines = 0  # journald dropped them (its rate limit)
+        # Each unit's invocation that printed the newest line read from the journal.
+        self.last_printed: dict[str, str] = {}
         served = None
         if pages_dir := dashboard_directory(config, db_path):
             pages = DashboardService(pages_dir, db_path, config.dashboard)
@@ -117,10 +127,13 @@ class Daemon:
         match effect:
             case RecordRun(run=run):
                 self.pending.runs.append(run)
-                if run.finished and run.result is not None:
+                if run.finished and run.result is not None and run.invocation_id is not None:
                     self._run_ended(run.invocation_id, run.result)
             case RecordTimer(timer=timer):
                 self.pending.timers.append(timer)
+            case CloseInterrupted(host=host, before_usec=before, finished_usec=finished):
+                self.pending.interrupted.append((host, before, finished))
+                log.info("a new systemd started: closing runs left open from before it")
             case ResolveJob(job_id=job_id, unit=unit):
                 self._spawn(self._resolve_job(job_id, unit))
 
@@ -221,6 +234,7 @@ class Daemon:
                 self.unattributed_lines += 1
                 return
             line = dataclasses.replace(line, invocation_id=invocation_id)
+        self.last_printed[line.unit] = line.invocation_id
         budget = await self._budget(line.invocation_id)
         message, cut = cut_line(line.message, budget.line_limit)
         seq, dropped = budget.admit(len(message))
@@ -231,6 +245,20 @@ class Daemon:
         )
         self.pending.dropped.extend((line.invocation_id, s) for s in dropped)
         self._count(line.invocation_id, budget, line.realtime_usec)
+
+    def output_suppressed(self, event: OutputSuppressed) -> None:
+        """journald dropped lines of a unit: they belong to the run that printed last.
+
+        journald says so only when the unit's next line arrives after its rate-limit window,
+        tagged with that line's invocation, often a later run's; the dropped lines came
+        right after the last line stored before this record.
+        """
+        if not self.config.observe.observes(event.unit):
+            return
+        self.lost_lines += event.lines
+        invocation_id = self.last_printed.get(event.unit) or event.invocation_id
+        if invocation_id:
+            self.pending.lost.append((invocation_id, event.lines, event.realtime_usec))
 
     def _forget_old_budgets(self) -> None:
         horizon = time.monotonic() - LATE_OUTPUT_SECONDS
@@ -260,7 +288,8 @@ class Daemon:
             self.store_healthy.set()
             self.runs_recorded += len(finished)
             for run in finished:
-                log.info("recorded %s %s: %s", run.unit, run.invocation_id[:12], run.result or "?")
+                shown = (run.invocation_id or "-")[:12]
+                log.info("recorded %s %s: %s", run.unit, shown, run.result or "?")
             if finished:
                 for hook in self.recorded_hooks:
                     try:
@@ -290,6 +319,8 @@ class Daemon:
                         await self.add_output(event)
                     except StoreError as e:
                         log.error("could not load stored output: %s", e)
+                elif isinstance(event, OutputSuppressed):
+                    self.output_suppressed(event)
                 else:
                     self.feed(event)
             self.pending.journal_cursor = batch.cursor
@@ -426,6 +457,8 @@ def _merge(first: Batch, then: Batch) -> Batch:
         lines=first.lines + then.lines,
         dropped=first.dropped + then.dropped,
         counts=counts,
+        lost=first.lost + then.lost,
+        interrupted=first.interrupted + then.interrupted,
         journal_cursor=then.journal_cursor or first.journal_cursor,
     )
 

@@ -8,13 +8,17 @@ waiting when the daemon falls behind.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import threading
+from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from observer.model import JobKind, OutputLine, Pid1Record
+import re
+
+from observer.model import JobKind, OutputLine, OutputSuppressed, Pid1Record
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +32,19 @@ MESSAGE_KINDS = {
     "d9b373ed55a64feb8242e02dbe79a49c": JobKind.FAILED,
     "0e4284a0caca4bfc81c0bb6786972673": JobKind.CONDITION_SKIPPED,
     "5eb03494b6584870a536b337290809b3": JobKind.RESTART_SCHEDULED,
+    "ae8f7b866b0347b9af31fe1c80b127c0": JobKind.RESOURCES,
+    "eed00a68ffd84e31882105fd973abdd1": JobKind.STARTUP_FINISHED,
 }
+# journald's "Suppressed N messages from X.service" (its rate limit).
+SUPPRESSED_MESSAGE_ID = "a596d6fe7bfa4994828e72309e95d61e"
+# "X was skipped because of an unmet condition check (ConditionPathExists=/x)."
+_UNMET_CONDITION = re.compile(rb"skipped because of an unmet condition check \((.*)\)\.?$")
+# PID 1's code functions are stable names; its messages are never localized either.
+_START_LIMIT_FUNC = "unit_test_start_limit"
 
 BATCH_SIZE = 1000
+# How many entries' times are kept to find the last one before a new systemd started.
+_RECENT_ENTRIES = 4096
 
 
 def _text(value: object) -> str | None:
@@ -61,7 +75,10 @@ def _message(value: object) -> bytes:
     return b""
 
 
-def parse_entry(entry: Mapping[str, object]) -> Pid1Record | OutputLine | None:
+JournalEvent = Pid1Record | OutputLine | OutputSuppressed
+
+
+def parse_entry(entry: Mapping[str, object]) -> JournalEvent | None:
     """The event a raw journal entry stands for, or None when it is not about a service.
 
     ``entry`` maps field names to raw bytes (numbers may come as int), with
@@ -71,15 +88,36 @@ def parse_entry(entry: Mapping[str, object]) -> Pid1Record | OutputLine | None:
     if realtime is None:
         return None
     pid = _number(entry.get("_PID"))
+    message_id = (_text(entry.get("MESSAGE_ID")) or "").replace("-", "")
     if pid == 1:
-        kind = MESSAGE_KINDS.get((_text(entry.get("MESSAGE_ID")) or "").replace("-", ""))
+        kind = MESSAGE_KINDS.get(message_id)
         unit = _text(entry.get("UNIT"))
-        invocation_id = _text(entry.get("INVOCATION_ID"))
-        if kind is None or not unit or not invocation_id:
+        # Empty for a start that never got an invocation (a condition, a dependency).
+        invocation_id = _text(entry.get("INVOCATION_ID")) or ""
+        message = _message(entry.get("MESSAGE"))
+        reason = None
+        if kind is None and _text(entry.get("CODE_FUNC")) == _START_LIMIT_FUNC:
+            kind = JobKind.START_LIMIT
+        if kind is JobKind.STARTUP_FINISHED:
+            return Pid1Record(
+                kind=kind,
+                unit="",
+                invocation_id="",
+                realtime_usec=realtime,
+                boot_id=_text(entry.get("_BOOT_ID")),
+                userspace_usec=_number(entry.get("USERSPACE_USEC")),
+            )
+        if kind is None or not unit:
             return None
-        # One MESSAGE_ID covers "Started X." and a oneshot's "Finished X." (never localized).
-        if kind is JobKind.STARTED and _message(entry.get("MESSAGE")).startswith(b"Finished "):
+        # One MESSAGE_ID covers "Started X.", a oneshot's "Finished X." and a start skipped
+        # for an unmet condition (never localized).
+        if kind is JobKind.STARTED and (unmet := _UNMET_CONDITION.search(message)):
+            kind = JobKind.CONDITION_UNMET
+            reason = unmet.group(1).decode("utf-8", errors="replace")
+        elif kind is JobKind.STARTED and message.startswith(b"Finished "):
             kind = JobKind.FINISHED
+        if not invocation_id and kind not in _WITHOUT_INVOCATION:
+            return None
         return Pid1Record(
             kind=kind,
             unit=unit,
@@ -91,6 +129,22 @@ def parse_entry(entry: Mapping[str, object]) -> Pid1Record | OutputLine | None:
             unit_result=_text(entry.get("UNIT_RESULT")),
             job_id=_number(entry.get("JOB_ID")),
             restarts=_number(entry.get("N_RESTARTS")),
+            job_result=_text(entry.get("JOB_RESULT")),
+            reason=reason,
+            cpu_usec=_accounted(entry.get("CPU_USAGE_NSEC"), 1000),
+            io_read_bytes=_accounted(entry.get("IO_METRIC_READ_BYTES")),
+            io_write_bytes=_accounted(entry.get("IO_METRIC_WRITE_BYTES")),
+        )
+    if message_id == SUPPRESSED_MESSAGE_ID:
+        unit = _text(entry.get("OBJECT_SYSTEMD_UNIT"))
+        dropped = _number(entry.get("N_DROPPED"))
+        if not unit or not unit.endswith(".service") or dropped is None:
+            return None
+        return OutputSuppressed(
+            unit=unit,
+            invocation_id=_text(entry.get("OBJECT_SYSTEMD_INVOCATION_ID")) or "",
+            realtime_usec=realtime,
+            lines=dropped,
         )
     unit = _text(entry.get("_SYSTEMD_UNIT"))
     if not unit or not unit.endswith(".service"):
@@ -108,12 +162,28 @@ def parse_entry(entry: Mapping[str, object]) -> Pid1Record | OutputLine | None:
     )
 
 
+# Records that are about a start with no invocation of its own (or a stale one).
+_WITHOUT_INVOCATION = frozenset(
+    {JobKind.CONDITION_UNMET, JobKind.START_FAILED, JobKind.START_LIMIT}
+)
+
+
+def _accounted(value: object, per: int = 1) -> int | None:
+    """A resource figure systemd logged; None when absent or "not accounted" (UINT64_MAX)."""
+    number = _number(value)
+    if number is None or number < 0 or number >= 2**64 - 1:
+        return None
+    return number // per
+
+
 @dataclass(frozen=True, slots=True)
 class JournalBatch:
     """Events read from the journal, and the cursor of the last entry read."""
 
-    events: list[Pid1Record | OutputLine]
+    events: list[JournalEvent]
     cursor: str
+    # The realtime of the last entry read (any entry, not only those events stand for).
+    last_usec: int | None = None
 
 
 def _identity(value: object) -> object:
@@ -141,6 +211,8 @@ class JournalFollower:
         self._thread = threading.Thread(target=self._run, name="observer-journal", daemon=True)
         self.failure: BaseException | None = None
         self.entries_read = 0
+        # Times of the entries read last: what the journal held just before a new systemd.
+        self._recent: deque[int] = deque(maxlen=_RECENT_ENTRIES)
 
     def start(self) -> None:
         self._thread.start()
@@ -168,6 +240,8 @@ class JournalFollower:
             entry = reader.get_next()
             if entry and not reader.test_cursor(self._cursor):
                 reader.get_previous()
+            elif entry and (usec := _number(entry.get("__REALTIME_TIMESTAMP"))) is not None:
+                self._recent.append(usec)
         elif self._since_usec is not None:
             reader.seek_realtime(self._since_usec / 1_000_000)
         else:
@@ -191,26 +265,39 @@ class JournalFollower:
             self.failure = e
 
     def _read_batch(self, reader: object) -> JournalBatch | None:
-        events: list[Pid1Record | OutputLine] = []
+        events: list[JournalEvent] = []
         cursor: str | None = None
+        last_usec: int | None = None
         for _ in range(BATCH_SIZE * 4):
             entry = reader.get_next()  # type: ignore[attr-defined]
             if not entry:
                 break
             self.entries_read += 1
             cursor = entry["__CURSOR"]
+            last_usec = _number(entry.get("__REALTIME_TIMESTAMP")) or last_usec
             try:
                 event = parse_entry(entry)
             except Exception:  # one odd entry never stops the reader
                 log.exception("skipped a journal entry observer could not read")
                 continue
+            if isinstance(event, Pid1Record) and event.kind is JobKind.STARTUP_FINISHED:
+                event = replace(event, previous_usec=self._last_before(event))
+            if last_usec is not None:
+                self._recent.append(last_usec)
             if event is not None:
                 events.append(event)
                 if len(events) >= BATCH_SIZE:
                     break
         if cursor is None:
             return None
-        return JournalBatch(events, cursor)
+        return JournalBatch(events, cursor, last_usec)
+
+    def _last_before(self, record: Pid1Record) -> int | None:
+        """The last entry read before the manager of ``record`` started (None: unknown)."""
+        started = record.realtime_usec - (record.userspace_usec or 0)
+        times = sorted(self._recent)
+        i = bisect.bisect_left(times, started)
+        return times[i - 1] if i > 0 else None
 
     def _deliver(self, batch: JournalBatch) -> None:
         future = asyncio.run_coroutine_threadsafe(self._queue.put(batch), self._loop)

@@ -50,6 +50,11 @@ def exit_facts(exit_code: str | None, exit_status: int | None) -> tuple[int | No
 
 # systemd's Result strings that mean the run succeeded.
 SUCCESS_RESULTS = frozenset({"success"})
+# Results of a start that systemd skipped (nothing ran, or ExecCondition= said no): neither
+# success nor failure.
+SKIPPED_RESULTS = frozenset({"condition", "exec-condition"})
+# A run that can never end: its systemd (boot or manager) is gone.
+INTERRUPTED = "interrupted"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +66,7 @@ class Run:
     """
 
     unit: str
-    invocation_id: str
+    invocation_id: str | None  # None: a start systemd refused or skipped gets none
     host: str
     source: Source
     started_usec: int | None = None
@@ -72,6 +77,18 @@ class Run:
     trigger: str | None = None
     restarts: int | None = None
     boot_id: str | None = None
+    reason: str | None = None  # the failed condition or the dependency that failed
+    cpu_seconds: float | None = None
+    io_read_bytes: int | None = None
+    io_write_bytes: int | None = None
+    memory_peak_bytes: int | None = None
+    # Identifies a run without invocation ID (made from its journal record), else None.
+    start_key: str | None = None
+
+    @property
+    def key(self) -> str:
+        """What identifies this run in the store: its invocation ID or its start key."""
+        return self.invocation_id or self.start_key or ""
 
     @property
     def finished(self) -> bool:
@@ -105,6 +122,10 @@ class JobKind(StrEnum):
     FAILED = "failed"
     CONDITION_SKIPPED = "condition-skipped"
     RESTART_SCHEDULED = "restart-scheduled"
+    CONDITION_UNMET = "condition-unmet"  # a Condition*= check failed: nothing ran
+    START_LIMIT = "start-limit"  # "Start request repeated too quickly."
+    RESOURCES = "resources"  # "Consumed 1.2s CPU time": what the run cost
+    STARTUP_FINISHED = "startup-finished"  # a manager finished starting
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +142,23 @@ class Pid1Record:
     unit_result: str | None = None
     job_id: int | None = None
     restarts: int | None = None
+    job_result: str | None = None
+    reason: str | None = None  # of a condition that failed: "ConditionPathExists=/x"
+    cpu_usec: int | None = None
+    io_read_bytes: int | None = None
+    io_write_bytes: int | None = None
+    userspace_usec: int | None = None  # of a manager's start-up: how long it took
+    previous_usec: int | None = None  # the journal's last entry before that start-up
+
+
+@dataclass(frozen=True, slots=True)
+class OutputSuppressed:
+    """journald dropped lines of a unit (its rate limit): written when the next line came."""
+
+    unit: str
+    invocation_id: str  # of the line that came after the window, often a later run's
+    realtime_usec: int
+    lines: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,13 +41,14 @@ def plan_prune(
     """List the runs past the retention limits in this connection's temporary table."""
     with conn:
         conn.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS doomed (invocation_id TEXT PRIMARY KEY, unit TEXT)"
+            "CREATE TEMP TABLE IF NOT EXISTS doomed "
+            "(id INTEGER PRIMARY KEY, invocation_id TEXT, unit TEXT)"
         )
         conn.execute("DELETE FROM doomed")
         if older_than_usec is not None:
             # A run ends after it starts: the index on the start finds every candidate.
             conn.execute(
-                "INSERT OR IGNORE INTO doomed SELECT invocation_id, unit FROM runs "
+                "INSERT OR IGNORE INTO doomed SELECT id, invocation_id, unit FROM runs "
                 f"WHERE {summary.ORDER_KEY} < ? AND COALESCE(finished_usec, started_usec) < ?",
                 (older_than_usec, older_than_usec),
             )
@@ -69,7 +70,7 @@ def plan_prune(
                     older += f"({summary.ORDER_KEY} = ? AND id < ?)"
                     params = (unit, key, key, run_id)
                 conn.execute(
-                    "INSERT OR IGNORE INTO doomed SELECT invocation_id, unit FROM runs "
+                    "INSERT OR IGNORE INTO doomed SELECT id, invocation_id, unit FROM runs "
                     f"WHERE unit = ? AND ({older})",
                     params,
                 )
@@ -79,13 +80,18 @@ def prune_some(conn: sqlite3.Connection, limit: int) -> tuple[int, int]:
     """Delete up to ``limit`` of the runs ``plan_prune`` listed, in one transaction; how many
     were listed and how many of them were still there to delete."""
     with conn:
-        rows = conn.execute("SELECT invocation_id, unit FROM doomed LIMIT ?", (limit,)).fetchall()
-        ids = [(row[0],) for row in rows]
-        deleted = 0
-        for table in ("runs", "output", "output_stats", "doomed"):
-            cursor = conn.executemany(f"DELETE FROM {table} WHERE invocation_id = ?", ids)
-            deleted = cursor.rowcount if table == "runs" else deleted
-        units = {str(row[1]) for row in rows}
+        rows = conn.execute(
+            "SELECT id, invocation_id, unit FROM doomed LIMIT ?", (limit,)
+        ).fetchall()
+        run_ids = [(row[0],) for row in rows]
+        # A start systemd refused has no invocation ID, and no output.
+        ids = [(row[1],) for row in rows if row[1] is not None]
+        cursor = conn.executemany("DELETE FROM runs WHERE id = ?", run_ids)
+        deleted = cursor.rowcount
+        for table in ("output", "output_stats"):
+            conn.executemany(f"DELETE FROM {table} WHERE invocation_id = ?", ids)
+        conn.executemany("DELETE FROM doomed WHERE id = ?", run_ids)
+        units = {str(row[2]) for row in rows}
         summary.refresh(conn, units)
         store.note_changed(conn, units)
     return len(rows), max(0, int(deleted))
@@ -95,7 +101,8 @@ def prune_orphan_output(conn: sqlite3.Connection, older_than_usec: int) -> None:
     """Delete output whose run was never recorded (an unobserved or vanished invocation)."""
     orphans = (
         "SELECT invocation_id FROM output_stats WHERE last_usec < ? "
-        "AND invocation_id NOT IN (SELECT invocation_id FROM runs)"
+        "AND invocation_id NOT IN "
+        "(SELECT invocation_id FROM runs WHERE invocation_id IS NOT NULL)"
     )
     with conn:
         conn.execute(f"DELETE FROM output WHERE invocation_id IN ({orphans})", (older_than_usec,))

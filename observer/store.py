@@ -7,12 +7,12 @@ import os
 import pwd
 import sqlite3
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from observer import summary
-from observer.model import Run, StoreError, TimerState
+from observer.model import INTERRUPTED, Run, Source, StoreError, TimerState
 
 # Schema 1, as the first release created it; MIGRATIONS bring it to SCHEMA_VERSION.
 BASE_SCHEMA = """
@@ -118,25 +118,105 @@ CREATE TABLE IF NOT EXISTS unit_changes (
 ) WITHOUT ROWID;
 """
 
+# Schema 5: the runs table as it is now. A start systemd refused or skipped has no
+# invocation ID (a start key made from its journal record instead), a reason, what a run
+# cost, and the lines journald dropped of its output.
+_RUN_COLUMNS_1 = (
+    "id, unit, invocation_id, host, source, boot_id, trigger, started_usec, finished_usec, "
+    "result, exit_code, exit_status, restarts"
+)
+RUNS_TABLE = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    unit TEXT NOT NULL,
+    invocation_id TEXT UNIQUE,
+    host TEXT NOT NULL,
+    source TEXT NOT NULL,
+    boot_id TEXT,
+    trigger TEXT,
+    started_usec INTEGER,
+    finished_usec INTEGER,
+    result TEXT,
+    exit_code TEXT,
+    exit_status INTEGER,
+    restarts INTEGER,
+    start_key TEXT UNIQUE,
+    reason TEXT,
+    cpu_seconds REAL,
+    io_read_bytes INTEGER,
+    io_write_bytes INTEGER,
+    memory_peak_bytes INTEGER,
+    output_lost_lines INTEGER,
+    output_lost_usec INTEGER,
+    CHECK (invocation_id IS NOT NULL OR start_key IS NOT NULL)
+);
+"""
+# The summaries count skipped runs and keep cost percentiles: derived, so made anew (and
+# refilled by _configure); the failed-run indexes follow the new meaning of "failed".
+_SUMMARY_5 = (
+    "DROP TABLE IF EXISTS unit_summary;\n"
+    "DROP INDEX IF EXISTS failed_by_unit_order;\n"
+    "DROP INDEX IF EXISTS failed_by_order;\n" + summary.TABLE + summary.INDEXES
+)
+
+
+def _runs_without_invocation(conn: sqlite3.Connection) -> None:
+    """Schema 5: rebuild runs with a nullable invocation_id and the new columns, once."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        columns = {str(row[1]) for row in conn.execute("PRAGMA table_info(runs)")}
+        if "start_key" not in columns:
+            conn.execute(RUNS_TABLE.replace("EXISTS runs", "EXISTS runs_5"))
+            conn.execute(
+                f"INSERT INTO runs_5 ({_RUN_COLUMNS_1}) SELECT {_RUN_COLUMNS_1} FROM runs"
+            )
+            conn.execute("DROP TABLE runs")
+            conn.execute("ALTER TABLE runs_5 RENAME TO runs")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.executescript(_SUMMARY_5)
+
+
 # Schema upgrades, in order: step i brings a database of schema i + 1 to schema i + 2. A new
 # database gets SCHEMA and then every step. Only ever append; each step must be idempotent
-# (CREATE ... IF NOT EXISTS), so that two processes upgrading at once do no harm.
+# (CREATE ... IF NOT EXISTS, or a function that checks what is there), so that two
+# processes upgrading at once do no harm.
 # Schema 3: the per-unit summaries (observer/summary.py) and the indexes the reads walk.
-MIGRATIONS: list[str] = [_ALERT_TABLES, summary.TABLE + summary.INDEXES, _UNIT_CHANGES]
-# The schema whose upgrade fills unit_summary from the runs table.
-_SUMMARY_SCHEMA = 3
+MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
+    _ALERT_TABLES,
+    summary.TABLE + summary.INDEXES,
+    _UNIT_CHANGES,
+    _runs_without_invocation,
+]
+# The last schema whose upgrade changed unit_summary: it is filled again from the runs.
+_SUMMARY_SCHEMA = 5
 # The whole current schema, for a database that is made and not upgraded (tests).
-SCHEMA = BASE_SCHEMA + "".join(MIGRATIONS)
+SCHEMA = (
+    BASE_SCHEMA.replace(BASE_SCHEMA[BASE_SCHEMA.index("CREATE TABLE IF NOT EXISTS runs") :
+                                   BASE_SCHEMA.index("CREATE TABLE IF NOT EXISTS output ")],
+                        RUNS_TABLE.lstrip())
+    + _ALERT_TABLES + _UNIT_CHANGES + summary.TABLE + summary.INDEXES
+)  # fmt: skip
 SCHEMA_VERSION = 1 + len(MIGRATIONS)
 
 # Each field keeps the first value known for it, but a run starts at the earliest time
-# any source saw it start: merging partial runs is then independent of their order.
+# any source saw it start: merging partial runs is then independent of their order. A run
+# is found by its invocation ID, or (a start that got none) by its start key.
 _UPSERT_RUN = """
 INSERT INTO runs (unit, invocation_id, host, source, boot_id, trigger, started_usec,
-                  finished_usec, result, exit_code, exit_status, restarts)
+                  finished_usec, result, exit_code, exit_status, restarts, start_key, reason,
+                  cpu_seconds, io_read_bytes, io_write_bytes, memory_peak_bytes)
 VALUES (:unit, :invocation_id, :host, :source, :boot_id, :trigger, :started_usec,
-        :finished_usec, :result, :exit_code, :exit_status, :restarts)
-ON CONFLICT (invocation_id) DO UPDATE SET
+        :finished_usec, :result, :exit_code, :exit_status, :restarts, :start_key, :reason,
+        :cpu_seconds, :io_read_bytes, :io_write_bytes, :memory_peak_bytes)
+ON CONFLICT ({key}) DO UPDATE SET
+    reason = COALESCE(runs.reason, excluded.reason),
+    cpu_seconds = COALESCE(runs.cpu_seconds, excluded.cpu_seconds),
+    io_read_bytes = COALESCE(runs.io_read_bytes, excluded.io_read_bytes),
+    io_write_bytes = COALESCE(runs.io_write_bytes, excluded.io_write_bytes),
+    memory_peak_bytes = COALESCE(runs.memory_peak_bytes, excluded.memory_peak_bytes),
     boot_id = COALESCE(runs.boot_id, excluded.boot_id),
     trigger = COALESCE(runs.trigger, excluded.trigger),
     started_usec = MIN(COALESCE(runs.started_usec, excluded.started_usec),
@@ -147,6 +227,8 @@ ON CONFLICT (invocation_id) DO UPDATE SET
     exit_status = COALESCE(runs.exit_status, excluded.exit_status),
     restarts = COALESCE(excluded.restarts, runs.restarts)
 """
+_UPSERT_BY_INVOCATION = _UPSERT_RUN.format(key="invocation_id")
+_UPSERT_BY_START_KEY = _UPSERT_RUN.format(key="start_key")
 
 _UPSERT_TIMER = """
 INSERT INTO timers (timer, service, next_elapse_usec, last_trigger_usec)
@@ -224,7 +306,10 @@ def _configure(conn: sqlite3.Connection) -> None:
     if version < SCHEMA_VERSION:
         conn.executescript(BASE_SCHEMA)
         for step in MIGRATIONS[max(version, 1) - 1 :]:
-            conn.executescript(step)
+            if isinstance(step, str):
+                conn.executescript(step)
+            else:
+                step(conn)
         with conn:
             if version < _SUMMARY_SCHEMA:
                 summary.rebuild(conn)
@@ -312,6 +397,12 @@ def run_row(run: Run) -> dict[str, object]:
         "exit_code": run.exit_code,
         "exit_status": run.exit_status,
         "restarts": run.restarts,
+        "start_key": None if run.invocation_id else run.start_key,
+        "reason": run.reason,
+        "cpu_seconds": run.cpu_seconds,
+        "io_read_bytes": run.io_read_bytes,
+        "io_write_bytes": run.io_write_bytes,
+        "memory_peak_bytes": run.memory_peak_bytes,
     }
 
 
@@ -350,11 +441,15 @@ class Batch:
     dropped: list[tuple[str, int]] = field(default_factory=list)
     counts: dict[str, OutputCounts] = field(default_factory=dict)
     journal_cursor: str | None = None
+    # Lines journald dropped (rate limit): (invocation ID, lines, when it said so).
+    lost: list[tuple[str, int, int]] = field(default_factory=list)
+    # A new systemd started: (host, its start, the journal's last entry before it).
+    interrupted: list[tuple[str, int, int | None]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.runs or self.timers or self.lines or self.dropped or self.counts) or (
-            self.journal_cursor is not None
-        )
+        return bool(
+            self.runs or self.timers or self.lines or self.dropped or self.counts or self.lost
+        ) or bool(self.interrupted or self.journal_cursor is not None)
 
 
 def write_batch(conn: sqlite3.Connection, batch: Batch) -> list[Run]:
@@ -362,13 +457,19 @@ def write_batch(conn: sqlite3.Connection, batch: Batch) -> list[Run]:
     newly_finished: list[Run] = []
     with conn:
         for run in batch.runs:
+            by_invocation = run.invocation_id is not None
+            key, upsert = (
+                ("invocation_id", _UPSERT_BY_INVOCATION)
+                if by_invocation
+                else ("start_key", _UPSERT_BY_START_KEY)
+            )
             if run.finished:
                 row = conn.execute(
-                    "SELECT finished_usec FROM runs WHERE invocation_id = ?", (run.invocation_id,)
+                    f"SELECT finished_usec FROM runs WHERE {key} = ?", (run.key,)
                 ).fetchone()
                 if row is None or row[0] is None:
                     newly_finished.append(run)
-            conn.execute(_UPSERT_RUN, run_row(run))
+            conn.execute(upsert, run_row(run))
         conn.executemany(
             _UPSERT_TIMER,
             [(t.timer, t.service, t.next_elapse_usec, t.last_trigger_usec) for t in batch.timers],
@@ -402,10 +503,21 @@ def write_batch(conn: sqlite3.Connection, batch: Batch) -> list[Run]:
                 (batch.journal_cursor,),
             )
         units = {run.unit for run in batch.runs}
+        for host, before_usec, finished_usec in batch.interrupted:
+            closed = close_interrupted(conn, host, before_usec, finished_usec)
+            newly_finished.extend(closed)
+            units.update(run.unit for run in closed)
+        for invocation_id, lines, usec in batch.lost:
+            conn.execute(
+                "UPDATE runs SET output_lost_lines = COALESCE(output_lost_lines, 0) + ?, "
+                "output_lost_usec = COALESCE(output_lost_usec, ?) WHERE invocation_id = ?",
+                (lines, usec, invocation_id),
+            )
         summary.refresh(conn, units)
         # Output of a run written by an earlier batch (a late line): find its unit.
         known = {run.invocation_id for run in batch.runs}
         output = {ln.invocation_id for ln in batch.lines} | {iid for iid, _ in batch.dropped}
+        output |= {iid for iid, _, _ in batch.lost}
         for invocation_id in sorted((output | batch.counts.keys()) - known):
             row = conn.execute(
                 "SELECT unit FROM runs WHERE invocation_id = ?", (invocation_id,)
@@ -414,6 +526,40 @@ def write_batch(conn: sqlite3.Connection, batch: Batch) -> list[Run]:
                 units.add(row[0])
         note_changed(conn, units)
     return newly_finished
+
+
+def close_interrupted(
+    conn: sqlite3.Connection, host: str, before_usec: int, finished_usec: int | None
+) -> list[Run]:
+    """Close the runs of ``host`` that systemd started before ``before_usec`` and that never
+    ended: that systemd is gone. They end at ``finished_usec`` (the journal's last entry of
+    that systemd), or at ``before_usec`` when the journal holds nothing of it."""
+    rows = conn.execute(
+        "SELECT id, unit, invocation_id, source, started_usec, trigger, boot_id FROM runs "
+        "WHERE host = ? AND finished_usec IS NULL AND started_usec < ? AND source != ?",
+        (host, before_usec, str(Source.WRAPPER)),
+    ).fetchall()
+    closed = []
+    for run_id, unit, invocation_id, source, started, trigger, boot_id in rows:
+        end = max(started, finished_usec if finished_usec is not None else before_usec)
+        conn.execute(
+            "UPDATE runs SET finished_usec = ?, result = COALESCE(result, ?) WHERE id = ?",
+            (end, INTERRUPTED, run_id),
+        )
+        closed.append(
+            Run(
+                unit=unit,
+                invocation_id=invocation_id,
+                host=host,
+                source=Source(source),
+                started_usec=started,
+                finished_usec=end,
+                result=INTERRUPTED,
+                trigger=trigger,
+                boot_id=boot_id,
+            )
+        )
+    return closed
 
 
 def note_changed(conn: sqlite3.Connection, units: Iterable[str]) -> None:

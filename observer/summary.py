@@ -17,7 +17,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from observer.model import SUCCESS_RESULTS
+from observer.model import SKIPPED_RESULTS, SUCCESS_RESULTS
 
 # How many of a unit's newest finished runs its duration percentiles are taken over.
 DURATION_WINDOW = 1000
@@ -25,8 +25,12 @@ DURATION_WINDOW = 1000
 # A run's place in the history: its start, or its end when no source saw it start.
 ORDER_KEY = "COALESCE(started_usec, finished_usec)"
 _SUCCESS = "result IN ({})".format(", ".join(f"'{r}'" for r in sorted(SUCCESS_RESULTS)))
-# A finished run that did not succeed (also one whose result is unknown).
-FAILED = f"finished_usec IS NOT NULL AND (result IS NULL OR NOT {_SUCCESS})"
+_SKIPPED = "result IN ({})".format(", ".join(f"'{r}'" for r in sorted(SKIPPED_RESULTS)))
+_NEITHER = "result IN ({})".format(
+    ", ".join(f"'{r}'" for r in sorted(SUCCESS_RESULTS | SKIPPED_RESULTS))
+)
+# A finished run that did not succeed and was not skipped (also one whose result is unknown).
+FAILED = f"finished_usec IS NOT NULL AND (result IS NULL OR NOT {_NEITHER})"
 
 TABLE = """
 CREATE TABLE IF NOT EXISTS unit_summary (
@@ -41,7 +45,12 @@ CREATE TABLE IF NOT EXISTS unit_summary (
     consecutive_failures INTEGER NOT NULL,
     duration_p50_seconds REAL,
     duration_p95_seconds REAL,
-    duration_max_seconds REAL
+    duration_max_seconds REAL,
+    skipped INTEGER NOT NULL DEFAULT 0,
+    cpu_p50_seconds REAL,
+    cpu_p95_seconds REAL,
+    memory_peak_p50_bytes INTEGER,
+    memory_peak_p95_bytes INTEGER
 ) WITHOUT ROWID;
 """
 
@@ -63,7 +72,7 @@ class UnitSummary:
     """One unit's kept state; times in microseconds since the epoch."""
 
     unit: str
-    runs: int  # finished runs
+    runs: int  # finished runs: successes, failures and skipped starts
     successes: int
     failures: int
     newest_run_id: int | None  # the newest run, finished or not
@@ -74,12 +83,18 @@ class UnitSummary:
     duration_p50_seconds: float | None
     duration_p95_seconds: float | None
     duration_max_seconds: float | None
+    skipped: int = 0  # condition, exec-condition: neither success nor failure
+    cpu_p50_seconds: float | None = None  # over the runs whose cost systemd accounted
+    cpu_p95_seconds: float | None = None
+    memory_peak_p50_bytes: int | None = None
+    memory_peak_p95_bytes: int | None = None
 
 
 _COLUMNS = (
     "unit, runs, successes, failures, newest_run_id, newest_finished_id, last_success_usec, "
     "last_failure_usec, consecutive_failures, duration_p50_seconds, duration_p95_seconds, "
-    "duration_max_seconds"
+    "duration_max_seconds, skipped, cpu_p50_seconds, cpu_p95_seconds, memory_peak_p50_bytes, "
+    "memory_peak_p95_bytes"
 )
 
 
@@ -98,9 +113,9 @@ def compute(conn: sqlite3.Connection, unit: str) -> UnitSummary | None:
     ).fetchone()
     if newest is None:
         return None
-    runs, successes = conn.execute(
-        f"SELECT COUNT(finished_usec), TOTAL(finished_usec IS NOT NULL AND {_SUCCESS}) "
-        "FROM runs WHERE unit = ?",
+    runs, successes, skipped = conn.execute(
+        f"SELECT COUNT(finished_usec), TOTAL(finished_usec IS NOT NULL AND {_SUCCESS}), "
+        f"TOTAL(finished_usec IS NOT NULL AND {_SKIPPED}) FROM runs WHERE unit = ?",
         (unit,),
     ).fetchone()
     newest_finished, streak = None, 0
@@ -112,7 +127,8 @@ def compute(conn: sqlite3.Connection, unit: str) -> UnitSummary | None:
         newest_finished = run_id if newest_finished is None else newest_finished
         if result in SUCCESS_RESULTS:
             break
-        streak += 1
+        if result not in SKIPPED_RESULTS:
+            streak += 1
     last_success, last_failure = (
         conn.execute(
             "SELECT finished_usec FROM runs INDEXED BY runs_by_unit_end WHERE unit = ? "
@@ -126,17 +142,25 @@ def compute(conn: sqlite3.Connection, unit: str) -> UnitSummary | None:
         for finished, started in conn.execute(
             # The index's own order (ties between equal ends included): nothing to sort.
             "SELECT finished_usec, started_usec FROM runs INDEXED BY runs_by_unit_end "
-            "WHERE unit = ? AND finished_usec IS NOT NULL "
+            f"WHERE unit = ? AND finished_usec IS NOT NULL AND NOT COALESCE({_SKIPPED}, 0) "
             "ORDER BY finished_usec DESC, result DESC, started_usec DESC, id DESC LIMIT ?",
             (unit, DURATION_WINDOW),
         )
         if started is not None
     )
+    costs = conn.execute(
+        "SELECT cpu_seconds, memory_peak_bytes FROM runs WHERE unit = ? "
+        "AND finished_usec IS NOT NULL AND (cpu_seconds IS NOT NULL "
+        "OR memory_peak_bytes IS NOT NULL) ORDER BY finished_usec DESC, id DESC LIMIT ?",
+        (unit, DURATION_WINDOW),
+    ).fetchall()
+    cpu = sorted(float(c) for c, _ in costs if c is not None)
+    memory = sorted(int(m) for _, m in costs if m is not None)
     return UnitSummary(
         unit=unit,
         runs=int(runs),
         successes=int(successes),
-        failures=int(runs) - int(successes),
+        failures=int(runs) - int(successes) - int(skipped),
         newest_run_id=int(newest[0]),
         newest_finished_id=newest_finished,
         last_success_usec=None if last_success is None else last_success[0],
@@ -145,7 +169,16 @@ def compute(conn: sqlite3.Connection, unit: str) -> UnitSummary | None:
         duration_p50_seconds=percentile(durations, 50),
         duration_p95_seconds=percentile(durations, 95),
         duration_max_seconds=durations[-1] if durations else None,
+        skipped=int(skipped),
+        cpu_p50_seconds=percentile(cpu, 50),
+        cpu_p95_seconds=percentile(cpu, 95),
+        memory_peak_p50_bytes=_whole(percentile(memory, 50)),
+        memory_peak_p95_bytes=_whole(percentile(memory, 95)),
     )
+
+
+def _whole(value: float | None) -> int | None:
+    return None if value is None else int(value)
 
 
 def refresh(conn: sqlite3.Connection, units: Iterable[str]) -> None:
@@ -157,13 +190,15 @@ def refresh(conn: sqlite3.Connection, units: Iterable[str]) -> None:
             continue
         conn.execute(
             f"INSERT OR REPLACE INTO unit_summary ({_COLUMNS}) "
-            f"VALUES ({', '.join('?' * 12)})",
+            f"VALUES ({', '.join('?' * 17)})",
             (
                 summary.unit, summary.runs, summary.successes, summary.failures,
                 summary.newest_run_id, summary.newest_finished_id, summary.last_success_usec,
                 summary.last_failure_usec, summary.consecutive_failures,
                 summary.duration_p50_seconds, summary.duration_p95_seconds,
-                summary.duration_max_seconds,
+                summary.duration_max_seconds, summary.skipped, summary.cpu_p50_seconds,
+                summary.cpu_p95_seconds, summary.memory_peak_p50_bytes,
+                summary.memory_peak_p95_bytes,
             ),
         )  # fmt: skip
 

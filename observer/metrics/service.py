@@ -296,7 +296,7 @@ class MetricsService:
     def runs_recorded(self, runs: list[Run]) -> None:
         """A hook of the daemon's: runs ended; read the store again soon."""
         with self._finished_lock:
-            self._finished.extend(run.invocation_id for run in runs)
+            self._finished.extend(run.key for run in runs)
         self.wake.set()
 
     async def run(self) -> None:

@@ -200,7 +200,8 @@ def runs_after(conn: sqlite3.Connection, after_id: int) -> list[FinishedRun]:
 def _finished_run(row: sqlite3.Row) -> FinishedRun:
     return FinishedRun(
         id=row["id"],
-        invocation_id=row["invocation_id"],
+        # A start without invocation (refused, skipped) is known by its row.
+        invocation_id=row["invocation_id"] or f"run:{row['id']}",
         unit=row["unit"],
         source=row["source"],
         started_usec=row["started_usec"],

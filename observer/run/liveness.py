@@ -142,7 +142,7 @@ def _close_if_gone(
         for run in closed:
             log.warning(
                 "run %s of %s: its `observer run` (pid %s) is gone; closed as %s",
-                run.invocation_id[:12], run.unit, document.get("pid"), RESULT_INTERRUPTED,
+                run.key[:12], run.unit, document.get("pid"), RESULT_INTERRUPTED,
             )  # fmt: skip
         path.unlink(missing_ok=True)  # still locked: no wrapper uses this name again
         return closed

@@ -93,9 +93,9 @@ class WrapperRuns:
                 conn, self.spool_dir, self.db_path, self.metrics_dir, reported=self.reported
             )
             for run in imported:
-                log.info("imported spooled run %s %s", run.unit, run.invocation_id[:12])
+                log.info("imported spooled run %s %s", run.unit, run.key[:12])
             imported += liveness.close_gone(conn, self.spool_dir, self.db_path, self.reported)
-            return imported + self._newly_finished(conn, {r.invocation_id for r in imported})
+            return imported + self._newly_finished(conn, {r.key for r in imported})
         except BaseException:
             self.close()  # opened afresh at the next look
             raise

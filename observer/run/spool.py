@@ -320,7 +320,7 @@ def decode(data: bytes) -> tuple[str, RunRecord]:
             raise ValueError("a spooled line with a number that is not one")
         if stream is not None and not isinstance(stream, str):
             raise ValueError("a spooled line with a stream that is not a string")
-        lines.append(StoredLine(run.invocation_id, seq, usec, priority, _unb64(msg), stream))
+        lines.append(StoredLine(run.key, seq, usec, priority, _unb64(msg), stream))
     counts = None if document["counts"] is None else OutputCounts(**document["counts"])
     timer = None if document["timer"] is None else TimerState(**document["timer"])
     for part, name in ((counts, "counts"), (timer, "timer")):

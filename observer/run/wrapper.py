@@ -71,14 +71,14 @@ def run_job(options: Options) -> int:
                 os.write(2, f"observer: {options.name} is still running; skipped\n".encode())
             return 0
     recorder.mark_alive(run)
-    metrics_file = recorder.metrics_file(options.name, run.invocation_id)
+    metrics_file = recorder.metrics_file(options.name, run.key)
     job = Job(
         options.command,
         _job_environment(metrics_file),
         timeout=options.timeout,
         kill_after=options.kill_after,
     )
-    capture = OutputCapture(run.invocation_id, recorder.failed_max_bytes)
+    capture = OutputCapture(run.key, recorder.failed_max_bytes)
     recording = True
 
     def record_output(stream: str, chunk: bytes, usec: int) -> None:

@@ -342,7 +342,7 @@ def write_past_runs(path: Path, now_usec: int) -> None:
         *(past_run("report.service", 10 + i, now_usec - (5 - i) * 3600 * SECOND) for i in range(5)),
     ]
     orphans = [(98, now_usec - 100 * DAY), (99, now_usec - 3600 * SECOND)]
-    printed = [(int(r.invocation_id, 16), r.started_usec or 0) for r in runs] + orphans
+    printed = [(int(r.key, 16), r.started_usec or 0) for r in runs] + orphans
     lines = [store.StoredLine(invocation(n), 0, at, 6, f"line {n}".encode()) for n, at in printed]
     counts = {
         invocation(n): store.OutputCounts(invocation(n), 1, 6, 0, 0, None, at) for n, at in printed

@@ -218,10 +218,10 @@ def test_the_message_shows_the_last_lines_of_output_printably(db: Path) -> None:
     conn = connect(db)
     run = record(conn, 1, False, NOW_USEC + MINUTE)
     lines = [
-        store.StoredLine(run.invocation_id, seq, NOW_USEC + seq, 6, f"line {seq}".encode())
+        store.StoredLine(run.key, seq, NOW_USEC + seq, 6, f"line {seq}".encode())
         for seq in range(30)
     ]
-    lines.append(store.StoredLine(run.invocation_id, 30, NOW_USEC + 30, 3, b"\x1b[31mdisk full"))
+    lines.append(store.StoredLine(run.key, 30, NOW_USEC + 30, 3, b"\x1b[31mdisk full"))
     store.write_batch(conn, store.Batch(lines=lines))
     book = ledger(conn, AlertsConfig(present=True, rules=AlertRules(failures=1)))
     book.judge_runs(NOW_USEC + 3 * MINUTE)
@@ -253,7 +253,7 @@ def test_a_database_of_schema_1_gains_the_alert_tables_and_keeps_its_runs(db: Pa
     conn.close()
 
     conn = connect(db)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == store.SCHEMA_VERSION == 4
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == store.SCHEMA_VERSION == 5
     assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 1
     assert conn.execute("SELECT COUNT(*) FROM alerts").fetchone()[0] == 0
     conn.close()

@@ -159,8 +159,8 @@ def test_the_tally_counts_a_run_once_however_often_it_hears_of_it(db: Path) -> N
     write(db, finished)
 
     with closing(store.open_for_reading(db)) as conn:
-        tally.update(conn, [finished.invocation_id])
-        tally.update(conn, [finished.invocation_id])
+        tally.update(conn, [finished.key])
+        tally.update(conn, [finished.key])
         tally.update(conn, [])
 
     assert tally.runs_by_result == {("sync.service", "success"): 1}

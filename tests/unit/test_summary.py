@@ -128,7 +128,7 @@ def test_kept_summaries_equal_a_full_recomputation_after_any_writes_and_retentio
 def test_a_migration_fills_the_summaries_of_an_older_database(tmp_path: Path) -> None:
     db = tmp_path / "observer.db"
     with closing(sqlite3.connect(db)) as conn:
-        conn.executescript(store.BASE_SCHEMA + store.MIGRATIONS[0])
+        conn.executescript(store.BASE_SCHEMA + str(store.MIGRATIONS[0]))
         for n, result in enumerate(["success", "exit-code", "exit-code"]):
             conn.execute(
                 "INSERT INTO runs (unit, invocation_id, host, source, started_usec, "

@@ -64,8 +64,8 @@ def test_runs_that_finish_after_the_daemon_started_are_told_once(
     second = wrapper.step()
     third = wrapper.step()
 
-    assert [run.invocation_id[0] for run in first] == ["d"]
-    assert sorted(run.invocation_id[0] for run in second) == ["b", "c"]
+    assert [run.key[0] for run in first] == ["d"]
+    assert sorted(run.key[0] for run in second) == ["b", "c"]
     assert third == []
     assert second[0].source == Source.WRAPPER
     assert second[0].result == "success"
@@ -82,7 +82,7 @@ def test_a_spooled_run_is_imported_and_told_once(
 
     imported = wrapper.step()
 
-    assert [run.invocation_id[0] for run in imported] == ["e"]
+    assert [run.key[0] for run in imported] == ["e"]
     assert wrapper.step() == []
     assert not list((tmp_path / "spool").glob("*.json"))
 
@@ -116,4 +116,4 @@ async def test_the_service_calls_the_hooks_and_survives_an_unwritable_store(
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    assert [[run.invocation_id[0] for run in runs] for runs in told] == [["f"]]
+    assert [[run.key[0] for run in runs] for runs in told] == [["f"]]
