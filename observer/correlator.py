@@ -403,7 +403,7 @@ class Correlator:
                     next_elapse_usec=_usec(next_elapse),
                     last_trigger_usec=_usec(last_trigger),
                 )
-            )
+            ),
         ]
 
     # -- journal -----------------------------------------------------------------------

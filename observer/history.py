@@ -15,7 +15,13 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from observer import summary
-from observer.model import SUCCESS_RESULTS, ObserverError, UnknownUnitError, exit_facts
+from observer.model import (
+    SKIPPED_RESULTS,
+    SUCCESS_RESULTS,
+    ObserverError,
+    UnknownUnitError,
+    exit_facts,
+)
 
 # Unit types systemd knows: a name ending in one of these is a full unit name.
 _UNIT_SUFFIXES = (
@@ -25,7 +31,9 @@ _UNIT_SUFFIXES = (
 _INVOCATION_ID = re.compile(r"[0-9a-f]{32}")
 _RUN_COLUMNS = (
     "r.id, r.unit, r.invocation_id, r.host, r.source, r.boot_id, r.trigger, r.started_usec, "
-    "r.finished_usec, r.result, r.exit_code, r.exit_status, r.restarts, "
+    "r.finished_usec, r.result, r.exit_code, r.exit_status, r.restarts, r.reason, "
+    "r.cpu_seconds, r.io_read_bytes, r.io_write_bytes, r.memory_peak_bytes, "
+    "r.output_lost_lines, r.output_lost_usec, "
     "COALESCE(s.dropped_lines, 0) AS dropped_lines, COALESCE(s.dropped_bytes, 0) AS dropped_bytes"
 )
 _RUNS_FROM = "runs r LEFT JOIN output_stats s ON s.invocation_id = r.invocation_id"
@@ -49,7 +57,7 @@ class RecordedRun:
 
     id: int
     unit: str
-    invocation_id: str
+    invocation_id: str | None  # None for a start systemd refused or skipped
     host: str
     source: str
     boot_id: str | None
@@ -61,14 +69,25 @@ class RecordedRun:
     signal: str | None  # KILL, TERM, ... when the main process was killed or dumped core
     restarts: int | None
     output_truncated: bool
+    reason: str | None = None  # the failed condition, or the dependency that failed
+    cpu_seconds: float | None = None  # None when systemd did not account it
+    io_read_bytes: int | None = None
+    io_write_bytes: int | None = None
+    memory_peak_bytes: int | None = None
+    output_lost_lines: int | None = None  # journald dropped them (its rate limit)
+    output_lost_usec: int | None = None  # when journald said so
 
     @property
     def running(self) -> bool:
         return self.finished_usec is None
 
     @property
+    def skipped(self) -> bool:
+        return not self.running and self.result in SKIPPED_RESULTS
+
+    @property
     def failed(self) -> bool:
-        return not self.running and self.result not in SUCCESS_RESULTS
+        return not self.running and self.result not in SUCCESS_RESULTS | SKIPPED_RESULTS
 
     @property
     def duration_seconds(self) -> float | None:
@@ -95,11 +114,18 @@ class DroppedLines:
 
 
 @dataclass(frozen=True, slots=True)
+class LostLines:
+    """Where journald dropped lines of the run before they reached observer (rate limit)."""
+
+    lines: int
+
+
+@dataclass(frozen=True, slots=True)
 class RunDetail:
     """A run with its output, in order, with the gaps where lines were dropped."""
 
     run: RecordedRun
-    output: tuple[LoggedLine | DroppedLines, ...]
+    output: tuple[LoggedLine | DroppedLines | LostLines, ...]
     output_lines: int
     output_bytes: int
     output_dropped_lines: int
@@ -111,16 +137,21 @@ class UnitStats:
     """How a unit's finished runs went, over a window or all recorded history."""
 
     unit: str
-    runs: int
+    runs: int  # finished runs: successes, failures and skipped starts
     successes: int
     failures: int
-    success_rate: float | None  # 0.0 to 1.0; None without finished runs
+    success_rate: float | None  # successes of successes and failures; None without them
     duration_p50_seconds: float | None
     duration_p95_seconds: float | None
     duration_max_seconds: float | None
     last_success_usec: int | None
     last_failure_usec: int | None
     consecutive_failures: int  # the current streak, over all recorded runs
+    skipped: int = 0  # condition, exec-condition: neither success nor failure
+    cpu_p50_seconds: float | None = None
+    cpu_p95_seconds: float | None = None
+    memory_peak_p50_bytes: int | None = None
+    memory_peak_p95_bytes: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,7 +318,7 @@ def _summaries(conn: sqlite3.Connection, units: Sequence[str] | None) -> list[su
 
 
 def _empty(unit: str) -> summary.UnitSummary:
-    return summary.UnitSummary(unit, 0, 0, 0, None, None, None, None, 0, None, None, None)
+    return summary.UnitSummary(unit, 0, 0, 0, None, None, None, None, 0, None, None, None, 0)
 
 
 def _stats_from(kept: summary.UnitSummary) -> UnitStats:
@@ -296,14 +327,23 @@ def _stats_from(kept: summary.UnitSummary) -> UnitStats:
         runs=kept.runs,
         successes=kept.successes,
         failures=kept.failures,
-        success_rate=kept.successes / kept.runs if kept.runs else None,
+        success_rate=_rate(kept.successes, kept.failures),
         duration_p50_seconds=kept.duration_p50_seconds,
         duration_p95_seconds=kept.duration_p95_seconds,
         duration_max_seconds=kept.duration_max_seconds,
         last_success_usec=kept.last_success_usec,
         last_failure_usec=kept.last_failure_usec,
         consecutive_failures=kept.consecutive_failures,
+        skipped=kept.skipped,
+        cpu_p50_seconds=kept.cpu_p50_seconds,
+        cpu_p95_seconds=kept.cpu_p95_seconds,
+        memory_peak_p50_bytes=kept.memory_peak_p50_bytes,
+        memory_peak_p95_bytes=kept.memory_peak_p95_bytes,
     )
+
+
+def _rate(successes: int, failures: int) -> float | None:
+    return successes / (successes + failures) if successes + failures else None
 
 
 def _window_stats(
@@ -314,16 +354,26 @@ def _window_stats(
     Durations are those of the window's newest ``summary.DURATION_WINDOW`` runs, as over
     all runs; the failure streak is the current one, over all runs.
     """
-    runs = successes = 0
+    runs = successes = skipped = 0
     durations: list[float] = []
+    cpu: list[float] = []
+    memory: list[int] = []
     last_success: int | None = None
     last_failure: int | None = None
-    for started, finished, result in conn.execute(
-        f"SELECT r.started_usec, r.finished_usec, r.result FROM runs r WHERE r.unit = ? "
-        f"AND {_ORDER_KEY} >= ? AND r.finished_usec IS NOT NULL ORDER BY {_NEWEST_FIRST}",
+    for started, finished, result, cpu_seconds, memory_peak in conn.execute(
+        "SELECT r.started_usec, r.finished_usec, r.result, r.cpu_seconds, r.memory_peak_bytes "
+        f"FROM runs r WHERE r.unit = ? AND {_ORDER_KEY} >= ? AND r.finished_usec IS NOT NULL "
+        f"ORDER BY {_NEWEST_FIRST}",
         (kept.unit, since_usec),
     ):
         runs += 1
+        if cpu_seconds is not None and len(cpu) < summary.DURATION_WINDOW:
+            cpu.append(float(cpu_seconds))
+        if memory_peak is not None and len(memory) < summary.DURATION_WINDOW:
+            memory.append(int(memory_peak))
+        if result in SKIPPED_RESULTS:
+            skipped += 1
+            continue
         if result in SUCCESS_RESULTS:
             successes += 1
             last_success = finished if last_success is None else max(finished, last_success)
@@ -332,18 +382,26 @@ def _window_stats(
         if started is not None and len(durations) < summary.DURATION_WINDOW:
             durations.append(max(0, finished - started) / 1e6)
     durations.sort()
+    cpu.sort()
+    memory.sort()
+    memory_p50, memory_p95 = summary.percentile(memory, 50), summary.percentile(memory, 95)
     return UnitStats(
         unit=kept.unit,
         runs=runs,
         successes=successes,
-        failures=runs - successes,
-        success_rate=successes / runs if runs else None,
+        failures=runs - successes - skipped,
+        success_rate=_rate(successes, runs - successes - skipped),
         duration_p50_seconds=summary.percentile(durations, 50),
         duration_p95_seconds=summary.percentile(durations, 95),
         duration_max_seconds=durations[-1] if durations else None,
         last_success_usec=last_success,
         last_failure_usec=last_failure,
         consecutive_failures=kept.consecutive_failures,
+        skipped=skipped,
+        cpu_p50_seconds=summary.percentile(cpu, 50),
+        cpu_p95_seconds=summary.percentile(cpu, 95),
+        memory_peak_p50_bytes=None if memory_p50 is None else int(memory_p50),
+        memory_peak_p95_bytes=None if memory_p95 is None else int(memory_p95),
     )
 
 
@@ -363,7 +421,8 @@ def _with_output(conn: sqlite3.Connection, run: RecordedRun) -> RunDetail:
 
 def run_outputs(conn: sqlite3.Connection, runs: Sequence[RecordedRun]) -> list[RunDetail]:
     """What ``run_detail`` gives for each of ``runs``, read in two queries for them all."""
-    ids = [run.invocation_id for run in runs]
+    # A start systemd refused has no invocation ID, and no output.
+    ids = [run.invocation_id for run in runs if run.invocation_id is not None]
     marks = ", ".join("?" * len(ids))
     lines: dict[str, list[LoggedLine]] = {iid: [] for iid in ids}
     for row in conn.execute(
@@ -382,12 +441,13 @@ def run_outputs(conn: sqlite3.Connection, runs: Sequence[RecordedRun]) -> list[R
     }
     details = []
     for run in runs:
-        kept, counts = lines[run.invocation_id], stats.get(run.invocation_id)
+        kept = lines.get(run.invocation_id or "", [])
+        counts = stats.get(run.invocation_id or "")
         total = len(kept) if counts is None else int(counts[0])
         details.append(
             RunDetail(
                 run=run,
-                output=tuple(with_gaps(kept, total)),
+                output=tuple(with_lost(with_gaps(kept, total), run)),
                 output_lines=total,
                 output_bytes=sum(len(ln.message) for ln in kept) if counts is None else counts[1],
                 output_dropped_lines=0 if counts is None else counts[2],
@@ -411,6 +471,26 @@ def with_gaps(lines: Sequence[LoggedLine], total: int) -> list[LoggedLine | Drop
     return output
 
 
+def with_lost(
+    output: list[LoggedLine | DroppedLines], run: RecordedRun
+) -> list[LoggedLine | DroppedLines | LostLines]:
+    """``output`` with a LostLines where journald dropped lines: after the last line it
+    stored before it said so."""
+    if not run.output_lost_lines:
+        return list(output)
+    at = len(output)
+    if run.output_lost_usec is not None:
+        for i in range(len(output) - 1, -1, -1):
+            entry = output[i]
+            if isinstance(entry, LoggedLine):
+                if entry.realtime_usec <= run.output_lost_usec:
+                    break
+                at = i
+    marked: list[LoggedLine | DroppedLines | LostLines] = list(output)
+    marked.insert(at, LostLines(run.output_lost_lines))
+    return marked
+
+
 def _recorded_run(row: sqlite3.Row) -> RecordedRun:
     exit_status, signal = exit_facts(row["exit_code"], row["exit_status"])
     return RecordedRun(
@@ -428,6 +508,13 @@ def _recorded_run(row: sqlite3.Row) -> RecordedRun:
         signal=signal,
         restarts=row["restarts"],
         output_truncated=row["dropped_lines"] > 0 or row["dropped_bytes"] > 0,
+        reason=row["reason"],
+        cpu_seconds=row["cpu_seconds"],
+        io_read_bytes=row["io_read_bytes"],
+        io_write_bytes=row["io_write_bytes"],
+        memory_peak_bytes=row["memory_peak_bytes"],
+        output_lost_lines=row["output_lost_lines"],
+        output_lost_usec=row["output_lost_usec"],
     )
 
 

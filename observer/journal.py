@@ -10,13 +10,12 @@ from __future__ import annotations
 import asyncio
 import bisect
 import logging
+import re
 import threading
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-
-import re
 
 from observer.model import JobKind, OutputLine, OutputSuppressed, Pid1Record
 

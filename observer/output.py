@@ -27,6 +27,11 @@ def dropped_marker(lines: int) -> str:
     return f"[... {lines} line{'s' if lines != 1 else ''} of output dropped ...]"
 
 
+def lost_marker(lines: int) -> str:
+    """The line shown where journald dropped output (its rate limit) before observer saw it."""
+    return f"[... journald dropped {lines} line{'s' if lines != 1 else ''} (rate limit) ...]"
+
+
 @dataclass(slots=True)
 class OutputBudget:
     """Keeps the start and the end of one invocation's output within ``limit`` bytes.

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TypedDict
 
 from observer import history
-from observer.output import dropped_marker, printable
+from observer.output import dropped_marker, lost_marker, printable
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # syslog levels, as the journal's PRIORITY field holds them.
@@ -18,7 +18,7 @@ _PRIORITIES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "de
 class RunJson(TypedDict):
     id: int
     unit: str
-    invocation_id: str
+    invocation_id: str | None
     host: str
     source: str
     trigger: str | None
@@ -30,6 +30,12 @@ class RunJson(TypedDict):
     signal: str | None
     restarts: int | None
     output_truncated: bool
+    reason: str | None
+    cpu_seconds: float | None
+    io_read_bytes: int | None
+    io_write_bytes: int | None
+    memory_peak_bytes: int | None
+    output_lost_lines: int | None
 
 
 class OutputLineJson(TypedDict):
@@ -40,6 +46,10 @@ class OutputLineJson(TypedDict):
 
 class DroppedLinesJson(OutputLineJson):
     dropped_lines: int
+
+
+class LostLinesJson(OutputLineJson):
+    lost_lines: int
 
 
 class RunDetailJson(RunJson):
@@ -56,10 +66,15 @@ class StatsJson(TypedDict):
     runs: int
     successes: int
     failures: int
+    skipped: int
     success_rate: float | None
     duration_p50_seconds: float | None
     duration_p95_seconds: float | None
     duration_max_seconds: float | None
+    cpu_p50_seconds: float | None
+    cpu_p95_seconds: float | None
+    memory_peak_p50_bytes: int | None
+    memory_peak_p95_bytes: int | None
     last_success_at: str | None
     last_failure_at: str | None
     consecutive_failures: int
@@ -101,6 +116,32 @@ def iso_time(usec: int | None) -> str | None:
     return None if usec is None else local_time(usec).isoformat(timespec="microseconds")
 
 
+def human_bytes(size: int | None) -> str:
+    """A size people read at a glance: 512 B, 1.5 KiB, 20.0 MiB."""
+    if size is None:
+        return "-"
+    value, unit = float(size), "B"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            break
+        value /= 1024
+    return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
+
+
+def cost_text(run: history.RecordedRun) -> str | None:
+    """What a run cost, as far as systemd accounted it; None when it accounted nothing."""
+    parts = []
+    if run.cpu_seconds is not None:
+        parts.append(f"{human_duration(run.cpu_seconds)} CPU")
+    if run.memory_peak_bytes is not None:
+        parts.append(f"{human_bytes(run.memory_peak_bytes)} memory peak")
+    if run.io_read_bytes is not None:
+        parts.append(f"{human_bytes(run.io_read_bytes)} read")
+    if run.io_write_bytes is not None:
+        parts.append(f"{human_bytes(run.io_write_bytes)} written")
+    return ", ".join(parts) or None
+
+
 def count(n: int, noun: str) -> str:
     """``1 line``, ``2 lines``."""
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
@@ -116,13 +157,16 @@ def run_facts(detail: history.RunDetail) -> list[tuple[str, str]]:
     if detail.output_dropped_lines or detail.output_dropped_bytes:
         dropped_lines = count(detail.output_dropped_lines, "line")
         output += f" ({dropped_lines}, {count(detail.output_dropped_bytes, 'byte')} dropped)"
+    if run.output_lost_lines:
+        output += f"; journald dropped {count(run.output_lost_lines, 'line')} (rate limit)"
     facts: list[tuple[str, object]] = [
         ("Run", run.id), ("Unit", run.unit), ("Invocation", run.invocation_id),
         ("Host", run.host), ("Boot", run.boot_id), ("Source", run.source),
         ("Trigger", run.trigger), ("Started", table_time(run.started_usec)),
         ("Finished", table_time(run.finished_usec)),
         ("Duration", human_duration(run.duration_seconds)), ("Result", _result(run)),
-        exit_fact, ("Restarts", run.restarts), ("Output", output),
+        *([("Reason", run.reason)] if run.reason is not None else []),
+        exit_fact, ("Restarts", run.restarts), ("Cost", cost_text(run)), ("Output", output),
     ]  # fmt: skip
     return [(name, "-" if value is None else str(value)) for name, value in facts]
 
@@ -138,6 +182,8 @@ def detail_text(detail: history.RunDetail) -> str:
     for entry in detail.output:
         if isinstance(entry, history.DroppedLines):
             lines.append(dropped_marker(entry.lines))
+        elif isinstance(entry, history.LostLines):
+            lines.append(lost_marker(entry.lines))
         else:
             stamp = local_time(entry.realtime_usec).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
             lines.append(f"{stamp}  {_priority(entry.priority):<7}  {printable(entry.message)}")
@@ -190,17 +236,21 @@ def stats_table(stats: Sequence[history.UnitStats]) -> str:
     """One line per unit: counts, success rate, duration percentiles, last outcomes."""
     rows = [
         [
-            cell(s.unit), str(s.runs), str(s.successes), str(s.failures),
+            cell(s.unit), str(s.runs), str(s.successes), str(s.failures), str(s.skipped),
             _percent(s.success_rate), human_duration(s.duration_p50_seconds),
             human_duration(s.duration_p95_seconds), human_duration(s.duration_max_seconds),
+            human_duration(s.cpu_p50_seconds), human_duration(s.cpu_p95_seconds),
+            human_bytes(s.memory_peak_p50_bytes), human_bytes(s.memory_peak_p95_bytes),
             table_time(s.last_success_usec), table_time(s.last_failure_usec),
             str(s.consecutive_failures),
         ]
         for s in stats
     ]  # fmt: skip
-    headers = ["UNIT", "RUNS", "OK", "FAILED", "SUCCESS", "P50", "P95", "MAX", "LAST SUCCESS",
-               "LAST FAILURE", "FAILED IN A ROW"]  # fmt: skip
-    return table(headers, rows, right={1, 2, 3, 4, 5, 6, 7, 10}, empty="no runs recorded")
+    headers = ["UNIT", "RUNS", "OK", "FAILED", "SKIPPED", "SUCCESS", "P50", "P95", "MAX",
+               "CPU P50", "CPU P95", "MEM P50", "MEM P95", "LAST SUCCESS", "LAST FAILURE",
+               "FAILED IN A ROW"]  # fmt: skip
+    right = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 15}
+    return table(headers, rows, right=right, empty="no runs recorded")
 
 
 def status_table(statuses: Sequence[history.UnitStatus]) -> str:
@@ -250,6 +300,12 @@ def run_json(run: history.RecordedRun) -> RunJson:
         "signal": run.signal,
         "restarts": run.restarts,
         "output_truncated": run.output_truncated,
+        "reason": run.reason,
+        "cpu_seconds": run.cpu_seconds,
+        "io_read_bytes": run.io_read_bytes,
+        "io_write_bytes": run.io_write_bytes,
+        "memory_peak_bytes": run.memory_peak_bytes,
+        "output_lost_lines": run.output_lost_lines,
     }
 
 
@@ -265,6 +321,14 @@ def detail_json(detail: history.RunDetail) -> RunDetailJson:
                 "dropped_lines": entry.lines,
             }
             output.append(dropped)
+        elif isinstance(entry, history.LostLines):
+            lost: LostLinesJson = {
+                "time": None,
+                "priority": None,
+                "message": lost_marker(entry.lines),
+                "lost_lines": entry.lines,
+            }
+            output.append(lost)
         else:
             output.append(
                 {
@@ -291,10 +355,15 @@ def stats_json(stats: history.UnitStats) -> StatsJson:
         "runs": stats.runs,
         "successes": stats.successes,
         "failures": stats.failures,
+        "skipped": stats.skipped,
         "success_rate": stats.success_rate,
         "duration_p50_seconds": stats.duration_p50_seconds,
         "duration_p95_seconds": stats.duration_p95_seconds,
         "duration_max_seconds": stats.duration_max_seconds,
+        "cpu_p50_seconds": stats.cpu_p50_seconds,
+        "cpu_p95_seconds": stats.cpu_p95_seconds,
+        "memory_peak_p50_bytes": stats.memory_peak_p50_bytes,
+        "memory_peak_p95_bytes": stats.memory_peak_p95_bytes,
         "last_success_at": iso_time(stats.last_success_usec),
         "last_failure_at": iso_time(stats.last_failure_usec),
         "consecutive_failures": stats.consecutive_failures,

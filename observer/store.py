@@ -167,9 +167,7 @@ def _runs_without_invocation(conn: sqlite3.Connection) -> None:
         columns = {str(row[1]) for row in conn.execute("PRAGMA table_info(runs)")}
         if "start_key" not in columns:
             conn.execute(RUNS_TABLE.replace("EXISTS runs", "EXISTS runs_5"))
-            conn.execute(
-                f"INSERT INTO runs_5 ({_RUN_COLUMNS_1}) SELECT {_RUN_COLUMNS_1} FROM runs"
-            )
+            conn.execute(f"INSERT INTO runs_5 ({_RUN_COLUMNS_1}) SELECT {_RUN_COLUMNS_1} FROM runs")
             conn.execute("DROP TABLE runs")
             conn.execute("ALTER TABLE runs_5 RENAME TO runs")
         conn.execute("COMMIT")

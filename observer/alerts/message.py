@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from observer import history, render
 from observer.alerts.rules import AlertKind
 from observer.alerts.state import StoredAlert
-from observer.output import dropped_marker, printable
+from observer.output import dropped_marker, lost_marker, printable
 
 # Long lines are cut: chat services limit a message to a few thousand characters.
 LINE_LIMIT = 300
@@ -84,6 +84,8 @@ def _run_facts(detail: history.RunDetail, kind: AlertKind, output_lines: int) ->
         for entry in shown:
             if isinstance(entry, history.DroppedLines):
                 lines.append(f"  {dropped_marker(entry.lines)}")
+            elif isinstance(entry, history.LostLines):
+                lines.append(f"  {lost_marker(entry.lines)}")
             else:
                 text = printable(entry.message)
                 if len(text) > LINE_LIMIT:
@@ -97,8 +99,8 @@ def _run_facts(detail: history.RunDetail, kind: AlertKind, output_lines: int) ->
 
 def _last_lines(
     detail: history.RunDetail, count: int
-) -> list[history.LoggedLine | history.DroppedLines]:
-    shown: list[history.LoggedLine | history.DroppedLines] = []
+) -> list[history.LoggedLine | history.DroppedLines | history.LostLines]:
+    shown: list[history.LoggedLine | history.DroppedLines | history.LostLines] = []
     kept = 0
     for entry in reversed(detail.output):
         if isinstance(entry, history.LoggedLine):

@@ -52,7 +52,7 @@ from observer.dashboard.views import (
     unit_row,
 )
 from observer.dashboard.writer import Writer
-from observer.render import human_duration, local_time, run_facts, table_time
+from observer.render import human_bytes, human_duration, local_time, run_facts, table_time
 
 __all__ = ["INDEX", "Cache", "Limits", "Report", "Stopped", "generate", "run_page", "unit_page"]
 
@@ -320,6 +320,11 @@ def _write_unit_pages(
         ("p50", human_duration(stats.duration_p50_seconds)),
         ("p95", human_duration(stats.duration_p95_seconds)),
         ("Max", human_duration(stats.duration_max_seconds)),
+        ("Skipped", str(stats.skipped)),
+        ("CPU p50", human_duration(stats.cpu_p50_seconds)),
+        ("CPU p95", human_duration(stats.cpu_p95_seconds)),
+        ("Memory peak p50", human_bytes(stats.memory_peak_p50_bytes)),
+        ("Memory peak p95", human_bytes(stats.memory_peak_p95_bytes)),
         ("Last success", table_time(stats.last_success_usec)),
         ("Last failure", table_time(stats.last_failure_usec)),
         ("Next run", table_time(status.next_run_usec)),
@@ -369,7 +374,13 @@ def _write_run_pages(
         name = run_page(run.id)
         newer = run_page(runs[i - 1].id) if i > 0 else None
         older = run_page(runs[i + 1].id) if i + 1 < len(runs) else None
-        shown = (outputs.get(run.invocation_id), newer, older, common["host"], limits.output_lines)
+        shown = (
+            outputs.get(run.invocation_id or ""),
+            newer,
+            older,
+            common["host"],
+            limits.output_lines,
+        )
         fingerprint = _fingerprint(run, shown)
         fingerprints[name] = fingerprint
         if written.get(name) == fingerprint and name in site.listing.names:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from observer import history
 from observer.dashboard import charts
-from observer.output import dropped_marker, printable
+from observer.output import dropped_marker, lost_marker, printable
 from observer.render import count, human_duration, local_time
 
 _UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -115,6 +115,8 @@ def overview_order(unit: str, consecutive_failures: int) -> tuple[int, int, str]
 def run_kind(run: history.RecordedRun) -> str:
     if run.running:
         return "running"
+    if run.skipped:
+        return "skipped"
     return "fail" if run.failed else "ok"
 
 
@@ -190,7 +192,7 @@ def run_row(run: history.RecordedRun) -> RunRow:
 def output_rows(detail: history.RunDetail, limit: int) -> list[OutputRow]:
     """A run's output lines as its page shows them: at most ``limit``, its start and end."""
     entries = list(detail.output)
-    hidden: list[history.LoggedLine | history.DroppedLines] = []
+    hidden: list[history.LoggedLine | history.DroppedLines | history.LostLines] = []
     if len(entries) > limit:
         # Keep the start and the end, as the output budget does.
         head, tail = limit // 2, limit - limit // 2
@@ -208,6 +210,9 @@ def output_rows(detail: history.RunDetail, limit: int) -> list[OutputRow]:
             )  # fmt: skip
         if isinstance(entry, history.DroppedLines):
             rows.append(OutputRow("", "", "", dropped_marker(entry.lines), dropped=True))
+            continue
+        if isinstance(entry, history.LostLines):
+            rows.append(OutputRow("", "", "", lost_marker(entry.lines), dropped=True))
             continue
         priority = entry.priority
         rows.append(

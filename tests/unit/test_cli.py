@@ -89,6 +89,12 @@ def test_it_prints_history_as_json_with_stable_field_names(
         "signal": None,
         "restarts": 0,
         "output_truncated": True,
+        "reason": None,
+        "cpu_seconds": None,
+        "io_read_bytes": None,
+        "io_write_bytes": None,
+        "memory_peak_bytes": None,
+        "output_lost_lines": None,
     }
     assert (runs[1]["exit_status"], runs[1]["signal"]) == (None, "KILL")
     assert (runs[0]["result"], runs[0]["finished_at"], runs[0]["duration_seconds"]) == (
@@ -214,10 +220,15 @@ def test_it_gives_stats_of_one_unit_as_an_object(
         "runs": 3,
         "successes": 1,
         "failures": 2,
+        "skipped": 0,
         "success_rate": pytest.approx(1 / 3),
         "duration_p50_seconds": 184.5,
         "duration_p95_seconds": 7500.0,
         "duration_max_seconds": 7500.0,
+        "cpu_p50_seconds": None,
+        "cpu_p95_seconds": None,
+        "memory_peak_p50_bytes": None,
+        "memory_peak_p95_bytes": None,
         "last_success_at": "2026-11-21T15:00:01.200000+00:00",
         "last_failure_at": "2026-11-23T14:05:00.000000+00:00",
         "consecutive_failures": 2,
@@ -240,12 +251,13 @@ def test_it_prints_stats_as_a_table(capsys: pytest.CaptureFixture[str], db: str)
     lines = out.splitlines()
     assert status == 0
     assert lines[0] == (
-        "UNIT                      RUNS  OK  FAILED  SUCCESS    P50    P95    MAX  "
-        "LAST SUCCESS         LAST FAILURE         FAILED IN A ROW"
+        "UNIT                      RUNS  OK  FAILED  SKIPPED  SUCCESS    P50    P95    MAX  "
+        "CPU P50  CPU P95  MEM P50  MEM P95  LAST SUCCESS         LAST FAILURE         "
+        "FAILED IN A ROW"
     )
     assert lines[1].split() == [
-        "backup.service", "3", "1", "2", "33.3%", "3m04s", "2h05m", "2h05m",
-        "2026-11-21", "15:00:01", "2026-11-23", "14:05:00", "2",
+        "backup.service", "3", "1", "2", "0", "33.3%", "3m04s", "2h05m", "2h05m", "-", "-",
+        "-", "-", "2026-11-21", "15:00:01", "2026-11-23", "14:05:00", "2",
     ]  # fmt: skip
 
 
