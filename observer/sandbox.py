@@ -41,7 +41,7 @@ After=dbus.socket systemd-journald.socket systemd-journal-flush.service
 LAUNCHER = """\
 test "$PPID" = "$1" && echo 0 > "$2/cgroup.procs" || exit 1
 exec unshare --pid --fork --kill-child=SIGKILL --mount --cgroup --uts --ipc -- \\
-    /bin/sh -c "$3" boot "$4"
+    /bin/sh -c "$3" boot "$4" "$5"
 """
 # Runs inside the new namespaces. The scratch tmpfs goes over /tmp itself, not a new
 # directory, so that not even an empty directory is left on the host. Bind-mounting the host's
@@ -82,9 +82,14 @@ mount -t tmpfs -o mode=1777 tmpfs $R/tmp
 if [ -f /tmp/keep/list ]; then
     while read -r k p; do mkdir -p "$R$p" && mount --move "$k" "$R$p"; done < /tmp/keep/list
 fi
-# the host's journal files sit in the lower layer: start from an empty, private journal
+# the host's journal files sit in the lower layer: start from an empty, private journal, or
+# the caller's directory ($2), which outlives this sandbox
 mkdir -p $R/var/log/journal
-mount -t tmpfs -o mode=2755 tmpfs $R/var/log/journal
+if [ -n "$2" ]; then
+    mount --bind "$2" $R/var/log/journal
+else
+    mount -t tmpfs -o mode=2755 tmpfs $R/var/log/journal
+fi
 mkdir -p $R/run/lock $R/run/systemd/system
 for u in systemd-sysctl.service systemd-binfmt.service proc-sys-fs-binfmt_misc.automount \\
          systemd-modules-load.service systemd-remount-fs.service tmp.mount \\
@@ -185,8 +190,16 @@ def _children(pid: int) -> list[int]:
 class Sandbox:
     """A real systemd on a copy-on-write view of the host; nothing it does reaches the host."""
 
-    def __init__(self, process: subprocess.Popen[bytes], console_fd: int, cgroup: Path) -> None:
+    def __init__(
+        self,
+        process: subprocess.Popen[bytes],
+        console_fd: int,
+        cgroup: Path,
+        kept_journal: Path | None = None,
+    ) -> None:
         self._process = process
+        #: The host directory holding the journal files, when the caller keeps them.
+        self.kept_journal = kept_journal
         self._console_fd = console_fd
         #: The host cgroup (v2) holding every process of the sandbox, e.g. for its cpu.stat.
         self.cgroup = cgroup
@@ -196,12 +209,25 @@ class Sandbox:
         atexit.register(self.close)
 
     @classmethod
-    def boot(cls, timeout: float = 30, share: Sequence[Path] | None = None) -> Self:
+    def boot(
+        cls,
+        timeout: float = 30,
+        share: Sequence[Path] | None = None,
+        journal: Path | None = None,
+    ) -> Self:
         """Boot a sandbox and return once its manager is running.
 
         ``share``: directories under /tmp to keep visible inside (default: this checkout
-        and the running Python's environment, when they live there).
+        and the running Python's environment, when they live there). ``journal``: a host
+        directory to keep the journal files in (they outlive the sandbox: boot another one
+        on it), not under /tmp; by default they live and die with the sandbox.
         """
+        if journal is not None:
+            if journal.resolve().is_relative_to("/tmp"):
+                # The boot script mounts a fresh /tmp before it could bind the directory.
+                raise SandboxError(f"the kept journal {str(journal)!r} must not be under /tmp")
+            journal.mkdir(parents=True, exist_ok=True)
+            journal.chmod(0o2755)
         shared = _default_share() if share is None else list(share)
         if reason := can_boot():
             raise SandboxError(reason)
@@ -223,6 +249,7 @@ class Sandbox:
                     str(cgroup),
                     BOOT_SCRIPT,
                     "\n".join(str(p) for p in shared),
+                    "" if journal is None else str(journal.resolve()),
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=console_fd,
@@ -233,7 +260,7 @@ class Sandbox:
             os.close(console_fd)
             cgroup.rmdir()
             raise
-        sandbox = cls(process, console_fd, cgroup)
+        sandbox = cls(process, console_fd, cgroup, journal)
         try:
             sandbox._await_boot(time.monotonic() + timeout)
         except BaseException:
@@ -292,8 +319,16 @@ class Sandbox:
 
     @property
     def journal_dir(self) -> Path:
-        """The directory of the sandbox's journal files (on a private tmpfs)."""
-        return self.root / "var/log/journal"
+        """The directory of the sandbox's journal files (a private tmpfs, or the kept one)."""
+        return self.kept_journal if self.kept_journal is not None else self.root / "var/log/journal"
+
+    def kill(self) -> None:
+        """SIGKILL the sandbox's PID 1, as a crash or a power cut would end it: nothing is
+        stopped or written first. The namespace dies with it."""
+        if self._process.poll() is None and self._pidfd >= 0:
+            signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+            self._process.wait(10)
+            select.select([self._pidfd], [], [], 5)
 
     def run(
         self, *argv: str, check: bool = True, input: str | None = None, timeout: float = 60

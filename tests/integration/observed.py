@@ -129,6 +129,15 @@ class ObserverDaemon:
 
         return wait_for(ready, timeout=timeout, what=f"{count} runs of {unit}", check=self._alive)
 
+    def wait_trigger(self, run_id: int, trigger: str, timeout: float = 20) -> dict[str, Any]:
+        """Wait until a run names ``trigger`` (the bus may tell it after the journal)."""
+
+        def named() -> dict[str, Any] | None:
+            shown: dict[str, Any] = self.json("show", str(run_id))
+            return shown if shown["trigger"] == trigger else None
+
+        return wait_for(named, timeout=timeout, what=f"run {run_id} to name {trigger}")
+
     def output(self, run_id: int, lines: int, timeout: float = 20) -> list[str]:
         """Wait until a run shows ``lines`` lines of output (it can trail the run's end)."""
 
