@@ -72,6 +72,19 @@ def unit_from_path(path: str) -> str | None:
     return out.decode("utf-8", errors="surrogateescape")
 
 
+def unit_path(unit: str) -> str:
+    """systemd's object path of a unit: foo-bar.service -> .../unit/foo_2dbar_2eservice."""
+    out = []
+    for i, byte in enumerate(unit.encode("utf-8", errors="surrogateescape")):
+        plain = chr(byte).isascii() and chr(byte).isalnum() and not (i == 0 and chr(byte).isdigit())
+        out.append(chr(byte) if plain else f"_{byte:02x}")
+    return UNIT_PATH_PREFIX + "".join(out)
+
+
+# What systemd 252 accounts of a service (MemoryPeak only exists in later versions).
+COST_PROPERTIES = ("CPUUsageNSec", "IOReadBytes", "IOWriteBytes", "MemoryPeak")
+
+
 def _is_hex(text: str) -> bool:
     return len(text) == 2 and all(c in "0123456789abcdefABCDEF" for c in text)
 
@@ -297,6 +310,31 @@ class SystemdBus:
             job_type if isinstance(job_type, str) else "unknown",
             trigger_from_activation(values.get("ActivationDetails")),
         )
+
+    async def unit_cost(self, unit: str, invocation_id: str) -> dict[str, int] | None:
+        """What a service's run cost, asked once at its end (before the next start resets it
+        or the unit is unloaded); None when the unit is gone or runs another invocation."""
+        path = unit_path(unit)
+        try:
+            async with self._calls:
+                current = await self._send_call(
+                    SYSTEMD, path, PROPERTIES, "Get", "ss",
+                    [f"{_INTERFACE_PREFIX}Unit", "InvocationID"],
+                )  # fmt: skip
+                value = unwrap(current[0])
+                if not isinstance(value, bytes | bytearray | list):
+                    return None
+                if bytes(value).hex() != invocation_id:
+                    return None
+                body = await self._send_call(
+                    SYSTEMD, path, PROPERTIES, "GetAll", "s", [f"{_INTERFACE_PREFIX}Service"]
+                )
+        except BusError as e:
+            log.debug("cost of %s: %s", unit, e)
+            return None
+        values = {k: unwrap(v) for k, v in body[0].items() if k in COST_PROPERTIES}
+        # UINT64_MAX: not accounted.
+        return {k: v for k, v in values.items() if isinstance(v, int) and 0 <= v < 2**64 - 1}
 
     async def timers(self) -> list[UnitProperties]:
         """The Timer properties of every loaded timer (signals never carry its Unit)."""

@@ -77,7 +77,15 @@ class CloseInterrupted:
     finished_usec: int | None
 
 
-Effect = RecordRun | ResolveJob | RecordTimer | CloseInterrupted
+@dataclass(frozen=True, slots=True)
+class ReadCost:
+    """Effect: ask systemd what the run that just ended cost (only the bus can say it)."""
+
+    unit: str
+    invocation_id: str
+
+
+Effect = RecordRun | ResolveJob | RecordTimer | CloseInterrupted | ReadCost
 
 
 def invocation_hex(value: object) -> str | None:
@@ -254,6 +262,7 @@ class Correlator:
             inv.finished = True
             finished = self._end_usec(unit, sub_state)
             effects.append(RecordRun(self._bus_run(inv, unit, finished)))
+            effects.append(ReadCost(event.unit, invocation_id))
             if finished is not None:
                 unit.last_end_usec = max(unit.last_end_usec, finished)
         return effects

@@ -22,6 +22,7 @@ from observer.correlator import (
     CloseInterrupted,
     Correlator,
     Effect,
+    ReadCost,
     RecordRun,
     RecordTimer,
     ResolveJob,
@@ -31,7 +32,7 @@ from observer.dashboard.serving import Pages
 from observer.jobs.alert_rules import with_job_alerts
 from observer.journal import JournalBatch, JournalFollower
 from observer.metrics.service import MetricsService
-from observer.model import Event, OutputLine, OutputSuppressed, Run, StoreError
+from observer.model import Event, OutputLine, OutputSuppressed, Run, Source, StoreError
 from observer.output import OutputBudget, cut_line
 from observer.run.service import WrapperRuns
 from observer.store import Batch, OutputCounts, StoredLine, default_db_path
@@ -136,6 +137,8 @@ class Daemon:
                 log.info("a new systemd started: closing runs left open from before it")
             case ResolveJob(job_id=job_id, unit=unit):
                 self._spawn(self._resolve_job(job_id, unit))
+            case ReadCost(unit=unit, invocation_id=invocation_id):
+                self._spawn(self._read_cost(unit, invocation_id))
 
     def on_bus_event(self, event: Event) -> None:
         self.feed(event)
@@ -158,6 +161,28 @@ class Daemon:
             log.debug("could not ask about job %d: %s", job_id, e)
             return
         self.on_bus_event(details)
+
+    async def _read_cost(self, unit: str, invocation_id: str) -> None:
+        try:
+            cost = await self.bus.unit_cost(unit, invocation_id)
+        except Exception as e:  # the bus went away: the journal may still say it
+            log.debug("could not ask what %s cost: %s", unit, e)
+            return
+        if not cost:
+            return
+        cpu = cost.get("CPUUsageNSec")
+        run = Run(
+            unit=unit,
+            invocation_id=invocation_id,
+            host=self.host,
+            source=Source.BUS,
+            cpu_seconds=None if cpu is None else cpu / 1e9,
+            io_read_bytes=cost.get("IOReadBytes"),
+            io_write_bytes=cost.get("IOWriteBytes"),
+            memory_peak_bytes=cost.get("MemoryPeak"),
+        )
+        self.pending.runs.append(run)
+        self.flush_wanted.set()
 
     async def _load_timers(self) -> None:
         for timer in await self.bus.timers():

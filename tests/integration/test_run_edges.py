@@ -1,0 +1,166 @@
+"""Runs that can never end, output journald dropped, and what a run cost."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from observer.sandbox import Sandbox
+from tests.conftest import sandbox_or_skip
+from tests.integration.observed import ObserverDaemon, oneshot, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def kept_journal() -> Iterator[Path]:
+    """A journal directory that outlives a sandbox (not under /tmp: see Sandbox.boot)."""
+    sandbox_or_skip()
+    path = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="observer-test-journal-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path)
+
+
+def test_a_run_cut_by_a_crash_of_systemd_is_closed_as_interrupted_by_the_next_systemd(
+    kept_journal: Path, tmp_path: Path
+) -> None:
+    with Sandbox.boot(journal=kept_journal) as first:
+        first.write_unit("backup.service", oneshot("echo copying; sleep 600"))
+        first.daemon_reload()
+        daemon = ObserverDaemon(first, tmp_path)
+        try:
+            daemon.start()
+            first.start("backup.service", wait=False)
+            [running] = wait_for(
+                lambda: [r for r in daemon.history("backup") if r["started_at"]],
+                timeout=30,
+                what="the backup to be seen running",
+            )
+            assert running["result"] is None
+            daemon.output(running["id"], 1)
+            # A daemon that merely restarts leaves the live run alone.
+            assert daemon.stop() == 0
+            daemon.start()
+            assert daemon.history("backup")[0]["finished_at"] is None
+        finally:
+            daemon.close()
+        first.kill()
+
+    second_booted = datetime.now().astimezone()
+    with Sandbox.boot(journal=kept_journal) as second:
+        daemon = ObserverDaemon(second, tmp_path)
+        try:
+            daemon.start()
+            [run] = daemon.finished_runs("backup", 1)
+            assert run["id"] == running["id"]
+            assert run["result"] == "interrupted"
+            # It ends at the last thing the journal holds of the first systemd: no later
+            # than its own output line, long before the second systemd was up.
+            shown = daemon.json("show", str(run["id"]))
+            [line] = [o for o in shown["output"] if o["message"] == "copying"]
+            finished = datetime.fromisoformat(run["finished_at"])
+            assert finished >= datetime.fromisoformat(line["time"])
+            assert finished >= datetime.fromisoformat(run["started_at"])
+            assert finished < second_booted
+            assert daemon.json("stats", "backup")["failures"] == 1
+            # A run of the new systemd is not touched by it.
+            second.write_unit("backup.service", oneshot("echo copied"))
+            second.daemon_reload()
+            second.start("backup.service")
+            runs = daemon.finished_runs("backup", 2)
+            assert [r["result"] for r in runs] == ["success", "interrupted"]
+        finally:
+            daemon.close()
+
+
+def test_lines_journald_dropped_are_counted_on_the_run_that_printed_them(
+    sandbox: Sandbox, observed: ObserverDaemon
+) -> None:
+    # A burst of 1,000 lines per 2 s (journald scales it up by the free disk space): of
+    # 100,000 lines printed at once most are dropped, and journald says so only when the
+    # unit's next line comes after the window, here from its next run.
+    sandbox.write_unit(
+        "chatty.service",
+        oneshot("seq 1 100000", "LogRateLimitIntervalSec=2s\nLogRateLimitBurst=1000\n"),
+    )
+    sandbox.daemon_reload()
+    sandbox.start("chatty.service")
+    [first] = observed.finished_runs("chatty", 1)
+    wait_for(
+        lambda: sandbox.journal("-u", "chatty.service", "-n", "1", "-o", "cat").strip() != "1",
+        timeout=10,
+        what="journald to store the burst",
+    )
+    wait_for(lambda: _seconds_since(first["finished_at"]) > 3, timeout=10, what="the window")
+    sandbox.start("chatty.service")
+    observed.finished_runs("chatty", 2)
+
+    def lost() -> int | None:
+        value = observed.json("show", str(first["id"]))["output_lost_lines"]
+        return value if isinstance(value, int) else None
+
+    dropped = wait_for(lost, timeout=20, what="the lines journald dropped")
+    stored = int(sandbox.journal("-u", "chatty.service", "_SYSTEMD_INVOCATION_ID=" + _iid(
+        observed, first["id"]), "-o", "cat").count("\n"))  # fmt: skip
+    assert dropped + stored == 100000
+    detail = observed.json("show", str(first["id"]))
+    marker = f"[... journald dropped {dropped} lines (rate limit) ...]"
+    assert detail["output"][-1]["message"] == marker
+    assert marker in observed.cli("show", str(first["id"])).stdout
+    second = observed.history("chatty")[0]
+    assert observed.json("show", str(second["id"]))["output_lost_lines"] is None
+
+
+def test_it_records_what_a_run_cost_as_systemd_accounted_it(
+    sandbox: Sandbox, observed: ObserverDaemon
+) -> None:
+    sandbox.write_unit(
+        "crunch.service",
+        oneshot(
+            "i=0; while [ $i -lt 1500000 ]; do i=$((i+1)); done; "
+            "head -c 3000000 /dev/urandom > /var/tmp/crunch.out; sync"
+        ),
+    )
+    sandbox.daemon_reload()
+    sandbox.start("crunch.service")
+    [run] = observed.finished_runs("crunch", 1)
+    # systemd logs "Consumed N CPU time" (above 1 s of CPU): the same figure as the unit's
+    # CPUUsageNSec, which it keeps while the unit stays loaded.
+    accounted = sandbox.journal("-u", "crunch.service", "-o", "cat", "--grep", "Consumed")
+    assert "CPU time" in accounted
+
+    def costed() -> dict[str, object] | None:
+        shown: dict[str, object] = observed.json("show", str(run["id"]))
+        return shown if shown["cpu_seconds"] is not None else None
+
+    shown = costed() or wait_for(costed, timeout=20, what="the run's cost")
+    cpu = shown["cpu_seconds"]
+    assert isinstance(cpu, float)
+    assert cpu > 1.0
+    # This sandbox's cgroup has no io or memory controller: systemd accounts neither
+    # (IOWriteBytes is UINT64_MAX, MemoryPeak does not exist in 252), so neither does
+    # observer.
+    io_written = sandbox.unit_property("crunch.service", "IOWriteBytes")
+    if io_written in ("18446744073709551615", "[not set]"):
+        assert shown["io_write_bytes"] is None
+    else:
+        assert shown["io_write_bytes"] == int(io_written)
+    assert shown["memory_peak_bytes"] is None
+    assert "CPU" in observed.cli("show", str(run["id"])).stdout
+    stats = observed.json("stats", "crunch")
+    assert stats["cpu_p50_seconds"] == stats["cpu_p95_seconds"] == cpu
+
+
+def _seconds_since(iso: str) -> float:
+    return (datetime.now().astimezone() - datetime.fromisoformat(iso)).total_seconds()
+
+
+def _iid(observed: ObserverDaemon, run_id: int) -> str:
+    return str(observed.json("show", str(run_id))["invocation_id"])
