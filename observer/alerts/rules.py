@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from observer.alerts.config import AlertRules
+from observer.model import SKIPPED_RESULTS
 from observer.render import human_duration, local_time
 from observer.summary import percentile
 
@@ -72,7 +73,7 @@ class FinishedRun:
     """What the rules need to know about one finished run."""
 
     id: int
-    invocation_id: str
+    invocation_id: str | None  # None for a start systemd refused or skipped
     started_usec: int | None
     finished_usec: int
     succeeded: bool
@@ -135,10 +136,14 @@ def judge_run(
     newest first. A run makes at most one alert: failing, recovered, slow, too fast.
     """
     state = replace(state, seen_finished_usec=run.finished_usec, seen_run_id=run.id)
-    was_overdue = state.overdue_invocation == run.invocation_id
+    was_overdue = run.invocation_id is not None and state.overdue_invocation == run.invocation_id
     if was_overdue:
         state = replace(state, overdue_invocation=None)
     alerts: list[Alert] = []
+    if run.result in SKIPPED_RESULTS:
+        # A start skipped by a condition is neither a success nor a failure; it answers
+        # its timer all the same (no missed-run alert), being a run of its own.
+        return state, alerts
     if run.succeeded:
         if state.open_problems and rules.enabled:
             alerts.append(Alert(state.unit, AlertKind.RECOVERED, _recovery(state, run), run.id))

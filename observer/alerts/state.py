@@ -23,7 +23,7 @@ from observer.alerts.rules import (
     judge_schedule,
 )
 from observer.alerts.secrets import Channel
-from observer.model import SUCCESS_RESULTS
+from observer.model import SKIPPED_RESULTS, SUCCESS_RESULTS
 
 # Runs that finished before alerting first started are history: they seed the counts.
 SINCE_KEY = "alerts_since_usec"
@@ -157,7 +157,8 @@ class AlertLedger:
             if result in SUCCESS_RESULTS:
                 last_success = finished_usec
                 break
-            failures += 1
+            if result not in SKIPPED_RESULTS:
+                failures += 1
         return UnitAlertState(
             unit,
             first_seen_usec=now_usec,

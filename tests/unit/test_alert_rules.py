@@ -172,6 +172,33 @@ def test_a_timer_whose_run_started_is_not_missed() -> None:
     assert alerts == []
 
 
+def test_a_start_skipped_by_a_condition_is_neither_a_failure_nor_a_success() -> None:
+    state, kinds = feed(fresh(), [False])
+    skipped = replace(run(2, False), invocation_id=None, result="condition")
+    state, alerts = judge_run(state, skipped, RULES, [], skipped.finished_usec)
+    assert alerts == []
+    assert state.failures == 1
+    state, kinds = feed(state, [False])
+    assert kinds == [AlertKind.FAILING]
+
+
+def test_a_timer_whose_start_was_recorded_skipped_or_refused_is_not_missed() -> None:
+    trigger = T0 + HOUR
+    rules = replace(RULES, missed_grace=60)
+    # A start that got no invocation (a condition, a dependency, the start limit) is stored
+    # as a run at the time systemd refused it: the run itself is the news.
+    facts = UnitFacts(
+        newest_run_id=8,
+        newest_started_usec=trigger + 1_000,
+        newest_finished_usec=trigger + 1_000,
+        newest_invocation=None,
+        timers=(TimerFacts("backup.timer", trigger + HOUR, trigger),),
+    )
+    state, alerts = judge_schedule(fresh(), facts, rules, trigger + 2 * MINUTE)
+    assert alerts == []
+    assert state.missed_usec is None
+
+
 def test_a_trigger_while_the_previous_run_was_still_running_is_not_missed() -> None:
     trigger = T0 + HOUR
     facts = UnitFacts(
