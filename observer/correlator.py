@@ -548,8 +548,10 @@ class Correlator:
     def _new_manager(self, record: Pid1Record) -> CloseInterrupted:
         """A manager finished starting: what it ran before it can never end now."""
         started = record.realtime_usec - (record.userspace_usec or 0)
+        noted = {inv: usec for starts in self._starts.values() for usec, inv in starts}
         for inv in self._invocations.values():
-            if inv.started_usec is not None and inv.started_usec < started:
+            began = inv.started_usec or noted.get(inv.invocation_id)
+            if began is not None and began < started:
                 inv.finished = True
         return CloseInterrupted(self.host, started, record.previous_usec)
 

@@ -92,6 +92,19 @@ class RunCollector:
             "When the run in progress started (seconds since the epoch); only while running.",
             labels,
         )
+        cost = [
+            _gauge(f"observer_last_run_{name}", f"{text} of the newest finished run, as "
+                   "systemd accounted it (absent when it did not).", labels)
+            for name, text in (
+                ("cpu_seconds", "CPU time"), ("io_read_bytes", "Bytes read"),
+                ("io_write_bytes", "Bytes written"), ("memory_peak_bytes", "Peak memory"),
+            )
+        ]  # fmt: skip
+        lost = _gauge(
+            "observer_last_run_output_lost_lines",
+            "Output lines of the newest finished run that journald dropped (rate limit).",
+            labels,
+        )
         restarts = _gauge(
             "observer_service_restarts",
             "How many times systemd had restarted the unit automatically (NRestarts) by its "
@@ -118,7 +131,11 @@ class RunCollector:
             if state.running:
                 _add(running_since, key, _seconds(state.running_since_usec))
             _add(restarts, key, state.restarts)
+            for family, value in zip(cost, state.last_cost, strict=True):
+                _add(family, key, value)
+            _add(lost, key, state.last_output_lost_lines)
         yield from (last_start, last_end, last_duration, last_success_flag, last_exit, last_info)
+        yield from (*cost, lost)
         yield from (last_success, last_failure, streak, running, running_since, restarts)
         yield from self._runs(host)
         yield from self._timers(host)
@@ -185,6 +202,7 @@ class DaemonHealth:
     runs_recorded: int = 0
     store_errors: int = 0
     unattributed_lines: int = 0
+    lost_lines: int = 0
     last_event_at: float | None = None
     journal_position_usec: int | None = None
     journal_lag_seconds: float = 0.0
@@ -227,6 +245,13 @@ class DaemonCollector:
             "Output lines that could not be attributed to a run.",
             host,
             h.unattributed_lines,
+        )
+        yield _counter(
+            "observer_output_lost_lines",
+            "Output lines of observed units that journald dropped (its rate limit) before "
+            "they reached observer.",
+            host,
+            h.lost_lines,
         )
         lag = _gauge(
             "observer_journal_lag_seconds",

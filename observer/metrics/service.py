@@ -82,6 +82,7 @@ class DaemonView(Protocol):
     runs_recorded: int
     store_errors: int
     unattributed_lines: int
+    lost_lines: int
 
     @property
     def correlator(self) -> _Running: ...
@@ -338,6 +339,7 @@ class MetricsService:
             runs_recorded=daemon.runs_recorded,
             store_errors=daemon.store_errors,
             unattributed_lines=daemon.unattributed_lines,
+            lost_lines=daemon.lost_lines,
             last_event_at=(
                 now if daemon.events_processed != last_events else self.health.last_event_at
             ),

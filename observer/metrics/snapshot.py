@@ -21,7 +21,8 @@ DURATION_BUCKETS = (
     0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 21600.0, math.inf,
 )  # fmt: skip
 _COLUMNS = "id, invocation_id, unit, source, started_usec, finished_usec, result, exit_code, "
-_COLUMNS += "exit_status, restarts"
+_COLUMNS += "exit_status, restarts, cpu_seconds, io_read_bytes, io_write_bytes, "
+_COLUMNS += "memory_peak_bytes, output_lost_lines"
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,9 @@ class UnitState:
     restarts: int | None = None
     running: bool = False
     running_since_usec: int | None = None
+    # CPU seconds, bytes read, bytes written, peak memory of the newest finished run.
+    last_cost: tuple[float | None, int | None, int | None, int | None] = (None,) * 4
+    last_output_lost_lines: int | None = None
 
     @property
     def last_duration_seconds(self) -> float | None:
@@ -158,6 +162,13 @@ def _state_of(
         last_exit_status=exit_status,
         last_signal=signal,
         restarts=newest["restarts"],
+        last_cost=(
+            newest["cpu_seconds"],
+            newest["io_read_bytes"],
+            newest["io_write_bytes"],
+            newest["memory_peak_bytes"],
+        ),
+        last_output_lost_lines=newest["output_lost_lines"],
     )
 
 

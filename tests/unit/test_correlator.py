@@ -8,7 +8,14 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from observer.correlator import Correlator, Effect, RecordRun, RecordTimer, ResolveJob
+from observer.correlator import (
+    CloseInterrupted,
+    Correlator,
+    Effect,
+    RecordRun,
+    RecordTimer,
+    ResolveJob,
+)
 from observer.model import (
     Event,
     JobDetails,
@@ -18,6 +25,7 @@ from observer.model import (
     Pid1Record,
     Reloading,
     Run,
+    Source,
     UnitGone,
     UnitProperties,
 )
@@ -340,3 +348,77 @@ def test_a_timer_firing_is_the_trigger_of_one_run_only() -> None:
     effects = feed_all(correlator, events)
 
     assert [e.run.trigger for e in effects if isinstance(e, RecordRun) and e.run.trigger] == []
+
+
+def refused(kind: JobKind, at: int, unit: str = "backup.service", **fields: object) -> Pid1Record:
+    return Pid1Record(kind, unit, "", at, **fields)  # type: ignore[arg-type]
+
+
+def test_a_dependency_failure_names_the_unit_that_failed_just_before_and_gets_a_key() -> None:
+    correlator = Correlator("h")
+    correlator.feed(
+        Pid1Record(JobKind.START_FAILED, "mnt-backup.mount", INV_HEX, T0, job_result="failed")
+    )
+    [effect] = correlator.feed(refused(JobKind.START_FAILED, T0 + 10, job_result="dependency"))
+    assert isinstance(effect, RecordRun)
+    run = effect.run
+    assert (run.result, run.reason, run.invocation_id) == ("dependency", "mnt-backup.mount", None)
+    assert run.start_key == f"h:backup.service:{T0 + 10}"
+    assert run.started_usec == run.finished_usec == T0 + 10
+
+
+def test_a_skipped_start_gets_its_trigger_from_the_job_in_either_order() -> None:
+    for job_first in (True, False):
+        correlator = Correlator("h")
+        skip = refused(JobKind.CONDITION_UNMET, T0, job_id=44, reason="ConditionPathExists=/x")
+        details = JobDetails(44, "backup.service", "start", "backup.timer")
+        effects = [*correlator.feed(details), *correlator.feed(skip)] if job_first else [
+            *correlator.feed(skip), *correlator.feed(details)]  # fmt: skip
+        runs = [e.run for e in effects if isinstance(e, RecordRun)]
+        assert runs[-1].trigger == "backup.timer"
+        assert {r.start_key for r in runs} == {f"h:backup.service:{T0}"}
+
+
+def test_a_start_limit_refusal_is_a_run_and_its_stale_failure_record_is_not() -> None:
+    correlator = Correlator("h")
+    effects = correlator.feed(refused(JobKind.START_LIMIT, T0))
+    stale = correlator.feed(
+        Pid1Record(JobKind.FAILED, "backup.service", INV_HEX, T0 + 1,
+                   unit_result="start-limit-hit")
+    )  # fmt: skip
+    [record] = [e for e in effects if isinstance(e, RecordRun)]
+    assert record.run.result == "start-limit-hit"
+    assert stale == []
+
+
+def test_a_managers_start_up_closes_what_was_open_before_it() -> None:
+    correlator = Correlator("h")
+    correlator.feed(Pid1Record(JobKind.STARTING, "backup.service", INV_HEX, T0))
+    assert correlator.running() == {"backup.service": INV_HEX}
+    [effect] = correlator.feed(
+        Pid1Record(JobKind.STARTUP_FINISHED, "", "", T0 + 10_000_000,
+                   userspace_usec=1_000_000, previous_usec=T0 + 5)
+    )  # fmt: skip
+    assert effect == CloseInterrupted("h", T0 + 9_000_000, T0 + 5)
+    assert correlator.running() == {}
+
+
+def test_closing_interrupted_runs_leaves_newer_and_finished_runs_alone(tmp_path: Path) -> None:
+    conn = open_for_writing(tmp_path / "observer.db")
+    runs = [
+        Run("a.service", "a" * 32, "h", Source.BUS, started_usec=T0),
+        Run("b.service", "b" * 32, "h", Source.BUS, started_usec=T0, finished_usec=T0 + 1,
+            result="success"),
+        Run("c.service", "c" * 32, "h", Source.BUS, started_usec=T0 + 20),
+        Run("d.service", "d" * 32, "other", Source.BUS, started_usec=T0),
+    ]  # fmt: skip
+    write_batch(conn, Batch(runs=runs))
+    closed = write_batch(conn, Batch(interrupted=[("h", T0 + 10, T0 + 5)]))
+    again = write_batch(conn, Batch(interrupted=[("h", T0 + 10, T0 + 5)]))
+    rows = dict(conn.execute("SELECT unit, result FROM runs"))
+    assert [(r.unit, r.result, r.finished_usec) for r in closed] == [
+        ("a.service", "interrupted", T0 + 5)
+    ]
+    assert again == []
+    assert rows == {"a.service": "interrupted", "b.service": "success", "c.service": None,
+                    "d.service": None}  # fmt: skip

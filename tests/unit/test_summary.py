@@ -14,7 +14,8 @@ from observer import retention, store, summary
 from observer.model import Run, Source
 
 UNITS = ("a.service", "b.service", "c@x.service")
-RESULTS = (None, "success", "success", "exit-code", "signal", "timeout")
+RESULTS = (None, "success", "success", "exit-code", "signal", "timeout", "condition",
+           "exec-condition", "dependency", "interrupted")  # fmt: skip
 BASE = 1_790_000_000_000_000
 
 
@@ -30,9 +31,14 @@ def partial_runs(draw: st.DrawFn) -> Run:
     finished = draw(st.one_of(st.none(), st.integers(0, 60)))
     if started is not None and finished is not None and finished < started:
         started, finished = finished, started
+    # Some runs are starts systemd refused: no invocation ID, a start key instead.
+    refused = n >= 9
     return Run(
         unit=UNITS[n % len(UNITS)],  # an invocation belongs to one unit
-        invocation_id=invocation(n),
+        invocation_id=None if refused else invocation(n),
+        start_key=f"host1:{UNITS[n % len(UNITS)]}:{n}" if refused else None,
+        cpu_seconds=draw(st.one_of(st.none(), st.sampled_from([0.0, 0.5, 1.5, 7.0]))),
+        memory_peak_bytes=draw(st.one_of(st.none(), st.sampled_from([0, 4096, 1 << 20]))),
         host="host1",
         source=draw(st.sampled_from(list(Source))),
         started_usec=None if started is None else BASE + started * 1_000_000,
@@ -51,9 +57,11 @@ prunes = st.tuples(
 def expected(conn: sqlite3.Connection, unit: str) -> summary.UnitSummary | None:
     """The summary as the definitions in observer/summary.py say, from every row, in Python."""
     rows = [
-        dict(zip(("id", "started", "finished", "result"), row, strict=True))
+        dict(zip(("id", "started", "finished", "result", "cpu", "memory"), row, strict=True))
         for row in conn.execute(
-            "SELECT id, started_usec, finished_usec, result FROM runs WHERE unit = ?", (unit,)
+            "SELECT id, started_usec, finished_usec, result, cpu_seconds, memory_peak_bytes "
+            "FROM runs WHERE unit = ?",
+            (unit,),
         )
     ]
     if not rows:
@@ -65,15 +73,16 @@ def expected(conn: sqlite3.Connection, unit: str) -> summary.UnitSummary | None:
 
     ordered = sorted(rows, key=newest_first)
     finished = [r for r in ordered if r["finished"] is not None]
+    skipped = [r for r in finished if r["result"] in ("condition", "exec-condition")]
     succeeded = [r for r in finished if r["result"] == "success"]
-    failed = [r for r in finished if r["result"] != "success"]
+    failed = [r for r in finished if r["result"] != "success" and r not in skipped]
     streak = 0
     for row in finished:
         if row["result"] == "success":
             break
-        streak += 1
+        streak += row not in skipped
     by_end = sorted(
-        finished,
+        [r for r in finished if r not in skipped],
         key=lambda r: (r["finished"], r["result"] is not None, r["result"] or "",
                        r["started"] is not None, r["started"] or 0, r["id"]),
         reverse=True,
@@ -82,6 +91,13 @@ def expected(conn: sqlite3.Connection, unit: str) -> summary.UnitSummary | None:
     durations = sorted(
         max(0, r["finished"] - r["started"]) / 1e6 for r in by_end if r["started"] is not None
     )
+    costed = sorted(
+        [r for r in finished if r["cpu"] is not None or r["memory"] is not None],
+        key=lambda r: (r["finished"], r["id"]),
+        reverse=True,
+    )[: summary.DURATION_WINDOW]
+    cpu = sorted(r["cpu"] for r in costed if r["cpu"] is not None)
+    memory = sorted(r["memory"] for r in costed if r["memory"] is not None)
     return summary.UnitSummary(
         unit=unit,
         runs=len(finished),
@@ -95,6 +111,11 @@ def expected(conn: sqlite3.Connection, unit: str) -> summary.UnitSummary | None:
         duration_p50_seconds=summary.percentile(durations, 50),
         duration_p95_seconds=summary.percentile(durations, 95),
         duration_max_seconds=durations[-1] if durations else None,
+        skipped=len(skipped),
+        cpu_p50_seconds=summary.percentile(cpu, 50),
+        cpu_p95_seconds=summary.percentile(cpu, 95),
+        memory_peak_p50_bytes=summary.percentile(memory, 50),  # type: ignore[arg-type]
+        memory_peak_p95_bytes=summary.percentile(memory, 95),  # type: ignore[arg-type]
     )
 
 
