@@ -163,3 +163,32 @@ def test_a_migration_fills_the_summaries_of_an_older_database(tmp_path: Path) ->
         [kept] = summary.read(conn)
         assert kept == expected(conn, "a.service")
         assert (kept.runs, kept.failures, kept.consecutive_failures) == (3, 2, 2)
+
+
+def test_schema_5_rebuilds_runs_keeping_every_row_and_takes_starts_without_invocation(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "observer.db"
+    with closing(sqlite3.connect(db)) as conn:
+        conn.executescript(store.BASE_SCHEMA + "".join(str(s) for s in store.MIGRATIONS[:3]))
+        conn.execute(
+            "INSERT INTO runs (id, unit, invocation_id, host, source, started_usec, "
+            "finished_usec, result) VALUES (7, 'a.service', ?, 'h', 'bus', ?, ?, 'exec-condition')",
+            (invocation(1), BASE, BASE + 1),
+        )
+        conn.execute("PRAGMA user_version = 4")
+        conn.commit()
+    with closing(store.open_for_writing(db)) as conn:
+        # The step again (a second process upgrading at the same time) changes nothing.
+        step = store.MIGRATIONS[3]
+        assert callable(step)
+        step(conn)
+        skip = Run(
+            "a.service", None, "h", Source.JOURNAL, started_usec=BASE + 5,
+            finished_usec=BASE + 5, result="condition", start_key="h:a.service:5",
+        )  # fmt: skip
+        store.write_batch(conn, store.Batch(runs=[skip, skip]))
+        rows = conn.execute("SELECT id, invocation_id, result FROM runs ORDER BY id").fetchall()
+        [kept] = summary.read(conn)
+    assert rows == [(7, invocation(1), "exec-condition"), (8, None, "condition")]
+    assert (kept.runs, kept.skipped, kept.failures) == (2, 2, 0)
