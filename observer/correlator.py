@@ -27,6 +27,7 @@ from observer.model import (
     UnitGone,
     UnitProperties,
 )
+from observer.refused import RefusedStarts, Skip, is_refusal
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -39,10 +40,6 @@ _STARTING_JOB_TYPES = frozenset({"start", "restart", "try-restart", "reload-or-s
 _TIMER_TO_START_USEC = 2_000_000
 # How many finished invocations and job triggers to remember for late events.
 _MEMORY = 4096
-# Job results of a start that failed because of another unit, or did not fail.
-_NOT_ITS_OWN = frozenset({"dependency", "done", "canceled", None})
-# A "Dependency failed" this soon after a unit's failure names that unit (same transaction).
-_CAUSE_USEC = 5_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,14 +118,6 @@ class _TimerFired:
 
 
 @dataclass(slots=True)
-class _Skip:
-    """A start with no invocation of its own (refused or skipped), kept for its trigger."""
-
-    run: Run
-    job_id: int | None
-
-
-@dataclass(slots=True)
 class _Unit:
     values: dict[str, object]
     invocation_id: str | None = None
@@ -157,11 +146,7 @@ class Correlator:
         # Kept after a unit is unloaded (GC, transient): its output can still arrive.
         self._starts: OrderedDict[str, list[tuple[int, str]]] = OrderedDict()
         self._reloading = False
-        # Starts without invocation, by start key; the last unit whose start failed on its
-        # own (what a "Dependency failed" just after it names); units refused a start.
-        self._skips: OrderedDict[str, _Skip] = OrderedDict()
-        self._last_failed: tuple[str, int] | None = None
-        self._start_limited: dict[str, str] = {}
+        self._refused = RefusedStarts(host)
 
     def feed(self, event: Event) -> list[Effect]:
         """Apply one event and return what must happen because of it."""
@@ -328,18 +313,15 @@ class Correlator:
                     trigger = self._timer_fired_for(inv)
                 self._job_triggers[event.job_id] = trigger
                 effects.extend(self._trigger_effects(inv))
-        for skip in self._skips.values():
-            if skip.job_id == event.job_id and skip.run.trigger is None:
-                found = trigger
-                if event.job_type == "unknown":
-                    found = self._timer_for_skip(skip)
-                if found is not None:
-                    effects.append(self._set_skip_trigger(skip, found))
+        for skip in self._refused.of_job(event.job_id):
+            found = self._timer_for_skip(skip) if event.job_type == "unknown" else trigger
+            if found is not None:
+                effects.append(RecordRun(self._refused.triggered(skip, found)))
         self._job_triggers[event.job_id] = trigger
         _trim(self._job_triggers)
         return effects
 
-    def _timer_for_skip(self, skip: _Skip) -> str | None:
+    def _timer_for_skip(self, skip: Skip) -> str | None:
         fired = self._last_triggers.get(skip.run.unit)
         started = skip.run.started_usec
         if fired is None or fired.run is not None or started is None:
@@ -348,10 +330,6 @@ class Correlator:
             fired.run = skip.run.key
             return fired.timer
         return None
-
-    def _set_skip_trigger(self, skip: _Skip, trigger: str) -> RecordRun:
-        skip.run = replace(skip.run, trigger=trigger)
-        return RecordRun(skip.run)
 
     def _timer_fired_for(self, inv: _Invocation) -> str | None:
         fired = self._last_triggers.get(inv.unit)
@@ -398,11 +376,9 @@ class Correlator:
                 if inv.unit == service_name and inv.seen_live:
                     self._claim_timer(inv)
                     break
-            for skip in reversed(self._skips.values()):
-                if skip.run.unit == service_name and skip.run.trigger is None:
-                    if (timer := self._timer_for_skip(skip)) is not None:
-                        skipped.append(self._set_skip_trigger(skip, timer))
-                    break
+            skip = self._refused.newest_untriggered(service_name)
+            if skip is not None and (timer := self._timer_for_skip(skip)) is not None:
+                skipped.append(RecordRun(self._refused.triggered(skip, timer)))
         return [
             *skipped,
             RecordTimer(
@@ -420,24 +396,16 @@ class Correlator:
     def _on_pid1_record(self, record: Pid1Record) -> list[Effect]:
         if record.kind is JobKind.STARTUP_FINISHED:
             return [self._new_manager(record)]
-        if record.kind is JobKind.START_FAILED and record.job_result not in _NOT_ITS_OWN:
-            # Units of any type (a mount): a "Dependency failed" just after names it.
-            self._last_failed = (record.unit, record.realtime_usec)
+        self._refused.note_failure(record)
         if not record.unit.endswith(".service") or not self.observes(record.unit):
             return []
-        if record.kind in (JobKind.CONDITION_UNMET, JobKind.START_LIMIT) or (
-            record.kind is JobKind.START_FAILED and not record.invocation_id
-        ):
+        if is_refusal(record):
             return self._on_refused_start(record)
         if record.kind is JobKind.START_FAILED:
-            # After "Start request repeated too quickly", the job of the refused start.
-            key = self._start_limited.pop(record.unit, None)
-            skip = self._skips.get(key) if key is not None else None
-            if skip is not None and skip.job_id is None and record.job_id is not None:
-                skip.job_id = record.job_id
-                trigger = self._job_triggers.get(record.job_id)
-                if trigger is not None:
-                    return [self._set_skip_trigger(skip, trigger)]
+            skip = self._refused.limited_job(record)
+            trigger = None if skip is None else self._job_triggers.get(skip.job_id or 0)
+            if skip is not None and trigger is not None:
+                return [RecordRun(self._refused.triggered(skip, trigger))]
             return []
         if not record.invocation_id:
             return []
@@ -509,40 +477,12 @@ class Correlator:
 
     def _on_refused_start(self, record: Pid1Record) -> list[Effect]:
         """A start that got no invocation: a condition, a dependency, the start limit."""
-        reason = record.reason
-        if record.kind is JobKind.CONDITION_UNMET:
-            result = "condition"
-        elif record.kind is JobKind.START_LIMIT:
-            result = "start-limit-hit"
-        elif record.job_result == "dependency":
-            result = "dependency"
-            failed = self._last_failed
-            if failed is not None and 0 <= record.realtime_usec - failed[1] <= _CAUSE_USEC:
-                reason = failed[0]
-        else:
-            result = record.job_result or "failed"
-        key = f"{self.host}:{record.unit}:{record.realtime_usec}"
-        run = Run(
-            unit=record.unit,
-            invocation_id=None,
-            host=self.host,
-            source=Source.JOURNAL,
-            started_usec=record.realtime_usec,
-            finished_usec=record.realtime_usec,
-            result=result,
-            reason=reason,
-            boot_id=record.boot_id,
-            start_key=key,
-        )
-        skip = self._skips[key] = _Skip(run, record.job_id)
-        _trim(self._skips)
-        if record.kind is JobKind.START_LIMIT:
-            self._start_limited[record.unit] = key
+        skip = self._refused.refused(record)
         trigger = None if record.job_id is None else self._job_triggers.get(record.job_id)
         if trigger is None:
             trigger = self._timer_for_skip(skip)
         if trigger is not None:
-            skip.run = replace(run, trigger=trigger)
+            self._refused.triggered(skip, trigger)
         return [RecordRun(skip.run)]
 
     def _new_manager(self, record: Pid1Record) -> CloseInterrupted:

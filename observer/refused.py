@@ -1,0 +1,112 @@
+"""Starts systemd skipped or refused without an invocation of their own: the correlator's
+bookkeeping for them (pure, no I/O).
+
+A condition that failed, a dependency that failed, the start limit: systemd logs such a
+start once in the journal and gives it no invocation ID, so the run is keyed by that record
+(host, unit, time), and re-reading the journal finds the same key.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+
+from observer.model import JobKind, Pid1Record, Run, Source
+
+# Job results of a start that failed because of another unit, or did not fail.
+_NOT_ITS_OWN = frozenset({"dependency", "done", "canceled", None})
+# A "Dependency failed" this soon after a unit's failure names that unit (same transaction).
+_CAUSE_USEC = 5_000_000
+_MEMORY = 4096
+
+
+@dataclass(slots=True)
+class Skip:
+    """A refused or skipped start, kept so that its trigger can still be added."""
+
+    run: Run
+    job_id: int | None
+
+
+def is_refusal(record: Pid1Record) -> bool:
+    """Whether a record of PID 1 is about a start that got no invocation of its own."""
+    return record.kind in (JobKind.CONDITION_UNMET, JobKind.START_LIMIT) or (
+        record.kind is JobKind.START_FAILED and not record.invocation_id
+    )
+
+
+class RefusedStarts:
+    """The refused and skipped starts seen lately, and what a dependency failure names."""
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+        self.skips: OrderedDict[str, Skip] = OrderedDict()
+        self._last_failed: tuple[str, int] | None = None
+        self._start_limited: dict[str, str] = {}
+
+    def note_failure(self, record: Pid1Record) -> None:
+        """A unit of any type (a mount) failed to start: a "Dependency failed" just after
+        names it."""
+        if record.kind is JobKind.START_FAILED and record.job_result not in _NOT_ITS_OWN:
+            self._last_failed = (record.unit, record.realtime_usec)
+
+    def refused(self, record: Pid1Record) -> Skip:
+        """The run a refusal record stands for (a condition, a dependency, the start limit)."""
+        reason = record.reason
+        if record.kind is JobKind.CONDITION_UNMET:
+            result = "condition"
+        elif record.kind is JobKind.START_LIMIT:
+            result = "start-limit-hit"
+        elif record.job_result == "dependency":
+            result = "dependency"
+            failed = self._last_failed
+            if failed is not None and 0 <= record.realtime_usec - failed[1] <= _CAUSE_USEC:
+                reason = failed[0]
+        else:
+            result = record.job_result or "failed"
+        key = f"{self.host}:{record.unit}:{record.realtime_usec}"
+        run = Run(
+            unit=record.unit,
+            invocation_id=None,
+            host=self.host,
+            source=Source.JOURNAL,
+            started_usec=record.realtime_usec,
+            finished_usec=record.realtime_usec,
+            result=result,
+            reason=reason,
+            boot_id=record.boot_id,
+            start_key=key,
+        )
+        skip = self.skips[key] = Skip(run, record.job_id)
+        while len(self.skips) > _MEMORY:
+            self.skips.popitem(last=False)
+        if record.kind is JobKind.START_LIMIT:
+            self._start_limited[record.unit] = key
+        return skip
+
+    def limited_job(self, record: Pid1Record) -> Skip | None:
+        """The "Failed to start" after "Start request repeated too quickly" names the job
+        of the refused start: the refusal, now with its job ID, if it had none."""
+        key = self._start_limited.pop(record.unit, None)
+        skip = self.skips.get(key) if key is not None else None
+        if skip is None or skip.job_id is not None or record.job_id is None:
+            return None
+        skip.job_id = record.job_id
+        return skip
+
+    def of_job(self, job_id: int) -> list[Skip]:
+        """The refusals of a job whose trigger is not known yet."""
+        return [s for s in self.skips.values() if s.job_id == job_id and s.run.trigger is None]
+
+    def newest_untriggered(self, unit: str) -> Skip | None:
+        """The newest refusal of ``unit``, if its trigger is not known."""
+        for skip in reversed(self.skips.values()):
+            if skip.run.unit == unit:
+                return skip if skip.run.trigger is None else None
+        return None
+
+    @staticmethod
+    def triggered(skip: Skip, trigger: str) -> Run:
+        """Name the trigger of a refusal; the run to record again."""
+        skip.run = replace(skip.run, trigger=trigger)
+        return skip.run

@@ -1,0 +1,207 @@
+"""The SQLite schema: as the first release made it, each upgrade since, and the whole of it."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+from observer import summary
+
+# Schema 1, as the first release created it; MIGRATIONS bring it to SCHEMA_VERSION.
+BASE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    unit TEXT NOT NULL,
+    invocation_id TEXT NOT NULL UNIQUE,
+    host TEXT NOT NULL,
+    source TEXT NOT NULL,
+    boot_id TEXT,
+    trigger TEXT,
+    started_usec INTEGER,
+    finished_usec INTEGER,
+    result TEXT,
+    exit_code TEXT,
+    exit_status INTEGER,
+    restarts INTEGER
+);
+CREATE TABLE IF NOT EXISTS output (
+    invocation_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    realtime_usec INTEGER NOT NULL,
+    priority INTEGER NOT NULL,
+    stream TEXT,
+    message BLOB NOT NULL,
+    PRIMARY KEY (invocation_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS output_stats (
+    invocation_id TEXT PRIMARY KEY,
+    lines INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    dropped_lines INTEGER NOT NULL,
+    dropped_bytes INTEGER NOT NULL,
+    head_end INTEGER,
+    last_usec INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS timers (
+    timer TEXT PRIMARY KEY,
+    service TEXT NOT NULL,
+    next_elapse_usec INTEGER,
+    last_trigger_usec INTEGER
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS state (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+"""
+
+# Alerts (observer/alerts/): each unit's alert state, the alerts sent, and every attempt to
+# deliver one to a channel (named by scheme and host only: the URL holds secrets).
+_ALERT_TABLES = """
+CREATE TABLE IF NOT EXISTS alert_state (
+    unit TEXT PRIMARY KEY,
+    failures INTEGER NOT NULL,
+    failing_usec INTEGER,
+    missed_usec INTEGER,
+    awaited_usec INTEGER,
+    stale_usec INTEGER,
+    notified_usec INTEGER,
+    last_success_usec INTEGER,
+    seen_finished_usec INTEGER NOT NULL,
+    seen_run_id INTEGER NOT NULL,
+    overdue_invocation TEXT,
+    first_seen_usec INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS alerts (
+    id INTEGER PRIMARY KEY,
+    created_usec INTEGER NOT NULL,
+    unit TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    run_id INTEGER
+);
+CREATE INDEX IF NOT EXISTS alerts_by_time ON alerts (created_usec);
+CREATE TABLE IF NOT EXISTS alert_deliveries (
+    id INTEGER PRIMARY KEY,
+    alert_id INTEGER NOT NULL,
+    channel TEXT NOT NULL,
+    channel_key TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    next_attempt_usec INTEGER,
+    UNIQUE (alert_id, channel_key)
+);
+CREATE INDEX IF NOT EXISTS alert_deliveries_pending ON alert_deliveries (status, next_attempt_usec);
+CREATE TABLE IF NOT EXISTS alert_attempts (
+    delivery_id INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    started_usec INTEGER NOT NULL,
+    duration_usec INTEGER NOT NULL,
+    error TEXT,
+    PRIMARY KEY (delivery_id, attempt)
+) WITHOUT ROWID;
+"""
+
+# Schema 4: a version per unit, bumped by every write that changes the unit's runs or their
+# output (``note_changed``), so that a reader finds what changed without reading the runs. Not
+# derived state: a unit without a row has version 0, and versions only ever grow.
+_UNIT_CHANGES = """
+CREATE TABLE IF NOT EXISTS unit_changes (
+    unit TEXT PRIMARY KEY,
+    version INTEGER NOT NULL
+) WITHOUT ROWID;
+"""
+
+# Schema 5: the runs table as it is now. A start systemd refused or skipped has no
+# invocation ID (a start key made from its journal record instead), a reason, what a run
+# cost, and the lines journald dropped of its output.
+_RUN_COLUMNS_1 = (
+    "id, unit, invocation_id, host, source, boot_id, trigger, started_usec, finished_usec, "
+    "result, exit_code, exit_status, restarts"
+)
+RUNS_TABLE = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    unit TEXT NOT NULL,
+    invocation_id TEXT UNIQUE,
+    host TEXT NOT NULL,
+    source TEXT NOT NULL,
+    boot_id TEXT,
+    trigger TEXT,
+    started_usec INTEGER,
+    finished_usec INTEGER,
+    result TEXT,
+    exit_code TEXT,
+    exit_status INTEGER,
+    restarts INTEGER,
+    start_key TEXT UNIQUE,
+    reason TEXT,
+    cpu_seconds REAL,
+    io_read_bytes INTEGER,
+    io_write_bytes INTEGER,
+    memory_peak_bytes INTEGER,
+    output_lost_lines INTEGER,
+    output_lost_usec INTEGER,
+    CHECK (invocation_id IS NOT NULL OR start_key IS NOT NULL)
+);
+"""
+# The summaries count skipped runs and keep cost percentiles: derived, so made anew (and
+# refilled by _configure); the failed-run indexes follow the new meaning of "failed".
+_SUMMARY_5 = (
+    "DROP TABLE IF EXISTS unit_summary;\n"
+    "DROP INDEX IF EXISTS failed_by_unit_order;\n"
+    "DROP INDEX IF EXISTS failed_by_order;\n" + summary.TABLE + summary.INDEXES
+)
+
+
+def _runs_without_invocation(conn: sqlite3.Connection) -> None:
+    """Schema 5: rebuild runs with a nullable invocation_id and the new columns, once."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        columns = {str(row[1]) for row in conn.execute("PRAGMA table_info(runs)")}
+        if "start_key" not in columns:
+            conn.execute(RUNS_TABLE.replace("EXISTS runs", "EXISTS runs_5"))
+            conn.execute(f"INSERT INTO runs_5 ({_RUN_COLUMNS_1}) SELECT {_RUN_COLUMNS_1} FROM runs")
+            conn.execute("DROP TABLE runs")
+            conn.execute("ALTER TABLE runs_5 RENAME TO runs")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.executescript(_SUMMARY_5)
+
+
+# Schema upgrades, in order: step i brings a database of schema i + 1 to schema i + 2. A new
+# database gets SCHEMA and then every step. Only ever append; each step must be idempotent
+# (CREATE ... IF NOT EXISTS, or a function that checks what is there), so that two
+# processes upgrading at once do no harm.
+# Schema 3: the per-unit summaries (observer/summary.py) and the indexes the reads walk.
+MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
+    _ALERT_TABLES,
+    summary.TABLE + summary.INDEXES,
+    _UNIT_CHANGES,
+    _runs_without_invocation,
+]
+# The last schema whose upgrade changed unit_summary: it is filled again from the runs.
+_SUMMARY_SCHEMA = 5
+# The whole current schema, for a database that is made and not upgraded (tests).
+SCHEMA = (
+    BASE_SCHEMA.replace(BASE_SCHEMA[BASE_SCHEMA.index("CREATE TABLE IF NOT EXISTS runs") :
+                                   BASE_SCHEMA.index("CREATE TABLE IF NOT EXISTS output ")],
+                        RUNS_TABLE.lstrip())
+    + _ALERT_TABLES + _UNIT_CHANGES + summary.TABLE + summary.INDEXES
+)  # fmt: skip
+SCHEMA_VERSION = 1 + len(MIGRATIONS)
+
+
+def upgrade(conn: sqlite3.Connection, version: int) -> None:
+    """Bring a database of schema ``version`` (0: new) to SCHEMA_VERSION."""
+    conn.executescript(BASE_SCHEMA)
+    for step in MIGRATIONS[max(version, 1) - 1 :]:
+        if isinstance(step, str):
+            conn.executescript(step)
+        else:
+            step(conn)
+    with conn:
+        if version < _SUMMARY_SCHEMA:
+            summary.rebuild(conn)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
