@@ -18,6 +18,8 @@ from observer.model import (
     JobNew,
     JobRemoved,
     Reloading,
+    Run,
+    Source,
     UnitGone,
     UnitProperties,
 )
@@ -311,7 +313,7 @@ class SystemdBus:
             trigger_from_activation(values.get("ActivationDetails")),
         )
 
-    async def unit_cost(self, unit: str, invocation_id: str) -> dict[str, int] | None:
+    async def run_cost(self, unit: str, invocation_id: str, host: str) -> Run | None:
         """What a service's run cost, asked once at its end (before the next start resets it
         or the unit is unloaded); None when the unit is gone or runs another invocation."""
         path = unit_path(unit)
@@ -334,7 +336,20 @@ class SystemdBus:
             return None
         values = {k: unwrap(v) for k, v in body[0].items() if k in COST_PROPERTIES}
         # UINT64_MAX: not accounted.
-        return {k: v for k, v in values.items() if isinstance(v, int) and 0 <= v < 2**64 - 1}
+        cost = {k: v for k, v in values.items() if isinstance(v, int) and 0 <= v < 2**64 - 1}
+        if not cost:
+            return None
+        cpu = cost.get("CPUUsageNSec")
+        return Run(
+            unit=unit,
+            invocation_id=invocation_id,
+            host=host,
+            source=Source.BUS,
+            cpu_seconds=None if cpu is None else cpu / 1e9,
+            io_read_bytes=cost.get("IOReadBytes"),
+            io_write_bytes=cost.get("IOWriteBytes"),
+            memory_peak_bytes=cost.get("MemoryPeak"),
+        )
 
     async def timers(self) -> list[UnitProperties]:
         """The Timer properties of every loaded timer (signals never carry its Unit)."""

@@ -13,6 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
+# The effects are part of the correlator's interface.
+from observer.effects import CloseInterrupted as CloseInterrupted  # noqa: PLC0414
+from observer.effects import Effect as Effect  # noqa: PLC0414
+from observer.effects import ReadCost as ReadCost  # noqa: PLC0414
+from observer.effects import RecordRun as RecordRun  # noqa: PLC0414
+from observer.effects import RecordTimer as RecordTimer  # noqa: PLC0414
+from observer.effects import ResolveJob as ResolveJob  # noqa: PLC0414
 from observer.model import (
     Event,
     JobDetails,
@@ -40,49 +47,6 @@ _STARTING_JOB_TYPES = frozenset({"start", "restart", "try-restart", "reload-or-s
 _TIMER_TO_START_USEC = 2_000_000
 # How many finished invocations and job triggers to remember for late events.
 _MEMORY = 4096
-
-
-@dataclass(frozen=True, slots=True)
-class RecordRun:
-    """Effect: merge this (partial) run into the store."""
-
-    run: Run
-
-
-@dataclass(frozen=True, slots=True)
-class ResolveJob:
-    """Effect: ask systemd what job this is and what triggered it (answer: JobDetails)."""
-
-    job_id: int
-    unit: str
-
-
-@dataclass(frozen=True, slots=True)
-class RecordTimer:
-    """Effect: remember a timer's schedule."""
-
-    timer: TimerState
-
-
-@dataclass(frozen=True, slots=True)
-class CloseInterrupted:
-    """Effect: a new systemd started at ``before_usec``: runs of ``host`` still open from
-    before it can never end. Close them as interrupted at ``finished_usec`` (None: unknown)."""
-
-    host: str
-    before_usec: int
-    finished_usec: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class ReadCost:
-    """Effect: ask systemd what the run that just ended cost (only the bus can say it)."""
-
-    unit: str
-    invocation_id: str
-
-
-Effect = RecordRun | ResolveJob | RecordTimer | CloseInterrupted | ReadCost
 
 
 def invocation_hex(value: object) -> str | None:

@@ -18,21 +18,14 @@ from pathlib import Path
 from observer.alerts.service import AlertService
 from observer.bus import BusError, SystemdBus
 from observer.config import Config, dashboard_directory, load_config
-from observer.correlator import (
-    CloseInterrupted,
-    Correlator,
-    Effect,
-    ReadCost,
-    RecordRun,
-    RecordTimer,
-    ResolveJob,
-)
+from observer.correlator import Correlator
 from observer.dashboard.service import DashboardService
 from observer.dashboard.serving import Pages
+from observer.effects import CloseInterrupted, Effect, ReadCost, RecordRun, RecordTimer, ResolveJob
 from observer.jobs.alert_rules import with_job_alerts
 from observer.journal import JournalBatch, JournalFollower
 from observer.metrics.service import MetricsService
-from observer.model import Event, OutputLine, OutputSuppressed, Run, Source, StoreError
+from observer.model import Event, OutputLine, OutputSuppressed, Run, StoreError
 from observer.output import OutputBudget, cut_line
 from observer.run.service import WrapperRuns
 from observer.store import Batch, OutputCounts, StoredLine, default_db_path
@@ -164,25 +157,13 @@ class Daemon:
 
     async def _read_cost(self, unit: str, invocation_id: str) -> None:
         try:
-            cost = await self.bus.unit_cost(unit, invocation_id)
+            run = await self.bus.run_cost(unit, invocation_id, self.host)
         except Exception as e:  # the bus went away: the journal may still say it
             log.debug("could not ask what %s cost: %s", unit, e)
             return
-        if not cost:
-            return
-        cpu = cost.get("CPUUsageNSec")
-        run = Run(
-            unit=unit,
-            invocation_id=invocation_id,
-            host=self.host,
-            source=Source.BUS,
-            cpu_seconds=None if cpu is None else cpu / 1e9,
-            io_read_bytes=cost.get("IOReadBytes"),
-            io_write_bytes=cost.get("IOWriteBytes"),
-            memory_peak_bytes=cost.get("MemoryPeak"),
-        )
-        self.pending.runs.append(run)
-        self.flush_wanted.set()
+        if run is not None:
+            self.pending.runs.append(run)
+            self.flush_wanted.set()
 
     async def _load_timers(self) -> None:
         for timer in await self.bus.timers():
@@ -272,12 +253,8 @@ class Daemon:
         self._count(line.invocation_id, budget, line.realtime_usec)
 
     def output_suppressed(self, event: OutputSuppressed) -> None:
-        """journald dropped lines of a unit: they belong to the run that printed last.
-
-        journald says so only when the unit's next line arrives after its rate-limit window,
-        tagged with that line's invocation, often a later run's; the dropped lines came
-        right after the last line stored before this record.
-        """
+        """journald dropped lines of a unit: they belong to the run that printed last (it
+        says so when the unit's next line comes after its window, often a later run's)."""
         if not self.config.observe.observes(event.unit):
             return
         self.lost_lines += event.lines

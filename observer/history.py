@@ -22,6 +22,10 @@ from observer.model import (
     UnknownUnitError,
     exit_facts,
 )
+from observer.stats import UnitStats as UnitStats  # noqa: PLC0414 (part of this interface)
+from observer.stats import stats_from
+from observer.stats import summaries as summaries_of
+from observer.stats import unit_stats as unit_stats  # noqa: PLC0414
 
 # Unit types systemd knows: a name ending in one of these is a full unit name.
 _UNIT_SUFFIXES = (
@@ -130,28 +134,6 @@ class RunDetail:
     output_bytes: int
     output_dropped_lines: int
     output_dropped_bytes: int
-
-
-@dataclass(frozen=True, slots=True)
-class UnitStats:
-    """How a unit's finished runs went, over a window or all recorded history."""
-
-    unit: str
-    runs: int  # finished runs: successes, failures and skipped starts
-    successes: int
-    failures: int
-    success_rate: float | None  # successes of successes and failures; None without them
-    duration_p50_seconds: float | None
-    duration_p95_seconds: float | None
-    duration_max_seconds: float | None
-    last_success_usec: int | None
-    last_failure_usec: int | None
-    consecutive_failures: int  # the current streak, over all recorded runs
-    skipped: int = 0  # condition, exec-condition: neither success nor failure
-    cpu_p50_seconds: float | None = None
-    cpu_p95_seconds: float | None = None
-    memory_peak_p50_bytes: int | None = None
-    memory_peak_p95_bytes: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,20 +262,6 @@ def _newest_first_key(run: RecordedRun) -> tuple[int, int, int]:
     return (0, -key, -run.id) if key is not None else (1, 0, -run.id)
 
 
-def unit_stats(
-    conn: sqlite3.Connection, unit: str | None = None, *, since_usec: int | None = None
-) -> list[UnitStats]:
-    """Per unit (or for one unit): counts, success rate and duration percentiles.
-
-    Over all recorded runs this reads each unit's kept summary; with ``since_usec`` it
-    counts the unit's runs in the window (see ``_window_stats``).
-    """
-    kept = _summaries(conn, None if unit is None else [unit])
-    if since_usec is None:
-        return [_stats_from(s) for s in kept]
-    return [_window_stats(conn, s, since_usec) for s in kept]
-
-
 def unit_status(conn: sqlite3.Connection) -> list[UnitStatus]:
     """One row per unit with recorded runs or a scheduled timer: last result and next run."""
     return [status for status, _ in unit_summaries(conn)]
@@ -307,102 +275,6 @@ def unit_matcher(glob: str) -> Callable[[str], bool]:
         return bool(pattern.match(unit) or pattern.match(unit.removesuffix(".service")))
 
     return matches
-
-
-def _summaries(conn: sqlite3.Connection, units: Sequence[str] | None) -> list[summary.UnitSummary]:
-    """The kept summaries of ``units`` (default: all); computed for a unit missing from them."""
-    if units is None:
-        return summary.read(conn)
-    kept = {s.unit: s for s in summary.read(conn, units)}
-    return [kept.get(unit) or summary.compute(conn, unit) or _empty(unit) for unit in units]
-
-
-def _empty(unit: str) -> summary.UnitSummary:
-    return summary.UnitSummary(unit, 0, 0, 0, None, None, None, None, 0, None, None, None, 0)
-
-
-def _stats_from(kept: summary.UnitSummary) -> UnitStats:
-    return UnitStats(
-        unit=kept.unit,
-        runs=kept.runs,
-        successes=kept.successes,
-        failures=kept.failures,
-        success_rate=_rate(kept.successes, kept.failures),
-        duration_p50_seconds=kept.duration_p50_seconds,
-        duration_p95_seconds=kept.duration_p95_seconds,
-        duration_max_seconds=kept.duration_max_seconds,
-        last_success_usec=kept.last_success_usec,
-        last_failure_usec=kept.last_failure_usec,
-        consecutive_failures=kept.consecutive_failures,
-        skipped=kept.skipped,
-        cpu_p50_seconds=kept.cpu_p50_seconds,
-        cpu_p95_seconds=kept.cpu_p95_seconds,
-        memory_peak_p50_bytes=kept.memory_peak_p50_bytes,
-        memory_peak_p95_bytes=kept.memory_peak_p95_bytes,
-    )
-
-
-def _rate(successes: int, failures: int) -> float | None:
-    return successes / (successes + failures) if successes + failures else None
-
-
-def _window_stats(
-    conn: sqlite3.Connection, kept: summary.UnitSummary, since_usec: int
-) -> UnitStats:
-    """A unit's finished runs that started in the window, read in index order, newest first.
-
-    Durations are those of the window's newest ``summary.DURATION_WINDOW`` runs, as over
-    all runs; the failure streak is the current one, over all runs.
-    """
-    runs = successes = skipped = 0
-    durations: list[float] = []
-    cpu: list[float] = []
-    memory: list[int] = []
-    last_success: int | None = None
-    last_failure: int | None = None
-    for started, finished, result, cpu_seconds, memory_peak in conn.execute(
-        "SELECT r.started_usec, r.finished_usec, r.result, r.cpu_seconds, r.memory_peak_bytes "
-        f"FROM runs r WHERE r.unit = ? AND {_ORDER_KEY} >= ? AND r.finished_usec IS NOT NULL "
-        f"ORDER BY {_NEWEST_FIRST}",
-        (kept.unit, since_usec),
-    ):
-        runs += 1
-        if cpu_seconds is not None and len(cpu) < summary.DURATION_WINDOW:
-            cpu.append(float(cpu_seconds))
-        if memory_peak is not None and len(memory) < summary.DURATION_WINDOW:
-            memory.append(int(memory_peak))
-        if result in SKIPPED_RESULTS:
-            skipped += 1
-            continue
-        if result in SUCCESS_RESULTS:
-            successes += 1
-            last_success = finished if last_success is None else max(finished, last_success)
-        else:
-            last_failure = finished if last_failure is None else max(finished, last_failure)
-        if started is not None and len(durations) < summary.DURATION_WINDOW:
-            durations.append(max(0, finished - started) / 1e6)
-    durations.sort()
-    cpu.sort()
-    memory.sort()
-    memory_p50, memory_p95 = summary.percentile(memory, 50), summary.percentile(memory, 95)
-    return UnitStats(
-        unit=kept.unit,
-        runs=runs,
-        successes=successes,
-        failures=runs - successes - skipped,
-        success_rate=_rate(successes, runs - successes - skipped),
-        duration_p50_seconds=summary.percentile(durations, 50),
-        duration_p95_seconds=summary.percentile(durations, 95),
-        duration_max_seconds=durations[-1] if durations else None,
-        last_success_usec=last_success,
-        last_failure_usec=last_failure,
-        consecutive_failures=kept.consecutive_failures,
-        skipped=skipped,
-        cpu_p50_seconds=summary.percentile(cpu, 50),
-        cpu_p95_seconds=summary.percentile(cpu, 95),
-        memory_peak_p50_bytes=None if memory_p50 is None else int(memory_p50),
-        memory_peak_p95_bytes=None if memory_p95 is None else int(memory_p95),
-    )
 
 
 def _last_result(run: RecordedRun | None) -> str | None:
@@ -547,14 +419,14 @@ def unit_summaries(
     scheduled = next_runs(conn)
     names = sorted({*recorded_units(conn), *scheduled} if units is None else set(units))
     summaries = []
-    for kept in _summaries(conn, names):
+    for kept in summaries_of(conn, names):
         newest = None
         if kept.newest_run_id is not None:
             row = conn.execute(
                 f"SELECT {_RUN_COLUMNS} FROM {_RUNS_FROM} WHERE r.id = ?", (kept.newest_run_id,)
             ).fetchone()
             newest = None if row is None else _recorded_run(row)
-        stats = _stats_from(kept)
+        stats = stats_from(kept)
         status = UnitStatus(
             unit=kept.unit,
             last_result=_last_result(newest),

@@ -281,7 +281,9 @@ class JournalFollower:
                 continue
             if isinstance(event, Pid1Record) and event.kind is JobKind.STARTUP_FINISHED:
                 event = replace(event, previous_usec=self._last_before(event))
-            if last_usec is not None:
+            # Kernel messages of a new boot come before its systemd started: they are not
+            # the last word of the systemd before.
+            if last_usec is not None and _text(entry.get("_TRANSPORT")) != "kernel":
                 self._recent.append(last_usec)
             if event is not None:
                 events.append(event)
