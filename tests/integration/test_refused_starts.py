@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 
 from observer.sandbox import Sandbox
-from tests.integration.observed import ObserverDaemon, oneshot
+from tests.integration.observed import ObserverDaemon, oneshot, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -114,6 +116,8 @@ def test_a_timer_start_skipped_by_a_condition_names_the_timer_and_is_stored_once
 
     # A restarted daemon goes on from its journal cursor: each start is still one run.
     assert observed.stop() == 0
+    # Read from the journal alone, a start is the timer's when it came right after it fired.
+    wait_for(lambda: _seconds_since(run["started_at"]) > 3, timeout=10, what="a quiet timer")
     sandbox.start("sync.service")
     observed.start()
     runs = observed.finished_runs("sync", 2)
@@ -121,3 +125,7 @@ def test_a_timer_start_skipped_by_a_condition_names_the_timer_and_is_stored_once
     assert runs[0]["trigger"] is None
     assert runs[1]["trigger"] == "sync.timer"
     assert observed.json("stats", "sync")["skipped"] == 2
+
+
+def _seconds_since(iso: str) -> float:
+    return (datetime.now().astimezone() - datetime.fromisoformat(iso)).total_seconds()
