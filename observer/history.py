@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from observer import summary
+from observer import problems, summary
 from observer.model import (
     SKIPPED_RESULTS,
     SUCCESS_RESULTS,
@@ -38,9 +38,13 @@ _RUN_COLUMNS = (
     "r.finished_usec, r.result, r.exit_code, r.exit_status, r.restarts, r.reason, "
     "r.cpu_seconds, r.io_read_bytes, r.io_write_bytes, r.memory_peak_bytes, "
     "r.output_lost_lines, r.output_lost_usec, "
-    "COALESCE(s.dropped_lines, 0) AS dropped_lines, COALESCE(s.dropped_bytes, 0) AS dropped_bytes"
+    "COALESCE(s.dropped_lines, 0) AS dropped_lines, COALESCE(s.dropped_bytes, 0) AS dropped_bytes, "
+    "f.findings AS findings"
 )
-_RUNS_FROM = "runs r LEFT JOIN output_stats s ON s.invocation_id = r.invocation_id"
+_RUNS_FROM = (
+    "runs r LEFT JOIN output_stats s ON s.invocation_id = r.invocation_id "
+    "LEFT JOIN run_findings f ON f.run_id = r.id"
+)
 # Spelled as the indexes are (observer/summary.py), so that the queries walk them.
 _ORDER_KEY = summary.ORDER_KEY
 _FAILED = summary.FAILED
@@ -80,6 +84,8 @@ class RecordedRun:
     memory_peak_bytes: int | None = None
     output_lost_lines: int | None = None  # journald dropped them (its rate limit)
     output_lost_usec: int | None = None  # when journald said so
+    # What the alert rules found wrong with it: (kind, message), as observer/alerts stores them.
+    findings: tuple[tuple[str, str], ...] = ()
 
     @property
     def running(self) -> bool:
@@ -147,6 +153,7 @@ class UnitStatus:
     success_rate: float | None
     consecutive_failures: int
     running: bool
+    problems: tuple[str, ...] = ()  # the open alert problems: failing, missed, stale, rate, ...
 
 
 def resolve_unit(conn: sqlite3.Connection, name: str) -> str:
@@ -387,6 +394,7 @@ def _recorded_run(row: sqlite3.Row) -> RecordedRun:
         memory_peak_bytes=row["memory_peak_bytes"],
         output_lost_lines=row["output_lost_lines"],
         output_lost_usec=row["output_lost_usec"],
+        findings=problems.findings(row["findings"]),
     )
 
 
@@ -417,6 +425,7 @@ def unit_summaries(
     For ``units`` (in name order), or for every unit with runs or a scheduled timer.
     """
     scheduled = next_runs(conn)
+    open_problems = problems.open_problems(conn)
     names = sorted({*recorded_units(conn), *scheduled} if units is None else set(units))
     summaries = []
     for kept in summaries_of(conn, names):
@@ -435,6 +444,7 @@ def unit_summaries(
             success_rate=stats.success_rate,
             consecutive_failures=stats.consecutive_failures,
             running=newest is not None and newest.running,
+            problems=open_problems.get(kept.unit, ()),
         )
         summaries.append((status, stats))
     return summaries

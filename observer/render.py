@@ -36,6 +36,12 @@ class RunJson(TypedDict):
     io_write_bytes: int | None
     memory_peak_bytes: int | None
     output_lost_lines: int | None
+    findings: list[FindingJson]
+
+
+class FindingJson(TypedDict):
+    kind: str
+    message: str
 
 
 class OutputLineJson(TypedDict):
@@ -88,6 +94,7 @@ class StatusJson(TypedDict):
     success_rate: float | None
     consecutive_failures: int
     running: bool
+    open_problems: list[str]
 
 
 def human_duration(seconds: float | None) -> str:
@@ -168,6 +175,7 @@ def run_facts(detail: history.RunDetail) -> list[tuple[str, str]]:
         *([("Reason", run.reason)] if run.reason is not None else []),
         exit_fact, ("Restarts", run.restarts), ("Cost", cost_text(run)), ("Output", output),
     ]  # fmt: skip
+    facts += [("Finding", f"{message} ({kind})") for kind, message in run.findings]
     return [(name, "-" if value is None else str(value)) for name, value in facts]
 
 
@@ -193,9 +201,12 @@ def detail_text(detail: history.RunDetail) -> str:
 def runs_table(runs: Sequence[history.RecordedRun], *, with_unit: bool) -> str:
     """One line per run; ``with_unit`` when the runs are of several units."""
     rows = [_run_cells(run, with_unit=with_unit) for run in runs]
-    return table(
-        _run_headers(with_unit), rows, right=_run_numbers(with_unit), empty="no matching runs"
-    )
+    headers = _run_headers(with_unit)
+    if any(run.findings for run in runs):  # the mark: which findings each run had
+        headers.append("FINDINGS")
+        for row, run in zip(rows, runs, strict=True):
+            row.append(", ".join(dict.fromkeys(kind for kind, _ in run.findings)) or "-")
+    return table(headers, rows, right=_run_numbers(with_unit), empty="no matching runs")
 
 
 def runs_table_header(*, with_unit: bool) -> str:
@@ -263,6 +274,10 @@ def status_table(statuses: Sequence[history.UnitStatus]) -> str:
         for s in statuses
     ]  # fmt: skip
     headers = ["UNIT", "LAST RESULT", "LAST STARTED", "NEXT RUN", "SUCCESS", "FAILED IN A ROW"]
+    if any(s.problems for s in statuses):  # the mark: which units have open alert problems
+        headers.append("PROBLEMS")
+        for row, status in zip(rows, statuses, strict=True):
+            row.append(", ".join(status.problems) or "-")
     return table(headers, rows, right={4, 5}, empty="no runs recorded")
 
 
@@ -306,6 +321,7 @@ def run_json(run: history.RecordedRun) -> RunJson:
         "io_write_bytes": run.io_write_bytes,
         "memory_peak_bytes": run.memory_peak_bytes,
         "output_lost_lines": run.output_lost_lines,
+        "findings": [{"kind": kind, "message": message} for kind, message in run.findings],
     }
 
 
@@ -380,6 +396,7 @@ def status_json(status: history.UnitStatus) -> StatusJson:
         "success_rate": status.success_rate,
         "consecutive_failures": status.consecutive_failures,
         "running": status.running,
+        "open_problems": list(status.problems),
     }
 
 

@@ -86,6 +86,7 @@ def prune_some(conn: sqlite3.Connection, limit: int) -> tuple[int, int]:
         run_ids = [(row[0],) for row in rows]
         # A start systemd refused has no invocation ID, and no output.
         ids = [(row[1],) for row in rows if row[1] is not None]
+        conn.executemany("DELETE FROM run_findings WHERE run_id = ?", run_ids)
         cursor = conn.executemany("DELETE FROM runs WHERE id = ?", run_ids)
         deleted = cursor.rowcount
         for table in ("output", "output_stats"):

@@ -170,6 +170,32 @@ def _runs_without_invocation(conn: sqlite3.Connection) -> None:
     conn.executescript(_SUMMARY_5)
 
 
+# Schema 6 (observer/alerts/): what is wrong with a run beyond its result (its findings, as
+# JSON; a run without a row has none; ``fails``: it counts as failed, by systemd's result or
+# findings with findings_fail), the alert problems a success alone does not end (failure
+# rate, duration trend), silences, and an index for a unit's alerts.
+_FINDINGS = """
+CREATE TABLE IF NOT EXISTS run_findings (
+    run_id INTEGER PRIMARY KEY,
+    findings TEXT NOT NULL,
+    fails INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS alert_problems (
+    unit TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    opened_usec INTEGER NOT NULL,
+    PRIMARY KEY (unit, kind)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS alert_silences (
+    id INTEGER PRIMARY KEY,
+    pattern TEXT NOT NULL,
+    created_usec INTEGER NOT NULL,
+    until_usec INTEGER NOT NULL,
+    reason TEXT
+);
+CREATE INDEX IF NOT EXISTS alerts_by_unit ON alerts (unit, created_usec);
+"""
+
 # Schema upgrades, in order: step i brings a database of schema i + 1 to schema i + 2. A new
 # database gets SCHEMA and then every step. Only ever append; each step must be idempotent
 # (CREATE ... IF NOT EXISTS, or a function that checks what is there), so that two
@@ -180,6 +206,7 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     summary.TABLE + summary.INDEXES,
     _UNIT_CHANGES,
     _runs_without_invocation,
+    _FINDINGS,
 ]
 # The last schema whose upgrade changed unit_summary: it is filled again from the runs.
 _SUMMARY_SCHEMA = 5
@@ -188,7 +215,7 @@ SCHEMA = (
     BASE_SCHEMA.replace(BASE_SCHEMA[BASE_SCHEMA.index("CREATE TABLE IF NOT EXISTS runs") :
                                    BASE_SCHEMA.index("CREATE TABLE IF NOT EXISTS output ")],
                         RUNS_TABLE.lstrip())
-    + _ALERT_TABLES + _UNIT_CHANGES + summary.TABLE + summary.INDEXES
+    + _ALERT_TABLES + _UNIT_CHANGES + summary.TABLE + summary.INDEXES + _FINDINGS
 )  # fmt: skip
 SCHEMA_VERSION = 1 + len(MIGRATIONS)
 

@@ -1,4 +1,5 @@
-"""`observer alerts` (recent alerts and their deliveries) and `observer alerts test`."""
+"""`observer alerts` (recent alerts and their deliveries), `observer alerts test`, and the
+silences: `observer alerts silence`, `silences`, `unsilence`."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import TypedDict
 
 from observer import render, store
 from observer.alerts import outbox
+from observer.alerts.config import parse_seconds
 from observer.alerts.message import test_message
 from observer.alerts.secrets import redact
 from observer.config import load_config
@@ -74,6 +76,112 @@ def add_command(
     test.set_defaults(handler=_test)
     test.add_argument("--config", metavar="PATH", help="TOML configuration file")
     test.add_argument("--json", action="store_true", help="print JSON for scripts")
+    about = "hold the alerts of units matching UNIT (a name or a glob) for a while"
+    silence = actions.add_parser("silence", parents=list(parents), help=about, description=about)
+    silence.set_defaults(handler=_silence)
+    silence.add_argument("pattern", metavar="UNIT|GLOB")
+    silence.add_argument("--for", dest="duration", required=True, metavar="DURATION",
+                         help='how long, like "2h" or "30m"')  # fmt: skip
+    silence.add_argument("--reason", default="", metavar="TEXT", help="why, for the listing")
+    about = "the silences in force"
+    listing = actions.add_parser("silences", parents=list(parents), help=about, description=about)
+    listing.set_defaults(handler=_silences)
+    listing.add_argument("--json", action="store_true", help="print JSON for scripts")
+    about = "end a silence now"
+    unsilence = actions.add_parser("unsilence", parents=list(parents), help=about,
+                                   description=about)  # fmt: skip
+    unsilence.set_defaults(handler=_unsilence)
+    unsilence.add_argument("silence_id", type=_count, metavar="ID")
+    for sub in (silence, listing, unsilence):
+        sub.add_argument("--db", type=Path, metavar="PATH", help="database (as for alerts)")
+
+
+class SilenceJson(TypedDict):
+    id: int
+    pattern: str
+    since: str | None
+    until: str | None
+    reason: str | None
+
+
+def _now_usec() -> int:
+    return time.time_ns() // 1000
+
+
+def _silence(args: argparse.Namespace) -> int:
+    try:
+        seconds = parse_seconds(args.duration)
+    except ValueError as e:
+        raise ConfigError(f"--for {args.duration!r}: {e}") from None
+    if seconds <= 0:
+        raise ConfigError(f"--for {args.duration!r}: expected a duration above 0")
+    pattern = args.pattern.strip()
+    if not pattern:
+        raise ConfigError("give the unit (or a glob like 'backup@*') to silence")
+    now = _now_usec()
+    conn = store.open_for_writing(args.db or store.default_db_path())
+    try:
+        with conn:
+            silence_id = conn.execute(
+                "INSERT INTO alert_silences (pattern, created_usec, until_usec, reason) "
+                "VALUES (?, ?, ?, ?)",
+                (pattern, now, now + int(seconds * 1e6), args.reason or None),
+            ).lastrowid
+    finally:
+        conn.close()
+    until = render.table_time(now + int(seconds * 1e6))
+    print(f"silence {silence_id}: alerts of {pattern} go to nobody until {until}")
+    return 0
+
+
+def _silences(args: argparse.Namespace) -> int:
+    path = args.db or store.default_read_path()
+    conn = store.open_for_reading(path)
+    try:
+        rows = conn.execute(
+            "SELECT id, pattern, created_usec, until_usec, reason FROM alert_silences "
+            "WHERE until_usec > ? ORDER BY id",
+            (_now_usec(),),
+        ).fetchall()
+    except sqlite3.Error as e:
+        raise StoreError(f"cannot read the database {str(path)!r}: {e}") from e
+    finally:
+        conn.close()
+    silences: list[SilenceJson] = [
+        {"id": r[0], "pattern": r[1], "since": render.iso_time(r[2]),
+         "until": render.iso_time(r[3]), "reason": r[4]}
+        for r in rows
+    ]  # fmt: skip
+    if args.json:
+        print(json.dumps(silences, indent=2))
+        return 0
+    table = [
+        [str(r[0]), render.cell(r[1]), render.table_time(r[2]), render.table_time(r[3]),
+         render.cell(r[4] or "")]
+        for r in rows
+    ]  # fmt: skip
+    headers = ["ID", "UNITS", "SINCE", "UNTIL", "REASON"]
+    print(render.table(headers, table, right={0}, empty="no silence in force"))
+    return 0
+
+
+def _unsilence(args: argparse.Namespace) -> int:
+    now = _now_usec()
+    conn = store.open_for_writing(args.db or store.default_db_path())
+    try:
+        with conn:
+            ended = conn.execute(
+                "UPDATE alert_silences SET until_usec = ? WHERE id = ? AND until_usec > ?",
+                (now, args.silence_id, now),
+            ).rowcount
+    finally:
+        conn.close()
+    if not ended:
+        raise ConfigError(
+            f"no silence {args.silence_id} is in force ('observer alerts silences' lists them)"
+        )
+    print(f"silence {args.silence_id} ended: alerts are sent again")
+    return 0
 
 
 def _count(text: str) -> int:
@@ -122,6 +230,8 @@ def _delivery_status(delivery: outbox.DeliveryRecord) -> str:
     error = delivery.attempts[-1].error if delivery.attempts else None
     if error is not None and len(error) > _ERROR_WIDTH:
         error = error[: _ERROR_WIDTH - 1] + "…"
+    if delivery.status == "silenced":
+        return "silenced (sent to nobody)"
     if delivery.status == outbox.SENT:
         return "sent" if tries <= 1 else f"sent (attempt {tries})"
     if delivery.status == outbox.FAILED:

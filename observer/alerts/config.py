@@ -34,6 +34,18 @@ class AlertRules:
     slow_factor: float = 3.0  # a run took this many times the p95 of recent successes
     slow_min_runs: int = 10  # successes needed before the p95 means anything
     slow_window: int = 20  # how many recent successes make the p95
+    # Findings: what is wrong with a run that systemd may call a success (findings.py).
+    fail_output: str = ""  # a regex: a line of output matching it is wrong
+    expect_output: str = ""  # a regex: a successful run prints a line matching it
+    fast_factor: float = 0.1  # a success under this many times the p5 of recent successes
+    output_factor: float = 10.0  # a success printing this many times fewer (or more) lines
+    output_min_runs: int = 10  # successes needed before "usual output" means anything
+    metric_checks: tuple[str, ...] = ()  # "job_backup_size_bytes > 1e9": of $JOB_METRICS_FILE
+    trend_factor: float = 1.5  # the last 7 days' median duration against the 30 days before
+    findings_fail: bool = True  # a run with findings counts as a failed run
+    failure_rate: float = 0.0  # alert when this share of the runs in rate_window failed
+    rate_window: float = 86400.0
+    rate_min_runs: int = 5  # runs in the window before a rate means anything
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +150,9 @@ _GLOBAL_KEYS = UNIT_KEYS | {
     "heartbeat_interval", "check_interval", "send_timeout", "retry_delay", "max_attempts",
     "output_lines",
 }  # fmt: skip
+_FACTORS = {"slow_factor", "fast_factor", "output_factor", "trend_factor", "failure_rate"}
+_AT_LEAST_ONE = {"slow_min_runs", "slow_window", "output_min_runs", "rate_min_runs"}
+_REGEXES = {"fail_output", "expect_output"}
 
 
 def unit_alerts(
@@ -203,6 +218,29 @@ def _text(path: Path, key: str, value: object) -> str:
     return value
 
 
+def _regex(path: Path, key: str, value: object) -> str:
+    text = _text(path, key, value)
+    try:
+        re.compile(text)
+    except re.error as e:
+        raise ConfigError(f"{path}: {key} = {value!r}: not a regular expression: {e}") from None
+    return text
+
+
+def _metric_checks(path: Path, key: str, value: object) -> tuple[str, ...]:
+    # Imported here: findings imports this module's AlertRules.
+    from observer.alerts.findings import parse_metric_check  # noqa: PLC0415
+
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f'{path}: {key}: expected a list like ["job_backup_size_bytes > 1e9"]')
+    for check in value:
+        try:
+            parse_metric_check(check)
+        except ValueError as e:
+            raise ConfigError(f"{path}: {key}: {check!r}: {e}") from None
+    return tuple(value)
+
+
 def _rules(path: Path, where: str, table: dict[str, object], base: AlertRules) -> AlertRules:
     values: dict[str, Any] = {}
     for key in _RULE_KEYS & table.keys():
@@ -213,11 +251,21 @@ def _rules(path: Path, where: str, table: dict[str, object], base: AlertRules) -
                 raise ConfigError(f"{path}: {name} = {value!r}: expected true or false")
             values[key] = value
         elif isinstance(default, int):
-            values[key] = _whole(path, name, value, minimum=1 if key.startswith("slow_") else 0)
-        elif key == "slow_factor":
-            if not isinstance(value, int | float) or isinstance(value, bool) or not value >= 0:
-                raise ConfigError(f"{path}: {name} = {value!r}: expected a number >= 0")
+            values[key] = _whole(path, name, value, minimum=1 if key in _AT_LEAST_ONE else 0)
+        elif key in _FACTORS:
+            top = 1 if key == "failure_rate" else float("inf")
+            if (
+                not isinstance(value, int | float)
+                or isinstance(value, bool)
+                or not (0 <= value <= top)
+            ):
+                within = "between 0 and 1" if top == 1 else ">= 0"
+                raise ConfigError(f"{path}: {name} = {value!r}: expected a number {within}")
             values[key] = float(value)
+        elif key in _REGEXES:
+            values[key] = _regex(path, name, value)
+        elif key == "metric_checks":
+            values[key] = _metric_checks(path, name, value)
         else:
             values[key] = _seconds(path, name, value)
     return replace(base, **values)

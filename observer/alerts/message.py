@@ -17,6 +17,7 @@ _NOTIFY_TYPES = {
     AlertKind.RECOVERED: "success",
     AlertKind.SLOW: "warning",
     AlertKind.FAST: "warning",
+    AlertKind.SLOWER: "warning",
     AlertKind.TEST: "info",
 }
 
@@ -76,6 +77,9 @@ def _run_facts(detail: history.RunDetail, kind: AlertKind, output_lines: int) ->
     ]
     width = max(len(name) for name, _ in facts) + 2
     lines = [f"{name + ':':<{width}}{value}" for name, value in facts]
+    if run.findings:
+        lines += ["", "Findings:"]
+        lines += [f"  {printable(message.encode())} ({kind})" for kind, message in run.findings]
     shown = _last_lines(detail, output_lines)
     lines.append("")
     if shown:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from observer.alerts.config import AlertRules
+from observer.alerts.findings import Finding, FindingKind, too_fast
 from observer.model import SKIPPED_RESULTS
 from observer.render import human_duration, local_time
 from observer.summary import percentile
@@ -39,6 +40,8 @@ class AlertKind(StrEnum):
     FAST = "fast"
     OVERDUE = "overdue"
     REMINDER = "reminder"
+    RATE = "rate"  # too many of the runs in rate_window failed
+    SLOWER = "slower"  # the 7-day median duration grew against the 30 days before
     TEST = "test"
 
     @property
@@ -62,6 +65,9 @@ class UnitAlertState:
     seen_finished_usec: int = 0  # the newest run judged, by (finish time, run ID)
     seen_run_id: int = 0
     overdue_invocation: str | None = None  # a run alerted about while still running
+    # Problems that a success alone does not end (kept in alert_problems, not alert_state):
+    rate_usec: int | None = None  # when the alert about the failure rate went out
+    slower_usec: int | None = None  # when the alert about the duration trend went out
 
     @property
     def open_problems(self) -> bool:
@@ -78,6 +84,20 @@ class FinishedRun:
     finished_usec: int
     succeeded: bool
     result: str | None
+    findings: tuple[Finding, ...] = ()
+    # The unit whose failure refused this start (result "dependency"): its alert is the one.
+    cause: str | None = None
+
+    @property
+    def folded(self) -> bool:
+        """Refused because another unit failed: that unit's alert tells it."""
+        return self.result == "dependency"
+
+    def failed(self, rules: AlertRules) -> bool:
+        """Failed, or (``findings_fail``) succeeded with findings other than a slow trend."""
+        if not self.succeeded:
+            return True
+        return rules.findings_fail and any(f.kind != FindingKind.SLOWER for f in self.findings)
 
     @property
     def duration_seconds(self) -> float | None:
@@ -129,11 +149,13 @@ def judge_run(
     rules: AlertRules,
     recent_success_seconds: Sequence[float],
     now_usec: int,
+    rate: tuple[int, int] | None = None,
 ) -> tuple[UnitAlertState, list[Alert]]:
     """A run finished: count failures, open or close problems, and judge its duration.
 
     ``recent_success_seconds``: durations of the unit's successful runs before this one,
-    newest first. A run makes at most one alert: failing, recovered, slow, too fast.
+    newest first. ``rate``: (failed, all) finished runs in ``rate_window`` up to this one.
+    A run makes at most one alert: failing, recovered, slow, too fast, failure rate, slower.
     """
     state = replace(state, seen_finished_usec=run.finished_usec, seen_run_id=run.id)
     was_overdue = run.invocation_id is not None and state.overdue_invocation == run.invocation_id
@@ -144,7 +166,9 @@ def judge_run(
         # A start skipped by a condition is neither a success nor a failure; it answers
         # its timer all the same (no missed-run alert), being a run of its own.
         return state, alerts
-    if run.succeeded:
+    if run.folded:
+        return state, alerts  # refused because another unit failed: neither, here
+    if not run.failed(rules):
         if state.open_problems and rules.enabled:
             alerts.append(Alert(state.unit, AlertKind.RECOVERED, _recovery(state, run), run.id))
         state = replace(
@@ -158,6 +182,8 @@ def judge_run(
             last_success_usec=run.finished_usec,
         )
     else:
+        if run.succeeded:  # with findings: it still ran, so it is no missed or stale run
+            state = replace(state, missed_usec=None, awaited_usec=None, stale_usec=None)
         state = replace(state, failures=state.failures + 1)
         reached = rules.failures and state.failures >= rules.failures
         if rules.enabled and reached and state.failing_usec is None:
@@ -167,7 +193,59 @@ def judge_run(
         duration = _duration_alert(state.unit, run, rules, recent_success_seconds)
         if duration is not None:
             alerts.append(duration)
-    return state, alerts
+    state, trends = _trends(state, run, rules, rate, now_usec, quiet=bool(alerts))
+    return state, alerts + trends
+
+
+def _trends(
+    state: UnitAlertState,
+    run: FinishedRun,
+    rules: AlertRules,
+    rate: tuple[int, int] | None,
+    now_usec: int,
+    *,
+    quiet: bool,
+) -> tuple[UnitAlertState, list[Alert]]:
+    """The failure rate and the duration trend: problems of many runs, opened and closed as
+    runs come, at most one alert a run (``quiet``: the run made one already; the next run
+    tells the change, if it still holds)."""
+    if quiet:
+        return state, []
+    high = (
+        rules.failure_rate > 0
+        and rate is not None
+        and rate[1] >= rules.rate_min_runs
+        and rate[0] / rate[1] >= rules.failure_rate
+    )
+    # Closed only at half the limit: a rate just around it would open and close by turns.
+    low = rate is not None and (not rate[1] or rate[0] / rate[1] < rules.failure_rate / 2)
+    if rate is not None and state.rate_usec is not None and low:
+        summary = f"fails less often again: {rate[0]} of {rate[1]} runs in {_window(rules)}"
+        alert = Alert(state.unit, AlertKind.RECOVERED, summary, run.id)
+        return replace(state, rate_usec=None), [alert] if rules.enabled else []
+    if high and rate is not None and state.rate_usec is None and rules.enabled:
+        summary = (
+            f"failed {rate[0]} of its {rate[1]} runs in {_window(rules)} "
+            f"({rate[0] / rate[1]:.0%}, limit {rules.failure_rate:.0%})"
+        )
+        alert = Alert(state.unit, AlertKind.RATE, summary, run.id)
+        return replace(state, rate_usec=now_usec), [alert]
+    slower = next((f for f in run.findings if f.kind == FindingKind.SLOWER), None)
+    if run.succeeded and slower is None and state.slower_usec is not None:
+        summary = "no longer runs slower than in the 30 days before"
+        alert = Alert(state.unit, AlertKind.RECOVERED, summary, run.id)
+        return replace(state, slower_usec=None), [alert] if rules.enabled else []
+    if slower is not None and state.slower_usec is None and rules.enabled:
+        alert = Alert(state.unit, AlertKind.SLOWER, slower.message, run.id)
+        return replace(state, slower_usec=now_usec), [alert]
+    return state, []
+
+
+def _window(rules: AlertRules) -> str:
+    hours = rules.rate_window / 3600
+    if hours.is_integer() and hours <= 72:
+        return f"the last {hours:.0f}h"  # "24h" reads better than "1d00h"
+    return f"the last {human_duration(rules.rate_window)}"
 
 
 def judge_schedule(
@@ -276,15 +354,16 @@ def _duration_alert(
                 f"{len(window)} successful runs"
             )
             return Alert(unit, AlertKind.SLOW, summary, run.id)
-    if run.succeeded and rules.min_duration and seconds < rules.min_duration:
-        limit = human_duration(rules.min_duration)
-        summary = f"succeeded in only {took}, less than its minimum of {limit}"
-        return Alert(unit, AlertKind.FAST, summary, run.id)
+    fast = too_fast(seconds, recent, rules) if run.succeeded else None
+    if fast is not None:
+        return Alert(unit, AlertKind.FAST, f"succeeded in only {took}, {fast}", run.id)
     return None
 
 
 def _failing(state: UnitAlertState, run: FinishedRun) -> str:
     how = f" ({run.result})" if run.result else ""
+    if run.succeeded and run.findings:
+        how = f" ({run.result}, but {run.findings[0].message})"
     if state.failures == 1:
         return f"failed{how}"
     return f"failed {state.failures} times in a row{how}"

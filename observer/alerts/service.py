@@ -26,6 +26,7 @@ from observer.alerts.rules import Alert
 from observer.alerts.secrets import Channel, read_channels, read_urls, redact
 from observer.alerts.state import AlertLedger, StoredAlert
 from observer.config import Config
+from observer.metrics.job_metrics import job_metrics_directory
 from observer.model import ConfigError, Run, StoreError
 from observer.render import human_duration
 
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 POLL_SECONDS = 5.0
+# A run's last lines can reach the journal after its end: its output is judged this later.
+OUTPUT_SETTLE_SECONDS = 2.0
 PRUNE_INTERVAL_SECONDS = 3600.0
 _ERROR_BACKOFF_SECONDS = (1.0, 60.0)
 
@@ -160,6 +163,7 @@ class AlertService:
         delay = _ERROR_BACKOFF_SECONDS[0]
         while True:
             await self._judge_wanted.wait()
+            await asyncio.sleep(OUTPUT_SETTLE_SECONDS)
             self._judge_wanted.clear()
             units, self._ended = self._ended, set()
             try:
@@ -307,9 +311,14 @@ class AlertService:
     def _open(self) -> None:
         self._conn = store.open_for_writing(self.db_path)
         self._conn.row_factory = sqlite3.Row
+        configured = self.config.metrics.job_metrics_directory or self.config.run.metrics_dir
         self._ledger = AlertLedger(
-            self._conn, self.alerts, self.channels_for, self.config.observe.observes
-        )
+            self._conn, self.alerts, self.channels_for, self.config.observe.observes,
+            metrics_dir=job_metrics_directory(self.db_path, configured),
+            settle_usec=int(OUTPUT_SETTLE_SECONDS * 1e6),
+        )  # fmt: skip
+        # Alerting starts now, not at the first judgement: that waits a moment for output.
+        self._ledger.since(self.clock())
 
     def _close(self) -> None:
         if self._conn is not None:

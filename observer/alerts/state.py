@@ -8,11 +8,16 @@ the runs are judged again.
 
 from __future__ import annotations
 
+import fnmatch
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import astuple, dataclass, fields
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
 
-from observer.alerts.config import AlertsConfig
+from observer import store
+from observer.alerts import evidence
+from observer.alerts.config import AlertRules, AlertsConfig
+from observer.alerts.findings import to_json
 from observer.alerts.rules import (
     Alert,
     FinishedRun,
@@ -31,9 +36,9 @@ SINCE_KEY = "alerts_since_usec"
 DELIVERY_DELAY_USEC = 2_000_000
 _AFTER_ALL_RUNS = 2**62
 _BATCH = 500
-_SUCCESSES = tuple(sorted(SUCCESS_RESULTS))
-_IS_SUCCESS = f"result IN ({', '.join('?' * len(_SUCCESSES))})"
-_STATE_FIELDS = [f.name for f in fields(UnitAlertState)]  # the columns of alert_state
+# Kept in alert_problems, one row per open problem, not in alert_state's columns.
+_PROBLEM_FIELDS = {"rate_usec": "rate", "slower_usec": "slower"}
+_STATE_FIELDS = [f.name for f in fields(UnitAlertState) if f.name not in _PROBLEM_FIELDS]
 _STATE_COLUMNS = ", ".join(_STATE_FIELDS)
 
 
@@ -58,11 +63,16 @@ class AlertLedger:
         config: AlertsConfig,
         channels_for: Callable[[str], Sequence[Channel]],
         observes: Callable[[str], bool] = lambda unit: True,
+        metrics_dir: Path | None = None,
+        settle_usec: int = 0,
     ) -> None:
         self.conn = conn
         self.config = config
         self.channels_for = channels_for
         self.observes = observes
+        self.metrics_dir = metrics_dir  # where jobs write $JOB_METRICS_FILE
+        # Runs that ended this recently are judged later: their last lines may still come.
+        self.settle_usec = settle_usec
 
     def since(self, now_usec: int) -> int:
         """When alerting first started on this database (set now if it never did)."""
@@ -102,8 +112,11 @@ class AlertLedger:
         # Every unit's facts in three reads; a unit whose judgement changes nothing costs no
         # write, so an idle pass is these reads and the pure rules.
         with self.conn:
+            problems: dict[str, dict[str, int]] = {}
+            for unit, kind, opened in self.conn.execute("SELECT * FROM alert_problems"):
+                problems.setdefault(unit, {})[kind] = opened
             states = {
-                row[0]: UnitAlertState(*row)
+                row[0]: _state_of(row, problems.get(row[0], {}))
                 for row in self.conn.execute(f"SELECT {_STATE_COLUMNS} FROM alert_state")
             }
             facts = self._all_facts(since)
@@ -129,23 +142,52 @@ class AlertLedger:
         while True:
             with self.conn:
                 state = before = self._state(unit, since, now_usec)
-                runs = self._unjudged_runs(state)
+                runs = self._unjudged_runs(state, now_usec - self.settle_usec)
                 made: list[Alert] = []
-                for run in runs:
-                    recent = self._recent_successes(unit, run, rules.slow_window)
-                    state, judged = judge_run(state, run, rules, recent, now_usec)
+                for unjudged in runs:
+                    recent = evidence.recent_successes(self.conn, unit, unjudged, rules.slow_window)
+                    run = self._with_findings(unit, unjudged, rules, recent)
+                    rate = None
+                    if rules.failure_rate:
+                        window = int(rules.rate_window * 1e6)
+                        rate = evidence.failure_rate(self.conn, unit, run, window)
+                    state, judged = judge_run(state, run, rules, recent[0], now_usec, rate)
                     made += judged
                 self._record(before, state, made, now_usec)
             alerts += made
             if len(runs) < _BATCH:
                 return alerts
 
+    def _with_findings(
+        self,
+        unit: str,
+        run: FinishedRun,
+        rules: AlertRules,
+        recent: tuple[list[float], list[int]],
+    ) -> FinishedRun:
+        """The run with its findings, which are stored with it (in the caller's transaction)."""
+        if run.folded:
+            return run
+        found = evidence.run_findings(self.conn, unit, run, rules, recent, self.metrics_dir)
+        run = replace(run, findings=tuple(found))
+        if found:
+            fails = run.succeeded and run.failed(rules)
+            self.conn.execute(
+                "INSERT OR REPLACE INTO run_findings (run_id, findings, fails) VALUES (?, ?, ?)",
+                (run.id, to_json(found), int(fails or not run.succeeded)),
+            )
+            store.note_changed(self.conn, [unit])
+        return run
+
     def _state(self, unit: str, since: int, now_usec: int) -> UnitAlertState:
         row = self.conn.execute(
             f"SELECT {_STATE_COLUMNS} FROM alert_state WHERE unit = ?", (unit,)
         ).fetchone()
         if row is not None:
-            return UnitAlertState(*row)
+            opened = self.conn.execute(
+                "SELECT kind, opened_usec FROM alert_problems WHERE unit = ?", (unit,)
+            )
+            return _state_of(row, dict(opened.fetchall()))
         # First sight: runs that ended before alerting started count, but alert nobody.
         failures, last_success = 0, None
         rows = self.conn.execute(
@@ -168,29 +210,19 @@ class AlertLedger:
             seen_run_id=_AFTER_ALL_RUNS,
         )
 
-    def _unjudged_runs(self, state: UnitAlertState) -> list[FinishedRun]:
+    def _unjudged_runs(self, state: UnitAlertState, until_usec: int) -> list[FinishedRun]:
         rows = self.conn.execute(
             "SELECT id, invocation_id, started_usec, finished_usec, result FROM runs "
-            "WHERE unit = ? AND finished_usec IS NOT NULL "
+            "WHERE unit = ? AND finished_usec IS NOT NULL AND finished_usec <= ? "
             "AND (finished_usec > ? OR (finished_usec = ? AND id > ?)) "
             "ORDER BY finished_usec, id LIMIT ?",
-            (state.unit, state.seen_finished_usec, state.seen_finished_usec, state.seen_run_id,
-             _BATCH),
+            (state.unit, until_usec, state.seen_finished_usec, state.seen_finished_usec,
+             state.seen_run_id, _BATCH),
         )  # fmt: skip
         return [
             FinishedRun(run_id, invocation, started, finished, result in SUCCESS_RESULTS, result)
             for run_id, invocation, started, finished, result in rows
         ]
-
-    def _recent_successes(self, unit: str, run: FinishedRun, limit: int) -> list[float]:
-        rows = self.conn.execute(
-            "SELECT finished_usec - started_usec FROM runs "
-            f"WHERE unit = ? AND {_IS_SUCCESS} AND started_usec IS NOT NULL "
-            "AND (finished_usec < ? OR (finished_usec = ? AND id < ?)) "
-            "ORDER BY finished_usec DESC, id DESC LIMIT ?",
-            (unit, *_SUCCESSES, run.finished_usec, run.finished_usec, run.id, limit),
-        )
-        return [max(0, usec) / 1e6 for (usec,) in rows]
 
     def _all_facts(self, since: int) -> dict[str, UnitFacts]:
         """``_facts`` of every unit with runs or a timer, from the kept unit summaries."""
@@ -220,8 +252,19 @@ class AlertLedger:
             self.conn.execute(
                 f"INSERT OR REPLACE INTO alert_state ({_STATE_COLUMNS}) "
                 f"VALUES ({', '.join('?' * len(_STATE_FIELDS))})",
-                astuple(after),
+                [getattr(after, name) for name in _STATE_FIELDS],
             )
+            for name, kind in _PROBLEM_FIELDS.items():
+                opened = getattr(after, name)
+                if opened is None:
+                    self.conn.execute(
+                        "DELETE FROM alert_problems WHERE unit = ? AND kind = ?", (after.unit, kind)
+                    )
+                else:
+                    self.conn.execute(
+                        "INSERT OR REPLACE INTO alert_problems VALUES (?, ?, ?)",
+                        (after.unit, kind, opened),
+                    )
         for alert in alerts:
             self.add_alert(alert, now_usec)
 
@@ -232,12 +275,37 @@ class AlertLedger:
             (now_usec, alert.unit, str(alert.kind), alert.summary, alert.run_id),
         ).lastrowid
         assert alert_id is not None
+        silenced = self.silenced(alert.unit, now_usec)
+        status = "pending" if silenced is None else "silenced"
+        due = now_usec + DELIVERY_DELAY_USEC if silenced is None else None
         self.conn.executemany(
             "INSERT OR IGNORE INTO alert_deliveries (alert_id, channel, channel_key, status, "
-            "attempts, next_attempt_usec) VALUES (?, ?, ?, 'pending', 0, ?)",
+            "attempts, next_attempt_usec) VALUES (?, ?, ?, ?, 0, ?)",
             [
-                (alert_id, channel.name, channel.key, now_usec + DELIVERY_DELAY_USEC)
+                (alert_id, channel.name, channel.key, status, due)
                 for channel in self.channels_for(alert.unit)
             ],
         )
         return alert_id
+
+    def silenced(self, unit: str, now_usec: int) -> int | None:
+        """The ID of a silence that holds ``unit``'s alerts now, if any does."""
+        return active_silence(self.conn, unit, now_usec)
+
+
+def active_silence(conn: sqlite3.Connection, unit: str, now_usec: int) -> int | None:
+    """The ID of the newest silence of ``unit`` (by name or glob) in force at ``now_usec``."""
+    for silence_id, pattern in conn.execute(
+        "SELECT id, pattern FROM alert_silences WHERE until_usec > ? AND created_usec <= ? "
+        "ORDER BY id DESC",
+        (now_usec, now_usec),
+    ):
+        if pattern == unit or fnmatch.fnmatchcase(unit, pattern):
+            return int(silence_id)
+    return None
+
+
+def _state_of(row: Sequence[object], problems: dict[str, int]) -> UnitAlertState:
+    """A unit's state from its alert_state row and its alert_problems rows."""
+    state = UnitAlertState(**dict(zip(_STATE_FIELDS, row, strict=True)))  # type: ignore[arg-type]
+    return replace(state, rate_usec=problems.get("rate"), slower_usec=problems.get("slower"))

@@ -139,6 +139,35 @@ class RunCollector:
         yield from (last_success, last_failure, streak, running, running_since, restarts)
         yield from self._runs(host)
         yield from self._timers(host)
+        yield from self._alerts(host)
+
+    def _alerts(self, host: str) -> Iterator[Metric]:
+        counts = self.snapshot.alerts
+        if counts is None:
+            return
+        made = CounterMetricFamily(
+            "observer_alerts",
+            "Alerts recorded (and kept, as long as runs are), by unit and kind.",
+            labels=["host", "unit", "kind"],
+        )
+        for (unit, kind), n in sorted(counts.made.items()):
+            made.add_metric([host, unit, kind], n)
+        opened = _gauge(
+            "observer_alert_open",
+            "1 for each open alert problem of a unit: failing, missed, stale, rate, slower.",
+            ["host", "unit", "kind"],
+        )
+        for unit, kinds in sorted(counts.open.items()):
+            for kind in kinds:
+                opened.add_metric([host, unit, kind], 1)
+        failed = CounterMetricFamily(
+            "observer_alert_deliveries_failed",
+            "Failed attempts to deliver an alert, by channel (scheme and host only).",
+            labels=["host", "channel"],
+        )
+        for channel, n in sorted(counts.failed_attempts.items()):
+            failed.add_metric([host, channel], n)
+        yield from (made, opened, failed)
 
     def _runs(self, host: str) -> Iterator[Metric]:
         snap = self.snapshot

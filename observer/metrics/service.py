@@ -32,7 +32,7 @@ from observer import store
 from observer.config import MetricsConfig
 from observer.metrics.collectors import DaemonCollector, DaemonHealth, RunCollector, render
 from observer.metrics.job_metrics import JobMetrics, job_metrics_directory
-from observer.metrics.snapshot import RunTally, Snapshot, read_unit_states
+from observer.metrics.snapshot import RunTally, Snapshot, alert_counts, read_unit_states
 from observer.model import ConfigError, Run, StoreError
 
 log = logging.getLogger(__name__)
@@ -430,6 +430,7 @@ class MetricsService:
                 timers=tuple(timers),
                 runs_by_result=dict(tally.runs_by_result),
                 durations=tally.durations(),
+                alerts=alert_counts(conn),
                 taken_at=time.time(),
             )
             text = render(RunCollector(snapshot).collect())

@@ -13,7 +13,7 @@ import sqlite3
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from observer import summary
+from observer import problems, summary
 from observer.model import exit_facts
 
 # Upper bounds (seconds) of the run duration histogram: jobs take from a blink to hours.
@@ -83,7 +83,37 @@ class Snapshot:
     timers: tuple[TimerSchedule, ...] = ()
     runs_by_result: Mapping[tuple[str, str], int] = field(default_factory=dict)
     durations: Mapping[str, Durations] = field(default_factory=dict)
+    alerts: AlertCounts | None = None
     taken_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class AlertCounts:
+    """What the alert service recorded: alerts by (unit, kind), the open problems by unit,
+    and failed delivery attempts by channel (as kept: alerts live as long as runs)."""
+
+    made: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    open: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    failed_attempts: Mapping[str, int] = field(default_factory=dict)
+
+
+def alert_counts(conn: sqlite3.Connection) -> AlertCounts:
+    """Read from the alert tables: a few rows per unit that ever alerted."""
+    made = {
+        (str(unit), str(kind)): int(n)
+        for unit, kind, n in conn.execute(
+            "SELECT unit, kind, COUNT(*) FROM alerts GROUP BY unit, kind"
+        )
+    }
+    failed = {
+        str(channel): int(n)
+        for channel, n in conn.execute(
+            "SELECT d.channel, COUNT(*) FROM alert_attempts a "
+            "JOIN alert_deliveries d ON d.id = a.delivery_id WHERE a.error IS NOT NULL "
+            "GROUP BY d.channel"
+        )
+    }
+    return AlertCounts(made, problems.open_problems(conn), failed)
 
 
 @dataclass(frozen=True, slots=True)

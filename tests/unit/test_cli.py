@@ -95,6 +95,7 @@ def test_it_prints_history_as_json_with_stable_field_names(
         "io_write_bytes": None,
         "memory_peak_bytes": None,
         "output_lost_lines": None,
+        "findings": [],
     }
     assert (runs[1]["exit_status"], runs[1]["signal"]) == (None, "KILL")
     assert (runs[0]["result"], runs[0]["finished_at"], runs[0]["duration_seconds"]) == (
@@ -360,6 +361,7 @@ def test_it_gives_status_as_json(capsys: pytest.CaptureFixture[str], db: str) ->
         "success_rate": pytest.approx(1 / 3),
         "consecutive_failures": 2,
         "running": True,
+        "open_problems": [],
     }
 
 

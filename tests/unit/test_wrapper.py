@@ -422,6 +422,7 @@ def test_the_run_reads_like_a_units_run_in_history_stats_and_status(
             "success_rate": pytest.approx(2 / 3),
             "consecutive_failures": 1,
             "running": False,
+            "open_problems": [],
         }
     ]
     assert "exit-code  1" in table

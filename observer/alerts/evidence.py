@@ -1,0 +1,142 @@
+"""What the findings of one run are judged on, read with bounded queries and one file.
+
+Each query walks an index of the unit's runs (``runs_by_unit_end``) within a time range or
+up to a limit, so judging a run costs the same after a year of history as after a week.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from observer.alerts.config import AlertRules
+from observer.alerts.findings import Baseline, Finding, RunEvidence, judge
+from observer.alerts.rules import FinishedRun
+from observer.model import SUCCESS_RESULTS
+
+DAY_USEC = 86_400 * 1_000_000
+# The trend compares the newest this many successes of each period at most.
+TREND_LIMIT = 1000
+MTIME_SLACK_USEC = 1_000_000
+_SUCCESSES = tuple(sorted(SUCCESS_RESULTS))
+_IS_SUCCESS = f"r.result IN ({', '.join('?' * len(_SUCCESSES))})"
+
+
+def recent_successes(
+    conn: sqlite3.Connection, unit: str, run: FinishedRun, limit: int
+) -> tuple[list[float], list[int]]:
+    """Durations and output lines of the unit's last ``limit`` successes before ``run``."""
+    rows = conn.execute(
+        "SELECT r.finished_usec - r.started_usec, COALESCE(s.lines, 0) "
+        "FROM runs r INDEXED BY runs_by_unit_end "
+        "LEFT JOIN output_stats s ON s.invocation_id = r.invocation_id "
+        f"WHERE r.unit = ? AND {_IS_SUCCESS} AND r.started_usec IS NOT NULL "
+        # The index's order: no sort (runs that ended in the same microsecond in any order).
+        "AND r.finished_usec <= ? AND (r.finished_usec < ? OR r.id < ?) "
+        "ORDER BY r.finished_usec DESC LIMIT ?",
+        (unit, *_SUCCESSES, run.finished_usec, run.finished_usec, run.id, limit),
+    ).fetchall()
+    return [max(0, usec) / 1e6 for usec, _ in rows], [int(lines) for _, lines in rows]
+
+
+def success_seconds_between(
+    conn: sqlite3.Connection, unit: str, start_usec: int, end_usec: int
+) -> list[float]:
+    """Durations of the unit's (newest ``TREND_LIMIT``) successes that ended in a range."""
+    rows = conn.execute(
+        "SELECT r.finished_usec - r.started_usec FROM runs r INDEXED BY runs_by_unit_end "
+        f"WHERE r.unit = ? AND r.finished_usec >= ? AND r.finished_usec < ? AND {_IS_SUCCESS} "
+        "AND r.started_usec IS NOT NULL ORDER BY r.finished_usec DESC LIMIT ?",
+        (unit, start_usec, end_usec, *_SUCCESSES, TREND_LIMIT),
+    )
+    return [max(0, usec) / 1e6 for (usec,) in rows]
+
+
+def failure_rate(
+    conn: sqlite3.Connection, unit: str, run: FinishedRun, window_usec: int
+) -> tuple[int, int]:
+    """(failed, all) of the unit's finished runs in the window that ends with ``run``; a run
+    whose findings failed it counts as failed, a refused start of a dependent not at all."""
+    row = conn.execute(
+        f"SELECT COUNT(*), TOTAL(NOT {_IS_SUCCESS} OR r.result IS NULL OR f.fails = 1) "
+        "FROM runs r INDEXED BY runs_by_unit_end LEFT JOIN run_findings f ON f.run_id = r.id "
+        "WHERE r.unit = ? AND r.finished_usec > ? AND r.finished_usec <= ? "
+        "AND r.result IS NOT 'dependency'",
+        (*_SUCCESSES, unit, run.finished_usec - window_usec, run.finished_usec),
+    ).fetchone()
+    return int(row[1]), int(row[0])
+
+
+def run_findings(
+    conn: sqlite3.Connection,
+    unit: str,
+    run: FinishedRun,
+    rules: AlertRules,
+    recent: tuple[list[float], list[int]],
+    metrics_dir: Path | None,
+) -> list[Finding]:
+    """The findings of ``run``; ``recent`` as ``recent_successes`` read it."""
+    lines: Sequence[bytes] = ()
+    if rules.fail_output or rules.expect_output:
+        lines = [
+            bytes(row[0])
+            for row in conn.execute(
+                "SELECT message FROM output WHERE invocation_id = ? ORDER BY seq",
+                (run.invocation_id,),
+            )
+        ]
+    counted = conn.execute(
+        "SELECT lines FROM output_stats WHERE invocation_id = ?", (run.invocation_id,)
+    ).fetchone()
+    week: list[float] = []
+    earlier: list[float] = []
+    if rules.trend_factor and run.succeeded:
+        end = run.finished_usec + 1
+        week = success_seconds_between(conn, unit, end - 7 * DAY_USEC, end)
+        earlier = success_seconds_between(conn, unit, end - 37 * DAY_USEC, end - 7 * DAY_USEC)
+    evidence = RunEvidence(
+        succeeded=run.succeeded,
+        duration_seconds=run.duration_seconds,
+        lines=lines,
+        output_lines=len(lines) if counted is None else int(counted[0]),
+        metrics=_metrics(unit, run, metrics_dir) if rules.metric_checks else None,
+    )
+    return judge(evidence, Baseline(recent[0], recent[1], week, earlier), rules)
+
+
+def _metrics(
+    unit: str, run: FinishedRun, directory: Path | None
+) -> Mapping[str, Sequence[float]] | None:
+    """The samples of the metrics file the run wrote, by name; None if it wrote none."""
+    if directory is None:
+        return None
+    # Imported here: prometheus_client is loaded only where metric checks are configured.
+    from observer.metrics.job_metrics import (  # noqa: PLC0415
+        UNIT_DIRECTORY_FILE,
+        RejectedFile,
+        parse_job_metrics,
+    )
+
+    names = dict.fromkeys([unit, unit.removesuffix(".service")])
+    for name in names:
+        for path in (directory / f"{name}.prom", directory / name / UNIT_DIRECTORY_FILE):
+            try:
+                info = path.stat()
+                # A file's time is the kernel's coarse clock, a few ms behind the run's start.
+                written_usec = info.st_mtime_ns // 1000 + MTIME_SLACK_USEC
+                if run.started_usec is not None and written_usec < run.started_usec:
+                    continue  # an older run's
+                text = path.read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                continue
+            try:
+                families = parse_job_metrics(name, text)
+            except (RejectedFile, ValueError):
+                return {}  # written, but unreadable: every check is told what is missing
+            samples: dict[str, list[float]] = {}
+            for family in families:
+                for sample in family.samples:
+                    samples.setdefault(sample.name, []).append(float(sample.value))
+            return samples
+    return None

@@ -1,0 +1,166 @@
+"""Findings and silences through the real daemon about a real systemd, told to a real HTTP
+receiver on loopback: a job that exits 0 but printed an error, one that suddenly ends in
+milliseconds, one whose metrics file reports a too-small backup, and a silenced unit."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from observer.sandbox import Sandbox
+from tests.integration.observed import ObserverDaemon, oneshot
+from tests.integration.test_alerts import receiver, titles
+from tests.receiver import Receiver
+
+pytestmark = pytest.mark.integration
+__all__ = ["receiver"]  # the fixture, shared with test_alerts
+
+# Long enough for a late alert to show up, were one wrongly made.
+SETTLE_SECONDS = 6
+
+
+def alert_config(url: str, units: str = "", metrics: str = "") -> str:
+    return (
+        f'[metrics]\nlisten = ""\n{metrics}[alerts]\nurls = ["{url}"]\ncheck_interval = "1s"\n'
+        f'retry_delay = "1s"\n{units}'
+    )
+
+
+def test_a_job_exiting_0_that_printed_an_error_alerts_once_and_recovers_once(
+    sandbox: Sandbox, tmp_path: Path, receiver: Receiver
+) -> None:
+    units = '[alerts.units."health.service"]\nfail_output = "^ERROR"\n'
+    daemon = ObserverDaemon(sandbox, tmp_path, config=alert_config(receiver.json_url, units))
+    try:
+        daemon.start()
+        flag = sandbox.root / "run/health.broken"
+        sandbox.write_unit(
+            "health.service",
+            oneshot(
+                "echo resolving; test ! -e /run/health.broken || echo ERROR: DNS lookup failed"
+            ),
+        )
+        sandbox.daemon_reload()
+        flag.touch()
+        sandbox.start("health.service")
+        sandbox.start("health.service")
+        receiver.wait_for(1)
+        host = daemon.json("runs", "--unit", "health")[0]["host"]
+        runs = daemon.finished_runs("health", 2)
+        assert all(run["result"] == "success" for run in runs)
+        assert titles(receiver) == [
+            f"[{host}] health.service failed 2 times in a row "
+            "(success, but printed 'ERROR: DNS lookup failed')"
+        ]
+        body = str(receiver.posts()[0]["message"])
+        assert "Findings:\n  printed 'ERROR: DNS lookup failed' (fail-output)" in body
+        shown = daemon.json("show", str(runs[0]["id"]))
+        assert shown["findings"] == [
+            {"kind": "fail-output", "message": "printed 'ERROR: DNS lookup failed'"}
+        ]
+        assert "FINDINGS" in daemon.cli("history", "health").stdout
+        [status] = [s for s in daemon.json("status") if s["unit"] == "health.service"]
+        assert status["open_problems"] == ["failing"]
+        assert "PROBLEMS" in daemon.cli("status").stdout
+
+        flag.unlink()
+        sandbox.start("health.service")
+        receiver.wait_for(2)
+        time.sleep(SETTLE_SECONDS)
+        assert titles(receiver)[1:] == [
+            f"[{host}] health.service succeeded again after 2 failed runs"
+        ]
+        assert daemon.json("history", "health")[0]["findings"] == []
+        [status] = [s for s in daemon.json("status") if s["unit"] == "health.service"]
+        assert status["open_problems"] == []
+    finally:
+        daemon.close()
+
+
+def test_a_job_that_ran_for_a_second_ten_times_and_then_ends_in_milliseconds_is_fast(
+    sandbox: Sandbox, tmp_path: Path, receiver: Receiver
+) -> None:
+    daemon = ObserverDaemon(sandbox, tmp_path, config=alert_config(receiver.json_url))
+    try:
+        daemon.start()
+        flag = sandbox.root / "run/backup.empty"
+        sandbox.write_unit("backup.service", oneshot("test -e /run/backup.empty || sleep 1"))
+        sandbox.daemon_reload()
+        for _ in range(10):
+            sandbox.start("backup.service")
+        daemon.finished_runs("backup", 10)
+        flag.touch()
+        sandbox.start("backup.service")
+        receiver.wait_for(1)
+        time.sleep(SETTLE_SECONDS)
+        [title] = titles(receiver)
+        assert " backup.service succeeded in only " in title
+        assert title.endswith("less than 0.1 times the p5 (1.0s) of its last 10 successful runs")
+        newest = daemon.json("history", "backup")[0]
+        assert [f["kind"] for f in newest["findings"]] == ["fast"]
+    finally:
+        daemon.close()
+
+
+def test_a_job_whose_metrics_file_reports_a_too_small_backup_alerts(
+    sandbox: Sandbox, tmp_path: Path, receiver: Receiver
+) -> None:
+    job_metrics = sandbox.root / "var/lib/observer/job-metrics"
+    job_metrics.mkdir(parents=True)
+    units = (
+        '[alerts.units."backup.service"]\nfailures = 1\n'
+        'metric_checks = ["job_backup_size_bytes > 1e9"]\n'
+    )
+    metrics = f'job_metrics_directory = "{job_metrics}"\n'
+    daemon = ObserverDaemon(
+        sandbox, tmp_path, config=alert_config(receiver.json_url, units, metrics)
+    )
+    try:
+        daemon.start()
+        sandbox.write_unit(
+            "backup.service",
+            "[Service]\nType=oneshot\n"
+            "Environment=JOB_METRICS_FILE=/var/lib/observer/job-metrics/backup.service.prom\n"
+            "ExecStart=/bin/sh -c 'echo job_backup_size_bytes 4096 > $JOB_METRICS_FILE'\n",
+        )
+        sandbox.daemon_reload()
+        sandbox.start("backup.service")
+        receiver.wait_for(1)
+        [title] = titles(receiver)
+        assert title.endswith(
+            "backup.service failed (success, but reported job_backup_size_bytes = 4096, "
+            "which is not > 1e+09)"
+        )
+    finally:
+        daemon.close()
+
+
+def test_a_silenced_unit_alerts_nobody_and_its_alert_is_listed_as_silenced(
+    sandbox: Sandbox, tmp_path: Path, receiver: Receiver
+) -> None:
+    units = '[alerts.units."sync.service"]\nfailures = 1\n'
+    daemon = ObserverDaemon(sandbox, tmp_path, config=alert_config(receiver.json_url, units))
+    try:
+        daemon.start()
+        said = daemon.cli("alerts", "silence", "sync*", "--for", "2h", "--reason", "moving disks")
+        assert said.stdout.startswith("silence 1: alerts of sync* go to nobody until ")
+        listed = daemon.json("alerts", "silences")
+        assert [(s["id"], s["pattern"], s["reason"]) for s in listed] == [
+            (1, "sync*", "moving disks")
+        ]
+        sandbox.write_unit("sync.service", oneshot("exit 3"))
+        sandbox.daemon_reload()
+        sandbox.start("sync.service")
+        daemon.finished_runs("sync", 1)
+        time.sleep(SETTLE_SECONDS)
+        assert receiver.posts() == []
+        [alert] = daemon.json("alerts")
+        assert alert["kind"] == "failing"
+        assert [d["status"] for d in alert["deliveries"]] == ["silenced"]
+        assert "silenced (sent to nobody)" in daemon.cli("alerts").stdout
+        daemon.cli("alerts", "unsilence", "1")
+        assert daemon.json("alerts", "silences") == []
+    finally:
+        daemon.close()
