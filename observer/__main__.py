@@ -21,6 +21,8 @@ _LAZY_COMMANDS = {
     "check-config": "observer.check_config",
     "alerts": "observer.alerts.cli",
     "jobs": "observer.jobs.cli",
+    "completion": "observer.shell.cli",
+    "manpage": "observer.shell.cli",
 }
 
 # A reader that went away (`observer runs | head`) ends us as SIGPIPE would a C tool.
@@ -61,9 +63,13 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     ))  # fmt: skip
     daemon.set_defaults(handler=_daemon)
     chosen = None if argv is None else _chosen_command(argv)
-    for name, module in _LAZY_COMMANDS.items():
-        if chosen is None or chosen == name or chosen not in _known_commands(commands):
-            importlib.import_module(module).add_command(commands, [debug])
+    wanted = [
+        module
+        for name, module in _LAZY_COMMANDS.items()
+        if chosen is None or chosen == name or chosen not in _known_commands(commands)
+    ]
+    for module in dict.fromkeys(wanted):  # a module may register more than one command
+        importlib.import_module(module).add_command(commands, [debug])
     return parser
 
 
