@@ -18,6 +18,7 @@ readonly VENV=$PREFIX/venv
 readonly STAMP=$PREFIX/installed-source.sha256     # which checkout the venv holds
 readonly SHIPPED_CONFIG=$PREFIX/observer.toml.default  # the default config last installed
 readonly APT_RECORD=$PREFIX/apt-packages-installed  # Debian packages this script added
+readonly DIRS_RECORD=$PREFIX/directories-created    # directories made for the shell files
 readonly LINK=/usr/local/bin/observer
 readonly CONFIG_DIR=/etc/observer
 readonly CONFIG=$CONFIG_DIR/observer.toml
@@ -31,8 +32,26 @@ readonly PRIVATE_METRICS=/var/lib/private/observer/job-metrics
 readonly ACCOUNT=observer
 # Debian's own Python: one in root's PATH (pyenv, conda) may be unreadable for the daemon.
 readonly PYTHON=/usr/bin/python3
-# To build systemd-python (a C extension against libsystemd) and make the venv.
-readonly BUILD_PACKAGES=(python3 python3-venv python3-dev gcc libc6-dev pkg-config libsystemd-dev)
+# Debian's own builds of what observer needs, so that nothing is compiled here: the venv sees
+# them (--system-site-packages) and pip fetches only what Debian lacks (cronsim, apprise), as
+# wheels. The last six are apprise's dependencies.
+readonly DEBIAN_PACKAGES=(python3 python3-venv python3-systemd python3-dbus-fast python3-jinja2
+    python3-markupsafe python3-prometheus-client python3-requests python3-requests-oauthlib
+    python3-markdown python3-yaml python3-click python3-certifi)
+# The oldest versions observer works with (pyproject.toml says the same to pip), of what
+# Debian provides: Debian package, module, Python distribution, version.
+readonly MINIMUM_VERSIONS=(
+    "python3-systemd systemd systemd-python 235"
+    "python3-dbus-fast dbus_fast dbus-fast 1.84"
+    "python3-jinja2 jinja2 Jinja2 3.1"
+    "python3-markupsafe markupsafe MarkupSafe 2.1"
+    "python3-prometheus-client prometheus_client prometheus-client 0.16"
+)
+# Where shells and man look for what packages outside /usr install.
+readonly BASH_COMPLETION=/usr/local/share/bash-completion/completions/observer
+readonly ZSH_COMPLETION=/usr/local/share/zsh/site-functions/_observer
+readonly FISH_COMPLETION=/usr/local/share/fish/vendor_completions.d/observer.fish
+readonly MAN_PAGE=/usr/local/share/man/man1/observer.1
 
 say() { printf 'observer install: %s\n' "$*"; }
 die() { printf 'observer install: error: %s\n' "$*" >&2; exit 1; }
@@ -51,7 +70,7 @@ preflight() {
 
 install_packages() {
     local missing=() p
-    for p in "${BUILD_PACKAGES[@]}"; do
+    for p in "${DEBIAN_PACKAGES[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
     done
     ((${#missing[@]})) || return 0
@@ -66,6 +85,26 @@ install_packages() {
 check_python() {
     "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' ||
         die "observer needs Python 3.11 or newer; $PYTHON is $("$PYTHON" --version 2>&1)"
+}
+
+# Debian's packages must be recent enough: pip would otherwise try to build a newer one.
+check_versions() {
+    local entry package module dist minimum found
+    for entry in "${MINIMUM_VERSIONS[@]}"; do
+        read -r package module dist minimum <<<"$entry"
+        found=$("$PYTHON" - "$module" "$dist" "$minimum" <<'PY'
+import importlib.metadata, importlib.util, sys
+module, dist, minimum = sys.argv[1:]
+if importlib.util.find_spec(module) is None:
+    sys.exit("missing")
+found = importlib.metadata.version(dist)
+parts = lambda v: tuple(int(p) for p in (v.split("+")[0].split(".") + ["0", "0"])[:3] if p.isdigit())
+print(found)
+sys.exit(0 if parts(found) >= parts(minimum) else 1)
+PY
+        ) || die "observer needs $dist $minimum or newer (Debian package $package);" \
+            "$PYTHON has ${found:-none}: upgrade it (apt-get install $package)"
+    done
 }
 
 create_account() {
@@ -96,9 +135,14 @@ install_venv() {
         say "the virtual environment in $VENV is broken (Python upgraded?): making it again"
         rm -rf "$VENV"
     fi
+    # One made by an older install.sh holds a systemd-python it compiled: Debian's replaces it.
+    if [ -e "$VENV" ] && ! grep -qx 'include-system-site-packages = true' "$VENV/pyvenv.cfg"; then
+        say "making $VENV again to use Debian's Python packages"
+        rm -rf "$VENV"
+    fi
     if [ ! -x "$VENV/bin/python" ]; then
         mkdir -p "$PREFIX"
-        "$PYTHON" -m venv "$VENV"
+        "$PYTHON" -m venv --system-site-packages "$VENV"
         rm -f "$STAMP"
     fi
     local fingerprint
@@ -114,8 +158,9 @@ install_venv() {
     trap "rm -rf '$build'" EXIT
     tar -C "$SOURCE" --exclude=__pycache__ --exclude='*.pyc' -cf - pyproject.toml README.md observer |
         tar -C "$build" -xf -
+    # --only-binary: wheels only, nothing is ever compiled on this machine.
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-cache-dir \
-        --use-pep517 --upgrade --upgrade-strategy only-if-needed "$build" ||
+        --use-pep517 --upgrade --upgrade-strategy only-if-needed --only-binary=:all: "$build" ||
         die "pip could not install observer (above: why); without PyPI, point pip at a" \
             "mirror or a directory of wheels (PIP_INDEX_URL, PIP_FIND_LINKS) and run me again"
     rm -rf "$build"
@@ -132,6 +177,39 @@ link_command() {
         mkdir -p "$(dirname "$LINK")"
         ln -sfn "$VENV/bin/observer" "$LINK"
         say "linked $LINK"
+    fi
+}
+
+# Shell completion and the man page, generated from the installed observer's own parser.
+install_shell_files() {
+    local generated entry kind target
+    generated=$(mktemp -d)
+    "$VENV/bin/observer" completion bash >"$generated/bash"
+    "$VENV/bin/observer" completion zsh >"$generated/zsh"
+    "$VENV/bin/observer" completion fish >"$generated/fish"
+    "$VENV/bin/observer" manpage >"$generated/man"
+    for entry in "bash $BASH_COMPLETION" "zsh $ZSH_COMPLETION" "fish $FISH_COMPLETION" "man $MAN_PAGE"; do
+        read -r kind target <<<"$entry"
+        if ! cmp -s "$generated/$kind" "$target"; then
+            make_directories "$(dirname "$target")"
+            install -m 0644 "$generated/$kind" "$target"
+        fi
+    done
+    rm -rf "$generated"
+}
+
+# mkdir -p, noting each directory it makes (uninstall removes those it made, if empty).
+make_directories() {
+    [ -d "$1" ] && return 0
+    make_directories "$(dirname "$1")"
+    mkdir -m 0755 "$1"
+    printf '%s\n' "$1" >>"$DIRS_RECORD"
+}
+
+remove_shell_files() {
+    rm -f "$BASH_COMPLETION" "$ZSH_COMPLETION" "$FISH_COMPLETION" "$MAN_PAGE"
+    if [ -f "$DIRS_RECORD" ]; then
+        tac "$DIRS_RECORD" | while read -r directory; do rmdir "$directory" 2>/dev/null || true; done
     fi
 }
 
@@ -193,11 +271,13 @@ start_service() {
 install_all() {
     install_packages
     check_python
+    check_versions
     create_account
     install -d -m 0700 /var/lib/private
     install -d -m 0755 /var/lib/private/observer "$PRIVATE_METRICS"
     install_venv
     link_command
+    install_shell_files
     install_config
     install_unit
     start_service
@@ -232,6 +312,7 @@ uninstall_all() {
     if [ "$(readlink "$LINK" 2>/dev/null)" = "$VENV/bin/observer" ]; then
         rm -f "$LINK"
     fi
+    remove_shell_files
     local packages=""
     if [ -f "$APT_RECORD" ]; then
         packages=$(sort -u "$APT_RECORD" | paste -sd' ')

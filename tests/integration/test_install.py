@@ -36,7 +36,15 @@ CONFIG = "/etc/observer/observer.toml"
 # The checkout is copied first: files changing in it while a test runs would make an upgrade.
 CLONE = "/tmp/observer"
 INSTALLED = ["/opt/observer", "/etc/observer", "/etc/systemd/system/observer.service",
-             "/usr/local/bin/observer"]  # fmt: skip
+             "/usr/local/bin/observer", "/usr/local/share/man/man1/observer.1",
+             "/usr/local/share/bash-completion/completions/observer",
+             "/usr/local/share/zsh/site-functions/_observer",
+             "/usr/local/share/fish/vendor_completions.d/observer.fish"]  # fmt: skip
+# Compilers and headers: install.sh must need none of them.
+BUILD_TOOLS = re.compile(r"(gcc|g\+\+|cpp|clang|c\+\+)(-\d+)?|.+-dev")
+# What install.sh takes from Debian: removed first, so that it must install them itself.
+DEBIAN_PYTHON = ["python3-systemd", "python3-dbus-fast", "python3-jinja2",
+                 "python3-prometheus-client"]  # fmt: skip
 
 
 def documented_commands(name: str) -> list[str]:
@@ -129,11 +137,31 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def installed_packages(sandbox: Sandbox) -> list[str]:
+    listed = sandbox.run("dpkg-query", "-W", "-f=${Package} ${db:Status-Status}\n").stdout
+    return [line.split()[0] for line in listed.splitlines() if line.endswith(" installed")]
+
+
+def build_tools(sandbox: Sandbox) -> list[str]:
+    return [p for p in installed_packages(sandbox) if BUILD_TOOLS.fullmatch(p.split(":")[0])]
+
+
 def test_the_installed_service_records_a_timers_run_for_members_of_the_observer_group(
     sandbox: Sandbox,
 ) -> None:
+    # A server without a compiler, headers, or Debian's Python packages observer uses (the
+    # sandbox's own copy of the package database: the host keeps its packages).
+    removed = [*build_tools(sandbox), *DEBIAN_PYTHON]
+    as_root(sandbox, "DEBIAN_FRONTEND=noninteractive apt-get purge -y -q " + " ".join(removed))
+    assert build_tools(sandbox) == []
+    assert sandbox.run("sh", "-c", "command -v gcc cc c++", check=False).stdout == ""
     clone(sandbox)
     follow_docs(sandbox, "install")
+    assert build_tools(sandbox) == []
+    assert set(DEBIAN_PYTHON) <= set(installed_packages(sandbox))
+    probe = "import systemd.journal, dbus_fast; print(systemd.__file__)"
+    imported = sandbox.run("/opt/observer/venv/bin/python", "-c", probe)
+    assert imported.stdout.startswith("/usr/lib/python3/dist-packages/systemd/")
 
     service = unit_properties(sandbox, "ActiveState", "User", "Type", "WatchdogUSec", "MainPID")
     assert service["ActiveState"] == "active"
@@ -175,6 +203,17 @@ def test_the_installed_service_records_a_timers_run_for_members_of_the_observer_
     status = login_shell(sandbox, "alice", "observer status")
     assert status.returncode == 0, status.stderr
     print(f"$ observer status  # as alice\n{status.stdout}")
+
+    # alice's bash completes the unit's name (bash-completion finds the script in
+    # /usr/local/share), and man finds the page.
+    completed = login_shell(sandbox, "alice", (
+        "source /usr/share/bash-completion/bash_completion; __load_completion observer; "
+        "COMP_WORDS=(observer history to); COMP_CWORD=2; _observer observer; "
+        'printf "%s\\n" "${COMPREPLY[@]}"'
+    ))  # fmt: skip
+    assert completed.stdout.splitlines() == ["tock.service"], completed.stderr
+    page = login_shell(sandbox, "alice", "man observer | grep -c 'observer history'")
+    assert int(page.stdout.strip() or 0) > 0, page.stderr
 
     refused = login_shell(sandbox, "bob", "observer status")
     print(f"$ observer status  # as bob\n{refused.stderr}")
