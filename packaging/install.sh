@@ -96,7 +96,7 @@ check_versions() {
 import importlib.metadata, importlib.util, sys
 module, dist, minimum = sys.argv[1:]
 if importlib.util.find_spec(module) is None:
-    sys.exit("missing")
+    sys.exit(1)
 found = importlib.metadata.version(dist)
 parts = lambda v: tuple(int(p) for p in (v.split("+")[0].split(".") + ["0", "0"])[:3] if p.isdigit())
 print(found)
