@@ -14,7 +14,8 @@ from observer.sandbox import Sandbox
 from tests.integration.observed import wait_for
 from tests.integration.test_install import CHECKOUT, as_root, file_system, unit_properties
 
-pytestmark = pytest.mark.integration
+# Two builds, then apt installs, upgrades and purges (its triggers run man-db): minutes.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
 BUILD_TIMEOUT = 900
 

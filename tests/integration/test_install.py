@@ -23,7 +23,8 @@ import pytest
 from observer.sandbox import Sandbox
 from tests.integration.observed import wait_for
 
-pytestmark = pytest.mark.integration
+# apt removes the compilers and installs Debian's Python packages, then pip: minutes.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
 CHECKOUT = Path(__file__).resolve().parent.parent.parent
 INSTALL_DOC = CHECKOUT / "docs" / "install.md"
@@ -206,11 +207,12 @@ def test_the_installed_service_records_a_timers_run_for_members_of_the_observer_
 
     # alice's bash completes the unit's name (bash-completion finds the script in
     # /usr/local/share), and man finds the page.
-    completed = login_shell(sandbox, "alice", (
+    bash = (
         "source /usr/share/bash-completion/bash_completion; __load_completion observer; "
         "COMP_WORDS=(observer history to); COMP_CWORD=2; _observer observer; "
         'printf "%s\\n" "${COMPREPLY[@]}"'
-    ))  # fmt: skip
+    )
+    completed = login_shell(sandbox, "alice", f"bash -c {shlex.quote(bash)}")
     assert completed.stdout.splitlines() == ["tock.service"], completed.stderr
     page = login_shell(sandbox, "alice", "man observer | grep -c 'observer history'")
     assert int(page.stdout.strip() or 0) > 0, page.stderr
