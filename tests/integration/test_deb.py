@@ -79,6 +79,8 @@ def test_the_package_installs_records_upgrades_keeps_data_on_remove_and_purges_c
     assert sandbox.run("stat", "-c", "%U:%G %a", "/var/lib/observer/observer.db").stdout == (
         "observer:observer 640\n"
     )
+    # DynamicUser= units' metrics directory, which the unit binds, as install.sh makes it.
+    assert (sandbox.root / "var/lib/private/observer/job-metrics").is_dir()
 
     # bash's own completion loader finds the script; it completes a recorded unit's name.
     driven = sandbox.run("bash", "-c", (
