@@ -183,6 +183,11 @@ link_command() {
 # Shell completion and the man page, generated from the installed observer's own parser.
 install_shell_files() {
     local generated entry kind target
+    # Unchanged code makes the same files: skip the four runs of observer.
+    if ((!CODE_CHANGED)) && [ -f "$BASH_COMPLETION" ] && [ -f "$ZSH_COMPLETION" ] &&
+        [ -f "$FISH_COMPLETION" ] && [ -f "$MAN_PAGE" ]; then
+        return 0
+    fi
     generated=$(mktemp -d)
     "$VENV/bin/observer" completion bash >"$generated/bash"
     "$VENV/bin/observer" completion zsh >"$generated/zsh"
