@@ -151,7 +151,7 @@ def test_bash_completes_commands_options_subcommands_and_recorded_units(
     assert bash_complete(script, bin_dir, "observer", "hi") == ["history"]
     assert bash_complete(script, bin_dir, "observer", "--debug", "st") == ["stats", "status"]
     assert bash_complete(script, bin_dir, "observer", "history", "--l") == ["--limit"]
-    assert bash_complete(script, bin_dir, "observer", "alerts", "") == ["test"]
+    assert bash_complete(script, bin_dir, "observer", "alerts", "") == ["test", "silence", "silences", "unsilence"]
     assert bash_complete(script, bin_dir, "observer", "completion", "z") == ["zsh"]
     units = bash_complete(script, bin_dir, "observer", "history", "--db", str(db), "backup")
     assert units == UNITS[:2]
@@ -184,7 +184,7 @@ def test_fish_completes_commands_and_recorded_units(
 
     assert complete("observer hi") == ["history"]
     assert complete("observer history ") == UNITS
-    assert complete("observer alerts ") == ["test"]
+    assert complete("observer alerts ") == ["silence", "silences", "test", "unsilence"]
     assert "--limit" in complete("observer history --")
 
 
