@@ -151,7 +151,12 @@ def test_bash_completes_commands_options_subcommands_and_recorded_units(
     assert bash_complete(script, bin_dir, "observer", "hi") == ["history"]
     assert bash_complete(script, bin_dir, "observer", "--debug", "st") == ["stats", "status"]
     assert bash_complete(script, bin_dir, "observer", "history", "--l") == ["--limit"]
-    assert bash_complete(script, bin_dir, "observer", "alerts", "") == ["test", "silence", "silences", "unsilence"]
+    assert bash_complete(script, bin_dir, "observer", "alerts", "") == [
+        "test",
+        "silence",
+        "silences",
+        "unsilence",
+    ]
     assert bash_complete(script, bin_dir, "observer", "completion", "z") == ["zsh"]
     units = bash_complete(script, bin_dir, "observer", "history", "--db", str(db), "backup")
     assert units == UNITS[:2]
