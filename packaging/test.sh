@@ -3,4 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash packaging/dev-setup.sh
-exec .venv/bin/python -m pytest "$@"
+# Sandboxed tests mostly wait on systemd: run them on a few workers (OBSERVER_TEST_WORKERS).
+exec .venv/bin/python -m pytest -n "${OBSERVER_TEST_WORKERS:-3}" --dist loadfile "$@"
