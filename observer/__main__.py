@@ -23,6 +23,7 @@ _LAZY_COMMANDS = {
     "jobs": "observer.jobs.cli",
     "completion": "observer.shell.cli",
     "manpage": "observer.shell.cli",
+    "install": "observer.user_service",
 }
 
 # A reader that went away (`observer runs | head`) ends us as SIGPIPE would a C tool.
@@ -57,6 +58,14 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     daemon.add_argument("--bus-address", metavar="ADDRESS", help="D-Bus address of systemd")
     daemon.add_argument("--journal-dir", metavar="DIR", help="read the journal from DIR")
     daemon.add_argument("--config", metavar="PATH", help="TOML configuration file")
+    daemon.add_argument("--passwd", metavar="PATH", help=(
+        "name users' units from this passwd file (default: the system's users; for a "
+        "container's journal read from outside)"
+    ))  # fmt: skip
+    daemon.add_argument("--user", action="store_true", help=(
+        "record your own units (systemctl --user) from your bus and journal, into "
+        "$XDG_DATA_HOME/observer/observer.db; no root needed"
+    ))  # fmt: skip
     daemon.add_argument("--listen", metavar="HOST:PORT", help=(
         "serve Prometheus metrics on HOST:PORT (default: [metrics] listen, 127.0.0.1:9089; "
         "'' for none)"

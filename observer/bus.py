@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import OrderedDict
@@ -23,6 +24,7 @@ from observer.model import (
     UnitGone,
     UnitProperties,
 )
+from observer.users import qualify_event, unit_of
 
 log = logging.getLogger(__name__)
 
@@ -372,3 +374,44 @@ class SystemdBus:
 
         results = await asyncio.gather(*(one(name, path) for name, path in found))
         return [r for r in results if r is not None]
+
+
+class UserManagerBus(SystemdBus):
+    """A user's manager on their own bus: it names units plainly, the store ``USER/UNIT``."""
+
+    def __init__(
+        self,
+        user: str,
+        bus_address: str | None,
+        on_event: Callable[[Event], None],
+        on_systemd_back: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.user = user
+        super().__init__(bus_address, lambda e: on_event(qualify_event(e, user)), on_systemd_back)
+
+    async def job_details(self, job_id: int, unit: str) -> JobDetails:
+        details = await super().job_details(job_id, unit_of(unit))
+        return dataclasses.replace(details, unit=unit)
+
+    async def run_cost(self, unit: str, invocation_id: str, host: str) -> Run | None:
+        run = await super().run_cost(unit_of(unit), invocation_id, host)
+        return None if run is None else dataclasses.replace(run, unit=unit)
+
+    async def timers(self) -> list[UnitProperties]:
+        return [
+            timer
+            for timer in (qualify_event(t, self.user) for t in await super().timers())
+            if isinstance(timer, UnitProperties)
+        ]
+
+
+def manager_bus(
+    user: str | None,
+    bus_address: str | None,
+    on_event: Callable[[Event], None],
+    on_systemd_back: Callable[[], None] = lambda: None,
+) -> SystemdBus:
+    """The system manager's bus, or (``user``: a user's own daemon) that user's manager's."""
+    if user is None:
+        return SystemdBus(bus_address, on_event, on_systemd_back)
+    return UserManagerBus(user, bus_address, on_event, on_systemd_back)

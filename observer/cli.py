@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
-from observer import follow, history, render, store
+from observer import follow, history, render, store, users
 from observer.model import ObserverError, StoreError, UnknownUnitError
 
 _DURATION = re.compile(r"(?:\d+[smhdw])+")
@@ -41,6 +41,10 @@ def reading_options(parents: Sequence[argparse.ArgumentParser]) -> argparse.Argu
         "--db", type=Path, metavar="PATH", help="database to read (default: $OBSERVER_DB, or "
         "/var/lib/observer/observer.db as root, or ~/.local/share/observer/observer.db if it "
         "exists, else /var/lib/observer/observer.db)"
+    )  # fmt: skip
+    common.add_argument(
+        "--user", metavar="NAME", help="only the units of user NAME (systemctl --user); "
+        "default: the system's and, if you are not root, your own"
     )  # fmt: skip
     return common
 
@@ -125,21 +129,32 @@ def _since_usec(span: timedelta | None) -> int | None:
     return None if span is None else time.time_ns() // 1000 - span // timedelta(microseconds=1)
 
 
+def selection(args: argparse.Namespace) -> users.Selection:
+    """Whose units ``--user`` selects (the default: the system's and the reader's own)."""
+    return users.selection(getattr(args, "user", None))
+
+
 def _history(args: argparse.Namespace) -> int:
     if args.follow:
         return _follow(args, _followed_unit(args), with_unit=False)
     with reading(args) as conn:
-        runs = history.unit_history(conn, history.resolve_unit(conn, args.unit), args.limit or 20)
+        unit = history.resolve_unit(conn, args.unit, selection(args))
+        runs = history.unit_history(conn, unit, args.limit or 20)
     _print_runs(runs, args.json, with_unit=False)
     return 0
 
 
 def _runs(args: argparse.Namespace) -> int:
     if args.follow:
-        matches = history.unit_matcher(args.unit) if args.unit else None
+        matches = history.unit_matcher(args.unit or "*")
+        shows = selection(args).shows
         return _follow(
             args,
-            lambda run: (matches is None or matches(run.unit)) and (run.failed or not args.failed),
+            lambda run: (
+                shows(run.unit)
+                and matches(users.unit_of(run.unit))
+                and (run.failed or not args.failed)
+            ),
             with_unit=True,
         )
     with reading(args) as conn:
@@ -149,6 +164,7 @@ def _runs(args: argparse.Namespace) -> int:
             unit_glob=args.unit,
             failed_only=args.failed,
             limit=args.limit,
+            selection=selection(args),
         )
     _print_runs(runs, args.json, with_unit=True)
     return 0
@@ -156,11 +172,12 @@ def _runs(args: argparse.Namespace) -> int:
 
 def _followed_unit(args: argparse.Namespace) -> Callable[[history.RecordedRun], bool]:
     """Runs of the unit ``history UNIT`` names; one with no runs yet may be waited for."""
-    names = {args.unit, f"{args.unit}.service"}
+    keys = selection(args).keys(args.unit)
+    names = {*keys, *(f"{key}.service" for key in keys)}
     path = args.db or store.default_read_path()
     if path.exists():
         with reading(args) as conn, contextlib.suppress(UnknownUnitError):
-            names = {history.resolve_unit(conn, args.unit)}
+            names = {history.resolve_unit(conn, args.unit, selection(args))}
     return lambda run: run.unit in names
 
 
@@ -205,21 +222,25 @@ def _detach_stdout() -> None:
 def _show(args: argparse.Namespace) -> int:
     with reading(args) as conn:
         detail = history.run_detail(conn, args.run_id)
+    if args.user is not None and not selection(args).shows(detail.run.unit):
+        raise history.NoSuchRunError(f"run {args.run_id!r} is not of user {args.user!r}")
     _print_detail(detail, args.json)
     return 0
 
 
 def _last_failure(args: argparse.Namespace) -> int:
     with reading(args) as conn:
-        detail = history.last_failure(conn, history.resolve_unit(conn, args.unit))
+        detail = history.last_failure(conn, history.resolve_unit(conn, args.unit, selection(args)))
     _print_detail(detail, args.json)
     return 0
 
 
 def _stats(args: argparse.Namespace) -> int:
     with reading(args) as conn:
-        unit = None if args.unit is None else history.resolve_unit(conn, args.unit)
+        chosen = selection(args)
+        unit = None if args.unit is None else history.resolve_unit(conn, args.unit, chosen)
         stats = history.unit_stats(conn, unit, since_usec=_since_usec(args.since))
+        stats = [s for s in stats if unit is not None or chosen.shows(s.unit)]
     if not args.json:
         print(render.stats_table(stats))
     elif unit is not None:
@@ -231,7 +252,9 @@ def _stats(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     with reading(args) as conn:
-        statuses = history.unit_status(conn)
+        # Every user's units, marked with their user, unless --user picks one.
+        chosen = users.Selection(user=args.user, everyone=True)
+        statuses = [s for s in history.unit_status(conn) if chosen.shows(s.unit)]
     if args.json:
         _print_json([render.status_json(s) for s in statuses])
     else:

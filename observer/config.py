@@ -19,15 +19,20 @@ DEFAULT_CONFIG_PATH = Path("/etc/observer/observer.toml")
 
 @dataclass(frozen=True, slots=True)
 class ObserveConfig:
-    """Which units are observed: globs over full unit names."""
+    """Which units are observed: globs over full unit names (a user's: ``alice/x.service``),
+    and whose user units the system daemon records: globs over user names."""
 
     include: tuple[str, ...] = ("*.service",)
     exclude: tuple[str, ...] = ()
+    users: tuple[str, ...] = ("*",)
 
     def observes(self, unit: str) -> bool:
         return any(fnmatch.fnmatchcase(unit, g) for g in self.include) and not any(
             fnmatch.fnmatchcase(unit, g) for g in self.exclude
         )
+
+    def observes_user(self, user: str) -> bool:
+        return any(fnmatch.fnmatchcase(user, g) for g in self.users)
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,7 @@ from observer.model import (
     UnitProperties,
 )
 from observer.refused import RefusedStarts, Skip, is_refusal
+from observer.users import unit_of
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -155,6 +156,18 @@ class Correlator:
             return None
         before = [inv for start, inv in starts if start <= realtime_usec]
         return before[-1] if before else starts[0][1]
+
+    def user_run_at(self, user_prefix: str, realtime_usec: int) -> tuple[str, str] | None:
+        """The unit and invocation of a user (``alice/``) started last before a time: where
+        a line goes that journald could only tag with its uid (its process exited at once)."""
+        starts = sorted(
+            (start, unit, inv)
+            for unit, known in self._starts.items()
+            if unit.startswith(user_prefix)
+            for start, inv in known
+            if start <= realtime_usec
+        )
+        return (starts[-1][1], starts[-1][2]) if starts else None
 
     def _note_start(self, unit: str, invocation_id: str, start_usec: int | None) -> None:
         if start_usec is None:
@@ -334,7 +347,8 @@ class Correlator:
         skipped: list[Effect] = []
         previous = self._last_triggers.get(service_name)
         if fired is not None and (previous is None or previous.usec != fired):
-            self._last_triggers[service_name] = _TimerFired(event.unit, fired)
+            # A user's timer is named as its manager names it (the trigger of a run).
+            self._last_triggers[service_name] = _TimerFired(unit_of(event.unit), fired)
             # The run it started may already be known (signals of two units, any order).
             for inv in reversed(self._invocations.values()):
                 if inv.unit == service_name and inv.seen_live:

@@ -16,20 +16,21 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 
 from observer.alerts.service import AlertService
-from observer.bus import BusError, SystemdBus
-from observer.config import Config, dashboard_directory, load_config
+from observer.bus import BusError, manager_bus
+from observer.config import Config, dashboard_directory
 from observer.correlator import Correlator
+from observer.daemon_setup import journal_scope, setup_from
 from observer.dashboard.service import DashboardService
 from observer.dashboard.serving import Pages
 from observer.effects import CloseInterrupted, Effect, ReadCost, RecordRun, RecordTimer, ResolveJob
-from observer.jobs.alert_rules import with_job_alerts
 from observer.journal import JournalBatch, JournalFollower
 from observer.metrics.service import MetricsService
 from observer.model import Event, OutputLine, OutputSuppressed, Run, StoreError
 from observer.output import OutputBudget, cut_line
 from observer.run.service import WrapperRuns
-from observer.store import Batch, OutputCounts, StoredLine, default_db_path
+from observer.store import Batch, OutputCounts, StoredLine
 from observer.store_thread import AsyncStore
+from observer.users import SEPARATOR
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,8 @@ class Daemon:
         db_path: Path,
         bus_address: str | None,
         journal_dir: Path | None,
+        user: str | None = None,
+        passwd: Path | None = None,
     ) -> None:
         self.config = config
         self.host = config.host or socket.gethostname()
@@ -68,7 +71,8 @@ class Daemon:
         self.store_healthy = asyncio.Event()
         self.store_healthy.set()
         self.journal_queue: asyncio.Queue[JournalBatch] = asyncio.Queue(maxsize=4)
-        self.bus = SystemdBus(bus_address, self.on_bus_event, self.on_systemd_back)
+        self.bus = manager_bus(user, bus_address, self.on_bus_event, self.on_systemd_back)
+        self.journal_scope = journal_scope(config, user, passwd)
         self.follower: JournalFollower | None = None
         self.tasks: set[asyncio.Task[None]] = set()
         # Called with the runs each write finished for the first time (metrics, alerts,
@@ -232,6 +236,12 @@ class Daemon:
         return budget
 
     async def add_output(self, line: OutputLine) -> None:
+        if line.unit.endswith(SEPARATOR):  # a user's line without its unit
+            found = self.correlator.user_run_at(line.unit, line.realtime_usec)
+            if found is None:
+                self.unattributed_lines += 1
+                return
+            line = dataclasses.replace(line, unit=found[0], invocation_id=found[1])
         if not self.config.observe.observes(line.unit):
             return
         if not line.invocation_id:
@@ -285,7 +295,7 @@ class Daemon:
                 self.store_healthy.clear()
                 if self.store_errors == 1 or self.store_errors % 100 == 0:
                     log.error("%s (kept in memory, retrying)", e)
-                self.pending = _merge(batch, self.pending)
+                self.pending = batch.followed_by(self.pending)
                 return
             self.store_healthy.set()
             self.runs_recorded += len(finished)
@@ -407,6 +417,7 @@ class Daemon:
             journal_dir=self.journal_dir,
             cursor=cursor,
             since_usec=since,
+            scope=self.journal_scope,
         )
         self.follower.start()
         connected = asyncio.Event()
@@ -449,22 +460,6 @@ class Daemon:
             await self.store.close()
 
 
-def _merge(first: Batch, then: Batch) -> Batch:
-    """One batch holding ``first`` followed by ``then``."""
-    counts = dict(first.counts)
-    counts.update(then.counts)
-    return Batch(
-        runs=first.runs + then.runs,
-        timers=first.timers + then.timers,
-        lines=first.lines + then.lines,
-        dropped=first.dropped + then.dropped,
-        counts=counts,
-        lost=first.lost + then.lost,
-        interrupted=first.interrupted + then.interrupted,
-        journal_cursor=then.journal_cursor or first.journal_cursor,
-    )
-
-
 def _boot_id() -> str | None:
     """This boot's ID as the journal writes it (32 hex digits)."""
     try:
@@ -483,13 +478,16 @@ def _notify(state: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of `observer daemon`."""
-    config = with_job_alerts(load_config(Path(args.config) if args.config else None))
-    if getattr(args, "listen", None) is not None:
-        metrics = dataclasses.replace(config.metrics, listen=args.listen)
-        config = dataclasses.replace(config, metrics=metrics)
-    db_path = Path(args.db) if args.db else default_db_path()
-    journal_dir = args.journal_dir or config.journal.directory or None
-    daemon = Daemon(config, db_path, args.bus_address, Path(journal_dir) if journal_dir else None)
+    setup = setup_from(args)
+    daemon = Daemon(
+        setup.config,
+        setup.db_path,
+        setup.bus_address,
+        setup.journal_dir,
+        user=setup.user,
+        passwd=setup.passwd,
+    )
+    db_path, config = setup.db_path, setup.config
     # Runs of `observer run`: spooled ones into the store, finished ones to the consumers.
     daemon.services.append(WrapperRuns(daemon.recorded_hooks, db_path, config).run)
 

@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from observer import problems, summary
+from observer import problems, summary, users
 from observer.model import (
     SKIPPED_RESULTS,
     SUCCESS_RESULTS,
@@ -156,28 +156,39 @@ class UnitStatus:
     problems: tuple[str, ...] = ()  # the open alert problems: failing, missed, stale, rate, ...
 
 
-def resolve_unit(conn: sqlite3.Connection, name: str) -> str:
-    """The recorded unit a person means by ``name`` (``backup`` means ``backup.service``)."""
-    candidates = [name] if name.endswith(_UNIT_SUFFIXES) else [name, f"{name}.service"]
+def resolve_unit(
+    conn: sqlite3.Connection, name: str, selection: users.Selection = users.ALL
+) -> str:
+    """The recorded unit a person means by ``name`` (``backup`` means ``backup.service``; a
+    user's unit is ``alice/backup.service``, found by ``selection``)."""
+    bare = [name] if name.endswith(_UNIT_SUFFIXES) else [name, f"{name}.service"]
+    candidates = [key for unit in bare for key in selection.keys(unit)]
     if name.endswith(".timer"):
-        row = conn.execute("SELECT service FROM timers WHERE timer = ?", (name,)).fetchone()
-        if row is not None:
-            candidates.append(row["service"])
+        for timer in selection.keys(name):
+            row = conn.execute("SELECT service FROM timers WHERE timer = ?", (timer,)).fetchone()
+            if row is not None:
+                candidates.append(row["service"])
     for candidate in candidates:
         if conn.execute("SELECT 1 FROM runs WHERE unit = ? LIMIT 1", (candidate,)).fetchone():
             return candidate
     shown = name if name.endswith(_UNIT_SUFFIXES) else f"{name}.service"
-    known = recorded_units(conn)
+    recorded = recorded_units(conn)
+    known = [unit for unit in recorded if selection.shows(unit)]
     matches = _close_matches(name, known)
+    owners = sorted({users.user_of(u) or "" for u in recorded if users.unit_of(u) == shown})
     if matches:
-        quoted = [repr(match) for match in matches]
+        quoted = [repr(users.unit_of(match)) for match in matches]
         either = " or ".join([", ".join(quoted[:-1]), quoted[-1]] if len(quoted) > 1 else quoted)
         hint = f"did you mean {either}?"
+    elif owners:
+        hint = " or ".join(f"--user {o}" if o else "no --user" for o in owners)
+        hint = f"it has runs with {hint}"
     elif known:
         hint = "'observer status' lists the units with recorded runs"
     else:
         hint = "no runs are recorded yet"
-    raise UnknownUnitError(f"no runs recorded for unit {shown!r} ({hint})")
+    whose = "" if selection.user is None else f" of user {selection.user!r}"
+    raise UnknownUnitError(f"no runs recorded for unit {shown!r}{whose} ({hint})")
 
 
 def unit_history(conn: sqlite3.Connection, unit: str, limit: int = 20) -> list[RecordedRun]:
@@ -228,6 +239,7 @@ def recent_runs(
     unit_glob: str | None = None,
     failed_only: bool = False,
     limit: int | None = None,
+    selection: users.Selection | None = None,
 ) -> list[RecordedRun]:
     """Runs of all units, newest first: since a time, of units matching a glob, or failed.
 
@@ -241,11 +253,14 @@ def recent_runs(
         params.append(since_usec)
     if failed_only:
         where.append(_FAILED)
-    if unit_glob is None:
+    if unit_glob is None and selection is None:
         runs = _runs_where(conn, where, params)
     else:
-        matches = unit_matcher(unit_glob)
-        units = [unit for unit in recorded_units(conn) if matches(unit)]
+        matches = unit_matcher(unit_glob or "*")
+        shows = (selection or users.ALL).shows
+        units = [
+            unit for unit in recorded_units(conn) if shows(unit) and matches(users.unit_of(unit))
+        ]
         runs = heapq.merge(
             *(_runs_where(conn, ["r.unit = ?", *where], [unit, *params]) for unit in units),
             key=_newest_first_key,

@@ -13,11 +13,12 @@ import logging
 import re
 import threading
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from observer.model import JobKind, OutputLine, OutputSuppressed, Pid1Record
+from observer.users import SEPARATOR, qualify
 
 log = logging.getLogger(__name__)
 
@@ -77,22 +78,75 @@ def _message(value: object) -> bytes:
 JournalEvent = Pid1Record | OutputLine | OutputSuppressed
 
 
-def parse_entry(entry: Mapping[str, object]) -> JournalEvent | None:
+def _nobody(uid: int) -> str | None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class JournalScope:
+    """Whose records a daemon reads: the system manager's, users' managers', or both."""
+
+    system: bool = True  # PID 1's records and the system units' output
+    # uid -> the name of a user whose manager's records are read (None: not read).
+    users: Callable[[int], str | None] = _nobody
+    # Whether the user managers' records are read at all: they are in user-UID.journal.
+    user_journals: bool = False
+
+
+SYSTEM_ONLY = JournalScope()
+
+
+def _user_manager(entry: Mapping[str, object]) -> int | None:
+    """The uid of the user manager that wrote ``entry`` about one of its units, if one did."""
+    if not (_text(entry.get("_SYSTEMD_UNIT")) or "").startswith("user@"):
+        return None
+    if _text(entry.get("_SYSTEMD_USER_UNIT")) != "init.scope":
+        return None
+    return _number(entry.get("_UID"))
+
+
+def _user_unit(entry: Mapping[str, object], prefix: str = "") -> tuple[int, str] | None:
+    """The uid and user unit a line came from, when a user manager ran it."""
+    if not (_text(entry.get(f"{prefix}_SYSTEMD_UNIT")) or "").startswith("user@"):
+        return None
+    unit = _text(entry.get(f"{prefix}_SYSTEMD_USER_UNIT"))
+    uid = _number(entry.get(f"{prefix}_SYSTEMD_OWNER_UID"))
+    if uid is None and not prefix:
+        uid = _number(entry.get("_UID"))
+    return None if unit is None or uid is None else (uid, unit)
+
+
+def parse_entry(
+    entry: Mapping[str, object], scope: JournalScope = SYSTEM_ONLY
+) -> JournalEvent | None:
     """The event a raw journal entry stands for, or None when it is not about a service.
 
     ``entry`` maps field names to raw bytes (numbers may come as int), with
-    ``__REALTIME_TIMESTAMP`` in microseconds.
+    ``__REALTIME_TIMESTAMP`` in microseconds. A user manager's records and its units'
+    output name the unit ``USER/UNIT`` (observer/users.py).
     """
     realtime = _number(entry.get("__REALTIME_TIMESTAMP"))
     if realtime is None:
         return None
     pid = _number(entry.get("_PID"))
     message_id = (_text(entry.get("MESSAGE_ID")) or "").replace("-", "")
-    if pid == 1:
+    manager_uid = None if pid == 1 else _user_manager(entry)
+    if (pid == 1 and scope.system) or manager_uid is not None:
         kind = MESSAGE_KINDS.get(message_id)
-        unit = _text(entry.get("UNIT"))
-        # Empty for a start that never got an invocation (a condition, a dependency).
-        invocation_id = _text(entry.get("INVOCATION_ID")) or ""
+        user = None if manager_uid is None else scope.users(manager_uid)
+        if manager_uid is not None and user is None:
+            return None
+        if user is None:
+            unit = _text(entry.get("UNIT"))
+            # Empty for a start that never got an invocation (a condition, a dependency).
+            invocation_id = _text(entry.get("INVOCATION_ID")) or ""
+        else:
+            # A user manager's own records: the same MESSAGE_IDs, other field names.
+            unit = _text(entry.get("USER_UNIT"))
+            unit = None if unit is None else qualify(user, unit)
+            invocation_id = _text(entry.get("USER_INVOCATION_ID")) or ""
+            if kind is JobKind.STARTUP_FINISHED and scope.system:
+                return None  # a user manager's start-up ends none of the system's runs
         message = _message(entry.get("MESSAGE"))
         reason = None
         if kind is None and _text(entry.get("CODE_FUNC")) == _START_LIMIT_FUNC:
@@ -134,8 +188,10 @@ def parse_entry(entry: Mapping[str, object]) -> JournalEvent | None:
             io_read_bytes=_accounted(entry.get("IO_METRIC_READ_BYTES")),
             io_write_bytes=_accounted(entry.get("IO_METRIC_WRITE_BYTES")),
         )
+    if pid == 1:
+        return None
     if message_id == SUPPRESSED_MESSAGE_ID:
-        unit = _text(entry.get("OBJECT_SYSTEMD_UNIT"))
+        unit = _scoped_unit(entry, scope, "OBJECT")
         dropped = _number(entry.get("N_DROPPED"))
         if not unit or not unit.endswith(".service") or dropped is None:
             return None
@@ -145,8 +201,8 @@ def parse_entry(entry: Mapping[str, object]) -> JournalEvent | None:
             realtime_usec=realtime,
             lines=dropped,
         )
-    unit = _text(entry.get("_SYSTEMD_UNIT"))
-    if not unit or not unit.endswith(".service"):
+    unit = _scoped_unit(entry, scope)
+    if not unit or not unit.endswith((".service", SEPARATOR)):
         return None
     # Empty when the process exited before journald read its cgroup: the daemon then
     # attributes the line by unit and time.
@@ -159,6 +215,23 @@ def parse_entry(entry: Mapping[str, object]) -> JournalEvent | None:
         priority=6 if priority is None else priority,
         message=_message(entry.get("MESSAGE")),
     )
+
+
+def _scoped_unit(entry: Mapping[str, object], scope: JournalScope, prefix: str = "") -> str | None:
+    """The unit whose output ``entry`` is (``USER/UNIT`` for a user's), if ``scope`` reads it."""
+    user_unit = _user_unit(entry, prefix)
+    if user_unit is not None:
+        uid, unit = user_unit
+        user = scope.users(uid)
+        return None if user is None else qualify(user, unit)
+    system_unit = _text(entry.get(f"{prefix}_SYSTEMD_UNIT"))
+    sender = _number(entry.get("_UID"))
+    if system_unit is None and not prefix and sender and _text(entry.get("_TRANSPORT")) == "stdout":
+        # A user unit's process that exited before journald read its cgroup: only its uid
+        # is known (journald takes a unit name from root's streams alone).
+        owner = scope.users(sender)
+        return None if owner is None else qualify(owner, "")
+    return system_unit if scope.system else None
 
 
 # Records that are about a start with no invocation of its own (or a stale one).
@@ -200,7 +273,9 @@ class JournalFollower:
         journal_dir: Path | None,
         cursor: str | None,
         since_usec: int | None,
+        scope: JournalScope = SYSTEM_ONLY,
     ) -> None:
+        self._scope = scope
         self._queue = queue
         self._loop = loop
         self._journal_dir = journal_dir
@@ -232,7 +307,9 @@ class JournalFollower:
         if self._journal_dir is not None:
             reader = journal.Reader(path=str(self._journal_dir), converters=converters)
         else:
-            reader = journal.Reader(flags=journal.SYSTEM_ONLY, converters=converters)
+            # Users' managers write to user-UID.journal, which SYSTEM_ONLY leaves out.
+            flags = journal.LOCAL_ONLY if self._scope.user_journals else journal.SYSTEM_ONLY
+            reader = journal.Reader(flags=flags, converters=converters)
         if self._cursor is not None:
             reader.seek_cursor(self._cursor)
             # Seeking to a cursor lands on that entry, which was already processed.
@@ -275,7 +352,7 @@ class JournalFollower:
             cursor = entry["__CURSOR"]
             last_usec = _number(entry.get("__REALTIME_TIMESTAMP")) or last_usec
             try:
-                event = parse_entry(entry)
+                event = parse_entry(entry, self._scope)
             except Exception:  # one odd entry never stops the reader
                 log.exception("skipped a journal entry observer could not read")
                 continue

@@ -9,6 +9,7 @@ from typing import TypedDict
 
 from observer import history
 from observer.output import dropped_marker, lost_marker, printable
+from observer.users import unit_of, user_of
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # syslog levels, as the journal's PRIORITY field holds them.
@@ -18,6 +19,7 @@ _PRIORITIES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "de
 class RunJson(TypedDict):
     id: int
     unit: str
+    user: str | None
     invocation_id: str | None
     host: str
     source: str
@@ -69,6 +71,7 @@ class RunDetailJson(RunJson):
 
 class StatsJson(TypedDict):
     unit: str
+    user: str | None
     runs: int
     successes: int
     failures: int
@@ -88,6 +91,7 @@ class StatsJson(TypedDict):
 
 class StatusJson(TypedDict):
     unit: str
+    user: str | None
     last_result: str | None
     last_started_at: str | None
     next_run_at: str | None
@@ -167,7 +171,9 @@ def run_facts(detail: history.RunDetail) -> list[tuple[str, str]]:
     if run.output_lost_lines:
         output += f"; journald dropped {count(run.output_lost_lines, 'line')} (rate limit)"
     facts: list[tuple[str, object]] = [
-        ("Run", run.id), ("Unit", run.unit), ("Invocation", run.invocation_id),
+        ("Run", run.id), ("Unit", unit_of(run.unit)),
+        *([("User", user)] if (user := user_of(run.unit)) is not None else []),
+        ("Invocation", run.invocation_id),
         ("Host", run.host), ("Boot", run.boot_id), ("Source", run.source),
         ("Trigger", run.trigger), ("Started", table_time(run.started_usec)),
         ("Finished", table_time(run.finished_usec)),
@@ -200,54 +206,74 @@ def detail_text(detail: history.RunDetail) -> str:
 
 def runs_table(runs: Sequence[history.RecordedRun], *, with_unit: bool) -> str:
     """One line per run; ``with_unit`` when the runs are of several units."""
-    rows = [_run_cells(run, with_unit=with_unit) for run in runs]
-    headers = _run_headers(with_unit)
+    named = _unit_columns([run.unit for run in runs]) if with_unit else 0
+    rows = [_run_cells(run, named) for run in runs]
+    headers = _run_headers(named)
     if any(run.findings for run in runs):  # the mark: which findings each run had
         headers.append("FINDINGS")
         for row, run in zip(rows, runs, strict=True):
             row.append(", ".join(dict.fromkeys(kind for kind, _ in run.findings)) or "-")
-    return table(headers, rows, right=_run_numbers(with_unit), empty="no matching runs")
+    return table(headers, rows, right=_run_numbers(named), empty="no matching runs")
 
 
 def runs_table_header(*, with_unit: bool) -> str:
     """The header of a table whose rows come one at a time (``runs_table_row``)."""
-    return _aligned(_run_headers(with_unit), _run_widths(with_unit), _run_numbers(with_unit))
+    named = int(with_unit)
+    return _aligned(_run_headers(named), _run_widths(named), _run_numbers(named))
 
 
 def runs_table_row(run: history.RecordedRun, *, with_unit: bool) -> str:
     """One run as a row under ``runs_table_header``: columns of fixed widths, which a longer
-    value widens for its own row only."""
-    cells = _run_cells(run, with_unit=with_unit)
-    return _aligned(cells, _run_widths(with_unit), _run_numbers(with_unit))
+    value widens for its own row only (a user's unit shows as ``alice/backup.service``)."""
+    named = int(with_unit)
+    cells = _run_cells(run, named)
+    return _aligned(cells, _run_widths(named), _run_numbers(named))
 
 
-def _run_headers(with_unit: bool) -> list[str]:
-    return ["ID", *(["UNIT"] if with_unit else []), "STARTED", "DURATION", "RESULT", "EXIT",
+def _run_headers(named: int) -> list[str]:
+    return ["ID", *["USER", "UNIT"][2 - named:], "STARTED", "DURATION", "RESULT", "EXIT",
             "TRIGGER"]  # fmt: skip
 
 
-def _run_cells(run: history.RecordedRun, *, with_unit: bool) -> list[str]:
+def _run_cells(run: history.RecordedRun, named: int) -> list[str]:
     return [
-        str(run.id), *([cell(run.unit)] if with_unit else []),
+        str(run.id), *unit_cells(run.unit, named),
         table_time(run.started_usec), human_duration(run.duration_seconds),
         _result(run), _exit(run), cell(run.trigger or "-"),
     ]  # fmt: skip
 
 
-def _run_numbers(with_unit: bool) -> set[int]:
-    return {0, 3} if with_unit else {0, 2}
+def _run_numbers(named: int) -> set[int]:
+    return {0, 2 + named}
 
 
-def _run_widths(with_unit: bool) -> list[int]:
+def _run_widths(named: int) -> list[int]:
     # Room for most values: IDs to a million, unit names of 30 characters, `exit-code`.
-    return [6, *([30] if with_unit else []), 19, 8, 9, 7, 0]
+    return [6, *[12, 30][2 - named :], 19, 8, 9, 7, 0]
+
+
+def _unit_columns(units: Sequence[str]) -> int:
+    """How many columns name the units: UNIT, and USER when one of them is a user's."""
+    return 2 if any(user_of(unit) is not None for unit in units) else 1
+
+
+def unit_cells(key: str, columns: int) -> list[str]:
+    """A stored unit as its table cells: [UNIT], or [USER, UNIT] (``-`` for the system's).
+    In one UNIT column a user's unit keeps its stored name (``alice/backup.service``)."""
+    if columns == 0:
+        return []
+    if columns == 1:
+        return [cell(key)]
+    return [cell(user_of(key) or "-"), cell(unit_of(key))]
 
 
 def stats_table(stats: Sequence[history.UnitStats]) -> str:
     """One line per unit: counts, success rate, duration percentiles, last outcomes."""
+    named = _unit_columns([s.unit for s in stats])
     rows = [
         [
-            cell(s.unit), str(s.runs), str(s.successes), str(s.failures), str(s.skipped),
+            *unit_cells(s.unit, named), str(s.runs), str(s.successes), str(s.failures),
+            str(s.skipped),
             _percent(s.success_rate), human_duration(s.duration_p50_seconds),
             human_duration(s.duration_p95_seconds), human_duration(s.duration_max_seconds),
             human_duration(s.cpu_p50_seconds), human_duration(s.cpu_p95_seconds),
@@ -257,28 +283,31 @@ def stats_table(stats: Sequence[history.UnitStats]) -> str:
         ]
         for s in stats
     ]  # fmt: skip
-    headers = ["UNIT", "RUNS", "OK", "FAILED", "SKIPPED", "SUCCESS", "P50", "P95", "MAX",
-               "CPU P50", "CPU P95", "MEM P50", "MEM P95", "LAST SUCCESS", "LAST FAILURE",
-               "FAILED IN A ROW"]  # fmt: skip
-    right = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 15}
+    headers = [*["USER", "UNIT"][2 - named:], "RUNS", "OK", "FAILED", "SKIPPED", "SUCCESS",
+               "P50", "P95", "MAX", "CPU P50", "CPU P95", "MEM P50", "MEM P95", "LAST SUCCESS",
+               "LAST FAILURE", "FAILED IN A ROW"]  # fmt: skip
+    right = {named + i for i in (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 14)}
     return table(headers, rows, right=right, empty="no runs recorded")
 
 
 def status_table(statuses: Sequence[history.UnitStatus]) -> str:
     """One line per unit: its last result, when it last started and when it runs next."""
+    named = _unit_columns([s.unit for s in statuses])
     rows = [
         [
-            cell(s.unit), cell(s.last_result or "-"), table_time(s.last_started_usec),
-            table_time(s.next_run_usec), _percent(s.success_rate), str(s.consecutive_failures),
+            *unit_cells(s.unit, named), cell(s.last_result or "-"),
+            table_time(s.last_started_usec), table_time(s.next_run_usec),
+            _percent(s.success_rate), str(s.consecutive_failures),
         ]
         for s in statuses
     ]  # fmt: skip
-    headers = ["UNIT", "LAST RESULT", "LAST STARTED", "NEXT RUN", "SUCCESS", "FAILED IN A ROW"]
+    headers = [*["USER", "UNIT"][2 - named:], "LAST RESULT", "LAST STARTED", "NEXT RUN",
+               "SUCCESS", "FAILED IN A ROW"]  # fmt: skip
     if any(s.problems for s in statuses):  # the mark: which units have open alert problems
         headers.append("PROBLEMS")
         for row, status in zip(rows, statuses, strict=True):
             row.append(", ".join(status.problems) or "-")
-    return table(headers, rows, right={4, 5}, empty="no runs recorded")
+    return table(headers, rows, right={named + 3, named + 4}, empty="no runs recorded")
 
 
 def table(
@@ -302,7 +331,8 @@ def run_json(run: history.RecordedRun) -> RunJson:
     """A run for ``history``, ``runs`` and inside ``show``."""
     return {
         "id": run.id,
-        "unit": run.unit,
+        "unit": unit_of(run.unit),
+        "user": user_of(run.unit),
         "invocation_id": run.invocation_id,
         "host": run.host,
         "source": run.source,
@@ -367,7 +397,8 @@ def detail_json(detail: history.RunDetail) -> RunDetailJson:
 def stats_json(stats: history.UnitStats) -> StatsJson:
     """One unit's statistics."""
     return {
-        "unit": stats.unit,
+        "unit": unit_of(stats.unit),
+        "user": user_of(stats.unit),
         "runs": stats.runs,
         "successes": stats.successes,
         "failures": stats.failures,
@@ -389,7 +420,8 @@ def stats_json(stats: history.UnitStats) -> StatsJson:
 def status_json(status: history.UnitStatus) -> StatusJson:
     """One unit's current standing."""
     return {
-        "unit": status.unit,
+        "unit": unit_of(status.unit),
+        "user": user_of(status.unit),
         "last_result": status.last_result,
         "last_started_at": iso_time(status.last_started_usec),
         "next_run_at": iso_time(status.next_run_usec),

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from observer import schema, summary
+from observer import schema, summary, users
 from observer.model import INTERRUPTED, Run, Source, StoreError, TimerState
 
 # The schema lives in observer/schema.py; these names are part of the store's interface.
@@ -71,12 +71,9 @@ ON CONFLICT (invocation_id) DO UPDATE SET
 
 def default_db_path() -> Path:
     """Where the database lives unless ``--db`` or ``OBSERVER_DB`` says otherwise."""
-    if env := os.environ.get("OBSERVER_DB"):
-        return Path(env)
-    if os.geteuid() == 0:
+    if os.geteuid() == 0 and not os.environ.get("OBSERVER_DB"):
         return Path("/var/lib/observer/observer.db")
-    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(data_home) / "observer" / "observer.db"
+    return users.user_db_path()
 
 
 # Where the installed service (packaging/install.sh) keeps its database.
@@ -260,6 +257,21 @@ class Batch:
         return bool(
             self.runs or self.timers or self.lines or self.dropped or self.counts or self.lost
         ) or bool(self.interrupted or self.journal_cursor is not None)
+
+    def followed_by(self, then: Batch) -> Batch:
+        """One batch holding this one followed by ``then`` (a write to try again)."""
+        counts = dict(self.counts)
+        counts.update(then.counts)
+        return Batch(
+            runs=self.runs + then.runs,
+            timers=self.timers + then.timers,
+            lines=self.lines + then.lines,
+            dropped=self.dropped + then.dropped,
+            counts=counts,
+            lost=self.lost + then.lost,
+            interrupted=self.interrupted + then.interrupted,
+            journal_cursor=then.journal_cursor or self.journal_cursor,
+        )
 
 
 def write_batch(conn: sqlite3.Connection, batch: Batch) -> list[Run]:

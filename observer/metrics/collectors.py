@@ -17,12 +17,18 @@ from prometheus_client.metrics_core import (
 from observer import __version__
 from observer.metrics.snapshot import DURATION_BUCKETS, Snapshot
 from observer.model import SUCCESS_RESULTS
+from observer.users import unit_of, user_of
 
 # -- collectors ----------------------------------------------------------------------------
 
 
 def _seconds(usec: int | None) -> float | None:
     return None if usec is None else usec / 1e6
+
+
+def _unit_labels(key: str) -> list[str]:
+    """A stored unit as its labels: unit, and user (empty for a system unit)."""
+    return [unit_of(key), user_of(key) or ""]
 
 
 def _gauge(name: str, documentation: str, labels: list[str]) -> GaugeMetricFamily:
@@ -38,7 +44,7 @@ class RunCollector:
     def collect(self) -> Iterator[Metric]:
         snap = self.snapshot
         host = snap.host
-        labels = ["host", "unit"]
+        labels = ["host", "unit", "user"]
         last_start = _gauge(
             "observer_last_run_start_timestamp_seconds",
             "When the newest finished run of the unit started (seconds since the epoch).",
@@ -112,7 +118,7 @@ class RunCollector:
             labels,
         )
         for state in snap.units:
-            key = [host, state.unit]
+            key = [host, *_unit_labels(state.unit)]
             _add(last_start, key, _seconds(state.last_start_usec))
             _add(last_end, key, _seconds(state.last_end_usec))
             _add(last_duration, key, state.last_duration_seconds)
@@ -174,27 +180,27 @@ class RunCollector:
         runs = CounterMetricFamily(
             "observer_runs",
             "Runs that finished while the daemon was running, by systemd's result.",
-            labels=["host", "unit", "result"],
+            labels=["host", "unit", "user", "result"],
         )
         for (unit, result), count in sorted(snap.runs_by_result.items()):
-            runs.add_metric([host, unit, result], count)
+            runs.add_metric([host, *_unit_labels(unit), result], count)
         durations = HistogramMetricFamily(
             "observer_run_duration_seconds",
             "How long runs took (from start to end), for runs that finished while the daemon "
             "was running.",
-            labels=["host", "unit"],
+            labels=["host", "unit", "user"],
         )
         for unit, counts in sorted(snap.durations.items()):
             buckets = [
                 (_bound(bound), float(n))
                 for bound, n in zip(DURATION_BUCKETS, counts.buckets, strict=True)
             ]
-            durations.add_metric([host, unit], buckets, counts.sum_seconds)
+            durations.add_metric([host, *_unit_labels(unit)], buckets, counts.sum_seconds)
         yield runs
         yield durations
 
     def _timers(self, host: str) -> Iterator[Metric]:
-        labels = ["host", "unit", "timer"]
+        labels = ["host", "unit", "user", "timer"]
         next_trigger = _gauge(
             "observer_timer_next_trigger_timestamp_seconds",
             "When the timer starts the unit next (seconds since the epoch); absent when it "
@@ -207,7 +213,7 @@ class RunCollector:
             labels,
         )
         for timer in self.snapshot.timers:
-            key = [host, timer.unit, timer.timer]
+            key = [host, *_unit_labels(timer.unit), unit_of(timer.timer)]
             _add(next_trigger, key, _seconds(timer.next_usec))
             _add(last_trigger, key, _seconds(timer.last_usec))
         yield next_trigger

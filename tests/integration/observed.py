@@ -42,6 +42,7 @@ class ObserverDaemon:
             "--db", str(self.db),
             "--bus-address", self.sandbox.bus_address,
             "--journal-dir", str(self.sandbox.journal_dir),
+            "--passwd", str(self.sandbox.root / "etc/passwd"),
         ]  # fmt: skip
         if config is None or "listen" not in config:
             args += ["--listen", ""]  # no fixed port: tests that want metrics configure it

@@ -77,6 +77,7 @@ def test_it_prints_history_as_json_with_stable_field_names(
     assert runs[2] == {
         "id": 2,
         "unit": "backup.service",
+        "user": None,
         "invocation_id": invocation(2),
         "host": "host1",
         "source": "bus",
@@ -218,6 +219,7 @@ def test_it_gives_stats_of_one_unit_as_an_object(
     assert status == 0
     assert json.loads(out) == {
         "unit": "backup.service",
+        "user": None,
         "runs": 3,
         "successes": 1,
         "failures": 2,
@@ -355,6 +357,7 @@ def test_it_gives_status_as_json(capsys: pytest.CaptureFixture[str], db: str) ->
     assert status == 0
     assert json.loads(out)[0] == {
         "unit": "backup.service",
+        "user": None,
         "last_result": "running",
         "last_started_at": "2026-11-23T14:50:00.000000+00:00",
         "next_run_at": "2026-11-23T16:00:00.000000+00:00",

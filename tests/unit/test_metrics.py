@@ -249,14 +249,14 @@ SNAPSHOT = Snapshot(
 
 def test_the_run_collector_exposes_each_units_state_with_host_and_unit_labels() -> None:
     exposed = samples(RunCollector(SNAPSHOT))
-    backup = labels(host="host1", unit="backup.service")
+    backup = labels(host="host1", unit="backup.service", user="")
 
     assert exposed[("observer_last_run_start_timestamp_seconds", backup)] == 100.0
     assert exposed[("observer_last_run_end_timestamp_seconds", backup)] == 160.0
     assert exposed[("observer_last_run_duration_seconds", backup)] == 60.0
     assert exposed[("observer_last_run_success", backup)] == 0.0
     assert exposed[("observer_last_run_exit_status", backup)] == 3.0
-    info = labels(host="host1", unit="backup.service", result="exit-code", signal="")
+    info = labels(host="host1", unit="backup.service", user="", result="exit-code", signal="")
     assert exposed[("observer_last_run_info", info)] == 1.0
     assert exposed[("observer_last_success_timestamp_seconds", backup)] == 50.0
     assert exposed[("observer_last_failure_timestamp_seconds", backup)] == 160.0
@@ -264,14 +264,14 @@ def test_the_run_collector_exposes_each_units_state_with_host_and_unit_labels() 
     assert exposed[("observer_running", backup)] == 1.0
     assert exposed[("observer_running_since_timestamp_seconds", backup)] == 200.0
     assert exposed[("observer_service_restarts", backup)] == 0.0
-    timer = labels(host="host1", unit="backup.service", timer="backup.timer")
+    timer = labels(host="host1", unit="backup.service", user="", timer="backup.timer")
     assert exposed[("observer_timer_next_trigger_timestamp_seconds", timer)] == 300.0
     assert ("observer_timer_last_trigger_timestamp_seconds", timer) not in exposed
 
 
 def test_a_unit_without_finished_runs_shows_only_what_is_known() -> None:
     exposed = samples(RunCollector(SNAPSHOT))
-    idle = labels(host="host1", unit="idle.service")
+    idle = labels(host="host1", unit="idle.service", user="")
 
     assert {name for name, labelset in exposed if labelset == idle} == {
         "observer_consecutive_failures",
@@ -282,9 +282,9 @@ def test_a_unit_without_finished_runs_shows_only_what_is_known() -> None:
 def test_runs_are_counted_by_result_and_their_durations_are_a_histogram() -> None:
     exposed = samples(RunCollector(SNAPSHOT))
 
-    failed = labels(host="host1", unit="backup.service", result="exit-code")
+    failed = labels(host="host1", unit="backup.service", user="", result="exit-code")
     assert exposed[("observer_runs_total", failed)] == 2.0
-    unit = {"host": "host1", "unit": "backup.service"}
+    unit = {"host": "host1", "unit": "backup.service", "user": ""}
     assert exposed[("observer_run_duration_seconds_bucket", labels(**unit, le="30.0"))] == 0.0
     assert exposed[("observer_run_duration_seconds_bucket", labels(**unit, le="60.0"))] == 7.0
     assert exposed[("observer_run_duration_seconds_bucket", labels(**unit, le="+Inf"))] == 7.0
@@ -376,3 +376,22 @@ def test_the_fast_renderer_writes_what_the_client_library_would() -> None:
 
     assert parsed(ours) == parsed(theirs)
     assert 'unit="backup@My\\\\x20\\"Files\\"\\n.service"' in ours
+
+
+def test_a_users_unit_is_its_own_series_with_the_user_label() -> None:
+    users_backup = UnitState("alice/backup.service", last_start_usec=1, last_end_usec=2)
+    both = dataclasses.replace(
+        SNAPSHOT,
+        units=(*SNAPSHOT.units, users_backup),
+        timers=(TimerSchedule("alice/backup.timer", "alice/backup.service", 5, None),),
+        runs_by_result={("alice/backup.service", "success"): 1},
+    )
+    exposed = samples(RunCollector(both))
+
+    system = labels(host="host1", unit="backup.service", user="")
+    alices = labels(host="host1", unit="backup.service", user="alice")
+    assert exposed[("observer_last_run_start_timestamp_seconds", system)] == 100.0
+    assert exposed[("observer_last_run_start_timestamp_seconds", alices)] == 1e-6
+    assert exposed[("observer_runs_total", labels(**dict(alices), result="success"))] == 1.0
+    timer = labels(host="host1", unit="backup.service", user="alice", timer="backup.timer")
+    assert exposed[("observer_timer_next_trigger_timestamp_seconds", timer)] == 5e-6

@@ -79,7 +79,7 @@ def test_the_exposition_passes_promtool_check_metrics(exposition: bytes) -> None
     assert b'job_backup_size_bytes{borg_repo="/srv/borg",unit="backup.service"} 1234.0' in (
         exposition
     )
-    assert b'observer_running{host="host1",unit="backup.service"} 1.0' in exposition
+    assert b'observer_running{host="host1",unit="backup.service",user=""} 1.0' in exposition
 
 
 def test_the_alert_rules_pass_promtool_check_rules() -> None:

@@ -96,7 +96,8 @@ async def test_it_serves_the_recorded_runs_and_refreshes_after_each_new_one(
         text = await eventually(
             lambda: "observer_consecutive_failures" in (t := get(url)) and t, "run metrics"
         )
-        assert 'observer_consecutive_failures{host="host1",unit="backup.service"} 2.0' in text
+        labels = 'host="host1",unit="backup.service",user=""'
+        assert f"observer_consecutive_failures{{{labels}}} 2.0" in text
         assert 'observer_runs_total{host="host1",unit="backup.service"' not in text
 
         # Run 4 of backup.service ends; the daemon's hook says so.
@@ -106,7 +107,7 @@ async def test_it_serves_the_recorded_runs_and_refreshes_after_each_new_one(
         store.write_batch(conn, store.Batch(runs=[ended]))
         conn.close()
         service.runs_recorded([ended])
-        counted = 'observer_runs_total{host="host1",unit="backup.service",result="success"} 1.0'
+        counted = f'observer_runs_total{{{labels},result="success"}} 1.0'
         await eventually(lambda: counted in get(url), "the run to be counted")
         textfile = tmp_path / "observer.prom"
         await eventually(lambda: counted in textfile.read_text(), "the textfile to follow")
@@ -158,16 +159,17 @@ async def test_a_running_unit_shows_as_running_once_the_daemon_sees_it(tmp_path:
     async with serving(service):
         await eventually(lambda: service.address, "the server to listen")
         url = f"http://127.0.0.1:{service.address[1]}/metrics"  # type: ignore[index]
-        running = 'observer_running{host="host1",unit="backup.service"} 1.0'
+        running = 'observer_running{host="host1",unit="backup.service",user=""} 1.0'
         await eventually(lambda: "observer_running{" in get(url), "run metrics")
         assert running not in get(url)
 
         daemon.running = {"backup.service": invocation(4)}
 
         await eventually(lambda: running in get(url), "backup.service to show as running")
-        assert 'observer_running_since_timestamp_seconds{host="host1",unit="backup.service"}' in (
-            get(url)
+        since = (
+            'observer_running_since_timestamp_seconds{host="host1",unit="backup.service",user=""}'
         )
+        assert since in get(url)
 
 
 def test_an_idle_refresh_reads_nothing_until_a_run_is_committed(

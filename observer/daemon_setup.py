@@ -1,0 +1,80 @@
+"""What `observer daemon` runs against: the system's manager, or (``--user``) a user's own.
+
+The system daemon reads /etc/observer/observer.toml, writes /var/lib/observer, listens to PID 1
+on the system bus and reads PID 1's and the observed users' managers' journal records. A
+user's own daemon uses their XDG directories, their manager on the user bus, and only their
+manager's journal records.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from observer.config import Config, MetricsConfig, load_config
+from observer.jobs.alert_rules import with_job_alerts
+from observer.journal import JournalScope
+from observer.store import default_db_path
+from observer.users import (
+    current_user,
+    user_bus_address,
+    user_config_path,
+    user_db_path,
+    user_names,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonSetup:
+    config: Config
+    db_path: Path
+    bus_address: str | None  # None: the system bus
+    journal_dir: Path | None  # None: the local journal
+    user: str | None = None  # a user's own daemon: whose
+    passwd: Path | None = None  # users' names from this file instead of the system's
+
+
+def setup_from(args: argparse.Namespace) -> DaemonSetup:
+    """The setup the command line (and the configuration file it names) asks for."""
+    user = current_user() if getattr(args, "user", False) else None
+    config_path = Path(args.config) if args.config else None
+    if user is not None and config_path is None and user_config_path().exists():
+        config_path = user_config_path()
+    config = with_job_alerts(load_config(config_path))
+    listen = getattr(args, "listen", None)
+    if listen is None and user is not None and config.metrics == MetricsConfig():
+        listen = ""  # the system daemon's port: a user's daemon serves only where told to
+    if listen is not None:
+        metrics = dataclasses.replace(config.metrics, listen=listen)
+        config = dataclasses.replace(config, metrics=metrics)
+    if args.db:
+        db_path = Path(args.db)
+    else:
+        db_path = user_db_path() if user is not None else default_db_path()
+    journal_dir = args.journal_dir or config.journal.directory or None
+    passwd = getattr(args, "passwd", None)
+    return DaemonSetup(
+        config=config,
+        db_path=db_path,
+        bus_address=args.bus_address or (user_bus_address() if user is not None else None),
+        journal_dir=Path(journal_dir) if journal_dir else None,
+        user=user,
+        passwd=Path(passwd) if passwd else None,
+    )
+
+
+def journal_scope(config: Config, user: str | None, passwd: Path | None) -> JournalScope:
+    """The system daemon reads PID 1's records and the observed users' managers'; a user's
+    own daemon reads only their manager's."""
+    if user is not None:
+        uid = os.getuid()
+        return JournalScope(
+            system=False, users=lambda n: user if n == uid else None, user_journals=True
+        )
+    return JournalScope(
+        users=user_names(config.observe.observes_user, passwd),
+        user_journals=bool(config.observe.users),
+    )

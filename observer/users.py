@@ -1,0 +1,165 @@
+"""Users' own units (``systemctl --user``): how a user unit is named in the store.
+
+A user unit is stored under ``USER/UNIT`` (``alice/backup.service``): a slash is in no unit
+name and no user name, so a user's ``backup.service`` and the system's never merge, and
+every table keyed by unit (summaries, alert state, timers) keeps them apart without a
+second key. A system unit keeps its plain name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pwd
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from observer.model import Event, JobDetails, JobNew, JobRemoved, UnitGone, UnitProperties
+
+SEPARATOR = "/"
+
+
+def qualify(user: str | None, unit: str) -> str:
+    """The store's name of ``unit`` of ``user`` (None: a system unit)."""
+    return unit if user is None else f"{user}{SEPARATOR}{unit}"
+
+
+def split(key: str) -> tuple[str | None, str]:
+    """The user (None: a system unit) and the unit name of a stored unit."""
+    user, sep, unit = key.partition(SEPARATOR)
+    return (user, unit) if sep else (None, key)
+
+
+def user_of(key: str) -> str | None:
+    return split(key)[0]
+
+
+def unit_of(key: str) -> str:
+    return split(key)[1]
+
+
+def shown(key: str) -> str:
+    """A stored unit as people read it: ``backup.service`` or ``backup.service (alice)``."""
+    user, unit = split(key)
+    return unit if user is None else f"{unit} (user {user})"
+
+
+def user_names(
+    observed: Callable[[str], bool], passwd: Path | None = None
+) -> Callable[[int], str | None]:
+    """uid -> user name, for the users observed (None: not observed).
+
+    Names come from the system's user database, or from a passwd file (``passwd``: a
+    container's, whose journal is read from outside). A uid without a name is named by
+    its number, and asked again next time (the user may be created meanwhile).
+    """
+    cache: dict[int, str] = {}
+
+    def lookup(uid: int) -> str | None:
+        if passwd is None:
+            try:
+                return pwd.getpwuid(uid).pw_name
+            except KeyError:
+                return None
+        try:
+            lines = passwd.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            return None
+        for line in lines:
+            fields = line.split(":")
+            if len(fields) > 2 and fields[2] == str(uid):
+                return fields[0]
+        return None
+
+    def name(uid: int) -> str | None:
+        found = cache.get(uid)
+        if found is None:
+            found = lookup(uid)
+            if found is not None:
+                cache[uid] = found
+        shown = found if found is not None else str(uid)
+        return shown if observed(shown) else None
+
+    return name
+
+
+def current_user() -> str:
+    """The name of the user this process runs as."""
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return str(os.getuid())
+
+
+# -- the user's own daemon: its manager's bus speaks plain unit names -------------------
+
+
+def qualify_event(event: Event, user: str) -> Event:
+    """A bus event of ``user``'s manager, with its units named as the store names them."""
+    match event:
+        case UnitProperties(unit=unit, values=values):
+            service = values.get("Unit")
+            if isinstance(service, str) and service:
+                values = {**values, "Unit": qualify(user, service)}
+            return dataclasses.replace(event, unit=qualify(user, unit), values=values)
+        case JobNew() | JobRemoved() | JobDetails() | UnitGone():
+            return dataclasses.replace(event, unit=qualify(user, event.unit))
+    return event
+
+
+def user_bus_address(environ: Mapping[str, str] = os.environ) -> str:
+    """The address of this user's bus, where their manager listens."""
+    if address := environ.get("DBUS_SESSION_BUS_ADDRESS"):
+        return address
+    runtime = environ.get("XDG_RUNTIME_DIR") or f"/run/user/{os.getuid()}"
+    return f"unix:path={runtime}/bus"
+
+
+def user_db_path(environ: Mapping[str, str] = os.environ) -> Path:
+    """The database of a user's own daemon: $XDG_DATA_HOME/observer/observer.db."""
+    if env := environ.get("OBSERVER_DB"):
+        return Path(env)
+    data_home = environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data_home) / "observer" / "observer.db"
+
+
+def user_config_path(environ: Mapping[str, str] = os.environ) -> Path:
+    """The configuration of a user's own daemon: $XDG_CONFIG_HOME/observer/observer.toml."""
+    config_home = environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(config_home) / "observer" / "observer.toml"
+
+
+# -- reading: whose units a command shows ----------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Selection:
+    """Whose units a reading command shows: ``--user NAME``'s, or by default the system's
+    and (for a reader who is not root) the reader's own."""
+
+    user: str | None = None  # --user NAME
+    reader: str | None = None  # the reader's name when not root
+    everyone: bool = False  # every unit of every user (the dashboard, metrics, `status`)
+
+    def shows(self, key: str) -> bool:
+        if self.everyone and self.user is None:
+            return True
+        owner = user_of(key)
+        if self.user is not None:
+            return owner == self.user
+        return owner is None or owner == self.reader
+
+    def keys(self, name: str) -> list[str]:
+        """The stored units a unit name may mean, the likeliest first."""
+        if self.user is not None:
+            return [qualify(self.user, name)]
+        return [*([qualify(self.reader, name)] if self.reader else []), name]
+
+
+ALL = Selection(everyone=True)
+
+
+def selection(user: str | None, euid: int | None = None) -> Selection:
+    """The selection of ``--user`` (None: not given) for a reader of effective uid ``euid``."""
+    euid = os.geteuid() if euid is None else euid
+    return Selection(user=user, reader=None if euid == 0 else current_user())
