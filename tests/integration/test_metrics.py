@@ -183,7 +183,8 @@ def test_node_exporter_reads_the_textfile_and_promtool_accepts_the_exposition(
         text = wait_for(scraped, timeout=30, what="node_exporter to answer")
     assert "node_textfile_scrape_error 0" in text
     assert re.search(
-        r'observer_runs_total\{host="[^"]+",result="exit-code",unit="flaky.service"\} 1', text
+        r'observer_runs_total\{host="[^"]+",result="exit-code",unit="flaky.service",user=""\} 1',
+        text,
     )
     assert "process_cpu_seconds_total" in text  # node_exporter's own; observer's are left out
 
