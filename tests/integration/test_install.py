@@ -328,12 +328,14 @@ def checksums(sandbox: Sandbox) -> str:
 def file_system(sandbox: Sandbox) -> list[str]:
     """The file system where install.sh writes, and the user and group databases.
 
-    Left out: the journal and systemd's own state, and shadow's backup files
-    (/etc/passwd- and the like), which useradd and userdel rewrite.
+    Left out: the journal and systemd's own state, shadow's backup files (/etc/passwd- and
+    the like), which useradd and userdel rewrite, and /var/tmp, which the sandbox shares with
+    the host (tests running beside this one keep a journal there).
     """
     script = (
         "find /etc /opt /usr/local /var /srv -xdev "
-        r"\( -path /var/log/journal -o -path /var/lib/systemd -o -name '*-' \) -prune "
+        r"\( -path /var/log/journal -o -path /var/lib/systemd -o -path /var/tmp "
+        r"-o -name '*-' \) -prune "
         "-o -printf '%p %y %m %u:%g\\n' | sort; "
         "find /etc -xdev -type f ! -name '*-' -print0 | sort -z | xargs -0 sha256sum"
     )
