@@ -12,18 +12,15 @@ import asyncio
 import contextlib
 import dataclasses
 import gzip
-import http.server
 import logging
 import os
-import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
@@ -31,13 +28,13 @@ from prometheus_client.process_collector import ProcessCollector
 from observer import store
 from observer.config import MetricsConfig
 from observer.metrics.collectors import DaemonCollector, DaemonHealth, RunCollector, render
+from observer.metrics.http import MetricsServer, PageSource, parse_listen
 from observer.metrics.job_metrics import JobMetrics, job_metrics_directory
 from observer.metrics.snapshot import RunTally, Snapshot, alert_counts, read_unit_states
-from observer.model import ConfigError, Run, StoreError
+from observer.model import Run, StoreError
 
 log = logging.getLogger(__name__)
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 TEXTFILE_NAME = "observer.prom"
 # The run metrics are read again this often when no run ends, and at most this often
 # (or five times as long as the last reading took) when they do.
@@ -48,22 +45,6 @@ POLL_SECONDS = 2.0
 BIND_RETRY_SECONDS = 30.0
 # Unfinished runs this old are not followed to their end (see RunTally.start).
 PENDING_HORIZON_USEC = 7 * 86400 * 1_000_000
-
-
-class PageSource(Protocol):
-    """Pages served beside /metrics (the dashboard's, when ``[dashboard] serve`` is on): the
-    answer to a GET of any other path, given with the request's headers (names in lower case)."""
-
-    def respond(self, target: str, headers: Mapping[str, str]) -> _Answer: ...
-
-
-class _Answer(Protocol):
-    @property
-    def status(self) -> int: ...
-    @property
-    def headers(self) -> tuple[tuple[str, str], ...]: ...
-    @property
-    def body(self) -> bytes: ...
 
 
 class _Running(Protocol):
@@ -92,20 +73,6 @@ class DaemonView(Protocol):
 
     @property
     def journal_queue(self) -> asyncio.Queue[Any]: ...
-
-
-def parse_listen(text: str) -> tuple[str, int] | None:
-    """``HOST:PORT`` (``[::1]:PORT`` for IPv6) into a socket address; empty means off."""
-    if not text:
-        return None
-    host, sep, port = text.rpartition(":")
-    host = host.removeprefix("[").removesuffix("]")
-    if not sep or not host or not port.isdecimal() or int(port) > 65535:
-        raise ConfigError(
-            f"metrics.listen (or --listen) = {text!r}: expected HOST:PORT, like "
-            "127.0.0.1:9089 or [::1]:9089 (or an empty string to serve no metrics)"
-        )
-    return host, int(port)
 
 
 def journal_cursor_usec(cursor: str) -> int | None:
@@ -172,83 +139,6 @@ class JobMetricsCollector:
         yield rejected
         yield files
         yield from families
-
-
-class MetricsServer(http.server.ThreadingHTTPServer):
-    """Serves /metrics from its own threads."""
-
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], service: MetricsService) -> None:
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
-        self.service = service
-        super().__init__(address, _MetricsHandler)
-
-
-class _MetricsHandler(http.server.BaseHTTPRequestHandler):
-    server: MetricsServer
-    timeout = 30  # a client that stalls does not hold a thread forever
-    _head = False  # answering a HEAD: the headers of a GET, without its body
-
-    def do_GET(self) -> None:
-        self._respond(head=False)
-
-    def do_HEAD(self) -> None:
-        self._respond(head=True)
-
-    def _respond(self, *, head: bool) -> None:
-        self._head = head
-        path = urlsplit(self.path).path
-        pages = self.server.service.pages
-        if path == "/metrics":
-            compressed = "gzip" in self.headers.get("Accept-Encoding", "")
-            try:
-                body = self.server.service.render(compressed=compressed)
-            except Exception:  # a bug shows as a failed scrape, never as a dead daemon
-                log.exception("could not render the metrics")
-                self._send(500, b"could not render the metrics (see the daemon's log)\n")
-                return
-            self._send(200, body, CONTENT_TYPE, "gzip" if compressed else None)
-        elif pages is not None:
-            try:
-                headers = {name.lower(): value for name, value in self.headers.items()}
-                answer = pages.respond(self.path, headers)
-            except Exception:
-                log.exception("could not serve %r", self.path)
-                self._send(500, b"could not serve the page (see the daemon's log)\n")
-                return
-            self._answer(answer.status, answer.headers, answer.body)
-        elif path == "/":
-            page = b'<html><body><a href="/metrics">observer metrics</a></body></html>\n'
-            self._send(200, page, "text/html; charset=utf-8")
-        else:
-            self._send(404, b"not found: observer serves /metrics\n")
-
-    def _send(
-        self,
-        status: int,
-        body: bytes,
-        content_type: str = "text/plain",
-        encoding: str | None = None,
-    ) -> None:
-        headers = [("Content-Type", content_type)]
-        if encoding:
-            headers.append(("Content-Encoding", encoding))
-        self._answer(status, headers, body)
-
-    def _answer(self, status: int, headers: Iterable[tuple[str, str]], body: bytes) -> None:
-        self.send_response(status)
-        for name, value in headers:
-            self.send_header(name, value)
-        if status != 304:
-            self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if status != 304 and not self._head:
-            self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("metrics: %s %s", self.address_string(), format % args)
 
 
 class MetricsService:

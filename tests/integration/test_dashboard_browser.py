@@ -10,7 +10,7 @@ import pytest
 
 from observer.dashboard import pages as site
 from observer.dashboard.serving import CONTENT_SECURITY_POLICY
-from observer.metrics.service import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from observer.metrics.http import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from observer.sandbox import Sandbox
 from tests.integration.browser import Browser, Loaded, chromium_or_skip
 from tests.integration.observed import ObserverDaemon, wait_for

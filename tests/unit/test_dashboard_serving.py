@@ -14,7 +14,7 @@ import pytest
 
 from observer.config import Config, DashboardConfig, MetricsConfig, dashboard_directory
 from observer.dashboard.serving import CONTENT_SECURITY_POLICY, Pages, page_name
-from observer.metrics.service import MetricsServer
+from observer.metrics.http import MetricsServer
 from observer.model import ConfigError
 
 UNIT_PAGE = "unit-backup.service-0123456789ab.html"

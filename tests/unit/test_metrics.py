@@ -16,7 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from observer import store, summary
 from observer.metrics import collectors, snapshot
 from observer.metrics.collectors import DaemonCollector, DaemonHealth, RunCollector
-from observer.metrics.service import journal_cursor_usec, parse_listen, write_textfile
+from observer.metrics.http import parse_listen
+from observer.metrics.service import journal_cursor_usec, write_textfile
 from observer.metrics.snapshot import Durations, RunTally, Snapshot, TimerSchedule, UnitState
 from observer.model import ConfigError, Run, Source
 from tests.unit.recorded_runs import HOUR, MINUTE, NOW_USEC, SECOND, invocation
