@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
-from observer import follow, history, render, store, users
+from observer import follow, history, hosts, render, store, users
 from observer.model import ObserverError, StoreError, UnknownUnitError
 
 _DURATION = re.compile(r"(?:\d+[smhdw])+")
@@ -57,6 +57,7 @@ def add_commands(
     common = reading_options(parents)
     listing = argparse.ArgumentParser(add_help=False, parents=[common])
     listing.add_argument("--json", action="store_true", help="print JSON for scripts")
+    host_option(listing)
 
     def command(
         name: str, handler: Callable[[argparse.Namespace], int], about: str
@@ -90,6 +91,18 @@ def add_commands(
     )
     _follow_option(parser)
     command("status", _status, "each unit's last result and next run")
+
+
+def host_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--host", metavar="NAME|GLOB",
+        help="only runs of the hosts matching, e.g. web3 or 'web*' (a central database)",
+    )  # fmt: skip
+
+
+def on_hosts(args: argparse.Namespace) -> hosts.HostMatcher:
+    """Which hosts ``--host`` selects (None: every host)."""
+    return hosts.matcher(getattr(args, "host", None))
 
 
 def _follow_option(parser: argparse.ArgumentParser) -> None:
@@ -138,21 +151,37 @@ def _history(args: argparse.Namespace) -> int:
     if args.follow:
         return _follow(args, _followed_unit(args), with_unit=False)
     with reading(args) as conn:
-        unit = history.resolve_unit(conn, args.unit, selection(args))
-        runs = history.unit_history(conn, unit, args.limit or 20)
-    _print_runs(runs, args.json, with_unit=False)
+        unit = _unit_on_hosts(conn, args)
+        runs = history.unit_history(conn, unit, args.limit or 20, on_hosts(args))
+        with_host = hosts.several(conn)
+    _print_runs(runs, args.json, with_unit=False, with_host=with_host)
     return 0
+
+
+def _unit_on_hosts(conn: sqlite3.Connection, args: argparse.Namespace) -> str:
+    """The unit ``args.unit`` names, with runs on a host ``--host`` matches."""
+    unit = history.resolve_unit(conn, args.unit, selection(args))
+    on = on_hosts(args)
+    if on is not None and not hosts.hosts_of(conn, unit, on):
+        recorded = ", ".join(hosts.hosts_of(conn, unit))
+        raise UnknownUnitError(
+            f"no runs of {unit!r} recorded on a host matching {args.host!r} "
+            f"(it has runs on {recorded})"
+        )
+    return unit
 
 
 def _runs(args: argparse.Namespace) -> int:
     if args.follow:
         matches = history.unit_matcher(args.unit or "*")
         shows = selection(args).shows
+        on = on_hosts(args)
         return _follow(
             args,
             lambda run: (
                 shows(run.unit)
                 and matches(users.unit_of(run.unit))
+                and hosts.shows(on, run.host)
                 and (run.failed or not args.failed)
             ),
             with_unit=True,
@@ -165,8 +194,10 @@ def _runs(args: argparse.Namespace) -> int:
             failed_only=args.failed,
             limit=args.limit,
             selection=selection(args),
+            on=on_hosts(args),
         )
-    _print_runs(runs, args.json, with_unit=True)
+        with_host = hosts.several(conn)
+    _print_runs(runs, args.json, with_unit=True, with_host=with_host)
     return 0
 
 
@@ -178,7 +209,8 @@ def _followed_unit(args: argparse.Namespace) -> Callable[[history.RecordedRun], 
     if path.exists():
         with reading(args) as conn, contextlib.suppress(UnknownUnitError):
             names = {history.resolve_unit(conn, args.unit, selection(args))}
-    return lambda run: run.unit in names
+    on = on_hosts(args)
+    return lambda run: run.unit in names and hosts.shows(on, run.host)
 
 
 def _follow(
@@ -191,18 +223,20 @@ def _follow(
             "runs (list them without --follow)"
         )
     path = args.db or store.default_read_path()
+    with_host = args.host is not None or _several_hosts(args, path)
     batches = follow.finished_runs(
         path, notice=lambda text: print(f"observer: {text}", file=sys.stderr)
     )
     try:
         if not args.json:
-            print(render.runs_table_header(with_unit=with_unit), flush=True)
+            print(render.runs_table_header(with_unit=with_unit, with_host=with_host), flush=True)
         for batch in batches:
             for run in filter(wanted, batch):
                 if args.json:
                     print(json.dumps(render.run_json(run)), flush=True)
                 else:
-                    print(render.runs_table_row(run, with_unit=with_unit), flush=True)
+                    row = render.runs_table_row(run, with_unit=with_unit, with_host=with_host)
+                    print(row, flush=True)
     except KeyboardInterrupt:
         return 0
     except BrokenPipeError:
@@ -211,6 +245,13 @@ def _follow(
     finally:
         batches.close()
     return 0
+
+
+def _several_hosts(args: argparse.Namespace, path: Path) -> bool:
+    if not path.exists():
+        return False
+    with reading(args) as conn:
+        return hosts.several(conn)
 
 
 def _detach_stdout() -> None:
@@ -224,13 +265,17 @@ def _show(args: argparse.Namespace) -> int:
         detail = history.run_detail(conn, args.run_id)
     if args.user is not None and not selection(args).shows(detail.run.unit):
         raise history.NoSuchRunError(f"run {args.run_id!r} is not of user {args.user!r}")
+    if not hosts.shows(on_hosts(args), detail.run.host):
+        raise history.NoSuchRunError(
+            f"run {args.run_id!r} ran on {detail.run.host!r}, not on a host matching {args.host!r}"
+        )
     _print_detail(detail, args.json)
     return 0
 
 
 def _last_failure(args: argparse.Namespace) -> int:
     with reading(args) as conn:
-        detail = history.last_failure(conn, history.resolve_unit(conn, args.unit, selection(args)))
+        detail = history.last_failure(conn, _unit_on_hosts(conn, args), on_hosts(args))
     _print_detail(detail, args.json)
     return 0
 
@@ -238,12 +283,15 @@ def _last_failure(args: argparse.Namespace) -> int:
 def _stats(args: argparse.Namespace) -> int:
     with reading(args) as conn:
         chosen = selection(args)
-        unit = None if args.unit is None else history.resolve_unit(conn, args.unit, chosen)
-        stats = history.unit_stats(conn, unit, since_usec=_since_usec(args.since))
+        unit = None if args.unit is None else _unit_on_hosts(conn, args)
+        stats = history.unit_stats(
+            conn, unit, since_usec=_since_usec(args.since), host_matches=on_hosts(args)
+        )
         stats = [s for s in stats if unit is not None or chosen.shows(s.unit)]
+        with_host = hosts.several(conn)
     if not args.json:
-        print(render.stats_table(stats))
-    elif unit is not None:
+        print(render.stats_table(stats, with_host=with_host))
+    elif unit is not None and not with_host:  # a list, one per host, on a central db
         _print_json(render.stats_json(stats[0]))
     else:
         _print_json([render.stats_json(s) for s in stats])
@@ -254,19 +302,22 @@ def _status(args: argparse.Namespace) -> int:
     with reading(args) as conn:
         # Every user's units, marked with their user, unless --user picks one.
         chosen = users.Selection(user=args.user, everyone=True)
-        statuses = [s for s in history.unit_status(conn) if chosen.shows(s.unit)]
+        statuses = [s for s in history.unit_status(conn, on_hosts(args)) if chosen.shows(s.unit)]
+        with_host = hosts.several(conn)
     if args.json:
         _print_json([render.status_json(s) for s in statuses])
     else:
-        print(render.status_table(statuses))
+        print(render.status_table(statuses, with_host=with_host))
     return 0
 
 
-def _print_runs(runs: list[history.RecordedRun], as_json: bool, *, with_unit: bool) -> None:
+def _print_runs(
+    runs: list[history.RecordedRun], as_json: bool, *, with_unit: bool, with_host: bool
+) -> None:
     if as_json:
         _print_json([render.run_json(run) for run in runs])
     else:
-        print(render.runs_table(runs, with_unit=with_unit))
+        print(render.runs_table(runs, with_unit=with_unit, with_host=with_host))
 
 
 def _print_detail(detail: history.RunDetail, as_json: bool) -> None:

@@ -14,7 +14,7 @@ import os
 import sqlite3
 import time
 import urllib.parse
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,9 +64,36 @@ def baseline(conn: sqlite3.Connection) -> FinishedRuns:
     """What the store holds now: its runs that have finished are not reported."""
     conn.execute("BEGIN")  # both from one snapshot: a run ending between them is not lost
     try:
-        return FinishedRuns(history.newest_run_id(conn), history.unfinished_run_ids(conn))
+        return FinishedRuns(newest_run_id(conn), unfinished_run_ids(conn))
     finally:
         conn.execute("COMMIT")
+
+
+def newest_run_id(conn: sqlite3.Connection) -> int:
+    """The highest run ID in the store (0 when there is none): runs above it are new."""
+    return int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM runs").fetchone()[0])
+
+
+def unfinished_run_ids(conn: sqlite3.Connection) -> set[int]:
+    """The runs that have not finished, read through each host's and unit's end index."""
+    rows = conn.execute(
+        # CROSS JOIN keeps the units outside: one index search each, not a walk of all runs.
+        "SELECT r.id FROM unit_summary u CROSS JOIN runs r INDEXED BY runs_by_unit_host_end "
+        "ON r.unit = u.unit AND r.host = u.host AND r.finished_usec IS NULL"
+    )
+    return {int(row[0]) for row in rows}
+
+
+def runs_after(
+    conn: sqlite3.Connection, after_id: int, ids: Iterable[int]
+) -> list[history.RecordedRun]:
+    """The runs with an ID above ``after_id``, and those of ``ids``, in ID order."""
+    wanted = sorted(set(ids))
+    runs = history.select_runs(conn, "r.id > ?", (after_id,))
+    if wanted:  # apart: with OR, SQLite walks every run instead of two searches by ID
+        marks = ", ".join("?" * len(wanted))
+        runs += history.select_runs(conn, f"r.id IN ({marks}) AND r.id <= ?", (*wanted, after_id))
+    return sorted(runs, key=lambda run: run.id)
 
 
 def finished_runs(
@@ -99,9 +126,7 @@ def finished_runs(
                         # appeared later: what ended before following began is.
                         first = tracker is None and watch.opened_at_start
                         tracker = baseline(conn) if first else FinishedRuns(not_before_usec=began)
-                    batch = tracker.update(
-                        history.runs_after(conn, tracker.after_id, tracker.pending)
-                    )
+                    batch = tracker.update(runs_after(conn, tracker.after_id, tracker.pending))
                     if batch:
                         yield batch
             except sqlite3.Error as e:

@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from observer import problems, summary, users
+from observer import hosts, problems, summary, users
 from observer.model import (
     SKIPPED_RESULTS,
     SUCCESS_RESULTS,
@@ -154,6 +154,7 @@ class UnitStatus:
     consecutive_failures: int
     running: bool
     problems: tuple[str, ...] = ()  # the open alert problems: failing, missed, stale, rate, ...
+    host: str = ""  # the host whose runs these are (one row per host and unit)
 
 
 def resolve_unit(
@@ -191,14 +192,31 @@ def resolve_unit(
     raise UnknownUnitError(f"no runs recorded for unit {shown!r}{whose} ({hint})")
 
 
-def unit_history(conn: sqlite3.Connection, unit: str, limit: int = 20) -> list[RecordedRun]:
-    """The newest ``limit`` runs of one unit, newest first."""
-    rows = conn.execute(
-        f"SELECT {_RUN_COLUMNS} FROM {_RUNS_FROM} WHERE r.unit = ? ORDER BY {_NEWEST_FIRST} "
-        "LIMIT ?",
-        (unit, limit),
-    )
-    return [_recorded_run(row) for row in rows]
+def unit_history(
+    conn: sqlite3.Connection, unit: str, limit: int = 20, on: hosts.HostMatcher = None
+) -> list[RecordedRun]:
+    """The newest ``limit`` runs of one unit (on the hosts ``on`` accepts), newest first."""
+    return list(itertools.islice(_unit_runs(conn, unit, [], [], on, limit), limit))
+
+
+def _unit_runs(
+    conn: sqlite3.Connection,
+    unit: str,
+    where: Sequence[str],
+    params: Sequence[object],
+    on: hosts.HostMatcher,
+    limit: int | None = None,
+) -> Iterator[RecordedRun]:
+    """A unit's runs newest first: through the unit's index, or merging the walks of the
+    (unit, host) index of each host ``on`` accepts."""
+    cut = [] if limit is None else [limit]
+    if on is None:
+        return _runs_where(conn, ["r.unit = ?", *where], [unit, *params], cut)
+    walks = [
+        _runs_where(conn, ["r.unit = ?", "r.host = ?", *where], [unit, host, *params], cut)
+        for host in hosts.hosts_of(conn, unit, on)
+    ]
+    return heapq.merge(*walks, key=_newest_first_key)
 
 
 def run_detail(conn: sqlite3.Connection, run_id: str) -> RunDetail:
@@ -220,16 +238,12 @@ def run_detail(conn: sqlite3.Connection, run_id: str) -> RunDetail:
     return _with_output(conn, _recorded_run(found))
 
 
-def last_failure(conn: sqlite3.Connection, unit: str) -> RunDetail:
-    """The newest finished run of ``unit`` that did not succeed, with its output."""
-    row = conn.execute(
-        f"SELECT {_RUN_COLUMNS} FROM {_RUNS_FROM} WHERE r.unit = ? AND {_FAILED} "
-        f"ORDER BY {_NEWEST_FIRST} LIMIT 1",
-        (unit,),
-    ).fetchone()
-    if row is None:
-        raise NoFailedRunError(f"no failed run of {unit!r} is recorded")
-    return _with_output(conn, _recorded_run(row))
+def last_failure(conn: sqlite3.Connection, unit: str, on: hosts.HostMatcher = None) -> RunDetail:
+    """The newest finished run of ``unit`` (on the hosts ``on`` accepts) that did not
+    succeed, with its output."""
+    if (found := next(_unit_runs(conn, unit, [_FAILED], [], on, 1), None)) is None:
+        raise NoFailedRunError(f"no failed run of {unit!r} is recorded" + " there" * bool(on))
+    return _with_output(conn, found)
 
 
 def recent_runs(
@@ -240,8 +254,10 @@ def recent_runs(
     failed_only: bool = False,
     limit: int | None = None,
     selection: users.Selection | None = None,
+    on: hosts.HostMatcher = None,
 ) -> list[RecordedRun]:
-    """Runs of all units, newest first: since a time, of units matching a glob, or failed.
+    """Runs of all units, newest first: since a time, of units matching a glob, or failed,
+    on the hosts ``on`` accepts.
 
     Each is read in index order and the reading stops at ``limit``: the cost follows the
     runs returned (and, with a glob, the units it matches), not the history's size.
@@ -253,7 +269,7 @@ def recent_runs(
         params.append(since_usec)
     if failed_only:
         where.append(_FAILED)
-    if unit_glob is None and selection is None:
+    if unit_glob is None and selection is None and on is None:
         runs = _runs_where(conn, where, params)
     else:
         matches = unit_matcher(unit_glob or "*")
@@ -262,18 +278,23 @@ def recent_runs(
             unit for unit in recorded_units(conn) if shows(unit) and matches(users.unit_of(unit))
         ]
         runs = heapq.merge(
-            *(_runs_where(conn, ["r.unit = ?", *where], [unit, *params]) for unit in units),
+            *(_unit_runs(conn, unit, where, params, on, limit) for unit in units),
             key=_newest_first_key,
         )
     return list(itertools.islice(runs, limit))
 
 
 def _runs_where(
-    conn: sqlite3.Connection, where: Sequence[str], params: Sequence[object]
+    conn: sqlite3.Connection,
+    where: Sequence[str],
+    params: Sequence[object],
+    limit: Sequence[int] = (),
 ) -> Iterator[RecordedRun]:
     condition = f" WHERE {' AND '.join(where)}" if where else ""
+    cut = " LIMIT ?" if limit else ""
     rows = conn.execute(
-        f"SELECT {_RUN_COLUMNS} FROM {_RUNS_FROM}{condition} ORDER BY {_NEWEST_FIRST}", params
+        f"SELECT {_RUN_COLUMNS} FROM {_RUNS_FROM}{condition} ORDER BY {_NEWEST_FIRST}{cut}",
+        [*params, *limit],
     )
     return (_recorded_run(row) for row in rows)
 
@@ -284,9 +305,10 @@ def _newest_first_key(run: RecordedRun) -> tuple[int, int, int]:
     return (0, -key, -run.id) if key is not None else (1, 0, -run.id)
 
 
-def unit_status(conn: sqlite3.Connection) -> list[UnitStatus]:
-    """One row per unit with recorded runs or a scheduled timer: last result and next run."""
-    return [status for status, _ in unit_summaries(conn)]
+def unit_status(conn: sqlite3.Connection, on: hosts.HostMatcher = None) -> list[UnitStatus]:
+    """One row per host and unit with recorded runs, or unit with a scheduled timer: last
+    result and next run."""
+    return [status for status, _ in unit_summaries(conn, on=on)]
 
 
 def unit_matcher(glob: str) -> Callable[[str], bool]:
@@ -299,13 +321,10 @@ def unit_matcher(glob: str) -> Callable[[str], bool]:
     return matches
 
 
-def _last_result(run: RecordedRun | None) -> str | None:
-    return None if run is None else "running" if run.running else run.result
-
-
 def recorded_units(conn: sqlite3.Connection) -> list[str]:
     """Every unit with a kept summary (every unit with runs), in name order."""
-    return [str(row[0]) for row in conn.execute("SELECT unit FROM unit_summary ORDER BY unit")]
+    rows = conn.execute("SELECT DISTINCT unit FROM unit_summary ORDER BY unit")
+    return [str(row[0]) for row in rows]
 
 
 def _with_output(conn: sqlite3.Connection, run: RecordedRun) -> RunDetail:
@@ -433,17 +452,20 @@ def next_runs(conn: sqlite3.Connection) -> dict[str, int]:
 
 
 def unit_summaries(
-    conn: sqlite3.Connection, units: Iterable[str] | None = None
+    conn: sqlite3.Connection, units: Iterable[str] | None = None, on: hosts.HostMatcher = None
 ) -> list[tuple[UnitStatus, UnitStats]]:
     """What ``unit_status`` gives, with each unit's all-time stats, from the kept summaries.
 
-    For ``units`` (in name order), or for every unit with runs or a scheduled timer.
+    For ``units`` (in name order), or for every unit with runs or a scheduled timer; a row
+    per host (those ``on`` accepts) with runs of the unit.
     """
     scheduled = next_runs(conn)
     open_problems = problems.open_problems(conn)
     names = sorted({*recorded_units(conn), *scheduled} if units is None else set(units))
     summaries = []
-    for kept in summaries_of(conn, names):
+    for kept in summaries_of(conn, names, on):
+        if not kept.host and on is not None:
+            continue  # a timer without runs: no host to match
         newest = None
         if kept.newest_run_id is not None:
             row = conn.execute(
@@ -453,44 +475,22 @@ def unit_summaries(
         stats = stats_from(kept)
         status = UnitStatus(
             unit=kept.unit,
-            last_result=_last_result(newest),
+            last_result=None if newest is None else "running" if newest.running else newest.result,
             last_started_usec=None if newest is None else newest.started_usec,
             next_run_usec=scheduled.get(kept.unit),
             success_rate=stats.success_rate,
             consecutive_failures=stats.consecutive_failures,
             running=newest is not None and newest.running,
-            problems=open_problems.get(kept.unit, ()),
+            problems=open_problems.get(kept.key, ()),
+            host=kept.host,
         )
         summaries.append((status, stats))
     return summaries
 
 
-# -- for following runs as they finish (observer/follow.py) --------------------------------
-
-
-def newest_run_id(conn: sqlite3.Connection) -> int:
-    """The highest run ID in the store (0 when there is none): runs above it are new."""
-    return int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM runs").fetchone()[0])
-
-
-def unfinished_run_ids(conn: sqlite3.Connection) -> set[int]:
-    """The runs that have not finished, read through each unit's end index."""
-    rows = conn.execute(
-        # CROSS JOIN keeps the units outside: one index search each, not a walk of all runs.
-        "SELECT r.id FROM unit_summary u CROSS JOIN runs r INDEXED BY runs_by_unit_end "
-        "ON r.unit = u.unit AND r.finished_usec IS NULL"
-    )
-    return {int(row[0]) for row in rows}
-
-
-def runs_after(conn: sqlite3.Connection, after_id: int, ids: Iterable[int]) -> list[RecordedRun]:
-    """The runs with an ID above ``after_id``, and those of ``ids``, in ID order."""
-    wanted = sorted(set(ids))
-    rows = [*conn.execute(f"SELECT {_RUN_COLUMNS} FROM {_RUNS_FROM} WHERE r.id > ?", (after_id,))]
-    if wanted:  # apart: with OR, SQLite walks every run instead of two searches by ID
-        marks = ", ".join("?" * len(wanted))
-        rows += conn.execute(
-            f"SELECT {_RUN_COLUMNS} FROM {_RUNS_FROM} WHERE r.id IN ({marks}) AND r.id <= ?",
-            (*wanted, after_id),
-        )
-    return sorted((_recorded_run(row) for row in rows), key=lambda run: run.id)
+def select_runs(
+    conn: sqlite3.Connection, where: str, params: Sequence[object]
+) -> list[RecordedRun]:
+    """The runs ``where`` selects (a condition on ``r``, the runs table), in no order."""
+    rows = conn.execute(f"SELECT {_RUN_COLUMNS} FROM {_RUNS_FROM} WHERE {where}", params)
+    return [_recorded_run(row) for row in rows]

@@ -17,15 +17,18 @@ def findings(text: str | None) -> tuple[tuple[str, str], ...]:
         return ()
 
 
-def open_problems(conn: sqlite3.Connection) -> dict[str, tuple[str, ...]]:
-    """Each unit's open alert problems (observer/alerts keeps them: a row per watched unit)."""
-    found: dict[str, list[str]] = {}
-    for unit, *opened in conn.execute(
-        "SELECT unit, failing_usec, missed_usec, stale_usec FROM alert_state "
+def open_problems(conn: sqlite3.Connection) -> dict[tuple[str, str], tuple[str, ...]]:
+    """The open alert problems of each (host, unit) (observer/alerts keeps them: a row per
+    watched unit and host)."""
+    found: dict[tuple[str, str], list[str]] = {}
+    for host, unit, *opened in conn.execute(
+        "SELECT host, unit, failing_usec, missed_usec, stale_usec FROM alert_state "
         "WHERE COALESCE(failing_usec, missed_usec, stale_usec) IS NOT NULL"
     ):
         kinds = ("failing", "missed", "stale")
-        found[unit] = [kind for kind, usec in zip(kinds, opened, strict=True) if usec is not None]
-    for unit, kind in conn.execute("SELECT unit, kind FROM alert_problems ORDER BY unit, kind"):
-        found.setdefault(unit, []).append(kind)
-    return {unit: tuple(kinds) for unit, kinds in found.items()}
+        found[host, unit] = [k for k, usec in zip(kinds, opened, strict=True) if usec is not None]
+    for host, unit, kind in conn.execute(
+        "SELECT host, unit, kind FROM alert_problems ORDER BY unit, host, kind"
+    ):
+        found.setdefault((host, unit), []).append(kind)
+    return {key: tuple(kinds) for key, kinds in found.items()}

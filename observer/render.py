@@ -72,6 +72,7 @@ class RunDetailJson(RunJson):
 class StatsJson(TypedDict):
     unit: str
     user: str | None
+    host: str
     runs: int
     successes: int
     failures: int
@@ -92,6 +93,7 @@ class StatsJson(TypedDict):
 class StatusJson(TypedDict):
     unit: str
     user: str | None
+    host: str
     last_result: str | None
     last_started_at: str | None
     next_run_at: str | None
@@ -204,8 +206,11 @@ def detail_text(detail: history.RunDetail) -> str:
     return "\n".join(lines)
 
 
-def runs_table(runs: Sequence[history.RecordedRun], *, with_unit: bool) -> str:
-    """One line per run; ``with_unit`` when the runs are of several units."""
+def runs_table(
+    runs: Sequence[history.RecordedRun], *, with_unit: bool, with_host: bool = False
+) -> str:
+    """One line per run; ``with_unit`` when the runs are of several units, ``with_host``
+    when the database holds several hosts' runs."""
     named = _unit_columns([run.unit for run in runs]) if with_unit else 0
     rows = [_run_cells(run, named) for run in runs]
     headers = _run_headers(named)
@@ -213,21 +218,41 @@ def runs_table(runs: Sequence[history.RecordedRun], *, with_unit: bool) -> str:
         headers.append("FINDINGS")
         for row, run in zip(rows, runs, strict=True):
             row.append(", ".join(dict.fromkeys(kind for kind, _ in run.findings)) or "-")
-    return table(headers, rows, right=_run_numbers(named), empty="no matching runs")
+    headers, rows, right = _host_column(
+        with_host, headers, rows, _run_numbers(named), [run.host for run in runs]
+    )
+    return table(headers, rows, right=right, empty="no matching runs")
 
 
-def runs_table_header(*, with_unit: bool) -> str:
+def runs_table_header(*, with_unit: bool, with_host: bool = False) -> str:
     """The header of a table whose rows come one at a time (``runs_table_row``)."""
     named = int(with_unit)
-    return _aligned(_run_headers(named), _run_widths(named), _run_numbers(named))
+    headers, _, right = _host_column(with_host, _run_headers(named), [], _run_numbers(named), [])
+    return _aligned(headers, [12] * with_host + _run_widths(named), right)
 
 
-def runs_table_row(run: history.RecordedRun, *, with_unit: bool) -> str:
+def runs_table_row(run: history.RecordedRun, *, with_unit: bool, with_host: bool = False) -> str:
     """One run as a row under ``runs_table_header``: columns of fixed widths, which a longer
     value widens for its own row only (a user's unit shows as ``alice/backup.service``)."""
     named = int(with_unit)
-    cells = _run_cells(run, named)
-    return _aligned(cells, _run_widths(named), _run_numbers(named))
+    _, [cells], right = _host_column(
+        with_host, [], [_run_cells(run, named)], _run_numbers(named), [run.host]
+    )
+    return _aligned(cells, [12] * with_host + _run_widths(named), right)
+
+
+def _host_column(
+    with_host: bool,
+    headers: list[str],
+    rows: list[list[str]],
+    right: set[int],
+    hosts: Sequence[str],
+) -> tuple[list[str], list[list[str]], set[int]]:
+    """A table with a HOST column first, when ``with_host``; ``hosts``: one per row."""
+    if not with_host:
+        return headers, rows, right
+    rows = [[cell(host), *row] for host, row in zip(hosts, rows, strict=True)]
+    return ["HOST", *headers], rows, {i + 1 for i in right}
 
 
 def _run_headers(named: int) -> list[str]:
@@ -267,7 +292,7 @@ def unit_cells(key: str, columns: int) -> list[str]:
     return [cell(user_of(key) or "-"), cell(unit_of(key))]
 
 
-def stats_table(stats: Sequence[history.UnitStats]) -> str:
+def stats_table(stats: Sequence[history.UnitStats], *, with_host: bool = False) -> str:
     """One line per unit: counts, success rate, duration percentiles, last outcomes."""
     named = _unit_columns([s.unit for s in stats])
     rows = [
@@ -287,11 +312,13 @@ def stats_table(stats: Sequence[history.UnitStats]) -> str:
                "P50", "P95", "MAX", "CPU P50", "CPU P95", "MEM P50", "MEM P95", "LAST SUCCESS",
                "LAST FAILURE", "FAILED IN A ROW"]  # fmt: skip
     right = {named + i for i in (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 14)}
+    headers, rows, right = _host_column(with_host, headers, rows, right, [s.host for s in stats])
     return table(headers, rows, right=right, empty="no runs recorded")
 
 
-def status_table(statuses: Sequence[history.UnitStatus]) -> str:
-    """One line per unit: its last result, when it last started and when it runs next."""
+def status_table(statuses: Sequence[history.UnitStatus], *, with_host: bool = False) -> str:
+    """One line per unit (per host and unit, ``with_host``): its last result, when it last
+    started and when it runs next."""
     named = _unit_columns([s.unit for s in statuses])
     rows = [
         [
@@ -307,7 +334,10 @@ def status_table(statuses: Sequence[history.UnitStatus]) -> str:
         headers.append("PROBLEMS")
         for row, status in zip(rows, statuses, strict=True):
             row.append(", ".join(status.problems) or "-")
-    return table(headers, rows, right={named + 3, named + 4}, empty="no runs recorded")
+    headers, rows, right = _host_column(
+        with_host, headers, rows, {named + 3, named + 4}, [s.host or "-" for s in statuses]
+    )
+    return table(headers, rows, right=right, empty="no runs recorded")
 
 
 def table(
@@ -399,6 +429,7 @@ def stats_json(stats: history.UnitStats) -> StatsJson:
     return {
         "unit": unit_of(stats.unit),
         "user": user_of(stats.unit),
+        "host": stats.host,
         "runs": stats.runs,
         "successes": stats.successes,
         "failures": stats.failures,
@@ -422,6 +453,7 @@ def status_json(status: history.UnitStatus) -> StatusJson:
     return {
         "unit": unit_of(status.unit),
         "user": user_of(status.unit),
+        "host": status.host,
         "last_result": status.last_result,
         "last_started_at": iso_time(status.last_started_usec),
         "next_run_at": iso_time(status.next_run_usec),

@@ -42,36 +42,37 @@ def plan_prune(
     with conn:
         conn.execute(
             "CREATE TEMP TABLE IF NOT EXISTS doomed "
-            "(id INTEGER PRIMARY KEY, invocation_id TEXT, unit TEXT)"
+            "(id INTEGER PRIMARY KEY, invocation_id TEXT, unit TEXT, host TEXT)"
         )
         conn.execute("DELETE FROM doomed")
         if older_than_usec is not None:
             # A run ends after it starts: the index on the start finds every candidate.
             conn.execute(
-                "INSERT OR IGNORE INTO doomed SELECT id, invocation_id, unit FROM runs "
+                "INSERT OR IGNORE INTO doomed SELECT id, invocation_id, unit, host FROM runs "
                 f"WHERE {summary.ORDER_KEY} < ? AND COALESCE(finished_usec, started_usec) < ?",
                 (older_than_usec, older_than_usec),
             )
         if keep_per_unit is not None:
-            for unit in summary.recorded_units(conn):
+            # Per host and unit: on a central database each host keeps its own history.
+            for host, unit in summary.recorded_keys(conn):
                 oldest_kept = conn.execute(
-                    f"SELECT {summary.ORDER_KEY}, id FROM runs WHERE unit = ? "
+                    f"SELECT {summary.ORDER_KEY}, id FROM runs WHERE unit = ? AND host = ? "
                     f"ORDER BY {summary.ORDER_KEY} DESC, id DESC LIMIT 1 OFFSET ?",
-                    (unit, keep_per_unit - 1),
+                    (unit, host, keep_per_unit - 1),
                 ).fetchone()
                 if oldest_kept is None:
                     continue
                 # Newest first puts runs without any time (NULL) after all others.
                 key, run_id = oldest_kept
                 older = f"{summary.ORDER_KEY} IS NULL AND id < ?"
-                params: tuple[object, ...] = (unit, run_id)
+                params: tuple[object, ...] = (unit, host, run_id)
                 if key is not None:
                     older = f"{summary.ORDER_KEY} IS NULL OR {summary.ORDER_KEY} < ? OR "
                     older += f"({summary.ORDER_KEY} = ? AND id < ?)"
-                    params = (unit, key, key, run_id)
+                    params = (unit, host, key, key, run_id)
                 conn.execute(
-                    "INSERT OR IGNORE INTO doomed SELECT id, invocation_id, unit FROM runs "
-                    f"WHERE unit = ? AND ({older})",
+                    "INSERT OR IGNORE INTO doomed SELECT id, invocation_id, unit, host FROM runs "
+                    f"WHERE unit = ? AND host = ? AND ({older})",
                     params,
                 )
 
@@ -81,7 +82,7 @@ def prune_some(conn: sqlite3.Connection, limit: int) -> tuple[int, int]:
     were listed and how many of them were still there to delete."""
     with conn:
         rows = conn.execute(
-            "SELECT id, invocation_id, unit FROM doomed LIMIT ?", (limit,)
+            "SELECT id, invocation_id, unit, host FROM doomed LIMIT ?", (limit,)
         ).fetchall()
         run_ids = [(row[0],) for row in rows]
         # A start systemd refused has no invocation ID, and no output.
@@ -92,9 +93,9 @@ def prune_some(conn: sqlite3.Connection, limit: int) -> tuple[int, int]:
         for table in ("output", "output_stats"):
             conn.executemany(f"DELETE FROM {table} WHERE invocation_id = ?", ids)
         conn.executemany("DELETE FROM doomed WHERE id = ?", run_ids)
-        units = {str(row[2]) for row in rows}
-        summary.refresh(conn, units)
-        store.note_changed(conn, units)
+        keys = {(str(row[3]), str(row[2])) for row in rows}
+        summary.refresh(conn, keys)
+        store.note_changed(conn, {unit for _, unit in keys})
     return len(rows), max(0, int(deleted))
 
 

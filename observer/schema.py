@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 from collections.abc import Callable
 
@@ -196,6 +197,83 @@ CREATE TABLE IF NOT EXISTS alert_silences (
 CREATE INDEX IF NOT EXISTS alerts_by_unit ON alerts (unit, created_usec);
 """
 
+# Schema 7 (a central database holds many hosts' runs, docs/fleet.md): the summaries, each
+# unit's alert state and open problems are kept per host and unit, and an alert names its
+# host. The summaries are derived: made anew (and refilled by upgrade()). The alert tables
+# keep every row: a row of an older database belongs to the host of its unit's newest run
+# (that database's own host; this machine's name when it has no run at all).
+_HOST_ALERT_STATE = """
+CREATE TABLE IF NOT EXISTS alert_state (
+    unit TEXT NOT NULL,
+    host TEXT NOT NULL,
+    failures INTEGER NOT NULL,
+    failing_usec INTEGER,
+    missed_usec INTEGER,
+    awaited_usec INTEGER,
+    stale_usec INTEGER,
+    notified_usec INTEGER,
+    last_success_usec INTEGER,
+    seen_finished_usec INTEGER NOT NULL,
+    seen_run_id INTEGER NOT NULL,
+    overdue_invocation TEXT,
+    first_seen_usec INTEGER NOT NULL,
+    PRIMARY KEY (unit, host)
+) WITHOUT ROWID;
+"""
+_HOST_ALERT_PROBLEMS = """
+CREATE TABLE IF NOT EXISTS alert_problems (
+    unit TEXT NOT NULL,
+    host TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    opened_usec INTEGER NOT NULL,
+    PRIMARY KEY (unit, host, kind)
+) WITHOUT ROWID;
+"""
+# The host of a unit's newest run, through the unit's order index.
+_HOST_OF = (
+    "COALESCE((SELECT r.host FROM runs r WHERE r.unit = {unit} "
+    "ORDER BY COALESCE(r.started_usec, r.finished_usec) DESC, r.id DESC LIMIT 1), ?)"
+)
+
+
+def _old_host(conn: sqlite3.Connection) -> str:
+    """The host an older database's rows belong to: its newest run's (or this machine's)."""
+    row = conn.execute(
+        f"SELECT host FROM runs ORDER BY {summary.ORDER_KEY} DESC, id DESC LIMIT 1"
+    ).fetchone()
+    return socket.gethostname() if row is None else str(row[0])
+
+
+def _per_host(conn: sqlite3.Connection) -> None:
+    """Schema 7: key the summaries and the alert state by (host, unit), once."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if "host" not in {str(row[1]) for row in conn.execute("PRAGMA table_info(alerts)")}:
+            fallback = _old_host(conn)
+            for table, made in (
+                ("alert_state", _HOST_ALERT_STATE), ("alert_problems", _HOST_ALERT_PROBLEMS)
+            ):  # fmt: skip
+                old = ", ".join(str(r[1]) for r in conn.execute(f"PRAGMA table_info({table})"))
+                conn.execute(f"ALTER TABLE {table} RENAME TO {table}_6")
+                conn.execute(made)
+                conn.execute(
+                    f"INSERT INTO {table} ({old}, host) "
+                    f"SELECT {old}, {_HOST_OF.format(unit='t.unit')} FROM {table}_6 t",
+                    (fallback,),
+                )
+                conn.execute(f"DROP TABLE {table}_6")
+            conn.execute("ALTER TABLE alerts ADD COLUMN host TEXT")
+            host_of = _HOST_OF.format(unit="alerts.unit")
+            conn.execute(f"UPDATE alerts SET host = {host_of}", (fallback,))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.executescript(
+        "DROP TABLE IF EXISTS unit_summary;\n" + summary.TABLE + summary.HOST_INDEXES
+    )
+
+
 # Schema upgrades, in order: step i brings a database of schema i + 1 to schema i + 2. A new
 # database gets SCHEMA and then every step. Only ever append; each step must be idempotent
 # (CREATE ... IF NOT EXISTS, or a function that checks what is there), so that two
@@ -207,15 +285,27 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     _UNIT_CHANGES,
     _runs_without_invocation,
     _FINDINGS,
+    _per_host,
 ]
 # The last schema whose upgrade changed unit_summary: it is filled again from the runs.
-_SUMMARY_SCHEMA = 5
+_SUMMARY_SCHEMA = 7
+
+
+def _swap(text: str, table: str, before: str, made: str) -> str:
+    """``text`` with the CREATE TABLE of ``table`` (up to the one of ``before``) as ``made``."""
+    start = text.index(f"CREATE TABLE IF NOT EXISTS {table} ")
+    end = text.index(f"CREATE TABLE IF NOT EXISTS {before} ")
+    return text[:start] + made.lstrip() + text[end:]
+
+
 # The whole current schema, for a database that is made and not upgraded (tests).
 SCHEMA = (
-    BASE_SCHEMA.replace(BASE_SCHEMA[BASE_SCHEMA.index("CREATE TABLE IF NOT EXISTS runs") :
-                                   BASE_SCHEMA.index("CREATE TABLE IF NOT EXISTS output ")],
-                        RUNS_TABLE.lstrip())
-    + _ALERT_TABLES + _UNIT_CHANGES + summary.TABLE + summary.INDEXES + _FINDINGS
+    _swap(BASE_SCHEMA, "runs", "output", RUNS_TABLE)
+    + _swap(_ALERT_TABLES, "alert_state", "alerts", _HOST_ALERT_STATE).replace(
+        "run_id INTEGER\n);", "run_id INTEGER,\n    host TEXT\n);"
+    )
+    + _UNIT_CHANGES + summary.TABLE + summary.INDEXES + summary.HOST_INDEXES
+    + _swap(_FINDINGS, "alert_problems", "alert_silences", _HOST_ALERT_PROBLEMS)
 )  # fmt: skip
 SCHEMA_VERSION = 1 + len(MIGRATIONS)
 

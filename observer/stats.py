@@ -7,7 +7,7 @@ a window (``since_usec``) they are counted from the unit's runs in index order.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from observer import summary
@@ -38,28 +38,40 @@ class UnitStats:
     cpu_p95_seconds: float | None = None
     memory_peak_p50_bytes: int | None = None
     memory_peak_p95_bytes: int | None = None
+    host: str = ""  # the host whose runs these are (one row per host and unit)
 
 
 def unit_stats(
-    conn: sqlite3.Connection, unit: str | None = None, *, since_usec: int | None = None
+    conn: sqlite3.Connection,
+    unit: str | None = None,
+    *,
+    since_usec: int | None = None,
+    host_matches: Callable[[str], bool] | None = None,
 ) -> list[UnitStats]:
-    """Per unit (or for one unit): counts, success rate and duration percentiles.
+    """Per host and unit (or for one unit): counts, success rate and duration percentiles.
 
     Over all recorded runs this reads each unit's kept summary; with ``since_usec`` it
     counts the unit's runs in the window (see ``_window_stats``).
     """
-    kept = summaries(conn, None if unit is None else [unit])
+    kept = summaries(conn, None if unit is None else [unit], host_matches)
     if since_usec is None:
         return [stats_from(s) for s in kept]
     return [_window_stats(conn, s, since_usec) for s in kept]
 
 
-def summaries(conn: sqlite3.Connection, units: Sequence[str] | None) -> list[summary.UnitSummary]:
-    """The kept summaries of ``units`` (default: all); computed for a unit missing from them."""
+def summaries(
+    conn: sqlite3.Connection,
+    units: Sequence[str] | None,
+    host_matches: Callable[[str], bool] | None = None,
+) -> list[summary.UnitSummary]:
+    """The kept summaries of ``units`` (default: all), a row per host; an empty one for a
+    unit of ``units`` without runs (on the hosts ``host_matches`` accepts)."""
     if units is None:
-        return summary.read(conn)
-    kept = {s.unit: s for s in summary.read(conn, units)}
-    return [kept.get(unit) or summary.compute(conn, unit) or _empty(unit) for unit in units]
+        return summary.read(conn, host_matches=host_matches)
+    kept: dict[str, list[summary.UnitSummary]] = {}
+    for found in summary.read(conn, units, host_matches):
+        kept.setdefault(found.unit, []).append(found)
+    return [s for unit in units for s in kept.get(unit) or [_empty(unit)]]
 
 
 def _empty(unit: str) -> summary.UnitSummary:
@@ -84,6 +96,7 @@ def stats_from(kept: summary.UnitSummary) -> UnitStats:
         cpu_p95_seconds=kept.cpu_p95_seconds,
         memory_peak_p50_bytes=kept.memory_peak_p50_bytes,
         memory_peak_p95_bytes=kept.memory_peak_p95_bytes,
+        host=kept.host,
     )
 
 
@@ -107,9 +120,9 @@ def _window_stats(
     last_failure: int | None = None
     for started, finished, result, cpu_seconds, memory_peak in conn.execute(
         "SELECT r.started_usec, r.finished_usec, r.result, r.cpu_seconds, r.memory_peak_bytes "
-        f"FROM runs r WHERE r.unit = ? AND {_ORDER_KEY} >= ? AND r.finished_usec IS NOT NULL "
-        f"ORDER BY {_NEWEST_FIRST}",
-        (kept.unit, since_usec),
+        "FROM runs r INDEXED BY runs_by_unit_host_order WHERE r.unit = ? AND r.host = ? "
+        f"AND {_ORDER_KEY} >= ? AND r.finished_usec IS NOT NULL ORDER BY {_NEWEST_FIRST}",
+        (kept.unit, kept.host, since_usec),
     ):
         runs += 1
         if cpu_seconds is not None and len(cpu) < summary.DURATION_WINDOW:
@@ -147,4 +160,5 @@ def _window_stats(
         cpu_p95_seconds=summary.percentile(cpu, 95),
         memory_peak_p50_bytes=None if memory_p50 is None else int(memory_p50),
         memory_peak_p95_bytes=None if memory_p95 is None else int(memory_p95),
+        host=kept.host,
     )

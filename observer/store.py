@@ -324,18 +324,19 @@ def write_batch(conn: sqlite3.Connection, batch: Batch) -> list[Run]:
                 "INSERT OR REPLACE INTO state VALUES ('journal_cursor', ?)",
                 (batch.journal_cursor,),
             )
-        units = {run.unit for run in batch.runs}
+        keys = {(run.host, run.unit) for run in batch.runs}
         for host, before_usec, finished_usec in batch.interrupted:
             closed = close_interrupted(conn, host, before_usec, finished_usec)
             newly_finished.extend(closed)
-            units.update(run.unit for run in closed)
+            keys.update((run.host, run.unit) for run in closed)
         for invocation_id, lines, usec in batch.lost:
             conn.execute(
                 "UPDATE runs SET output_lost_lines = COALESCE(output_lost_lines, 0) + ?, "
                 "output_lost_usec = COALESCE(output_lost_usec, ?) WHERE invocation_id = ?",
                 (lines, usec, invocation_id),
             )
-        summary.refresh(conn, units)
+        summary.refresh(conn, keys)
+        units = {unit for _, unit in keys}
         # Output of a run written by an earlier batch (a late line): find its unit.
         known = {run.invocation_id for run in batch.runs}
         output = {ln.invocation_id for ln in batch.lines} | {iid for iid, _ in batch.dropped}

@@ -1,10 +1,14 @@
 """Per-unit state kept beside the runs: what `status`, `stats` and the metrics ask of a unit.
 
-It is derived state with one code path: ``refresh`` computes a unit's row from the runs
-table, and every writer calls it in the transaction that changed the unit's runs
+A summary is kept per host and unit (schema 7): on a central database (docs/fleet.md) web1's
+backup.service and web2's are two rows; on a server's own database every run has the one
+host, and there is one row per unit as before.
+
+It is derived state with one code path: ``refresh`` computes a (host, unit)'s row from the
+runs table, and every writer calls it in the transaction that changed the unit's runs
 (``store.write_batch``, ``store.prune``, the migration that creates the table). Each query
-walks an index of the unit's runs and stops as soon as it has its answer, so the cost of a
-refresh follows the unit's runs (bounded by retention), never the whole history.
+walks an index of the host's runs of the unit and stops as soon as it has its answer, so the
+cost of a refresh follows those runs (bounded by retention), never the whole history.
 
 Durations: p50, p95 and max are exact over the unit's newest ``DURATION_WINDOW`` finished
 runs (by their end), read from an index without touching the table.
@@ -14,7 +18,7 @@ from __future__ import annotations
 
 import math
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from observer.model import SKIPPED_RESULTS, SUCCESS_RESULTS
@@ -34,7 +38,8 @@ FAILED = f"finished_usec IS NOT NULL AND (result IS NULL OR NOT {_NEITHER})"
 
 TABLE = """
 CREATE TABLE IF NOT EXISTS unit_summary (
-    unit TEXT PRIMARY KEY,
+    unit TEXT NOT NULL,
+    host TEXT NOT NULL,
     runs INTEGER NOT NULL,
     successes INTEGER NOT NULL,
     failures INTEGER NOT NULL,
@@ -50,7 +55,8 @@ CREATE TABLE IF NOT EXISTS unit_summary (
     cpu_p50_seconds REAL,
     cpu_p95_seconds REAL,
     memory_peak_p50_bytes INTEGER,
-    memory_peak_p95_bytes INTEGER
+    memory_peak_p95_bytes INTEGER,
+    PRIMARY KEY (unit, host)
 ) WITHOUT ROWID;
 """
 
@@ -64,6 +70,12 @@ CREATE INDEX IF NOT EXISTS runs_by_order ON runs ({ORDER_KEY});
 CREATE INDEX IF NOT EXISTS runs_by_unit_end ON runs (unit, finished_usec, result, started_usec);
 CREATE INDEX IF NOT EXISTS failed_by_unit_order ON runs (unit, {ORDER_KEY}) WHERE {FAILED};
 CREATE INDEX IF NOT EXISTS failed_by_order ON runs ({ORDER_KEY}) WHERE {FAILED};
+"""
+# Schema 7: the same walks for one host's runs of a unit (the summaries, `--host`).
+HOST_INDEXES = f"""
+CREATE INDEX IF NOT EXISTS runs_by_unit_host_order ON runs (unit, host, {ORDER_KEY});
+CREATE INDEX IF NOT EXISTS runs_by_unit_host_end ON runs
+    (unit, host, finished_usec, result, started_usec);
 """
 
 
@@ -88,13 +100,18 @@ class UnitSummary:
     cpu_p95_seconds: float | None = None
     memory_peak_p50_bytes: int | None = None
     memory_peak_p95_bytes: int | None = None
+    host: str = ""
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.host, self.unit)
 
 
 _COLUMNS = (
     "unit, runs, successes, failures, newest_run_id, newest_finished_id, last_success_usec, "
     "last_failure_usec, consecutive_failures, duration_p50_seconds, duration_p95_seconds, "
     "duration_max_seconds, skipped, cpu_p50_seconds, cpu_p95_seconds, memory_peak_p50_bytes, "
-    "memory_peak_p95_bytes"
+    "memory_peak_p95_bytes, host"
 )
 
 
@@ -106,23 +123,27 @@ def percentile(sorted_values: Sequence[float], q: float) -> float | None:
     return sorted_values[rank - 1]
 
 
-def compute(conn: sqlite3.Connection, unit: str) -> UnitSummary | None:
-    """A unit's summary from its runs; None when it has none."""
+def compute(conn: sqlite3.Connection, host: str, unit: str) -> UnitSummary | None:
+    """The summary of ``host``'s runs of ``unit``; None when it has none."""
+    key = (unit, host)
     newest = conn.execute(
-        f"SELECT id FROM runs WHERE unit = ? ORDER BY {ORDER_KEY} DESC, id DESC LIMIT 1", (unit,)
+        "SELECT id FROM runs INDEXED BY runs_by_unit_host_order WHERE unit = ? AND host = ? "
+        f"ORDER BY {ORDER_KEY} DESC, id DESC LIMIT 1",
+        key,
     ).fetchone()
     if newest is None:
         return None
     runs, successes, skipped = conn.execute(
         f"SELECT COUNT(finished_usec), TOTAL(finished_usec IS NOT NULL AND {_SUCCESS}), "
-        f"TOTAL(finished_usec IS NOT NULL AND {_SKIPPED}) FROM runs WHERE unit = ?",
-        (unit,),
+        f"TOTAL(finished_usec IS NOT NULL AND {_SKIPPED}) FROM runs "
+        "INDEXED BY runs_by_unit_host_end WHERE unit = ? AND host = ?",
+        key,
     ).fetchone()
     newest_finished, streak = None, 0
     for run_id, result in conn.execute(
-        f"SELECT id, result FROM runs WHERE unit = ? AND finished_usec IS NOT NULL "
-        f"ORDER BY {ORDER_KEY} DESC, id DESC",
-        (unit,),
+        "SELECT id, result FROM runs INDEXED BY runs_by_unit_host_order WHERE unit = ? "
+        f"AND host = ? AND finished_usec IS NOT NULL ORDER BY {ORDER_KEY} DESC, id DESC",
+        key,
     ):
         newest_finished = run_id if newest_finished is None else newest_finished
         if result in SUCCESS_RESULTS:
@@ -131,9 +152,9 @@ def compute(conn: sqlite3.Connection, unit: str) -> UnitSummary | None:
             streak += 1
     last_success, last_failure = (
         conn.execute(
-            "SELECT finished_usec FROM runs INDEXED BY runs_by_unit_end WHERE unit = ? "
-            f"AND {wanted} ORDER BY finished_usec DESC LIMIT 1",
-            (unit,),
+            "SELECT finished_usec FROM runs INDEXED BY runs_by_unit_host_end WHERE unit = ? "
+            f"AND host = ? AND {wanted} ORDER BY finished_usec DESC LIMIT 1",
+            key,
         ).fetchone()
         for wanted in (f"finished_usec IS NOT NULL AND {_SUCCESS}", FAILED)
     )
@@ -141,18 +162,19 @@ def compute(conn: sqlite3.Connection, unit: str) -> UnitSummary | None:
         max(0, finished - started) / 1e6
         for finished, started in conn.execute(
             # The index's own order (ties between equal ends included): nothing to sort.
-            "SELECT finished_usec, started_usec FROM runs INDEXED BY runs_by_unit_end "
-            f"WHERE unit = ? AND finished_usec IS NOT NULL AND NOT COALESCE({_SKIPPED}, 0) "
+            "SELECT finished_usec, started_usec FROM runs INDEXED BY runs_by_unit_host_end "
+            "WHERE unit = ? AND host = ? AND finished_usec IS NOT NULL "
+            f"AND NOT COALESCE({_SKIPPED}, 0) "
             "ORDER BY finished_usec DESC, result DESC, started_usec DESC, id DESC LIMIT ?",
-            (unit, DURATION_WINDOW),
+            (*key, DURATION_WINDOW),
         )
         if started is not None
     )
     costs = conn.execute(
-        "SELECT cpu_seconds, memory_peak_bytes FROM runs WHERE unit = ? "
-        "AND finished_usec IS NOT NULL AND (cpu_seconds IS NOT NULL "
+        "SELECT cpu_seconds, memory_peak_bytes FROM runs INDEXED BY runs_by_unit_host_end "
+        "WHERE unit = ? AND host = ? AND finished_usec IS NOT NULL AND (cpu_seconds IS NOT NULL "
         "OR memory_peak_bytes IS NOT NULL) ORDER BY finished_usec DESC, id DESC LIMIT ?",
-        (unit, DURATION_WINDOW),
+        (*key, DURATION_WINDOW),
     ).fetchall()
     cpu = sorted(float(c) for c, _ in costs if c is not None)
     memory = sorted(int(m) for _, m in costs if m is not None)
@@ -174,6 +196,7 @@ def compute(conn: sqlite3.Connection, unit: str) -> UnitSummary | None:
         cpu_p95_seconds=percentile(cpu, 95),
         memory_peak_p50_bytes=_whole(percentile(memory, 50)),
         memory_peak_p95_bytes=_whole(percentile(memory, 95)),
+        host=host,
     )
 
 
@@ -181,16 +204,16 @@ def _whole(value: float | None) -> int | None:
     return None if value is None else int(value)
 
 
-def refresh(conn: sqlite3.Connection, units: Iterable[str]) -> None:
-    """Recompute the summaries of ``units`` (inside the caller's transaction)."""
-    for unit in sorted(set(units)):
-        summary = compute(conn, unit)
+def refresh(conn: sqlite3.Connection, keys: Iterable[tuple[str, str]]) -> None:
+    """Recompute the summaries of ``keys``, (host, unit) pairs (in the caller's transaction)."""
+    for host, unit in sorted(set(keys)):
+        summary = compute(conn, host, unit)
         if summary is None:
-            conn.execute("DELETE FROM unit_summary WHERE unit = ?", (unit,))
+            conn.execute("DELETE FROM unit_summary WHERE unit = ? AND host = ?", (unit, host))
             continue
         conn.execute(
             f"INSERT OR REPLACE INTO unit_summary ({_COLUMNS}) "
-            f"VALUES ({', '.join('?' * 17)})",
+            f"VALUES ({', '.join('?' * 18)})",
             (
                 summary.unit, summary.runs, summary.successes, summary.failures,
                 summary.newest_run_id, summary.newest_finished_id, summary.last_success_usec,
@@ -198,15 +221,15 @@ def refresh(conn: sqlite3.Connection, units: Iterable[str]) -> None:
                 summary.duration_p50_seconds, summary.duration_p95_seconds,
                 summary.duration_max_seconds, summary.skipped, summary.cpu_p50_seconds,
                 summary.cpu_p95_seconds, summary.memory_peak_p50_bytes,
-                summary.memory_peak_p95_bytes,
+                summary.memory_peak_p95_bytes, summary.host,
             ),
         )  # fmt: skip
 
 
 def rebuild(conn: sqlite3.Connection) -> None:
-    """Recompute every unit's summary (after a migration, or to repair)."""
+    """Recompute every summary (after a migration, or to repair)."""
     conn.execute("DELETE FROM unit_summary")
-    refresh(conn, recorded_units(conn))
+    refresh(conn, recorded_keys(conn))
 
 
 def recorded_units(conn: sqlite3.Connection) -> list[str]:
@@ -219,19 +242,35 @@ def recorded_units(conn: sqlite3.Connection) -> list[str]:
     return units
 
 
-def read(conn: sqlite3.Connection, units: Iterable[str] | None = None) -> list[UnitSummary]:
-    """The kept summaries of ``units`` (default: every unit with runs), in name order."""
+def recorded_keys(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+    """Every (host, unit) with a recorded run, by unit then host (one index seek each)."""
+    keys: list[tuple[str, str]] = []
+    for unit in recorded_units(conn):
+        row = conn.execute("SELECT MIN(host) FROM runs WHERE unit = ?", (unit,)).fetchone()
+        while row is not None and row[0] is not None:
+            keys.append((row[0], unit))
+            row = conn.execute(
+                "SELECT MIN(host) FROM runs WHERE unit = ? AND host > ?", (unit, row[0])
+            ).fetchone()
+    return keys
+
+
+def read(
+    conn: sqlite3.Connection,
+    units: Iterable[str] | None = None,
+    host_matches: Callable[[str], bool] | None = None,
+) -> list[UnitSummary]:
+    """The kept summaries of ``units`` (default: every unit with runs), by unit then host;
+    only the hosts ``host_matches`` accepts, when given."""
     if units is None:
-        rows = conn.execute(f"SELECT {_COLUMNS} FROM unit_summary ORDER BY unit").fetchall()
+        rows = conn.execute(f"SELECT {_COLUMNS} FROM unit_summary ORDER BY unit, host").fetchall()
     else:
         rows = [
             row
             for unit in sorted(set(units))
-            if (
-                row := conn.execute(
-                    f"SELECT {_COLUMNS} FROM unit_summary WHERE unit = ?", (unit,)
-                ).fetchone()
+            for row in conn.execute(
+                f"SELECT {_COLUMNS} FROM unit_summary WHERE unit = ? ORDER BY host", (unit,)
             )
-            is not None
         ]
-    return [UnitSummary(*tuple(row)) for row in rows]
+    kept = [UnitSummary(*tuple(row)) for row in rows]
+    return kept if host_matches is None else [s for s in kept if host_matches(s.host)]

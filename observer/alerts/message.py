@@ -35,7 +35,9 @@ def compose(conn: sqlite3.Connection, alert: StoredAlert, host: str, output_line
     """The message of a recorded alert, with the facts of its run as the store has them now.
 
     ``conn`` must return rows by name (``sqlite3.Row``), as history's queries read them.
+    ``host`` is the daemon's: an alert names its own (on a central database, the run's).
     """
+    host = alert.host or host
     try:
         kind = AlertKind(alert.kind)
     except ValueError:  # written by a newer observer

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from observer.alerts.state import StoredAlert
 
 PENDING, SENT, FAILED = "pending", "sent", "failed"
-_ALERT_COLUMNS = "a.id, a.created_usec, a.unit, a.kind, a.summary, a.run_id"
+_ALERT_COLUMNS = "a.id, a.created_usec, a.unit, a.kind, a.summary, a.run_id, a.host"
 
 
 @dataclass(frozen=True, slots=True)

@@ -109,7 +109,7 @@ class AlertService:
         self._db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="observer-alerts")
         self._conn: sqlite3.Connection | None = None
         self._ledger: AlertLedger | None = None
-        self._ended: set[str] = set()
+        self._ended: set[tuple[str, str]] = set()  # (host, unit)
         self._judge_wanted = asyncio.Event()
         self._send_wanted = asyncio.Event()
         self._busy: set[int] = set()
@@ -127,7 +127,7 @@ class AlertService:
 
     def runs_recorded(self, runs: list[Run]) -> None:
         """A hook of the daemon's: these runs ended; judge their units soon."""
-        self._ended.update(run.unit for run in runs)
+        self._ended.update((run.host, run.unit) for run in runs)
         self._judge_wanted.set()
 
     async def run(self) -> None:
@@ -169,7 +169,8 @@ class AlertService:
             try:
                 made = await self._db(self._judge_runs, units)
             except Exception as e:  # alerts never stop the recording: log, retry later
-                log.error("alerts: cannot judge runs of %s: %s (retrying)", ", ".join(units), e)
+                names = ", ".join(f"{unit} on {host}" for host, unit in sorted(units))
+                log.error("alerts: cannot judge runs of %s: %s (retrying)", names, e)
                 self._ended |= units
                 self._judge_wanted.set()
                 await asyncio.sleep(delay)
@@ -315,7 +316,7 @@ class AlertService:
         self._ledger = AlertLedger(
             self._conn, self.alerts, self.channels_for, self.config.observe.observes,
             metrics_dir=job_metrics_directory(self.db_path, configured),
-            settle_usec=int(OUTPUT_SETTLE_SECONDS * 1e6),
+            settle_usec=int(OUTPUT_SETTLE_SECONDS * 1e6), host=self.host,
         )  # fmt: skip
         # Alerting starts now, not at the first judgement: that waits a moment for output.
         self._ledger.since(self.clock())
@@ -335,7 +336,7 @@ class AlertService:
             raise StoreError("the alert store is not open")
         return self._ledger
 
-    def _judge_runs(self, units: set[str]) -> list[Alert]:
+    def _judge_runs(self, units: set[tuple[str, str]]) -> list[Alert]:
         return self._ledger_().judge_runs(self.clock(), units)
 
     def _due(self, now: int, busy: set[int]) -> list[outbox.Delivery]:

@@ -52,6 +52,12 @@ class StoredAlert:
     kind: str
     summary: str
     run_id: int | None
+    host: str | None = None  # None: written before schema 7, of the daemon's own host
+
+
+# A unit on a host: alert state is kept per (host, unit) (schema 7), so that web1's failing
+# backup.service and web2's healthy one are two alerts' business.
+Key = tuple[str, str]
 
 
 class AlertLedger:
@@ -65,8 +71,11 @@ class AlertLedger:
         observes: Callable[[str], bool] = lambda unit: True,
         metrics_dir: Path | None = None,
         settle_usec: int = 0,
+        host: str = "",
     ) -> None:
         self.conn = conn
+        # The daemon's own host: its timers' units, and units named in the rules without runs.
+        self.host = host
         self.config = config
         self.channels_for = channels_for
         self.observes = observes
@@ -83,66 +92,85 @@ class AlertLedger:
             row = self.conn.execute("SELECT value FROM state WHERE key = ?", (SINCE_KEY,))
             return int(row.fetchone()[0])
 
-    def judge_runs(self, now_usec: int, units: Iterable[str] | None = None) -> list[Alert]:
-        """Judge the runs of ``units`` (default: of every unit) that no judgement has seen."""
+    def judge_runs(self, now_usec: int, units: Iterable[str | Key] | None = None) -> list[Alert]:
+        """Judge the runs that no judgement has seen of ``units``: (host, unit) keys, or unit
+        names (on each host with runs of it); default: of every unit on every host."""
         since = self.since(now_usec)
         if units is None:
             # A unit's latest end is one index seek: the cost follows units, not runs.
-            units = [
-                row[0]
+            keys = [
+                (str(row[0]), str(row[1]))
                 for row in self.conn.execute(
-                    "SELECT u.unit FROM unit_summary u LEFT JOIN alert_state s ON s.unit = u.unit "
-                    "WHERE (SELECT MAX(r.finished_usec) FROM runs r WHERE r.unit = u.unit) "
+                    "SELECT u.host, u.unit FROM unit_summary u LEFT JOIN alert_state s "
+                    "ON s.unit = u.unit AND s.host = u.host "
+                    "WHERE (SELECT MAX(r.finished_usec) FROM runs r INDEXED BY "
+                    "runs_by_unit_host_end WHERE r.unit = u.unit AND r.host = u.host) "
                     ">= COALESCE(s.seen_finished_usec, ?)",
                     (since,),
                 )
             ]
+        else:
+            keys = [key for unit in units for key in self._keys_of(unit)]
         alerts: list[Alert] = []
-        for unit in sorted(set(units)):
-            alerts += self._judge_unit_runs(unit, since, now_usec)
+        for key in sorted(set(keys)):
+            alerts += self._judge_unit_runs(key, since, now_usec)
         return alerts
+
+    def _keys_of(self, unit: str | Key) -> list[Key]:
+        """A (host, unit) key as it is; a unit name as the keys of every host with its runs."""
+        if not isinstance(unit, str):
+            return [unit]
+        rows = self.conn.execute("SELECT host FROM unit_summary WHERE unit = ?", (unit,))
+        return [(str(row[0]), unit) for row in rows] or [(self.host, unit)]
 
     def check(self, now_usec: int) -> list[Alert]:
         """Judge new runs, then what time alone makes: missed, stale, overdue, reminders."""
         alerts = self.judge_runs(now_usec)
         since = self.since(now_usec)
-        units = {row[0] for row in self.conn.execute("SELECT unit FROM alert_state")}
-        units.update(row[0] for row in self.conn.execute("SELECT DISTINCT service FROM timers"))
-        units.update(u.pattern for u in self.config.units if not set("*?[") & set(u.pattern))
+        keys = {(row[0], row[1]) for row in self.conn.execute("SELECT host, unit FROM alert_state")}
+        keys.update(
+            (self.host, row[0]) for row in self.conn.execute("SELECT DISTINCT service FROM timers")
+        )
+        for named in self.config.units:  # a rule of a unit applies on every host
+            if not set("*?[") & set(named.pattern):
+                keys.update(self._keys_of(named.pattern))
         # Every unit's facts in three reads; a unit whose judgement changes nothing costs no
         # write, so an idle pass is these reads and the pure rules.
         with self.conn:
-            problems: dict[str, dict[str, int]] = {}
-            for unit, kind, opened in self.conn.execute("SELECT * FROM alert_problems"):
-                problems.setdefault(unit, {})[kind] = opened
-            states = {
-                row[0]: _state_of(row, problems.get(row[0], {}))
-                for row in self.conn.execute(f"SELECT {_STATE_COLUMNS} FROM alert_state")
-            }
+            problems: dict[Key, dict[str, int]] = {}
+            for unit, host, kind, opened in self.conn.execute(
+                "SELECT unit, host, kind, opened_usec FROM alert_problems"
+            ):
+                problems.setdefault((host, unit), {})[kind] = opened
+            states = {}
+            for host, *row in self.conn.execute(f"SELECT host, {_STATE_COLUMNS} FROM alert_state"):
+                states[host, row[0]] = _state_of(row, problems.get((host, row[0]), {}))
             facts = self._all_facts(since)
-        for unit in sorted(units):
+        for key in sorted(keys):
+            unit = key[1]
             if not self.observes(unit):
                 continue
             with self.conn:
-                known = states.get(unit)
-                state = known or self._state(unit, since, now_usec)
-                unit_facts = facts.get(unit) or UnitFacts(watched_since_usec=since)
+                known = states.get(key)
+                state = known or self._state(key, since, now_usec)
+                unit_facts = facts.get(key) or UnitFacts(watched_since_usec=since)
                 rules = self.config.rules_for(unit)
                 new_state, made = judge_schedule(state, unit_facts, rules, now_usec)
                 if known is None or new_state != state or made:
-                    self._record(state, new_state, made, now_usec)
+                    self._record(key[0], state, new_state, made, now_usec)
             alerts += made
         return alerts
 
     # -- reading and writing ---------------------------------------------------------------
 
-    def _judge_unit_runs(self, unit: str, since: int, now_usec: int) -> list[Alert]:
+    def _judge_unit_runs(self, key: Key, since: int, now_usec: int) -> list[Alert]:
         alerts: list[Alert] = []
+        host, unit = key
         rules = self.config.rules_for(unit)
         while True:
             with self.conn:
-                state = before = self._state(unit, since, now_usec)
-                runs = self._unjudged_runs(state, now_usec - self.settle_usec)
+                state = before = self._state(key, since, now_usec)
+                runs = self._unjudged_runs(host, state, now_usec - self.settle_usec)
                 made: list[Alert] = []
                 for unjudged in runs:
                     recent = evidence.recent_successes(self.conn, unit, unjudged, rules.slow_window)
@@ -153,7 +181,7 @@ class AlertLedger:
                         rate = evidence.failure_rate(self.conn, unit, run, window)
                     state, judged = judge_run(state, run, rules, recent[0], now_usec, rate)
                     made += judged
-                self._record(before, state, made, now_usec)
+                self._record(host, before, state, made, now_usec)
             alerts += made
             if len(runs) < _BATCH:
                 return alerts
@@ -179,21 +207,24 @@ class AlertLedger:
             store.note_changed(self.conn, [unit])
         return run
 
-    def _state(self, unit: str, since: int, now_usec: int) -> UnitAlertState:
+    def _state(self, key: Key, since: int, now_usec: int) -> UnitAlertState:
+        host, unit = key
         row = self.conn.execute(
-            f"SELECT {_STATE_COLUMNS} FROM alert_state WHERE unit = ?", (unit,)
+            f"SELECT {_STATE_COLUMNS} FROM alert_state WHERE unit = ? AND host = ?", (unit, host)
         ).fetchone()
         if row is not None:
             opened = self.conn.execute(
-                "SELECT kind, opened_usec FROM alert_problems WHERE unit = ?", (unit,)
+                "SELECT kind, opened_usec FROM alert_problems WHERE unit = ? AND host = ?",
+                (unit, host),
             )
             return _state_of(row, dict(opened.fetchall()))
         # First sight: runs that ended before alerting started count, but alert nobody.
         failures, last_success = 0, None
         rows = self.conn.execute(
-            "SELECT finished_usec, result FROM runs WHERE unit = ? AND finished_usec <= ? "
+            "SELECT finished_usec, result FROM runs INDEXED BY runs_by_unit_host_end "
+            "WHERE unit = ? AND host = ? AND finished_usec <= ? "
             "ORDER BY finished_usec DESC, id DESC LIMIT 1000",
-            (unit, since),
+            (unit, host, since),
         )
         for finished_usec, result in rows:
             if result in SUCCESS_RESULTS:
@@ -210,13 +241,16 @@ class AlertLedger:
             seen_run_id=_AFTER_ALL_RUNS,
         )
 
-    def _unjudged_runs(self, state: UnitAlertState, until_usec: int) -> list[FinishedRun]:
+    def _unjudged_runs(
+        self, host: str, state: UnitAlertState, until_usec: int
+    ) -> list[FinishedRun]:
         rows = self.conn.execute(
             "SELECT id, invocation_id, started_usec, finished_usec, result FROM runs "
-            "WHERE unit = ? AND finished_usec IS NOT NULL AND finished_usec <= ? "
+            "INDEXED BY runs_by_unit_host_end WHERE unit = ? AND host = ? "
+            "AND finished_usec IS NOT NULL AND finished_usec <= ? "
             "AND (finished_usec > ? OR (finished_usec = ? AND id > ?)) "
             "ORDER BY finished_usec, id LIMIT ?",
-            (state.unit, until_usec, state.seen_finished_usec, state.seen_finished_usec,
+            (state.unit, host, until_usec, state.seen_finished_usec, state.seen_finished_usec,
              state.seen_run_id, _BATCH),
         )  # fmt: skip
         return [
@@ -224,56 +258,69 @@ class AlertLedger:
             for run_id, invocation, started, finished, result in rows
         ]
 
-    def _all_facts(self, since: int) -> dict[str, UnitFacts]:
-        """``_facts`` of every unit with runs or a timer, from the kept unit summaries."""
+    def _all_facts(self, since: int) -> dict[Key, UnitFacts]:
+        """The facts of every (host, unit) with runs, and of the daemon's host's units with a
+        timer, from the kept unit summaries."""
         timers: dict[str, list[TimerFacts]] = {}
         for service, *timer in self.conn.execute(
             "SELECT service, timer, next_elapse_usec, last_trigger_usec FROM timers ORDER BY timer"
         ):
             timers.setdefault(service, []).append(TimerFacts(*timer))
         facts = {
-            unit: UnitFacts(timers=tuple(t), watched_since_usec=since) for unit, t in timers.items()
+            (self.host, unit): UnitFacts(timers=tuple(t), watched_since_usec=since)
+            for unit, t in timers.items()
         }
-        for unit, run_id, started, finished, invocation in self.conn.execute(
-            "SELECT u.unit, r.id, r.started_usec, r.finished_usec, r.invocation_id "
+        for host, unit, run_id, started, finished, invocation in self.conn.execute(
+            "SELECT u.host, u.unit, r.id, r.started_usec, r.finished_usec, r.invocation_id "
             "FROM unit_summary u JOIN runs r ON r.id = u.newest_run_id"
         ):
-            facts[unit] = UnitFacts(
-                run_id, started, finished, invocation, tuple(timers.get(unit, ())), since
-            )
+            mine = tuple(timers.get(unit, ())) if host == self.host else ()
+            facts[host, unit] = UnitFacts(run_id, started, finished, invocation, mine, since)
         return facts
 
     def _record(
-        self, before: UnitAlertState, after: UnitAlertState, alerts: list[Alert], now_usec: int
+        self,
+        host: str,
+        before: UnitAlertState,
+        after: UnitAlertState,
+        alerts: list[Alert],
+        now_usec: int,
     ) -> None:
-        """Save a unit's state (if it changed, or is new) and its alerts with deliveries."""
-        exists = self.conn.execute("SELECT 1 FROM alert_state WHERE unit = ?", (after.unit,))
+        """Save a unit's state on ``host`` (if it changed, or is new) and its alerts with
+        deliveries."""
+        key = (after.unit, host)
+        exists = self.conn.execute("SELECT 1 FROM alert_state WHERE unit = ? AND host = ?", key)
         if after != before or exists.fetchone() is None:
             self.conn.execute(
-                f"INSERT OR REPLACE INTO alert_state ({_STATE_COLUMNS}) "
-                f"VALUES ({', '.join('?' * len(_STATE_FIELDS))})",
-                [getattr(after, name) for name in _STATE_FIELDS],
+                f"INSERT OR REPLACE INTO alert_state (host, {_STATE_COLUMNS}) "
+                f"VALUES ({', '.join('?' * (1 + len(_STATE_FIELDS)))})",
+                [host, *(getattr(after, name) for name in _STATE_FIELDS)],
             )
             for name, kind in _PROBLEM_FIELDS.items():
                 opened = getattr(after, name)
                 if opened is None:
                     self.conn.execute(
-                        "DELETE FROM alert_problems WHERE unit = ? AND kind = ?", (after.unit, kind)
+                        "DELETE FROM alert_problems WHERE unit = ? AND host = ? AND kind = ?",
+                        (*key, kind),
                     )
                 else:
                     self.conn.execute(
-                        "INSERT OR REPLACE INTO alert_problems VALUES (?, ?, ?)",
-                        (after.unit, kind, opened),
+                        "INSERT OR REPLACE INTO alert_problems (unit, host, kind, opened_usec) "
+                        "VALUES (?, ?, ?, ?)",
+                        (*key, kind, opened),
                     )
         for alert in alerts:
-            self.add_alert(alert, now_usec)
+            self.add_alert(alert, now_usec, host)
 
-    def add_alert(self, alert: Alert, now_usec: int) -> int:
-        """Record an alert and a pending delivery to each of its unit's channels."""
+    def add_alert(self, alert: Alert, now_usec: int, host: str | None = None) -> int:
+        """Record an alert about ``alert.unit`` on ``host`` (default: the daemon's) and a
+        pending delivery to each of its unit's channels."""
         alert_id = self.conn.execute(
-            "INSERT INTO alerts (created_usec, unit, kind, summary, run_id) VALUES (?, ?, ?, ?, ?)",
-            (now_usec, alert.unit, str(alert.kind), alert.summary, alert.run_id),
-        ).lastrowid
+            "INSERT INTO alerts (created_usec, unit, kind, summary, run_id, host) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (now_usec, alert.unit, str(alert.kind), alert.summary, alert.run_id,
+             self.host if host is None else host),
+        ).lastrowid  # fmt: skip
         assert alert_id is not None
         silenced = self.silenced(alert.unit, now_usec)
         status = "pending" if silenced is None else "silenced"

@@ -118,7 +118,7 @@ class RunCollector:
             labels,
         )
         for state in snap.units:
-            key = [host, *_unit_labels(state.unit)]
+            key = [state.host or host, *_unit_labels(state.unit)]
             _add(last_start, key, _seconds(state.last_start_usec))
             _add(last_end, key, _seconds(state.last_end_usec))
             _add(last_duration, key, state.last_duration_seconds)
@@ -156,16 +156,16 @@ class RunCollector:
             "Alerts recorded (and kept, as long as runs are), by unit and kind.",
             labels=["host", "unit", "kind"],
         )
-        for (unit, kind), n in sorted(counts.made.items()):
-            made.add_metric([host, unit, kind], n)
+        for (on, unit, kind), n in sorted(counts.made.items()):
+            made.add_metric([on or host, unit, kind], n)
         opened = _gauge(
             "observer_alert_open",
             "1 for each open alert problem of a unit: failing, missed, stale, rate, slower.",
             ["host", "unit", "kind"],
         )
-        for unit, kinds in sorted(counts.open.items()):
+        for (on, unit), kinds in sorted(counts.open.items()):
             for kind in kinds:
-                opened.add_metric([host, unit, kind], 1)
+                opened.add_metric([on or host, unit, kind], 1)
         failed = CounterMetricFamily(
             "observer_alert_deliveries_failed",
             "Failed attempts to deliver an alert, by channel (scheme and host only).",
@@ -182,20 +182,20 @@ class RunCollector:
             "Runs that finished while the daemon was running, by systemd's result.",
             labels=["host", "unit", "user", "result"],
         )
-        for (unit, result), count in sorted(snap.runs_by_result.items()):
-            runs.add_metric([host, *_unit_labels(unit), result], count)
+        for (on, unit, result), count in sorted(snap.runs_by_result.items()):
+            runs.add_metric([on or host, *_unit_labels(unit), result], count)
         durations = HistogramMetricFamily(
             "observer_run_duration_seconds",
             "How long runs took (from start to end), for runs that finished while the daemon "
             "was running.",
             labels=["host", "unit", "user"],
         )
-        for unit, counts in sorted(snap.durations.items()):
+        for (on, unit), counts in sorted(snap.durations.items()):
             buckets = [
                 (_bound(bound), float(n))
                 for bound, n in zip(DURATION_BUCKETS, counts.buckets, strict=True)
             ]
-            durations.add_metric([host, *_unit_labels(unit)], buckets, counts.sum_seconds)
+            durations.add_metric([on or host, *_unit_labels(unit)], buckets, counts.sum_seconds)
         yield runs
         yield durations
 

@@ -312,7 +312,7 @@ class MetricsService:
                 tally.start(conn, int(time.time() * 1e6) - PENDING_HORIZON_USEC)
                 self._tally = tally
             tally.update(conn, finished)
-            units, timers = read_unit_states(conn, running)
+            units, timers = read_unit_states(conn, running, self.daemon.host)
             cursor = store.read_state(conn, "journal_cursor")
             snapshot = Snapshot(
                 host=self.daemon.host,

@@ -20,7 +20,7 @@ from observer.model import exit_facts
 DURATION_BUCKETS = (
     0.1, 0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 21600.0, math.inf,
 )  # fmt: skip
-_COLUMNS = "id, invocation_id, unit, source, started_usec, finished_usec, result, exit_code, "
+_COLUMNS = "id, invocation_id, unit, host, source, started_usec, finished_usec, result, exit_code, "
 _COLUMNS += "exit_status, restarts, cpu_seconds, io_read_bytes, io_write_bytes, "
 _COLUMNS += "memory_peak_bytes, output_lost_lines"
 
@@ -44,6 +44,7 @@ class UnitState:
     # CPU seconds, bytes read, bytes written, peak memory of the newest finished run.
     last_cost: tuple[float | None, int | None, int | None, int | None] = (None,) * 4
     last_output_lost_lines: int | None = None
+    host: str = ""  # the host whose runs these are ("": the daemon's own)
 
     @property
     def last_duration_seconds(self) -> float | None:
@@ -76,33 +77,38 @@ class Durations:
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """Everything the run metrics show, as of ``taken_at`` (seconds since the epoch)."""
+    """Everything the run metrics show, as of ``taken_at`` (seconds since the epoch).
+
+    ``host`` is the daemon's own; each unit's state, run counts and durations carry the
+    host of their runs (on a central database, many).
+    """
 
     host: str
     units: tuple[UnitState, ...] = ()
     timers: tuple[TimerSchedule, ...] = ()
-    runs_by_result: Mapping[tuple[str, str], int] = field(default_factory=dict)
-    durations: Mapping[str, Durations] = field(default_factory=dict)
+    runs_by_result: Mapping[tuple[str, str, str], int] = field(default_factory=dict)  # host, unit
+    durations: Mapping[tuple[str, str], Durations] = field(default_factory=dict)  # host, unit
     alerts: AlertCounts | None = None
     taken_at: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
 class AlertCounts:
-    """What the alert service recorded: alerts by (unit, kind), the open problems by unit,
-    and failed delivery attempts by channel (as kept: alerts live as long as runs)."""
+    """What the alert service recorded: alerts by (host, unit, kind), the open problems by
+    (host, unit), and failed delivery attempts by channel (as kept: alerts live as long as
+    runs)."""
 
-    made: Mapping[tuple[str, str], int] = field(default_factory=dict)
-    open: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    made: Mapping[tuple[str, str, str], int] = field(default_factory=dict)
+    open: Mapping[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
     failed_attempts: Mapping[str, int] = field(default_factory=dict)
 
 
 def alert_counts(conn: sqlite3.Connection) -> AlertCounts:
     """Read from the alert tables: a few rows per unit that ever alerted."""
     made = {
-        (str(unit), str(kind)): int(n)
-        for unit, kind, n in conn.execute(
-            "SELECT unit, kind, COUNT(*) FROM alerts GROUP BY unit, kind"
+        (str(host), str(unit), str(kind)): int(n)
+        for host, unit, kind, n in conn.execute(
+            "SELECT host, unit, kind, COUNT(*) FROM alerts GROUP BY host, unit, kind"
         )
     }
     failed = {
@@ -124,6 +130,7 @@ class FinishedRun:
     invocation_id: str
     unit: str
     source: str
+    host: str
     started_usec: int | None
     finished_usec: int | None
     result: str | None
@@ -142,18 +149,25 @@ class FinishedRun:
 # -- reading the store ---------------------------------------------------------------------
 
 
-def unit_state(conn: sqlite3.Connection, unit: str, running: str | None = None) -> UnitState:
-    """One unit's state; ``running`` is the invocation the daemon sees running, if any."""
-    kept = summary.read(conn, [unit])
-    return _state_of(conn, kept[0] if kept else summary.compute(conn, unit), unit, running)
+def unit_state(
+    conn: sqlite3.Connection, unit: str, running: str | None = None, host: str | None = None
+) -> UnitState:
+    """One unit's state on ``host`` (default: the host of its newest runs); ``running`` is
+    the invocation the daemon sees running, if any."""
+    kept = [s for s in summary.read(conn, [unit]) if host is None or s.host == host]
+    return _state_of(conn, kept[-1] if kept else None, unit, running, host or "")
 
 
 def _state_of(
-    conn: sqlite3.Connection, kept: summary.UnitSummary | None, unit: str, running: str | None
+    conn: sqlite3.Connection,
+    kept: summary.UnitSummary | None,
+    unit: str,
+    running: str | None,
+    host: str,
 ) -> UnitState:
     """A unit's state from its kept summary and two rows looked up by their keys."""
     if kept is None:
-        return UnitState(unit=unit, running=running is not None)
+        return UnitState(unit=unit, running=running is not None, host=host)
     if running is None and kept.newest_run_id is not None:
         # `observer run` jobs are not seen by the daemon: their open row says they run.
         newest = conn.execute(
@@ -170,6 +184,7 @@ def _state_of(
         running_since = None if row is None else row[0]
     state = UnitState(
         unit=unit,
+        host=kept.host,
         last_success_usec=kept.last_success_usec,
         last_failure_usec=kept.last_failure_usec,
         consecutive_failures=kept.consecutive_failures,
@@ -211,13 +226,21 @@ def timer_schedules(conn: sqlite3.Connection) -> list[TimerSchedule]:
 
 
 def read_unit_states(
-    conn: sqlite3.Connection, running: Mapping[str, str]
+    conn: sqlite3.Connection, running: Mapping[str, str], host: str | None = None
 ) -> tuple[list[UnitState], list[TimerSchedule]]:
-    """The state of every unit with runs or a timer, and every timer."""
+    """The state of every (host, unit) with runs, and of every unit the daemon on ``host``
+    (default: the host of the newest run) sees running or has a timer for; every timer."""
     timers = timer_schedules(conn)
-    kept = {s.unit: s for s in summary.read(conn)}
-    units = sorted({*kept, *(t.unit for t in timers), *running})
-    return [_state_of(conn, kept.get(unit), unit, running.get(unit)) for unit in units], timers
+    kept = {s.key: s for s in summary.read(conn)}
+    if host is None:
+        newest = max(kept.values(), key=lambda s: s.newest_run_id or 0, default=None)
+        host = "" if newest is None else newest.host
+    keys = {*kept, *((host, unit) for unit in (*(t.unit for t in timers), *running))}
+    states = []
+    for key in sorted(keys, key=lambda key: (key[1], key[0])):
+        here = running.get(key[1]) if key[0] == host else None
+        states.append(_state_of(conn, kept.get(key), key[1], here, key[0]))
+    return states, timers
 
 
 def finished_runs(conn: sqlite3.Connection, invocation_ids: Iterable[str]) -> list[FinishedRun]:
@@ -245,6 +268,7 @@ def _finished_run(row: sqlite3.Row) -> FinishedRun:
         invocation_id=row["invocation_id"] or f"run:{row['id']}",
         unit=row["unit"],
         source=row["source"],
+        host=row["host"],
         started_usec=row["started_usec"],
         finished_usec=row["finished_usec"],
         result=row["result"],
@@ -271,9 +295,9 @@ class RunTally:
         self.last_id = 0
         self.pending: dict[str, int] = {}  # unfinished runs seen: invocation ID -> row ID
         self.counted: dict[str, None] = {}
-        self.runs_by_result: dict[tuple[str, str], int] = {}
-        self._buckets: dict[str, list[int]] = {}
-        self._sums: dict[str, float] = {}
+        self.runs_by_result: dict[tuple[str, str, str], int] = {}  # (host, unit, result)
+        self._buckets: dict[tuple[str, str], list[int]] = {}  # (host, unit)
+        self._sums: dict[tuple[str, str], float] = {}
 
     def start(self, conn: sqlite3.Connection, pending_since_usec: int) -> None:
         """Begin from the store as it is: count nothing already finished."""
@@ -311,16 +335,17 @@ class RunTally:
         self.counted[run.invocation_id] = None
         while len(self.counted) > self.MEMORY:
             del self.counted[next(iter(self.counted))]
-        key = (run.unit, run.result or "unknown")
+        key = (run.host, run.unit, run.result or "unknown")
         self.runs_by_result[key] = self.runs_by_result.get(key, 0) + 1
         duration = run.duration_seconds
         if duration is None:
             return
-        buckets = self._buckets.setdefault(run.unit, [0] * len(DURATION_BUCKETS))
+        unit = (run.host, run.unit)
+        buckets = self._buckets.setdefault(unit, [0] * len(DURATION_BUCKETS))
         buckets[bisect.bisect_left(DURATION_BUCKETS, duration)] += 1
-        self._sums[run.unit] = self._sums.get(run.unit, 0.0) + duration
+        self._sums[unit] = self._sums.get(unit, 0.0) + duration
 
-    def durations(self) -> dict[str, Durations]:
+    def durations(self) -> dict[tuple[str, str], Durations]:
         """A frozen copy of the histograms (cumulative, as Prometheus wants them)."""
         frozen = {}
         for unit, buckets in self._buckets.items():

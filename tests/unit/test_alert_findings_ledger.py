@@ -206,8 +206,8 @@ def test_alerts_open_problems_and_failed_deliveries_are_exported_as_metrics(
     text = collectors.render(
         collectors.RunCollector(snapshot.Snapshot(host="h1", alerts=counts)).collect()
     ).decode()
-    assert 'observer_alerts_total{host="h1",unit="health.service",kind="failing"} 1' in text
-    assert 'observer_alert_open{host="h1",unit="health.service",kind="failing"} 1' in text
+    assert 'observer_alerts_total{host="host1",unit="health.service",kind="failing"} 1' in text
+    assert 'observer_alert_open{host="host1",unit="health.service",kind="failing"} 1' in text
     assert (
         'observer_alert_deliveries_failed_total{host="h1",channel="json://127.0.0.1:9/…"} 1' in text
     )

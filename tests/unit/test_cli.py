@@ -220,6 +220,7 @@ def test_it_gives_stats_of_one_unit_as_an_object(
     assert json.loads(out) == {
         "unit": "backup.service",
         "user": None,
+        "host": "host1",
         "runs": 3,
         "successes": 1,
         "failures": 2,
@@ -358,6 +359,7 @@ def test_it_gives_status_as_json(capsys: pytest.CaptureFixture[str], db: str) ->
     assert json.loads(out)[0] == {
         "unit": "backup.service",
         "user": None,
+        "host": "host1",
         "last_result": "running",
         "last_started_at": "2026-11-23T14:50:00.000000+00:00",
         "next_run_at": "2026-11-23T16:00:00.000000+00:00",

@@ -164,8 +164,8 @@ def test_the_tally_counts_a_run_once_however_often_it_hears_of_it(db: Path) -> N
         tally.update(conn, [finished.key])
         tally.update(conn, [])
 
-    assert tally.runs_by_result == {("sync.service", "success"): 1}
-    durations = tally.durations()["sync.service"]
+    assert tally.runs_by_result == {("host1", "sync.service", "success"): 1}
+    durations = tally.durations()["host1", "sync.service"]
     assert durations.count == 1
     assert durations.sum_seconds == 3.0
 
@@ -185,8 +185,8 @@ def test_the_tally_follows_a_run_it_saw_begin_to_its_end(db: Path) -> None:
     with closing(store.open_for_reading(db)) as conn:
         tally.update(conn, [])
 
-    assert tally.runs_by_result == {("nightly-report", "exit-code"): 1}
-    assert tally.durations()["nightly-report"].sum_seconds == 60.0
+    assert tally.runs_by_result == {("host1", "nightly-report", "exit-code"): 1}
+    assert tally.durations()["host1", "nightly-report"].sum_seconds == 60.0
 
 
 def test_a_run_that_was_running_when_the_tally_started_is_counted_when_it_ends(
@@ -202,7 +202,7 @@ def test_a_run_that_was_running_when_the_tally_started_is_counted_when_it_ends(
     with closing(store.open_for_reading(db)) as conn:
         tally.update(conn, [])
 
-    assert tally.runs_by_result == {("backup.service", "success"): 1}
+    assert tally.runs_by_result == {("host1", "backup.service", "success"): 1}
 
 
 @pytest.mark.parametrize(
@@ -222,7 +222,7 @@ def test_a_duration_lands_in_the_smallest_bucket_that_holds_it(
     with closing(store.open_for_reading(db)) as conn:
         tally.update(conn, [])
 
-    cumulative = tally.durations()["sync.service"].buckets
+    cumulative = tally.durations()["host1", "sync.service"].buckets
     first = next(i for i, n in enumerate(cumulative) if n)
     assert snapshot.DURATION_BUCKETS[first] == bucket
     assert cumulative[-1] == 1
@@ -243,8 +243,10 @@ SNAPSHOT = Snapshot(
         UnitState("idle.service"),
     ),
     timers=(TimerSchedule("backup.timer", "backup.service", 300 * SECOND, None),),
-    runs_by_result={("backup.service", "exit-code"): 2, ("backup.service", "success"): 5},
-    durations={"backup.service": Durations((0, 0, 0, 0, 0, 0, 7, 7, 7, 7, 7, 7, 7, 7), 300.0)},
+    runs_by_result={("", "backup.service", "exit-code"): 2, ("", "backup.service", "success"): 5},
+    durations={
+        ("", "backup.service"): Durations((0, 0, 0, 0, 0, 0, 7, 7, 7, 7, 7, 7, 7, 7), 300.0)
+    },
 )  # fmt: skip
 
 
@@ -385,7 +387,7 @@ def test_a_users_unit_is_its_own_series_with_the_user_label() -> None:
         SNAPSHOT,
         units=(*SNAPSHOT.units, users_backup),
         timers=(TimerSchedule("alice/backup.timer", "alice/backup.service", 5, None),),
-        runs_by_result={("alice/backup.service", "success"): 1},
+        runs_by_result={("", "alice/backup.service", "success"): 1},
     )
     exposed = samples(RunCollector(both))
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from observer import history, store
+from observer import follow, history, store
 from observer.metrics import snapshot
 from tests.unit.recorded_runs import NOW_USEC, RUNS, invocation
 
@@ -57,8 +57,8 @@ CALLS: dict[str, Callable[[sqlite3.Connection], object]] = {
     "runs -n": lambda c: history.recent_runs(c, limit=2),
     "resolve a unit": lambda c: history.resolve_unit(c, "backup"),
     "metrics snapshot": lambda c: snapshot.read_unit_states(c, {}),
-    "runs --follow, its start": lambda c: (history.newest_run_id(c), history.unfinished_run_ids(c)),
-    "runs --follow, a look": lambda c: history.runs_after(c, 3, [1, 2]),
+    "runs --follow, its start": lambda c: (follow.newest_run_id(c), follow.unfinished_run_ids(c)),
+    "runs --follow, a look": lambda c: follow.runs_after(c, 3, [1, 2]),
 }
 
 

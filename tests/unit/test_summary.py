@@ -14,6 +14,8 @@ from observer import retention, store, summary
 from observer.model import Run, Source
 
 UNITS = ("a.service", "b.service", "c@x.service")
+# A central database holds several hosts' runs of the same units (docs/fleet.md).
+HOSTS = ("host1", "web2")
 RESULTS = (None, "success", "success", "exit-code", "signal", "timeout", "condition",
            "exec-condition", "dependency", "interrupted")  # fmt: skip
 BASE = 1_790_000_000_000_000
@@ -33,13 +35,14 @@ def partial_runs(draw: st.DrawFn) -> Run:
         started, finished = finished, started
     # Some runs are starts systemd refused: no invocation ID, a start key instead.
     refused = n >= 9
+    host = HOSTS[n % 4 // 2]  # and to one host; each unit has runs on both
     return Run(
         unit=UNITS[n % len(UNITS)],  # an invocation belongs to one unit
         invocation_id=None if refused else invocation(n),
-        start_key=f"host1:{UNITS[n % len(UNITS)]}:{n}" if refused else None,
+        start_key=f"{host}:{UNITS[n % len(UNITS)]}:{n}" if refused else None,
         cpu_seconds=draw(st.one_of(st.none(), st.sampled_from([0.0, 0.5, 1.5, 7.0]))),
         memory_peak_bytes=draw(st.one_of(st.none(), st.sampled_from([0, 4096, 1 << 20]))),
-        host="host1",
+        host=host,
         source=draw(st.sampled_from(list(Source))),
         started_usec=None if started is None else BASE + started * 1_000_000,
         finished_usec=None if finished is None else BASE + finished * 1_000_000,
@@ -54,14 +57,14 @@ prunes = st.tuples(
 ).map(lambda limits: ("prune", limits))
 
 
-def expected(conn: sqlite3.Connection, unit: str) -> summary.UnitSummary | None:
+def expected(conn: sqlite3.Connection, unit: str, host: str = "h") -> summary.UnitSummary | None:
     """The summary as the definitions in observer/summary.py say, from every row, in Python."""
     rows = [
         dict(zip(("id", "started", "finished", "result", "cpu", "memory"), row, strict=True))
         for row in conn.execute(
             "SELECT id, started_usec, finished_usec, result, cpu_seconds, memory_peak_bytes "
-            "FROM runs WHERE unit = ?",
-            (unit,),
+            "FROM runs WHERE unit = ? AND host = ?",
+            (unit, host),
         )
     ]
     if not rows:
@@ -116,6 +119,7 @@ def expected(conn: sqlite3.Connection, unit: str) -> summary.UnitSummary | None:
         cpu_p95_seconds=summary.percentile(cpu, 95),
         memory_peak_p50_bytes=summary.percentile(memory, 50),  # type: ignore[arg-type]
         memory_peak_p95_bytes=summary.percentile(memory, 95),  # type: ignore[arg-type]
+        host=host,
     )
 
 
@@ -141,9 +145,10 @@ def test_kept_summaries_equal_a_full_recomputation_after_any_writes_and_retentio
                 assert isinstance(step, tuple)
                 older_than, keep = step
                 retention.prune(conn, older_than_usec=older_than, keep_per_unit=keep, chunk=2)
-            kept = {s.unit: s for s in summary.read(conn)}
+            kept = {s.key: s for s in summary.read(conn)}
             for unit in UNITS:
-                assert kept.get(unit) == expected(conn, unit), (kind, step)
+                for host in HOSTS:
+                    assert kept.get((host, unit)) == expected(conn, unit, host), (kind, step)
 
 
 def test_a_migration_fills_the_summaries_of_an_older_database(tmp_path: Path) -> None:

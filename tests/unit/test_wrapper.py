@@ -417,6 +417,7 @@ def test_the_run_reads_like_a_units_run_in_history_stats_and_status(
         {
             "unit": "report",
             "user": None,
+            "host": runs[0]["host"],
             "last_result": "exit-code",
             "last_started_at": runs[0]["started_at"],
             "next_run_at": None,
