@@ -18,6 +18,7 @@ _LAZY_COMMANDS = {
     "run": "observer.run.cli",
     "metrics-file": "observer.metrics.cli",
     "report": "observer.dashboard.cli",
+    "fleet": "observer.fleet.cli",
     "check-config": "observer.check_config",
     "alerts": "observer.alerts.cli",
     "jobs": "observer.jobs.cli",

@@ -269,9 +269,9 @@ def _per_host(conn: sqlite3.Connection) -> None:
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-    conn.executescript(
-        "DROP TABLE IF EXISTS unit_summary;\n" + summary.TABLE + summary.HOST_INDEXES
-    )
+    if "host" not in {str(row[1]) for row in conn.execute("PRAGMA table_info(unit_summary)")}:
+        conn.executescript("DROP TABLE IF EXISTS unit_summary;\n" + summary.TABLE)
+    conn.executescript(summary.HOST_INDEXES)
 
 
 # Schema upgrades, in order: step i brings a database of schema i + 1 to schema i + 2. A new

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from observer import follow, history, store
+from observer import follow, history, hosts, store
+from observer.fleet import facts
 from observer.metrics import snapshot
 from tests.unit.recorded_runs import NOW_USEC, RUNS, invocation
 
@@ -59,6 +60,15 @@ CALLS: dict[str, Callable[[sqlite3.Connection], object]] = {
     "metrics snapshot": lambda c: snapshot.read_unit_states(c, {}),
     "runs --follow, its start": lambda c: (follow.newest_run_id(c), follow.unfinished_run_ids(c)),
     "runs --follow, a look": lambda c: follow.runs_after(c, 3, [1, 2]),
+    # A central database: one host's runs, through the (unit, host) indexes.
+    "history --host": lambda c: history.unit_history(c, "backup.service", 20, hosts.matcher("h*")),
+    "last-failure --host": lambda c: history.last_failure(c, "backup.service", hosts.matcher("h*")),
+    "runs --host": lambda c: history.recent_runs(c, limit=5, on=hosts.matcher("host1")),
+    "stats --since --host": lambda c: history.unit_stats(
+        c, since_usec=NOW_USEC - 86_400_000_000, host_matches=hosts.matcher("host1")
+    ),
+    "status --host": lambda c: history.unit_status(c, hosts.matcher("host1")),
+    "fleet": facts.host_units,
 }
 
 

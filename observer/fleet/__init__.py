@@ -1,0 +1,1 @@
+"""The fleet: many hosts' runs in one database (docs/fleet.md)."""
