@@ -259,7 +259,7 @@ def _read_units(
         name: unit for name, unit in cache.units.items() if name in keys and unit.key == keys[name]
     }
     fresh = {}
-    for status, stats in history.unit_summaries(conn, keys.keys() - units.keys()):
+    for status, stats in _per_unit(history.unit_summaries(conn, keys.keys() - units.keys())):
         name = status.unit
         fresh[name] = (status, stats)
         units[name] = UnitEntry(
@@ -276,8 +276,26 @@ def _read_units(
 
 def _summary(conn: sqlite3.Connection, unit: str) -> tuple[history.UnitStatus, history.UnitStats]:
     """The status and stats of a unit whose key is unchanged, but whose pages are missing."""
-    [(status, stats)] = history.unit_summaries(conn, [unit])
+    [(status, stats)] = _per_unit(history.unit_summaries(conn, [unit]))
     return status, stats
+
+
+def _per_unit(
+    rows: list[tuple[history.UnitStatus, history.UnitStats]],
+) -> list[tuple[history.UnitStatus, history.UnitStats]]:
+    """One row per unit: on a central database (a row per host), the host worst off (most
+    failures in a row, then running, then the newest start); its page lists every host's runs."""
+    worst: dict[str, tuple[history.UnitStatus, history.UnitStats]] = {}
+    for status, stats in rows:
+        known = worst.get(status.unit)
+        rank = (status.consecutive_failures, status.running, status.last_started_usec or 0)
+        if known is None or rank > (
+            known[0].consecutive_failures,
+            known[0].running,
+            known[0].last_started_usec or 0,
+        ):
+            worst[status.unit] = (status, stats)
+    return list(worst.values())
 
 
 def _row(

@@ -292,3 +292,15 @@ def test_schema_7_keeps_every_alert_row_of_an_older_database_under_its_host(
         [kept] = summary.read(conn)
         assert (kept.host, kept.unit, kept.failures) == ("vm", "a.service", 1)
     store.open_for_reading(db).close()
+
+
+def test_the_dashboard_shows_a_unit_of_several_hosts_once_at_its_worst_host(
+    capsys: pytest.CaptureFixture[str], central: Path, tmp_path: Path
+) -> None:
+    site = tmp_path / "site"
+    status, _, err = run_cli(capsys, "report", "--db", str(central), "--output", str(site))
+    assert (status, err) == (0, "")
+    index = (site / "index.html").read_text()
+    assert index.count("backup.service</a>") == 1
+    page = next(site.glob("unit*backup.service*.html")).read_text()
+    assert all(host in page for host in ("web1", "web2", "db2"))
