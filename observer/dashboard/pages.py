@@ -25,6 +25,7 @@ from markupsafe import Markup
 
 from observer import __version__, history
 from observer.dashboard import charts, queries
+from observer.dashboard.fleet_page import FLEET, fleet_rows
 from observer.dashboard.site import (
     MANIFEST,
     DashboardError,
@@ -206,10 +207,16 @@ def generate(
                 status, stats = fresh[name]
                 runs = history.unit_history(conn, name, limits.sparkline_runs)
                 units[name].row = _row(status, stats, runs, limits)
+        fleet_hosts, fleet = fleet_rows(conn)
+        if fleet_hosts:  # a central database: hosts by units
+            site.write(
+                FLEET, template("fleet.html.j2").render(**common, hosts=fleet_hosts, rows=fleet)
+            )
         site.write(
             INDEX,
             template("overview.html.j2").render(
                 **common,
+                fleet=len(fleet_hosts),
                 rows=[Markup(units[name].row) for name in shown],
                 units=len(units),
                 hidden=len(hidden),

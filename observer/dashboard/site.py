@@ -38,7 +38,7 @@ _STALE_TEMP_SECONDS = 3600
 
 def is_page(name: str) -> bool:
     """Whether ``name`` is one the dashboard writes its pages under (the overview's too)."""
-    return name == "index.html" or _OUR_PAGE.fullmatch(name) is not None
+    return name in ("index.html", "fleet.html") or _OUR_PAGE.fullmatch(name) is not None
 
 
 @functools.cache

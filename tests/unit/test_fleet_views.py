@@ -304,3 +304,15 @@ def test_the_dashboard_shows_a_unit_of_several_hosts_once_at_its_worst_host(
     assert index.count("backup.service</a>") == 1
     page = next(site.glob("unit*backup.service*.html")).read_text()
     assert all(host in page for host in ("web1", "web2", "db2"))
+    assert 'href="fleet.html"' in index
+    fleet = (site / "fleet.html").read_text()
+    assert "<th>db2</th><th>web1</th><th>web2</th>" in fleet
+    backup = next(line for line in fleet.splitlines() if ">backup.service</a>" in line)
+    assert [cell.split(">")[-1] for cell in backup.split("</td>")[1:4]] == [
+        "success",
+        "success",
+        "exit-code",
+    ]
+    assert backup.count('class="result fail"') == 1
+    sync = next(line for line in fleet.splitlines() if ">sync.service</a>" in line)
+    assert sync.count('class="result none"') == 2
