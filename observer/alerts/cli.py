@@ -46,6 +46,7 @@ class AlertJson(TypedDict):
     kind: str
     summary: str
     run_id: int | None
+    host: str | None  # the host of the unit alerted about (None: recorded before schema 7)
     deliveries: list[DeliveryJson]
 
 
@@ -251,6 +252,7 @@ def alert_json(record: outbox.AlertRecord) -> AlertJson:
         "kind": alert.kind,
         "summary": alert.summary,
         "run_id": alert.run_id,
+        "host": alert.host,
         "deliveries": [
             {
                 "channel": d.channel,

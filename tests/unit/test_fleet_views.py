@@ -6,9 +6,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import os
 import sqlite3
-import time
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -34,17 +32,9 @@ CHANNEL = Channel.of("json://127.0.0.1:9/hook")
 
 
 @pytest.fixture(autouse=True)
-def utc() -> Iterator[None]:
-    before = os.environ.get("TZ")
-    os.environ["TZ"] = "UTC"
-    time.tzset()
+def now(utc: None) -> Iterator[None]:
     with time_machine.travel(NOW, tick=False):
         yield
-    if before is None:
-        os.environ.pop("TZ", None)
-    else:
-        os.environ["TZ"] = before
-    time.tzset()
 
 
 def hourly(host: str, unit: str, first: int, results: list[str]) -> list[Run]:
