@@ -2,6 +2,8 @@
 
 Each query walks an index of the unit's runs (``runs_by_unit_end``) within a time range or
 up to a limit, so judging a run costs the same after a year of history as after a week.
+Given a ``host``, only that host's runs of the unit count (``runs_by_unit_host_end``): on a
+central database each host's unit is judged against its own history.
 """
 
 from __future__ import annotations
@@ -23,47 +25,57 @@ _SUCCESSES = tuple(sorted(SUCCESS_RESULTS))
 _IS_SUCCESS = f"r.result IN ({', '.join('?' * len(_SUCCESSES))})"
 
 
+def _of(host: str | None) -> tuple[str, str, tuple[str, ...]]:
+    """The index, the condition on the host and its parameter, for a host (None: any)."""
+    if host is None:
+        return "runs_by_unit_end", "", ()
+    return "runs_by_unit_host_end", "AND r.host = ? ", (host,)
+
+
 def recent_successes(
-    conn: sqlite3.Connection, unit: str, run: FinishedRun, limit: int
+    conn: sqlite3.Connection, unit: str, run: FinishedRun, limit: int, host: str | None = None
 ) -> tuple[list[float], list[int]]:
     """Durations and output lines of the unit's last ``limit`` successes before ``run``."""
+    index, on_host, named = _of(host)
     rows = conn.execute(
         "SELECT r.finished_usec - r.started_usec, COALESCE(s.lines, 0) "
-        "FROM runs r INDEXED BY runs_by_unit_end "
+        f"FROM runs r INDEXED BY {index} "
         "LEFT JOIN output_stats s ON s.invocation_id = r.invocation_id "
-        f"WHERE r.unit = ? AND {_IS_SUCCESS} AND r.started_usec IS NOT NULL "
+        f"WHERE r.unit = ? {on_host}AND {_IS_SUCCESS} AND r.started_usec IS NOT NULL "
         # The index's order: no sort (runs that ended in the same microsecond in any order).
         "AND r.finished_usec <= ? AND (r.finished_usec < ? OR r.id < ?) "
         "ORDER BY r.finished_usec DESC LIMIT ?",
-        (unit, *_SUCCESSES, run.finished_usec, run.finished_usec, run.id, limit),
+        (unit, *named, *_SUCCESSES, run.finished_usec, run.finished_usec, run.id, limit),
     ).fetchall()
     return [max(0, usec) / 1e6 for usec, _ in rows], [int(lines) for _, lines in rows]
 
 
 def success_seconds_between(
-    conn: sqlite3.Connection, unit: str, start_usec: int, end_usec: int
+    conn: sqlite3.Connection, unit: str, start_usec: int, end_usec: int, host: str | None = None
 ) -> list[float]:
     """Durations of the unit's (newest ``TREND_LIMIT``) successes that ended in a range."""
+    index, on_host, named = _of(host)
     rows = conn.execute(
-        "SELECT r.finished_usec - r.started_usec FROM runs r INDEXED BY runs_by_unit_end "
-        f"WHERE r.unit = ? AND r.finished_usec >= ? AND r.finished_usec < ? AND {_IS_SUCCESS} "
-        "AND r.started_usec IS NOT NULL ORDER BY r.finished_usec DESC LIMIT ?",
-        (unit, start_usec, end_usec, *_SUCCESSES, TREND_LIMIT),
+        f"SELECT r.finished_usec - r.started_usec FROM runs r INDEXED BY {index} "
+        f"WHERE r.unit = ? {on_host}AND r.finished_usec >= ? AND r.finished_usec < ? "
+        f"AND {_IS_SUCCESS} AND r.started_usec IS NOT NULL ORDER BY r.finished_usec DESC LIMIT ?",
+        (unit, *named, start_usec, end_usec, *_SUCCESSES, TREND_LIMIT),
     )
     return [max(0, usec) / 1e6 for (usec,) in rows]
 
 
 def failure_rate(
-    conn: sqlite3.Connection, unit: str, run: FinishedRun, window_usec: int
+    conn: sqlite3.Connection, unit: str, run: FinishedRun, window_usec: int, host: str | None = None
 ) -> tuple[int, int]:
     """(failed, all) of the unit's finished runs in the window that ends with ``run``; a run
     whose findings failed it counts as failed, a refused start of a dependent not at all."""
+    index, on_host, named = _of(host)
     row = conn.execute(
         f"SELECT COUNT(*), TOTAL(NOT {_IS_SUCCESS} OR r.result IS NULL OR f.fails = 1) "
-        "FROM runs r INDEXED BY runs_by_unit_end LEFT JOIN run_findings f ON f.run_id = r.id "
-        "WHERE r.unit = ? AND r.finished_usec > ? AND r.finished_usec <= ? "
+        f"FROM runs r INDEXED BY {index} LEFT JOIN run_findings f ON f.run_id = r.id "
+        f"WHERE r.unit = ? {on_host}AND r.finished_usec > ? AND r.finished_usec <= ? "
         "AND r.result IS NOT 'dependency'",
-        (*_SUCCESSES, unit, run.finished_usec - window_usec, run.finished_usec),
+        (*_SUCCESSES, unit, *named, run.finished_usec - window_usec, run.finished_usec),
     ).fetchone()
     return int(row[1]), int(row[0])
 
@@ -75,6 +87,7 @@ def run_findings(
     rules: AlertRules,
     recent: tuple[list[float], list[int]],
     metrics_dir: Path | None,
+    host: str | None = None,
 ) -> list[Finding]:
     """The findings of ``run``; ``recent`` as ``recent_successes`` read it."""
     lines: Sequence[bytes] = ()
@@ -93,8 +106,8 @@ def run_findings(
     earlier: list[float] = []
     if rules.trend_factor and run.succeeded:
         end = run.finished_usec + 1
-        week = success_seconds_between(conn, unit, end - 7 * DAY_USEC, end)
-        earlier = success_seconds_between(conn, unit, end - 37 * DAY_USEC, end - 7 * DAY_USEC)
+        week = success_seconds_between(conn, unit, end - 7 * DAY_USEC, end, host)
+        earlier = success_seconds_between(conn, unit, end - 37 * DAY_USEC, end - 7 * DAY_USEC, host)
     evidence = RunEvidence(
         succeeded=run.succeeded,
         duration_seconds=run.duration_seconds,

@@ -173,12 +173,14 @@ class AlertLedger:
                 runs = self._unjudged_runs(host, state, now_usec - self.settle_usec)
                 made: list[Alert] = []
                 for unjudged in runs:
-                    recent = evidence.recent_successes(self.conn, unit, unjudged, rules.slow_window)
-                    run = self._with_findings(unit, unjudged, rules, recent)
+                    recent = evidence.recent_successes(
+                        self.conn, unit, unjudged, rules.slow_window, host
+                    )
+                    run = self._with_findings(key, unjudged, rules, recent)
                     rate = None
                     if rules.failure_rate:
                         window = int(rules.rate_window * 1e6)
-                        rate = evidence.failure_rate(self.conn, unit, run, window)
+                        rate = evidence.failure_rate(self.conn, unit, run, window, host)
                     state, judged = judge_run(state, run, rules, recent[0], now_usec, rate)
                     made += judged
                 self._record(host, before, state, made, now_usec)
@@ -188,7 +190,7 @@ class AlertLedger:
 
     def _with_findings(
         self,
-        unit: str,
+        key: Key,
         run: FinishedRun,
         rules: AlertRules,
         recent: tuple[list[float], list[int]],
@@ -196,7 +198,8 @@ class AlertLedger:
         """The run with its findings, which are stored with it (in the caller's transaction)."""
         if run.folded:
             return run
-        found = evidence.run_findings(self.conn, unit, run, rules, recent, self.metrics_dir)
+        host, unit = key
+        found = evidence.run_findings(self.conn, unit, run, rules, recent, self.metrics_dir, host)
         run = replace(run, findings=tuple(found))
         if found:
             fails = run.succeeded and run.failed(rules)

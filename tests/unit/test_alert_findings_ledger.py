@@ -181,9 +181,10 @@ def test_the_evidence_of_a_run_is_read_through_indexes(tmp_path: Path) -> None:
     rules = replace(AlertRules(), fail_output="x")
 
     def read() -> None:
-        recent = evidence.recent_successes(conn, UNIT, run, 20)
-        evidence.run_findings(conn, UNIT, run, rules, recent, None)
-        evidence.failure_rate(conn, UNIT, run, 86_400_000_000)
+        for host in (None, "host1"):  # any host's runs, or one host's (a central database)
+            recent = evidence.recent_successes(conn, UNIT, run, 20, host)
+            evidence.run_findings(conn, UNIT, run, rules, recent, None, host)
+            evidence.failure_rate(conn, UNIT, run, 86_400_000_000, host)
 
     for sql, plan in plans_of(conn, read).items():
         for step in plan:
@@ -211,3 +212,19 @@ def test_alerts_open_problems_and_failed_deliveries_are_exported_as_metrics(
     assert (
         'observer_alert_deliveries_failed_total{host="h1",channel="json://127.0.0.1:9/…"} 1' in text
     )
+
+
+def test_on_a_central_database_a_hosts_failure_rate_counts_its_own_runs_only(
+    tmp_path: Path,
+) -> None:
+    conn = connect(tmp_path / "observer.db")
+    book = ledger(conn, config(failure_rate=0.5, rate_min_runs=4))
+    for n in range(1, 9):  # web2 fails every other run; host1 (record's host) never does
+        at = NOW_USEC + n * MINUTE
+        record(conn, n, at)
+        failed = Run(UNIT, invocation(100 + n), "web2", Source.JOURNAL, started_usec=at - SECOND,
+                     finished_usec=at, result="exit-code" if n % 2 else "success")  # fmt: skip
+        store.write_batch(conn, store.Batch(runs=[failed]))
+    book.judge_runs(NOW_USEC + 10 * MINUTE)
+    rated = conn.execute("SELECT host, kind FROM alerts WHERE kind = 'rate'").fetchall()
+    assert [tuple(row) for row in rated] == [("web2", "rate")]
