@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,17 +21,7 @@ CHANNEL = Channel.of("json://127.0.0.1:9/hook?token=s3cret")
 CONFIG = AlertsConfig(present=True)
 
 
-@pytest.fixture(autouse=True)
-def utc() -> Iterator[None]:
-    before = os.environ.get("TZ")
-    os.environ["TZ"] = "UTC"
-    time.tzset()
-    yield
-    if before is None:
-        os.environ.pop("TZ", None)
-    else:
-        os.environ["TZ"] = before
-    time.tzset()
+pytestmark = pytest.mark.usefixtures("utc")  # tests/unit/conftest.py
 
 
 @pytest.fixture
