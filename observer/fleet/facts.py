@@ -17,6 +17,16 @@ def host_units(
     on: hosts.HostMatcher = None,
 ) -> list[HostUnit]:
     """Every (host, unit) with runs that ``shows_unit`` and ``on`` accept."""
+    # Timers are the daemon's own host's (the bus tells only it): used on a database of one.
+    due: dict[str, int] = {}
+    if not hosts.several(conn):
+        due = {
+            str(service): int(usec)
+            for service, usec in conn.execute(
+                "SELECT service, MIN(next_elapse_usec) FROM timers "
+                "WHERE next_elapse_usec IS NOT NULL GROUP BY service"
+            )
+        }
     cells = []
     for kept in summary.read(conn, host_matches=on):
         if not shows_unit(kept.unit):
@@ -42,6 +52,7 @@ def host_units(
                 consecutive_failures=kept.consecutive_failures,
                 running=bool(newest and newest[0]),
                 starts_usec=starts,
+                timer_due_usec=due.get(kept.unit),
             )
         )
     return cells

@@ -5,7 +5,9 @@ A unit is **silent** on a host when its newest start there is older than ``grace
 usual interval on that host (the median gap between its recent starts there), and later
 than that by at least ``MIN_LATE_USEC``. A unit that started fewer than ``MIN_STARTS``
 times on a host has no usual interval there and is never silent on it. A host that stopped
-sending is found by the same rule: none of its units starts when due.
+sending is found by the same rule: none of its units starts when due. Where its timer's
+schedule is known (a server's own database: the daemon sees its timers on the bus), a unit
+is silent too once its timer was due ``MIN_LATE_USEC`` ago and it has not started since.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class HostUnit:
     consecutive_failures: int
     running: bool
     starts_usec: tuple[int, ...]  # its newest starts there, newest first
+    timer_due_usec: int | None = None  # when its timer was next due, where known
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +83,15 @@ def usual_interval_usec(starts_usec: Sequence[int]) -> int | None:
 def standing(cell: HostUnit, now_usec: int, grace: float = GRACE) -> Standing:
     """Silent (it is overdue by its habit), else failing (its newest run failed), else ok."""
     interval = usual_interval_usec(cell.starts_usec)
+    due = cell.timer_due_usec
+    newest = cell.starts_usec[0] if cell.starts_usec else None
+    if (
+        due is not None
+        and now_usec > due + MIN_LATE_USEC
+        and not cell.running
+        and (newest is None or newest < due)
+    ):
+        return Standing.SILENT
     if interval is not None and not cell.running:
         due = cell.starts_usec[0] + max(int(interval * grace), interval + MIN_LATE_USEC)
         if now_usec > due:

@@ -3,6 +3,7 @@ read by `observer fleet`, `--host`, `status`, the alert ledger and the metrics."
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -25,7 +26,7 @@ from observer.alerts.secrets import Channel
 from observer.alerts.state import AlertLedger
 from observer.fleet import views
 from observer.metrics import collectors, snapshot
-from observer.model import Run, Source
+from observer.model import Run, Source, TimerState
 from tests.unit.recorded_runs import HOUR, MINUTE, NOW, NOW_USEC, SECOND
 
 CHANNEL = Channel.of("json://127.0.0.1:9/hook")
@@ -88,6 +89,14 @@ def test_a_unit_is_silent_once_twice_its_usual_interval_passed_without_a_start()
     assert views.standing(cell(starts), NOW_USEC + 2 * HOUR + 1) == views.Standing.SILENT
     # Running now, it is not silent, whatever its habit.
     assert views.standing(cell(starts, running=True), NOW_USEC + 9 * HOUR) == views.Standing.OK
+
+
+def test_a_unit_whose_timer_was_due_a_minute_ago_without_a_start_is_silent() -> None:
+    due = dataclasses.replace(cell([NOW_USEC - HOUR]), timer_due_usec=NOW_USEC)
+    assert views.standing(due, NOW_USEC + views.MIN_LATE_USEC) == views.Standing.OK
+    assert views.standing(due, NOW_USEC + views.MIN_LATE_USEC + 1) == views.Standing.SILENT
+    started = dataclasses.replace(due, starts_usec=(NOW_USEC + 1, NOW_USEC - HOUR))
+    assert views.standing(started, NOW_USEC + HOUR) == views.Standing.OK
 
 
 def test_a_unit_with_fewer_than_three_starts_has_no_habit_and_is_never_silent() -> None:
@@ -306,3 +315,16 @@ def test_the_dashboard_shows_a_unit_of_several_hosts_once_at_its_worst_host(
     assert backup.count('class="result fail"') == 1
     sync = next(line for line in fleet.splitlines() if ">sync.service</a>" in line)
     assert sync.count('class="result none"') == 2
+
+
+def test_on_a_servers_own_database_a_unit_whose_timer_passed_is_silent(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    db = tmp_path / "observer.db"
+    timer = TimerState("backup.timer", "backup.service", NOW_USEC - 10 * MINUTE, None)
+    with closing(store.open_for_writing(db)) as conn:
+        store.write_batch(conn, store.Batch(runs=hourly("vm", "backup.service", 1, ["success"])))
+        store.write_batch(conn, store.Batch(timers=[timer]))
+    assert run_cli(capsys, "fleet", "--db", str(db))[1] == (
+        "backup.service: 0 of 1 host ok, 1 silent (vm)\n"
+    )
