@@ -40,6 +40,14 @@ def hosts_of(conn: sqlite3.Connection, unit: str, matches: HostMatcher = None) -
     return [str(row[0]) for row in rows if shows(matches, str(row[0]))]
 
 
+def newest_host(conn: sqlite3.Connection) -> str | None:
+    """The host of the newest run (a server's own database: its host), if any run is kept."""
+    row = conn.execute(
+        "SELECT host FROM runs ORDER BY COALESCE(started_usec, finished_usec) DESC, id DESC LIMIT 1"
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
 def several(conn: sqlite3.Connection) -> bool:
     """Whether the database holds the runs of more than one host (two index seeks)."""
     first = conn.execute("SELECT MIN(host) FROM unit_summary").fetchone()[0]

@@ -6,7 +6,7 @@ import socket
 import sqlite3
 from collections.abc import Callable
 
-from observer import summary
+from observer import hosts, summary
 
 # Schema 1, as the first release created it; MIGRATIONS bring it to SCHEMA_VERSION.
 BASE_SCHEMA = """
@@ -238,10 +238,7 @@ _HOST_OF = (
 
 def _old_host(conn: sqlite3.Connection) -> str:
     """The host an older database's rows belong to: its newest run's (or this machine's)."""
-    row = conn.execute(
-        f"SELECT host FROM runs ORDER BY {summary.ORDER_KEY} DESC, id DESC LIMIT 1"
-    ).fetchone()
-    return socket.gethostname() if row is None else str(row[0])
+    return hosts.newest_host(conn) or socket.gethostname()
 
 
 def _per_host(conn: sqlite3.Connection) -> None:

@@ -9,12 +9,13 @@ the runs are judged again.
 from __future__ import annotations
 
 import fnmatch
+import socket
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-from observer import store
+from observer import hosts, store
 from observer.alerts import evidence
 from observer.alerts.config import AlertRules, AlertsConfig
 from observer.alerts.findings import to_json
@@ -71,11 +72,12 @@ class AlertLedger:
         observes: Callable[[str], bool] = lambda unit: True,
         metrics_dir: Path | None = None,
         settle_usec: int = 0,
-        host: str = "",
+        host: str | None = None,
     ) -> None:
         self.conn = conn
-        # The daemon's own host: its timers' units, and units named in the rules without runs.
-        self.host = host
+        # The daemon's own host: its timers' units, and units named in the rules without runs
+        # (None: the host of the newest run, as on a server's own database).
+        self._host = host
         self.config = config
         self.channels_for = channels_for
         self.observes = observes
@@ -115,6 +117,10 @@ class AlertLedger:
         for key in sorted(set(keys)):
             alerts += self._judge_unit_runs(key, since, now_usec)
         return alerts
+
+    @property
+    def host(self) -> str:
+        return self._host or hosts.newest_host(self.conn) or socket.gethostname()
 
     def _keys_of(self, unit: str | Key) -> list[Key]:
         """A (host, unit) key as it is; a unit name as the keys of every host with its runs."""
@@ -269,15 +275,16 @@ class AlertLedger:
             "SELECT service, timer, next_elapse_usec, last_trigger_usec FROM timers ORDER BY timer"
         ):
             timers.setdefault(service, []).append(TimerFacts(*timer))
+        own = self.host
         facts = {
-            (self.host, unit): UnitFacts(timers=tuple(t), watched_since_usec=since)
+            (own, unit): UnitFacts(timers=tuple(t), watched_since_usec=since)
             for unit, t in timers.items()
         }
         for host, unit, run_id, started, finished, invocation in self.conn.execute(
             "SELECT u.host, u.unit, r.id, r.started_usec, r.finished_usec, r.invocation_id "
             "FROM unit_summary u JOIN runs r ON r.id = u.newest_run_id"
         ):
-            mine = tuple(timers.get(unit, ())) if host == self.host else ()
+            mine = tuple(timers.get(unit, ())) if host == own else ()
             facts[host, unit] = UnitFacts(run_id, started, finished, invocation, mine, since)
         return facts
 
