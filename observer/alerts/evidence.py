@@ -57,12 +57,13 @@ def failure_rate(
     conn: sqlite3.Connection, unit: str, run: FinishedRun, window_usec: int
 ) -> tuple[int, int]:
     """(failed, all) of the unit's finished runs in the window that ends with ``run``; a run
-    whose findings failed it counts as failed, a refused start of a dependent not at all."""
+    whose findings failed it counts as failed, a start refused because a named unit failed
+    not at all."""
     row = conn.execute(
         f"SELECT COUNT(*), TOTAL(NOT {_IS_SUCCESS} OR r.result IS NULL OR f.fails = 1) "
         "FROM runs r INDEXED BY runs_by_unit_end LEFT JOIN run_findings f ON f.run_id = r.id "
         "WHERE r.unit = ? AND r.finished_usec > ? AND r.finished_usec <= ? "
-        "AND r.result IS NOT 'dependency'",
+        "AND NOT (r.result IS 'dependency' AND r.reason IS NOT NULL)",
         (*_SUCCESSES, unit, run.finished_usec - window_usec, run.finished_usec),
     ).fetchone()
     return int(row[1]), int(row[0])

@@ -50,7 +50,11 @@ def compose(conn: sqlite3.Connection, alert: StoredAlert, host: str, output_line
         except history.NoSuchRunError:
             lines.append(f"Run {alert.run_id} is no longer recorded.")
         else:
+            if detail.run.unit != alert.unit:  # a refused start of a unit it took down
+                lines += [f"The first refused start, of {detail.run.unit}:", ""]
             lines += _run_facts(detail, kind, output_lines)
+            if detail.run.unit != alert.unit:
+                lines.append(f"Why {alert.unit} failed: journalctl -u {alert.unit}")
     return Message(title, "\n".join(lines), _NOTIFY_TYPES.get(kind, "failure"))
 
 
@@ -68,7 +72,7 @@ def _run_facts(detail: history.RunDetail, kind: AlertKind, output_lines: int) ->
     which = "Last run" if kind in (AlertKind.MISSED, AlertKind.STALE) else "Run"
     result = "still running" if run.running else render.cell(run.result or "unknown")
     facts = [
-        (which, f"{run.id} ({run.invocation_id})"),
+        (which, f"{run.id} ({run.invocation_id})" if run.invocation_id else str(run.id)),
         ("Result", result),
         ("Exit status", _exit(run)),
         ("Started", _time(run.started_usec)),

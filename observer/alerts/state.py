@@ -14,8 +14,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-from observer import store
+from observer import store, summary
 from observer.alerts import evidence
+from observer.alerts.causes import Refusal, Return, judge_refusals, judge_return
 from observer.alerts.config import AlertRules, AlertsConfig
 from observer.alerts.findings import to_json
 from observer.alerts.rules import (
@@ -30,14 +31,22 @@ from observer.alerts.rules import (
 from observer.alerts.secrets import Channel
 from observer.model import SKIPPED_RESULTS, SUCCESS_RESULTS
 
+# Starts refused because a named unit failed (the index of failed runs serves the walk).
+_REFUSED = (
+    f"{summary.FAILED} AND {summary.ORDER_KEY} >= ? AND result = 'dependency' "
+    "AND reason IS NOT NULL"
+)
+_REFUSALS_LIMIT = 10_000
 # Runs that finished before alerting first started are history: they seed the counts.
 SINCE_KEY = "alerts_since_usec"
 # Deliveries wait this long for the last lines of output, which can trail a run's end.
 DELIVERY_DELAY_USEC = 2_000_000
 _AFTER_ALL_RUNS = 2**62
 _BATCH = 500
+# The newest refused start (order key, run ID) the root-cause pass has seen.
+REFUSALS_KEY = "alerts_refusals_seen"
 # Kept in alert_problems, one row per open problem, not in alert_state's columns.
-_PROBLEM_FIELDS = {"rate_usec": "rate", "slower_usec": "slower"}
+_PROBLEM_FIELDS = {"rate_usec": "rate", "slower_usec": "slower", "cause_usec": "dependency"}
 _STATE_FIELDS = [f.name for f in fields(UnitAlertState) if f.name not in _PROBLEM_FIELDS]
 _STATE_COLUMNS = ", ".join(_STATE_FIELDS)
 
@@ -97,10 +106,11 @@ class AlertLedger:
                     (since,),
                 )
             ]
-        alerts: list[Alert] = []
+        # Refusals first: the failed unit's own failing alert is folded into theirs.
+        alerts = self._judge_refusals(since, now_usec)
         for unit in sorted(set(units)):
             alerts += self._judge_unit_runs(unit, since, now_usec)
-        return alerts
+        return alerts + self._judge_returns(since, now_usec)
 
     def check(self, now_usec: int) -> list[Alert]:
         """Judge new runs, then what time alone makes: missed, stale, overdue, reminders."""
@@ -120,9 +130,12 @@ class AlertLedger:
                 for row in self.conn.execute(f"SELECT {_STATE_COLUMNS} FROM alert_state")
             }
             facts = self._all_facts(since)
+        named = {u.pattern for u in self.config.units}
         for unit in sorted(units):
             if not self.observes(unit):
                 continue
+            if unit not in facts and unit not in named:
+                continue  # no run, no timer: a mount that took units down, say
             with self.conn:
                 known = states.get(unit)
                 state = known or self._state(unit, since, now_usec)
@@ -143,6 +156,7 @@ class AlertLedger:
             with self.conn:
                 state = before = self._state(unit, since, now_usec)
                 runs = self._unjudged_runs(state, now_usec - self.settle_usec)
+                took_down = () if state.cause_usec is None else sorted(self._took_down(state))
                 made: list[Alert] = []
                 for unjudged in runs:
                     recent = evidence.recent_successes(self.conn, unit, unjudged, rules.slow_window)
@@ -151,7 +165,9 @@ class AlertLedger:
                     if rules.failure_rate:
                         window = int(rules.rate_window * 1e6)
                         rate = evidence.failure_rate(self.conn, unit, run, window)
-                    state, judged = judge_run(state, run, rules, recent[0], now_usec, rate)
+                    state, judged = judge_run(
+                        state, run, rules, recent[0], now_usec, rate, took_down
+                    )
                     made += judged
                 self._record(before, state, made, now_usec)
             alerts += made
@@ -183,11 +199,12 @@ class AlertLedger:
         row = self.conn.execute(
             f"SELECT {_STATE_COLUMNS} FROM alert_state WHERE unit = ?", (unit,)
         ).fetchone()
+        opened = self.conn.execute(
+            "SELECT kind, opened_usec FROM alert_problems WHERE unit = ?", (unit,)
+        )
+        problems = dict(opened.fetchall())
         if row is not None:
-            opened = self.conn.execute(
-                "SELECT kind, opened_usec FROM alert_problems WHERE unit = ?", (unit,)
-            )
-            return _state_of(row, dict(opened.fetchall()))
+            return _state_of(row, problems)
         # First sight: runs that ended before alerting started count, but alert nobody.
         failures, last_success = 0, None
         rows = self.conn.execute(
@@ -201,7 +218,7 @@ class AlertLedger:
                 break
             if result not in SKIPPED_RESULTS:
                 failures += 1
-        return UnitAlertState(
+        fresh = UnitAlertState(
             unit,
             first_seen_usec=now_usec,
             failures=failures,
@@ -209,10 +226,11 @@ class AlertLedger:
             seen_finished_usec=since,
             seen_run_id=_AFTER_ALL_RUNS,
         )
+        return _with_problems(fresh, problems)
 
     def _unjudged_runs(self, state: UnitAlertState, until_usec: int) -> list[FinishedRun]:
         rows = self.conn.execute(
-            "SELECT id, invocation_id, started_usec, finished_usec, result FROM runs "
+            "SELECT id, invocation_id, started_usec, finished_usec, result, reason FROM runs "
             "WHERE unit = ? AND finished_usec IS NOT NULL AND finished_usec <= ? "
             "AND (finished_usec > ? OR (finished_usec = ? AND id > ?)) "
             "ORDER BY finished_usec, id LIMIT ?",
@@ -220,9 +238,90 @@ class AlertLedger:
              state.seen_run_id, _BATCH),
         )  # fmt: skip
         return [
-            FinishedRun(run_id, invocation, started, finished, result in SUCCESS_RESULTS, result)
-            for run_id, invocation, started, finished, result in rows
-        ]
+            FinishedRun(
+                run_id, invocation, started, finished, result in SUCCESS_RESULTS, result,
+                cause=reason if result == "dependency" else None,
+            )
+            for run_id, invocation, started, finished, result, reason in rows
+        ]  # fmt: skip
+
+    # -- root causes (observer/alerts/causes.py) ------------------------------------------
+
+    def _judge_refusals(self, since: int, now_usec: int) -> list[Alert]:
+        """Starts refused because a named unit failed, not seen yet: the failed unit's alert.
+
+        Read as recorded, without waiting for output (a refusal has none), so that they are
+        known before the failed unit's own run is judged.
+        """
+        seen = self.conn.execute("SELECT value FROM state WHERE key = ?", (REFUSALS_KEY,))
+        row = seen.fetchone()
+        mark_usec, mark_id = (since, 0) if row is None else map(int, str(row[0]).split(":"))
+        by_cause: dict[str, list[Refusal]] = {}
+        for run_id, unit, cause, at in self.conn.execute(
+            f"SELECT id, unit, reason, {summary.ORDER_KEY} FROM runs INDEXED BY failed_by_order "
+            f"WHERE {_REFUSED} ORDER BY {summary.ORDER_KEY}, id LIMIT ?",
+            (mark_usec, _REFUSALS_LIMIT),
+        ).fetchall():
+            if (at, run_id) > (mark_usec, mark_id) and self.observes(unit):
+                by_cause.setdefault(cause, []).append(Refusal(run_id, unit, cause, at))
+            mark_usec, mark_id = max((mark_usec, mark_id), (at, run_id))
+        alerts: list[Alert] = []
+        with self.conn:
+            for cause, refusals in sorted(by_cause.items()):
+                state = self._state(cause, since, now_usec)
+                failed = self.conn.execute(
+                    "SELECT id, result FROM runs INDEXED BY runs_by_unit_end "
+                    "WHERE unit = ? AND finished_usec <= ? ORDER BY finished_usec DESC LIMIT 1",
+                    (cause, refusals[0].at_usec),
+                ).fetchone()
+                cause_run = None if failed is None or failed[1] in SUCCESS_RESULTS else failed[0]
+                rules = self.config.rules_for(cause)
+                after, made = judge_refusals(state, refusals, rules, now_usec, cause_run)
+                self._record(state, after, made, now_usec)
+                alerts += made
+            self.conn.execute(
+                "INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)",
+                (REFUSALS_KEY, f"{mark_usec}:{mark_id}"),
+            )
+        return alerts
+
+    def _judge_returns(self, since: int, now_usec: int) -> list[Alert]:
+        """A failed unit without runs of its own is back when a unit it took down starts."""
+        alerts: list[Alert] = []
+        for (cause,) in self.conn.execute(
+            "SELECT p.unit FROM alert_problems p WHERE p.kind = 'dependency' "
+            "AND NOT EXISTS (SELECT 1 FROM unit_summary u WHERE u.unit = p.unit)"
+        ).fetchall():
+            with self.conn:
+                state = self._state(cause, since, now_usec)
+                took_down = self._took_down(state)
+                returned = None
+                for unit, last_refused in took_down.items():
+                    row = self.conn.execute(
+                        f"SELECT id, {summary.ORDER_KEY} FROM runs INDEXED BY runs_by_unit_order "
+                        f"WHERE unit = ? AND {summary.ORDER_KEY} > ? AND invocation_id IS NOT NULL "
+                        f"ORDER BY {summary.ORDER_KEY} LIMIT 1",
+                        (unit, last_refused),
+                    ).fetchone()
+                    if row is not None and (returned is None or row[1] < returned.at_usec):
+                        returned = Return(row[0], unit, row[1])
+                rules = self.config.rules_for(cause)
+                after, made = judge_return(state, returned, sorted(took_down), rules)
+                self._record(state, after, made, now_usec)
+            alerts += made
+        return alerts
+
+    def _took_down(self, state: UnitAlertState) -> dict[str, int]:
+        """The units whose starts were refused because ``state.unit`` failed, since its
+        problem opened, with the time of each one's last refusal."""
+        took_down: dict[str, int] = {}
+        for unit, at in self.conn.execute(
+            f"SELECT unit, {summary.ORDER_KEY} FROM runs INDEXED BY failed_by_order "
+            f"WHERE {_REFUSED} AND reason = ? LIMIT ?",
+            (state.cause_usec or 0, state.unit, _REFUSALS_LIMIT),
+        ):
+            took_down[unit] = max(at, took_down.get(unit, at))
+        return took_down
 
     def _all_facts(self, since: int) -> dict[str, UnitFacts]:
         """``_facts`` of every unit with runs or a timer, from the kept unit summaries."""
@@ -308,4 +407,9 @@ def active_silence(conn: sqlite3.Connection, unit: str, now_usec: int) -> int | 
 def _state_of(row: Sequence[object], problems: dict[str, int]) -> UnitAlertState:
     """A unit's state from its alert_state row and its alert_problems rows."""
     state = UnitAlertState(**dict(zip(_STATE_FIELDS, row, strict=True)))  # type: ignore[arg-type]
-    return replace(state, rate_usec=problems.get("rate"), slower_usec=problems.get("slower"))
+    return _with_problems(state, problems)
+
+
+def _with_problems(state: UnitAlertState, problems: dict[str, int]) -> UnitAlertState:
+    opened = {name: problems.get(kind) for name, kind in _PROBLEM_FIELDS.items()}
+    return replace(state, **opened)  # type: ignore[arg-type]
