@@ -10,14 +10,12 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from observer import stats
 from observer.alerts.config import AlertRules
 from observer.alerts.findings import Baseline, Finding, RunEvidence, judge
 from observer.alerts.rules import FinishedRun
 from observer.model import SUCCESS_RESULTS
 
-DAY_USEC = 86_400 * 1_000_000
-# The trend compares the newest this many successes of each period at most.
-TREND_LIMIT = 1000
 MTIME_SLACK_USEC = 1_000_000
 _SUCCESSES = tuple(sorted(SUCCESS_RESULTS))
 _IS_SUCCESS = f"r.result IN ({', '.join('?' * len(_SUCCESSES))})"
@@ -38,19 +36,6 @@ def recent_successes(
         (unit, *_SUCCESSES, run.finished_usec, run.finished_usec, run.id, limit),
     ).fetchall()
     return [max(0, usec) / 1e6 for usec, _ in rows], [int(lines) for _, lines in rows]
-
-
-def success_seconds_between(
-    conn: sqlite3.Connection, unit: str, start_usec: int, end_usec: int
-) -> list[float]:
-    """Durations of the unit's (newest ``TREND_LIMIT``) successes that ended in a range."""
-    rows = conn.execute(
-        "SELECT r.finished_usec - r.started_usec FROM runs r INDEXED BY runs_by_unit_end "
-        f"WHERE r.unit = ? AND r.finished_usec >= ? AND r.finished_usec < ? AND {_IS_SUCCESS} "
-        "AND r.started_usec IS NOT NULL ORDER BY r.finished_usec DESC LIMIT ?",
-        (unit, start_usec, end_usec, *_SUCCESSES, TREND_LIMIT),
-    )
-    return [max(0, usec) / 1e6 for (usec,) in rows]
 
 
 def failure_rate(
@@ -93,9 +78,7 @@ def run_findings(
     week: list[float] = []
     earlier: list[float] = []
     if rules.trend_factor and run.succeeded:
-        end = run.finished_usec + 1
-        week = success_seconds_between(conn, unit, end - 7 * DAY_USEC, end)
-        earlier = success_seconds_between(conn, unit, end - 37 * DAY_USEC, end - 7 * DAY_USEC)
+        week, earlier = stats.trend_periods(conn, unit, run.finished_usec + 1)
     evidence = RunEvidence(
         succeeded=run.succeeded,
         duration_seconds=run.duration_seconds,
