@@ -20,6 +20,7 @@ _LAZY_COMMANDS = {
     "report": "observer.dashboard.cli",
     "check-config": "observer.check_config",
     "alerts": "observer.alerts.cli",
+    "digest": "observer.alerts.cli",
     "jobs": "observer.jobs.cli",
     "completion": "observer.shell.cli",
     "manpage": "observer.shell.cli",

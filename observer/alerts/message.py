@@ -7,6 +7,7 @@ import sqlite3
 from dataclasses import dataclass
 
 from observer import history, render
+from observer.alerts import digest, digest_facts
 from observer.alerts.rules import AlertKind
 from observer.alerts.state import StoredAlert
 from observer.output import dropped_marker, lost_marker, printable
@@ -19,6 +20,7 @@ _NOTIFY_TYPES = {
     AlertKind.FAST: "warning",
     AlertKind.SLOWER: "warning",
     AlertKind.TEST: "info",
+    AlertKind.DIGEST: "info",
 }
 
 
@@ -40,6 +42,10 @@ def compose(conn: sqlite3.Connection, alert: StoredAlert, host: str, output_line
         kind = AlertKind(alert.kind)
     except ValueError:  # written by a newer observer
         kind = AlertKind.REMINDER
+    if kind is AlertKind.DIGEST:  # its 24 hours, read again as the store has them
+        facts = digest_facts.read(conn, host, alert.created_usec)
+        text = digest.body(facts, _time(alert.created_usec))
+        return Message(f"[{host}] {digest.title(facts)}", text, "info")
     title = f"[{host}] {alert.unit} {alert.summary}"
     lines = [f"{alert.unit} on {host} {alert.summary}.", ""]
     if alert.run_id is None:

@@ -44,10 +44,11 @@ class AlertKind(StrEnum):
     SLOWER = "slower"  # the 7-day median duration grew against the 30 days before
     DEPENDENCY = "dependency"  # it failed, and systemd refused the starts of units needing it
     TEST = "test"
+    DIGEST = "digest"  # the daily digest (observer/alerts/digest.py), about every unit
 
     @property
     def is_problem(self) -> bool:
-        return self not in (AlertKind.RECOVERED, AlertKind.TEST)
+        return self not in (AlertKind.RECOVERED, AlertKind.TEST, AlertKind.DIGEST)
 
 
 @dataclass(frozen=True, slots=True)

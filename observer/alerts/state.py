@@ -12,15 +12,17 @@ import fnmatch
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields, replace
+from datetime import date
 from pathlib import Path
 
 from observer import store, summary
-from observer.alerts import evidence
+from observer.alerts import digest, digest_facts, evidence
 from observer.alerts.causes import Refusal, Return, judge_refusals, judge_return
 from observer.alerts.config import AlertRules, AlertsConfig
 from observer.alerts.findings import to_json
 from observer.alerts.rules import (
     Alert,
+    AlertKind,
     FinishedRun,
     TimerFacts,
     UnitAlertState,
@@ -30,6 +32,7 @@ from observer.alerts.rules import (
 )
 from observer.alerts.secrets import Channel
 from observer.model import SKIPPED_RESULTS, SUCCESS_RESULTS
+from observer.render import local_time
 
 # Starts refused because a named unit failed (the index of failed runs serves the walk).
 _REFUSED = (
@@ -43,6 +46,10 @@ SINCE_KEY = "alerts_since_usec"
 DELIVERY_DELAY_USEC = 2_000_000
 _AFTER_ALL_RUNS = 2**62
 _BATCH = 500
+# The day (local, ISO) of the last daily digest recorded.
+DIGEST_KEY = "alerts_digest_day"
+# The "unit" of the digest: all of them (its deliveries go to the global channels).
+DIGEST_UNIT = "*"
 # The newest refused start (order key, run ID) the root-cause pass has seen.
 REFUSALS_KEY = "alerts_refusals_seen"
 # Kept in alert_problems, one row per open problem, not in alert_state's columns.
@@ -145,7 +152,26 @@ class AlertLedger:
                 if known is None or new_state != state or made:
                     self._record(state, new_state, made, now_usec)
             alerts += made
-        return alerts
+        return alerts + self.digest(now_usec)
+
+    def digest(self, now_usec: int) -> list[Alert]:
+        """The daily digest, if it is due and not recorded yet today (local time)."""
+        if not self.config.digest_at:
+            return []
+        row = self.conn.execute("SELECT value FROM state WHERE key = ?", (DIGEST_KEY,)).fetchone()
+        last = None if row is None else date.fromisoformat(str(row[0]))
+        day = digest.due_day(digest.parse_clock(self.config.digest_at), last, local_time(now_usec))
+        if day is None:
+            return []
+        with self.conn:
+            summary_ = digest.title(digest_facts.read(self.conn, "", now_usec))
+            alert = Alert(DIGEST_UNIT, AlertKind.DIGEST, summary_)
+            self.add_alert(alert, now_usec)
+            self.conn.execute(
+                "INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)",
+                (DIGEST_KEY, day.isoformat()),
+            )
+        return [alert]
 
     # -- reading and writing ---------------------------------------------------------------
 
