@@ -373,6 +373,8 @@ class AlertLedger:
     ) -> None:
         """Save a unit's state (if it changed, or is new) and its alerts with deliveries."""
         exists = self.conn.execute("SELECT 1 FROM alert_state WHERE unit = ?", (after.unit,))
+        if _opened(after) != _opened(before):
+            store.note_changed(self.conn, [after.unit])  # the dashboard shows open problems
         if after != before or exists.fetchone() is None:
             self.conn.execute(
                 f"INSERT OR REPLACE INTO alert_state ({_STATE_COLUMNS}) "
@@ -434,6 +436,12 @@ def _state_of(row: Sequence[object], problems: dict[str, int]) -> UnitAlertState
     """A unit's state from its alert_state row and its alert_problems rows."""
     state = UnitAlertState(**dict(zip(_STATE_FIELDS, row, strict=True)))  # type: ignore[arg-type]
     return _with_problems(state, problems)
+
+
+def _opened(state: UnitAlertState) -> tuple[bool, ...]:
+    """Which of a unit's problems are open (what readers show of its alert state)."""
+    names = ("failing_usec", "missed_usec", "stale_usec", *_PROBLEM_FIELDS)
+    return tuple(getattr(state, name) is not None for name in names)
 
 
 def _with_problems(state: UnitAlertState, problems: dict[str, int]) -> UnitAlertState:
