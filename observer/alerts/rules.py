@@ -416,7 +416,8 @@ def _reminder(state: UnitAlertState, now_usec: int) -> str:
         return f"still down since it took down other units {_ago(state.cause_usec, now_usec)} ago"
     if state.failing_usec is not None:
         return (
-            f"still failing: {state.failures} failed runs in a row "
+            f"still failing: {state.failures} failed run{'s' if state.failures != 1 else ''} "
+            "in a row "
             f"(first alert {_ago(state.failing_usec, now_usec)} ago)"
         )
     if state.missed_usec is not None:

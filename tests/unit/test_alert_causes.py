@@ -3,10 +3,7 @@ need failed make one alert naming that unit and all it took down, and one recove
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,21 +18,9 @@ from observer.model import Run, Source
 from tests.unit.recorded_runs import MINUTE, NOW_USEC, SECOND, invocation
 from tests.unit.test_query_plans import plans_of
 
+pytestmark = pytest.mark.usefixtures("utc")
 CHANNEL = Channel.of("json://127.0.0.1:9/hook")
 DEPENDENTS = ("a.service", "b.service", "c.service")
-
-
-@pytest.fixture(autouse=True)
-def utc() -> Iterator[None]:
-    before = os.environ.get("TZ")
-    os.environ["TZ"] = "UTC"
-    time.tzset()
-    yield
-    if before is None:
-        os.environ.pop("TZ", None)
-    else:
-        os.environ["TZ"] = before
-    time.tzset()
 
 
 def connect(db: Path) -> sqlite3.Connection:

@@ -3,10 +3,7 @@ across restarts (the day is kept in the store)."""
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import time
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import date, datetime
 from datetime import time as clock
@@ -25,21 +22,9 @@ from observer.alerts.state import AlertLedger, StoredAlert
 from observer.model import Run, Source
 from tests.unit.recorded_runs import HOUR, MINUTE, NOW_USEC, SECOND, invocation
 
+pytestmark = pytest.mark.usefixtures("utc")
 CHANNEL = Channel.of("json://127.0.0.1:9/hook")
 # NOW_USEC is 2026-11-23 15:00 UTC.
-
-
-@pytest.fixture(autouse=True)
-def utc() -> Iterator[None]:
-    before = os.environ.get("TZ")
-    os.environ["TZ"] = "UTC"
-    time.tzset()
-    yield
-    if before is None:
-        os.environ.pop("TZ", None)
-    else:
-        os.environ["TZ"] = before
-    time.tzset()
 
 
 def test_the_digest_is_due_from_its_time_until_the_day_ends_once() -> None:
