@@ -153,7 +153,7 @@ def _silence(args: argparse.Namespace) -> int:
     finally:
         conn.close()
     until = render.table_time(now + int(seconds * 1e6))
-    print(f"silence {silence_id}: alerts of {pattern} go to nobody until {until}")
+    print(f"silence {silence_id}: alerts of {pattern} are held until {until}")
     return 0
 
 
@@ -203,7 +203,7 @@ def _unsilence(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"no silence {args.silence_id} is in force ('observer alerts silences' lists them)"
         )
-    print(f"silence {args.silence_id} ended: alerts are sent again")
+    print(f"silence {args.silence_id} ended: the alerts it held are sent now")
     return 0
 
 
@@ -253,7 +253,9 @@ def _delivery_status(delivery: outbox.DeliveryRecord) -> str:
     error = delivery.attempts[-1].error if delivery.attempts else None
     if error is not None and len(error) > _ERROR_WIDTH:
         error = error[: _ERROR_WIDTH - 1] + "…"
-    if delivery.status == "silenced":
+    if delivery.status == outbox.HELD:
+        return "held by a silence (told when it ends)"
+    if delivery.status == "silenced":  # recorded by an older observer, which dropped them
         return "silenced (sent to nobody)"
     if delivery.status == outbox.SENT:
         return "sent" if tries <= 1 else f"sent (attempt {tries})"

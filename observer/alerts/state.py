@@ -46,6 +46,8 @@ SINCE_KEY = "alerts_since_usec"
 DELIVERY_DELAY_USEC = 2_000_000
 _AFTER_ALL_RUNS = 2**62
 _BATCH = 500
+# A delivery's status: to send (outbox.py sends it), or held by a silence until it ends.
+PENDING, HELD = "pending", "held"
 # The day (local, ISO) of the last daily digest recorded.
 DIGEST_KEY = "alerts_digest_day"
 # The "unit" of the digest: all of them (its deliveries go to the global channels).
@@ -120,7 +122,9 @@ class AlertLedger:
         return alerts + self._judge_returns(since, now_usec)
 
     def check(self, now_usec: int) -> list[Alert]:
-        """Judge new runs, then what time alone makes: missed, stale, overdue, reminders."""
+        """Judge new runs, then what time alone makes: missed, stale, overdue, reminders;
+        release what ended silences held."""
+        self.release_held(now_usec)
         alerts = self.judge_runs(now_usec)
         since = self.since(now_usec)
         units = {row[0] for row in self.conn.execute("SELECT unit FROM alert_state")}
@@ -403,7 +407,8 @@ class AlertLedger:
         ).lastrowid
         assert alert_id is not None
         silenced = self.silenced(alert.unit, now_usec)
-        status = "pending" if silenced is None else "silenced"
+        # Held while a silence holds the unit: release_held tells it when the silence ends.
+        status = PENDING if silenced is None else HELD
         due = now_usec + DELIVERY_DELAY_USEC if silenced is None else None
         self.conn.executemany(
             "INSERT OR IGNORE INTO alert_deliveries (alert_id, channel, channel_key, status, "
@@ -414,6 +419,23 @@ class AlertLedger:
             ],
         )
         return alert_id
+
+    def release_held(self, now_usec: int) -> int:
+        """Deliveries held by a silence that has ended (or was ended) are due now."""
+        released = []
+        for delivery_id, unit in self.conn.execute(
+            "SELECT d.id, a.unit FROM alert_deliveries d JOIN alerts a ON a.id = d.alert_id "
+            "WHERE d.status = ?",
+            (HELD,),
+        ).fetchall():
+            if self.silenced(unit, now_usec) is None:
+                released.append((PENDING, now_usec, delivery_id))
+        with self.conn:
+            self.conn.executemany(
+                "UPDATE alert_deliveries SET status = ?, next_attempt_usec = ? WHERE id = ?",
+                released,
+            )
+        return len(released)
 
     def silenced(self, unit: str, now_usec: int) -> int | None:
         """The ID of a silence that holds ``unit``'s alerts now, if any does."""
