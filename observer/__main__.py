@@ -21,6 +21,7 @@ _LAZY_COMMANDS = {
     "fleet": "observer.fleet.cli",
     "check-config": "observer.check_config",
     "alerts": "observer.alerts.cli",
+    "digest": "observer.alerts.cli",
     "jobs": "observer.jobs.cli",
     "completion": "observer.shell.cli",
     "manpage": "observer.shell.cli",

@@ -88,6 +88,7 @@ class StatsJson(TypedDict):
     last_success_at: str | None
     last_failure_at: str | None
     consecutive_failures: int
+    trend: float | None
 
 
 class StatusJson(TypedDict):
@@ -304,14 +305,14 @@ def stats_table(stats: Sequence[history.UnitStats], *, with_host: bool = False) 
             human_duration(s.cpu_p50_seconds), human_duration(s.cpu_p95_seconds),
             human_bytes(s.memory_peak_p50_bytes), human_bytes(s.memory_peak_p95_bytes),
             table_time(s.last_success_usec), table_time(s.last_failure_usec),
-            str(s.consecutive_failures),
+            str(s.consecutive_failures), "-" if s.trend is None else f"{s.trend:.2f}x",
         ]
         for s in stats
     ]  # fmt: skip
     headers = [*["USER", "UNIT"][2 - named:], "RUNS", "OK", "FAILED", "SKIPPED", "SUCCESS",
                "P50", "P95", "MAX", "CPU P50", "CPU P95", "MEM P50", "MEM P95", "LAST SUCCESS",
-               "LAST FAILURE", "FAILED IN A ROW"]  # fmt: skip
-    right = {named + i for i in (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 14)}
+               "LAST FAILURE", "FAILED IN A ROW", "TREND"]  # fmt: skip
+    right = {named + i for i in (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 14, 15)}
     headers, rows, right = _host_column(with_host, headers, rows, right, [s.host for s in stats])
     return table(headers, rows, right=right, empty="no runs recorded")
 
@@ -445,6 +446,7 @@ def stats_json(stats: history.UnitStats) -> StatsJson:
         "last_success_at": iso_time(stats.last_success_usec),
         "last_failure_at": iso_time(stats.last_failure_usec),
         "consecutive_failures": stats.consecutive_failures,
+        "trend": None if stats.trend is None else round(stats.trend, 3),
     }
 
 

@@ -1,5 +1,5 @@
-"""`observer alerts` (recent alerts and their deliveries), `observer alerts test`, and the
-silences: `observer alerts silence`, `silences`, `unsilence`."""
+"""`observer alerts` (recent alerts and their deliveries), `observer alerts test`, the
+silences: `observer alerts silence`, `silences`, `unsilence`, and `observer digest`."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TypedDict
 
 from observer import render, store
-from observer.alerts import outbox
+from observer.alerts import digest, digest_facts, outbox
 from observer.alerts.config import parse_seconds
 from observer.alerts.message import test_message
 from observer.alerts.secrets import redact
@@ -61,7 +61,7 @@ def add_command(
     commands: argparse._SubParsersAction[argparse.ArgumentParser],
     parents: Sequence[argparse.ArgumentParser],
 ) -> None:
-    """Register `observer alerts [test]`."""
+    """Register `observer alerts [test|silence|silences|unsilence]` and `observer digest`."""
     about = "recent alerts and the delivery of each ('observer alerts test' sends a test)"
     parser = commands.add_parser("alerts", parents=list(parents), help=about, description=about)
     parser.set_defaults(handler=_list)
@@ -95,6 +95,29 @@ def add_command(
     unsilence.add_argument("silence_id", type=_count, metavar="ID")
     for sub in (silence, listing, unsilence):
         sub.add_argument("--db", type=Path, metavar="PATH", help="database (as for alerts)")
+    about = "the daily digest of the last 24 hours, as [alerts] digest_at sends it"
+    daily = commands.add_parser("digest", parents=list(parents), help=about, description=about)
+    daily.set_defaults(handler=_digest)
+    daily.add_argument("--db", type=Path, metavar="PATH", help="database (as for alerts)")
+    daily.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+
+def _digest(args: argparse.Namespace) -> int:
+    path = args.db or store.default_read_path()
+    conn = store.open_for_reading(path)
+    now = _now_usec()
+    try:
+        facts = digest_facts.read(conn, socket.gethostname(), now)
+    except sqlite3.Error as e:
+        raise StoreError(f"cannot read the database {str(path)!r}: {e}") from e
+    finally:
+        conn.close()
+    if args.json:
+        print(json.dumps(digest.to_json(facts), indent=2))
+    else:
+        until = render.local_time(now).strftime("%Y-%m-%d %H:%M:%S %Z")
+        print(f"[{facts.host}] {digest.title(facts)}\n\n{digest.body(facts, until)}")
+    return 0
 
 
 class SilenceJson(TypedDict):
@@ -131,7 +154,7 @@ def _silence(args: argparse.Namespace) -> int:
     finally:
         conn.close()
     until = render.table_time(now + int(seconds * 1e6))
-    print(f"silence {silence_id}: alerts of {pattern} go to nobody until {until}")
+    print(f"silence {silence_id}: alerts of {pattern} are held until {until}")
     return 0
 
 
@@ -181,7 +204,7 @@ def _unsilence(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"no silence {args.silence_id} is in force ('observer alerts silences' lists them)"
         )
-    print(f"silence {args.silence_id} ended: alerts are sent again")
+    print(f"silence {args.silence_id} ended: the alerts it held are sent now")
     return 0
 
 
@@ -231,7 +254,9 @@ def _delivery_status(delivery: outbox.DeliveryRecord) -> str:
     error = delivery.attempts[-1].error if delivery.attempts else None
     if error is not None and len(error) > _ERROR_WIDTH:
         error = error[: _ERROR_WIDTH - 1] + "…"
-    if delivery.status == "silenced":
+    if delivery.status == outbox.HELD:
+        return "held by a silence (told when it ends)"
+    if delivery.status == "silenced":  # recorded by an older observer, which dropped them
         return "silenced (sent to nobody)"
     if delivery.status == outbox.SENT:
         return "sent" if tries <= 1 else f"sent (attempt {tries})"

@@ -84,6 +84,7 @@ class AlertsConfig:
     retry_delay: float = 30.0  # before the second attempt; doubles after each failure
     max_attempts: int = 5
     output_lines: int = 20
+    digest_at: str = ""  # "08:00": the daily digest to the global channels (local time)
 
     def unit_table(self, unit: str) -> UnitAlerts | None:
         """The first [alerts.units] table naming ``unit``: exact names first, then globs."""
@@ -124,6 +125,8 @@ class AlertsConfig:
         for key in ("max_attempts", "output_lines"):
             if key in table:
                 settings[key] = _whole(path, f"{name}.{key}", table[key], minimum=1)
+        if table.get("digest_at"):
+            settings["digest_at"] = _clock(path, f"{name}.digest_at", table["digest_at"])
         heartbeat = ChannelSources(
             urls=(_text(path, f"{name}.heartbeat_url", table["heartbeat_url"]),)
             if table.get("heartbeat_url")
@@ -148,7 +151,7 @@ UNIT_KEYS = _RULE_KEYS | _CHANNEL_KEYS
 _GLOBAL_KEYS = UNIT_KEYS | {
     "units", "heartbeat_url", "heartbeat_url_credential", "heartbeat_url_file",
     "heartbeat_interval", "check_interval", "send_timeout", "retry_delay", "max_attempts",
-    "output_lines",
+    "output_lines", "digest_at",
 }  # fmt: skip
 _FACTORS = {"slow_factor", "fast_factor", "output_factor", "trend_factor", "failure_rate"}
 _AT_LEAST_ONE = {"slow_min_runs", "slow_window", "output_min_runs", "rate_min_runs"}
@@ -216,6 +219,17 @@ def _text(path: Path, key: str, value: object) -> str:
     if not isinstance(value, str):
         raise ConfigError(f"{path}: {key} = {value!r}: expected a string")
     return value
+
+
+def _clock(path: Path, key: str, value: object) -> str:
+    from observer.alerts.digest import parse_clock  # noqa: PLC0415 (digest is heavier)
+
+    text = _text(path, key, value)
+    try:
+        parse_clock(text)
+    except ValueError as e:
+        raise ConfigError(f"{path}: {key} = {value!r}: {e}") from None
+    return text.strip()
 
 
 def _regex(path: Path, key: str, value: object) -> str:

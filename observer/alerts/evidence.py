@@ -12,24 +12,18 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from observer import stats
 from observer.alerts.config import AlertRules
 from observer.alerts.findings import Baseline, Finding, RunEvidence, judge
 from observer.alerts.rules import FinishedRun
 from observer.model import SUCCESS_RESULTS
 
-DAY_USEC = 86_400 * 1_000_000
-# The trend compares the newest this many successes of each period at most.
-TREND_LIMIT = 1000
 MTIME_SLACK_USEC = 1_000_000
 _SUCCESSES = tuple(sorted(SUCCESS_RESULTS))
 _IS_SUCCESS = f"r.result IN ({', '.join('?' * len(_SUCCESSES))})"
 
 
-def _of(host: str | None) -> tuple[str, str, tuple[str, ...]]:
-    """The index, the condition on the host and its parameter, for a host (None: any)."""
-    if host is None:
-        return "runs_by_unit_end", "", ()
-    return "runs_by_unit_host_end", "AND r.host = ? ", (host,)
+_of = stats.of_host
 
 
 def recent_successes(
@@ -50,31 +44,18 @@ def recent_successes(
     return [max(0, usec) / 1e6 for usec, _ in rows], [int(lines) for _, lines in rows]
 
 
-def success_seconds_between(
-    conn: sqlite3.Connection, unit: str, start_usec: int, end_usec: int, host: str | None = None
-) -> list[float]:
-    """Durations of the unit's (newest ``TREND_LIMIT``) successes that ended in a range."""
-    index, on_host, named = _of(host)
-    rows = conn.execute(
-        f"SELECT r.finished_usec - r.started_usec FROM runs r INDEXED BY {index} "
-        f"WHERE r.unit = ? {on_host}AND r.finished_usec >= ? AND r.finished_usec < ? "
-        f"AND {_IS_SUCCESS} AND r.started_usec IS NOT NULL ORDER BY r.finished_usec DESC LIMIT ?",
-        (unit, *named, start_usec, end_usec, *_SUCCESSES, TREND_LIMIT),
-    )
-    return [max(0, usec) / 1e6 for (usec,) in rows]
-
-
 def failure_rate(
     conn: sqlite3.Connection, unit: str, run: FinishedRun, window_usec: int, host: str | None = None
 ) -> tuple[int, int]:
     """(failed, all) of the unit's finished runs in the window that ends with ``run``; a run
-    whose findings failed it counts as failed, a refused start of a dependent not at all."""
+    whose findings failed it counts as failed, a start refused because a named unit failed
+    not at all."""
     index, on_host, named = _of(host)
     row = conn.execute(
         f"SELECT COUNT(*), TOTAL(NOT {_IS_SUCCESS} OR r.result IS NULL OR f.fails = 1) "
         f"FROM runs r INDEXED BY {index} LEFT JOIN run_findings f ON f.run_id = r.id "
         f"WHERE r.unit = ? {on_host}AND r.finished_usec > ? AND r.finished_usec <= ? "
-        "AND r.result IS NOT 'dependency'",
+        "AND NOT (r.result IS 'dependency' AND r.reason IS NOT NULL)",
         (*_SUCCESSES, unit, *named, run.finished_usec - window_usec, run.finished_usec),
     ).fetchone()
     return int(row[1]), int(row[0])
@@ -105,9 +86,7 @@ def run_findings(
     week: list[float] = []
     earlier: list[float] = []
     if rules.trend_factor and run.succeeded:
-        end = run.finished_usec + 1
-        week = success_seconds_between(conn, unit, end - 7 * DAY_USEC, end, host)
-        earlier = success_seconds_between(conn, unit, end - 37 * DAY_USEC, end - 7 * DAY_USEC, host)
+        week, earlier = stats.trend_periods(conn, unit, run.finished_usec + 1, host)
     evidence = RunEvidence(
         succeeded=run.succeeded,
         duration_seconds=run.duration_seconds,

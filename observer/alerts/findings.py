@@ -20,6 +20,7 @@ from statistics import median
 from observer.alerts.config import AlertRules
 from observer.output import printable
 from observer.render import human_duration
+from observer.stats import trend_ratio
 from observer.summary import percentile
 
 # A quoted line is cut to this many characters.
@@ -178,23 +179,17 @@ def _metric_findings(evidence: RunEvidence, rules: AlertRules) -> list[Finding]:
 def trend(baseline: Baseline, rules: AlertRules) -> Finding | None:
     """``slower``: the median of the last 7 days against the median of the 30 days before."""
     week, earlier = baseline.week_seconds, baseline.earlier_seconds
-    if not rules.trend_factor or len(week) < 3 or len(earlier) < 3:
+    ratio = trend_ratio(week, earlier)  # as `observer stats` shows it
+    if not rules.trend_factor or ratio is None:
         return None
     now, before = median(week), median(earlier)
-    if before > 0 and now > rules.trend_factor * before and now - before >= 1.0:
+    if ratio > rules.trend_factor and now - before >= 1.0:
         return Finding(
             FindingKind.SLOWER,
             f"runs slower: the median of the last 7 days ({human_duration(now)}) is "
-            f"{now / before:.1f} times that of the 30 days before ({human_duration(before)})",
+            f"{ratio:.1f} times that of the 30 days before ({human_duration(before)})",
         )
     return None
-
-
-def trend_ratio(week: Sequence[float], earlier: Sequence[float]) -> float | None:
-    """The last 7 days' median duration over that of the 30 days before (stats' TREND)."""
-    if len(week) < 3 or len(earlier) < 3 or median(earlier) <= 0:
-        return None
-    return float(median(week) / median(earlier))
 
 
 def to_json(findings: Sequence[Finding]) -> str:

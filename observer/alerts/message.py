@@ -7,6 +7,7 @@ import sqlite3
 from dataclasses import dataclass
 
 from observer import history, render
+from observer.alerts import digest, digest_facts
 from observer.alerts.rules import AlertKind
 from observer.alerts.state import StoredAlert
 from observer.output import dropped_marker, lost_marker, printable
@@ -19,6 +20,7 @@ _NOTIFY_TYPES = {
     AlertKind.FAST: "warning",
     AlertKind.SLOWER: "warning",
     AlertKind.TEST: "info",
+    AlertKind.DIGEST: "info",
 }
 
 
@@ -42,6 +44,10 @@ def compose(conn: sqlite3.Connection, alert: StoredAlert, host: str, output_line
         kind = AlertKind(alert.kind)
     except ValueError:  # written by a newer observer
         kind = AlertKind.REMINDER
+    if kind is AlertKind.DIGEST:  # its 24 hours, read again as the store has them
+        facts = digest_facts.read(conn, host, alert.created_usec)
+        text = digest.body(facts, _time(alert.created_usec))
+        return Message(f"[{host}] {digest.title(facts)}", text, "info")
     title = f"[{host}] {alert.unit} {alert.summary}"
     lines = [f"{alert.unit} on {host} {alert.summary}.", ""]
     if alert.run_id is None:
@@ -52,7 +58,11 @@ def compose(conn: sqlite3.Connection, alert: StoredAlert, host: str, output_line
         except history.NoSuchRunError:
             lines.append(f"Run {alert.run_id} is no longer recorded.")
         else:
+            if detail.run.unit != alert.unit:  # a refused start of a unit it took down
+                lines += [f"The first refused start, of {detail.run.unit}:", ""]
             lines += _run_facts(detail, kind, output_lines)
+            if detail.run.unit != alert.unit:
+                lines.append(f"Why {alert.unit} failed: journalctl -u {alert.unit}")
     return Message(title, "\n".join(lines), _NOTIFY_TYPES.get(kind, "failure"))
 
 
@@ -70,7 +80,7 @@ def _run_facts(detail: history.RunDetail, kind: AlertKind, output_lines: int) ->
     which = "Last run" if kind in (AlertKind.MISSED, AlertKind.STALE) else "Run"
     result = "still running" if run.running else render.cell(run.result or "unknown")
     facts = [
-        (which, f"{run.id} ({run.invocation_id})"),
+        (which, f"{run.id} ({run.invocation_id})" if run.invocation_id else str(run.id)),
         ("Result", result),
         ("Exit status", _exit(run)),
         ("Started", _time(run.started_usec)),

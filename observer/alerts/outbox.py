@@ -10,9 +10,11 @@ import sqlite3
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from observer.alerts.state import StoredAlert
+from observer.alerts.state import HELD, PENDING, StoredAlert
 
-PENDING, SENT, FAILED = "pending", "sent", "failed"
+__all__ = ["FAILED", "HELD", "PENDING", "SENT"]
+
+SENT, FAILED = "sent", "failed"
 _ALERT_COLUMNS = "a.id, a.created_usec, a.unit, a.kind, a.summary, a.run_id, a.host"
 
 

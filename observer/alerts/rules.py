@@ -42,11 +42,13 @@ class AlertKind(StrEnum):
     REMINDER = "reminder"
     RATE = "rate"  # too many of the runs in rate_window failed
     SLOWER = "slower"  # the 7-day median duration grew against the 30 days before
+    DEPENDENCY = "dependency"  # it failed, and systemd refused the starts of units needing it
     TEST = "test"
+    DIGEST = "digest"  # the daily digest (observer/alerts/digest.py), about every unit
 
     @property
     def is_problem(self) -> bool:
-        return self not in (AlertKind.RECOVERED, AlertKind.TEST)
+        return self not in (AlertKind.RECOVERED, AlertKind.TEST, AlertKind.DIGEST)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,10 +70,14 @@ class UnitAlertState:
     # Problems that a success alone does not end (kept in alert_problems, not alert_state):
     rate_usec: int | None = None  # when the alert about the failure rate went out
     slower_usec: int | None = None  # when the alert about the duration trend went out
+    # The first start of another unit refused because this one failed (observer/alerts/causes):
+    # open until it is back; its own failing alert is folded into that one.
+    cause_usec: int | None = None
 
     @property
     def open_problems(self) -> bool:
-        return any(t is not None for t in (self.failing_usec, self.missed_usec, self.stale_usec))
+        opened = (self.failing_usec, self.missed_usec, self.stale_usec, self.cause_usec)
+        return any(t is not None for t in opened)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +96,9 @@ class FinishedRun:
 
     @property
     def folded(self) -> bool:
-        """Refused because another unit failed: that unit's alert tells it."""
-        return self.result == "dependency"
+        """Refused because a named unit failed: that unit's alert tells it. A refusal whose
+        cause is unknown is a failure of its own: someone has to hear of it."""
+        return self.result == "dependency" and self.cause is not None
 
     def failed(self, rules: AlertRules) -> bool:
         """Failed, or (``findings_fail``) succeeded with findings other than a slow trend."""
@@ -150,12 +157,15 @@ def judge_run(
     recent_success_seconds: Sequence[float],
     now_usec: int,
     rate: tuple[int, int] | None = None,
+    took_down: Sequence[str] = (),
 ) -> tuple[UnitAlertState, list[Alert]]:
     """A run finished: count failures, open or close problems, and judge its duration.
 
     ``recent_success_seconds``: durations of the unit's successful runs before this one,
     newest first. ``rate``: (failed, all) finished runs in ``rate_window`` up to this one.
-    A run makes at most one alert: failing, recovered, slow, too fast, failure rate, slower.
+    ``took_down``: the units whose starts were refused because this one failed, while
+    that is open (``state.cause_usec``). A run makes at most one alert: failing, recovered,
+    slow, too fast, failure rate, slower.
     """
     state = replace(state, seen_finished_usec=run.finished_usec, seen_run_id=run.id)
     was_overdue = run.invocation_id is not None and state.overdue_invocation == run.invocation_id
@@ -170,7 +180,8 @@ def judge_run(
         return state, alerts  # refused because another unit failed: neither, here
     if not run.failed(rules):
         if state.open_problems and rules.enabled:
-            alerts.append(Alert(state.unit, AlertKind.RECOVERED, _recovery(state, run), run.id))
+            summary = _recovery(state, run, took_down)
+            alerts.append(Alert(state.unit, AlertKind.RECOVERED, summary, run.id))
         state = replace(
             state,
             failures=0,
@@ -180,6 +191,7 @@ def judge_run(
             stale_usec=None,
             notified_usec=None,
             last_success_usec=run.finished_usec,
+            cause_usec=None,
         )
     else:
         if run.succeeded:  # with findings: it still ran, so it is no missed or stale run
@@ -187,7 +199,9 @@ def judge_run(
         state = replace(state, failures=state.failures + 1)
         reached = rules.failures and state.failures >= rules.failures
         if rules.enabled and reached and state.failing_usec is None:
-            alerts.append(Alert(state.unit, AlertKind.FAILING, _failing(state, run), run.id))
+            if state.cause_usec is None:
+                alerts.append(Alert(state.unit, AlertKind.FAILING, _failing(state, run), run.id))
+            # else folded: the alert about the units it took down told its failure
             state = replace(state, failing_usec=now_usec, notified_usec=now_usec)
     if not alerts and rules.enabled and not was_overdue:
         duration = _duration_alert(state.unit, run, rules, recent_success_seconds)
@@ -264,7 +278,7 @@ def judge_schedule(
         if awaited is not None and now_usec - awaited > rules.missed_grace * USEC:
             timers = ", ".join(t.timer for t in facts.timers) or "its timer"
             summary = (
-                f"did not run: {timers} was due at {_clock(awaited)} and no run started "
+                f"did not run: {timers} was due at {clock(awaited)} and no run started "
                 f"within {human_duration(rules.missed_grace)}"
             )
             alerts.append(Alert(state.unit, AlertKind.MISSED, summary, facts.newest_run_id))
@@ -369,10 +383,15 @@ def _failing(state: UnitAlertState, run: FinishedRun) -> str:
     return f"failed {state.failures} times in a row{how}"
 
 
-def _recovery(state: UnitAlertState, run: FinishedRun) -> str:
+def _recovery(state: UnitAlertState, run: FinishedRun, took_down: Sequence[str]) -> str:
     reasons = []
-    if state.failing_usec is not None:
-        reasons.append(f"{state.failures} failed run{'s' if state.failures != 1 else ''}")
+    failed = f"{state.failures} failed run{'s' if state.failures != 1 else ''}"
+    if state.cause_usec is not None:
+        down = names(took_down)
+        took = f"{failed} that took down {down}" if state.failures else f"taking down {down}"
+        reasons.append(took)
+    elif state.failing_usec is not None:
+        reasons.append(failed)
     if state.missed_usec is not None:
         reasons.append("a missed run")
     if state.stale_usec is not None:
@@ -381,14 +400,28 @@ def _recovery(state: UnitAlertState, run: FinishedRun) -> str:
     return "succeeded again after " + " and ".join(reasons)
 
 
+def names(units: Sequence[str], shown: int = 10) -> str:
+    """``a.service, b.service and 3 more units``; ``other units`` when none is known."""
+    if not units:
+        return "other units"
+    listed = ", ".join(units[:shown])
+    more = len(units) - shown
+    if more > 0:
+        listed += f" and {more} more unit{'s' if more != 1 else ''}"
+    return listed if len(units) == 1 else f"{len(units)} units ({listed})"
+
+
 def _reminder(state: UnitAlertState, now_usec: int) -> str:
+    if state.cause_usec is not None and state.failing_usec is None:
+        return f"still down since it took down other units {_ago(state.cause_usec, now_usec)} ago"
     if state.failing_usec is not None:
         return (
-            f"still failing: {state.failures} failed runs in a row "
+            f"still failing: {state.failures} failed run{'s' if state.failures != 1 else ''} "
+            "in a row "
             f"(first alert {_ago(state.failing_usec, now_usec)} ago)"
         )
     if state.missed_usec is not None:
-        return f"still has not run since it was due at {_clock(state.missed_usec)}"
+        return f"still has not run since it was due at {clock(state.missed_usec)}"
     base = state.last_success_usec or state.first_seen_usec
     return f"still no successful run for {_ago(base, now_usec)}"
 
@@ -397,5 +430,5 @@ def _ago(then_usec: int, now_usec: int) -> str:
     return human_duration(max(0, now_usec - then_usec) / USEC)
 
 
-def _clock(usec: int) -> str:
+def clock(usec: int) -> str:
     return local_time(usec).strftime("%Y-%m-%d %H:%M:%S %Z")

@@ -13,14 +13,16 @@ import socket
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields, replace
+from datetime import date
 from pathlib import Path
 
 from observer import hosts, store
-from observer.alerts import evidence
+from observer.alerts import cause_ledger, digest, digest_facts, evidence
 from observer.alerts.config import AlertRules, AlertsConfig
 from observer.alerts.findings import to_json
 from observer.alerts.rules import (
     Alert,
+    AlertKind,
     FinishedRun,
     TimerFacts,
     UnitAlertState,
@@ -30,6 +32,7 @@ from observer.alerts.rules import (
 )
 from observer.alerts.secrets import Channel
 from observer.model import SKIPPED_RESULTS, SUCCESS_RESULTS
+from observer.render import local_time
 
 # Runs that finished before alerting first started are history: they seed the counts.
 SINCE_KEY = "alerts_since_usec"
@@ -37,8 +40,14 @@ SINCE_KEY = "alerts_since_usec"
 DELIVERY_DELAY_USEC = 2_000_000
 _AFTER_ALL_RUNS = 2**62
 _BATCH = 500
+# A delivery's status: to send (outbox.py sends it), or held by a silence until it ends.
+PENDING, HELD = "pending", "held"
+# The day (local, ISO) of the last daily digest recorded.
+DIGEST_KEY = "alerts_digest_day"
+# The "unit" of the digest: all of them (its deliveries go to the global channels).
+DIGEST_UNIT = "*"
 # Kept in alert_problems, one row per open problem, not in alert_state's columns.
-_PROBLEM_FIELDS = {"rate_usec": "rate", "slower_usec": "slower"}
+_PROBLEM_FIELDS = {"rate_usec": "rate", "slower_usec": "slower", "cause_usec": "dependency"}
 _STATE_FIELDS = [f.name for f in fields(UnitAlertState) if f.name not in _PROBLEM_FIELDS]
 _STATE_COLUMNS = ", ".join(_STATE_FIELDS)
 
@@ -113,10 +122,11 @@ class AlertLedger:
             ]
         else:
             keys = [key for unit in units for key in self._keys_of(unit)]
-        alerts: list[Alert] = []
+        # Refusals first: the failed unit's own failing alert is folded into theirs.
+        alerts = cause_ledger.judge_refusals(self, since, now_usec)
         for key in sorted(set(keys)):
             alerts += self._judge_unit_runs(key, since, now_usec)
-        return alerts
+        return alerts + cause_ledger.judge_returns(self, since, now_usec)
 
     @property
     def host(self) -> str:
@@ -130,7 +140,9 @@ class AlertLedger:
         return [(str(row[0]), unit) for row in rows] or [(self.host, unit)]
 
     def check(self, now_usec: int) -> list[Alert]:
-        """Judge new runs, then what time alone makes: missed, stale, overdue, reminders."""
+        """Judge new runs, then what time alone makes: missed, stale, overdue, reminders;
+        release what ended silences held."""
+        self.release_held(now_usec)
         alerts = self.judge_runs(now_usec)
         since = self.since(now_usec)
         keys = {(row[0], row[1]) for row in self.conn.execute("SELECT host, unit FROM alert_state")}
@@ -152,20 +164,42 @@ class AlertLedger:
             for host, *row in self.conn.execute(f"SELECT host, {_STATE_COLUMNS} FROM alert_state"):
                 states[host, row[0]] = _state_of(row, problems.get((host, row[0]), {}))
             facts = self._all_facts(since)
+        configured = {u.pattern for u in self.config.units}
         for key in sorted(keys):
             unit = key[1]
             if not self.observes(unit):
                 continue
+            if key not in facts and unit not in configured:
+                continue  # no run, no timer: a mount that took units down, say
             with self.conn:
                 known = states.get(key)
-                state = known or self._state(key, since, now_usec)
+                state = known or self.unit_state(key, since, now_usec)
                 unit_facts = facts.get(key) or UnitFacts(watched_since_usec=since)
                 rules = self.config.rules_for(unit)
                 new_state, made = judge_schedule(state, unit_facts, rules, now_usec)
                 if known is None or new_state != state or made:
-                    self._record(key[0], state, new_state, made, now_usec)
+                    self.record(key[0], state, new_state, made, now_usec)
             alerts += made
-        return alerts
+        return alerts + self.digest(now_usec)
+
+    def digest(self, now_usec: int) -> list[Alert]:
+        """The daily digest, if it is due and not recorded yet today (local time)."""
+        if not self.config.digest_at:
+            return []
+        row = self.conn.execute("SELECT value FROM state WHERE key = ?", (DIGEST_KEY,)).fetchone()
+        last = None if row is None else date.fromisoformat(str(row[0]))
+        day = digest.due_day(digest.parse_clock(self.config.digest_at), last, local_time(now_usec))
+        if day is None:
+            return []
+        with self.conn:
+            summary_ = digest.title(digest_facts.read(self.conn, "", now_usec))
+            alert = Alert(DIGEST_UNIT, AlertKind.DIGEST, summary_)
+            self.add_alert(alert, now_usec)
+            self.conn.execute(
+                "INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)",
+                (DIGEST_KEY, day.isoformat()),
+            )
+        return [alert]
 
     # -- reading and writing ---------------------------------------------------------------
 
@@ -175,8 +209,11 @@ class AlertLedger:
         rules = self.config.rules_for(unit)
         while True:
             with self.conn:
-                state = before = self._state(key, since, now_usec)
+                state = before = self.unit_state(key, since, now_usec)
                 runs = self._unjudged_runs(host, state, now_usec - self.settle_usec)
+                took_down: Sequence[str] = ()
+                if state.cause_usec is not None:
+                    took_down = sorted(cause_ledger.took_down(self.conn, host, state))
                 made: list[Alert] = []
                 for unjudged in runs:
                     recent = evidence.recent_successes(
@@ -187,9 +224,11 @@ class AlertLedger:
                     if rules.failure_rate:
                         window = int(rules.rate_window * 1e6)
                         rate = evidence.failure_rate(self.conn, unit, run, window, host)
-                    state, judged = judge_run(state, run, rules, recent[0], now_usec, rate)
+                    state, judged = judge_run(
+                        state, run, rules, recent[0], now_usec, rate, took_down
+                    )
                     made += judged
-                self._record(host, before, state, made, now_usec)
+                self.record(host, before, state, made, now_usec)
             alerts += made
             if len(runs) < _BATCH:
                 return alerts
@@ -216,17 +255,18 @@ class AlertLedger:
             store.note_changed(self.conn, [unit])
         return run
 
-    def _state(self, key: Key, since: int, now_usec: int) -> UnitAlertState:
+    def unit_state(self, key: Key, since: int, now_usec: int) -> UnitAlertState:
         host, unit = key
         row = self.conn.execute(
             f"SELECT {_STATE_COLUMNS} FROM alert_state WHERE unit = ? AND host = ?", (unit, host)
         ).fetchone()
+        opened = self.conn.execute(
+            "SELECT kind, opened_usec FROM alert_problems WHERE unit = ? AND host = ?",
+            (unit, host),
+        )
+        problems = dict(opened.fetchall())
         if row is not None:
-            opened = self.conn.execute(
-                "SELECT kind, opened_usec FROM alert_problems WHERE unit = ? AND host = ?",
-                (unit, host),
-            )
-            return _state_of(row, dict(opened.fetchall()))
+            return _state_of(row, problems)
         # First sight: runs that ended before alerting started count, but alert nobody.
         failures, last_success = 0, None
         rows = self.conn.execute(
@@ -241,7 +281,7 @@ class AlertLedger:
                 break
             if result not in SKIPPED_RESULTS:
                 failures += 1
-        return UnitAlertState(
+        fresh = UnitAlertState(
             unit,
             first_seen_usec=now_usec,
             failures=failures,
@@ -249,12 +289,13 @@ class AlertLedger:
             seen_finished_usec=since,
             seen_run_id=_AFTER_ALL_RUNS,
         )
+        return _with_problems(fresh, problems)
 
     def _unjudged_runs(
         self, host: str, state: UnitAlertState, until_usec: int
     ) -> list[FinishedRun]:
         rows = self.conn.execute(
-            "SELECT id, invocation_id, started_usec, finished_usec, result FROM runs "
+            "SELECT id, invocation_id, started_usec, finished_usec, result, reason FROM runs "
             "INDEXED BY runs_by_unit_host_end WHERE unit = ? AND host = ? "
             "AND finished_usec IS NOT NULL AND finished_usec <= ? "
             "AND (finished_usec > ? OR (finished_usec = ? AND id > ?)) "
@@ -263,9 +304,12 @@ class AlertLedger:
              state.seen_run_id, _BATCH),
         )  # fmt: skip
         return [
-            FinishedRun(run_id, invocation, started, finished, result in SUCCESS_RESULTS, result)
-            for run_id, invocation, started, finished, result in rows
-        ]
+            FinishedRun(
+                run_id, invocation, started, finished, result in SUCCESS_RESULTS, result,
+                cause=reason if result == "dependency" else None,
+            )
+            for run_id, invocation, started, finished, result, reason in rows
+        ]  # fmt: skip
 
     def _all_facts(self, since: int) -> dict[Key, UnitFacts]:
         """The facts of every (host, unit) with runs, and of the daemon's host's units with a
@@ -288,7 +332,7 @@ class AlertLedger:
             facts[host, unit] = UnitFacts(run_id, started, finished, invocation, mine, since)
         return facts
 
-    def _record(
+    def record(
         self,
         host: str,
         before: UnitAlertState,
@@ -300,6 +344,8 @@ class AlertLedger:
         deliveries."""
         key = (after.unit, host)
         exists = self.conn.execute("SELECT 1 FROM alert_state WHERE unit = ? AND host = ?", key)
+        if _opened(after) != _opened(before):
+            store.note_changed(self.conn, [after.unit])  # the dashboard shows open problems
         if after != before or exists.fetchone() is None:
             self.conn.execute(
                 f"INSERT OR REPLACE INTO alert_state (host, {_STATE_COLUMNS}) "
@@ -333,7 +379,8 @@ class AlertLedger:
         ).lastrowid  # fmt: skip
         assert alert_id is not None
         silenced = self.silenced(alert.unit, now_usec)
-        status = "pending" if silenced is None else "silenced"
+        # Held while a silence holds the unit: release_held tells it when the silence ends.
+        status = PENDING if silenced is None else HELD
         due = now_usec + DELIVERY_DELAY_USEC if silenced is None else None
         self.conn.executemany(
             "INSERT OR IGNORE INTO alert_deliveries (alert_id, channel, channel_key, status, "
@@ -344,6 +391,23 @@ class AlertLedger:
             ],
         )
         return alert_id
+
+    def release_held(self, now_usec: int) -> int:
+        """Deliveries held by a silence that has ended (or was ended) are due now."""
+        released = []
+        for delivery_id, unit in self.conn.execute(
+            "SELECT d.id, a.unit FROM alert_deliveries d JOIN alerts a ON a.id = d.alert_id "
+            "WHERE d.status = ?",
+            (HELD,),
+        ).fetchall():
+            if self.silenced(unit, now_usec) is None:
+                released.append((PENDING, now_usec, delivery_id))
+        with self.conn:
+            self.conn.executemany(
+                "UPDATE alert_deliveries SET status = ?, next_attempt_usec = ? WHERE id = ?",
+                released,
+            )
+        return len(released)
 
     def silenced(self, unit: str, now_usec: int) -> int | None:
         """The ID of a silence that holds ``unit``'s alerts now, if any does."""
@@ -365,4 +429,15 @@ def active_silence(conn: sqlite3.Connection, unit: str, now_usec: int) -> int | 
 def _state_of(row: Sequence[object], problems: dict[str, int]) -> UnitAlertState:
     """A unit's state from its alert_state row and its alert_problems rows."""
     state = UnitAlertState(**dict(zip(_STATE_FIELDS, row, strict=True)))  # type: ignore[arg-type]
-    return replace(state, rate_usec=problems.get("rate"), slower_usec=problems.get("slower"))
+    return _with_problems(state, problems)
+
+
+def _opened(state: UnitAlertState) -> tuple[bool, ...]:
+    """Which of a unit's problems are open (what readers show of its alert state)."""
+    names = ("failing_usec", "missed_usec", "stale_usec", *_PROBLEM_FIELDS)
+    return tuple(getattr(state, name) is not None for name in names)
+
+
+def _with_problems(state: UnitAlertState, problems: dict[str, int]) -> UnitAlertState:
+    opened = {name: problems.get(kind) for name, kind in _PROBLEM_FIELDS.items()}
+    return replace(state, **opened)  # type: ignore[arg-type]

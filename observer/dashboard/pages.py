@@ -58,7 +58,7 @@ from observer.render import human_bytes, human_duration, local_time, run_facts, 
 __all__ = ["INDEX", "Cache", "Limits", "Report", "Stopped", "generate", "run_page", "unit_page"]
 
 # Bump when a run page would look different for the same run: old pages are then rewritten.
-PAGE_FORMAT = 1
+PAGE_FORMAT = 2
 INDEX = "index.html"
 
 
@@ -353,6 +353,7 @@ def _write_unit_pages(
         ("Last success", table_time(stats.last_success_usec)),
         ("Last failure", table_time(stats.last_failure_usec)),
         ("Next run", table_time(status.next_run_usec)),
+        ("Open problems", ", ".join(status.problems) or "none"),
     ]
     duration_chart = charts.chart([sample(run) for run in runs])
     # The same picture on each page of the unit: drawn once.

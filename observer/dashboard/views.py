@@ -59,6 +59,8 @@ class RunRow:
     exit: str
     trigger: str
     truncated: bool
+    findings: str = ""  # the kinds of its findings ("fail-output, fast")
+    findings_title: str = ""  # their messages, for the tooltip
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +87,7 @@ class UnitRow:
     consecutive_failures: int
     p95: str
     sparkline: SparklineView
+    problems: str = ""  # its open alert problems ("failing, rate")
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +175,7 @@ def unit_row(
         consecutive_failures=status.consecutive_failures,
         p95=human_duration(stats.duration_p95_seconds),
         sparkline=SparklineView(spark.width, spark.height, spark.title, tuple(spark.paths)),
+        problems=", ".join(status.problems),
     )
 
 
@@ -186,6 +190,8 @@ def run_row(run: history.RecordedRun) -> RunRow:
         exit=_exit_text(run),
         trigger=run.trigger or "-",
         truncated=run.output_truncated,
+        findings=", ".join(kind for kind, _ in run.findings),
+        findings_title="; ".join(message for _, message in run.findings),
     )
 
 

@@ -137,7 +137,7 @@ def test_a_job_whose_metrics_file_reports_a_too_small_backup_alerts(
         daemon.close()
 
 
-def test_a_silenced_unit_alerts_nobody_and_its_alert_is_listed_as_silenced(
+def test_a_silenced_unit_alerts_nobody_until_the_silence_ends_then_its_held_alert_is_told(
     sandbox: Sandbox, tmp_path: Path, receiver: Receiver
 ) -> None:
     units = '[alerts.units."sync.service"]\nfailures = 1\n'
@@ -145,7 +145,7 @@ def test_a_silenced_unit_alerts_nobody_and_its_alert_is_listed_as_silenced(
     try:
         daemon.start()
         said = daemon.cli("alerts", "silence", "sync*", "--for", "2h", "--reason", "moving disks")
-        assert said.stdout.startswith("silence 1: alerts of sync* go to nobody until ")
+        assert said.stdout.startswith("silence 1: alerts of sync* are held until ")
         listed = daemon.json("alerts", "silences")
         assert [(s["id"], s["pattern"], s["reason"]) for s in listed] == [
             (1, "sync*", "moving disks")
@@ -158,9 +158,13 @@ def test_a_silenced_unit_alerts_nobody_and_its_alert_is_listed_as_silenced(
         assert receiver.posts() == []
         [alert] = daemon.json("alerts")
         assert alert["kind"] == "failing"
-        assert [d["status"] for d in alert["deliveries"]] == ["silenced"]
-        assert "silenced (sent to nobody)" in daemon.cli("alerts").stdout
+        assert [d["status"] for d in alert["deliveries"]] == ["held"]
+        assert "held by a silence (told when it ends)" in daemon.cli("alerts").stdout
         daemon.cli("alerts", "unsilence", "1")
         assert daemon.json("alerts", "silences") == []
+        receiver.wait_for(1)  # what the silence held is told once it ends
+        time.sleep(SETTLE_SECONDS)
+        host = daemon.json("runs", "--unit", "sync")[0]["host"]
+        assert titles(receiver) == [f"[{host}] sync.service failed (exit-code)"]
     finally:
         daemon.close()

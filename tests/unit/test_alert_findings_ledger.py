@@ -107,7 +107,7 @@ def test_a_job_that_ran_for_seconds_and_ends_in_milliseconds_is_fast_without_a_m
     ]
 
 
-def test_a_silenced_unit_alerts_nobody_but_its_alert_is_recorded(tmp_path: Path) -> None:
+def test_a_silenced_units_alerts_are_held_and_told_when_the_silence_ends(tmp_path: Path) -> None:
     conn = connect(tmp_path / "observer.db")
     book = ledger(conn, config(failures=1))
     with conn:
@@ -119,14 +119,42 @@ def test_a_silenced_unit_alerts_nobody_but_its_alert_is_recorded(tmp_path: Path)
     record(conn, 1, NOW_USEC + MINUTE, ok=False)
     book.judge_runs(NOW_USEC + MINUTE)
     assert [kind for kind, _ in alerts(conn)] == ["failing"]
-    statuses = [r[0] for r in conn.execute("SELECT status FROM alert_deliveries")]
-    assert statuses == ["silenced"]
+
+    def deliveries() -> list[tuple[str, int | None]]:
+        rows = conn.execute("SELECT status, next_attempt_usec FROM alert_deliveries ORDER BY id")
+        return [(r[0], r[1]) for r in rows]
+
+    assert deliveries() == [("held", None)]
+    book.check(NOW_USEC + 59 * MINUTE)
+    assert deliveries() == [("held", None)]
+    assert outbox.due_deliveries(conn, NOW_USEC + 59 * MINUTE) == []
+    book.check(NOW_USEC + 60 * MINUTE)  # the silence is over: what it held is due now
+    assert deliveries() == [("pending", NOW_USEC + 60 * MINUTE)]
     record(conn, 2, NOW_USEC + 61 * MINUTE)
-    book.judge_runs(NOW_USEC + 61 * MINUTE)  # the silence is over: the recovery is told
-    assert [r[0] for r in conn.execute("SELECT status FROM alert_deliveries ORDER BY id")] == [
-        "silenced",
-        "pending",
-    ]
+    book.judge_runs(NOW_USEC + 61 * MINUTE)  # and the recovery is told as usual
+    assert [status for status, _ in deliveries()] == ["pending", "pending"]
+
+
+def test_ending_a_silence_early_releases_what_it_held(tmp_path: Path) -> None:
+    conn = connect(tmp_path / "observer.db")
+    book = ledger(conn, config(failures=1))
+    with conn:
+        conn.execute(
+            "INSERT INTO alert_silences (pattern, created_usec, until_usec, reason) "
+            "VALUES ('health*', ?, ?, ''), ('health.service', ?, ?, '')",
+            (NOW_USEC, NOW_USEC + 60 * MINUTE, NOW_USEC, NOW_USEC + 120 * MINUTE),
+        )
+    record(conn, 1, NOW_USEC + MINUTE, ok=False)
+    book.judge_runs(NOW_USEC + MINUTE)
+    with conn:
+        conn.execute("UPDATE alert_silences SET until_usec = ? WHERE id = 2", (NOW_USEC,))
+    book.check(NOW_USEC + 2 * MINUTE)
+    assert [r[0] for r in conn.execute("SELECT status FROM alert_deliveries")] == ["held"]
+    with conn:  # `observer alerts unsilence 1`
+        conn.execute("UPDATE alert_silences SET until_usec = ? WHERE id = 1", (NOW_USEC,))
+    book.check(NOW_USEC + 3 * MINUTE)
+    [due] = outbox.due_deliveries(conn, NOW_USEC + 3 * MINUTE)
+    assert due.alert.kind == "failing"
 
 
 def test_a_unit_failing_one_run_in_three_alerts_on_its_failure_rate_once(tmp_path: Path) -> None:

@@ -236,6 +236,7 @@ def test_it_gives_stats_of_one_unit_as_an_object(
         "last_success_at": "2026-11-21T15:00:01.200000+00:00",
         "last_failure_at": "2026-11-23T14:05:00.000000+00:00",
         "consecutive_failures": 2,
+        "trend": None,
     }
 
 
@@ -257,11 +258,11 @@ def test_it_prints_stats_as_a_table(capsys: pytest.CaptureFixture[str], db: str)
     assert lines[0] == (
         "UNIT                      RUNS  OK  FAILED  SKIPPED  SUCCESS    P50    P95    MAX  "
         "CPU P50  CPU P95  MEM P50  MEM P95  LAST SUCCESS         LAST FAILURE         "
-        "FAILED IN A ROW"
+        "FAILED IN A ROW  TREND"
     )
     assert lines[1].split() == [
         "backup.service", "3", "1", "2", "0", "33.3%", "3m04s", "2h05m", "2h05m", "-", "-",
-        "-", "-", "2026-11-21", "15:00:01", "2026-11-23", "14:05:00", "2",
+        "-", "-", "2026-11-21", "15:00:01", "2026-11-23", "14:05:00", "2", "-",
     ]  # fmt: skip
 
 

@@ -6,6 +6,7 @@ import os
 import re
 import sqlite3
 import stat
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -588,3 +589,38 @@ def test_temporary_files_a_killed_generation_left_are_removed_but_not_counted(
     assert report.removed == 0
     assert not left.exists()
     assert (out / ".observer-new.tmp").exists()
+
+
+def test_open_problems_and_findings_are_on_the_overview_and_the_unit_page(
+    tmp_path: Path,
+) -> None:
+    from observer.alerts.config import AlertsConfig  # noqa: PLC0415
+    from observer.alerts.state import AlertLedger  # noqa: PLC0415
+
+    db, out = tmp_path / "observer.db", tmp_path / "pages"
+    write_runs(db, [run("health.service", 1), run("health.service", 2, started=60)])
+    cache = pages.Cache()  # as the daemon keeps it: a unit's pages are kept until it changes
+    generate(db, out, cache)
+    conn = store.open_for_writing(db)
+    config = AlertsConfig(present=True)
+    ledger = AlertLedger(conn, replace(config, rules=replace(config.rules, failures=1,
+                                                             fail_output="^ERROR")),
+                         lambda unit: [])  # fmt: skip
+    ledger.since(NOW_USEC - HOUR)
+    line = store.StoredLine(invocation(3), 0, NOW_USEC + 120 * SECOND, 3, b"ERROR: DNS down")
+    store.write_batch(conn, store.Batch(runs=[run("health.service", 3, started=120)], lines=[line]))
+    ledger.judge_runs(NOW_USEC + HOUR)
+    conn.close()
+    generate(db, out, cache)  # the unit changed: a run, and a problem opened
+    overview = page(out, "index.html")
+    health = next(
+        r for r in overview.find_all("tr") if r.attrs.get("data-unit") == "health.service"
+    )
+    assert health.find_all("td")[8].text().strip() == "failing"
+    unit = page(out, pages.unit_page("health.service"))
+    facts = unit.text()
+    assert "Open problems" in facts
+    newest = next(r for r in unit.find_all("tr") if r.find_all("td"))
+    cell = newest.find_all("td")[6]
+    assert cell.text().strip() == "fail-output"
+    assert cell.attrs["title"] == "printed 'ERROR: DNS down'"

@@ -1,0 +1,33 @@
+"""The trend column of `observer stats`: the 7-day median duration against the 30 days
+before, computed by the code the alert rule ``slower`` uses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from observer import stats, store
+from observer.alerts.config import AlertRules
+from observer.alerts.findings import Baseline, trend
+from observer.model import Run, Source
+from tests.unit.recorded_runs import NOW_USEC, SECOND, invocation
+
+DAY = 86_400 * SECOND
+
+
+def test_the_stats_trend_is_the_ratio_the_slower_finding_reports(tmp_path: Path) -> None:
+    conn = store.open_for_writing(tmp_path / "observer.db")
+    runs = [(n, NOW_USEC - (20 + n) * DAY, 10.0) for n in range(5)]
+    runs += [(10 + n, NOW_USEC - n * DAY - 3600 * SECOND, 20.0) for n in range(5)]
+    store.write_batch(conn, store.Batch(runs=[
+        Run(unit="backup.service", invocation_id=invocation(n), host="h", source=Source.BUS,
+            started_usec=at - int(seconds * SECOND), finished_usec=at, result="success")
+        for n, at, seconds in runs
+    ]))  # fmt: skip
+    [unit] = stats.unit_stats(conn, now_usec=NOW_USEC)
+    assert unit.trend == 2.0
+    week, earlier = stats.trend_periods(conn, "backup.service", NOW_USEC + 1)
+    finding = trend(Baseline(week_seconds=week, earlier_seconds=earlier), AlertRules())
+    assert finding is not None
+    assert "is 2.0 times that of the 30 days before (10.0s)" in finding.message
+    [young] = stats.unit_stats(conn, now_usec=NOW_USEC - 30 * DAY)
+    assert young.trend is None  # not 3 successes in each period
