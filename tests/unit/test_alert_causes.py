@@ -35,19 +35,23 @@ def ledger(conn: sqlite3.Connection) -> AlertLedger:
     return book
 
 
-def ran(conn: sqlite3.Connection, n: int, unit: str, at: int, ok: bool = True) -> None:
+def ran(
+    conn: sqlite3.Connection, n: int, unit: str, at: int, ok: bool = True, host: str = "h"
+) -> None:
     run = Run(
-        unit=unit, invocation_id=invocation(n), host="h", source=Source.BUS,
+        unit=unit, invocation_id=invocation(n), host=host, source=Source.BUS,
         started_usec=at - SECOND, finished_usec=at, result="success" if ok else "exit-code",
         exit_code="exited", exit_status=0 if ok else 1,
     )  # fmt: skip
     store.write_batch(conn, store.Batch(runs=[run]))
 
 
-def refused(conn: sqlite3.Connection, unit: str, at: int, cause: str | None) -> None:
+def refused(
+    conn: sqlite3.Connection, unit: str, at: int, cause: str | None, host: str = "h"
+) -> None:
     run = Run(
-        unit=unit, invocation_id=None, host="h", source=Source.JOURNAL, started_usec=at,
-        finished_usec=at, result="dependency", reason=cause, start_key=f"h:{unit}:{at}",
+        unit=unit, invocation_id=None, host=host, source=Source.JOURNAL, started_usec=at,
+        finished_usec=at, result="dependency", reason=cause, start_key=f"{host}:{unit}:{at}",
     )  # fmt: skip
     store.write_batch(conn, store.Batch(runs=[run]))
 
@@ -92,6 +96,31 @@ def test_three_units_refused_because_a_service_failed_make_one_alert_and_one_rec
     [alert_run] = conn.execute("SELECT run_id FROM alerts WHERE kind = 'dependency'").fetchone()
     assert alert_run == 1  # the failed unit's own run: its output says why
     assert conn.execute("SELECT * FROM alert_problems").fetchall() == []
+
+
+def test_on_a_central_database_each_host_s_failed_unit_names_only_that_host_s_units(
+    tmp_path: Path,
+) -> None:
+    conn = connect(tmp_path / "observer.db")
+    book = ledger(conn)
+    at = NOW_USEC + MINUTE
+    ran(conn, 1, "prepare.service", at, ok=False, host="web1")
+    ran(conn, 2, "prepare.service", at, ok=False, host="web2")
+    for unit in DEPENDENTS[:2]:
+        refused(conn, unit, at + 1000, "prepare.service", host="web1")
+    refused(conn, DEPENDENTS[2], at + 2000, "prepare.service", host="web2")
+    book.judge_runs(at + 10 * SECOND)
+    rows = conn.execute("SELECT host, unit, kind, summary FROM alerts ORDER BY host, id").fetchall()
+    assert [tuple(row) for row in rows] == [
+        ("web1", "prepare.service", "dependency",
+         "failed and took down 2 units (a.service, b.service): their starts were refused"),
+        ("web2", "prepare.service", "dependency",
+         "failed and took down c.service: its start was refused"),
+    ]  # fmt: skip
+    ran(conn, 3, "prepare.service", at + MINUTE, host="web2")
+    book.judge_runs(at + MINUTE + 10 * SECOND)
+    opened = conn.execute("SELECT host, unit, kind FROM alert_problems").fetchall()
+    assert [tuple(row) for row in opened] == [("web1", "prepare.service", "dependency")]
 
 
 def test_a_failed_mount_alerts_once_and_is_back_when_a_unit_it_took_down_starts(
