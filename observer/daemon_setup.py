@@ -2,8 +2,8 @@
 
 The system daemon reads /etc/observer/observer.toml, writes /var/lib/observer, listens to PID 1
 on the system bus and reads PID 1's and the observed users' managers' journal records. A
-user's own daemon uses their XDG directories, their manager on the user bus, and only their
-manager's journal records.
+user's own daemon uses their XDG directories (their jobs file too), their manager on the user
+bus, and only their manager's journal records.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from observer.config import Config, MetricsConfig, load_config
+from observer.config import Config, JobsConfig, MetricsConfig, load_config
 from observer.jobs.alert_rules import with_job_alerts
+from observer.jobs.manager import user_jobs_path
 from observer.journal import JournalScope
 from observer.store import default_db_path
 from observer.users import (
@@ -43,7 +44,12 @@ def setup_from(args: argparse.Namespace) -> DaemonSetup:
     config_path = Path(args.config) if args.config else None
     if user is not None and config_path is None and user_config_path().exists():
         config_path = user_config_path()
-    config = with_job_alerts(load_config(config_path))
+    config = load_config(config_path)
+    if user is not None and config.jobs == JobsConfig():
+        # A user's jobs (`observer jobs --user`) are in their own jobs file.
+        jobs = JobsConfig(file=str(user_jobs_path()))
+        config = dataclasses.replace(config, jobs=jobs)
+    config = with_job_alerts(config, user)
     listen = getattr(args, "listen", None)
     if listen is None and user is not None and config.metrics == MetricsConfig():
         listen = ""  # the system daemon's port: a user's daemon serves only where told to
