@@ -142,6 +142,8 @@ def test_the_system_daemon_records_a_users_units_apart_from_the_systems_and_aler
             receiver.wait_for(1)
             titles = [str(post["title"]) for post in receiver.posts()]
             assert any(f"{USER}/u-bad.service failed" in title for title in titles), titles
+            alerted = daemon.json("alerts", "--user", USER)
+            assert [a["unit"] for a in alerted] == [f"{USER}/u-bad.service"]
         finally:
             daemon.close()
 
