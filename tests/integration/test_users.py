@@ -44,12 +44,14 @@ class LingeringUser:
         )
         self.home = Path(f"/home/{name}")
 
-    def run(self, *argv: str, check: bool = True, input: str | None = None) -> Any:
+    def run(
+        self, *argv: str, check: bool = True, input: str | None = None, timeout: float = 60
+    ) -> Any:
         """Run a command as the user (no root, no capabilities), with their session's env."""
         env = [f"HOME={self.home}", f"USER={self.name}", f"XDG_RUNTIME_DIR=/run/user/{self.uid}"]
         done = self.sandbox.run(
             "setpriv", "--reuid", self.name, "--regid", self.name, "--init-groups",
-            "--inh-caps=-all", "env", *env, *argv, check=False, input=input,
+            "--inh-caps=-all", "env", *env, *argv, check=False, input=input, timeout=timeout,
         )  # fmt: skip
         if check and done.returncode != 0:
             raise AssertionError(f"{argv} as {self.name}: {done.returncode} {done.stderr}")
