@@ -84,3 +84,19 @@ def journal_scope(config: Config, user: str | None, passwd: Path | None) -> Jour
         users=user_names(config.observe.observes_user, passwd),
         user_journals=bool(config.observe.users),
     )
+
+
+def bus_name(user: str | None, address: str | None) -> str:
+    """The bus a daemon listens to, as its log names it."""
+    name = "the system bus" if user is None else f"the user bus of {user}"
+    return name if address is None else f"{name} ({address})"
+
+
+def bus_hint(user: str | None) -> str:
+    """What to check when a daemon cannot reach its bus."""
+    if user is None:
+        return ""
+    return (
+        f" (is the user manager of {user} running? `loginctl enable-linger {user}` keeps it up "
+        "without a login)"
+    )

@@ -25,9 +25,10 @@ def oneshot(command: str) -> str:
 
 
 class LingeringUser:
-    """A user created inside the sandbox whose manager runs without a login (linger)."""
+    """A user created inside the sandbox whose manager runs without a login (linger), unless
+    ``linger`` is false: then it has no manager at all."""
 
-    def __init__(self, sandbox: Sandbox, name: str) -> None:
+    def __init__(self, sandbox: Sandbox, name: str, *, linger: bool = True) -> None:
         self.sandbox = sandbox
         self.name = name
         sandbox.run("useradd", "--create-home", name)
@@ -35,13 +36,14 @@ class LingeringUser:
         # sandbox's overlay keeps the change inside it.
         sandbox.run("chmod", "o+x", "/root")
         self.uid = int(sandbox.run("id", "-u", name).stdout)
-        sandbox.run("loginctl", "enable-linger", name)
-        bus = f"/run/user/{self.uid}/bus"
-        wait_for(
-            lambda: sandbox.run("test", "-S", bus, check=False).returncode == 0,
-            timeout=30,
-            what=f"the user bus {bus}",
-        )
+        if linger:
+            sandbox.run("loginctl", "enable-linger", name)
+            bus = f"/run/user/{self.uid}/bus"
+            wait_for(
+                lambda: sandbox.run("test", "-S", bus, check=False).returncode == 0,
+                timeout=30,
+                what=f"the user bus {bus}",
+            )
         self.home = Path(f"/home/{name}")
 
     def run(
