@@ -20,7 +20,9 @@ from observer.jobs.manager import user_jobs_path
 from observer.journal import JournalScope
 from observer.store import default_db_path
 from observer.users import (
+    SEPARATOR,
     current_user,
+    qualify,
     user_bus_address,
     user_config_path,
     user_db_path,
@@ -45,10 +47,11 @@ def setup_from(args: argparse.Namespace) -> DaemonSetup:
     if user is not None and config_path is None and user_config_path().exists():
         config_path = user_config_path()
     config = load_config(config_path)
-    if user is not None and config.jobs == JobsConfig():
-        # A user's jobs (`observer jobs --user`) are in their own jobs file.
-        jobs = JobsConfig(file=str(user_jobs_path()))
-        config = dataclasses.replace(config, jobs=jobs)
+    if user is not None:
+        if config.jobs == JobsConfig():
+            # A user's jobs (`observer jobs --user`) are in their own jobs file.
+            config = dataclasses.replace(config, jobs=JobsConfig(file=str(user_jobs_path())))
+        config = own_units(config, user)
     config = with_job_alerts(config, user)
     listen = getattr(args, "listen", None)
     if listen is None and user is not None and config.metrics == MetricsConfig():
@@ -70,6 +73,23 @@ def setup_from(args: argparse.Namespace) -> DaemonSetup:
         user=user,
         passwd=Path(passwd) if passwd else None,
     )
+
+
+def own_units(config: Config, user: str) -> Config:
+    """A user's own configuration, whose unit globs name their units as ``systemctl --user``
+    does (``backup.service``), as the store names them (``alice/backup.service``)."""
+
+    def mine(pattern: str) -> str:
+        return pattern if SEPARATOR in pattern else qualify(user, pattern)
+
+    observe = dataclasses.replace(
+        config.observe,
+        include=tuple(map(mine, config.observe.include)),
+        exclude=tuple(map(mine, config.observe.exclude)),
+    )
+    units = tuple(dataclasses.replace(u, pattern=mine(u.pattern)) for u in config.alerts.units)
+    alerts = dataclasses.replace(config.alerts, units=units)
+    return dataclasses.replace(config, observe=observe, alerts=alerts)
 
 
 def journal_scope(config: Config, user: str | None, passwd: Path | None) -> JournalScope:

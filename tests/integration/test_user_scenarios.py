@@ -11,7 +11,8 @@ import pytest
 
 from observer.sandbox import Sandbox
 from tests.integration.observed import ObserverDaemon, wait_for
-from tests.integration.test_users import LingeringUser, oneshot, wait_runs
+from tests.integration.test_users import USER, LingeringUser, oneshot, wait_runs
+from tests.receiver import Receiver
 
 pytestmark = pytest.mark.integration
 
@@ -87,3 +88,33 @@ def test_a_user_without_a_manager_is_told_to_enable_linger_and_their_daemon_wait
     assert waiting.returncode == 124, waiting.stderr
     assert "cannot use the user bus of carol" in waiting.stderr
     assert "loginctl enable-linger carol" in waiting.stderr
+
+
+def test_a_users_own_daemon_alerts_on_their_failing_unit_named_as_they_name_it(
+    sandbox: Sandbox,
+) -> None:
+    with Receiver() as receiver:
+        alice = LingeringUser(sandbox, USER)
+        alice.run("mkdir", "-p", f"{alice.home}/.config/observer")
+        alice.run("tee", f"{alice.home}/.config/observer/observer.toml", input=(
+            f'[alerts]\nurls = ["{receiver.json_url}"]\ncheck_interval = "1s"\n'
+            'retry_delay = "1s"\nfailures = 3\n'
+            '[alerts.units."u-bad.service"]\nfailures = 1\n'
+        ))  # fmt: skip
+        alice.write_unit("u-bad.service", oneshot("echo cannot reach the remote; exit 3"))
+        alice.write_unit("u-other.service", oneshot("exit 4"))
+        alice.systemctl("daemon-reload", check=True)
+        alice.run(*OBSERVER, "install", "--user")
+        wait_for(
+            lambda: alice.systemctl("is-active", "observer.service").stdout.strip() == "active",
+            timeout=30, what="the user's observer.service to be active",
+        )  # fmt: skip
+        assert alice.systemctl("start", "u-other.service").returncode != 0
+        assert alice.systemctl("start", "u-bad.service").returncode != 0
+        receiver.wait_for(1)
+        titles = [str(post["title"]) for post in receiver.posts()]
+        assert any(f"{USER}/u-bad.service failed" in title for title in titles), titles
+        # The other unit failed once of the three failures its rule needs: no alert.
+        wait_runs(alice.observer, "u-other", 1)
+        alerted = [a["unit"] for a in alice.observer("alerts")]
+        assert alerted == [f"{USER}/u-bad.service"]
