@@ -118,3 +118,8 @@ def test_a_users_own_daemon_alerts_on_their_failing_unit_named_as_they_name_it(
         wait_runs(alice.observer, "u-other", 1)
         alerted = [a["unit"] for a in alice.observer("alerts")]
         assert alerted == [f"{USER}/u-bad.service"]
+        # Her commands read her configuration, not the system's.
+        tested = alice.run(*OBSERVER, "alerts", "test", check=False)
+        assert tested.returncode == 0, tested.stdout + tested.stderr
+        assert "sent" in tested.stdout
+        assert "observer.toml: ok" in alice.run(*OBSERVER, "check-config").stdout

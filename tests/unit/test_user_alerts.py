@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
 import pytest
 
-from observer import store, users
+from observer import config, store, users
 from observer.__main__ import build_parser, main
 from observer.daemon_setup import setup_from
 
@@ -94,3 +95,17 @@ def test_a_users_own_config_names_their_units_as_systemctl_user_does(
     assert setup.config.alerts.rules_for("other/u-bad.service").failures == 5
     assert not setup.config.observe.observes(f"{me}/dbus.service")
     assert setup.config.observe.observes(f"{me}/backup.service")
+
+
+def test_a_user_who_is_not_root_reads_their_own_config_by_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert config.default_config_path() == config.DEFAULT_CONFIG_PATH  # they have none
+    (tmp_path / "observer").mkdir()
+    (tmp_path / "observer/observer.toml").write_text('host = "alices"\n')
+    assert config.default_config_path() == tmp_path / "observer/observer.toml"
+    assert config.load_config(None).host == "alices"
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    assert config.default_config_path() == config.DEFAULT_CONFIG_PATH
