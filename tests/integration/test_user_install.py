@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from observer.sandbox import Sandbox
-from tests.integration.observed import wait_for
 from tests.integration.test_users import USER, LingeringUser, oneshot, wait_runs
 
 pytestmark = pytest.mark.integration
@@ -42,13 +41,9 @@ def test_a_user_pip_installs_observer_in_a_venv_and_their_daemon_records_runs(
     assert installed.returncode == 0, installed.stdout[-3000:] + installed.stderr[-3000:]
     print(installed.stdout)  # where each package came from (pytest -s)
     observer = f"{venv}/bin/observer"
-    alice.run(observer, "install", "--user")
+    alice.install_own_daemon(observer)
     unit = alice.run("cat", f"{alice.home}/.config/systemd/user/observer.service").stdout
     assert f"ExecStart={venv}/bin/python" in unit
-    wait_for(
-        lambda: alice.systemctl("is-active", "observer.service").stdout.strip() == "active",
-        timeout=30, what="the user's observer.service to be active",
-    )  # fmt: skip
     alice.write_unit("u-bad.service", oneshot("echo cannot reach the remote; exit 3"))
     alice.systemctl("daemon-reload", check=True)
     assert alice.systemctl("start", "u-bad.service").returncode != 0

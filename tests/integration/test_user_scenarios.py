@@ -29,11 +29,7 @@ def test_a_dotted_users_runs_outlive_the_user_in_the_system_database(
         user = LingeringUser(sandbox, DOTTED)
         user.write_unit("backup.service", oneshot("echo disk full; exit 2"))
         user.systemctl("daemon-reload", check=True)
-        user.run(*OBSERVER, "install", "--user")
-        wait_for(
-            lambda: user.systemctl("is-active", "observer.service").stdout.strip() == "active",
-            timeout=30, what="the user's observer.service to be active",
-        )  # fmt: skip
+        user.install_own_daemon()
         assert user.systemctl("start", "backup.service").returncode != 0
 
         def system(*args: str) -> list[dict[str, Any]]:
@@ -104,11 +100,7 @@ def test_a_users_own_daemon_alerts_on_their_failing_unit_named_as_they_name_it(
         alice.write_unit("u-bad.service", oneshot("echo cannot reach the remote; exit 3"))
         alice.write_unit("u-other.service", oneshot("exit 4"))
         alice.systemctl("daemon-reload", check=True)
-        alice.run(*OBSERVER, "install", "--user")
-        wait_for(
-            lambda: alice.systemctl("is-active", "observer.service").stdout.strip() == "active",
-            timeout=30, what="the user's observer.service to be active",
-        )  # fmt: skip
+        alice.install_own_daemon()
         assert alice.systemctl("start", "u-other.service").returncode != 0
         assert alice.systemctl("start", "u-bad.service").returncode != 0
         receiver.wait_for(1)

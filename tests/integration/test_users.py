@@ -68,6 +68,16 @@ class LingeringUser:
     def systemctl(self, *args: str, check: bool = False) -> Any:
         return self.run("systemctl", "--user", *args, check=check)
 
+    def install_own_daemon(self, *observer: str) -> Any:
+        """`observer install --user` (with ``observer``, default this Python's), until the
+        user's observer.service is active."""
+        installed = self.run(*(observer or (sys.executable, "-m", "observer")), "install", "--user")
+        wait_for(
+            lambda: self.systemctl("is-active", "observer.service").stdout.strip() == "active",
+            timeout=30, what="the user's observer.service to be active",
+        )  # fmt: skip
+        return installed
+
     def observer(self, *args: str) -> Any:
         return json.loads(self.run(sys.executable, "-m", "observer", *args, "--json").stdout)
 
@@ -157,13 +167,8 @@ def test_a_user_without_root_installs_their_own_daemon_that_records_triggers(
 ) -> None:
     alice = LingeringUser(sandbox, USER)
     user_units(alice)
-    installed = alice.run(sys.executable, "-m", "observer", "install", "--user")
+    installed = alice.install_own_daemon()
     assert "observer.service" in installed.stdout
-    wait_for(
-        lambda: alice.systemctl("is-active", "observer.service").stdout.strip() == "active",
-        timeout=30,
-        what="the user's observer.service to be active",
-    )
     alice.systemctl("start", "backup.service", check=True)
     assert alice.systemctl("start", "u-bad.service").returncode != 0
     alice.systemctl("start", "u-tick.timer", check=True)

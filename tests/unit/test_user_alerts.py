@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from observer import config, store, users
-from observer.__main__ import build_parser, main
-from observer.daemon_setup import setup_from
+from observer.__main__ import main
+from tests.unit.test_user_jobs import users_daemon
 
 
 @pytest.fixture
@@ -81,15 +81,11 @@ def test_report_refuses_user_rather_than_writing_every_users_pages(
 def test_a_users_own_config_names_their_units_as_systemctl_user_does(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    (tmp_path / "observer").mkdir()
-    (tmp_path / "observer/observer.toml").write_text(
+    setup = users_daemon(tmp_path, monkeypatch, "observer.toml", (
         '[observe]\nexclude = ["dbus.service"]\n'
         '[alerts.units."u-bad.service"]\nfailures = 1\n'
         '[alerts.units."other/u-bad.service"]\nfailures = 5\n'
-    )
-    setup = setup_from(build_parser(["daemon"]).parse_args(["daemon", "--user"]))
+    ))  # fmt: skip
     me = users.current_user()
     assert setup.config.alerts.rules_for(f"{me}/u-bad.service").failures == 1
     assert setup.config.alerts.rules_for("other/u-bad.service").failures == 5

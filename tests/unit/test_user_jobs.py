@@ -10,7 +10,7 @@ import pytest
 from observer.__main__ import build_parser
 from observer.alerts.config import AlertRules
 from observer.config import Config, JobsConfig
-from observer.daemon_setup import setup_from
+from observer.daemon_setup import DaemonSetup, setup_from
 from observer.jobs.alert_rules import with_job_alerts
 from observer.jobs.jobfile import Job, parse
 from observer.jobs.manager import check_for_user_manager, user_manager
@@ -81,17 +81,21 @@ def test_a_users_job_alert_rules_apply_to_that_users_unit(tmp_path: Path) -> Non
     assert config.alerts.rules_for("bob/backup.service") == AlertRules()
 
 
+def users_daemon(home: Path, monkeypatch: pytest.MonkeyPatch, name: str, text: str) -> DaemonSetup:
+    """The setup of `observer daemon --user` with ``text`` in ~/.config/observer/``name``."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home))
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
+    (home / "observer").mkdir()
+    (home / "observer" / name).write_text(text)
+    return setup_from(build_parser(["daemon"]).parse_args(["daemon", "--user"]))
+
+
 def test_a_users_daemon_reads_the_alert_rules_of_their_jobs_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
-    (tmp_path / "observer").mkdir()
-    (tmp_path / "observer/jobs.toml").write_text(
+    setup = users_daemon(tmp_path, monkeypatch, "jobs.toml", (
         '[jobs.sync]\ncommand = "true"\nschedule = "daily"\n[jobs.sync.alerts]\nfailures = 2\n'
-    )
-    args = build_parser(["daemon"]).parse_args(["daemon", "--user"])
-    setup = setup_from(args)
+    ))  # fmt: skip
     assert setup.user is not None
     assert setup.config.jobs.file == str(tmp_path / "observer/jobs.toml")
     assert setup.config.alerts.rules_for(f"{setup.user}/sync.service").failures == 2
