@@ -258,7 +258,8 @@ def _run(args: argparse.Namespace) -> int:
     if detail is not None:
         print(render.detail_text(detail))
     else:
-        print(f"{job.service}: finished; the run is not recorded yet (is observer daemon running?)")
+        daemon = "observer daemon --user" if args.user else "observer daemon"
+        print(f"{job.service}: finished; the run is not recorded yet (is {daemon} running?)")
     return code
 
 

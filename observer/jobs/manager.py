@@ -31,7 +31,7 @@ class JobManager:
     jobs_file: Path = DEFAULT_JOBS_PATH
     unit_dir: PurePosixPath = UNIT_DIR
     bus_address: str | None = None  # None: the system bus
-    db_path: Path | None = None  # None: the default reading path
+    db_path: Path | None = None  # None: the default reading path (store.default_read_path)
 
     def unit_key(self, unit: str) -> str:
         """The name the store gives this manager's ``unit``."""
@@ -57,7 +57,9 @@ def user_manager(environ: Mapping[str, str] = os.environ) -> JobManager:
         jobs_file=user_jobs_path(environ),
         unit_dir=PurePosixPath(config_home) / "systemd" / "user",
         bus_address=users.user_bus_address(environ),
-        db_path=users.user_db_path(environ),
+        # The reading default: their own daemon's database, else the system's (which also
+        # records users' units) if they may read it.
+        db_path=None,
     )
 
 

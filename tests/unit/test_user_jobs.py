@@ -33,7 +33,7 @@ def test_a_users_manager_takes_the_users_jobs_file_into_their_unit_directory() -
     assert manager.jobs_file == Path("/home/alice/.config/observer/jobs.toml")
     assert manager.unit_dir == PurePosixPath("/home/alice/.config/systemd/user")
     assert manager.bus_address == "unix:path=/run/user/1001/bus"
-    assert manager.db_path == Path("/home/alice/.local/share/observer/observer.db")
+    assert manager.db_path is None  # read where the reading commands read
     assert manager.user is not None
     assert manager.unit_key("backup.service") == f"{manager.user}/backup.service"
 
