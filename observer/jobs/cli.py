@@ -301,19 +301,25 @@ async def _start(bus_address: str | None, unit: str, wait: bool) -> tuple[str, i
 def _recorded(args: argparse.Namespace, invocation: str) -> history.RunDetail | None:
     path = _manager(args).read_path()
     deadline = time.monotonic() + 10
+    finished: history.RunDetail | None = None
     while time.monotonic() < deadline:
         if Path(path).exists():
             conn = store.open_for_reading(path)
             try:
                 detail = history.run_detail(conn, invocation)
                 if detail.run.finished_usec is not None:
-                    return detail
+                    # Output can reach the journal just after the run's end (a user unit's
+                    # nearly always does): give it a moment before printing none.
+                    if detail.output_lines:
+                        return detail
+                    finished = detail
+                    deadline = min(deadline, time.monotonic() + 2)
             except (history.NoSuchRunError, sqlite3.Error):
                 pass
             finally:
                 conn.close()
         time.sleep(0.2)
-    return None
+    return finished
 
 
 def _import_crontab(args: argparse.Namespace) -> int:
