@@ -6,7 +6,12 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from observer.config import DEFAULT_CONFIG_PATH, dashboard_directory, load_config
+from observer.config import (
+    DEFAULT_CONFIG_PATH,
+    dashboard_directory,
+    default_config_path,
+    load_config,
+)
 
 
 def add_command(
@@ -19,17 +24,18 @@ def add_command(
         "check-config", parents=list(parents), help=about, description=about
     )
     parser.add_argument("--config", type=Path, metavar="PATH", help=(
-        f"TOML configuration file (default: {DEFAULT_CONFIG_PATH})"
+        f"TOML configuration file (default: {DEFAULT_CONFIG_PATH}, or if you are not root "
+        "and have one, ~/.config/observer/observer.toml)"
     ))  # fmt: skip
     parser.set_defaults(handler=_check_config)
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    path: Path | None = args.config
-    if path is None and not DEFAULT_CONFIG_PATH.exists():
-        print(f"{DEFAULT_CONFIG_PATH}: no such file; the daemon uses the defaults")
+    path: Path = args.config or default_config_path()
+    if args.config is None and not path.exists():
+        print(f"{path}: no such file; the daemon uses the defaults")
         return 0
     config = load_config(path)  # a ConfigError names the file, line, key and value
     dashboard_directory(config, Path("observer.db"))  # and settings that do not fit together
-    print(f"{path or DEFAULT_CONFIG_PATH}: ok")
+    print(f"{path}: ok")
     return 0

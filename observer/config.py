@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import json
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -13,6 +14,7 @@ from typing import Any
 
 from observer.alerts.config import AlertsConfig
 from observer.model import ConfigError
+from observer.users import user_config_path
 
 DEFAULT_CONFIG_PATH = Path("/etc/observer/observer.toml")
 
@@ -181,12 +183,20 @@ def read_toml(path: Path, what: str) -> tuple[str, dict[str, Any]]:
         raise ConfigError(syntax_error(path, text, e)) from e
 
 
+def default_config_path() -> Path:
+    """The config file read without ``--config``: a user who is not root and has their own
+    (``~/.config/observer/observer.toml``, their daemon's) reads theirs."""
+    if os.geteuid() != 0 and (own := user_config_path()).exists():
+        return own
+    return DEFAULT_CONFIG_PATH
+
+
 def load_config(path: Path | None) -> Config:
     """Read the config file; a missing default file means all defaults."""
     if path is None:
-        if not DEFAULT_CONFIG_PATH.exists():
+        path = default_config_path()
+        if not path.exists():
             return Config()
-        path = DEFAULT_CONFIG_PATH
     text, data = read_toml(path, "config")
     kwargs: dict[str, object] = {}
     try:

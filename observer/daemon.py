@@ -19,7 +19,7 @@ from observer.alerts.service import AlertService
 from observer.bus import BusError, manager_bus
 from observer.config import Config, dashboard_directory
 from observer.correlator import Correlator
-from observer.daemon_setup import journal_scope, setup_from
+from observer.daemon_setup import bus_hint, bus_name, journal_scope, setup_from
 from observer.dashboard.service import DashboardService
 from observer.dashboard.serving import Pages
 from observer.effects import CloseInterrupted, Effect, ReadCost, RecordRun, RecordTimer, ResolveJob
@@ -72,6 +72,7 @@ class Daemon:
         self.store_healthy.set()
         self.journal_queue: asyncio.Queue[JournalBatch] = asyncio.Queue(maxsize=4)
         self.bus = manager_bus(user, bus_address, self.on_bus_event, self.on_systemd_back)
+        self.bus_name, self.bus_hint = bus_name(user, bus_address), bus_hint(user)
         self.journal_scope = journal_scope(config, user, passwd)
         self.follower: JournalFollower | None = None
         self.tasks: set[asyncio.Task[None]] = set()
@@ -347,14 +348,14 @@ class Daemon:
                 await self.bus.connect()
                 await self._load_timers()
             except (BusError, OSError, EOFError, ConnectionError) as e:
-                log.warning("cannot use the system bus (%s): %s", self.bus_address or "system", e)
+                log.warning("cannot use %s: %s%s", self.bus_name, e, self.bus_hint)
                 self.bus.disconnect()
             else:
                 delay = 0.5
                 connected.set()
                 log.info("subscribed to systemd on %s", self.bus_address or "the system bus")
                 await self.bus.wait_for_disconnect()
-                log.warning("lost the system bus; reconnecting")
+                log.warning("lost %s; reconnecting", self.bus_name)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
 

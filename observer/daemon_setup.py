@@ -2,8 +2,8 @@
 
 The system daemon reads /etc/observer/observer.toml, writes /var/lib/observer, listens to PID 1
 on the system bus and reads PID 1's and the observed users' managers' journal records. A
-user's own daemon uses their XDG directories, their manager on the user bus, and only their
-manager's journal records.
+user's own daemon uses their XDG directories (their jobs file too), their manager on the user
+bus, and only their manager's journal records.
 """
 
 from __future__ import annotations
@@ -14,12 +14,15 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from observer.config import Config, MetricsConfig, load_config
+from observer.config import Config, JobsConfig, MetricsConfig, load_config
 from observer.jobs.alert_rules import with_job_alerts
+from observer.jobs.manager import user_jobs_path
 from observer.journal import JournalScope
 from observer.store import default_db_path
 from observer.users import (
+    SEPARATOR,
     current_user,
+    qualify,
     user_bus_address,
     user_config_path,
     user_db_path,
@@ -43,7 +46,13 @@ def setup_from(args: argparse.Namespace) -> DaemonSetup:
     config_path = Path(args.config) if args.config else None
     if user is not None and config_path is None and user_config_path().exists():
         config_path = user_config_path()
-    config = with_job_alerts(load_config(config_path))
+    config = load_config(config_path)
+    if user is not None:
+        if config.jobs == JobsConfig():
+            # A user's jobs (`observer jobs --user`) are in their own jobs file.
+            config = dataclasses.replace(config, jobs=JobsConfig(file=str(user_jobs_path())))
+        config = own_units(config, user)
+    config = with_job_alerts(config, user)
     listen = getattr(args, "listen", None)
     if listen is None and user is not None and config.metrics == MetricsConfig():
         listen = ""  # the system daemon's port: a user's daemon serves only where told to
@@ -66,6 +75,23 @@ def setup_from(args: argparse.Namespace) -> DaemonSetup:
     )
 
 
+def own_units(config: Config, user: str) -> Config:
+    """A user's own configuration, whose unit globs name their units as ``systemctl --user``
+    does (``backup.service``), as the store names them (``alice/backup.service``)."""
+
+    def mine(pattern: str) -> str:
+        return pattern if SEPARATOR in pattern else qualify(user, pattern)
+
+    observe = dataclasses.replace(
+        config.observe,
+        include=tuple(map(mine, config.observe.include)),
+        exclude=tuple(map(mine, config.observe.exclude)),
+    )
+    units = tuple(dataclasses.replace(u, pattern=mine(u.pattern)) for u in config.alerts.units)
+    alerts = dataclasses.replace(config.alerts, units=units)
+    return dataclasses.replace(config, observe=observe, alerts=alerts)
+
+
 def journal_scope(config: Config, user: str | None, passwd: Path | None) -> JournalScope:
     """The system daemon reads PID 1's records and the observed users' managers'; a user's
     own daemon reads only their manager's."""
@@ -77,4 +103,20 @@ def journal_scope(config: Config, user: str | None, passwd: Path | None) -> Jour
     return JournalScope(
         users=user_names(config.observe.observes_user, passwd),
         user_journals=bool(config.observe.users),
+    )
+
+
+def bus_name(user: str | None, address: str | None) -> str:
+    """The bus a daemon listens to, as its log names it."""
+    name = "the system bus" if user is None else f"the user bus of {user}"
+    return name if address is None else f"{name} ({address})"
+
+
+def bus_hint(user: str | None) -> str:
+    """What to check when a daemon cannot reach its bus."""
+    if user is None:
+        return ""
+    return (
+        f" (is the user manager of {user} running? `loginctl enable-linger {user}` keeps it up "
+        "without a login)"
     )

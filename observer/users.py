@@ -159,6 +159,18 @@ class Selection:
 ALL = Selection(everyone=True)
 
 
+def silence_pattern(pattern: str, user: str | None, euid: int | None = None) -> str:
+    """The stored pattern of a silence of ``pattern`` (a unit or a glob): of ``--user NAME``'s
+    units, or for a user who is not root their own (their database names every unit
+    ``USER/UNIT``); a pattern naming a user already is kept."""
+    if SEPARATOR in pattern:
+        return pattern
+    if user is None:
+        euid = os.geteuid() if euid is None else euid
+        user = None if euid == 0 else current_user()
+    return qualify(user, pattern)
+
+
 def selection(user: str | None, euid: int | None = None) -> Selection:
     """The selection of ``--user`` (None: not given) for a reader of effective uid ``euid``."""
     euid = os.geteuid() if euid is None else euid

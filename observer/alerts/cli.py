@@ -13,7 +13,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import TypedDict
 
-from observer import render, store
+from observer import render, store, users
 from observer.alerts import digest, digest_facts, outbox
 from observer.alerts.config import parse_seconds
 from observer.alerts.message import test_message
@@ -71,6 +71,7 @@ def add_command(
     ))  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
     parser.add_argument("-n", "--limit", type=_count, default=20, help="alerts (default: 20)")
+    _user_option(parser, "only the alerts of user NAME's units (systemctl --user)", action=False)
     actions = parser.add_subparsers(metavar="ACTION")
     about = "send a test notification to each configured channel and say how each went"
     test = actions.add_parser("test", parents=list(parents), help=about, description=about)
@@ -84,10 +85,13 @@ def add_command(
     silence.add_argument("--for", dest="duration", required=True, metavar="DURATION",
                          help='how long, like "2h" or "30m"')  # fmt: skip
     silence.add_argument("--reason", default="", metavar="TEXT", help="why, for the listing")
+    _user_option(silence, "UNIT is of user NAME (systemctl --user); default: the system's, "
+                 "or if you are not root your own")  # fmt: skip
     about = "the silences in force"
     listing = actions.add_parser("silences", parents=list(parents), help=about, description=about)
     listing.set_defaults(handler=_silences)
     listing.add_argument("--json", action="store_true", help="print JSON for scripts")
+    _user_option(listing, "only the silences of user NAME's units")
     about = "end a silence now"
     unsilence = actions.add_parser("unsilence", parents=list(parents), help=about,
                                    description=about)  # fmt: skip
@@ -120,6 +124,12 @@ def _digest(args: argparse.Namespace) -> int:
     return 0
 
 
+def _user_option(parser: argparse.ArgumentParser, about: str, *, action: bool = True) -> None:
+    # After an action, a default would undo `observer alerts --user NAME ACTION`.
+    default = argparse.SUPPRESS if action else None
+    parser.add_argument("--user", metavar="NAME", default=default, help=about)
+
+
 class SilenceJson(TypedDict):
     id: int
     pattern: str
@@ -142,6 +152,7 @@ def _silence(args: argparse.Namespace) -> int:
     pattern = args.pattern.strip()
     if not pattern:
         raise ConfigError("give the unit (or a glob like 'backup@*') to silence")
+    pattern = users.silence_pattern(pattern, args.user)
     now = _now_usec()
     conn = store.open_for_writing(args.db or store.default_db_path())
     try:
@@ -176,6 +187,9 @@ def _silences(args: argparse.Namespace) -> int:
          "until": render.iso_time(r[3]), "reason": r[4]}
         for r in rows
     ]  # fmt: skip
+    if args.user is not None:
+        rows = [r for r in rows if users.user_of(r[1]) == args.user]
+        silences = [s for s in silences if users.user_of(s["pattern"]) == args.user]
     if args.json:
         print(json.dumps(silences, indent=2))
         return 0
@@ -218,7 +232,7 @@ def _list(args: argparse.Namespace) -> int:
     path = args.db or store.default_read_path()
     conn = store.open_for_reading(path)
     try:
-        records = outbox.recent_alerts(conn, limit=args.limit)
+        records = outbox.recent_alerts(conn, limit=args.limit, user=args.user)
     except sqlite3.Error as e:
         raise StoreError(f"cannot read the database {str(path)!r}: {e}") from e
     finally:

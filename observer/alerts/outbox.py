@@ -117,15 +117,21 @@ def record_attempt(
 
 
 def recent_alerts(
-    conn: sqlite3.Connection, *, since_usec: int | None = None, limit: int = 50
+    conn: sqlite3.Connection,
+    *,
+    since_usec: int | None = None,
+    limit: int = 50,
+    user: str | None = None,
 ) -> list[AlertRecord]:
-    """The newest alerts (newest first) with their deliveries and every attempt."""
+    """The newest alerts (newest first) with their deliveries and every attempt; ``user``:
+    only those of that user's units (stored as ``USER/UNIT``)."""
+    prefix = "" if user is None else f"{user}/"
     alerts = [
         StoredAlert(*row)
         for row in conn.execute(
             f"SELECT {_ALERT_COLUMNS} FROM alerts a WHERE a.created_usec >= ? "
-            "ORDER BY a.created_usec DESC, a.id DESC LIMIT ?",
-            (since_usec or 0, limit),
+            "AND substr(a.unit, 1, ?) = ? ORDER BY a.created_usec DESC, a.id DESC LIMIT ?",
+            (since_usec or 0, len(prefix), prefix, limit),
         )
     ]
     records = []

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from observer.cli import reading, reading_options
+from observer.model import ObserverError
 
 
 def add_command(
@@ -28,6 +29,11 @@ def _report(args: argparse.Namespace) -> int:
     # Only this command needs the templates: the others start faster without Jinja2.
     from observer.dashboard import pages  # noqa: PLC0415
 
+    if args.user is not None:
+        raise ObserverError(
+            "observer report writes the pages of every unit of the database (each user's "
+            "units marked with their user): --user is not supported here"
+        )
     with reading(args) as conn:
         report = pages.generate(conn, args.output)
     print(

@@ -50,10 +50,17 @@ def under(root: Path, path: PurePosixPath) -> Path:
     return root / str(path).lstrip("/")
 
 
-def generate(jobs: list[Job], source: Path, metrics_settings: str) -> dict[str, JobUnits]:
+def generate(
+    jobs: list[Job], source: Path, metrics_settings: str, *, user_manager: bool = False
+) -> dict[str, JobUnits]:
     """Every job's units, by job name."""
     shown = str(source).translate({c: "?" for c in range(32)})
-    return {job.name: render(job, shown, metrics_settings if job.metrics else "") for job in jobs}
+    return {
+        job.name: render(
+            job, shown, metrics_settings if job.metrics else "", user_manager=user_manager
+        )
+        for job in jobs
+    }
 
 
 def owned_units(directory: Path) -> dict[str, str]:
@@ -68,9 +75,11 @@ def owned_units(directory: Path) -> dict[str, str]:
     return found
 
 
-def plan(jobs: list[Job], units: dict[str, JobUnits], root: Path) -> Plan:
+def plan(
+    jobs: list[Job], units: dict[str, JobUnits], root: Path, unit_dir: PurePosixPath = UNIT_DIR
+) -> Plan:
     """The files to write and remove; refuses to overwrite a unit observer did not write."""
-    directory = under(root, UNIT_DIR)
+    directory = under(root, unit_dir)
     owned = owned_units(directory) if directory.is_dir() else {}
     writes: dict[Path, str] = {}
     added: list[str] = []
@@ -86,7 +95,7 @@ def plan(jobs: list[Job], units: dict[str, JobUnits], root: Path) -> Plan:
                 if owned.get(name) != job.name:
                     raise ObserverError(
                         f"{job.source}:{job.line or 1}: job {job.name!r}: "
-                        f"{UNIT_DIR / name} exists and was not written by observer: rename "
+                        f"{unit_dir / name} exists and was not written by observer: rename "
                         "the job, or remove that unit if it is an old copy of this job"
                     )
                 new = False
@@ -148,7 +157,7 @@ def next_times(expression: str, count: int) -> list[str]:
     return times
 
 
-def verify(units: dict[str, JobUnits], jobs: list[Job]) -> None:
+def verify(units: dict[str, JobUnits], jobs: list[Job], *, user_manager: bool = False) -> None:
     """``systemd-analyze verify`` on the generated units, in a directory of their own."""
     if not units:
         return
@@ -162,7 +171,8 @@ def verify(units: dict[str, JobUnits], jobs: list[Job]) -> None:
                 path = Path(tmp) / name
                 path.write_text(text, encoding="utf-8")
                 paths.append(str(path))
-        result = _analyze("verify", "--man=no", *paths)
+        scope = ["--user"] if user_manager else []
+        result = _analyze(*scope, "verify", "--man=no", *paths)
     problems = [
         line.replace(f"{tmp}/", "")
         for line in result.stderr.splitlines()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import sqlite3
 import sys
@@ -14,6 +15,7 @@ from pathlib import Path
 from observer import history, render, store
 from observer.jobs import apply
 from observer.jobs.jobfile import DEFAULT_JOBS_PATH, Job, jobs_files, load_jobs
+from observer.jobs.manager import SYSTEM, JobManager, check_for_user_manager, user_manager
 from observer.jobs.units import JobUnits
 from observer.model import ObserverError
 
@@ -25,18 +27,15 @@ def add_command(
     parents: Sequence[argparse.ArgumentParser],
 ) -> None:
     """Register `observer jobs` and its actions."""
-    common = argparse.ArgumentParser(add_help=False, parents=list(parents))
-    common.add_argument("--file", type=Path, default=DEFAULT_JOBS_PATH, metavar="PATH", help=(
-        f"the jobs file; jobs.d/*.toml beside it are read too (default: {DEFAULT_JOBS_PATH})"
-    ))  # fmt: skip
-    common.add_argument("--root", type=Path, default=Path("/"), metavar="DIR", help=(
-        "operate on the system whose root directory is DIR (default: /)"
-    ))  # fmt: skip
-    common.add_argument("--bus-address", metavar="ADDRESS", help="D-Bus address of systemd")
-    common.add_argument("--config", metavar="PATH", help="observer's TOML configuration file")
-    common.add_argument("--db", type=Path, metavar="PATH", help="the daemon's database")
-    about = "the jobs declared in /etc/observer/jobs.toml, run by systemd timers"
-    parser = commands.add_parser("jobs", parents=[common], help=about, description=about)
+    top = _options(parents, given_only=False)
+    # The same options after the action: a default there would undo one given before it
+    # (`observer jobs --user apply`), so they set only what is given.
+    common = _options(parents, given_only=True)
+    about = (
+        "the jobs declared in /etc/observer/jobs.toml (--user: ~/.config/observer/jobs.toml), "
+        "run by systemd timers"
+    )
+    parser = commands.add_parser("jobs", parents=[top], help=about, description=about)
     parser.add_argument("--json", action="store_true", help="print JSON for scripts")
     parser.set_defaults(handler=_list)
     actions = parser.add_subparsers(metavar="ACTION")
@@ -66,8 +65,51 @@ def add_command(
     sub.set_defaults(handler=_import_crontab)
 
 
+def _options(
+    parents: Sequence[argparse.ArgumentParser], *, given_only: bool
+) -> argparse.ArgumentParser:
+    """The options of every action; ``given_only``: set only those given (no defaults)."""
+
+    def default(value: object) -> object:
+        return argparse.SUPPRESS if given_only else value
+
+    common = argparse.ArgumentParser(add_help=False, parents=list(parents))
+    common.add_argument("--file", type=Path, default=default(None), metavar="PATH", help=(
+        f"the jobs file; jobs.d/*.toml beside it are read too (default: {DEFAULT_JOBS_PATH}; "
+        "with --user, ~/.config/observer/jobs.toml)"
+    ))  # fmt: skip
+    common.add_argument("--user", action="store_true", default=default(False), help=(
+        "your own jobs, run by your own manager (systemctl --user) from "
+        "~/.config/observer/jobs.toml into ~/.config/systemd/user; no root needed"
+    ))  # fmt: skip
+    common.add_argument("--root", type=Path, default=default(Path("/")), metavar="DIR", help=(
+        "operate on the system whose root directory is DIR (default: /)"
+    ))  # fmt: skip
+    common.add_argument("--bus-address", default=default(None), metavar="ADDRESS", help=(
+        "D-Bus address of systemd (default: the system bus; with --user, your user bus)"
+    ))  # fmt: skip
+    common.add_argument("--config", default=default(None), metavar="PATH", help=(
+        "observer's TOML configuration file"
+    ))  # fmt: skip
+    common.add_argument("--db", type=Path, default=default(None), metavar="PATH", help=(
+        "the daemon's database"
+    ))  # fmt: skip
+    return common
+
+
+def _manager(args: argparse.Namespace) -> JobManager:
+    """The manager ``--user`` names, with the paths the command line gives instead."""
+    manager = user_manager() if args.user else SYSTEM
+    return dataclasses.replace(
+        manager,
+        jobs_file=args.file or manager.jobs_file,
+        bus_address=args.bus_address or manager.bus_address,
+        db_path=args.db or manager.db_path,
+    )
+
+
 def _jobs(args: argparse.Namespace, path: Path | None = None) -> tuple[Path, list[Job]]:
-    source: Path = path or args.file
+    source: Path = path or _manager(args).jobs_file
     files = jobs_files(source)
     if not source.exists():
         # Never read as "no jobs": `apply` would remove every job's units.
@@ -75,7 +117,10 @@ def _jobs(args: argparse.Namespace, path: Path | None = None) -> tuple[Path, lis
             f"no jobs file {str(source)!r}: create it (docs/jobs.md); to remove every job, "
             "leave it empty"
         )
-    return source, load_jobs(files)
+    jobs = load_jobs(files)
+    if args.user:
+        check_for_user_manager(jobs)
+    return source, jobs
 
 
 def _prepared(
@@ -85,14 +130,16 @@ def _prepared(
 
     source, jobs = _jobs(args, path)
     settings = ""
-    if any(job.metrics for job in jobs):
+    # A user's jobs get no $JOB_METRICS_FILE: its directory is made by StateDirectory= under
+    # /var/lib, where only the system's manager makes directories.
+    if any(job.metrics for job in jobs) and not args.user:
         settings = service_settings(
             metrics_directory(args.config, str(args.db) if args.db else None)
         )
-    units = apply.generate(jobs, source, settings)
+    units = apply.generate(jobs, source, settings, user_manager=args.user)
     apply.check_schedules(jobs)
     apply.check_credentials(jobs, args.root)
-    apply.verify(units, jobs)
+    apply.verify(units, jobs, user_manager=args.user)
     return source, jobs, units
 
 
@@ -106,11 +153,12 @@ def _apply(args: argparse.Namespace) -> int:
     from observer.metrics.dropin import connect  # noqa: PLC0415
 
     _source, jobs, units = _prepared(args)
-    plan = apply.plan(jobs, units, args.root)
+    manager = _manager(args)
+    plan = apply.plan(jobs, units, args.root, manager.unit_dir)
     if not plan.empty:
 
         async def change() -> None:
-            bus = await connect(args.bus_address)
+            bus = await connect(manager.bus_address)
             try:
                 await apply.execute(plan, jobs, bus)
             finally:
@@ -131,14 +179,14 @@ def _apply(args: argparse.Namespace) -> int:
 
 def _list(args: argparse.Namespace) -> int:
     _source, jobs = _jobs(args)
+    manager = _manager(args)
     statuses: dict[str, history.UnitStatus] = {}
-    path = args.db or store.default_read_path()
+    path = manager.read_path()
     if Path(path).exists():
         conn = store.open_for_reading(path)
         try:
-            statuses = {
-                s.unit: s for s, _ in history.unit_summaries(conn, [j.service for j in jobs])
-            }
+            keys = {manager.unit_key(j.service): j.service for j in jobs}
+            statuses = {keys[s.unit]: s for s, _ in history.unit_summaries(conn, list(keys))}
         except sqlite3.Error:
             statuses = {}
         finally:
@@ -202,7 +250,7 @@ def _show(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     _source, jobs = _jobs(args)
     job = _job(jobs, args.name)
-    invocation, code = asyncio.run(_start(args.bus_address, job.service, args.wait))
+    invocation, code = asyncio.run(_start(_manager(args).bus_address, job.service, args.wait))
     if not args.wait:
         print(f"started {job.service}")
         return 0
@@ -210,7 +258,8 @@ def _run(args: argparse.Namespace) -> int:
     if detail is not None:
         print(render.detail_text(detail))
     else:
-        print(f"{job.service}: finished; the run is not recorded yet (is observer daemon running?)")
+        daemon = "observer daemon --user" if args.user else "observer daemon"
+        print(f"{job.service}: finished; the run is not recorded yet (is {daemon} running?)")
     return code
 
 
@@ -250,21 +299,27 @@ async def _start(bus_address: str | None, unit: str, wait: bool) -> tuple[str, i
 
 
 def _recorded(args: argparse.Namespace, invocation: str) -> history.RunDetail | None:
-    path = args.db or store.default_read_path()
+    path = _manager(args).read_path()
     deadline = time.monotonic() + 10
+    finished: history.RunDetail | None = None
     while time.monotonic() < deadline:
         if Path(path).exists():
             conn = store.open_for_reading(path)
             try:
                 detail = history.run_detail(conn, invocation)
                 if detail.run.finished_usec is not None:
-                    return detail
+                    # Output can reach the journal just after the run's end (a user unit's
+                    # nearly always does): give it a moment before printing none.
+                    if detail.output_lines:
+                        return detail
+                    finished = detail
+                    deadline = min(deadline, time.monotonic() + 2)
             except (history.NoSuchRunError, sqlite3.Error):
                 pass
             finally:
                 conn.close()
         time.sleep(0.2)
-    return None
+    return finished
 
 
 def _import_crontab(args: argparse.Namespace) -> int:

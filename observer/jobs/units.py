@@ -43,6 +43,9 @@ HARDENING = (
     "RestrictSUIDSGID=yes",
     "LockPersonality=yes",
 )
+# A user's manager applies the namespace settings above only in a user namespace of the
+# job's own (systemd 252 ignores them silently without it; see manager.py).
+USER_HARDENING = (*HARDENING, "PrivateUsers=yes")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +92,11 @@ def seconds(value: float) -> str:
     return f"{math.ceil(value * 1000)}ms"
 
 
-def render(job: Job, source: str, metrics_settings: str = "") -> JobUnits:
-    """The service and timer of ``job``; ``metrics_settings`` as `metrics-file enable`'s."""
+def render(
+    job: Job, source: str, metrics_settings: str = "", *, user_manager: bool = False
+) -> JobUnits:
+    """The service and timer of ``job``; ``metrics_settings`` as `metrics-file enable`'s;
+    ``user_manager``: for a user's own manager (``systemctl --user``)."""
     header = (
         f"{MARKER}{job.name}\n"
         f"# Written by `observer jobs apply` from {literal(source)!s}: edit that file and\n"
@@ -130,7 +136,7 @@ def render(job: Job, source: str, metrics_settings: str = "") -> JobUnits:
     if job.cpu_quota:
         service.append(f"CPUQuota={job.cpu_quota}")
     if job.hardening:
-        service.extend(HARDENING)
+        service.extend(USER_HARDENING if user_manager else HARDENING)
     service_text = header + "\n".join([*unit, "", *service]) + "\n" + metrics_settings
     return JobUnits(service=service_text, timer=header + _timer(job))
 

@@ -25,9 +25,10 @@ def oneshot(command: str) -> str:
 
 
 class LingeringUser:
-    """A user created inside the sandbox whose manager runs without a login (linger)."""
+    """A user created inside the sandbox whose manager runs without a login (linger), unless
+    ``linger`` is false: then it has no manager at all."""
 
-    def __init__(self, sandbox: Sandbox, name: str) -> None:
+    def __init__(self, sandbox: Sandbox, name: str, *, linger: bool = True) -> None:
         self.sandbox = sandbox
         self.name = name
         sandbox.run("useradd", "--create-home", name)
@@ -35,21 +36,24 @@ class LingeringUser:
         # sandbox's overlay keeps the change inside it.
         sandbox.run("chmod", "o+x", "/root")
         self.uid = int(sandbox.run("id", "-u", name).stdout)
-        sandbox.run("loginctl", "enable-linger", name)
-        bus = f"/run/user/{self.uid}/bus"
-        wait_for(
-            lambda: sandbox.run("test", "-S", bus, check=False).returncode == 0,
-            timeout=30,
-            what=f"the user bus {bus}",
-        )
+        if linger:
+            sandbox.run("loginctl", "enable-linger", name)
+            bus = f"/run/user/{self.uid}/bus"
+            wait_for(
+                lambda: sandbox.run("test", "-S", bus, check=False).returncode == 0,
+                timeout=30,
+                what=f"the user bus {bus}",
+            )
         self.home = Path(f"/home/{name}")
 
-    def run(self, *argv: str, check: bool = True) -> Any:
+    def run(
+        self, *argv: str, check: bool = True, input: str | None = None, timeout: float = 60
+    ) -> Any:
         """Run a command as the user (no root, no capabilities), with their session's env."""
         env = [f"HOME={self.home}", f"USER={self.name}", f"XDG_RUNTIME_DIR=/run/user/{self.uid}"]
         done = self.sandbox.run(
             "setpriv", "--reuid", self.name, "--regid", self.name, "--init-groups",
-            "--inh-caps=-all", "env", *env, *argv, check=False,
+            "--inh-caps=-all", "env", *env, *argv, check=False, input=input, timeout=timeout,
         )  # fmt: skip
         if check and done.returncode != 0:
             raise AssertionError(f"{argv} as {self.name}: {done.returncode} {done.stderr}")
@@ -63,6 +67,16 @@ class LingeringUser:
 
     def systemctl(self, *args: str, check: bool = False) -> Any:
         return self.run("systemctl", "--user", *args, check=check)
+
+    def install_own_daemon(self, *observer: str) -> Any:
+        """`observer install --user` (with ``observer``, default this Python's), until the
+        user's observer.service is active."""
+        installed = self.run(*(observer or (sys.executable, "-m", "observer")), "install", "--user")
+        wait_for(
+            lambda: self.systemctl("is-active", "observer.service").stdout.strip() == "active",
+            timeout=30, what="the user's observer.service to be active",
+        )  # fmt: skip
+        return installed
 
     def observer(self, *args: str) -> Any:
         return json.loads(self.run(sys.executable, "-m", "observer", *args, "--json").stdout)
@@ -142,6 +156,8 @@ def test_the_system_daemon_records_a_users_units_apart_from_the_systems_and_aler
             receiver.wait_for(1)
             titles = [str(post["title"]) for post in receiver.posts()]
             assert any(f"{USER}/u-bad.service failed" in title for title in titles), titles
+            alerted = daemon.json("alerts", "--user", USER)
+            assert [a["unit"] for a in alerted] == [f"{USER}/u-bad.service"]
         finally:
             daemon.close()
 
@@ -151,13 +167,8 @@ def test_a_user_without_root_installs_their_own_daemon_that_records_triggers(
 ) -> None:
     alice = LingeringUser(sandbox, USER)
     user_units(alice)
-    installed = alice.run(sys.executable, "-m", "observer", "install", "--user")
+    installed = alice.install_own_daemon()
     assert "observer.service" in installed.stdout
-    wait_for(
-        lambda: alice.systemctl("is-active", "observer.service").stdout.strip() == "active",
-        timeout=30,
-        what="the user's observer.service to be active",
-    )
     alice.systemctl("start", "backup.service", check=True)
     assert alice.systemctl("start", "u-bad.service").returncode != 0
     alice.systemctl("start", "u-tick.timer", check=True)
