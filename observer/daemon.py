@@ -5,13 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
 import signal
 import socket
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 
@@ -26,20 +24,15 @@ from observer.effects import CloseInterrupted, Effect, ReadCost, RecordRun, Reco
 from observer.journal import JournalBatch, JournalFollower
 from observer.metrics.service import MetricsService
 from observer.model import Event, OutputLine, OutputSuppressed, Run, StoreError
-from observer.output import OutputBudget, cut_line
 from observer.run.service import WrapperRuns
-from observer.store import Batch, OutputCounts, StoredLine
+from observer.run_output import RunOutput
+from observer.store import Batch
 from observer.store_thread import AsyncStore
-from observer.users import SEPARATOR
 
 log = logging.getLogger(__name__)
 
 # How long writes may gather before they are committed together.
 FLUSH_DELAY = 0.005
-# Budgets of finished runs are kept this long for output that reaches the journal late.
-LATE_OUTPUT_SECONDS = 600
-# How many finished results to remember for output arriving after its run ended.
-_RESULT_MEMORY = 16384
 RETENTION_INTERVAL = 3600
 
 
@@ -62,10 +55,9 @@ class Daemon:
         self.journal_dir = journal_dir
         self.correlator = Correlator(self.host, config.observe.observes, boot_id=_boot_id())
         self.pending = Batch()
-        self.budgets: dict[str, OutputBudget] = {}
-        self.finished_at: dict[str, float] = {}
-        self.results: OrderedDict[str, str] = OrderedDict()
-        self.stored_output: set[str] = set()
+        self.output = RunOutput(
+            config, self.correlator, self.store, lambda: self.pending, self.flush
+        )
         self.flush_wanted = asyncio.Event()
         self.flush_lock = asyncio.Lock()
         self.store_healthy = asyncio.Event()
@@ -83,10 +75,6 @@ class Daemon:
         self.events_processed = 0
         self.store_errors = 0
         self.runs_recorded = 0
-        self.unattributed_lines = 0
-        self.lost_lines = 0  # journald dropped them (its rate limit)
-        # Each unit's invocation that printed the newest line read from the journal.
-        self.last_printed: dict[str, str] = {}
         served = None
         if pages_dir := dashboard_directory(config, db_path):
             pages = DashboardService(pages_dir, db_path, config.dashboard)
@@ -103,6 +91,14 @@ class Daemon:
             alerts = AlertService(config, db_path, self.host, healthy=self._recording)
             self.recorded_hooks.append(alerts.runs_recorded)
             self.services.append(alerts.run)
+
+    @property
+    def unattributed_lines(self) -> int:
+        return self.output.unattributed_lines
+
+    @property
+    def lost_lines(self) -> int:
+        return self.output.lost_lines
 
     def _recording(self) -> bool:
         """Whether runs are being recorded: the heartbeat is only sent while they are."""
@@ -126,7 +122,7 @@ class Daemon:
             case RecordRun(run=run):
                 self.pending.runs.append(run)
                 if run.finished and run.result is not None and run.invocation_id is not None:
-                    self._run_ended(run.invocation_id, run.result)
+                    self.output.run_ended(run.invocation_id, run.result)
             case RecordTimer(timer=timer):
                 self.pending.timers.append(timer)
             case CloseInterrupted(host=host, before_usec=before, finished_usec=finished):
@@ -173,112 +169,6 @@ class Daemon:
         for timer in await self.bus.timers():
             self.feed(timer)
         self.flush_wanted.set()
-
-    # -- output ------------------------------------------------------------------------
-
-    def _limit_for(self, invocation_id: str) -> int:
-        if self.results.get(invocation_id) == "success":
-            return self.config.output.max_bytes
-        return self.config.output.failed_max_bytes
-
-    def _run_ended(self, invocation_id: str, result: str) -> None:
-        self.results[invocation_id] = result
-        self.results.move_to_end(invocation_id)
-        while len(self.results) > _RESULT_MEMORY:
-            self.results.popitem(last=False)
-        self.finished_at[invocation_id] = time.monotonic()
-        budget = self.budgets.get(invocation_id)
-        if budget is not None and result == "success":
-            dropped = budget.shrink(self.config.output.max_bytes)
-            self.pending.dropped.extend((invocation_id, seq) for seq in dropped)
-            self._count(invocation_id, budget, None)
-
-    def _count(self, invocation_id: str, budget: OutputBudget, last_usec: int | None) -> None:
-        previous = self.pending.counts.get(invocation_id)
-        if last_usec is None:
-            last_usec = previous.last_usec if previous is not None else int(time.time() * 1e6)
-        self.pending.counts[invocation_id] = OutputCounts(
-            invocation_id,
-            budget.lines,
-            budget.bytes,
-            budget.dropped_lines,
-            budget.dropped_bytes,
-            budget.head_end,
-            last_usec,
-        )
-
-    async def _budget(self, invocation_id: str) -> OutputBudget:
-        budget = self.budgets.get(invocation_id)
-        if budget is not None:
-            return budget
-        limit = self._limit_for(invocation_id)
-        if invocation_id in self.stored_output:
-            # An earlier daemon stored some of this output: continue where it stopped.
-            self.stored_output.discard(invocation_id)
-            await self.flush()
-            kept, counts, result = await self.store.load_output(invocation_id)
-            if result is not None:
-                limit = (
-                    self.config.output.max_bytes
-                    if result == "success"
-                    else self.config.output.failed_max_bytes
-                )
-            if counts is not None:
-                budget = OutputBudget.restore(
-                    limit,
-                    kept,
-                    counts.head_end,
-                    (counts.lines, counts.bytes, counts.dropped_lines, counts.dropped_bytes),
-                )
-        if budget is None:
-            budget = OutputBudget(limit=limit)
-        self.budgets[invocation_id] = budget
-        return budget
-
-    async def add_output(self, line: OutputLine) -> None:
-        if line.unit.endswith(SEPARATOR):  # a user's line without its unit
-            found = self.correlator.user_run_at(line.unit, line.realtime_usec)
-            if found is None:
-                self.unattributed_lines += 1
-                return
-            line = dataclasses.replace(line, unit=found[0], invocation_id=found[1])
-        if not self.config.observe.observes(line.unit):
-            return
-        if not line.invocation_id:
-            invocation_id = self.correlator.invocation_at(line.unit, line.realtime_usec)
-            if invocation_id is None:
-                self.unattributed_lines += 1
-                return
-            line = dataclasses.replace(line, invocation_id=invocation_id)
-        self.last_printed[line.unit] = line.invocation_id
-        budget = await self._budget(line.invocation_id)
-        message, cut = cut_line(line.message, budget.line_limit)
-        seq, dropped = budget.admit(len(message))
-        budget.bytes += cut
-        budget.dropped_bytes += cut
-        self.pending.lines.append(
-            StoredLine(line.invocation_id, seq, line.realtime_usec, line.priority, message)
-        )
-        self.pending.dropped.extend((line.invocation_id, s) for s in dropped)
-        self._count(line.invocation_id, budget, line.realtime_usec)
-
-    def output_suppressed(self, event: OutputSuppressed) -> None:
-        """journald dropped lines of a unit: they belong to the run that printed last (it
-        says so when the unit's next line comes after its window, often a later run's)."""
-        if not self.config.observe.observes(event.unit):
-            return
-        self.lost_lines += event.lines
-        invocation_id = self.last_printed.get(event.unit) or event.invocation_id
-        if invocation_id:
-            self.pending.lost.append((invocation_id, event.lines, event.realtime_usec))
-
-    def _forget_old_budgets(self) -> None:
-        horizon = time.monotonic() - LATE_OUTPUT_SECONDS
-        for invocation_id, ended in list(self.finished_at.items()):
-            if ended < horizon:
-                del self.finished_at[invocation_id]
-                if self.budgets.pop(invocation_id, None) is not None:
-                    self.stored_output.add(invocation_id)
 
     # -- writing -----------------------------------------------------------------------
 
@@ -328,11 +218,11 @@ class Daemon:
             for event in batch.events:
                 if isinstance(event, OutputLine):
                     try:
-                        await self.add_output(event)
+                        await self.output.add_output(event)
                     except StoreError as e:
                         log.error("could not load stored output: %s", e)
                 elif isinstance(event, OutputSuppressed):
-                    self.output_suppressed(event)
+                    self.output.output_suppressed(event)
                 else:
                     self.feed(event)
             self.pending.journal_cursor = batch.cursor
@@ -367,7 +257,7 @@ class Daemon:
                 next_prune = time.monotonic() + RETENTION_INTERVAL
                 await self._prune()
             await asyncio.sleep(30)
-            self._forget_old_budgets()
+            self.output.forget_old_budgets()
             if self.follower is not None and not self.follower.alive:
                 raise RuntimeError("the journal reader stopped") from self.follower.failure
 
@@ -409,7 +299,7 @@ class Daemon:
                 "first start: importing runs from the last %d days of the journal",
                 self.config.journal.backfill_days,
             )
-        self.stored_output = await self.store.recent_output(int((time.time() - 86400) * 1e6))
+        self.output.stored_output = await self.store.recent_output(int((time.time() - 86400) * 1e6))
         loop = asyncio.get_running_loop()
         self.follower = JournalFollower(
             self.journal_queue,
