@@ -21,9 +21,21 @@ from observer.daemon_setup import journal_scope, setup_from
 from observer.dashboard.service import DashboardService
 from observer.dashboard.serving import Pages
 from observer.effects import CloseInterrupted, Effect, ReadCost, RecordRun, RecordTimer, ResolveJob
+from observer.fleet.ingest import (
+    HELD_PREFIX,
+    MARK_PREFIX,
+    FleetEntry,
+    FleetIntake,
+    HostIntake,
+    Marks,
+    parse_fleet_entry,
+    parse_local,
+)
+from observer.fleet.records import RunRecord
+from observer.fleet.service import JOURNAL_SOCKET, RunRecords, journal_sender
 from observer.journal import JournalBatch, JournalFollower
 from observer.metrics.service import MetricsService
-from observer.model import Event, OutputLine, OutputSuppressed, Run, StoreError
+from observer.model import Event, OutputLine, OutputSuppressed, Pid1Record, Run, StoreError
 from observer.run.service import WrapperRuns
 from observer.run_output import RunOutput
 from observer.store import Batch
@@ -47,17 +59,23 @@ class Daemon:
         journal_dir: Path | None,
         user: str | None = None,
         passwd: Path | None = None,
+        fleet_dir: Path | None = None,
+        journal_socket: Path | None = None,
     ) -> None:
         self.config = config
         self.host = config.host or socket.gethostname()
         self.store = AsyncStore(db_path)
         self.bus_address = bus_address
-        self.journal_dir = journal_dir
+        self.journal_dir = fleet_dir or journal_dir
         self.correlator = Correlator(self.host, config.observe.observes, boot_id=_boot_id())
         self.pending = Batch()
         self.output = RunOutput(
             config, self.correlator, self.store, lambda: self.pending, self.flush
         )
+        # A central observer (fleet_dir): every host's runs from the received journals.
+        self.fleet = None
+        if fleet_dir is not None:
+            self.fleet = FleetIntake(config, self.store, lambda: self.pending, self.flush)
         self.flush_wanted = asyncio.Event()
         self.flush_lock = asyncio.Lock()
         self.store_healthy = asyncio.Event()
@@ -87,6 +105,10 @@ class Daemon:
             )
             self.recorded_hooks.append(metrics.runs_recorded)
             self.services.append(metrics.run)
+        if config.journal.write_runs and self.fleet is None:
+            records = RunRecords(db_path, send=journal_sender(journal_socket or JOURNAL_SOCKET))
+            self.recorded_hooks.append(records.runs_recorded)
+            self.services.append(records.run)
         if config.alerts.present:
             alerts = AlertService(config, db_path, self.host, healthy=self._recording)
             self.recorded_hooks.append(alerts.runs_recorded)
@@ -94,11 +116,12 @@ class Daemon:
 
     @property
     def unattributed_lines(self) -> int:
-        return self.output.unattributed_lines
+        fleet = self.fleet.unattributed_lines if self.fleet is not None else 0
+        return self.output.unattributed_lines + fleet
 
     @property
     def lost_lines(self) -> int:
-        return self.output.lost_lines
+        return self.output.lost_lines + (self.fleet.lost_lines if self.fleet is not None else 0)
 
     def _recording(self) -> bool:
         """Whether runs are being recorded: the heartbeat is only sent while they are."""
@@ -106,23 +129,26 @@ class Daemon:
 
     # -- events ------------------------------------------------------------------------
 
-    def feed(self, event: Event) -> None:
-        """Run one event through the correlator and queue what follows from it."""
+    def feed(self, event: Event, host: HostIntake | None = None) -> None:
+        """Run one event through the correlator (a fleet host's) and queue what follows."""
         self.events_processed += 1
+        correlator, output = (
+            (self.correlator, self.output) if host is None else (host.correlator, host.output)
+        )
         try:
-            effects = self.correlator.feed(event)
+            effects = correlator.feed(event)
         except Exception:  # one bad event never stops the daemon
             log.exception("could not process %r", event)
             return
         for effect in effects:
-            self.apply(effect)
+            self.apply(effect, output)
 
-    def apply(self, effect: Effect) -> None:
+    def apply(self, effect: Effect, output: RunOutput | None = None) -> None:
         match effect:
             case RecordRun(run=run):
                 self.pending.runs.append(run)
                 if run.finished and run.result is not None and run.invocation_id is not None:
-                    self.output.run_ended(run.invocation_id, run.result)
+                    (output or self.output).run_ended(run.invocation_id, run.result)
             case RecordTimer(timer=timer):
                 self.pending.timers.append(timer)
             case CloseInterrupted(host=host, before_usec=before, finished_usec=finished):
@@ -212,19 +238,45 @@ class Daemon:
                 delay = min(max(delay * 2, 0.5), 30.0)
                 self.flush_wanted.set()
 
+    async def _take(self, entry: object) -> None:
+        """One event read from the journal (a fleet host's, tagged with its place)."""
+        host = None
+        event = entry
+        usec = None
+        if isinstance(entry, FleetEntry):
+            if self.fleet is None or not self.fleet.take(entry):
+                return  # re-sent by journal-upload: taken already
+            host = self.fleet.host(entry.place.host)
+            event = entry.event
+            usec = entry.realtime_usec
+        output = self.output if host is None else host.output
+        if isinstance(event, OutputLine):
+            try:
+                await output.add_output(event)
+            except StoreError as e:
+                log.error("could not load stored output: %s", e)
+        elif isinstance(event, OutputSuppressed):
+            output.output_suppressed(event)
+        elif isinstance(event, RunRecord):
+            self.pending.records.append(event.run)
+            if event.run.invocation_id and event.run.result:
+                output.run_ended(event.run.invocation_id, event.run.result)
+        elif isinstance(event, Pid1Record):
+            self.feed(event, host)
+        if host is not None and host.output.held:
+            await host.output.release_held(usec)
+
     async def _consume_journal(self) -> None:
         while True:
             batch = await self.journal_queue.get()
             for event in batch.events:
-                if isinstance(event, OutputLine):
-                    try:
-                        await self.output.add_output(event)
-                    except StoreError as e:
-                        log.error("could not load stored output: %s", e)
-                elif isinstance(event, OutputSuppressed):
-                    self.output.output_suppressed(event)
-                else:
-                    self.feed(event)
+                await self._take(event)
+            if self.output.held and batch.last_usec is not None:
+                await self.output.release_held(batch.last_usec)
+            self.pending.state["held_output"] = self.output.held_state()
+            if self.fleet is not None:
+                self.pending.state.update(self.fleet.marks.changed())
+                self.pending.state.update(self.fleet.held_state())
             self.pending.journal_cursor = batch.cursor
             self.flush_wanted.set()
             # While the store cannot be written, read no further: the journal keeps it.
@@ -258,6 +310,8 @@ class Daemon:
                 await self._prune()
             await asyncio.sleep(30)
             self.output.forget_old_budgets()
+            if self.fleet is not None:
+                self.fleet.forget_old_budgets()
             if self.follower is not None and not self.follower.alive:
                 raise RuntimeError("the journal reader stopped") from self.follower.failure
 
@@ -300,6 +354,11 @@ class Daemon:
                 self.config.journal.backfill_days,
             )
         self.output.stored_output = await self.store.recent_output(int((time.time() - 86400) * 1e6))
+        self.output.restore_held(await self.store.read_state("held_output"))
+        if self.fleet is not None:
+            self.fleet.marks = Marks(await self.store.read_states(MARK_PREFIX))
+            self.fleet.held = await self.store.read_states(HELD_PREFIX)
+            self.fleet.stored_output.update(self.output.stored_output)
         loop = asyncio.get_running_loop()
         self.follower = JournalFollower(
             self.journal_queue,
@@ -308,13 +367,16 @@ class Daemon:
             cursor=cursor,
             since_usec=since,
             scope=self.journal_scope,
+            parse=parse_local if self.fleet is None else parse_fleet_entry,
         )
         self.follower.start()
         connected = asyncio.Event()
         workers = [
             asyncio.create_task(self._flusher()),
             asyncio.create_task(self._consume_journal()),
-            asyncio.create_task(self._bus_loop(connected)),
+            asyncio.create_task(
+                self._bus_loop(connected) if self.fleet is None else _no_bus(connected)
+            ),
             asyncio.create_task(self._housekeeping()),
         ]
         workers.extend(asyncio.create_task(service()) for service in self.services)
@@ -350,6 +412,12 @@ class Daemon:
             await self.store.close()
 
 
+async def _no_bus(connected: asyncio.Event) -> None:
+    """A central observer listens to no systemd: it is ready at once."""
+    connected.set()
+    await asyncio.Event().wait()
+
+
 def _boot_id() -> str | None:
     """This boot's ID as the journal writes it (32 hex digits)."""
     try:
@@ -376,6 +444,8 @@ def run(args: argparse.Namespace) -> int:
         setup.journal_dir,
         user=setup.user,
         passwd=setup.passwd,
+        fleet_dir=setup.fleet_dir,
+        journal_socket=setup.journal_socket,
     )
     db_path, config = setup.db_path, setup.config
     # Runs of `observer run`: spooled ones into the store, finished ones to the consumers.

@@ -3,7 +3,10 @@ kept within that run's budget, and what journald says it dropped."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import json
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -16,10 +19,16 @@ from observer.store import Batch, OutputCounts, StoredLine
 from observer.store_thread import AsyncStore
 from observer.users import SEPARATOR
 
+log = logging.getLogger(__name__)
+
 # Budgets of finished runs are kept this long for output that reaches the journal late.
 LATE_OUTPUT_SECONDS = 600
 # How many finished results to remember for output arriving after its run ended.
 _RESULT_MEMORY = 16384
+# journald can write a run's first line (one without invocation ID) a few milliseconds
+# before PID 1's "Starting" record of that run (seen: 0.3-4 ms): a line that comes after
+# its unit's last run ended waits this long (in the journal's time) for a start to follow.
+HOLD_USEC = 50_000
 
 
 class RunOutput:
@@ -46,6 +55,8 @@ class RunOutput:
         self.lost_lines = 0  # journald dropped them (its rate limit)
         # Each unit's invocation that printed the newest line read from the journal.
         self.last_printed: dict[str, str] = {}
+        # Lines without invocation ID read after their unit's last run ended (HOLD_USEC).
+        self.held: list[OutputLine] = []
 
     def _limit_for(self, invocation_id: str) -> int:
         if self.results.get(invocation_id) == "success":
@@ -123,7 +134,50 @@ class RunOutput:
             if invocation_id is None:
                 self.unattributed_lines += 1
                 return
+            if self.correlator.ended_last(line.unit, invocation_id):
+                self.held.append(line)  # perhaps the next run's, whose start is still to come
+                return
             line = dataclasses.replace(line, invocation_id=invocation_id)
+        await self._admit(line)
+
+    async def release_held(self, now_usec: int | None) -> None:
+        """Attribute held lines: to a run that started just after one, or, once the journal
+        has gone ``HOLD_USEC`` past it with no such start (or ``now_usec`` is None: the
+        daemon stops), to the run before it."""
+        still: list[OutputLine] = []
+        for line in self.held:
+            t = line.realtime_usec
+            invocation_id = self.correlator.starts.between(line.unit, t, t + HOLD_USEC)
+            if invocation_id is None and (now_usec is None or now_usec > t + HOLD_USEC):
+                invocation_id = self.correlator.invocation_at(line.unit, t)
+            if invocation_id is None:
+                still.append(line)
+            else:
+                await self._admit(dataclasses.replace(line, invocation_id=invocation_id))
+        self.held = still
+
+    def held_state(self) -> str:
+        """The held lines as a state row, committed with the journal cursor that passed them:
+        after a crash they are held again, neither lost nor read twice."""
+        return json.dumps(
+            [
+                [ln.unit, ln.realtime_usec, ln.priority, base64.b64encode(ln.message).decode()]
+                for ln in self.held
+            ]
+        )
+
+    def restore_held(self, state: str | None) -> None:
+        try:
+            saved = json.loads(state) if state else []
+            self.held = [
+                OutputLine("", unit, usec, priority, base64.b64decode(message))
+                for unit, usec, priority, message in saved
+            ]
+        except (ValueError, TypeError) as e:  # a damaged row loses those lines, nothing else
+            log.warning("could not read the held output lines (%s): they are lost", e)
+
+    async def _admit(self, line: OutputLine) -> None:
+        """Keep a line of a known run, if its budget allows."""
         self.last_printed[line.unit] = line.invocation_id
         budget = await self._budget(line.invocation_id)
         message, cut = cut_line(line.message, budget.line_limit)

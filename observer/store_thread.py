@@ -17,6 +17,7 @@ from observer.store import (
     load_output,
     open_for_writing,
     read_state,
+    read_states,
     recent_output,
     write_batch,
 )
@@ -52,6 +53,9 @@ class AsyncStore:
 
     async def read_state(self, key: str) -> str | None:
         return await self._call(read_state, self._connection(), key)
+
+    async def read_states(self, prefix: str) -> dict[str, str]:
+        return await self._call(read_states, self._connection(), prefix)
 
     async def load_output(
         self, invocation_id: str
