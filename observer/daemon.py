@@ -69,13 +69,11 @@ class Daemon:
         self.journal_dir = fleet_dir or journal_dir
         self.correlator = Correlator(self.host, config.observe.observes, boot_id=_boot_id())
         self.pending = Batch()
-        self.output = RunOutput(
-            config, self.correlator, self.store, lambda: self.pending, self.flush
-        )
+        self.output = RunOutput(config, self.correlator, self.store, lambda: self.pending)
         # A central observer (fleet_dir): every host's runs from the received journals.
         self.fleet = None
         if fleet_dir is not None:
-            self.fleet = FleetIntake(config, self.store, lambda: self.pending, self.flush)
+            self.fleet = FleetIntake(config, self.store, lambda: self.pending)
         self.flush_wanted = asyncio.Event()
         self.flush_lock = asyncio.Lock()
         self.store_healthy = asyncio.Event()

@@ -9,7 +9,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 from observer.config import Config
 from observer.correlator import Correlator
@@ -40,13 +40,11 @@ class RunOutput:
         correlator: Correlator,
         store: AsyncStore,
         pending: Callable[[], Batch],
-        flush: Callable[[], Awaitable[None]],
     ) -> None:
         self.config = config
         self.correlator = correlator
         self.store = store
         self.pending = pending  # the batch being gathered (the daemon replaces it at each write)
-        self.flush = flush
         self.budgets: dict[str, OutputBudget] = {}
         self.finished_at: dict[str, float] = {}
         self.results: OrderedDict[str, str] = OrderedDict()
@@ -98,8 +96,10 @@ class RunOutput:
         limit = self._limit_for(invocation_id)
         if invocation_id in self.stored_output:
             # An earlier daemon stored some of this output: continue where it stopped.
+            # (No flush first: it would commit part of a journal batch without its cursor.
+            # The store holds all of this run's output: its budget was forgotten only with
+            # nothing of it pending, see forget_old_budgets.)
             self.stored_output.discard(invocation_id)
-            await self.flush()
             kept, counts, result = await self.store.load_output(invocation_id)
             if result is not None:
                 limit = (
@@ -130,12 +130,18 @@ class RunOutput:
         if not self.config.observe.observes(line.unit):
             return
         if not line.invocation_id:
-            invocation_id = self.correlator.invocation_at(line.unit, line.realtime_usec)
-            if invocation_id is None:
-                self.unattributed_lines += 1
-                return
-            if self.correlator.ended_last(line.unit, invocation_id):
-                self.held.append(line)  # perhaps the next run's, whose start is still to come
+            unit, t = line.unit, line.realtime_usec
+            invocation_id = self.correlator.invocation_at(unit, t)
+            ended = invocation_id is not None and self.correlator.ended_last(unit, invocation_id)
+            if not self.correlator.starts.known_before(unit, t):
+                # Begun before this daemon started (or not yet started): the store knows.
+                invocation_id, ended = await self.store.run_started_before(
+                    self.correlator.host, unit, t
+                )
+            if invocation_id is None or ended:
+                # Perhaps the next run's, whose start is still to come: held with the run
+                # it goes to if none starts (or "").
+                self.held.append(dataclasses.replace(line, invocation_id=invocation_id or ""))
                 return
             line = dataclasses.replace(line, invocation_id=invocation_id)
         await self._admit(line)
@@ -149,7 +155,10 @@ class RunOutput:
             t = line.realtime_usec
             invocation_id = self.correlator.starts.between(line.unit, t, t + HOLD_USEC)
             if invocation_id is None and (now_usec is None or now_usec > t + HOLD_USEC):
-                invocation_id = self.correlator.invocation_at(line.unit, t)
+                if not line.invocation_id:  # no run to give it to
+                    self.unattributed_lines += 1
+                    continue
+                invocation_id = line.invocation_id
             if invocation_id is None:
                 still.append(line)
             else:
@@ -161,7 +170,13 @@ class RunOutput:
         after a crash they are held again, neither lost nor read twice."""
         return json.dumps(
             [
-                [ln.unit, ln.realtime_usec, ln.priority, base64.b64encode(ln.message).decode()]
+                [
+                    ln.unit,
+                    ln.realtime_usec,
+                    ln.priority,
+                    base64.b64encode(ln.message).decode(),
+                    ln.invocation_id,
+                ]
                 for ln in self.held
             ]
         )
@@ -170,8 +185,8 @@ class RunOutput:
         try:
             saved = json.loads(state) if state else []
             self.held = [
-                OutputLine("", unit, usec, priority, base64.b64decode(message))
-                for unit, usec, priority, message in saved
+                OutputLine(invocation_id, unit, usec, priority, base64.b64decode(message))
+                for unit, usec, priority, message, invocation_id in saved
             ]
         except (ValueError, TypeError) as e:  # a damaged row loses those lines, nothing else
             log.warning("could not read the held output lines (%s): they are lost", e)
@@ -204,8 +219,9 @@ class RunOutput:
     def forget_old_budgets(self) -> None:
         """Drop budgets of runs that ended long ago (a late line reloads it from the store)."""
         horizon = time.monotonic() - LATE_OUTPUT_SECONDS
+        pending = self.pending().counts
         for invocation_id, ended in list(self.finished_at.items()):
-            if ended < horizon:
+            if ended < horizon and invocation_id not in pending:
                 del self.finished_at[invocation_id]
                 if self.budgets.pop(invocation_id, None) is not None:
                     self.stored_output.add(invocation_id)

@@ -52,6 +52,10 @@ class Starts:
         before = [inv for start, inv in starts if start <= realtime_usec]
         return before[-1] if before else starts[0][1]
 
+    def known_before(self, unit: str, realtime_usec: int) -> bool:
+        """Whether a start of ``unit`` at or before a time is remembered."""
+        return any(start <= realtime_usec for start, _ in self._starts.get(unit, ()))
+
     def between(self, unit: str, first_usec: int, last_usec: int) -> str | None:
         """The invocation of ``unit`` that started first within a span of time, if one did."""
         for start, inv in self._starts.get(unit, ()):

@@ -375,6 +375,19 @@ def _override(conn: sqlite3.Connection, run: Run) -> None:
     conn.execute(f"UPDATE runs SET {sets} WHERE {key} = :{key}", row)
 
 
+def run_started_before(
+    conn: sqlite3.Connection, host: str, unit: str, usec: int
+) -> tuple[str | None, bool]:
+    """The invocation of ``unit`` on ``host`` that started last at or before a time, and
+    whether it has ended; (None, False) if none is stored."""
+    row = conn.execute(
+        "SELECT invocation_id, finished_usec FROM runs WHERE unit = ? AND host = ? "
+        "AND invocation_id IS NOT NULL AND started_usec <= ? ORDER BY started_usec DESC LIMIT 1",
+        (unit, host, usec),
+    ).fetchone()
+    return (None, False) if row is None else (row[0], row[1] is not None)
+
+
 def read_states(conn: sqlite3.Connection, prefix: str) -> dict[str, str]:
     """The state rows whose key starts with ``prefix``."""
     rows = conn.execute(

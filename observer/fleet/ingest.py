@@ -3,9 +3,9 @@
 Every entry is tagged with the host that wrote it (``_HOSTNAME``); each host gets a
 correlator and output budgets of its own, exactly as its own observer has. journal-upload
 delivers at least once (it re-sends one entry at each reconnect), so each entry's place in
-its host's journal, (host, boot, monotonic time, the entry's hash), is checked against a
-mark kept per (host, boot) and committed with the journal cursor: an entry at or before
-the mark is one already taken.
+its host's journal, (host, boot, monotonic time, the entry's hash), is checked against
+the newest entries taken of that host, kept in the state committed with the journal
+cursor: an entry among them is one already taken.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 
 from observer.config import Config
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 
 # The state rows holding each host's held output lines: "held_output HOST" (run_output.py).
 HELD_PREFIX = "held_output "
-# The state rows holding the marks: "fleet_mark HOST BOOT" -> {"usec": ..., "hashes": [...]}.
+# The state rows holding the marks: "fleet_mark HOST" -> the newest entries taken of HOST.
 MARK_PREFIX = "fleet_mark "
 
 
@@ -113,47 +114,52 @@ def parse_fleet_entry(entry: Mapping[str, object], scope: JournalScope) -> Fleet
     return None if event is None else FleetEntry(place, event, usec)
 
 
-@dataclass(slots=True)
-class _Mark:
-    monotonic_usec: int
-    hashes: set[str] = field(default_factory=set)
-
-
 class Marks:
-    """How far each (host, boot) has been taken: decides whether an entry is new (pure)."""
+    """The entries each host sent last: decides whether an entry is new (pure).
+
+    A re-sent entry is one the uploader sent just before it reconnected, byte for byte the
+    same: the same boot, monotonic time and hash. Times alone cannot order a host's
+    entries (journald stamps a datagram when the kernel received it, a stream's line when
+    it reads it: the journal's order is not always the monotonic clock's), so the newest
+    ``WINDOW`` entries of each host are remembered instead, in the state committed with
+    the cursor.
+    """
+
+    WINDOW = 256
 
     def __init__(self, stored: Mapping[str, str] | None = None) -> None:
-        self._marks: dict[tuple[str, str], _Mark] = {}
-        self._changed: set[tuple[str, str]] = set()
+        self._recent: dict[str, deque[str]] = {}
+        self._known: dict[str, set[str]] = {}
+        self._changed: set[str] = set()
         for key, value in (stored or {}).items():
-            _, host, boot = key.split(" ", 2)
-            saved = json.loads(value)
-            self._marks[(host, boot)] = _Mark(int(saved["usec"]), set(saved["hashes"]))
+            host = key.removeprefix(MARK_PREFIX)
+            for identity in json.loads(value):
+                self._remember(host, str(identity))
+        self._changed.clear()
+
+    def _remember(self, host: str, identity: str) -> None:
+        recent = self._recent.setdefault(host, deque())
+        known = self._known.setdefault(host, set())
+        recent.append(identity)
+        known.add(identity)
+        while len(recent) > self.WINDOW:
+            known.discard(recent.popleft())
+        self._changed.add(host)
 
     def take(self, place: EntryPlace) -> bool:
-        """Whether the entry at ``place`` is new; if so it becomes the mark."""
-        key = (place.host, place.boot_id)
-        mark = self._marks.get(key)
-        if mark is not None:
-            if place.monotonic_usec < mark.monotonic_usec:
-                return False
-            if place.monotonic_usec == mark.monotonic_usec:
-                if place.entry_hash in mark.hashes:
-                    return False
-                mark.hashes.add(place.entry_hash)
-                self._changed.add(key)
-                return True
-        self._marks[key] = _Mark(place.monotonic_usec, {place.entry_hash})
-        self._changed.add(key)
+        """Whether the entry at ``place`` is new; if so it is remembered."""
+        identity = f"{place.boot_id}:{place.monotonic_usec}:{place.entry_hash}"
+        if identity in self._known.get(place.host, ()):
+            return False
+        self._remember(place.host, identity)
         return True
 
     def changed(self) -> dict[str, str]:
-        """The state rows of the marks moved since the last call."""
-        rows = {}
-        for host, boot in sorted(self._changed):
-            mark = self._marks[(host, boot)]
-            value = {"usec": mark.monotonic_usec, "hashes": sorted(mark.hashes)}
-            rows[f"{MARK_PREFIX}{host} {boot}"] = json.dumps(value)
+        """The state rows of the hosts whose entries were taken since the last call."""
+        rows = {
+            f"{MARK_PREFIX}{host}": json.dumps(list(self._recent[host]))
+            for host in sorted(self._changed)
+        }
         self._changed.clear()
         return rows
 
@@ -174,12 +180,10 @@ class FleetIntake:
         config: Config,
         store: AsyncStore,
         pending: Callable[[], Batch],
-        flush: Callable[[], Awaitable[None]],
     ) -> None:
         self.config = config
         self.store = store
         self.pending = pending
-        self.flush = flush
         self.hosts: dict[str, HostIntake] = {}
         self.marks = Marks()
         self.duplicates = 0
@@ -191,7 +195,7 @@ class FleetIntake:
         intake = self.hosts.get(name)
         if intake is None:
             correlator = Correlator(name, self.config.observe.observes)
-            output = RunOutput(self.config, correlator, self.store, self.pending, self.flush)
+            output = RunOutput(self.config, correlator, self.store, self.pending)
             output.stored_output = self.stored_output  # shared: one set for the database
             output.restore_held(self.held.get(f"{HELD_PREFIX}{name}"))
             intake = self.hosts[name] = HostIntake(correlator, output)

@@ -74,9 +74,9 @@ def test_a_multi_line_value_is_sent_with_its_length_in_the_native_protocol() -> 
     assert data == b"MESSAGE\n" + struct.pack("<Q", 3) + b"a\nb\nOBSERVER_UNIT=x.service\n"
 
 
-# A host's entries in its own order: (boot, monotonic time, hash), times increasing.
+# A host's entries: times may repeat and go backwards (journald stamps datagrams on arrival).
 entries = st.lists(
-    st.tuples(st.sampled_from(["web1", "web2"]), st.integers(1, 3)), min_size=1, max_size=40
+    st.tuples(st.sampled_from(["web1", "web2"]), st.integers(-2, 3)), min_size=1, max_size=40
 )
 
 
@@ -87,16 +87,18 @@ def test_each_entry_is_taken_once_whatever_is_sent_again_and_however_often_it_re
     clock: dict[str, int] = {}
     places = []
     for i, (host, step) in enumerate(sent):
-        clock[host] = clock.get(host, 0) + step - 1  # equal times happen: told apart by hash
+        clock[host] = clock.get(host, 100) + step
         places.append(EntryPlace(host, "b" * 32, clock[host], f"{i:016x}"))
-    arriving: list[tuple[EntryPlace, bool]] = []
+    arriving: list[EntryPlace] = []
+    last: dict[str, EntryPlace] = {}
     for i, place in enumerate(places):
-        arriving.append((place, False))
+        arriving.append(place)
+        last[place.host] = place
         if i in resends:  # journal-upload reconnected: the last entry it sent comes again
-            arriving.append((place, True))
+            arriving.extend(last.values())
     marks, saved = Marks(), {}
     taken = []
-    for n, (place, _) in enumerate(arriving):
+    for n, place in enumerate(arriving):
         if marks.take(place):
             taken.append(place)
         saved.update(marks.changed())
@@ -105,14 +107,20 @@ def test_each_entry_is_taken_once_whatever_is_sent_again_and_however_often_it_re
     assert taken == places
 
 
+class NoStore:
+    """A store that holds no run and must not be flushed into mid-batch."""
+
+    async def run_started_before(self, host: str, unit: str, usec: int) -> tuple[None, bool]:
+        return None, False
+
+    async def load_output(self, invocation_id: str) -> tuple[list[tuple[int, int]], None, None]:
+        return [], None, None
+
+
 def held_output() -> tuple[Correlator, RunOutput, Batch]:
     correlator = Correlator("web1")
     batch = Batch()
-
-    async def flush() -> None:
-        pass
-
-    return correlator, RunOutput(Config(), correlator, None, lambda: batch, flush), batch  # type: ignore[arg-type]
+    return correlator, RunOutput(Config(), correlator, NoStore(), lambda: batch), batch  # type: ignore[arg-type]
 
 
 def record(kind: JobKind, invocation: str, usec: int) -> Pid1Record:
@@ -155,3 +163,34 @@ def test_a_late_line_with_no_start_after_it_goes_to_the_run_before() -> None:
 
     asyncio.run(scenario())
     assert [(ln.invocation_id, ln.message) for ln in batch.lines] == [("a" * 32, b"late")]
+
+
+def test_a_line_of_a_unit_never_seen_to_start_waits_for_its_start() -> None:
+    correlator, output, batch = held_output()
+
+    async def scenario() -> None:
+        await output.add_output(line(2_000_000, b"first ever"))
+        correlator.feed(record(JobKind.STARTING, "b" * 32, 2_000_003))
+        await output.release_held(2_000_003)
+
+    asyncio.run(scenario())
+    assert [(ln.invocation_id, ln.message) for ln in batch.lines] == [("b" * 32, b"first ever")]
+
+
+def test_a_line_of_no_run_at_all_is_counted_once_its_wait_is_over() -> None:
+    _, output, batch = held_output()
+
+    async def scenario() -> None:
+        await output.add_output(line(9_000_000, b"no run at all"))
+        await output.release_held(9_000_000 + HOLD_USEC + 1)
+
+    asyncio.run(scenario())
+    assert (batch.lines, output.held, output.unattributed_lines) == ([], [], 1)
+
+
+def test_held_lines_outlive_a_restart_in_the_committed_state() -> None:
+    _, output, _ = held_output()
+    output.held = [OutputLine("a" * 32, "tick.service", 5, 6, b"\xff bytes")]
+    _, again, _ = held_output()
+    again.restore_held(output.held_state())
+    assert again.held == output.held
