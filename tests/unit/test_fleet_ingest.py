@@ -17,7 +17,7 @@ from observer.fleet.service import native_datagram
 from observer.journal import SYSTEM_ONLY
 from observer.model import JobKind, OutputLine, Pid1Record, Run, Source
 from observer.run_output import HOLD_USEC, RunOutput
-from observer.store import Batch
+from observer.store import Batch, OutputCounts
 
 RUN = Run(
     unit="backup.service",
@@ -194,3 +194,28 @@ def test_held_lines_outlive_a_restart_in_the_committed_state() -> None:
     _, again, _ = held_output()
     again.restore_held(output.held_state())
     assert again.held == output.held
+
+
+class StoreWithRun(NoStore):
+    """A store holding one finished run of tick.service from before the daemon started,
+    with 2 lines of its output stored."""
+
+    async def run_started_before(self, host: str, unit: str, usec: int) -> tuple[str, bool]:  # type: ignore[override]
+        return "c" * 32, False
+
+    async def load_output(  # type: ignore[override]
+        self, invocation_id: str
+    ) -> tuple[list[tuple[int, int]], OutputCounts, str]:
+        return [(0, 5), (1, 5)], OutputCounts(invocation_id, 2, 10, 0, 0, None, 1), "success"
+
+
+def test_after_a_restart_a_line_of_a_run_it_never_saw_start_goes_to_the_stored_run() -> None:
+    correlator = Correlator("web1")
+    batch = Batch()
+    output = RunOutput(Config(), correlator, StoreWithRun(), lambda: batch)  # type: ignore[arg-type]
+    output.stored_output = {"c" * 32}
+
+    asyncio.run(output.add_output(line(3_000_000, b"third line")))
+    # It continues the stored output (seq 2), read from the store without a flush first.
+    assert [(ln.invocation_id, ln.seq) for ln in batch.lines] == [("c" * 32, 2)]
+    assert batch.counts["c" * 32].lines == 3
