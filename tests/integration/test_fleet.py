@@ -7,10 +7,12 @@ uploaders and the central daemon mid-burst."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import sqlite3
 import subprocess
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -79,6 +81,7 @@ class Central:
 
     def __init__(self, fleet_dir: Path, workdir: Path) -> None:
         self.fleet_dir = fleet_dir
+        self.port = free_port()
         self.db = workdir / "central.db"
         self.log_path = workdir / "central.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -87,7 +90,7 @@ class Central:
         args = ["daemon", "--db", str(self.db), "--fleet-dir", str(self.fleet_dir)]
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                observer_cmd(*args, "--listen", ""), stdout=log, stderr=log,
+                observer_cmd(*args, "--listen", f"127.0.0.1:{self.port}"), stdout=log, stderr=log,
                 stdin=subprocess.DEVNULL,
             )  # fmt: skip
 
@@ -96,6 +99,19 @@ class Central:
             self.process.kill()
             self.process.wait(timeout=30)
             self.process = None
+
+    def fleet(self, *units: str) -> dict[str, dict[str, Any]]:
+        """`observer fleet --json` on the central database: unit -> its entry."""
+        shown = subprocess.run(
+            observer_cmd("fleet", "--db", str(self.db), "--json", *units),
+            capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+        return {u["unit"]: u for u in json.loads(shown.stdout)["units"]}
+
+    def metrics(self) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=10) as r:
+            text: str = r.read().decode()
+            return text
 
     def check(self) -> None:
         if self.process is not None and self.process.poll() is not None:
@@ -181,11 +197,22 @@ def add_jobs(server: Sandbox, host: str) -> None:
     server.systemctl("start", "job-tick.timer")
 
 
+def beat(server: Sandbox) -> None:
+    """A job that succeeds every second (on every host, until one stops it)."""
+    server.write_unit("job-beat.service", oneshot("echo beat"))
+    server.write_unit(
+        "job-beat.timer", "[Timer]\nOnActiveSec=0\nOnUnitActiveSec=1s\nAccuracySec=1ms\n"
+    )
+    server.daemon_reload()
+    server.systemctl("start", "job-beat.timer")
+
+
 def burst(server: Sandbox, first: int, count: int) -> None:
     for i in range(first, first + count):
         server.start(f"job-burst@{i}.service", wait=False)
 
 
+@pytest.mark.timeout(400)
 def test_the_central_observer_records_both_hosts_runs_exactly_as_their_own_observers(
     fleet: dict[str, Any],
 ) -> None:
@@ -252,5 +279,47 @@ def test_the_central_observer_records_both_hosts_runs_exactly_as_their_own_obser
         only = conn.execute("SELECT DISTINCT host FROM runs WHERE unit = 'job-only1.service'")
         assert failing == [("web2",)]
         assert only.fetchall() == [("web1",)]
+    finally:
+        conn.close()
+
+    # `observer fleet` on the central database names the host whose run failed...
+    ticks_seen = central.fleet("job-tick.service")["job-tick.service"]
+    assert (ticks_seen["ok"], ticks_seen["failing"]) == (["web1"], ["web2"])
+
+    # ...and metrics of the central daemon carry each run's host.
+    def web2_exported() -> str | None:
+        text = central.metrics()
+        return text if 'host="web2",unit="job-tick.service"' in text else None
+
+    metrics = wait_for(web2_exported, timeout=30, what="the central daemon's metrics of web2")
+    assert 'observer_consecutive_failures{host="web2",unit="job-tick.service",user=""}' in metrics
+    assert (
+        'observer_consecutive_failures{host="web1",unit="job-tick.service",user=""} 0.0' in metrics
+    )
+
+    # ...and the host where a unit did not run: job-beat stops on web2 while web1's goes on.
+    for server, _ in servers.values():
+        beat(server)
+    wait_for(lambda: len(recorded_beats(central.db, "web2")) >= 4, timeout=30, what="web2's beats")
+    web2.systemctl("stop", "job-beat.timer")
+
+    def beat_silent() -> dict[str, Any] | None:
+        central.check()
+        shown = central.fleet("job-beat.service").get("job-beat.service")
+        return shown if shown is not None and shown["silent"] else None
+
+    # Silent once its newest start is older than its usual interval plus a minute.
+    beats_seen = wait_for(beat_silent, timeout=120, what="job-beat to be silent on web2")
+    assert (beats_seen["ok"], beats_seen["silent"]) == (["web1"], ["web2"])
+
+
+def recorded_beats(db: Path, host: str) -> list[tuple[Any, ...]]:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return conn.execute(
+            "SELECT invocation_id FROM runs WHERE host = ? AND unit = 'job-beat.service' "
+            "AND finished_usec IS NOT NULL",
+            (host,),
+        ).fetchall()
     finally:
         conn.close()
