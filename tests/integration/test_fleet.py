@@ -1,6 +1,6 @@
 """The fleet end to end: two sandboxed servers (web1, web2), each with its own observer,
 upload their journals with the real systemd-journal-upload to the real
-systemd-journal-remote of a third (hub), set up with packaging/fleet/'s files; a central
+systemd-journal-remote of a third (hub), set up by packaging/fleet/setup.sh; a central
 observer reads what hub received. It must hold every run, trigger, result and output line
 exactly as each server's own observer recorded it, through restarts of the receiver, the
 uploaders and the central daemon mid-burst."""
@@ -42,9 +42,13 @@ def free_port() -> int:
         return port
 
 
-def shipped(name: str, port: int) -> str:
-    """A file of packaging/fleet/ as shipped, on this test's port."""
-    return (FLEET / name).read_text().replace("19532", str(port))
+def start_receiver(hub: Sandbox, port: int) -> None:
+    """packaging/fleet/setup.sh receiver, as a user runs it (inside the sandbox)."""
+    hub.run("bash", str(FLEET / "setup.sh"), "receiver", f"127.0.0.1:{port}")
+
+
+def start_uploader(server: Sandbox, port: int) -> None:
+    server.run("bash", str(FLEET / "setup.sh"), "uploader", f"http://127.0.0.1:{port}")
 
 
 def boot_host(name: str) -> Sandbox:
@@ -55,25 +59,6 @@ def boot_host(name: str) -> Sandbox:
         sandbox.close()
         raise
     return sandbox
-
-
-def start_receiver(hub: Sandbox, port: int) -> None:
-    d = "/etc/systemd/system"
-    hub.write_unit("observer.conf", shipped("journal-remote.socket.conf", port),
-                   f"{d}/systemd-journal-remote.socket.d")  # fmt: skip
-    hub.write_unit("observer.conf", shipped("journal-remote.service.conf", port),
-                   f"{d}/systemd-journal-remote.service.d")  # fmt: skip
-    hub.daemon_reload()
-    hub.systemctl("start", "systemd-journal-remote.socket")
-
-
-def start_uploader(server: Sandbox, port: int) -> None:
-    server.write_unit("observer.conf", shipped("journal-upload.conf", port),
-                      "/etc/systemd/journal-upload.conf.d")  # fmt: skip
-    server.write_unit("observer.conf", shipped("journal-upload.service.conf", port),
-                      "/etc/systemd/system/systemd-journal-upload.service.d")  # fmt: skip
-    server.daemon_reload()
-    server.systemctl("start", "systemd-journal-upload.service")
 
 
 class Central:

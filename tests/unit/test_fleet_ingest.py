@@ -4,7 +4,10 @@ where a line without invocation ID goes."""
 from __future__ import annotations
 
 import asyncio
+import os
 import struct
+import subprocess
+from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -219,3 +222,20 @@ def test_after_a_restart_a_line_of_a_run_it_never_saw_start_goes_to_the_stored_r
     # It continues the stored output (seq 2), read from the store without a flush first.
     assert [(ln.invocation_id, ln.seq) for ln in batch.lines] == [("c" * 32, 2)]
     assert batch.counts["c" * 32].lines == 3
+
+
+def test_the_fleet_setup_script_passes_shellcheck_and_refuses_a_bad_url() -> None:
+    script = Path(__file__).resolve().parents[2] / "packaging" / "fleet" / "setup.sh"
+    checked = subprocess.run(
+        ["shellcheck", str(script)], capture_output=True, text=True, check=False
+    )
+    assert checked.returncode == 0, checked.stdout
+    if os.geteuid() == 0:
+        bad = subprocess.run(
+            ["bash", str(script), "uploader", "central:19532"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert bad.returncode == 1
+        assert "expected a URL" in bad.stderr
