@@ -35,6 +35,11 @@ RUN_FACTS = (
 )
 
 
+# A unit a timer starts every second: beyond the default start limit (5 in 10 s), which
+# would refuse its 6th start (a run "start-limit-hit", and the timer gives up).
+EVERY_SECOND = "[Unit]\nStartLimitIntervalSec=0\n"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -168,7 +173,8 @@ def add_jobs(server: Sandbox, host: str) -> None:
     """A timer-started job failing on web2 only, a burst job, and one only web1 has."""
     status = 3 if host == "web2" else 0
     server.write_unit(
-        "job-tick.service", oneshot(f"echo tick on {host}; echo second line; exit {status}")
+        "job-tick.service",
+        EVERY_SECOND + oneshot(f"echo tick on {host}; echo second line; exit {status}"),
     )
     server.write_unit(
         "job-tick.timer", "[Timer]\nOnActiveSec=0\nOnUnitActiveSec=1s\nAccuracySec=1ms\n"
@@ -184,7 +190,7 @@ def add_jobs(server: Sandbox, host: str) -> None:
 
 def beat(server: Sandbox) -> None:
     """A job that succeeds every second (on every host, until one stops it)."""
-    server.write_unit("job-beat.service", oneshot("echo beat"))
+    server.write_unit("job-beat.service", EVERY_SECOND + oneshot("echo beat"))
     server.write_unit(
         "job-beat.timer", "[Timer]\nOnActiveSec=0\nOnUnitActiveSec=1s\nAccuracySec=1ms\n"
     )
