@@ -103,10 +103,13 @@ class Daemon:
             )
             self.recorded_hooks.append(metrics.runs_recorded)
             self.services.append(metrics.run)
+        self.records: RunRecords | None = None
         if config.journal.write_runs and self.fleet is None:
-            records = RunRecords(db_path, send=journal_sender(journal_socket or JOURNAL_SOCKET))
-            self.recorded_hooks.append(records.runs_recorded)
-            self.services.append(records.run)
+            self.records = RunRecords(
+                db_path, send=journal_sender(journal_socket or JOURNAL_SOCKET)
+            )
+            self.recorded_hooks.append(self.records.runs_recorded)
+            self.services.append(self.records.run)
         if config.alerts.present:
             alerts = AlertService(config, db_path, self.host, healthy=self._recording)
             self.recorded_hooks.append(alerts.runs_recorded)
@@ -145,6 +148,8 @@ class Daemon:
         match effect:
             case RecordRun(run=run):
                 self.pending.runs.append(run)
+                if run.trigger is not None and self.records is not None:
+                    self.records.trigger_known(run)
                 if run.finished and run.result is not None and run.invocation_id is not None:
                     (output or self.output).run_ended(run.invocation_id, run.result)
             case RecordTimer(timer=timer):

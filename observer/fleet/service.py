@@ -7,6 +7,7 @@ import logging
 import socket
 import sqlite3
 import struct
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -19,6 +20,8 @@ log = logging.getLogger(__name__)
 # A run's record is written this long after it ended: by then the output that trails the
 # end, and what the run cost (asked of systemd when it ends), are in the store.
 RECORD_DELAY_SECONDS = 2.0
+# How many written records' runs to remember for a trigger that comes after them.
+_REMEMBERED = 4096
 
 _COLUMNS = (
     "r.unit, r.invocation_id, r.host, r.source, r.boot_id, r.trigger, r.started_usec, "
@@ -103,10 +106,24 @@ class RunRecords:
         self.failed = 0
         self._waiting: list[Run] = []
         self._due = asyncio.Event()
+        # Runs whose record was written (or is due): a trigger told late writes it again.
+        self._written: OrderedDict[str, None] = OrderedDict()
 
     def runs_recorded(self, runs: list[Run]) -> None:
         self._waiting.extend(runs)
+        for run in runs:
+            if run.invocation_id:
+                self._written[run.invocation_id] = None
+        while len(self._written) > _REMEMBERED:
+            self._written.popitem(last=False)
         self._due.set()
+
+    def trigger_known(self, run: Run) -> None:
+        """The bus named a run's trigger: if its record went out without it, write it again
+        (the record replaces the earlier one's facts at a central observer)."""
+        if run.invocation_id in self._written:
+            self._waiting.append(run)
+            self._due.set()
 
     def _write_waiting(self) -> None:
         runs, self._waiting = self._waiting, []

@@ -4,6 +4,7 @@ where a line without invocation ID goes."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import struct
 import subprocess
@@ -12,11 +13,12 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
+from observer import store
 from observer.config import Config
 from observer.correlator import Correlator
 from observer.fleet.ingest import EntryPlace, Marks, parse_fleet_entry
 from observer.fleet.records import RUN_RECORD_MESSAGE_ID, parse_record, record_fields
-from observer.fleet.service import native_datagram
+from observer.fleet.service import RunRecords, native_datagram
 from observer.journal import SYSTEM_ONLY
 from observer.model import JobKind, OutputLine, Pid1Record, Run, Source
 from observer.run_output import HOLD_USEC, RunOutput
@@ -239,3 +241,33 @@ def test_the_fleet_setup_script_passes_shellcheck_and_refuses_a_bad_url() -> Non
         )
         assert bad.returncode == 1
         assert "expected a URL" in bad.stderr
+
+
+def test_a_trigger_told_after_the_record_went_out_writes_the_record_again(tmp_path: Path) -> None:
+    db = tmp_path / "observer.db"
+    conn = store.open_for_writing(db)
+    untriggered = dataclasses.replace(RUN, trigger=None)
+    store.write_batch(conn, Batch(runs=[untriggered]))
+    sent: list[dict[str, str]] = []
+    records = RunRecords(db, delay=0, send=lambda fields: sent.append(dict(fields)))
+
+    async def sent_count(n: int) -> None:
+        for _ in range(1000):  # a bound, not a timing: each step is a thread's write
+            if len(sent) >= n:
+                return
+            await asyncio.sleep(0.01)
+
+    async def scenario() -> None:
+        service = asyncio.create_task(records.run())
+        records.runs_recorded([untriggered])
+        await sent_count(1)
+        triggered = dataclasses.replace(untriggered, trigger="backup.timer")
+        store.write_batch(conn, Batch(runs=[triggered]))
+        records.trigger_known(dataclasses.replace(RUN, invocation_id="ef" * 16))  # no record
+        records.trigger_known(triggered)  # written in the same go as a wrong one would be
+        await sent_count(2)
+        service.cancel()
+
+    asyncio.run(scenario())
+    conn.close()
+    assert [f.get("OBSERVER_TRIGGER") for f in sent] == [None, "backup.timer"]
