@@ -153,6 +153,7 @@ class ObserverProcess:
             "--config", str(self.config_path),
             "--bus-address", self.sandbox.bus_address,
             "--journal-dir", str(self.sandbox.journal_dir),
+            "--journal-socket", str(self.sandbox.root / "run/systemd/journal/socket"),
         ]  # fmt: skip
         # setpriv execs the daemon (same pid) and has the kernel stop it when we die.
         argv = ["setpriv", "--pdeathsig", "TERM", "--", *observer_cmd(*args)]

@@ -107,6 +107,7 @@ def daemon_figures(db: Path, units: int, workdir: Path) -> dict[str, float]:
         argv = [
             *OBSERVER, "daemon", "--db", str(db), "--config", str(config),
             "--bus-address", sandbox.bus_address, "--journal-dir", str(sandbox.journal_dir),
+            "--journal-socket", str(sandbox.root / "run/systemd/journal/socket"),
         ]  # fmt: skip
         began = time.monotonic()
         with process(argv, workdir / "daemon.log") as pid:

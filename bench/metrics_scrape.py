@@ -187,6 +187,7 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> int:
             sys.executable, "-m", "observer", "daemon",
             "--db", str(workdir / "observer.db"), "--config", str(config),
             "--bus-address", sandbox.bus_address, "--journal-dir", str(sandbox.journal_dir),
+            "--journal-socket", str(sandbox.root / "run/systemd/journal/socket"),
         ]  # fmt: skip
         with process(daemon_argv, workdir / "daemon.log") as daemon:
             url = f"http://127.0.0.1:{port}/metrics"

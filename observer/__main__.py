@@ -59,6 +59,16 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     daemon.add_argument("--db", metavar="PATH", help="database to write")
     daemon.add_argument("--bus-address", metavar="ADDRESS", help="D-Bus address of systemd")
     daemon.add_argument("--journal-dir", metavar="DIR", help="read the journal from DIR")
+    daemon.add_argument(
+        "--journal-socket",
+        metavar="PATH",
+        help="write run records to the journald listening on PATH (another systemd's)",
+    )
+    daemon.add_argument(
+        "--fleet-dir",
+        metavar="DIR",
+        help="a central observer: read the hosts' journals received in DIR, with no bus",
+    )
     daemon.add_argument("--config", metavar="PATH", help="TOML configuration file")
     daemon.add_argument("--passwd", metavar="PATH", help=(
         "name users' units from this passwd file (default: the system's users; for a "

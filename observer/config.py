@@ -59,6 +59,14 @@ class JournalConfig:
 
     directory: str = ""
     backfill_days: int = 7
+    write_runs: bool = True  # a record of each finished run into the journal (docs/fleet.md)
+
+
+@dataclass(frozen=True, slots=True)
+class FleetConfig:
+    """A central observer: where the journals received from the fleet's hosts are."""
+
+    directory: str = ""  # e.g. "/var/log/journal/remote"; empty: this host's own runs only
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +112,7 @@ class Config:
     output: OutputConfig = field(default_factory=OutputConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     journal: JournalConfig = field(default_factory=JournalConfig)
+    fleet: FleetConfig = field(default_factory=FleetConfig)
     run: RunConfig = field(default_factory=RunConfig)
     dashboard: DashboardConfig = field(default_factory=DashboardConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
@@ -117,6 +126,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "output": OutputConfig,
     "retention": RetentionConfig,
     "journal": JournalConfig,
+    "fleet": FleetConfig,
     "dashboard": DashboardConfig,
     "metrics": MetricsConfig,
     "jobs": JobsConfig,

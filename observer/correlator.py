@@ -35,6 +35,7 @@ from observer.model import (
     UnitProperties,
 )
 from observer.refused import RefusedStarts, Skip, is_refusal
+from observer.starts import Starts
 from observer.users import unit_of
 
 K = TypeVar("K")
@@ -109,7 +110,7 @@ class Correlator:
         # service -> the timer that last fired for it, when, and the one run it started.
         self._last_triggers: dict[str, _TimerFired] = {}
         # Kept after a unit is unloaded (GC, transient): its output can still arrive.
-        self._starts: OrderedDict[str, list[tuple[int, str]]] = OrderedDict()
+        self.starts = Starts()
         self._reloading = False
         self._refused = RefusedStarts(host)
 
@@ -146,40 +147,16 @@ class Correlator:
         return {inv.unit: inv.invocation_id for inv in invocations if not inv.finished}
 
     def invocation_at(self, unit: str, realtime_usec: int) -> str | None:
-        """The invocation of ``unit`` that was running at a time, as far as known.
-
-        journald reads a line's invocation ID from the unit's cgroup, which is gone when
-        the process already exited: such lines are attributed by unit and time.
-        """
-        starts = self._starts.get(unit)
-        if not starts:
-            return None
-        before = [inv for start, inv in starts if start <= realtime_usec]
-        return before[-1] if before else starts[0][1]
+        """The invocation of ``unit`` that was running at a time (observer/starts.py)."""
+        return self.starts.invocation_at(unit, realtime_usec)
 
     def user_run_at(self, user_prefix: str, realtime_usec: int) -> tuple[str, str] | None:
-        """The unit and invocation of a user (``alice/``) started last before a time: where
-        a line goes that journald could only tag with its uid (its process exited at once)."""
-        starts = sorted(
-            (start, unit, inv)
-            for unit, known in self._starts.items()
-            if unit.startswith(user_prefix)
-            for start, inv in known
-            if start <= realtime_usec
-        )
-        return (starts[-1][1], starts[-1][2]) if starts else None
+        return self.starts.user_run_at(user_prefix, realtime_usec)
 
-    def _note_start(self, unit: str, invocation_id: str, start_usec: int | None) -> None:
-        if start_usec is None:
-            return
-        starts = self._starts.setdefault(unit, [])
-        self._starts.move_to_end(unit)
-        _trim(self._starts)
-        if any(inv == invocation_id for _, inv in starts):
-            return
-        starts.append((start_usec, invocation_id))
-        starts.sort()
-        del starts[:-8]
+    def ended_last(self, unit: str, invocation_id: str) -> bool:
+        """Whether ``invocation_id`` is the newest start known of ``unit`` and has ended."""
+        inv = self._invocations.get(invocation_id)
+        return self.starts.newest(unit) == invocation_id and inv is not None and inv.finished
 
     # -- bus ---------------------------------------------------------------------------
 
@@ -216,7 +193,7 @@ class Correlator:
             # (inactive, stale Result): only a run seen alive is timed and ended from here.
             inv.seen_live = True
             inv.started_usec = self._start_usec(unit)
-            self._note_start(event.unit, invocation_id, inv.started_usec)
+            self.starts.note(event.unit, invocation_id, inv.started_usec)
             self._claim_timer(inv)
             effects.append(RecordRun(self._run(inv, Source.BUS, started_usec=inv.started_usec)))
             effects.extend(self._trigger_effects(inv))
@@ -406,7 +383,7 @@ class Correlator:
         known = record.invocation_id in self._invocations
         if record.kind is JobKind.STARTING:
             inv = self._remember(record.unit, record.invocation_id)
-            self._note_start(record.unit, record.invocation_id, record.realtime_usec)
+            self.starts.note(record.unit, record.invocation_id, record.realtime_usec)
             if record.job_id is not None and inv.job_id is None:
                 inv.job_id = record.job_id
             run = self._run(
@@ -416,7 +393,7 @@ class Correlator:
         if record.kind is JobKind.STARTED:
             # Transient units log no "Starting": "Started" is the best start known then.
             inv = self._remember(record.unit, record.invocation_id)
-            self._note_start(record.unit, record.invocation_id, record.realtime_usec)
+            self.starts.note(record.unit, record.invocation_id, record.realtime_usec)
             return [RecordRun(self._run(inv, Source.JOURNAL, started_usec=record.realtime_usec))]
         if record.kind is JobKind.MAIN_EXITED:
             inv = self._remember(record.unit, record.invocation_id)
@@ -466,7 +443,7 @@ class Correlator:
     def _new_manager(self, record: Pid1Record) -> CloseInterrupted:
         """A manager finished starting: what it ran before it can never end now."""
         started = record.realtime_usec - (record.userspace_usec or 0)
-        noted = {inv: usec for starts in self._starts.values() for usec, inv in starts}
+        noted = {inv: usec for _, usec, inv in self.starts.all()}
         for inv in self._invocations.values():
             began = inv.started_usec or noted.get(inv.invocation_id)
             if began is not None and began < started:

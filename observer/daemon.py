@@ -5,13 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import os
 import signal
 import socket
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 
@@ -23,23 +21,30 @@ from observer.daemon_setup import bus_hint, bus_name, journal_scope, setup_from
 from observer.dashboard.service import DashboardService
 from observer.dashboard.serving import Pages
 from observer.effects import CloseInterrupted, Effect, ReadCost, RecordRun, RecordTimer, ResolveJob
+from observer.fleet.ingest import (
+    HELD_PREFIX,
+    MARK_PREFIX,
+    FleetEntry,
+    FleetIntake,
+    HostIntake,
+    Marks,
+    parse_fleet_entry,
+    parse_local,
+)
+from observer.fleet.records import RunRecord
+from observer.fleet.service import JOURNAL_SOCKET, RunRecords, journal_sender
 from observer.journal import JournalBatch, JournalFollower
 from observer.metrics.service import MetricsService
-from observer.model import Event, OutputLine, OutputSuppressed, Run, StoreError
-from observer.output import OutputBudget, cut_line
+from observer.model import Event, OutputLine, OutputSuppressed, Pid1Record, Run, StoreError
 from observer.run.service import WrapperRuns
-from observer.store import Batch, OutputCounts, StoredLine
+from observer.run_output import RunOutput
+from observer.store import Batch
 from observer.store_thread import AsyncStore
-from observer.users import SEPARATOR
 
 log = logging.getLogger(__name__)
 
 # How long writes may gather before they are committed together.
 FLUSH_DELAY = 0.005
-# Budgets of finished runs are kept this long for output that reaches the journal late.
-LATE_OUTPUT_SECONDS = 600
-# How many finished results to remember for output arriving after its run ended.
-_RESULT_MEMORY = 16384
 RETENTION_INTERVAL = 3600
 
 
@@ -54,18 +59,21 @@ class Daemon:
         journal_dir: Path | None,
         user: str | None = None,
         passwd: Path | None = None,
+        fleet_dir: Path | None = None,
+        journal_socket: Path | None = None,
     ) -> None:
         self.config = config
         self.host = config.host or socket.gethostname()
         self.store = AsyncStore(db_path)
         self.bus_address = bus_address
-        self.journal_dir = journal_dir
+        self.journal_dir = fleet_dir or journal_dir
         self.correlator = Correlator(self.host, config.observe.observes, boot_id=_boot_id())
         self.pending = Batch()
-        self.budgets: dict[str, OutputBudget] = {}
-        self.finished_at: dict[str, float] = {}
-        self.results: OrderedDict[str, str] = OrderedDict()
-        self.stored_output: set[str] = set()
+        self.output = RunOutput(config, self.correlator, self.store, lambda: self.pending)
+        # A central observer (fleet_dir): every host's runs from the received journals.
+        self.fleet = None
+        if fleet_dir is not None:
+            self.fleet = FleetIntake(config, self.store, lambda: self.pending)
         self.flush_wanted = asyncio.Event()
         self.flush_lock = asyncio.Lock()
         self.store_healthy = asyncio.Event()
@@ -84,10 +92,6 @@ class Daemon:
         self.events_processed = 0
         self.store_errors = 0
         self.runs_recorded = 0
-        self.unattributed_lines = 0
-        self.lost_lines = 0  # journald dropped them (its rate limit)
-        # Each unit's invocation that printed the newest line read from the journal.
-        self.last_printed: dict[str, str] = {}
         served = None
         if pages_dir := dashboard_directory(config, db_path):
             pages = DashboardService(pages_dir, db_path, config.dashboard)
@@ -100,10 +104,26 @@ class Daemon:
             )
             self.recorded_hooks.append(metrics.runs_recorded)
             self.services.append(metrics.run)
+        self.records: RunRecords | None = None
+        if config.journal.write_runs and self.fleet is None:
+            self.records = RunRecords(
+                db_path, send=journal_sender(journal_socket or JOURNAL_SOCKET)
+            )
+            self.recorded_hooks.append(self.records.runs_recorded)
+            self.services.append(self.records.run)
         if config.alerts.present:
             alerts = AlertService(config, db_path, self.host, healthy=self._recording)
             self.recorded_hooks.append(alerts.runs_recorded)
             self.services.append(alerts.run)
+
+    @property
+    def unattributed_lines(self) -> int:
+        fleet = self.fleet.unattributed_lines if self.fleet is not None else 0
+        return self.output.unattributed_lines + fleet
+
+    @property
+    def lost_lines(self) -> int:
+        return self.output.lost_lines + (self.fleet.lost_lines if self.fleet is not None else 0)
 
     def _recording(self) -> bool:
         """Whether runs are being recorded: the heartbeat is only sent while they are."""
@@ -111,23 +131,28 @@ class Daemon:
 
     # -- events ------------------------------------------------------------------------
 
-    def feed(self, event: Event) -> None:
-        """Run one event through the correlator and queue what follows from it."""
+    def feed(self, event: Event, host: HostIntake | None = None) -> None:
+        """Run one event through the correlator (a fleet host's) and queue what follows."""
         self.events_processed += 1
+        correlator, output = (
+            (self.correlator, self.output) if host is None else (host.correlator, host.output)
+        )
         try:
-            effects = self.correlator.feed(event)
+            effects = correlator.feed(event)
         except Exception:  # one bad event never stops the daemon
             log.exception("could not process %r", event)
             return
         for effect in effects:
-            self.apply(effect)
+            self.apply(effect, output)
 
-    def apply(self, effect: Effect) -> None:
+    def apply(self, effect: Effect, output: RunOutput | None = None) -> None:
         match effect:
             case RecordRun(run=run):
                 self.pending.runs.append(run)
+                if run.trigger is not None and self.records is not None:
+                    self.records.trigger_known(run)
                 if run.finished and run.result is not None and run.invocation_id is not None:
-                    self._run_ended(run.invocation_id, run.result)
+                    (output or self.output).run_ended(run.invocation_id, run.result)
             case RecordTimer(timer=timer):
                 self.pending.timers.append(timer)
             case CloseInterrupted(host=host, before_usec=before, finished_usec=finished):
@@ -175,112 +200,6 @@ class Daemon:
             self.feed(timer)
         self.flush_wanted.set()
 
-    # -- output ------------------------------------------------------------------------
-
-    def _limit_for(self, invocation_id: str) -> int:
-        if self.results.get(invocation_id) == "success":
-            return self.config.output.max_bytes
-        return self.config.output.failed_max_bytes
-
-    def _run_ended(self, invocation_id: str, result: str) -> None:
-        self.results[invocation_id] = result
-        self.results.move_to_end(invocation_id)
-        while len(self.results) > _RESULT_MEMORY:
-            self.results.popitem(last=False)
-        self.finished_at[invocation_id] = time.monotonic()
-        budget = self.budgets.get(invocation_id)
-        if budget is not None and result == "success":
-            dropped = budget.shrink(self.config.output.max_bytes)
-            self.pending.dropped.extend((invocation_id, seq) for seq in dropped)
-            self._count(invocation_id, budget, None)
-
-    def _count(self, invocation_id: str, budget: OutputBudget, last_usec: int | None) -> None:
-        previous = self.pending.counts.get(invocation_id)
-        if last_usec is None:
-            last_usec = previous.last_usec if previous is not None else int(time.time() * 1e6)
-        self.pending.counts[invocation_id] = OutputCounts(
-            invocation_id,
-            budget.lines,
-            budget.bytes,
-            budget.dropped_lines,
-            budget.dropped_bytes,
-            budget.head_end,
-            last_usec,
-        )
-
-    async def _budget(self, invocation_id: str) -> OutputBudget:
-        budget = self.budgets.get(invocation_id)
-        if budget is not None:
-            return budget
-        limit = self._limit_for(invocation_id)
-        if invocation_id in self.stored_output:
-            # An earlier daemon stored some of this output: continue where it stopped.
-            self.stored_output.discard(invocation_id)
-            await self.flush()
-            kept, counts, result = await self.store.load_output(invocation_id)
-            if result is not None:
-                limit = (
-                    self.config.output.max_bytes
-                    if result == "success"
-                    else self.config.output.failed_max_bytes
-                )
-            if counts is not None:
-                budget = OutputBudget.restore(
-                    limit,
-                    kept,
-                    counts.head_end,
-                    (counts.lines, counts.bytes, counts.dropped_lines, counts.dropped_bytes),
-                )
-        if budget is None:
-            budget = OutputBudget(limit=limit)
-        self.budgets[invocation_id] = budget
-        return budget
-
-    async def add_output(self, line: OutputLine) -> None:
-        if line.unit.endswith(SEPARATOR):  # a user's line without its unit
-            found = self.correlator.user_run_at(line.unit, line.realtime_usec)
-            if found is None:
-                self.unattributed_lines += 1
-                return
-            line = dataclasses.replace(line, unit=found[0], invocation_id=found[1])
-        if not self.config.observe.observes(line.unit):
-            return
-        if not line.invocation_id:
-            invocation_id = self.correlator.invocation_at(line.unit, line.realtime_usec)
-            if invocation_id is None:
-                self.unattributed_lines += 1
-                return
-            line = dataclasses.replace(line, invocation_id=invocation_id)
-        self.last_printed[line.unit] = line.invocation_id
-        budget = await self._budget(line.invocation_id)
-        message, cut = cut_line(line.message, budget.line_limit)
-        seq, dropped = budget.admit(len(message))
-        budget.bytes += cut
-        budget.dropped_bytes += cut
-        self.pending.lines.append(
-            StoredLine(line.invocation_id, seq, line.realtime_usec, line.priority, message)
-        )
-        self.pending.dropped.extend((line.invocation_id, s) for s in dropped)
-        self._count(line.invocation_id, budget, line.realtime_usec)
-
-    def output_suppressed(self, event: OutputSuppressed) -> None:
-        """journald dropped lines of a unit: they belong to the run that printed last (it
-        says so when the unit's next line comes after its window, often a later run's)."""
-        if not self.config.observe.observes(event.unit):
-            return
-        self.lost_lines += event.lines
-        invocation_id = self.last_printed.get(event.unit) or event.invocation_id
-        if invocation_id:
-            self.pending.lost.append((invocation_id, event.lines, event.realtime_usec))
-
-    def _forget_old_budgets(self) -> None:
-        horizon = time.monotonic() - LATE_OUTPUT_SECONDS
-        for invocation_id, ended in list(self.finished_at.items()):
-            if ended < horizon:
-                del self.finished_at[invocation_id]
-                if self.budgets.pop(invocation_id, None) is not None:
-                    self.stored_output.add(invocation_id)
-
     # -- writing -----------------------------------------------------------------------
 
     async def flush(self) -> None:
@@ -323,19 +242,45 @@ class Daemon:
                 delay = min(max(delay * 2, 0.5), 30.0)
                 self.flush_wanted.set()
 
+    async def _take(self, entry: object) -> None:
+        """One event read from the journal (a fleet host's, tagged with its place)."""
+        host = None
+        event = entry
+        usec = None
+        if isinstance(entry, FleetEntry):
+            if self.fleet is None or not self.fleet.take(entry):
+                return  # re-sent by journal-upload: taken already
+            host = self.fleet.host(entry.place.host)
+            event = entry.event
+            usec = entry.realtime_usec
+        output = self.output if host is None else host.output
+        if isinstance(event, OutputLine):
+            try:
+                await output.add_output(event)
+            except StoreError as e:
+                log.error("could not load stored output: %s", e)
+        elif isinstance(event, OutputSuppressed):
+            output.output_suppressed(event)
+        elif isinstance(event, RunRecord):
+            self.pending.records.append(event.run)
+            if event.run.invocation_id and event.run.result:
+                output.run_ended(event.run.invocation_id, event.run.result)
+        elif isinstance(event, Pid1Record):
+            self.feed(event, host)
+        if host is not None and host.output.held:
+            await host.output.release_held(usec)
+
     async def _consume_journal(self) -> None:
         while True:
             batch = await self.journal_queue.get()
             for event in batch.events:
-                if isinstance(event, OutputLine):
-                    try:
-                        await self.add_output(event)
-                    except StoreError as e:
-                        log.error("could not load stored output: %s", e)
-                elif isinstance(event, OutputSuppressed):
-                    self.output_suppressed(event)
-                else:
-                    self.feed(event)
+                await self._take(event)
+            if self.output.held and batch.last_usec is not None:
+                await self.output.release_held(batch.last_usec)
+            self.pending.state["held_output"] = self.output.held_state()
+            if self.fleet is not None:
+                self.pending.state.update(self.fleet.marks.changed())
+                self.pending.state.update(self.fleet.held_state())
             self.pending.journal_cursor = batch.cursor
             self.flush_wanted.set()
             # While the store cannot be written, read no further: the journal keeps it.
@@ -368,7 +313,9 @@ class Daemon:
                 next_prune = time.monotonic() + RETENTION_INTERVAL
                 await self._prune()
             await asyncio.sleep(30)
-            self._forget_old_budgets()
+            self.output.forget_old_budgets()
+            if self.fleet is not None:
+                self.fleet.forget_old_budgets()
             if self.follower is not None and not self.follower.alive:
                 raise RuntimeError("the journal reader stopped") from self.follower.failure
 
@@ -410,7 +357,12 @@ class Daemon:
                 "first start: importing runs from the last %d days of the journal",
                 self.config.journal.backfill_days,
             )
-        self.stored_output = await self.store.recent_output(int((time.time() - 86400) * 1e6))
+        self.output.stored_output = await self.store.recent_output(int((time.time() - 86400) * 1e6))
+        self.output.restore_held(await self.store.read_state("held_output"))
+        if self.fleet is not None:
+            self.fleet.marks = Marks(await self.store.read_states(MARK_PREFIX))
+            self.fleet.held = await self.store.read_states(HELD_PREFIX)
+            self.fleet.stored_output.update(self.output.stored_output)
         loop = asyncio.get_running_loop()
         self.follower = JournalFollower(
             self.journal_queue,
@@ -419,13 +371,16 @@ class Daemon:
             cursor=cursor,
             since_usec=since,
             scope=self.journal_scope,
+            parse=parse_local if self.fleet is None else parse_fleet_entry,
         )
         self.follower.start()
         connected = asyncio.Event()
         workers = [
             asyncio.create_task(self._flusher()),
             asyncio.create_task(self._consume_journal()),
-            asyncio.create_task(self._bus_loop(connected)),
+            asyncio.create_task(
+                self._bus_loop(connected) if self.fleet is None else _no_bus(connected)
+            ),
             asyncio.create_task(self._housekeeping()),
         ]
         workers.extend(asyncio.create_task(service()) for service in self.services)
@@ -461,6 +416,12 @@ class Daemon:
             await self.store.close()
 
 
+async def _no_bus(connected: asyncio.Event) -> None:
+    """A central observer listens to no systemd: it is ready at once."""
+    connected.set()
+    await asyncio.Event().wait()
+
+
 def _boot_id() -> str | None:
     """This boot's ID as the journal writes it (32 hex digits)."""
     try:
@@ -487,6 +448,8 @@ def run(args: argparse.Namespace) -> int:
         setup.journal_dir,
         user=setup.user,
         passwd=setup.passwd,
+        fleet_dir=setup.fleet_dir,
+        journal_socket=setup.journal_socket,
     )
     db_path, config = setup.db_path, setup.config
     # Runs of `observer run`: spooled ones into the store, finished ones to the consumers.

@@ -38,6 +38,8 @@ class DaemonSetup:
     journal_dir: Path | None  # None: the local journal
     user: str | None = None  # a user's own daemon: whose
     passwd: Path | None = None  # users' names from this file instead of the system's
+    fleet_dir: Path | None = None  # a central observer: the received journals, no bus
+    journal_socket: Path | None = None  # where run records go; None: this system's journald
 
 
 def setup_from(args: argparse.Namespace) -> DaemonSetup:
@@ -65,7 +67,10 @@ def setup_from(args: argparse.Namespace) -> DaemonSetup:
         db_path = user_db_path() if user is not None else default_db_path()
     journal_dir = args.journal_dir or config.journal.directory or None
     passwd = getattr(args, "passwd", None)
+    fleet_dir = getattr(args, "fleet_dir", None) or config.fleet.directory or None
     return DaemonSetup(
+        fleet_dir=Path(fleet_dir) if fleet_dir else None,
+        journal_socket=Path(args.journal_socket) if getattr(args, "journal_socket", None) else None,
         config=config,
         db_path=db_path,
         bus_address=args.bus_address or (user_bus_address() if user is not None else None),

@@ -248,11 +248,15 @@ def _accounted(value: object, per: int = 1) -> int | None:
     return number // per
 
 
+# Turns a raw entry into what the daemon acts on (parse_entry, or a central observer's).
+EntryParser = Callable[[Mapping[str, object], JournalScope], object | None]
+
+
 @dataclass(frozen=True, slots=True)
 class JournalBatch:
     """Events read from the journal, and the cursor of the last entry read."""
 
-    events: list[JournalEvent]
+    events: list[object]
     cursor: str
     # The realtime of the last entry read (any entry, not only those events stand for).
     last_usec: int | None = None
@@ -274,8 +278,10 @@ class JournalFollower:
         cursor: str | None,
         since_usec: int | None,
         scope: JournalScope = SYSTEM_ONLY,
+        parse: EntryParser = parse_entry,
     ) -> None:
         self._scope = scope
+        self._parse = parse
         self._queue = queue
         self._loop = loop
         self._journal_dir = journal_dir
@@ -302,7 +308,7 @@ class JournalFollower:
     def _open(self) -> object:
         from systemd import journal  # noqa: PLC0415 (needs the C library; only the daemon does)
 
-        raw = ("MESSAGE", "MESSAGE_ID", "__REALTIME_TIMESTAMP")
+        raw = ("MESSAGE", "MESSAGE_ID", "__REALTIME_TIMESTAMP", "__MONOTONIC_TIMESTAMP")
         converters = dict.fromkeys(raw, _identity)
         if self._journal_dir is not None:
             reader = journal.Reader(path=str(self._journal_dir), converters=converters)
@@ -341,7 +347,7 @@ class JournalFollower:
             self.failure = e
 
     def _read_batch(self, reader: object) -> JournalBatch | None:
-        events: list[JournalEvent] = []
+        events: list[object] = []
         cursor: str | None = None
         last_usec: int | None = None
         for _ in range(BATCH_SIZE * 4):
@@ -352,7 +358,7 @@ class JournalFollower:
             cursor = entry["__CURSOR"]
             last_usec = _number(entry.get("__REALTIME_TIMESTAMP")) or last_usec
             try:
-                event = parse_entry(entry, self._scope)
+                event = self._parse(entry, self._scope)
             except Exception:  # one odd entry never stops the reader
                 log.exception("skipped a journal entry observer could not read")
                 continue

@@ -252,17 +252,23 @@ class Batch:
     lost: list[tuple[str, int, int]] = field(default_factory=list)
     # A new systemd started: (host, its start, the journal's last entry before it).
     interrupted: list[tuple[str, int, int | None]] = field(default_factory=list)
+    # Runs as their own host's observer recorded them (run records): their facts win.
+    records: list[Run] = field(default_factory=list)
+    # Rows of the state table committed with the cursor (a central observer's marks).
+    state: dict[str, str] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
         return bool(
             self.runs or self.timers or self.lines or self.dropped or self.counts or self.lost
-        ) or bool(self.interrupted or self.journal_cursor is not None)
+        ) or bool(self.interrupted or self.records or self.state or self.journal_cursor)
 
     def followed_by(self, then: Batch) -> Batch:
         """One batch holding this one followed by ``then`` (a write to try again)."""
         counts = dict(self.counts)
         counts.update(then.counts)
         return Batch(
+            records=self.records + then.records,
+            state={**self.state, **then.state},
             runs=self.runs + then.runs,
             timers=self.timers + then.timers,
             lines=self.lines + then.lines,
@@ -278,7 +284,7 @@ def write_batch(conn: sqlite3.Connection, batch: Batch) -> list[Run]:
     """Write one batch in one transaction; return the runs it finished (for the first time)."""
     newly_finished: list[Run] = []
     with conn:
-        for run in batch.runs:
+        for run in [*batch.runs, *batch.records]:
             by_invocation = run.invocation_id is not None
             key, upsert = (
                 ("invocation_id", _UPSERT_BY_INVOCATION)
@@ -324,7 +330,10 @@ def write_batch(conn: sqlite3.Connection, batch: Batch) -> list[Run]:
                 "INSERT OR REPLACE INTO state VALUES ('journal_cursor', ?)",
                 (batch.journal_cursor,),
             )
-        keys = {(run.host, run.unit) for run in batch.runs}
+        for run in batch.records:
+            _override(conn, run)
+        conn.executemany("INSERT OR REPLACE INTO state VALUES (?, ?)", batch.state.items())
+        keys = {(run.host, run.unit) for run in [*batch.runs, *batch.records]}
         for host, before_usec, finished_usec in batch.interrupted:
             closed = close_interrupted(conn, host, before_usec, finished_usec)
             newly_finished.extend(closed)
@@ -338,7 +347,7 @@ def write_batch(conn: sqlite3.Connection, batch: Batch) -> list[Run]:
         summary.refresh(conn, keys)
         units = {unit for _, unit in keys}
         # Output of a run written by an earlier batch (a late line): find its unit.
-        known = {run.invocation_id for run in batch.runs}
+        known = {run.invocation_id for run in [*batch.runs, *batch.records]}
         output = {ln.invocation_id for ln in batch.lines} | {iid for iid, _ in batch.dropped}
         output |= {iid for iid, _, _ in batch.lost}
         for invocation_id in sorted((output | batch.counts.keys()) - known):
@@ -349,6 +358,42 @@ def write_batch(conn: sqlite3.Connection, batch: Batch) -> list[Run]:
                 units.add(row[0])
         note_changed(conn, units)
     return newly_finished
+
+
+# What a run record says replaces what PID 1's records made of the run.
+_OVERRIDDEN = (
+    "source", "boot_id", "trigger", "started_usec", "finished_usec", "result", "exit_code",
+    "exit_status", "restarts", "reason", "cpu_seconds", "io_read_bytes", "io_write_bytes",
+    "memory_peak_bytes",
+)  # fmt: skip
+
+
+def _override(conn: sqlite3.Connection, run: Run) -> None:
+    row = run_row(run)
+    sets = ", ".join(f"{name} = COALESCE(:{name}, {name})" for name in _OVERRIDDEN)
+    key = "invocation_id" if run.invocation_id else "start_key"
+    conn.execute(f"UPDATE runs SET {sets} WHERE {key} = :{key}", row)
+
+
+def run_started_before(
+    conn: sqlite3.Connection, host: str, unit: str, usec: int
+) -> tuple[str | None, bool]:
+    """The invocation of ``unit`` on ``host`` that started last at or before a time, and
+    whether it has ended; (None, False) if none is stored."""
+    row = conn.execute(
+        "SELECT invocation_id, finished_usec FROM runs WHERE unit = ? AND host = ? "
+        "AND invocation_id IS NOT NULL AND started_usec <= ? ORDER BY started_usec DESC LIMIT 1",
+        (unit, host, usec),
+    ).fetchone()
+    return (None, False) if row is None else (row[0], row[1] is not None)
+
+
+def read_states(conn: sqlite3.Connection, prefix: str) -> dict[str, str]:
+    """The state rows whose key starts with ``prefix``."""
+    rows = conn.execute(
+        "SELECT key, value FROM state WHERE substr(key, 1, ?) = ?", (len(prefix), prefix)
+    )
+    return dict(rows.fetchall())
 
 
 def close_interrupted(

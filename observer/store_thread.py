@@ -17,7 +17,9 @@ from observer.store import (
     load_output,
     open_for_writing,
     read_state,
+    read_states,
     recent_output,
+    run_started_before,
     write_batch,
 )
 
@@ -52,6 +54,12 @@ class AsyncStore:
 
     async def read_state(self, key: str) -> str | None:
         return await self._call(read_state, self._connection(), key)
+
+    async def run_started_before(self, host: str, unit: str, usec: int) -> tuple[str | None, bool]:
+        return await self._call(run_started_before, self._connection(), host, unit, usec)
+
+    async def read_states(self, prefix: str) -> dict[str, str]:
+        return await self._call(read_states, self._connection(), prefix)
 
     async def load_output(
         self, invocation_id: str

@@ -74,7 +74,8 @@ def sample_jobs(workdir: Path, db: Path, *daemon_args: str) -> Iterator[Sandbox]
     with Sandbox.boot() as sandbox, (workdir / "daemon.log").open("wb") as log:
         daemon = subprocess.Popen(
             [sys.executable, "-m", "observer", "daemon", "--db", str(db), *daemon_args,
-             "--bus-address", sandbox.bus_address, "--journal-dir", str(sandbox.journal_dir)],
+             "--bus-address", sandbox.bus_address, "--journal-dir", str(sandbox.journal_dir),
+             "--journal-socket", str(sandbox.root / "run/systemd/journal/socket")],
             stdout=log, stderr=log, stdin=subprocess.DEVNULL,
         )  # fmt: skip
         try:

@@ -5,6 +5,9 @@
 #   bash packaging/install.sh --uninstall          remove it; keep the database (and an
 #                                                  edited config or drop-ins)
 #   bash packaging/install.sh --uninstall --purge  remove those too
+#   bash packaging/install.sh --fleet-receiver[=ADDRESS:PORT]  also receive the fleet's
+#                         journals here and record them (docs/fleet.md)
+#   bash packaging/install.sh --fleet-uploader=URL  also send this server's journal to URL
 #
 # Run as root. Running it again changes nothing unless this checkout or the shipped unit
 # changed. pip reads its usual environment (PIP_INDEX_URL, PIP_FIND_LINKS, ...) for an
@@ -57,7 +60,7 @@ say() { printf 'observer install: %s\n' "$*"; }
 die() { printf 'observer install: error: %s\n' "$*" >&2; exit 1; }
 
 usage() {
-    sed -n '2,7s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+    sed -n '2,10s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
     exit "${1:-0}"
 }
 
@@ -348,21 +351,32 @@ uninstall_all() {
 }
 
 main() {
-    local uninstall=0 purge=0
+    local uninstall=0 purge=0 receiver="" uploader=""
     for arg in "$@"; do
         case $arg in
             --uninstall) uninstall=1 ;;
             --purge) purge=1 ;;
+            --fleet-receiver) receiver=127.0.0.1:19532 ;;
+            --fleet-receiver=*) receiver=${arg#*=} ;;
+            --fleet-uploader=*) uploader=${arg#*=} ;;
             -h | --help) usage 0 ;;
             *) printf 'observer install: unknown option %s\n' "$arg" >&2; usage 2 >&2 ;;
         esac
     done
     ((!purge || uninstall)) || die "--purge goes with --uninstall"
+    ((!uninstall)) || [ -z "$receiver$uploader" ] || die "--fleet-* options go with an install"
     preflight "$@"
     if ((uninstall)); then
         uninstall_all "$purge"
     else
         install_all
+        if [ -n "$receiver" ]; then
+            bash "$SOURCE/packaging/fleet/setup.sh" receiver "$receiver"
+            bash "$SOURCE/packaging/fleet/setup.sh" central
+        fi
+        if [ -n "$uploader" ]; then
+            bash "$SOURCE/packaging/fleet/setup.sh" uploader "$uploader"
+        fi
     fi
 }
 

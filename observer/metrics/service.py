@@ -62,8 +62,12 @@ class DaemonView(Protocol):
     events_processed: int
     runs_recorded: int
     store_errors: int
-    unattributed_lines: int
-    lost_lines: int
+
+    @property
+    def unattributed_lines(self) -> int: ...
+
+    @property
+    def lost_lines(self) -> int: ...
 
     @property
     def correlator(self) -> _Running: ...

@@ -1,0 +1,232 @@
+"""A central observer's intake: the hosts' journals, as systemd-journal-remote received them.
+
+Every entry is tagged with the host that wrote it (``_HOSTNAME``); each host gets a
+correlator and output budgets of its own, exactly as its own observer has. journal-upload
+delivers at least once (it re-sends one entry at each reconnect), so each entry's place in
+its host's journal, (host, boot, monotonic time, the entry's hash), is checked against
+the newest entries taken of that host, kept in the state committed with the journal
+cursor: an entry among them is one already taken.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+
+from observer.config import Config
+from observer.correlator import Correlator
+from observer.fleet.records import RUN_RECORD_MESSAGE_ID, RunRecord, parse_record
+from observer.journal import SYSTEM_ONLY, JournalEvent, JournalScope, parse_entry
+from observer.run_output import RunOutput
+from observer.store import Batch
+from observer.store_thread import AsyncStore
+
+log = logging.getLogger(__name__)
+
+# The state rows holding each host's held output lines: "held_output HOST" (run_output.py).
+HELD_PREFIX = "held_output "
+# The state rows holding the marks: "fleet_mark HOST" -> the newest entries taken of HOST.
+MARK_PREFIX = "fleet_mark "
+
+
+@dataclass(frozen=True, slots=True)
+class EntryPlace:
+    """Where an entry stands in its host's own journal (the same on every re-send)."""
+
+    host: str
+    boot_id: str
+    monotonic_usec: int
+    entry_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class FleetEntry:
+    """An event read from a received journal, with the host and place it came from."""
+
+    place: EntryPlace
+    event: JournalEvent | RunRecord
+    realtime_usec: int = 0  # the entry's time, as its host's clock said
+
+
+def _text(value: object) -> str:
+    if isinstance(value, uuid.UUID):
+        return value.hex
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return value if isinstance(value, str) else ""
+
+
+def _monotonic_usec(value: object) -> int | None:
+    if isinstance(value, tuple):  # systemd-python: (timedelta, boot UUID)
+        value = value[0]
+    if isinstance(value, timedelta):
+        return (value.days * 86400 + value.seconds) * 1_000_000 + value.microseconds
+    if isinstance(value, int):
+        return value
+    try:
+        return int(_text(value))
+    except ValueError:
+        return None
+
+
+def _message_id(entry: Mapping[str, object]) -> str:
+    return _text(entry.get("MESSAGE_ID")).replace("-", "")
+
+
+def is_run_record(entry: Mapping[str, object]) -> bool:
+    return _message_id(entry) == RUN_RECORD_MESSAGE_ID
+
+
+def parse_local(entry: Mapping[str, object], scope: JournalScope) -> JournalEvent | None:
+    """A host's own daemon reads its journal as before, leaving out its own run records."""
+    return None if is_run_record(entry) else parse_entry(entry, scope)
+
+
+def _place(entry: Mapping[str, object]) -> EntryPlace | None:
+    host = _text(entry.get("_HOSTNAME"))
+    monotonic = _monotonic_usec(entry.get("__MONOTONIC_TIMESTAMP"))
+    boot_id = _text(entry.get("_BOOT_ID")).replace("-", "")
+    cursor = _text(entry.get("__CURSOR"))
+    parts = dict(p.split("=", 1) for p in cursor.split(";") if "=" in p)
+    if not host or monotonic is None or "x" not in parts:
+        return None
+    return EntryPlace(host, boot_id, monotonic, parts["x"])
+
+
+def parse_fleet_entry(entry: Mapping[str, object], scope: JournalScope) -> FleetEntry | None:
+    """A received entry as an event of its host; None when it is about no run."""
+    place = _place(entry)
+    if place is None:
+        return None
+    event: JournalEvent | RunRecord | None
+    if is_run_record(entry):
+        event = parse_record(entry, place.host)
+    else:
+        # Remote hosts' users are unknown here: their own units are not read.
+        event = parse_entry(entry, SYSTEM_ONLY)
+    realtime = entry.get("__REALTIME_TIMESTAMP")
+    usec = realtime if isinstance(realtime, int) else int(_text(realtime) or 0)
+    return None if event is None else FleetEntry(place, event, usec)
+
+
+class Marks:
+    """The entries each host sent last: decides whether an entry is new (pure).
+
+    A re-sent entry is one the uploader sent just before it reconnected, byte for byte the
+    same: the same boot, monotonic time and hash. Times alone cannot order a host's
+    entries (journald stamps a datagram when the kernel received it, a stream's line when
+    it reads it: the journal's order is not always the monotonic clock's), so the newest
+    ``WINDOW`` entries of each host are remembered instead, in the state committed with
+    the cursor.
+    """
+
+    WINDOW = 256
+
+    def __init__(self, stored: Mapping[str, str] | None = None) -> None:
+        self._recent: dict[str, deque[str]] = {}
+        self._known: dict[str, set[str]] = {}
+        self._changed: set[str] = set()
+        for key, value in (stored or {}).items():
+            host = key.removeprefix(MARK_PREFIX)
+            for identity in json.loads(value):
+                self._remember(host, str(identity))
+        self._changed.clear()
+
+    def _remember(self, host: str, identity: str) -> None:
+        recent = self._recent.setdefault(host, deque())
+        known = self._known.setdefault(host, set())
+        recent.append(identity)
+        known.add(identity)
+        while len(recent) > self.WINDOW:
+            known.discard(recent.popleft())
+        self._changed.add(host)
+
+    def take(self, place: EntryPlace) -> bool:
+        """Whether the entry at ``place`` is new; if so it is remembered."""
+        identity = f"{place.boot_id}:{place.monotonic_usec}:{place.entry_hash}"
+        if identity in self._known.get(place.host, ()):
+            return False
+        self._remember(place.host, identity)
+        return True
+
+    def changed(self) -> dict[str, str]:
+        """The state rows of the hosts whose entries were taken since the last call."""
+        rows = {
+            f"{MARK_PREFIX}{host}": json.dumps(list(self._recent[host]))
+            for host in sorted(self._changed)
+        }
+        self._changed.clear()
+        return rows
+
+
+@dataclass(slots=True)
+class HostIntake:
+    """What a central observer keeps for one host: its correlator and its runs' output."""
+
+    correlator: Correlator
+    output: RunOutput
+
+
+class FleetIntake:
+    """Every host's correlator and output, and the marks that keep each entry taken once."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: AsyncStore,
+        pending: Callable[[], Batch],
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.pending = pending
+        self.hosts: dict[str, HostIntake] = {}
+        self.marks = Marks()
+        self.duplicates = 0
+        self.stored_output: set[str] = set()
+
+        self.held: dict[str, str] = {}  # state rows of held lines, read at start
+
+    def host(self, name: str) -> HostIntake:
+        intake = self.hosts.get(name)
+        if intake is None:
+            correlator = Correlator(name, self.config.observe.observes)
+            output = RunOutput(self.config, correlator, self.store, self.pending)
+            output.stored_output = self.stored_output  # shared: one set for the database
+            output.restore_held(self.held.get(f"{HELD_PREFIX}{name}"))
+            intake = self.hosts[name] = HostIntake(correlator, output)
+        return intake
+
+    def held_state(self) -> dict[str, str]:
+        """Every host's held lines as state rows."""
+        return {f"{HELD_PREFIX}{name}": h.output.held_state() for name, h in self.hosts.items()}
+
+    def take(self, entry: FleetEntry) -> bool:
+        """Whether ``entry`` is new (not a re-sent one already taken)."""
+        if self.marks.take(entry.place):
+            return True
+        self.duplicates += 1
+        log.info("skipped an entry %s sent again (journal-upload reconnected)", entry.place.host)
+        return False
+
+    @property
+    def unattributed_lines(self) -> int:
+        return sum(h.output.unattributed_lines for h in self.hosts.values())
+
+    @property
+    def lost_lines(self) -> int:
+        return sum(h.output.lost_lines for h in self.hosts.values())
+
+    def forget_old_budgets(self) -> None:
+        for intake in self.hosts.values():
+            intake.output.forget_old_budgets()
+
+    def running(self) -> dict[str, str]:
+        running: dict[str, str] = {}
+        for intake in self.hosts.values():
+            running.update(intake.correlator.running())
+        return running

@@ -1,0 +1,227 @@
+"""Runs' output as the daemon reads it from the journal: each line attributed to its run and
+kept within that run's budget, and what journald says it dropped."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+from observer.config import Config
+from observer.correlator import Correlator
+from observer.model import OutputLine, OutputSuppressed
+from observer.output import OutputBudget, cut_line
+from observer.store import Batch, OutputCounts, StoredLine
+from observer.store_thread import AsyncStore
+from observer.users import SEPARATOR
+
+log = logging.getLogger(__name__)
+
+# Budgets of finished runs are kept this long for output that reaches the journal late.
+LATE_OUTPUT_SECONDS = 600
+# How many finished results to remember for output arriving after its run ended.
+_RESULT_MEMORY = 16384
+# journald can write a run's first line (one without invocation ID) a few milliseconds
+# before PID 1's "Starting" record of that run (seen: 0.3-4 ms): a line that comes after
+# its unit's last run ended waits this long (in the journal's time) for a start to follow.
+HOLD_USEC = 50_000
+
+
+class RunOutput:
+    """Each run's output budget, and the lines, counts and losses it adds to a batch."""
+
+    def __init__(
+        self,
+        config: Config,
+        correlator: Correlator,
+        store: AsyncStore,
+        pending: Callable[[], Batch],
+    ) -> None:
+        self.config = config
+        self.correlator = correlator
+        self.store = store
+        self.pending = pending  # the batch being gathered (the daemon replaces it at each write)
+        self.budgets: dict[str, OutputBudget] = {}
+        self.finished_at: dict[str, float] = {}
+        self.results: OrderedDict[str, str] = OrderedDict()
+        self.stored_output: set[str] = set()
+        self.unattributed_lines = 0
+        self.lost_lines = 0  # journald dropped them (its rate limit)
+        # Each unit's invocation that printed the newest line read from the journal.
+        self.last_printed: dict[str, str] = {}
+        # Lines without invocation ID read after their unit's last run ended (HOLD_USEC).
+        self.held: list[OutputLine] = []
+
+    def _limit_for(self, invocation_id: str) -> int:
+        if self.results.get(invocation_id) == "success":
+            return self.config.output.max_bytes
+        return self.config.output.failed_max_bytes
+
+    def run_ended(self, invocation_id: str, result: str) -> None:
+        """A run ended: a successful one's budget shrinks to the smaller limit."""
+        self.results[invocation_id] = result
+        self.results.move_to_end(invocation_id)
+        while len(self.results) > _RESULT_MEMORY:
+            self.results.popitem(last=False)
+        self.finished_at[invocation_id] = time.monotonic()
+        budget = self.budgets.get(invocation_id)
+        if budget is not None and result == "success":
+            dropped = budget.shrink(self.config.output.max_bytes)
+            self.pending().dropped.extend((invocation_id, seq) for seq in dropped)
+            self._count(invocation_id, budget, None)
+
+    def _count(self, invocation_id: str, budget: OutputBudget, last_usec: int | None) -> None:
+        pending = self.pending()
+        previous = pending.counts.get(invocation_id)
+        if last_usec is None:
+            last_usec = previous.last_usec if previous is not None else int(time.time() * 1e6)
+        pending.counts[invocation_id] = OutputCounts(
+            invocation_id,
+            budget.lines,
+            budget.bytes,
+            budget.dropped_lines,
+            budget.dropped_bytes,
+            budget.head_end,
+            last_usec,
+        )
+
+    async def _budget(self, invocation_id: str) -> OutputBudget:
+        budget = self.budgets.get(invocation_id)
+        if budget is not None:
+            return budget
+        limit = self._limit_for(invocation_id)
+        if invocation_id in self.stored_output:
+            # An earlier daemon stored some of this output: continue where it stopped.
+            # (No flush first: it would commit part of a journal batch without its cursor.
+            # The store holds all of this run's output: its budget was forgotten only with
+            # nothing of it pending, see forget_old_budgets.)
+            self.stored_output.discard(invocation_id)
+            kept, counts, result = await self.store.load_output(invocation_id)
+            if result is not None:
+                limit = (
+                    self.config.output.max_bytes
+                    if result == "success"
+                    else self.config.output.failed_max_bytes
+                )
+            if counts is not None:
+                budget = OutputBudget.restore(
+                    limit,
+                    kept,
+                    counts.head_end,
+                    (counts.lines, counts.bytes, counts.dropped_lines, counts.dropped_bytes),
+                )
+        if budget is None:
+            budget = OutputBudget(limit=limit)
+        self.budgets[invocation_id] = budget
+        return budget
+
+    async def add_output(self, line: OutputLine) -> None:
+        """Attribute one line to its run and keep it if its budget allows."""
+        if line.unit.endswith(SEPARATOR):  # a user's line without its unit
+            found = self.correlator.user_run_at(line.unit, line.realtime_usec)
+            if found is None:
+                self.unattributed_lines += 1
+                return
+            line = dataclasses.replace(line, unit=found[0], invocation_id=found[1])
+        if not self.config.observe.observes(line.unit):
+            return
+        if not line.invocation_id:
+            unit, t = line.unit, line.realtime_usec
+            invocation_id = self.correlator.invocation_at(unit, t)
+            ended = invocation_id is not None and self.correlator.ended_last(unit, invocation_id)
+            if not self.correlator.starts.known_before(unit, t):
+                # Begun before this daemon started (or not yet started): the store knows.
+                invocation_id, ended = await self.store.run_started_before(
+                    self.correlator.host, unit, t
+                )
+            if invocation_id is None or ended:
+                # Perhaps the next run's, whose start is still to come: held with the run
+                # it goes to if none starts (or "").
+                self.held.append(dataclasses.replace(line, invocation_id=invocation_id or ""))
+                return
+            line = dataclasses.replace(line, invocation_id=invocation_id)
+        await self._admit(line)
+
+    async def release_held(self, now_usec: int | None) -> None:
+        """Attribute held lines: to a run that started just after one, or, once the journal
+        has gone ``HOLD_USEC`` past it with no such start (or ``now_usec`` is None: the
+        daemon stops), to the run before it."""
+        still: list[OutputLine] = []
+        for line in self.held:
+            t = line.realtime_usec
+            invocation_id = self.correlator.starts.between(line.unit, t, t + HOLD_USEC)
+            if invocation_id is None and (now_usec is None or now_usec > t + HOLD_USEC):
+                if not line.invocation_id:  # no run to give it to
+                    self.unattributed_lines += 1
+                    continue
+                invocation_id = line.invocation_id
+            if invocation_id is None:
+                still.append(line)
+            else:
+                await self._admit(dataclasses.replace(line, invocation_id=invocation_id))
+        self.held = still
+
+    def held_state(self) -> str:
+        """The held lines as a state row, committed with the journal cursor that passed them:
+        after a crash they are held again, neither lost nor read twice."""
+        return json.dumps(
+            [
+                [
+                    ln.unit,
+                    ln.realtime_usec,
+                    ln.priority,
+                    base64.b64encode(ln.message).decode(),
+                    ln.invocation_id,
+                ]
+                for ln in self.held
+            ]
+        )
+
+    def restore_held(self, state: str | None) -> None:
+        try:
+            saved = json.loads(state) if state else []
+            self.held = [
+                OutputLine(invocation_id, unit, usec, priority, base64.b64decode(message))
+                for unit, usec, priority, message, invocation_id in saved
+            ]
+        except (ValueError, TypeError) as e:  # a damaged row loses those lines, nothing else
+            log.warning("could not read the held output lines (%s): they are lost", e)
+
+    async def _admit(self, line: OutputLine) -> None:
+        """Keep a line of a known run, if its budget allows."""
+        self.last_printed[line.unit] = line.invocation_id
+        budget = await self._budget(line.invocation_id)
+        message, cut = cut_line(line.message, budget.line_limit)
+        seq, dropped = budget.admit(len(message))
+        budget.bytes += cut
+        budget.dropped_bytes += cut
+        pending = self.pending()
+        pending.lines.append(
+            StoredLine(line.invocation_id, seq, line.realtime_usec, line.priority, message)
+        )
+        pending.dropped.extend((line.invocation_id, s) for s in dropped)
+        self._count(line.invocation_id, budget, line.realtime_usec)
+
+    def output_suppressed(self, event: OutputSuppressed) -> None:
+        """journald dropped lines of a unit: they belong to the run that printed last (it
+        says so when the unit's next line comes after its window, often a later run's)."""
+        if not self.config.observe.observes(event.unit):
+            return
+        self.lost_lines += event.lines
+        invocation_id = self.last_printed.get(event.unit) or event.invocation_id
+        if invocation_id:
+            self.pending().lost.append((invocation_id, event.lines, event.realtime_usec))
+
+    def forget_old_budgets(self) -> None:
+        """Drop budgets of runs that ended long ago (a late line reloads it from the store)."""
+        horizon = time.monotonic() - LATE_OUTPUT_SECONDS
+        pending = self.pending().counts
+        for invocation_id, ended in list(self.finished_at.items()):
+            if ended < horizon and invocation_id not in pending:
+                del self.finished_at[invocation_id]
+                if self.budgets.pop(invocation_id, None) is not None:
+                    self.stored_output.add(invocation_id)

@@ -1,0 +1,74 @@
+"""Each unit's recent starts (pure): where output without an invocation ID belongs."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator
+
+# How many units' starts to remember (kept after a unit is unloaded: output can trail).
+_UNITS = 4096
+# How many starts to remember per unit.
+_PER_UNIT = 8
+
+
+class Starts:
+    """unit -> its newest starts, (start time, invocation ID), oldest first."""
+
+    def __init__(self) -> None:
+        self._starts: OrderedDict[str, list[tuple[int, str]]] = OrderedDict()
+
+    def note(self, unit: str, invocation_id: str, start_usec: int | None) -> None:
+        if start_usec is None:
+            return
+        starts = self._starts.setdefault(unit, [])
+        self._starts.move_to_end(unit)
+        while len(self._starts) > _UNITS:
+            self._starts.popitem(last=False)
+        if any(inv == invocation_id for _, inv in starts):
+            return
+        starts.append((start_usec, invocation_id))
+        starts.sort()
+        del starts[:-_PER_UNIT]
+
+    def all(self) -> Iterator[tuple[str, int, str]]:
+        """Every start remembered: (unit, start time, invocation ID)."""
+        for unit, known in self._starts.items():
+            for start, inv in known:
+                yield unit, start, inv
+
+    def newest(self, unit: str) -> str | None:
+        starts = self._starts.get(unit)
+        return starts[-1][1] if starts else None
+
+    def invocation_at(self, unit: str, realtime_usec: int) -> str | None:
+        """The invocation of ``unit`` that was running at a time, as far as known.
+
+        journald reads a line's invocation ID from the unit's cgroup, which is gone when
+        the process already exited: such lines are attributed by unit and time.
+        """
+        starts = self._starts.get(unit)
+        if not starts:
+            return None
+        before = [inv for start, inv in starts if start <= realtime_usec]
+        return before[-1] if before else starts[0][1]
+
+    def known_before(self, unit: str, realtime_usec: int) -> bool:
+        """Whether a start of ``unit`` at or before a time is remembered."""
+        return any(start <= realtime_usec for start, _ in self._starts.get(unit, ()))
+
+    def between(self, unit: str, first_usec: int, last_usec: int) -> str | None:
+        """The invocation of ``unit`` that started first within a span of time, if one did."""
+        for start, inv in self._starts.get(unit, ()):
+            if first_usec <= start <= last_usec:
+                return inv
+        return None
+
+    def user_run_at(self, user_prefix: str, realtime_usec: int) -> tuple[str, str] | None:
+        """The unit and invocation of a user (``alice/``) started last before a time: where
+        a line goes that journald could only tag with its uid (its process exited at once)."""
+        starts = sorted(
+            (start, unit, inv)
+            for unit, start, inv in self.all()
+            if unit.startswith(user_prefix) and start <= realtime_usec
+        )
+        return (starts[-1][1], starts[-1][2]) if starts else None
