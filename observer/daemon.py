@@ -273,15 +273,19 @@ class Daemon:
     async def _consume_journal(self) -> None:
         while True:
             batch = await self.journal_queue.get()
-            for event in batch.events:
-                await self._take(event)
-            if self.output.held and batch.last_usec is not None:
-                await self.output.release_held(batch.last_usec)
-            self.pending.state["held_output"] = self.output.held_state()
-            if self.fleet is not None:
-                self.pending.state.update(self.fleet.marks.changed())
-                self.pending.state.update(self.fleet.held_state())
-            self.pending.journal_cursor = batch.cursor
+            # A write waits for the whole batch (the flusher can run at any await in it, a
+            # store read, say): its lines are committed with its cursor, never before it,
+            # which a restart would read again and store twice.
+            async with self.flush_lock:
+                for event in batch.events:
+                    await self._take(event)
+                if self.output.held and batch.last_usec is not None:
+                    await self.output.release_held(batch.last_usec)
+                self.pending.state["held_output"] = self.output.held_state()
+                if self.fleet is not None:
+                    self.pending.state.update(self.fleet.marks.changed())
+                    self.pending.state.update(self.fleet.held_state())
+                self.pending.journal_cursor = batch.cursor
             self.flush_wanted.set()
             # While the store cannot be written, read no further: the journal keeps it.
             await self.store_healthy.wait()

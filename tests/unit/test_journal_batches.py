@@ -1,0 +1,67 @@
+"""The daemon commits a journal batch whole, with its cursor: the flusher running in the
+middle of one (at any await: a store read, say) commits none of it, since after a crash the
+batch is read again from the cursor and its lines would be stored twice."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+from observer.config import Config
+from observer.daemon import Daemon
+from observer.journal import JournalBatch
+from observer.model import OutputLine
+
+NEW = "b" * 32
+T = 1_700_000_000_000_000
+Committed = tuple[str | None, list[tuple[str, int, bytes]]]
+
+
+def committed(db: Path) -> Committed:
+    with sqlite3.connect(db) as conn:
+        cursor = conn.execute("SELECT value FROM state WHERE key = 'journal_cursor'").fetchone()
+        lines = conn.execute("SELECT invocation_id, seq, message FROM output ORDER BY 1, 2")
+        return (cursor[0] if cursor else None), [(str(i), int(s), bytes(m)) for i, s, m in lines]
+
+
+async def test_the_flusher_running_in_the_middle_of_a_batch_commits_none_of_it(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "observer.db"
+    daemon = Daemon(Config(host="web1"), db, None, None)
+    await daemon.store.open()
+    add = daemon.output.add_output
+    seen: list[Committed] = []
+    both_read = asyncio.Event()
+
+    async def add_and_yield(line: OutputLine) -> None:
+        await add(line)
+        daemon.flush_wanted.set()
+        await asyncio.sleep(0.05)  # as a store read would: the flusher's turn to run
+        seen.append(committed(db))  # what a crash at this moment would leave
+        if len(seen) == 2:
+            both_read.set()
+
+    daemon.output.add_output = add_and_yield  # type: ignore[method-assign]
+    workers = [
+        asyncio.create_task(daemon._flusher()),
+        asyncio.create_task(daemon._consume_journal()),
+    ]
+    try:
+        lines: list[object] = [
+            OutputLine(NEW, "new.service", T, 6, b"one"),
+            OutputLine(NEW, "new.service", T + 1, 6, b"two"),
+        ]
+        await daemon.journal_queue.put(JournalBatch(lines, "c1"))
+        async with asyncio.timeout(60):
+            await both_read.wait()
+        await daemon.flush()  # waits for the batch to end, then commits it with its cursor
+    finally:
+        for worker in workers:
+            worker.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        await daemon.store.close()
+
+    assert seen == [(None, []), (None, [])]
+    assert committed(db) == ("c1", [(NEW, 0, b"one"), (NEW, 1, b"two")])
