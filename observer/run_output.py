@@ -123,8 +123,10 @@ class RunOutput:
         """Attribute one line to its run and keep it if its budget allows."""
         if line.unit.endswith(SEPARATOR):  # a user's line without its unit
             found = self.correlator.user_run_at(line.unit, line.realtime_usec)
-            if found is None:
-                self.unattributed_lines += 1
+            if found is None or self.correlator.ended_last(*found):
+                # Perhaps the first line of the user's next run, whose start is still to be
+                # read: held as a line of the user (release_held finds its run).
+                self.held.append(line)
                 return
             line = dataclasses.replace(line, unit=found[0], invocation_id=found[1])
         if not self.config.observe.observes(line.unit):
@@ -153,6 +155,10 @@ class RunOutput:
         still: list[OutputLine] = []
         for line in self.held:
             t = line.realtime_usec
+            if line.unit.endswith(SEPARATOR):  # a user's line: any of the user's runs
+                if not await self._release_user_line(line, now_usec):
+                    still.append(line)
+                continue
             invocation_id = self.correlator.starts.between(line.unit, t, t + HOLD_USEC)
             if invocation_id is None and (now_usec is None or now_usec > t + HOLD_USEC):
                 if not line.invocation_id:  # no run to give it to
@@ -164,6 +170,22 @@ class RunOutput:
             else:
                 await self._admit(dataclasses.replace(line, invocation_id=invocation_id))
         self.held = still
+
+    async def _release_user_line(self, line: OutputLine, now_usec: int | None) -> bool:
+        """Attribute a held line of a user (``alice/``) as release_held does, to any of the
+        user's runs; False while it waits."""
+        t = line.realtime_usec
+        found = self.correlator.starts.user_start_between(line.unit, t, t + HOLD_USEC)
+        if found is None and (now_usec is None or now_usec > t + HOLD_USEC):
+            found = self.correlator.user_run_at(line.unit, t)
+            if found is None:
+                self.unattributed_lines += 1
+                return True
+        if found is None:
+            return False
+        unit, invocation_id = found
+        await self._admit(dataclasses.replace(line, unit=unit, invocation_id=invocation_id))
+        return True
 
     def held_state(self) -> str:
         """The held lines as a state row, committed with the journal cursor that passed them:

@@ -63,6 +63,17 @@ class Starts:
                 return inv
         return None
 
+    def user_start_between(
+        self, user_prefix: str, first_usec: int, last_usec: int
+    ) -> tuple[str, str] | None:
+        """The unit and invocation of a user (``alice/``) that started first within a span."""
+        starts = sorted(
+            (start, unit, inv)
+            for unit, start, inv in self.all()
+            if unit.startswith(user_prefix) and first_usec <= start <= last_usec
+        )
+        return (starts[0][1], starts[0][2]) if starts else None
+
     def user_run_at(self, user_prefix: str, realtime_usec: int) -> tuple[str, str] | None:
         """The unit and invocation of a user (``alice/``) started last before a time: where
         a line goes that journald could only tag with its uid (its process exited at once)."""

@@ -155,6 +155,33 @@ def test_a_line_written_just_before_its_runs_starting_record_goes_to_that_run() 
     ]
 
 
+def test_a_user_s_line_tagged_only_with_the_uid_waits_for_the_start_of_the_next_run() -> None:
+    correlator, output, batch = held_output()
+    tick = dataclasses.replace(
+        record(JobKind.STARTING, "a" * 32, 1_000_000), unit="alice/t.service"
+    )
+    correlator.feed(tick)
+    correlator.feed(dataclasses.replace(tick, kind=JobKind.DEACTIVATED, realtime_usec=1_100_000))
+    uid_only = dataclasses.replace(line(2_000_000, b"cannot reach the remote"), unit="alice/")
+
+    async def scenario() -> None:
+        await output.add_output(uid_only)
+        assert output.held  # the user's last run ended: perhaps the next one's line
+        fails = record(JobKind.STARTING, "b" * 32, 2_000_003)
+        correlator.feed(dataclasses.replace(fails, unit="alice/fails.service"))
+        await output.release_held(2_000_003)
+        await output.add_output(dataclasses.replace(uid_only, realtime_usec=2_000_010))
+        await output.add_output(dataclasses.replace(uid_only, realtime_usec=1_100_001))
+        await output.release_held(1_100_001 + HOLD_USEC + 1)
+
+    asyncio.run(scenario())
+    assert [(ln.invocation_id, ln.realtime_usec) for ln in batch.lines] == [
+        ("b" * 32, 2_000_000),  # held, then the start that followed it
+        ("b" * 32, 2_000_010),  # a running run's: taken at once
+        ("a" * 32, 1_100_001),  # no start after it: the run before
+    ]
+
+
 def test_a_late_line_with_no_start_after_it_goes_to_the_run_before() -> None:
     correlator, output, batch = held_output()
     correlator.feed(record(JobKind.STARTING, "a" * 32, 1_000_000))
