@@ -82,23 +82,28 @@ def test_the_exposition_passes_promtool_check_metrics(exposition: bytes) -> None
     assert b'observer_running{host="host1",unit="backup.service",user=""} 1.0' in exposition
 
 
-def test_the_alert_rules_pass_promtool_check_rules() -> None:
-    result = promtool("check", "rules", "observer-alerts.yml")
+RULE_FILES = {"observer-alerts": 7, "observer-fleet-alerts": 2}
+
+
+@pytest.mark.parametrize(("name", "count"), RULE_FILES.items())
+def test_the_alert_rules_pass_promtool_check_rules(name: str, count: int) -> None:
+    result = promtool("check", "rules", f"{name}.yml")
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 7 rules found" in result.stdout
+    assert f"SUCCESS: {count} rules found" in result.stdout
 
 
-def test_each_alert_fires_when_it_should_and_stays_quiet_otherwise() -> None:
-    tests = (PROMETHEUS / "observer-alerts.test.yml").read_text()
-    rules = re.findall(r"- alert: (\w+)", (PROMETHEUS / "observer-alerts.yml").read_text())
+@pytest.mark.parametrize("name", RULE_FILES)
+def test_each_alert_fires_when_it_should_and_stays_quiet_otherwise(name: str) -> None:
+    tests = (PROMETHEUS / f"{name}.test.yml").read_text()
+    rules = re.findall(r"- alert: (\w+)", (PROMETHEUS / f"{name}.yml").read_text())
     for rule in rules:
         section = tests.split(f"alertname: {rule}\n")
         # At least one evaluation expects nothing and one expects an alert.
         assert any(s.lstrip().startswith("exp_alerts: []") for s in section[1:]), rule
         assert any(s.lstrip().startswith("exp_alerts:\n") for s in section[1:]), rule
 
-    result = promtool("test", "rules", "observer-alerts.test.yml")
+    result = promtool("test", "rules", f"{name}.test.yml")
 
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -118,7 +123,7 @@ def test_the_rules_and_the_dashboard_use_only_metrics_observer_exports(
     exposition: bytes,
 ) -> None:
     exported = exported_names(exposition.decode())
-    rules = (PROMETHEUS / "observer-alerts.yml").read_text()
+    rules = "".join((PROMETHEUS / f"{name}.yml").read_text() for name in RULE_FILES)
     dashboard = DASHBOARD.read_text()
 
     assert referenced_metrics(rules) - exported == set()
