@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sqlite3
 import subprocess
 import sys
@@ -222,17 +221,10 @@ async def test_the_heartbeat_pings_while_runs_are_recorded_and_not_otherwise(
 
 
 @pytest.fixture
-def utc() -> Iterator[None]:
-    before = os.environ.get("TZ")
-    os.environ["TZ"] = "UTC"
-    time.tzset()
+def utc(utc: None) -> Iterator[None]:
+    """The conftest's local time in UTC, at a fixed NOW."""
     with time_machine.travel(NOW, tick=False):
         yield
-    if before is None:
-        os.environ.pop("TZ", None)
-    else:
-        os.environ["TZ"] = before
-    time.tzset()
 
 
 def recorded_alerts(db: Path) -> None:
