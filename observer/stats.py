@@ -21,8 +21,9 @@ _NEWEST_FIRST = f"{_ORDER_KEY} DESC, r.id DESC"
 DAY_USEC = 86_400 * 1_000_000
 # The trend compares the newest this many successes of each period at most.
 TREND_LIMIT = 1000
-_SUCCESSES = tuple(sorted(SUCCESS_RESULTS))
-_IS_SUCCESS = f"r.result IN ({', '.join('?' * len(_SUCCESSES))})"
+# A run ``r`` succeeded: the condition and its parameters (also the findings' evidence).
+SUCCESSES = tuple(sorted(SUCCESS_RESULTS))
+IS_SUCCESS = f"r.result IN ({', '.join('?' * len(SUCCESSES))})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,8 +95,8 @@ def success_seconds_between(
     rows = conn.execute(
         f"SELECT r.finished_usec - r.started_usec FROM runs r INDEXED BY {index} "
         f"WHERE r.unit = ? {on_host}AND r.finished_usec >= ? AND r.finished_usec < ? "
-        f"AND {_IS_SUCCESS} AND r.started_usec IS NOT NULL ORDER BY r.finished_usec DESC LIMIT ?",
-        (unit, *named, start_usec, end_usec, *_SUCCESSES, TREND_LIMIT),
+        f"AND {IS_SUCCESS} AND r.started_usec IS NOT NULL ORDER BY r.finished_usec DESC LIMIT ?",
+        (unit, *named, start_usec, end_usec, *SUCCESSES, TREND_LIMIT),
     )
     return [max(0, usec) / 1e6 for (usec,) in rows]
 

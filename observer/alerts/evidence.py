@@ -16,30 +16,24 @@ from observer import stats
 from observer.alerts.config import AlertRules
 from observer.alerts.findings import Baseline, Finding, RunEvidence, judge
 from observer.alerts.rules import FinishedRun
-from observer.model import SUCCESS_RESULTS
 
 MTIME_SLACK_USEC = 1_000_000
-_SUCCESSES = tuple(sorted(SUCCESS_RESULTS))
-_IS_SUCCESS = f"r.result IN ({', '.join('?' * len(_SUCCESSES))})"
-
-
-_of = stats.of_host
 
 
 def recent_successes(
     conn: sqlite3.Connection, unit: str, run: FinishedRun, limit: int, host: str | None = None
 ) -> tuple[list[float], list[int]]:
     """Durations and output lines of the unit's last ``limit`` successes before ``run``."""
-    index, on_host, named = _of(host)
+    index, on_host, named = stats.of_host(host)
     rows = conn.execute(
         "SELECT r.finished_usec - r.started_usec, COALESCE(s.lines, 0) "
         f"FROM runs r INDEXED BY {index} "
         "LEFT JOIN output_stats s ON s.invocation_id = r.invocation_id "
-        f"WHERE r.unit = ? {on_host}AND {_IS_SUCCESS} AND r.started_usec IS NOT NULL "
+        f"WHERE r.unit = ? {on_host}AND {stats.IS_SUCCESS} AND r.started_usec IS NOT NULL "
         # The index's order: no sort (runs that ended in the same microsecond in any order).
         "AND r.finished_usec <= ? AND (r.finished_usec < ? OR r.id < ?) "
         "ORDER BY r.finished_usec DESC LIMIT ?",
-        (unit, *named, *_SUCCESSES, run.finished_usec, run.finished_usec, run.id, limit),
+        (unit, *named, *stats.SUCCESSES, run.finished_usec, run.finished_usec, run.id, limit),
     ).fetchall()
     return [max(0, usec) / 1e6 for usec, _ in rows], [int(lines) for _, lines in rows]
 
@@ -50,13 +44,13 @@ def failure_rate(
     """(failed, all) of the unit's finished runs in the window that ends with ``run``; a run
     whose findings failed it counts as failed, a start refused because a named unit failed
     not at all."""
-    index, on_host, named = _of(host)
+    index, on_host, named = stats.of_host(host)
     row = conn.execute(
-        f"SELECT COUNT(*), TOTAL(NOT {_IS_SUCCESS} OR r.result IS NULL OR f.fails = 1) "
+        f"SELECT COUNT(*), TOTAL(NOT {stats.IS_SUCCESS} OR r.result IS NULL OR f.fails = 1) "
         f"FROM runs r INDEXED BY {index} LEFT JOIN run_findings f ON f.run_id = r.id "
         f"WHERE r.unit = ? {on_host}AND r.finished_usec > ? AND r.finished_usec <= ? "
         "AND NOT (r.result IS 'dependency' AND r.reason IS NOT NULL)",
-        (*_SUCCESSES, unit, *named, run.finished_usec - window_usec, run.finished_usec),
+        (*stats.SUCCESSES, unit, *named, run.finished_usec - window_usec, run.finished_usec),
     ).fetchone()
     return int(row[1]), int(row[0])
 
