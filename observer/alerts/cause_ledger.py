@@ -12,8 +12,7 @@ import sqlite3
 from typing import TYPE_CHECKING
 
 from observer import summary
-from observer.alerts.causes import Refusal, Return, judge_return
-from observer.alerts.causes import judge_refusals as judge_refused
+from observer.alerts import causes
 from observer.alerts.rules import Alert, UnitAlertState
 from observer.model import SUCCESS_RESULTS
 
@@ -39,14 +38,14 @@ def judge_refusals(ledger: AlertLedger, since: int, now_usec: int) -> list[Alert
     conn = ledger.conn
     row = conn.execute("SELECT value FROM state WHERE key = ?", (REFUSALS_KEY,)).fetchone()
     mark_usec, mark_id = (since, 0) if row is None else map(int, str(row[0]).split(":"))
-    by_cause: dict[tuple[str, str], list[Refusal]] = {}
+    by_cause: dict[tuple[str, str], list[causes.Refusal]] = {}
     for run_id, host, unit, cause, at in conn.execute(
         f"SELECT id, host, unit, reason, {summary.ORDER_KEY} FROM runs INDEXED BY "
         f"failed_by_order WHERE {_REFUSED} ORDER BY {summary.ORDER_KEY}, id LIMIT ?",
         (mark_usec, _REFUSALS_LIMIT),
     ).fetchall():
         if (at, run_id) > (mark_usec, mark_id) and ledger.observes(unit):
-            by_cause.setdefault((host, cause), []).append(Refusal(run_id, unit, cause, at))
+            by_cause.setdefault((host, cause), []).append(causes.Refusal(run_id, unit, cause, at))
         mark_usec, mark_id = max((mark_usec, mark_id), (at, run_id))
     alerts: list[Alert] = []
     with conn:
@@ -60,7 +59,7 @@ def judge_refusals(ledger: AlertLedger, since: int, now_usec: int) -> list[Alert
             ).fetchone()
             cause_run = None if failed is None or failed[1] in SUCCESS_RESULTS else failed[0]
             rules = ledger.config.rules_for(cause)
-            after, made = judge_refused(state, refusals, rules, now_usec, cause_run)
+            after, made = causes.judge_refusals(state, refusals, rules, now_usec, cause_run)
             ledger.record(host, state, after, made, now_usec)
             alerts += made
         conn.execute(
@@ -92,9 +91,9 @@ def judge_returns(ledger: AlertLedger, since: int, now_usec: int) -> list[Alert]
                     (unit, host, last_refused),
                 ).fetchone()
                 if row is not None and (returned is None or row[1] < returned.at_usec):
-                    returned = Return(row[0], unit, row[1])
+                    returned = causes.Return(row[0], unit, row[1])
             rules = ledger.config.rules_for(cause)
-            after, made = judge_return(state, returned, sorted(down), rules)
+            after, made = causes.judge_return(state, returned, sorted(down), rules)
             ledger.record(host, state, after, made, now_usec)
         alerts += made
     return alerts
