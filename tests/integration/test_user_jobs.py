@@ -90,7 +90,12 @@ def test_a_user_applies_their_own_jobs_and_their_daemon_alerts_on_a_failing_one(
         titles = [str(post["title"]) for post in receiver.posts()]
         assert any(f"{USER}/fails.service failed" in title for title in titles), titles
 
-        listed = {j["name"]: j for j in alice.observer("jobs", "--user")}
+        def between_ticks() -> dict[str, dict[str, object]] | None:
+            # tick starts every 2 s: a listing can catch it running.
+            jobs = {j["name"]: j for j in alice.observer("jobs", "--user")}
+            return None if jobs["tick"]["last_result"] == "running" else jobs
+
+        listed = wait_for(between_ticks, timeout=20, what="tick between two of its runs")
         assert listed["tick"]["last_result"] == "success"
         assert listed["fails"]["last_result"] == "exit-code"
 
