@@ -2,7 +2,7 @@
 
     sudo .venv/bin/python -m bench.burst [--runs 1000] [--idle-seconds 60]
 
-It boots a throw-away systemd (observer.sandbox), starts `observer daemon` on it as a
+It boots a throw-away systemd (tests.sandbox), starts `observer daemon` on it as a
 process with a fresh database, starts ``--runs`` transient oneshot units burst-NNNN as fast
 as systemd takes them (every 7th exits 3, the others 0, each prints "run NNNN"), polls the
 CLI until it shows them all, then checks every recorded run against the journal and prints
@@ -32,7 +32,7 @@ from typing import Any
 from dbus_fast import Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 
-from observer.sandbox import Sandbox, SandboxError, can_boot
+from tests.sandbox import Sandbox, SandboxError, can_boot
 
 SYSTEMD = "org.freedesktop.systemd1"
 MANAGER_PATH = "/org/freedesktop/systemd1"

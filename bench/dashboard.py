@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.dashboard [--units 200] [--runs 1000] [--keep DIR]
 
-It fills a fresh database through store.write_batch, as the daemon writes it (``--units``
+It fills a fresh database through database.write_batch, as the daemon writes it (``--units``
 units with ``--runs`` runs each, one in seven failing, each with a few lines of output, the
 failures with more), then times generating the pages as `observer report` does (into an
 empty directory, again with nothing changed, and again after one more run of one unit, each
@@ -24,9 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from observer import store
 from observer.dashboard import pages
 from observer.model import Run, Source
+from observer.store import database
 
 START_USEC = 1_700_000_000 * 1_000_000
 HOUR_USEC = 3600 * 1_000_000
@@ -48,12 +48,12 @@ def fill(
 ) -> None:
     """Write ``units`` x ``runs`` runs with their output, one unit per transaction."""
     rng = random.Random(6)
-    conn = store.open_for_writing(path)
+    conn = database.open_for_writing(path)
     try:
         for u in range(units):
             name = f"job-{u:03d}.service" if u % 10 else f"backup@home-user{u}-My\\x20Files.service"
             typical = rng.uniform(0.05, 600.0)
-            batch = store.Batch()
+            batch = database.Batch()
             for r in range(runs):
                 failed = (u + r) % 7 == 0
                 started = start_usec + r * interval_usec + u * 1_000_000
@@ -71,17 +71,17 @@ def fill(
                 lines = lines_failed if failed else lines_ok
                 for seq in range(lines):
                     message = f"step {seq} of run {r}: <b>done</b> \x1b[32mok\x1b[0m".encode()
-                    batch.lines.append(store.StoredLine(iid, seq, started + seq, 6, message))
-                batch.counts[iid] = store.OutputCounts(
+                    batch.lines.append(database.StoredLine(iid, seq, started + seq, 6, message))
+                batch.counts[iid] = database.OutputCounts(
                     iid, lines, lines * 40, 0, 0, None, started + lines
                 )
-            store.write_batch(conn, batch)
+            database.write_batch(conn, batch)
     finally:
         conn.close()
 
 
 def timed(db: Path, out: Path, cache: pages.Cache | None = None) -> str:
-    conn = store.open_for_reading(db)
+    conn = database.open_for_reading(db)
     try:
         began = time.perf_counter()
         report = pages.generate(conn, out, cache=cache)
@@ -96,14 +96,14 @@ def timed(db: Path, out: Path, cache: pages.Cache | None = None) -> str:
 
 def add_run(db: Path, runs: int) -> None:
     """One more run of one unit, after its ``runs`` runs."""
-    conn = store.open_for_writing(db)
+    conn = database.open_for_writing(db)
     try:
         started = START_USEC + runs * HOUR_USEC
         iid = invocation(1, runs)
         run = Run("job-001.service", iid, "bench", Source.BUS, started_usec=started,
                   finished_usec=started + 2_000_000, result="success", exit_code="exited",
                   exit_status=0)  # fmt: skip
-        store.write_batch(conn, store.Batch(runs=[run]))
+        database.write_batch(conn, database.Batch(runs=[run]))
     finally:
         conn.close()
 

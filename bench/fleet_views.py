@@ -25,8 +25,9 @@ from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 
-from observer import history, hosts, schema, store, summary
 from observer.fleet import facts, views
+from observer.reading import history
+from observer.store import database, hosts, schema, summary
 
 INTERVAL_USEC = 600 * 1_000_000
 
@@ -111,7 +112,7 @@ def main() -> int:
             fill(db, size, args.hosts, args.units)
             print(f"\n{size:,} runs (filled in {time.perf_counter() - began:.1f}s, "
                   f"{db.stat().st_size / 2**20:.0f} MiB)")  # fmt: skip
-            with closing(store.open_for_reading(db)) as conn:
+            with closing(database.open_for_reading(db)) as conn:
                 for name, took in measure(conn).items():
                     print(f"  {name:<34} {took * 1000:8.1f}")
             for argv in (("fleet",), ("status",)):

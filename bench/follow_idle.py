@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.follow_idle [--runs 100000] [--idle-seconds 60] [--samples 20]
 
-Fills a fresh database through ``store.write_batch`` (``--runs`` finished runs over 100
+Fills a fresh database through ``database.write_batch`` (``--runs`` finished runs over 100
 units, a few of them still running), starts ``observer runs --follow --json`` on it as a
 process, and prints:
 
@@ -30,8 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from observer import store
 from observer.model import Run, Source
+from observer.store import database
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 SECOND = 1_000_000
@@ -43,7 +43,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 def fill(path: Path, runs: int) -> None:
-    conn = store.open_for_writing(path)
+    conn = database.open_for_writing(path)
     now = time.time_ns() // 1000
     try:
         batch: list[Run] = []
@@ -61,9 +61,9 @@ def fill(path: Path, runs: int) -> None:
                 )
             )  # fmt: skip
             if len(batch) == 10_000:
-                store.write_batch(conn, store.Batch(runs=batch))
+                database.write_batch(conn, database.Batch(runs=batch))
                 batch = []
-        store.write_batch(conn, store.Batch(runs=batch))
+        database.write_batch(conn, database.Batch(runs=batch))
     finally:
         conn.close()
 
@@ -93,7 +93,7 @@ def measure(
     process: subprocess.Popen[str], db: Path, began: float, args: argparse.Namespace
 ) -> int:
     assert process.stdout is not None
-    conn = store.open_for_writing(db)
+    conn = database.open_for_writing(db)
     try:
         # Runs until one is printed: a run recorded before the command's first look is part
         # of the past it does not print. The first line printed ends the start-up.
@@ -135,7 +135,7 @@ def write_finished(conn: sqlite3.Connection, n: int) -> float:
         source=Source.BUS, started_usec=now - SECOND, finished_usec=now, result="success",
         exit_code="exited", exit_status=0,
     )  # fmt: skip
-    store.write_batch(conn, store.Batch(runs=[run]))
+    database.write_batch(conn, database.Batch(runs=[run]))
     return time.monotonic()
 
 

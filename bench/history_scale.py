@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.history_scale [--sizes 10000,100000,1000000] [--units 1000]
                                             [--no-daemon] [--no-report] [--keep DIR]
 
-For each size it fills a fresh database through store.write_batch (``--units`` units, the
+For each size it fills a fresh database through database.write_batch (``--units`` units, the
 runs of each every 10 minutes up to now, two lines of output a run, one run in seven
 failing), then prints the whole-process time (median of 3) of every reading command,
 `observer report` into an empty directory and again after one more run, and, with a real
@@ -30,9 +30,9 @@ from pathlib import Path
 
 from bench.dashboard import fill, invocation
 from bench.metrics_scrape import BenchError, cpu_seconds, fetch, free_port, process, text_of
-from observer import store
 from observer.model import Run, Source
-from observer.sandbox import Sandbox, can_boot
+from observer.store import database
+from tests.sandbox import Sandbox, can_boot
 
 INTERVAL_USEC = 600 * 1_000_000
 OBSERVER = [sys.executable, "-m", "observer"]
@@ -75,9 +75,9 @@ def add_run(db: Path, units: int, runs: int) -> None:
     """One more run of one unit, as the daemon writes it."""
     now = time.time_ns() // 1000
     iid = invocation(1, runs + 1)
-    conn = store.open_for_writing(db)
+    conn = database.open_for_writing(db)
     try:
-        store.write_batch(conn, store.Batch(runs=[Run(
+        database.write_batch(conn, database.Batch(runs=[Run(
             unit="job-001.service", invocation_id=iid, host="bench", source=Source.BUS,
             started_usec=now - 2_000_000, finished_usec=now, result="success",
             exit_code="exited", exit_status=0,

@@ -3,7 +3,7 @@ systemd collector scraping the same sandbox in the same run; prints figures.
 
     sudo .venv/bin/python -m bench.metrics_scrape [--units 1000] [--scrapes 30]
 
-It boots a throw-away systemd (observer.sandbox) with ``--units`` oneshot services, each with
+It boots a throw-away systemd (tests.sandbox) with ``--units`` oneshot services, each with
 a daily timer, runs every service once (every 7th fails), starts `observer daemon` on it,
 waits until all runs are recorded, then scrapes, one after the other, ``--scrapes`` times:
 
@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from observer.sandbox import Sandbox, can_boot
+from tests.sandbox import Sandbox, can_boot
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 

@@ -9,8 +9,9 @@ import os
 import sys
 import traceback
 
-from observer import __version__, cli
+from observer import __version__
 from observer.model import ObserverError
+from observer.reading import cli
 
 # Commands whose modules are imported only when they run (or for --help): `observer run`
 # wraps cron jobs and must start fast, without what the other commands need.
@@ -19,13 +20,13 @@ _LAZY_COMMANDS = {
     "metrics-file": "observer.metrics.cli",
     "report": "observer.dashboard.cli",
     "fleet": "observer.fleet.cli",
-    "check-config": "observer.check_config",
+    "check-config": "observer.install.check_config",
     "alerts": "observer.alerts.cli",
     "digest": "observer.alerts.cli",
     "jobs": "observer.jobs.cli",
     "completion": "observer.shell.cli",
     "manpage": "observer.shell.cli",
-    "install": "observer.user_service",
+    "install": "observer.install.user_service",
 }
 
 # A reader that went away (`observer runs | head`) ends us as SIGPIPE would a C tool.
@@ -100,9 +101,9 @@ def _known_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser
 
 def _daemon(args: argparse.Namespace) -> int:
     # Only the daemon needs D-Bus and the journal: the reading commands start faster without.
-    from observer import daemon  # noqa: PLC0415
+    from observer.daemon import serve  # noqa: PLC0415
 
-    return daemon.run(args)
+    return serve.run(args)
 
 
 def main(argv: list[str] | None = None) -> int:

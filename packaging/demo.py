@@ -19,7 +19,9 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-from observer.sandbox import Sandbox, can_boot
+# The sandbox is test support, not part of the installed package: take it from this clone.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.sandbox import Sandbox, can_boot
 
 METRICS_URL = "http://127.0.0.1:9089/metrics"
 UNITS = {

@@ -19,7 +19,9 @@ from pathlib import Path
 
 from demo import sample_jobs
 
-from observer.sandbox import can_boot
+# The sandbox is test support, not part of the installed package: take it from this clone.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.sandbox import can_boot
 
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from observer.sandbox import Sandbox, can_boot
+from tests.sandbox import Sandbox, can_boot
 
 
 def sandbox_or_skip() -> None:

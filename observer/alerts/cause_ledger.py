@@ -11,10 +11,10 @@ from __future__ import annotations
 import sqlite3
 from typing import TYPE_CHECKING
 
-from observer import summary
 from observer.alerts import causes
 from observer.alerts.rules import Alert, UnitAlertState
 from observer.model import SUCCESS_RESULTS
+from observer.store import summary
 
 if TYPE_CHECKING:
     from observer.alerts.state import AlertLedger

@@ -13,13 +13,15 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import TypedDict
 
-from observer import render, store, users
+from observer import users
 from observer.alerts import digest, digest_facts, outbox
 from observer.alerts.config import parse_seconds
 from observer.alerts.message import test_message
 from observer.alerts.secrets import redact
 from observer.config import load_config
 from observer.model import ConfigError, StoreError
+from observer.reading import render
+from observer.store import database
 
 # Errors are cut to this in the table; --json has them whole.
 _ERROR_WIDTH = 70
@@ -107,8 +109,8 @@ def add_command(
 
 
 def _digest(args: argparse.Namespace) -> int:
-    path = args.db or store.default_read_path()
-    conn = store.open_for_reading(path)
+    path = args.db or database.default_read_path()
+    conn = database.open_for_reading(path)
     now = _now_usec()
     try:
         facts = digest_facts.read(conn, socket.gethostname(), now)
@@ -154,7 +156,7 @@ def _silence(args: argparse.Namespace) -> int:
         raise ConfigError("give the unit (or a glob like 'backup@*') to silence")
     pattern = users.silence_pattern(pattern, args.user)
     now = _now_usec()
-    conn = store.open_for_writing(args.db or store.default_db_path())
+    conn = database.open_for_writing(args.db or database.default_db_path())
     try:
         with conn:
             silence_id = conn.execute(
@@ -170,8 +172,8 @@ def _silence(args: argparse.Namespace) -> int:
 
 
 def _silences(args: argparse.Namespace) -> int:
-    path = args.db or store.default_read_path()
-    conn = store.open_for_reading(path)
+    path = args.db or database.default_read_path()
+    conn = database.open_for_reading(path)
     try:
         rows = conn.execute(
             "SELECT id, pattern, created_usec, until_usec, reason FROM alert_silences "
@@ -205,7 +207,7 @@ def _silences(args: argparse.Namespace) -> int:
 
 def _unsilence(args: argparse.Namespace) -> int:
     now = _now_usec()
-    conn = store.open_for_writing(args.db or store.default_db_path())
+    conn = database.open_for_writing(args.db or database.default_db_path())
     try:
         with conn:
             ended = conn.execute(
@@ -229,8 +231,8 @@ def _count(text: str) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    path = args.db or store.default_read_path()
-    conn = store.open_for_reading(path)
+    path = args.db or database.default_read_path()
+    conn = database.open_for_reading(path)
     try:
         records = outbox.recent_alerts(conn, limit=args.limit, user=args.user)
     except sqlite3.Error as e:

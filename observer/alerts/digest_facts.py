@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import sqlite3
 
-from observer import hosts, problems, stats, summary
 from observer.alerts.digest import DAY_USEC, DigestFacts, UnitDay, window
 from observer.model import SKIPPED_RESULTS, SUCCESS_RESULTS
+from observer.reading import problems, stats
+from observer.store import hosts, summary
 
 
 def read(conn: sqlite3.Connection, host: str, until_usec: int) -> DigestFacts:

@@ -12,10 +12,10 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from observer import stats
 from observer.alerts.config import AlertRules
 from observer.alerts.findings import Baseline, Finding, RunEvidence, judge
 from observer.alerts.rules import FinishedRun
+from observer.reading import stats
 
 MTIME_SLACK_USEC = 1_000_000
 

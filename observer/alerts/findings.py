@@ -19,9 +19,9 @@ from statistics import median
 
 from observer.alerts.config import AlertRules
 from observer.output import printable
-from observer.render import human_duration
-from observer.stats import trend_ratio
-from observer.summary import percentile
+from observer.reading.render import human_duration
+from observer.reading.stats import trend_ratio
+from observer.store.summary import percentile
 
 # A quoted line is cut to this many characters.
 QUOTE_LIMIT = 120

@@ -6,11 +6,11 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
-from observer import history, render
 from observer.alerts import digest, digest_facts
 from observer.alerts.rules import AlertKind
 from observer.alerts.state import StoredAlert
 from observer.output import dropped_marker, lost_marker, printable
+from observer.reading import history, render
 
 # Long lines are cut: chat services limit a message to a few thousand characters.
 LINE_LIMIT = 300

@@ -18,8 +18,8 @@ from enum import StrEnum
 from observer.alerts.config import AlertRules
 from observer.alerts.findings import Finding, FindingKind, too_fast
 from observer.model import SKIPPED_RESULTS
-from observer.render import human_duration, local_time
-from observer.summary import percentile
+from observer.reading.render import human_duration, local_time
+from observer.store.summary import percentile
 
 USEC = 1_000_000
 # A run that starts this long before the trigger time it is compared with still counts.

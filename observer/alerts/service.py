@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-from observer import store
 from observer.alerts import outbox, send
 from observer.alerts.message import compose
 from observer.alerts.rules import Alert
@@ -28,7 +27,8 @@ from observer.alerts.state import AlertLedger, StoredAlert
 from observer.config import Config
 from observer.metrics.job_metrics import job_metrics_directory
 from observer.model import ConfigError, Run, StoreError
-from observer.render import human_duration
+from observer.reading.render import human_duration
+from observer.store import database
 
 log = logging.getLogger(__name__)
 
@@ -310,7 +310,7 @@ class AlertService:
     # -- the store, on this service's own thread ---------------------------------------------
 
     def _open(self) -> None:
-        self._conn = store.open_for_writing(self.db_path)
+        self._conn = database.open_for_writing(self.db_path)
         self._conn.row_factory = sqlite3.Row
         configured = self.config.metrics.job_metrics_directory or self.config.run.metrics_dir
         self._ledger = AlertLedger(

@@ -16,7 +16,6 @@ from dataclasses import dataclass, fields, replace
 from datetime import date
 from pathlib import Path
 
-from observer import hosts, store
 from observer.alerts import cause_ledger, digest, digest_facts, evidence
 from observer.alerts.config import AlertRules, AlertsConfig
 from observer.alerts.findings import to_json
@@ -32,7 +31,8 @@ from observer.alerts.rules import (
 )
 from observer.alerts.secrets import Channel
 from observer.model import SKIPPED_RESULTS, SUCCESS_RESULTS
-from observer.render import local_time
+from observer.reading.render import local_time
+from observer.store import database, hosts
 
 # Runs that finished before alerting first started are history: they seed the counts.
 SINCE_KEY = "alerts_since_usec"
@@ -252,7 +252,7 @@ class AlertLedger:
                 "INSERT OR REPLACE INTO run_findings (run_id, findings, fails) VALUES (?, ?, ?)",
                 (run.id, to_json(found), int(fails or not run.succeeded)),
             )
-            store.note_changed(self.conn, [unit])
+            database.note_changed(self.conn, [unit])
         return run
 
     def unit_state(self, key: Key, since: int, now_usec: int) -> UnitAlertState:
@@ -345,7 +345,7 @@ class AlertLedger:
         key = (after.unit, host)
         exists = self.conn.execute("SELECT 1 FROM alert_state WHERE unit = ? AND host = ?", key)
         if _opened(after) != _opened(before):
-            store.note_changed(self.conn, [after.unit])  # the dashboard shows open problems
+            database.note_changed(self.conn, [after.unit])  # the dashboard shows open problems
         if after != before or exists.fetchone() is None:
             self.conn.execute(
                 f"INSERT OR REPLACE INTO alert_state (host, {_STATE_COLUMNS}) "

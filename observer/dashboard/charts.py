@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from observer.render import human_duration, table_time
+from observer.reading.render import human_duration, table_time
 
 
 @dataclass(frozen=True, slots=True)

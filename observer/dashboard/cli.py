@@ -6,8 +6,8 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from observer.cli import reading, reading_options
 from observer.model import ObserverError
+from observer.reading.cli import reading, reading_options
 
 
 def add_command(

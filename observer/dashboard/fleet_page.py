@@ -7,10 +7,10 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
-from observer import hosts, summary
 from observer.dashboard.views import unit_page
 from observer.model import SKIPPED_RESULTS
-from observer.render import table_time
+from observer.reading.render import table_time
+from observer.store import hosts, summary
 
 FLEET = "fleet.html"
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from markupsafe import Markup
 
-from observer import __version__, history
+from observer import __version__
 from observer.dashboard import charts, queries
 from observer.dashboard.fleet_page import FLEET, fleet_rows
 from observer.dashboard.site import (
@@ -53,7 +53,8 @@ from observer.dashboard.views import (
     unit_row,
 )
 from observer.dashboard.writer import Writer
-from observer.render import human_bytes, human_duration, local_time, run_facts, table_time
+from observer.reading import history
+from observer.reading.render import human_bytes, human_duration, local_time, run_facts, table_time
 
 __all__ = ["INDEX", "Cache", "Limits", "Report", "Stopped", "generate", "run_page", "unit_page"]
 

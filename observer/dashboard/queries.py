@@ -9,9 +9,9 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
-from observer import summary
+from observer.store import summary
 
-# Spelled as the index is (observer/summary.py), so that the query walks it.
+# Spelled as the index is (observer/store/summary.py), so that the query walks it.
 _NEWEST_FIRST = f"{summary.ORDER_KEY} DESC, r.id DESC"
 
 

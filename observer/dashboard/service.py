@@ -12,10 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from observer import store
 from observer.config import DashboardConfig
 from observer.dashboard import pages
 from observer.model import ObserverError, Run, StoreError
+from observer.store import database
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ class DashboardService:
         self.schedule.failed(self.clock(), retry)
 
     def _write(self) -> pages.Report:
-        conn = store.open_for_reading(self.db_path)
+        conn = database.open_for_reading(self.db_path)
         try:
             return pages.generate(
                 conn, self.directory, should_stop=self.stopping.is_set, cache=self.cache

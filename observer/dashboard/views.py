@@ -8,10 +8,10 @@ import re
 import time
 from dataclasses import dataclass
 
-from observer import history
 from observer.dashboard import charts
 from observer.output import dropped_marker, lost_marker, printable
-from observer.render import count, human_duration, local_time
+from observer.reading import history
+from observer.reading.render import count, human_duration, local_time
 
 _UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
 _PRIORITIES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")

@@ -8,8 +8,9 @@ import time
 from collections.abc import Sequence
 from typing import TypedDict
 
-from observer import cli, history, users
+from observer import users
 from observer.fleet import facts, views
+from observer.reading import cli, history
 
 
 class UnitJson(TypedDict):

@@ -7,8 +7,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-from observer import hosts, summary
 from observer.fleet.views import RECENT_STARTS, HostUnit
+from observer.store import hosts, summary
 
 
 def host_units(

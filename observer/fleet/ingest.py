@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from observer.config import Config
-from observer.correlator import Correlator
 from observer.fleet.records import RUN_RECORD_MESSAGE_ID, RunRecord, parse_record
-from observer.journal import SYSTEM_ONLY, JournalEvent, JournalScope, parse_entry
-from observer.run_output import RunOutput
-from observer.store import Batch
-from observer.store_thread import AsyncStore
+from observer.recording.attribution import RunOutput
+from observer.recording.correlator import Correlator
+from observer.recording.journal import SYSTEM_ONLY, JournalEvent, JournalScope, parse_entry
+from observer.store.database import Batch
+from observer.store.writer import AsyncStore
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from observer import store
 from observer.fleet.records import record_fields
 from observer.model import Run, Source
+from observer.store import database
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ class RunRecords:
             log.warning("could not write %d run records into the journal: %s", len(runs), error)
 
     def _write_now(self, runs: list[Run]) -> None:
-        conn = store.open_for_reading(self.db_path)
+        conn = database.open_for_reading(self.db_path)
         try:
             for run in runs:
                 fields = stored_record(conn, run)

@@ -12,12 +12,13 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from observer import history, render, store
 from observer.jobs import apply
 from observer.jobs.jobfile import DEFAULT_JOBS_PATH, Job, jobs_files, load_jobs
 from observer.jobs.manager import SYSTEM, JobManager, check_for_user_manager, user_manager
 from observer.jobs.units import JobUnits
 from observer.model import ObserverError
+from observer.reading import history, render
+from observer.store import database
 
 _SERVICE = "org.freedesktop.systemd1.Service"
 
@@ -183,7 +184,7 @@ def _list(args: argparse.Namespace) -> int:
     statuses: dict[str, history.UnitStatus] = {}
     path = manager.read_path()
     if Path(path).exists():
-        conn = store.open_for_reading(path)
+        conn = database.open_for_reading(path)
         try:
             keys = {manager.unit_key(j.service): j.service for j in jobs}
             statuses = {keys[s.unit]: s for s, _ in history.unit_summaries(conn, list(keys))}
@@ -304,7 +305,7 @@ def _recorded(args: argparse.Namespace, invocation: str) -> history.RunDetail | 
     finished: history.RunDetail | None = None
     while time.monotonic() < deadline:
         if Path(path).exists():
-            conn = store.open_for_reading(path)
+            conn = database.open_for_reading(path)
             try:
                 detail = history.run_detail(conn, invocation)
                 if detail.run.finished_usec is not None:

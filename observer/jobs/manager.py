@@ -17,10 +17,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from observer import store, users
+from observer import users
 from observer.jobs.apply import UNIT_DIR
 from observer.jobs.jobfile import DEFAULT_JOBS_PATH, Job
 from observer.model import ConfigError
+from observer.store import database
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,14 +32,14 @@ class JobManager:
     jobs_file: Path = DEFAULT_JOBS_PATH
     unit_dir: PurePosixPath = UNIT_DIR
     bus_address: str | None = None  # None: the system bus
-    db_path: Path | None = None  # None: the default reading path (store.default_read_path)
+    db_path: Path | None = None  # None: the default reading path (database.default_read_path)
 
     def unit_key(self, unit: str) -> str:
         """The name the store gives this manager's ``unit``."""
         return users.qualify(self.user, unit)
 
     def read_path(self) -> Path:
-        return self.db_path or store.default_read_path()
+        return self.db_path or database.default_read_path()
 
 
 SYSTEM = JobManager()

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from observer.config import load_config
 from observer.metrics.job_metrics import UNIT_DIRECTORY_FILE, job_metrics_directory
 from observer.model import ObserverError
-from observer.store import default_db_path
+from observer.store.database import default_db_path
 
 if TYPE_CHECKING:
     from dbus_fast.aio import MessageBus

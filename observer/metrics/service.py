@@ -25,13 +25,13 @@ from typing import Any, Protocol
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.process_collector import ProcessCollector
 
-from observer import store
 from observer.config import MetricsConfig
 from observer.metrics.collectors import DaemonCollector, DaemonHealth, RunCollector, render
 from observer.metrics.http import MetricsServer, PageSource, parse_listen
 from observer.metrics.job_metrics import JobMetrics, job_metrics_directory
 from observer.metrics.snapshot import RunTally, Snapshot, alert_counts, read_unit_states
 from observer.model import Run, StoreError
+from observer.store import database
 
 log = logging.getLogger(__name__)
 
@@ -317,7 +317,7 @@ class MetricsService:
                 self._tally = tally
             tally.update(conn, finished)
             units, timers = read_unit_states(conn, running, self.daemon.host)
-            cursor = store.read_state(conn, "journal_cursor")
+            cursor = database.read_state(conn, "journal_cursor")
             snapshot = Snapshot(
                 host=self.daemon.host,
                 units=tuple(units),
@@ -346,7 +346,7 @@ class MetricsService:
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
-            self._conn = store.open_for_reading(self.db_path)
+            self._conn = database.open_for_reading(self.db_path)
         return self._conn
 
     def _reset_connection(self) -> None:

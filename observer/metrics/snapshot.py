@@ -13,8 +13,9 @@ import sqlite3
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from observer import problems, summary
 from observer.model import exit_facts
+from observer.reading import problems
+from observer.store import summary
 
 # Upper bounds (seconds) of the run duration histogram: jobs take from a blink to hours.
 DURATION_BUCKETS = (

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from observer.store import OutputCounts, StoredLine
+from observer.store.database import OutputCounts, StoredLine
 
 STDOUT = "stdout"
 STDERR = "stderr"

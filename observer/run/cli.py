@@ -10,7 +10,7 @@ from pathlib import Path
 
 from observer.run.schedule import Schedule, ScheduleError, parse_cron
 from observer.run.wrapper import Options, run_job
-from observer.store import default_db_path
+from observer.store.database import default_db_path
 
 # Names become file names (NAME.prom, NAME.lock) and are typed in `observer history NAME`.
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@:+-]{0,199}")
@@ -71,7 +71,7 @@ def _job_name(text: str) -> str:
 
 
 def _span(text: str) -> float:
-    from observer.cli import parse_duration  # noqa: PLC0415
+    from observer.reading.cli import parse_duration  # noqa: PLC0415
 
     try:
         return parse_duration(text).total_seconds()

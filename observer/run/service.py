@@ -22,7 +22,7 @@ from pathlib import Path
 from observer.config import Config
 from observer.model import Run, Source
 from observer.run import liveness, spool
-from observer.store import open_for_writing
+from observer.store.database import open_for_writing
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from observer.model import Run, Source, StoreError, TimerState
-from observer.store import Batch, OutputCounts, StoredLine, write_batch
+from observer.store.database import Batch, OutputCounts, StoredLine, write_batch
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from observer.run.capture import STDERR, OutputCapture
 from observer.run.job import Exit, Job
 from observer.run.schedule import Schedule
 from observer.run.spool import RunRecord
-from observer.store import Batch, open_for_writing, write_batch
+from observer.store.database import Batch, open_for_writing, write_batch
 
 # What a run of a job the lock kept from starting is recorded with.
 RESULT_SKIPPED = "skipped"

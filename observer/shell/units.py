@@ -5,8 +5,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from observer import store
 from observer.model import StoreError
+from observer.store import database
 
 
 def recorded_units(db: Path | None = None) -> list[str]:
@@ -16,7 +16,7 @@ def recorded_units(db: Path | None = None) -> list[str]:
     there, it just offers no names.
     """
     try:
-        conn = store.open_for_reading(db or store.default_read_path())
+        conn = database.open_for_reading(db or database.default_read_path())
     except (StoreError, sqlite3.Error, OSError):
         return []
     try:

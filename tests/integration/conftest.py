@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from observer.sandbox import Sandbox
 from tests.integration.observed import ObserverDaemon
+from tests.sandbox import Sandbox
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from observer.sandbox import Sandbox
+from tests.sandbox import Sandbox
 
 T = TypeVar("T")
 

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from observer.alerts.secrets import redact
-from observer.sandbox import Sandbox
 from tests.integration.observed import ObserverDaemon, wait_for
 from tests.receiver import Receiver
+from tests.sandbox import Sandbox
 
 pytestmark = pytest.mark.integration
 

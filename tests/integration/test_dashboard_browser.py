@@ -11,10 +11,10 @@ import pytest
 from observer.dashboard import pages as site
 from observer.dashboard.serving import CONTENT_SECURITY_POLICY
 from observer.metrics.http import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from observer.sandbox import Sandbox
 from tests.integration.browser import Browser, Loaded, chromium_or_skip
 from tests.integration.observed import ObserverDaemon, wait_for
 from tests.pages import Element, overview_rows, parse
+from tests.sandbox import Sandbox
 
 pytestmark = pytest.mark.integration
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from observer.sandbox import Sandbox
 from tests.integration.observed import ObserverDaemon, oneshot
 from tests.integration.test_alerts import receiver, titles
 from tests.receiver import Receiver
+from tests.sandbox import Sandbox
 
 pytestmark = pytest.mark.integration
 __all__ = ["receiver"]  # the fixture, shared with test_alerts

@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from observer.sandbox import Sandbox
 from tests.conftest import sandbox_or_skip
 from tests.integration.observed import ObserverDaemon, observer_cmd, oneshot, wait_for
+from tests.sandbox import Sandbox
 
 pytestmark = pytest.mark.integration
 

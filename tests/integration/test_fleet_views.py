@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from observer import store
 from observer.model import Run, Source
-from observer.sandbox import Sandbox
+from observer.store import database
 from tests.integration.observed import ObserverDaemon, oneshot, wait_for
 from tests.integration.prometheus import http_get
 from tests.receiver import Receiver
+from tests.sandbox import Sandbox
 
 pytestmark = pytest.mark.integration
 
@@ -38,8 +38,8 @@ def other_hosts_runs(db: Path) -> None:
             [("web2", "exit-code"), ("web2", "exit-code"), ("web3", "success")], start=1
         )
     ]  # fmt: skip
-    with closing(store.open_for_writing(db)) as conn:
-        store.write_batch(conn, store.Batch(runs=runs))
+    with closing(database.open_for_writing(db)) as conn:
+        database.write_batch(conn, database.Batch(runs=runs))
 
 
 def test_the_daemon_alerts_and_exports_per_host_and_the_cli_reads_the_fleet(

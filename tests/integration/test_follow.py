@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from observer.sandbox import Sandbox
 from tests.integration.observed import ObserverDaemon, observer_cmd, oneshot
+from tests.sandbox import Sandbox
 
 pytestmark = pytest.mark.integration
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from observer.sandbox import Sandbox
 from tests.integration.observed import ObserverDaemon, observer_cmd, wait_for
 from tests.integration.prometheus import http_get
+from tests.sandbox import Sandbox
 from tests.unit.test_jobs import HOSTILE
 
 pytestmark = pytest.mark.integration

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from observer.sandbox import Sandbox
 from tests.integration.observed import ObserverDaemon, observer_cmd, oneshot, wait_for
 from tests.integration.prometheus import Process, Prometheus, free_port, http_get, need
+from tests.sandbox import Sandbox
 
 pytestmark = pytest.mark.integration
 

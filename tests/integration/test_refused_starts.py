@@ -6,8 +6,8 @@ from datetime import datetime
 
 import pytest
 
-from observer.sandbox import Sandbox
 from tests.integration.observed import ObserverDaemon, oneshot, wait_for
+from tests.sandbox import Sandbox
 
 pytestmark = pytest.mark.integration
 

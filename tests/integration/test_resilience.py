@@ -15,10 +15,10 @@ from typing import Any, TypeVar
 
 import pytest
 
-from observer import retention, store
 from observer.model import Run, Source
-from observer.sandbox import Sandbox
+from observer.store import database, retention
 from tests.integration.observed import ObserverDaemon, observer_cmd, oneshot, wait_for
+from tests.sandbox import Sandbox
 
 pytestmark = pytest.mark.integration
 
@@ -343,13 +343,16 @@ def write_past_runs(path: Path, now_usec: int) -> None:
     ]
     orphans = [(98, now_usec - 100 * DAY), (99, now_usec - 3600 * SECOND)]
     printed = [(int(r.key, 16), r.started_usec or 0) for r in runs] + orphans
-    lines = [store.StoredLine(invocation(n), 0, at, 6, f"line {n}".encode()) for n, at in printed]
+    lines = [
+        database.StoredLine(invocation(n), 0, at, 6, f"line {n}".encode()) for n, at in printed
+    ]
     counts = {
-        invocation(n): store.OutputCounts(invocation(n), 1, 6, 0, 0, None, at) for n, at in printed
+        invocation(n): database.OutputCounts(invocation(n), 1, 6, 0, 0, None, at)
+        for n, at in printed
     }
-    conn = store.open_for_writing(path)
+    conn = database.open_for_writing(path)
     try:
-        store.write_batch(conn, store.Batch(runs=runs, lines=lines, counts=counts))
+        database.write_batch(conn, database.Batch(runs=runs, lines=lines, counts=counts))
     finally:
         conn.close()
 
@@ -403,7 +406,7 @@ def test_pruning_a_database_deletes_old_runs_and_surplus_runs_with_their_output(
     now_usec = time.time_ns() // 1000
     write_past_runs(db, now_usec)
 
-    conn = store.open_for_writing(db)
+    conn = database.open_for_writing(db)
     try:
         deleted = retention.prune(conn, older_than_usec=now_usec - 30 * DAY, keep_per_unit=3)
     finally:

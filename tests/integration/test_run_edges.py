@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from observer.sandbox import Sandbox
 from tests.conftest import sandbox_or_skip
 from tests.integration.observed import ObserverDaemon, oneshot, wait_for
+from tests.sandbox import Sandbox
 
 pytestmark = pytest.mark.integration
 

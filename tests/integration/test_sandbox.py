@@ -13,8 +13,8 @@ from dbus_fast import Message, MessageType
 from dbus_fast.aio import MessageBus
 from systemd import journal
 
-from observer.sandbox import Sandbox, SandboxError
 from tests.conftest import sandbox_or_skip
+from tests.sandbox import Sandbox, SandboxError
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from observer.sandbox import Sandbox
 from tests.integration.observed import wait_for
+from tests.sandbox import Sandbox
 
 pytestmark = pytest.mark.integration
 

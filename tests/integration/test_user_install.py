@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from observer.sandbox import Sandbox
 from tests.integration.test_users import USER, LingeringUser, oneshot, wait_runs
+from tests.sandbox import Sandbox
 
 pytestmark = pytest.mark.integration
 

@@ -9,10 +9,10 @@ import sys
 
 import pytest
 
-from observer.sandbox import Sandbox
 from tests.integration.observed import wait_for
 from tests.integration.test_users import USER, LingeringUser, wait_runs
 from tests.receiver import Receiver
+from tests.sandbox import Sandbox
 
 pytestmark = pytest.mark.integration
 

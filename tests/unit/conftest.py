@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from observer import store
+from observer.store import database
 from tests.unit.recorded_runs import write_store
 
 
@@ -23,7 +23,7 @@ def db(tmp_path: Path) -> Path:
 @pytest.fixture
 def conn(db: Path) -> Iterator[sqlite3.Connection]:
     """That database, opened as the CLI opens it."""
-    connection = store.open_for_reading(db)
+    connection = database.open_for_reading(db)
     yield connection
     connection.close()
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from observer import store
 from observer.model import Run, Source, TimerState
+from observer.store import database
 
 NOW = datetime(2026, 11, 23, 15, 0, tzinfo=UTC)
 NOW_USEC = int(NOW.timestamp()) * 1_000_000
@@ -56,11 +56,13 @@ RUNS = [
 FAILED_RUN_START = NOW_USEC - 26 * HOUR
 # Run 2's output: seqs 2-4 and 6 were dropped to stay within the budget.
 OUTPUT = [
-    store.StoredLine(invocation(2), 0, FAILED_RUN_START + 100_000, 6, b"starting backup"),
-    store.StoredLine(invocation(2), 1, FAILED_RUN_START + 200_000, 4, b"bad name \xff\xfe here"),
-    store.StoredLine(invocation(2), 5, FAILED_RUN_START + 300_000, 3, b"\x1b[31mdisk full\x1b[0m"),
+    database.StoredLine(invocation(2), 0, FAILED_RUN_START + 100_000, 6, b"starting backup"),
+    database.StoredLine(invocation(2), 1, FAILED_RUN_START + 200_000, 4, b"bad name \xff\xfe here"),
+    database.StoredLine(
+        invocation(2), 5, FAILED_RUN_START + 300_000, 3, b"\x1b[31mdisk full\x1b[0m"
+    ),
 ]
-OUTPUT_COUNTS = store.OutputCounts(
+OUTPUT_COUNTS = database.OutputCounts(
     invocation(2), lines=7, bytes=200, dropped_lines=4, dropped_bytes=120, head_end=2,
     last_usec=FAILED_RUN_START + 400_000,
 )  # fmt: skip
@@ -69,13 +71,13 @@ TIMER = TimerState("backup.timer", "backup.service", NOW_USEC + HOUR, NOW_USEC -
 
 def write_store(path: Path) -> Path:
     """Write the known runs, run 2's output and backup.timer into a new database at ``path``."""
-    conn = store.open_for_writing(path)
+    conn = database.open_for_writing(path)
     try:
         for run in RUNS:
-            store.write_batch(conn, store.Batch(runs=[run]))
-        store.write_batch(
+            database.write_batch(conn, database.Batch(runs=[run]))
+        database.write_batch(
             conn,
-            store.Batch(
+            database.Batch(
                 lines=list(OUTPUT),
                 counts={invocation(2): OUTPUT_COUNTS},
                 timers=[TIMER],

@@ -10,11 +10,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from observer import store
 from observer.alerts.config import AlertsConfig
 from observer.alerts.secrets import Channel
 from observer.alerts.state import AlertLedger
 from observer.model import Run, Source
+from observer.store import database
 from tests.unit.recorded_runs import MINUTE, NOW_USEC, SECOND, invocation
 from tests.unit.test_query_plans import plans_of
 
@@ -24,7 +24,7 @@ DEPENDENTS = ("a.service", "b.service", "c.service")
 
 
 def connect(db: Path) -> sqlite3.Connection:
-    conn = store.open_for_writing(db)
+    conn = database.open_for_writing(db)
     conn.row_factory = sqlite3.Row
     return conn
 
@@ -43,7 +43,7 @@ def ran(
         started_usec=at - SECOND, finished_usec=at, result="success" if ok else "exit-code",
         exit_code="exited", exit_status=0 if ok else 1,
     )  # fmt: skip
-    store.write_batch(conn, store.Batch(runs=[run]))
+    database.write_batch(conn, database.Batch(runs=[run]))
 
 
 def refused(
@@ -53,7 +53,7 @@ def refused(
         unit=unit, invocation_id=None, host=host, source=Source.JOURNAL, started_usec=at,
         finished_usec=at, result="dependency", reason=cause, start_key=f"{host}:{unit}:{at}",
     )  # fmt: skip
-    store.write_batch(conn, store.Batch(runs=[run]))
+    database.write_batch(conn, database.Batch(runs=[run]))
 
 
 def alerts(conn: sqlite3.Connection) -> list[tuple[str, str, str]]:

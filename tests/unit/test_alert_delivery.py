@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 import time_machine
 
-from observer import store
 from observer.__main__ import main
 from observer.alerts import outbox, send
 from observer.alerts.config import AlertsConfig, ChannelSources
@@ -26,6 +25,7 @@ from observer.alerts.service import AlertService
 from observer.alerts.state import AlertLedger
 from observer.config import Config
 from observer.model import ConfigError, Run, Source
+from observer.store import database
 from tests.receiver import Receiver
 from tests.unit.recorded_runs import MINUTE, NOW, NOW_USEC, SECOND, invocation
 
@@ -96,12 +96,12 @@ def failed_run(n: int, at: int) -> Run:
 def two_failures(db: Path) -> list[Run]:
     now = time.time_ns() // 1000
     runs = [failed_run(1, now - 2 * SECOND), failed_run(2, now - SECOND)]
-    conn = store.open_for_writing(db)
+    conn = database.open_for_writing(db)
     # Alerting "started" before these runs: they are news, not history.
     conn.execute("INSERT INTO state VALUES ('alerts_since_usec', ?)", (now - MINUTE,))
     conn.commit()
     for run in runs:
-        store.write_batch(conn, store.Batch(runs=[run]))
+        database.write_batch(conn, database.Batch(runs=[run]))
     conn.close()
     return runs
 
@@ -229,14 +229,14 @@ def utc(utc: None) -> Iterator[None]:
 
 def recorded_alerts(db: Path) -> None:
     """Two failures and a recovery; the alert's delivery failed once, then worked."""
-    conn = store.open_for_writing(db)
+    conn = database.open_for_writing(db)
     conn.row_factory = sqlite3.Row
     channel = Channel.of("json://127.0.0.1:9/hook?token=s3cret")
     book = AlertLedger(conn, AlertsConfig(present=True), lambda unit: [channel])
     book.since(NOW_USEC - 10 * MINUTE)
     for n, result in ((1, "exit-code"), (2, "exit-code"), (3, "success")):
         run = replace(failed_run(n, NOW_USEC - (5 - n) * MINUTE), result=result)
-        store.write_batch(conn, store.Batch(runs=[run]))
+        database.write_batch(conn, database.Batch(runs=[run]))
         book.judge_runs(NOW_USEC - (5 - n) * MINUTE)
     [first, second] = outbox.due_deliveries(conn, NOW_USEC)
     retry = 30 * SECOND

@@ -13,13 +13,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from observer import store
 from observer.alerts import digest
 from observer.alerts.config import AlertsConfig
 from observer.alerts.message import compose
 from observer.alerts.secrets import Channel
 from observer.alerts.state import AlertLedger, StoredAlert
 from observer.model import Run, Source
+from observer.store import database
 from tests.unit.recorded_runs import HOUR, MINUTE, NOW_USEC, SECOND, invocation
 
 pytestmark = pytest.mark.usefixtures("utc")
@@ -61,13 +61,13 @@ def record(conn: sqlite3.Connection, n: int, unit: str, at: int, ok: bool, secon
         started_usec=at - int(seconds * SECOND), finished_usec=at,
         result="success" if ok else "exit-code",
     )  # fmt: skip
-    store.write_batch(conn, store.Batch(runs=[run]))
+    database.write_batch(conn, database.Batch(runs=[run]))
 
 
 def test_the_digest_is_recorded_once_a_day_even_across_restarts_and_says_the_day(
     tmp_path: Path,
 ) -> None:
-    conn = store.open_for_writing(tmp_path / "observer.db")
+    conn = database.open_for_writing(tmp_path / "observer.db")
     conn.row_factory = sqlite3.Row
     config = replace(AlertsConfig(present=True), digest_at="16:00")
     record(conn, 1, "backup.service", NOW_USEC - 30 * HOUR, True, 60)  # before the 24 hours

@@ -7,7 +7,6 @@ from dataclasses import replace
 from hypothesis import given
 from hypothesis import strategies as st
 
-from observer import problems
 from observer.alerts.config import AlertRules
 from observer.alerts.findings import (
     Baseline,
@@ -17,6 +16,7 @@ from observer.alerts.findings import (
     parse_metric_check,
     to_json,
 )
+from observer.reading import problems
 
 RULES = AlertRules()
 NO_HISTORY = Baseline()

@@ -10,7 +10,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from observer import history, store
 from observer.alerts import evidence, outbox
 from observer.alerts.config import AlertRules, AlertsConfig, ChannelSources, UnitAlerts
 from observer.alerts.rules import FinishedRun
@@ -18,6 +17,8 @@ from observer.alerts.secrets import Channel
 from observer.alerts.state import AlertLedger
 from observer.metrics import collectors, snapshot
 from observer.model import Run, Source
+from observer.reading import history
+from observer.store import database
 from tests.unit.recorded_runs import MINUTE, NOW_USEC, SECOND, invocation
 from tests.unit.test_query_plans import plans_of
 
@@ -31,7 +32,7 @@ def config(**rules: object) -> AlertsConfig:
 
 
 def connect(db: Path) -> sqlite3.Connection:
-    conn = store.open_for_writing(db)
+    conn = database.open_for_writing(db)
     conn.row_factory = sqlite3.Row
     return conn
 
@@ -57,11 +58,11 @@ def record(
         result="success" if ok else "exit-code", exit_code="exited", exit_status=0 if ok else 1,
     )  # fmt: skip
     iid = invocation(n)
-    stored = [store.StoredLine(iid, i, at, 6, line) for i, line in enumerate(lines)]
+    stored = [database.StoredLine(iid, i, at, 6, line) for i, line in enumerate(lines)]
     size = sum(len(line) for line in lines)
-    counts = store.OutputCounts(iid, len(lines), size, 0, 0, None, at)
-    batch = store.Batch(runs=[run], lines=stored, counts={iid: counts})
-    store.write_batch(conn, batch)
+    counts = database.OutputCounts(iid, len(lines), size, 0, 0, None, at)
+    batch = database.Batch(runs=[run], lines=stored, counts={iid: counts})
+    database.write_batch(conn, batch)
 
 
 def alerts(conn: sqlite3.Connection) -> list[tuple[str, str]]:
@@ -252,7 +253,7 @@ def test_on_a_central_database_a_hosts_failure_rate_counts_its_own_runs_only(
         record(conn, n, at)
         failed = Run(UNIT, invocation(100 + n), "web2", Source.JOURNAL, started_usec=at - SECOND,
                      finished_usec=at, result="exit-code" if n % 2 else "success")  # fmt: skip
-        store.write_batch(conn, store.Batch(runs=[failed]))
+        database.write_batch(conn, database.Batch(runs=[failed]))
     book.judge_runs(NOW_USEC + 10 * MINUTE)
     rated = conn.execute("SELECT host, kind FROM alerts WHERE kind = 'rate'").fetchall()
     assert [tuple(row) for row in rated] == [("web2", "rate")]

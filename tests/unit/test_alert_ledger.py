@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from observer import store
 from observer.alerts import outbox
 from observer.alerts.config import AlertRules, AlertsConfig
 from observer.alerts.message import compose
@@ -15,6 +14,7 @@ from observer.alerts.rules import AlertKind
 from observer.alerts.secrets import Channel
 from observer.alerts.state import DELIVERY_DELAY_USEC, AlertLedger
 from observer.model import Run, Source, TimerState
+from observer.store import database
 from tests.unit.recorded_runs import HOUR, MINUTE, NOW_USEC, SECOND, invocation
 
 CHANNEL = Channel.of("json://127.0.0.1:9/hook?token=s3cret")
@@ -30,7 +30,7 @@ def db(tmp_path: Path) -> Path:
 
 
 def connect(db: Path) -> sqlite3.Connection:
-    conn = store.open_for_writing(db)
+    conn = database.open_for_writing(db)
     conn.row_factory = sqlite3.Row
     return conn
 
@@ -50,7 +50,7 @@ def record(
         started_usec=at - 2 * SECOND, finished_usec=at, result="success" if ok else "exit-code",
         exit_code="exited", exit_status=0 if ok else 3, trigger="backup.timer",
     )  # fmt: skip
-    store.write_batch(conn, store.Batch(runs=[run]))
+    database.write_batch(conn, database.Batch(runs=[run]))
     return run
 
 
@@ -118,7 +118,7 @@ def test_a_timer_that_fired_with_no_run_after_it_is_one_missed_run(db: Path) -> 
     book = ledger(conn)
     book.check(NOW_USEC)  # alerting starts watching the timer's service
     timer = TimerState("cond.timer", "cond.service", NOW_USEC + 2 * HOUR, NOW_USEC + HOUR)
-    store.write_batch(conn, store.Batch(timers=[timer]))
+    database.write_batch(conn, database.Batch(timers=[timer]))
     book.check(NOW_USEC + 10 * MINUTE)
     assert kinds(conn) == []
     book.check(NOW_USEC + HOUR + 6 * MINUTE)
@@ -129,7 +129,7 @@ def test_a_timer_that_fired_with_no_run_after_it_is_one_missed_run(db: Path) -> 
 def test_units_that_are_not_observed_are_not_checked(db: Path) -> None:
     conn = connect(db)
     timer = TimerState("x.timer", "ignored.service", NOW_USEC + HOUR, NOW_USEC + MINUTE)
-    store.write_batch(conn, store.Batch(timers=[timer]))
+    database.write_batch(conn, database.Batch(timers=[timer]))
     book = AlertLedger(conn, CONFIG, lambda unit: [CHANNEL], lambda unit: unit != "ignored.service")
     book.check(NOW_USEC)
     book.check(NOW_USEC + HOUR)
@@ -205,11 +205,11 @@ def test_the_message_shows_the_last_lines_of_output_printably(db: Path) -> None:
     conn = connect(db)
     run = record(conn, 1, False, NOW_USEC + MINUTE)
     lines = [
-        store.StoredLine(run.key, seq, NOW_USEC + seq, 6, f"line {seq}".encode())
+        database.StoredLine(run.key, seq, NOW_USEC + seq, 6, f"line {seq}".encode())
         for seq in range(30)
     ]
-    lines.append(store.StoredLine(run.key, 30, NOW_USEC + 30, 3, b"\x1b[31mdisk full"))
-    store.write_batch(conn, store.Batch(lines=lines))
+    lines.append(database.StoredLine(run.key, 30, NOW_USEC + 30, 3, b"\x1b[31mdisk full"))
+    database.write_batch(conn, database.Batch(lines=lines))
     book = ledger(conn, AlertsConfig(present=True, rules=AlertRules(failures=1)))
     book.judge_runs(NOW_USEC + 3 * MINUTE)
     [due] = outbox.due_deliveries(conn, NOW_USEC + HOUR)
@@ -231,7 +231,7 @@ def test_old_alerts_are_pruned_with_their_deliveries_and_attempts(db: Path) -> N
 
 def test_a_database_of_schema_1_gains_the_alert_tables_and_keeps_its_runs(db: Path) -> None:
     conn = sqlite3.connect(db)
-    conn.executescript(store.BASE_SCHEMA)
+    conn.executescript(database.BASE_SCHEMA)
     conn.execute(
         "INSERT INTO runs (unit, invocation_id, host, source) VALUES ('a.service', 'x', 'h', 'bus')"
     )
@@ -240,8 +240,8 @@ def test_a_database_of_schema_1_gains_the_alert_tables_and_keeps_its_runs(db: Pa
     conn.close()
 
     conn = connect(db)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == store.SCHEMA_VERSION == 7
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == database.SCHEMA_VERSION == 7
     assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 1
     assert conn.execute("SELECT COUNT(*) FROM alerts").fetchone()[0] == 0
     conn.close()
-    store.open_for_reading(db).close()
+    database.open_for_reading(db).close()

@@ -15,8 +15,8 @@ import pytest
 import time_machine
 
 from observer.__main__ import main
-from observer.cli import parse_duration
-from observer.render import human_duration
+from observer.reading.cli import parse_duration
+from observer.reading.render import human_duration
 from tests.unit.recorded_runs import NOW, invocation, write_store
 
 

@@ -8,14 +8,6 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from observer.correlator import (
-    CloseInterrupted,
-    Correlator,
-    Effect,
-    RecordRun,
-    RecordTimer,
-    ResolveJob,
-)
 from observer.model import (
     Event,
     JobDetails,
@@ -29,7 +21,15 @@ from observer.model import (
     UnitGone,
     UnitProperties,
 )
-from observer.store import SCHEMA, Batch, open_for_writing, write_batch
+from observer.recording.correlator import (
+    CloseInterrupted,
+    Correlator,
+    Effect,
+    RecordRun,
+    RecordTimer,
+    ResolveJob,
+)
+from observer.store.database import SCHEMA, Batch, open_for_writing, write_batch
 
 INV = bytes(range(1, 17))
 INV_HEX = INV.hex()

@@ -13,10 +13,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from observer import history, retention, store
 from observer.__main__ import main
 from observer.dashboard import pages, queries, site, writer
 from observer.model import Run, Source, TimerState
+from observer.reading import history
+from observer.store import database, retention
 from tests.pages import Element, overview_rows, parse
 from tests.unit.recorded_runs import HOUR, NOW_USEC, SECOND, invocation
 
@@ -41,16 +42,16 @@ def run(unit: str, n: int, *, result: str = "success", started: int = 0) -> Run:
     )  # fmt: skip
 
 
-def write_runs(path: Path, runs: list[Run], lines: list[store.StoredLine] | None = None) -> None:
-    conn = store.open_for_writing(path)
+def write_runs(path: Path, runs: list[Run], lines: list[database.StoredLine] | None = None) -> None:
+    conn = database.open_for_writing(path)
     try:
-        store.write_batch(conn, store.Batch(runs=runs, lines=lines or []))
+        database.write_batch(conn, database.Batch(runs=runs, lines=lines or []))
     finally:
         conn.close()
 
 
 def generate(db: Path, out: Path, cache: pages.Cache | None = None, **limits: int) -> pages.Report:
-    conn = store.open_for_reading(db)
+    conn = database.open_for_reading(db)
     try:
         return pages.generate(
             conn, out, limits=pages.Limits(**limits), now_usec=NOW_USEC, cache=cache
@@ -106,9 +107,9 @@ def test_unit_summaries_agree_with_unit_status_and_unit_stats(conn: sqlite3.Conn
 
 def test_a_timers_service_that_never_ran_is_idle_with_its_next_run(tmp_path: Path) -> None:
     db = tmp_path / "observer.db"
-    conn = store.open_for_writing(db)
+    conn = database.open_for_writing(db)
     timer = TimerState("renew.timer", "renew.service", NOW_USEC + HOUR, None)
-    store.write_batch(conn, store.Batch(timers=[timer]))
+    database.write_batch(conn, database.Batch(timers=[timer]))
     conn.close()
     out = tmp_path / "pages"
     generate(db, out)
@@ -182,7 +183,7 @@ def test_a_units_page_shows_its_statistics_chart_and_history(
 def test_output_and_unit_names_that_look_like_markup_are_shown_as_text(tmp_path: Path) -> None:
     db = tmp_path / "observer.db"
     lines = [
-        store.StoredLine(invocation(1), seq, NOW_USEC + seq, 3, message)
+        database.StoredLine(invocation(1), seq, NOW_USEC + seq, 3, message)
         for seq, message in enumerate(HOSTILE_OUTPUT)
     ]
     write_runs(db, [run(HOSTILE_UNIT, 1, result="exit-code")], lines)
@@ -301,7 +302,7 @@ def test_pages_of_runs_no_longer_shown_are_removed_and_other_files_left_alone(
     (out / "notes.html").write_text("mine")
     (out / "run-x.html").write_text("mine too")
     generate(db, out)
-    conn = store.open_for_writing(db)
+    conn = database.open_for_writing(db)
     retention.prune(conn, older_than_usec=None, keep_per_unit=2)
     conn.close()
 
@@ -353,7 +354,7 @@ def test_a_generation_asked_to_stop_leaves_the_overview_as_it_was(
 def test_a_run_page_shows_the_start_and_end_of_very_long_output(tmp_path: Path) -> None:
     db = tmp_path / "observer.db"
     lines = [
-        store.StoredLine(invocation(1), seq, NOW_USEC + seq, 6, f"line {seq}".encode())
+        database.StoredLine(invocation(1), seq, NOW_USEC + seq, 6, f"line {seq}".encode())
         for seq in range(10)
     ]
     write_runs(db, [run("chatty.service", 1)], lines)
@@ -409,10 +410,10 @@ def test_a_late_output_line_rewrites_the_page_of_its_run(tmp_path: Path) -> None
     write_runs(db, [run("job.service", n, started=n) for n in (1, 2)])
     out = tmp_path / "pages"
     generate(db, out)
-    conn = store.open_for_writing(db)
-    late = store.StoredLine(invocation(1), 0, NOW_USEC + 2 * SECOND, 6, b"arrived late")
-    counts = store.OutputCounts(invocation(1), 1, 12, 0, 0, None, NOW_USEC + 2 * SECOND)
-    store.write_batch(conn, store.Batch(lines=[late], counts={invocation(1): counts}))
+    conn = database.open_for_writing(db)
+    late = database.StoredLine(invocation(1), 0, NOW_USEC + 2 * SECOND, 6, b"arrived late")
+    counts = database.OutputCounts(invocation(1), 1, 12, 0, 0, None, NOW_USEC + 2 * SECOND)
+    database.write_batch(conn, database.Batch(lines=[late], counts={invocation(1): counts}))
     conn.close()
 
     report = generate(db, out)
@@ -427,7 +428,7 @@ def test_a_unit_whose_runs_retention_deleted_is_written_again(tmp_path: Path) ->
     write_runs(db, [run("other.service", 9)])
     out = tmp_path / "pages"
     generate(db, out)
-    conn = store.open_for_writing(db)
+    conn = database.open_for_writing(db)
     retention.prune(conn, older_than_usec=None, keep_per_unit=2)
     conn.close()
 
@@ -494,12 +495,13 @@ def test_a_unit_hidden_from_the_overview_gets_its_pages_once_it_is_shown(tmp_pat
 def test_every_write_of_a_units_runs_or_output_bumps_its_version(tmp_path: Path) -> None:
     db = tmp_path / "observer.db"
     write_runs(db, [run("a.service", 1), run("b.service", 2)])
-    conn = store.open_for_writing(db)
+    conn = database.open_for_writing(db)
     assert queries.unit_versions(conn) == {"a.service": 1, "b.service": 1}
-    line = store.StoredLine(invocation(2), 0, NOW_USEC, 6, b"late")
-    store.write_batch(conn, store.Batch(lines=[line]))
-    store.write_batch(conn, store.Batch(dropped=[(invocation(1), 0)]))
-    store.write_batch(conn, store.Batch(lines=[store.StoredLine("f" * 32, 0, NOW_USEC, 6, b"?")]))
+    line = database.StoredLine(invocation(2), 0, NOW_USEC, 6, b"late")
+    database.write_batch(conn, database.Batch(lines=[line]))
+    database.write_batch(conn, database.Batch(dropped=[(invocation(1), 0)]))
+    stray = database.StoredLine("f" * 32, 0, NOW_USEC, 6, b"?")
+    database.write_batch(conn, database.Batch(lines=[stray]))
     assert queries.unit_versions(conn) == {"a.service": 2, "b.service": 2}
     retention.prune(conn, older_than_usec=NOW_USEC + HOUR, keep_per_unit=None)
     assert queries.unit_versions(conn) == {"a.service": 3, "b.service": 3}
@@ -514,7 +516,7 @@ def test_a_database_of_schema_3_gains_the_unit_versions(tmp_path: Path) -> None:
     conn.close()
     out = tmp_path / "pages"
 
-    conn = store.open_for_writing(db)  # as the daemon opens it: the upgrade
+    conn = database.open_for_writing(db)  # as the daemon opens it: the upgrade
     assert queries.unit_versions(conn) == {}  # no row: version 0
     conn.close()
     first = generate(db, out)
@@ -601,14 +603,15 @@ def test_open_problems_and_findings_are_on_the_overview_and_the_unit_page(
     write_runs(db, [run("health.service", 1), run("health.service", 2, started=60)])
     cache = pages.Cache()  # as the daemon keeps it: a unit's pages are kept until it changes
     generate(db, out, cache)
-    conn = store.open_for_writing(db)
+    conn = database.open_for_writing(db)
     config = AlertsConfig(present=True)
     ledger = AlertLedger(conn, replace(config, rules=replace(config.rules, failures=1,
                                                              fail_output="^ERROR")),
                          lambda unit: [])  # fmt: skip
     ledger.since(NOW_USEC - HOUR)
-    line = store.StoredLine(invocation(3), 0, NOW_USEC + 120 * SECOND, 3, b"ERROR: DNS down")
-    store.write_batch(conn, store.Batch(runs=[run("health.service", 3, started=120)], lines=[line]))
+    line = database.StoredLine(invocation(3), 0, NOW_USEC + 120 * SECOND, 3, b"ERROR: DNS down")
+    runs = [run("health.service", 3, started=120)]
+    database.write_batch(conn, database.Batch(runs=runs, lines=[line]))
     ledger.judge_runs(NOW_USEC + HOUR)
     conn.close()
     generate(db, out, cache)  # the unit changed: a run, and a problem opened

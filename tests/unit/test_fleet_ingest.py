@@ -13,16 +13,16 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from observer import store
 from observer.config import Config
-from observer.correlator import Correlator
 from observer.fleet.ingest import EntryPlace, Marks, parse_fleet_entry
 from observer.fleet.records import RUN_RECORD_MESSAGE_ID, parse_record, record_fields
 from observer.fleet.service import RunRecords, native_datagram
-from observer.journal import SYSTEM_ONLY
 from observer.model import JobKind, OutputLine, Pid1Record, Run, Source
-from observer.run_output import HOLD_USEC, RunOutput
-from observer.store import Batch, OutputCounts
+from observer.recording.attribution import HOLD_USEC, RunOutput
+from observer.recording.correlator import Correlator
+from observer.recording.journal import SYSTEM_ONLY
+from observer.store import database
+from observer.store.database import Batch, OutputCounts
 
 RUN = Run(
     unit="backup.service",
@@ -272,9 +272,9 @@ def test_the_fleet_setup_script_passes_shellcheck_and_refuses_a_bad_url() -> Non
 
 def test_a_trigger_told_after_the_record_went_out_writes_the_record_again(tmp_path: Path) -> None:
     db = tmp_path / "observer.db"
-    conn = store.open_for_writing(db)
+    conn = database.open_for_writing(db)
     untriggered = dataclasses.replace(RUN, trigger=None)
-    store.write_batch(conn, Batch(runs=[untriggered]))
+    database.write_batch(conn, Batch(runs=[untriggered]))
     sent: list[dict[str, str]] = []
     records = RunRecords(db, delay=0, send=lambda fields: sent.append(dict(fields)))
 
@@ -289,7 +289,7 @@ def test_a_trigger_told_after_the_record_went_out_writes_the_record_again(tmp_pa
         records.runs_recorded([untriggered])
         await sent_count(1)
         triggered = dataclasses.replace(untriggered, trigger="backup.timer")
-        store.write_batch(conn, Batch(runs=[triggered]))
+        database.write_batch(conn, Batch(runs=[triggered]))
         records.trigger_known(dataclasses.replace(RUN, invocation_id="ef" * 16))  # no record
         records.trigger_known(triggered)  # written in the same go as a wrong one would be
         await sent_count(2)

@@ -17,7 +17,6 @@ import time_machine
 from hypothesis import given
 from hypothesis import strategies as st
 
-from observer import schema, store, summary
 from observer.__main__ import main
 from observer.alerts import outbox
 from observer.alerts.config import AlertsConfig
@@ -27,6 +26,7 @@ from observer.alerts.state import AlertLedger
 from observer.fleet import views
 from observer.metrics import collectors, snapshot
 from observer.model import Run, Source, TimerState
+from observer.store import database, schema, summary
 from tests.unit.recorded_runs import HOUR, MINUTE, NOW, NOW_USEC, SECOND
 
 CHANNEL = Channel.of("json://127.0.0.1:9/hook")
@@ -64,8 +64,8 @@ def central(tmp_path: Path) -> Path:
         *hourly("db2", "backup.service", 10, ["success"] * 6),
         *hourly("web1", "sync.service", 3, ["exit-code", "success", "success", "success"]),
     ]
-    with closing(store.open_for_writing(db)) as conn:
-        store.write_batch(conn, store.Batch(runs=runs))
+    with closing(database.open_for_writing(db)) as conn:
+        database.write_batch(conn, database.Batch(runs=runs))
     return db
 
 
@@ -224,7 +224,7 @@ def test_last_failure_show_and_stats_keep_to_the_host_asked_for(
 
 
 def test_one_hosts_failing_unit_is_its_own_alert_naming_the_host(central: Path) -> None:
-    with closing(store.open_for_writing(central)) as conn:
+    with closing(database.open_for_writing(central)) as conn:
         conn.row_factory = sqlite3.Row
         book = AlertLedger(conn, AlertsConfig(present=True), lambda unit: [CHANNEL], host="hub")
         book.since(NOW_USEC - 3 * HOUR)  # alerting began before web2's two failures
@@ -279,7 +279,7 @@ def test_schema_7_keeps_every_alert_row_of_an_older_database_under_its_host(
         conn.execute("INSERT INTO alerts VALUES (1, 5, 'a.service', 'failing', 'failed', 1)")
         conn.execute("PRAGMA user_version = 6")
         conn.commit()
-    with closing(store.open_for_writing(db)) as conn:
+    with closing(database.open_for_writing(db)) as conn:
         step = schema.MIGRATIONS[5]
         assert callable(step)
         step(conn)  # again (a second process upgrading at once): nothing changes
@@ -290,7 +290,7 @@ def test_schema_7_keeps_every_alert_row_of_an_older_database_under_its_host(
         assert conn.execute("SELECT host FROM alerts").fetchall() == [("vm",)]
         [kept] = summary.read(conn)
         assert (kept.host, kept.unit, kept.failures) == ("vm", "a.service", 1)
-    store.open_for_reading(db).close()
+    database.open_for_reading(db).close()
 
 
 def test_the_dashboard_shows_a_unit_of_several_hosts_once_at_its_worst_host(
@@ -322,9 +322,10 @@ def test_on_a_servers_own_database_a_unit_whose_timer_passed_is_silent(
 ) -> None:
     db = tmp_path / "observer.db"
     timer = TimerState("backup.timer", "backup.service", NOW_USEC - 10 * MINUTE, None)
-    with closing(store.open_for_writing(db)) as conn:
-        store.write_batch(conn, store.Batch(runs=hourly("vm", "backup.service", 1, ["success"])))
-        store.write_batch(conn, store.Batch(timers=[timer]))
+    with closing(database.open_for_writing(db)) as conn:
+        runs = hourly("vm", "backup.service", 1, ["success"])
+        database.write_batch(conn, database.Batch(runs=runs))
+        database.write_batch(conn, database.Batch(timers=[timer]))
     assert run_cli(capsys, "fleet", "--db", str(db))[1] == (
         "backup.service: 0 of 1 host ok, 1 silent (vm)\n"
     )

@@ -17,9 +17,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from observer import follow, store
-from observer.history import RecordedRun
 from observer.model import Run, Source, StoreError
+from observer.reading import follow
+from observer.reading.history import RecordedRun
+from observer.store import database
 from tests.unit.recorded_runs import NOW_USEC, SECOND, invocation, write_store
 
 
@@ -121,10 +122,10 @@ class Script:
             self.steps.pop(0)()
 
 
-def write(path: Path, *runs: Run, batch: store.Batch | None = None) -> None:
-    conn = store.open_for_writing(path)
+def write(path: Path, *runs: Run, batch: database.Batch | None = None) -> None:
+    conn = database.open_for_writing(path)
     try:
-        store.write_batch(conn, batch or store.Batch(runs=list(runs)))
+        database.write_batch(conn, batch or database.Batch(runs=list(runs)))
     finally:
         conn.close()
 
@@ -148,7 +149,9 @@ def test_it_follows_a_store_from_before_it_exists_to_its_replacement(tmp_path: P
             lambda: write(path, run(1, NOW_USEC + 2 * SECOND), run(2, NOW_USEC + 3 * SECOND)),
             lambda: write(  # output arriving after the end
                 path,
-                batch=store.Batch(lines=[store.StoredLine(invocation(101), 0, NOW_USEC, 6, b"x")]),
+                batch=database.Batch(
+                    lines=[database.StoredLine(invocation(101), 0, NOW_USEC, 6, b"x")]
+                ),
             ),
             lambda: replace(path, run(3, NOW_USEC + 4 * SECOND)),
         ]
@@ -174,7 +177,7 @@ def test_it_reports_nothing_of_what_a_store_held_when_following_began(tmp_path: 
 
 
 def store_run(path: Path, run_id: int) -> Run:
-    conn = store.open_for_reading(path)
+    conn = database.open_for_reading(path)
     try:
         row = conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
     finally:
@@ -187,8 +190,8 @@ def store_run(path: Path, run_id: int) -> Run:
 
 def test_it_stops_at_a_store_of_a_newer_schema(tmp_path: Path) -> None:
     path = write_store(tmp_path / "observer.db")
-    conn = store.open_for_writing(path)
-    conn.execute(f"PRAGMA user_version = {store.SCHEMA_VERSION + 1}")
+    conn = database.open_for_writing(path)
+    conn.execute(f"PRAGMA user_version = {database.SCHEMA_VERSION + 1}")
     conn.close()
     with pytest.raises(StoreError, match="schema"):
         next(follow.finished_runs(path, sleep=lambda s: None))
@@ -265,13 +268,13 @@ def test_it_opens_the_store_once_while_nothing_else_has_it_open(
 ) -> None:
     path = write_store(tmp_path / "observer.db")  # closed: no -wal file until a reader opens it
     opened: list[Path] = []
-    real_open = store.open_for_reading
+    real_open = database.open_for_reading
 
     def counting_open(db: Path) -> sqlite3.Connection:
         opened.append(db)
         return real_open(db)
 
-    monkeypatch.setattr(store, "open_for_reading", counting_open)
+    monkeypatch.setattr(database, "open_for_reading", counting_open)
     looks = Script([lambda: None] * 5 + [lambda: write(path, run(1, NOW_USEC))])
     batches = follow.finished_runs(path, sleep=looks, now_usec=lambda: NOW_USEC)
     assert [r.invocation_id for r in next(batches)] == [invocation(101)]

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from observer import history, store, summary
-from observer.history import DroppedLines, LoggedLine
 from observer.model import UnknownUnitError
+from observer.reading import history
+from observer.reading.history import DroppedLines, LoggedLine
+from observer.store import database, summary
 from tests.unit.recorded_runs import (
     FAILED_RUN_START,
     HOUR,
@@ -23,7 +24,7 @@ from tests.unit.recorded_runs import (
 
 @pytest.fixture
 def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
-    connection = store.open_for_reading(write_store(tmp_path / "observer.db"))
+    connection = database.open_for_reading(write_store(tmp_path / "observer.db"))
     yield connection
     connection.close()
 

@@ -9,9 +9,9 @@ import sqlite3
 from pathlib import Path
 
 from observer.config import Config
-from observer.daemon import Daemon
-from observer.journal import JournalBatch
+from observer.daemon.serve import Daemon
 from observer.model import OutputLine
+from observer.recording.journal import JournalBatch
 
 NEW = "b" * 32
 T = 1_700_000_000_000_000

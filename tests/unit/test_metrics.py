@@ -13,21 +13,21 @@ import pytest
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from observer import store, summary
 from observer.metrics import collectors, snapshot
 from observer.metrics.collectors import DaemonCollector, DaemonHealth, RunCollector
 from observer.metrics.http import parse_listen
 from observer.metrics.service import journal_cursor_usec, write_textfile
 from observer.metrics.snapshot import Durations, RunTally, Snapshot, TimerSchedule, UnitState
 from observer.model import ConfigError, Run, Source
+from observer.store import database, summary
 from tests.unit.recorded_runs import HOUR, MINUTE, NOW_USEC, SECOND, invocation
 
 
 def write(db: Path, *runs: Run) -> None:
-    connection = store.open_for_writing(db)
+    connection = database.open_for_writing(db)
     try:
         for run in runs:
-            store.write_batch(connection, store.Batch(runs=[run]))
+            database.write_batch(connection, database.Batch(runs=[run]))
     finally:
         connection.close()
 
@@ -94,7 +94,7 @@ def test_a_unit_runs_while_the_daemon_sees_its_invocation_running(
 
 def test_an_unfinished_observer_run_job_counts_as_running(db: Path) -> None:
     write(db, run(7, "nightly-report", source=Source.WRAPPER))
-    with closing(store.open_for_reading(db)) as conn:
+    with closing(database.open_for_reading(db)) as conn:
         state = snapshot.unit_state(conn, "nightly-report")
 
     assert state.running
@@ -110,7 +110,7 @@ def test_a_unit_that_never_succeeded_has_every_finished_run_in_its_streak(db: Pa
         run(12, finished_usec=NOW_USEC + 13 * MINUTE, result="timeout", exit_code="killed",
             exit_status=15),
     )  # fmt: skip
-    with closing(store.open_for_reading(db)) as conn:
+    with closing(database.open_for_reading(db)) as conn:
         state = snapshot.unit_state(conn, "sync.service")
 
     assert state.consecutive_failures == 2
@@ -144,7 +144,7 @@ def test_units_with_only_a_timer_or_a_running_invocation_are_listed(
 
 def test_the_tally_counts_nothing_that_finished_before_it_started(db: Path) -> None:
     tally = RunTally()
-    with closing(store.open_for_reading(db)) as conn:
+    with closing(database.open_for_reading(db)) as conn:
         tally.start(conn, pending_since_usec=0)
         tally.update(conn, [])
 
@@ -154,12 +154,12 @@ def test_the_tally_counts_nothing_that_finished_before_it_started(db: Path) -> N
 
 def test_the_tally_counts_a_run_once_however_often_it_hears_of_it(db: Path) -> None:
     tally = RunTally()
-    with closing(store.open_for_reading(db)) as conn:
+    with closing(database.open_for_reading(db)) as conn:
         tally.start(conn, pending_since_usec=0)
     finished = run(20, finished_usec=NOW_USEC + 20 * MINUTE + 3 * SECOND, result="success")
     write(db, finished)
 
-    with closing(store.open_for_reading(db)) as conn:
+    with closing(database.open_for_reading(db)) as conn:
         tally.update(conn, [finished.key])
         tally.update(conn, [finished.key])
         tally.update(conn, [])
@@ -172,17 +172,17 @@ def test_the_tally_counts_a_run_once_however_often_it_hears_of_it(db: Path) -> N
 
 def test_the_tally_follows_a_run_it_saw_begin_to_its_end(db: Path) -> None:
     tally = RunTally()
-    with closing(store.open_for_reading(db)) as conn:
+    with closing(database.open_for_reading(db)) as conn:
         tally.start(conn, pending_since_usec=0)
     # `observer run` writes a job's row when it starts and again when it ends.
     write(db, run(30, "nightly-report", source=Source.WRAPPER))
-    with closing(store.open_for_reading(db)) as conn:
+    with closing(database.open_for_reading(db)) as conn:
         tally.update(conn, [])
     assert tally.runs_by_result == {}
     write(db, run(30, "nightly-report", source=Source.WRAPPER,
                   finished_usec=NOW_USEC + 31 * MINUTE, result="exit-code"))  # fmt: skip
 
-    with closing(store.open_for_reading(db)) as conn:
+    with closing(database.open_for_reading(db)) as conn:
         tally.update(conn, [])
 
     assert tally.runs_by_result == {("host1", "nightly-report", "exit-code"): 1}
@@ -193,13 +193,13 @@ def test_a_run_that_was_running_when_the_tally_started_is_counted_when_it_ends(
     db: Path,
 ) -> None:
     tally = RunTally()
-    with closing(store.open_for_reading(db)) as conn:
+    with closing(database.open_for_reading(db)) as conn:
         tally.start(conn, pending_since_usec=NOW_USEC - HOUR)
     # Run 4 of backup.service was running; the daemon's hook reports nothing for it.
     write(db, Run("backup.service", invocation(4), "host1", Source.JOURNAL,
                   finished_usec=NOW_USEC, result="success"))  # fmt: skip
 
-    with closing(store.open_for_reading(db)) as conn:
+    with closing(database.open_for_reading(db)) as conn:
         tally.update(conn, [])
 
     assert tally.runs_by_result == {("host1", "backup.service", "success"): 1}
@@ -214,12 +214,12 @@ def test_a_duration_lands_in_the_smallest_bucket_that_holds_it(
     db: Path, seconds: float, bucket: float
 ) -> None:
     tally = RunTally()
-    with closing(store.open_for_reading(db)) as conn:
+    with closing(database.open_for_reading(db)) as conn:
         tally.start(conn, pending_since_usec=0)
     write(
         db, run(40, finished_usec=NOW_USEC + 40 * MINUTE + int(seconds * SECOND), result="success")
     )
-    with closing(store.open_for_reading(db)) as conn:
+    with closing(database.open_for_reading(db)) as conn:
         tally.update(conn, [])
 
     cumulative = tally.durations()["host1", "sync.service"].buckets

@@ -17,12 +17,12 @@ from typing import Any
 
 import pytest
 
-from observer import store
 from observer.config import MetricsConfig
 from observer.metrics import service as metrics_service
 from observer.metrics import snapshot
 from observer.metrics.service import MetricsService
 from observer.model import Run, Source
+from observer.store import database
 from tests.unit.recorded_runs import NOW_USEC, SECOND, invocation, write_store
 
 
@@ -103,8 +103,8 @@ async def test_it_serves_the_recorded_runs_and_refreshes_after_each_new_one(
         # Run 4 of backup.service ends; the daemon's hook says so.
         ended = Run("backup.service", invocation(4), "host1", Source.BUS,
                     finished_usec=NOW_USEC + 90 * SECOND, result="success")  # fmt: skip
-        conn = store.open_for_writing(db)
-        store.write_batch(conn, store.Batch(runs=[ended]))
+        conn = database.open_for_writing(db)
+        database.write_batch(conn, database.Batch(runs=[ended]))
         conn.close()
         service.runs_recorded([ended])
         counted = f'observer_runs_total{{{labels},result="success"}} 1.0'
@@ -191,12 +191,12 @@ def test_an_idle_refresh_reads_nothing_until_a_run_is_committed(
         service._refresh({})
         assert len(readings) == 1  # nothing was committed since the first reading
 
-        conn = store.open_for_writing(db)
+        conn = database.open_for_writing(db)
         ended = Run(
             "sync.service", invocation(40), "host1", Source.BUS,
             started_usec=NOW_USEC, finished_usec=NOW_USEC + SECOND, result="success",
         )  # fmt: skip
-        store.write_batch(conn, store.Batch(runs=[ended]))
+        database.write_batch(conn, database.Batch(runs=[ended]))
         conn.close()
         service._refresh({})
         assert len(readings) == 2

@@ -8,19 +8,20 @@ from pathlib import Path
 
 import pytest
 
-from observer import follow, history, hosts, store
 from observer.fleet import facts
 from observer.metrics import snapshot
+from observer.reading import follow, history
+from observer.store import database, hosts
 from tests.unit.recorded_runs import NOW_USEC, RUNS, invocation
 
 
 @pytest.fixture
 def conn(tmp_path: Path) -> Iterator[sqlite3.Connection]:
     db = tmp_path / "observer.db"
-    writer = store.open_for_writing(db)
-    store.write_batch(writer, store.Batch(runs=RUNS))
+    writer = database.open_for_writing(db)
+    database.write_batch(writer, database.Batch(runs=RUNS))
     writer.close()
-    conn = store.open_for_reading(db)
+    conn = database.open_for_reading(db)
     yield conn
     conn.close()
 

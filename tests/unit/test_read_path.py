@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from observer import store
 from observer.model import StoreError
+from observer.store import database
 
 
 @pytest.fixture
@@ -21,7 +21,7 @@ def user(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.delenv("OBSERVER_DB", raising=False)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     system = tmp_path / "var-lib-observer" / "observer.db"
-    monkeypatch.setattr(store, "SYSTEM_DB_PATH", system)
+    monkeypatch.setattr(database, "SYSTEM_DB_PATH", system)
     return system
 
 
@@ -29,36 +29,36 @@ def test_a_user_without_a_database_of_their_own_reads_the_installed_services(
     user: Path,
 ) -> None:
     user.parent.mkdir()
-    store.open_for_writing(user).close()
-    assert store.default_read_path() == user
+    database.open_for_writing(user).close()
+    assert database.default_read_path() == user
 
 
 def test_a_user_with_a_database_of_their_own_reads_that_one(user: Path, tmp_path: Path) -> None:
     user.parent.mkdir()
-    store.open_for_writing(user).close()
+    database.open_for_writing(user).close()
     own = tmp_path / "data" / "observer" / "observer.db"
-    store.open_for_writing(own).close()
-    assert store.default_read_path() == own
+    database.open_for_writing(own).close()
+    assert database.default_read_path() == own
 
 
 def test_observer_db_wins_and_without_any_database_the_users_own_path_is_named(
     user: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert store.default_read_path() == tmp_path / "data" / "observer" / "observer.db"
+    assert database.default_read_path() == tmp_path / "data" / "observer" / "observer.db"
     user.parent.mkdir()
-    store.open_for_writing(user).close()
+    database.open_for_writing(user).close()
     monkeypatch.setenv("OBSERVER_DB", str(tmp_path / "elsewhere.db"))
-    assert store.default_read_path() == tmp_path / "elsewhere.db"
+    assert database.default_read_path() == tmp_path / "elsewhere.db"
 
 
 def test_a_user_who_may_not_read_the_database_is_told_which_group_may(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     db = tmp_path / "observer.db"
-    store.open_for_writing(db).close()  # 0640: its group may read it
+    database.open_for_writing(db).close()  # 0640: its group may read it
     monkeypatch.setattr(os, "access", lambda path, mode: False)
     with pytest.raises(StoreError) as raised:
-        store.open_for_reading(db)
+        database.open_for_reading(db)
     group = grp.getgrgid(db.stat().st_gid).gr_name
     user = pwd.getpwuid(os.getuid()).pw_name
     assert str(raised.value) == (

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from observer import retention, store, store_thread, summary
 from observer.model import Run, Source
-from observer.store_thread import AsyncStore
+from observer.store import database, retention, summary, writer
+from observer.store.writer import AsyncStore
 
 DAY = 86_400_000_000
 NOW = 1_790_000_000_000_000
@@ -33,9 +33,9 @@ async def test_a_write_goes_in_between_the_chunks_of_retention(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     db = tmp_path / "observer.db"
-    with closing(store.open_for_writing(db)) as conn:
-        store.write_batch(conn, store.Batch(runs=old_runs(600)))
-    monkeypatch.setattr(store_thread, "PRUNE_CHUNK", 50)
+    with closing(database.open_for_writing(db)) as conn:
+        database.write_batch(conn, database.Batch(runs=old_runs(600)))
+    monkeypatch.setattr(writer, "PRUNE_CHUNK", 50)
     chunks: list[int] = []
     began = threading.Event()
     real = retention.prune_some
@@ -45,7 +45,7 @@ async def test_a_write_goes_in_between_the_chunks_of_retention(
         began.set()
         return real(conn, limit)
 
-    monkeypatch.setattr(store_thread, "prune_some", counted)
+    monkeypatch.setattr(writer, "prune_some", counted)
     async_store = AsyncStore(db)
     await async_store.open()
     try:
@@ -54,7 +54,7 @@ async def test_a_write_goes_in_between_the_chunks_of_retention(
             async_store.prune(older_than_usec=NOW - 90 * DAY, keep_per_unit=None)
         )
         assert await asyncio.to_thread(began.wait, 10)
-        written = await async_store.write(store.Batch(runs=[fresh]))
+        written = await async_store.write(database.Batch(runs=[fresh]))
         assert not pruning.done()  # the write did not wait for all of retention
         assert await pruning == 600
     finally:
@@ -62,15 +62,15 @@ async def test_a_write_goes_in_between_the_chunks_of_retention(
 
     assert written == [fresh]
     assert len(chunks) == 600 // 50 + 1  # the last finds nothing left
-    with closing(store.open_for_reading(db)) as conn:
+    with closing(database.open_for_reading(db)) as conn:
         assert [s.unit for s in summary.read(conn)] == ["new.service"]
         assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 1
 
 
 def test_keeping_the_newest_runs_of_each_unit_keeps_exactly_those(tmp_path: Path) -> None:
     db = tmp_path / "observer.db"
-    with closing(store.open_for_writing(db)) as conn:
-        store.write_batch(conn, store.Batch(runs=old_runs(30)))
+    with closing(database.open_for_writing(db)) as conn:
+        database.write_batch(conn, database.Batch(runs=old_runs(30)))
         deleted = retention.prune(conn, older_than_usec=None, keep_per_unit=4, chunk=7)
         kept = conn.execute("SELECT unit, COUNT(*), MIN(id) FROM runs GROUP BY unit").fetchall()
         [first] = summary.read(conn, ["job-0.service"])

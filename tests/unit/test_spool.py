@@ -10,12 +10,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from observer import store
 from observer.model import Run, Source, TimerState
 from observer.run import spool
 from observer.run.schedule import Schedule, ScheduleError, parse_cron
 from observer.run.spool import RunRecord
-from observer.store import OutputCounts, StoredLine
+from observer.store import database
+from observer.store.database import OutputCounts, StoredLine
 
 INVOCATION = "4f1c" + "0" * 28
 
@@ -59,7 +59,7 @@ def test_importing_stores_the_run_once_and_removes_the_file_after_the_commit(
     tmp_path: Path,
 ) -> None:
     db = tmp_path / "observer.db"
-    conn = store.open_for_writing(db)
+    conn = database.open_for_writing(db)
     spool.spool(record(metrics=b"backup_bytes 12\n"), tmp_path / "spool", db)
     # An earlier, interrupted import left a line that is not part of the run's output.
     conn.execute("INSERT INTO output VALUES (?, 1, 0, 6, 'stdout', x'00')", (INVOCATION,))
@@ -88,7 +88,7 @@ def test_importing_stores_the_run_once_and_removes_the_file_after_the_commit(
 
 def test_a_spooled_run_completes_a_run_whose_start_was_stored(tmp_path: Path) -> None:
     db = tmp_path / "observer.db"
-    conn = store.open_for_writing(db)
+    conn = database.open_for_writing(db)
     full = record()
     spool.write_record(conn, RunRecord(Run("backup-db", INVOCATION, "host1", Source.WRAPPER, 1)))
     spool.spool(full, tmp_path / "spool", db)
@@ -105,7 +105,7 @@ def test_files_for_another_database_are_left_alone_and_bad_ones_set_aside(
     tmp_path: Path,
 ) -> None:
     db = tmp_path / "observer.db"
-    conn = store.open_for_writing(db)
+    conn = database.open_for_writing(db)
     directory = tmp_path / "spool"
     spool.spool(record("1" * 32), directory, tmp_path / "other.db")
     (directory / f"{'2' * 32}.json").write_text('{"format": 1, "run": {"unit": "x"}}')
@@ -124,7 +124,7 @@ def test_hostile_spool_files_are_set_aside_and_the_good_one_beside_them_is_impor
     tmp_path: Path,
 ) -> None:
     db = tmp_path / "observer.db"
-    conn = store.open_for_writing(db)
+    conn = database.open_for_writing(db)
     directory = tmp_path / "spool"
     good = spool.spool(record(), directory, db)
     os.utime(good, (2_000_000_000, 2_000_000_000))  # the newest: read after every bad one
@@ -161,7 +161,7 @@ def test_an_unreadable_spool_file_is_reported_once_and_holds_up_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     db = tmp_path / "observer.db"
-    conn = store.open_for_writing(db)
+    conn = database.open_for_writing(db)
     directory = tmp_path / "spool"
     locked = spool.spool(record("1" * 32), directory, db)
     os.utime(locked, (1, 1))  # the oldest: read first

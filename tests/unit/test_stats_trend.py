@@ -5,20 +5,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from observer import stats, store
 from observer.alerts.config import AlertRules
 from observer.alerts.findings import Baseline, trend
 from observer.model import Run, Source
+from observer.reading import stats
+from observer.store import database
 from tests.unit.recorded_runs import NOW_USEC, SECOND, invocation
 
 DAY = 86_400 * SECOND
 
 
 def test_the_stats_trend_is_the_ratio_the_slower_finding_reports(tmp_path: Path) -> None:
-    conn = store.open_for_writing(tmp_path / "observer.db")
+    conn = database.open_for_writing(tmp_path / "observer.db")
     runs = [(n, NOW_USEC - (20 + n) * DAY, 10.0) for n in range(5)]
     runs += [(10 + n, NOW_USEC - n * DAY - 3600 * SECOND, 20.0) for n in range(5)]
-    store.write_batch(conn, store.Batch(runs=[
+    database.write_batch(conn, database.Batch(runs=[
         Run(unit="backup.service", invocation_id=invocation(n), host="h", source=Source.BUS,
             started_usec=at - int(seconds * SECOND), finished_usec=at, result="success")
         for n, at, seconds in runs

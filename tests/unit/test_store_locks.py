@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 
 from observer.model import Run, Source
-from observer.store import Batch, open_for_reading, open_for_writing, write_batch
+from observer.store.database import Batch, open_for_reading, open_for_writing, write_batch
 
 
 def test_a_second_connection_closing_leaves_the_first_ones_wal_in_place(tmp_path: Path) -> None:

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from observer import retention, store, summary
 from observer.model import Run, Source
+from observer.store import database, retention, summary
 
 UNITS = ("a.service", "b.service", "c@x.service")
 # A central database holds several hosts' runs of the same units (docs/fleet.md).
@@ -58,7 +58,7 @@ prunes = st.tuples(
 
 
 def expected(conn: sqlite3.Connection, unit: str, host: str = "h") -> summary.UnitSummary | None:
-    """The summary as the definitions in observer/summary.py say, from every row, in Python."""
+    """The summary as observer/store/summary.py defines it, from every row, in Python."""
     rows = [
         dict(zip(("id", "started", "finished", "result", "cpu", "memory"), row, strict=True))
         for row in conn.execute(
@@ -136,11 +136,11 @@ def test_kept_summaries_equal_a_full_recomputation_after_any_writes_and_retentio
     steps: list[tuple[str, object]],
 ) -> None:
     with closing(sqlite3.connect(":memory:")) as conn:
-        conn.executescript(store.SCHEMA)
+        conn.executescript(database.SCHEMA)
         for kind, step in steps:
             if kind == "write":
                 assert isinstance(step, list)
-                store.write_batch(conn, store.Batch(runs=step))
+                database.write_batch(conn, database.Batch(runs=step))
             else:
                 assert isinstance(step, tuple)
                 older_than, keep = step
@@ -154,7 +154,7 @@ def test_kept_summaries_equal_a_full_recomputation_after_any_writes_and_retentio
 def test_a_migration_fills_the_summaries_of_an_older_database(tmp_path: Path) -> None:
     db = tmp_path / "observer.db"
     with closing(sqlite3.connect(db)) as conn:
-        conn.executescript(store.BASE_SCHEMA + str(store.MIGRATIONS[0]))
+        conn.executescript(database.BASE_SCHEMA + str(database.MIGRATIONS[0]))
         for n, result in enumerate(["success", "exit-code", "exit-code"]):
             conn.execute(
                 "INSERT INTO runs (unit, invocation_id, host, source, started_usec, "
@@ -164,7 +164,7 @@ def test_a_migration_fills_the_summaries_of_an_older_database(tmp_path: Path) ->
         conn.execute("PRAGMA user_version = 2")
         conn.commit()
 
-    with closing(store.open_for_writing(db)) as conn:
+    with closing(database.open_for_writing(db)) as conn:
         [kept] = summary.read(conn)
         assert kept == expected(conn, "a.service")
         assert (kept.runs, kept.failures, kept.consecutive_failures) == (3, 2, 2)
@@ -175,7 +175,7 @@ def test_schema_5_rebuilds_runs_keeping_every_row_and_takes_starts_without_invoc
 ) -> None:
     db = tmp_path / "observer.db"
     with closing(sqlite3.connect(db)) as conn:
-        conn.executescript(store.BASE_SCHEMA + "".join(str(s) for s in store.MIGRATIONS[:3]))
+        conn.executescript(database.BASE_SCHEMA + "".join(str(s) for s in database.MIGRATIONS[:3]))
         conn.execute(
             "INSERT INTO runs (id, unit, invocation_id, host, source, started_usec, "
             "finished_usec, result) VALUES (7, 'a.service', ?, 'h', 'bus', ?, ?, 'exec-condition')",
@@ -183,16 +183,16 @@ def test_schema_5_rebuilds_runs_keeping_every_row_and_takes_starts_without_invoc
         )
         conn.execute("PRAGMA user_version = 4")
         conn.commit()
-    with closing(store.open_for_writing(db)) as conn:
+    with closing(database.open_for_writing(db)) as conn:
         # The step again (a second process upgrading at the same time) changes nothing.
-        step = store.MIGRATIONS[3]
+        step = database.MIGRATIONS[3]
         assert callable(step)
         step(conn)
         skip = Run(
             "a.service", None, "h", Source.JOURNAL, started_usec=BASE + 5,
             finished_usec=BASE + 5, result="condition", start_key="h:a.service:5",
         )  # fmt: skip
-        store.write_batch(conn, store.Batch(runs=[skip, skip]))
+        database.write_batch(conn, database.Batch(runs=[skip, skip]))
         rows = conn.execute("SELECT id, invocation_id, result FROM runs ORDER BY id").fetchall()
         [kept] = summary.read(conn)
     assert rows == [(7, invocation(1), "exec-condition"), (8, None, "condition")]

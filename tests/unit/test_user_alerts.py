@@ -9,15 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from observer import config, store, users
+from observer import config, users
 from observer.__main__ import main
+from observer.store import database
 from tests.unit.test_user_jobs import users_daemon
 
 
 @pytest.fixture
 def db(tmp_path: Path) -> Path:
     path = tmp_path / "observer.db"
-    conn = store.open_for_writing(path)
+    conn = database.open_for_writing(path)
     now = time.time_ns() // 1000
     with conn:
         for unit in ("backup.service", "alice/backup.service", "alice.b/backup.service"):

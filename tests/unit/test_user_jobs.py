@@ -10,7 +10,7 @@ import pytest
 from observer.__main__ import build_parser
 from observer.alerts.config import AlertRules
 from observer.config import Config, JobsConfig
-from observer.daemon_setup import DaemonSetup, setup_from
+from observer.daemon.target import DaemonSetup, setup_from
 from observer.jobs.alert_rules import with_job_alerts
 from observer.jobs.jobfile import Job, parse
 from observer.jobs.manager import check_for_user_manager, user_manager

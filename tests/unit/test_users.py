@@ -7,9 +7,9 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from observer.correlator import Correlator
-from observer.journal import JournalScope, parse_entry
 from observer.model import JobDetails, JobKind, OutputLine, Pid1Record, UnitProperties
+from observer.recording.correlator import Correlator
+from observer.recording.journal import JournalScope, parse_entry
 from observer.users import Selection, qualify, qualify_event, split, user_names
 
 INV = "1223d6aa32cc43b8814db9238011d34a"

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from observer import store
+from observer.store import database
 
 BIG = 3 * 1024 * 1024 + 17
 
@@ -511,7 +511,7 @@ def test_the_start_of_a_long_run_is_visible_while_it_runs(
 
 
 def test_store_module_default_is_used_without_db_option(env: dict[str, str]) -> None:
-    assert store.default_db_path() != Path(env["OBSERVER_DB"])  # only the env points here
+    assert database.default_db_path() != Path(env["OBSERVER_DB"])  # only the env points here
     assert wrapped("job", "true", env=env).returncode == 0
     assert Path(env["OBSERVER_DB"]).exists()
 

@@ -9,10 +9,10 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from observer import store
 from observer.model import Run, Source
 from observer.run import liveness, spool
 from observer.run.spool import RunRecord
+from observer.store import database
 
 NOW = time.time_ns() // 1000
 
@@ -25,7 +25,7 @@ def test_a_run_is_closed_as_interrupted_at_its_last_heartbeat_once_its_wrapper_i
     tmp_path: Path,
 ) -> None:
     db = tmp_path / "observer.db"
-    conn = store.open_for_writing(db)
+    conn = database.open_for_writing(db)
     directory = tmp_path / "spool"
     run = started("a")
     spool.write_record(conn, RunRecord(run))
@@ -51,7 +51,7 @@ def test_a_mark_held_by_another_live_process_is_left_and_closed_once_that_proces
     tmp_path: Path,
 ) -> None:
     db = tmp_path / "observer.db"
-    conn = store.open_for_writing(db)
+    conn = database.open_for_writing(db)
     directory = tmp_path / "spool"
     holder = subprocess.Popen(
         [sys.executable, "-c",
@@ -84,7 +84,7 @@ def test_a_mark_whose_wrapper_spooled_its_end_waits_for_the_import_of_that_end(
     tmp_path: Path,
 ) -> None:
     db = tmp_path / "observer.db"
-    conn = store.open_for_writing(db)
+    conn = database.open_for_writing(db)
     directory = tmp_path / "spool"
     run = started("c")
     mark = liveness.LifeMark.create(directory, run, db)
@@ -103,7 +103,7 @@ def test_a_mark_that_is_not_one_is_set_aside_and_one_for_another_database_left_a
     tmp_path: Path,
 ) -> None:
     db = tmp_path / "observer.db"
-    conn = store.open_for_writing(db)
+    conn = database.open_for_writing(db)
     directory = tmp_path / "spool"
     other = liveness.LifeMark.create(directory, started("d"), tmp_path / "other.db")
     os.close(other.fd)

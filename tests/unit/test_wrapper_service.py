@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from observer import store
 from observer.config import Config, RunConfig
 from observer.model import Run, Source, StoreError
 from observer.run import spool
 from observer.run.service import WrapperRuns
 from observer.run.spool import RunRecord
+from observer.store import database
 
 NOW = time.time_ns() // 1000
 
@@ -40,7 +40,7 @@ def service(tmp_path: Path) -> tuple[WrapperRuns, list[list[Run]]]:
 
 
 def write(db: Path, run: Run) -> None:
-    conn = store.open_for_writing(db)
+    conn = database.open_for_writing(db)
     try:
         spool.write_record(conn, RunRecord(run))
     finally:

@@ -6,7 +6,7 @@ import socket
 import sqlite3
 from collections.abc import Callable
 
-from observer import hosts, summary
+from observer.store import hosts, summary
 
 # Schema 1, as the first release created it; MIGRATIONS bring it to SCHEMA_VERSION.
 BASE_SCHEMA = """
@@ -275,7 +275,7 @@ def _per_host(conn: sqlite3.Connection) -> None:
 # database gets SCHEMA and then every step. Only ever append; each step must be idempotent
 # (CREATE ... IF NOT EXISTS, or a function that checks what is there), so that two
 # processes upgrading at once do no harm.
-# Schema 3: the per-unit summaries (observer/summary.py) and the indexes the reads walk.
+# Schema 3: the per-unit summaries (observer/store/summary.py) and the indexes the reads walk.
 MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     _ALERT_TABLES,
     summary.TABLE + summary.INDEXES,

@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from observer.model import Run, StoreError
-from observer.retention import PRUNE_CHUNK, plan_prune, prune_orphan_output, prune_some
-from observer.store import (
+from observer.store.database import (
     Batch,
     OutputCounts,
     load_output,
@@ -22,6 +21,7 @@ from observer.store import (
     run_started_before,
     write_batch,
 )
+from observer.store.retention import PRUNE_CHUNK, plan_prune, prune_orphan_output, prune_some
 
 T = TypeVar("T")
 

@@ -1,6 +1,6 @@
 """Per-unit statistics: counts, success rate, duration and cost percentiles (read-only).
 
-Over all recorded runs they come from each unit's kept summary (observer/summary.py); over
+Over all recorded runs they come from each unit's kept summary (observer/store/summary.py); over
 a window (``since_usec``) they are counted from the unit's runs in index order.
 """
 
@@ -12,10 +12,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from statistics import median
 
-from observer import summary
 from observer.model import SKIPPED_RESULTS, SUCCESS_RESULTS
+from observer.store import summary
 
-# Spelled as the indexes are (observer/summary.py), so that the queries walk them.
+# Spelled as the indexes are (observer/store/summary.py), so that the queries walk them.
 _ORDER_KEY = summary.ORDER_KEY
 _NEWEST_FIRST = f"{_ORDER_KEY} DESC, r.id DESC"
 DAY_USEC = 86_400 * 1_000_000

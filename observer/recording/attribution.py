@@ -12,11 +12,11 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from observer.config import Config
-from observer.correlator import Correlator
 from observer.model import OutputLine, OutputSuppressed
 from observer.output import OutputBudget, cut_line
-from observer.store import Batch, OutputCounts, StoredLine
-from observer.store_thread import AsyncStore
+from observer.recording.correlator import Correlator
+from observer.store.database import Batch, OutputCounts, StoredLine
+from observer.store.writer import AsyncStore
 from observer.users import SEPARATOR
 
 log = logging.getLogger(__name__)

@@ -14,13 +14,10 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 
 from observer.alerts.service import AlertService
-from observer.bus import BusError, manager_bus
 from observer.config import Config, dashboard_directory
-from observer.correlator import Correlator
-from observer.daemon_setup import bus_hint, bus_name, journal_scope, setup_from
+from observer.daemon.target import bus_hint, bus_name, journal_scope, setup_from
 from observer.dashboard.service import DashboardService
 from observer.dashboard.serving import Pages
-from observer.effects import CloseInterrupted, Effect, ReadCost, RecordRun, RecordTimer, ResolveJob
 from observer.fleet.ingest import (
     HELD_PREFIX,
     MARK_PREFIX,
@@ -33,13 +30,23 @@ from observer.fleet.ingest import (
 )
 from observer.fleet.records import RunRecord
 from observer.fleet.service import JOURNAL_SOCKET, RunRecords, journal_sender
-from observer.journal import JournalBatch, JournalFollower
 from observer.metrics.service import MetricsService
 from observer.model import Event, OutputLine, OutputSuppressed, Pid1Record, Run, StoreError
+from observer.recording.attribution import RunOutput
+from observer.recording.bus import BusError, manager_bus
+from observer.recording.correlator import Correlator
+from observer.recording.effects import (
+    CloseInterrupted,
+    Effect,
+    ReadCost,
+    RecordRun,
+    RecordTimer,
+    ResolveJob,
+)
+from observer.recording.journal import JournalBatch, JournalFollower
 from observer.run.service import WrapperRuns
-from observer.run_output import RunOutput
-from observer.store import Batch
-from observer.store_thread import AsyncStore
+from observer.store.database import Batch
+from observer.store.writer import AsyncStore
 
 log = logging.getLogger(__name__)
 

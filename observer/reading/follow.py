@@ -18,8 +18,9 @@ from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from observer import history, store
 from observer.model import StoreError
+from observer.reading import history
+from observer.store import database
 
 # How often the file is looked at: a run shows up at most this long after it is recorded.
 POLL_SECONDS = 0.2
@@ -199,9 +200,9 @@ def _identity(path: Path) -> tuple[int, int, bool] | None:
 def _open(path: Path) -> sqlite3.Connection | None:
     """The store open for reading; None while the daemon is still creating or upgrading it."""
     try:
-        return store.open_for_reading(path)
+        return database.open_for_reading(path)
     except StoreError:
-        if _schema(path) < store.SCHEMA_VERSION:
+        if _schema(path) < database.SCHEMA_VERSION:
             return None
         raise
 
@@ -216,4 +217,4 @@ def _schema(path: Path) -> int:
         finally:
             conn.close()
     except sqlite3.Error:
-        return store.SCHEMA_VERSION  # not a database being made: the first error stands
+        return database.SCHEMA_VERSION  # not a database being made: the first error stands

@@ -11,14 +11,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from observer import schema, summary, users
+from observer import users
 from observer.model import INTERRUPTED, Run, Source, StoreError, TimerState
+from observer.store import schema, summary
 
-# The schema lives in observer/schema.py; these names are part of the store's interface.
-from observer.schema import BASE_SCHEMA as BASE_SCHEMA  # noqa: PLC0414
-from observer.schema import MIGRATIONS as MIGRATIONS  # noqa: PLC0414
-from observer.schema import SCHEMA as SCHEMA  # noqa: PLC0414
-from observer.schema import SCHEMA_VERSION as SCHEMA_VERSION  # noqa: PLC0414
+# The schema lives in observer/store/schema.py; these names are part of the store's interface.
+from observer.store.schema import BASE_SCHEMA as BASE_SCHEMA  # noqa: PLC0414
+from observer.store.schema import MIGRATIONS as MIGRATIONS  # noqa: PLC0414
+from observer.store.schema import SCHEMA as SCHEMA  # noqa: PLC0414
+from observer.store.schema import SCHEMA_VERSION as SCHEMA_VERSION  # noqa: PLC0414
 
 # Each field keeps the first value known for it, but a run starts at the earliest time
 # any source saw it start: merging partial runs is then independent of their order. A run

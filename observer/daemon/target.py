@@ -17,8 +17,8 @@ from pathlib import Path
 from observer.config import Config, JobsConfig, MetricsConfig, load_config
 from observer.jobs.alert_rules import with_job_alerts
 from observer.jobs.manager import user_jobs_path
-from observer.journal import JournalScope
-from observer.store import default_db_path
+from observer.recording.journal import JournalScope
+from observer.store.database import default_db_path
 from observer.users import (
     SEPARATOR,
     current_user,

@@ -15,8 +15,10 @@ from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
-from observer import follow, history, hosts, render, store, users
+from observer import users
 from observer.model import ObserverError, StoreError, UnknownUnitError
+from observer.reading import follow, history, render
+from observer.store import database, hosts
 
 _DURATION = re.compile(r"(?:\d+[smhdw])+")
 _DURATION_PART = re.compile(r"(\d+)([smhdw])")
@@ -128,8 +130,8 @@ def _count(text: str) -> int:
 @contextmanager
 def reading(args: argparse.Namespace) -> Iterator[sqlite3.Connection]:
     """The database ``--db`` names (or the default), open for reading; errors as StoreError."""
-    path = args.db or store.default_read_path()
-    conn = store.open_for_reading(path)
+    path = args.db or database.default_read_path()
+    conn = database.open_for_reading(path)
     try:
         yield conn
     except sqlite3.Error as e:
@@ -205,7 +207,7 @@ def _followed_unit(args: argparse.Namespace) -> Callable[[history.RecordedRun], 
     """Runs of the unit ``history UNIT`` names; one with no runs yet may be waited for."""
     keys = selection(args).keys(args.unit)
     names = {*keys, *(f"{key}.service" for key in keys)}
-    path = args.db or store.default_read_path()
+    path = args.db or database.default_read_path()
     if path.exists():
         with reading(args) as conn, contextlib.suppress(UnknownUnitError):
             names = {history.resolve_unit(conn, args.unit, selection(args))}
@@ -222,7 +224,7 @@ def _follow(
             "--follow prints runs as they finish from now on: -n and --since choose past "
             "runs (list them without --follow)"
         )
-    path = args.db or store.default_read_path()
+    path = args.db or database.default_read_path()
     with_host = args.host is not None or _several_hosts(args, path)
     batches = follow.finished_runs(
         path, notice=lambda text: print(f"observer: {text}", file=sys.stderr)

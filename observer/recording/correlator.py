@@ -13,13 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
-# The effects are part of the correlator's interface.
-from observer.effects import CloseInterrupted as CloseInterrupted  # noqa: PLC0414
-from observer.effects import Effect as Effect  # noqa: PLC0414
-from observer.effects import ReadCost as ReadCost  # noqa: PLC0414
-from observer.effects import RecordRun as RecordRun  # noqa: PLC0414
-from observer.effects import RecordTimer as RecordTimer  # noqa: PLC0414
-from observer.effects import ResolveJob as ResolveJob  # noqa: PLC0414
 from observer.model import (
     Event,
     JobDetails,
@@ -34,8 +27,16 @@ from observer.model import (
     UnitGone,
     UnitProperties,
 )
-from observer.refused import RefusedStarts, Skip, is_refusal
-from observer.starts import Starts
+
+# The effects are part of the correlator's interface.
+from observer.recording.effects import CloseInterrupted as CloseInterrupted  # noqa: PLC0414
+from observer.recording.effects import Effect as Effect  # noqa: PLC0414
+from observer.recording.effects import ReadCost as ReadCost  # noqa: PLC0414
+from observer.recording.effects import RecordRun as RecordRun  # noqa: PLC0414
+from observer.recording.effects import RecordTimer as RecordTimer  # noqa: PLC0414
+from observer.recording.effects import ResolveJob as ResolveJob  # noqa: PLC0414
+from observer.recording.refused import RefusedStarts, Skip, is_refusal
+from observer.recording.starts import Starts
 from observer.users import unit_of
 
 K = TypeVar("K")
@@ -147,7 +148,7 @@ class Correlator:
         return {inv.unit: inv.invocation_id for inv in invocations if not inv.finished}
 
     def invocation_at(self, unit: str, realtime_usec: int) -> str | None:
-        """The invocation of ``unit`` that was running at a time (observer/starts.py)."""
+        """The invocation of ``unit`` that was running at a time (observer/recording/starts.py)."""
         return self.starts.invocation_at(unit, realtime_usec)
 
     def user_run_at(self, user_prefix: str, realtime_usec: int) -> tuple[str, str] | None:

@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from observer import hosts, problems, summary, users
+from observer import users
 from observer.model import (
     SKIPPED_RESULTS,
     SUCCESS_RESULTS,
@@ -22,10 +22,12 @@ from observer.model import (
     UnknownUnitError,
     exit_facts,
 )
-from observer.stats import UnitStats as UnitStats  # noqa: PLC0414 (part of this interface)
-from observer.stats import stats_from
-from observer.stats import summaries as summaries_of
-from observer.stats import unit_stats as unit_stats  # noqa: PLC0414
+from observer.reading import problems
+from observer.reading.stats import UnitStats as UnitStats  # noqa: PLC0414 (part of this interface)
+from observer.reading.stats import stats_from
+from observer.reading.stats import summaries as summaries_of
+from observer.reading.stats import unit_stats as unit_stats  # noqa: PLC0414
+from observer.store import hosts, summary
 
 # Unit types systemd knows: a name ending in one of these is a full unit name.
 _UNIT_SUFFIXES = (
@@ -45,7 +47,7 @@ _RUNS_FROM = (
     "runs r LEFT JOIN output_stats s ON s.invocation_id = r.invocation_id "
     "LEFT JOIN run_findings f ON f.run_id = r.id"
 )
-# Spelled as the indexes are (observer/summary.py), so that the queries walk them.
+# Spelled as the indexes are (observer/store/summary.py), so that the queries walk them.
 _ORDER_KEY = summary.ORDER_KEY
 _FAILED = summary.FAILED
 _NEWEST_FIRST = f"{_ORDER_KEY} DESC, r.id DESC"

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TypedDict
 
-from observer import history
 from observer.output import dropped_marker, lost_marker, printable
+from observer.reading import history
 from observer.users import unit_of, user_of
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

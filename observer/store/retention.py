@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from observer import store, summary
+from observer.store import database, summary
 
 
 def prune(
@@ -95,7 +95,7 @@ def prune_some(conn: sqlite3.Connection, limit: int) -> tuple[int, int]:
         conn.executemany("DELETE FROM doomed WHERE id = ?", run_ids)
         keys = {(str(row[3]), str(row[2])) for row in rows}
         summary.refresh(conn, keys)
-        store.note_changed(conn, {unit for _, unit in keys})
+        database.note_changed(conn, {unit for _, unit in keys})
     return len(rows), max(0, int(deleted))
 
 

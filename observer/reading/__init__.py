@@ -1,0 +1,6 @@
+"""Reading: the questions people ask of recorded runs, answered from the store.
+
+``history`` and ``stats`` query (plain data, no printing), ``render`` makes tables and JSON,
+``follow`` watches for runs as they finish, ``problems`` reads what the alerts found, and
+``cli`` is the reading commands (`status`, `history`, `show`, `last-failure`, `stats`, `runs`).
+"""

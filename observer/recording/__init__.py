@@ -1,0 +1,6 @@
+"""Recording: what systemd says over D-Bus and in the journal, turned into runs.
+
+``bus`` and ``journal`` read systemd; ``correlator`` (pure, no I/O) merges both into runs,
+with ``refused`` and ``starts`` as its books of refused starts and recent starts;
+``attribution`` gives each output line to its run within that run's budget.
+"""
