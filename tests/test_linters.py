@@ -120,3 +120,59 @@ def test_no_module_re_exports_a_name_it_imports() -> None:
         if alias.asname is not None and alias.asname == alias.name.rpartition(".")[2]
     ]
     assert found == []
+
+
+FEATURES = ("alerts", "metrics", "dashboard", "run", "jobs", "fleet", "shell")
+# Where services and commands are wired together: they may import every feature.
+WIRING = ("observer.daemon", "observer.__main__")
+# The only imports from one feature into another, each a concept with one owner that the
+# other uses as it is (keep this list short: a new edge is a shared thing for the core).
+ALLOWED_FEATURE_EDGES = {
+    ("alerts", "observer.metrics.job_metrics"): (
+        "metric checks read a run's $JOB_METRICS_FILE with the exporter's parser and "
+        "directory rule (one reading of that file)"
+    ),
+    ("jobs", "observer.metrics.dropin"): (
+        "a job with metrics gets the drop-in's $JOB_METRICS_FILE settings, and `observer "
+        "jobs` asks systemd with its D-Bus calls"
+    ),
+    ("jobs", "observer.run.schedule"): (
+        "a job's cron schedule has the syntax of `observer run --schedule` (its nicknames)"
+    ),
+}
+
+
+def feature_of(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in FEATURES else None
+
+
+def feature_imports() -> set[tuple[str, str, str]]:
+    """(importing module, its feature or "core", imported module of another feature)."""
+    found = set()
+    for module, targets in import_graph().items():
+        if module.startswith(WIRING):
+            continue
+        for target in targets:
+            owner, used = feature_of(module), feature_of(target)
+            if used is not None and used != owner:
+                found.add((module, owner or "core", target))
+    return found
+
+
+def test_the_core_imports_no_feature() -> None:
+    assert sorted(m for m, owner, _t in feature_imports() if owner == "core") == []
+
+
+def test_a_feature_imports_another_only_through_an_allowed_edge() -> None:
+    unexplained = sorted(
+        f"{module} -> {target}"
+        for module, owner, target in feature_imports()
+        if owner != "core" and (owner, target) not in ALLOWED_FEATURE_EDGES
+    )
+    assert unexplained == []
+
+
+def test_every_allowed_edge_between_features_is_still_used() -> None:
+    used = {(owner, target) for _m, owner, target in feature_imports()}
+    assert sorted(set(ALLOWED_FEATURE_EDGES) - used) == []
