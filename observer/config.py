@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from observer.alerts.config import AlertsConfig
+from observer.alert_config import AlertsConfig
 from observer.model import ConfigError
 from observer.users import user_config_path
 

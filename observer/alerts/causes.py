@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from observer.alerts.config import AlertRules
+from observer.alert_config import AlertRules
 from observer.alerts.rules import Alert, AlertKind, UnitAlertState, clock, names
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import TypedDict
 
 from observer import users
+from observer.alert_config import parse_seconds
 from observer.alerts import digest, digest_facts, outbox
-from observer.alerts.config import parse_seconds
 from observer.alerts.message import test_message
 from observer.alerts.secrets import redact
 from observer.config import load_config

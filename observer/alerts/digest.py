@@ -9,7 +9,6 @@ not send it twice; ``digest_facts.read`` gathers what it says from the store.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time
@@ -20,15 +19,6 @@ from observer.reading.render import human_duration
 DAY_USEC = 86_400 * 1_000_000
 # The slowest and the most changed jobs listed.
 TOP = 5
-_CLOCK = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
-
-
-def parse_clock(text: str) -> time:
-    """``"08:00"`` as a time of day."""
-    match = _CLOCK.fullmatch(text.strip())
-    if match is None:
-        raise ValueError('expected a time of day like "08:00" (24-hour, HH:MM)')
-    return time(int(match[1]), int(match[2]))
 
 
 def due_day(at: time, last_sent: date | None, now: datetime) -> date | None:

@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from observer.alerts.config import AlertRules
+from observer.alert_config import AlertRules
 from observer.alerts.findings import Baseline, Finding, RunEvidence, judge
 from observer.alerts.rules import FinishedRun
 from observer.reading import stats

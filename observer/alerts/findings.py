@@ -9,7 +9,6 @@ findings with the run.
 from __future__ import annotations
 
 import json
-import math
 import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -17,7 +16,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from statistics import median
 
-from observer.alerts.config import AlertRules
+from observer.alert_config import AlertRules, parse_metric_check
 from observer.output import printable
 from observer.reading.render import human_duration
 from observer.reading.stats import trend_ratio
@@ -25,7 +24,6 @@ from observer.store.summary import percentile
 
 # A quoted line is cut to this many characters.
 QUOTE_LIMIT = 120
-_METRIC_CHECK = re.compile(r"\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(>=|<=|==|!=|>|<)\s*(\S+)\s*")
 _OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,
     "==": operator.eq, "!=": operator.ne,
@@ -71,20 +69,6 @@ class Baseline:
     success_lines: Sequence[int] = ()  # lines printed by recent successes, newest first
     week_seconds: Sequence[float] = ()  # successes' durations of the last 7 days
     earlier_seconds: Sequence[float] = ()  # ... of the 30 days before
-
-
-def parse_metric_check(text: str) -> tuple[str, str, float]:
-    """``"job_backup_size_bytes > 1e9"`` as (name, operator, bound)."""
-    match = _METRIC_CHECK.fullmatch(text)
-    if match is None:
-        raise ValueError('expected "METRIC OP NUMBER" with OP one of > >= < <= == !=')
-    try:
-        bound = float(match[3])
-    except ValueError:
-        raise ValueError(f"{match[3]!r} is not a number") from None
-    if math.isnan(bound):
-        raise ValueError("the bound cannot be NaN")
-    return match[1], match[2], bound
 
 
 def judge(evidence: RunEvidence, baseline: Baseline, rules: AlertRules) -> list[Finding]:

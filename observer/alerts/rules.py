@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from observer.alerts.config import AlertRules
+from observer.alert_config import AlertRules
 from observer.alerts.findings import Finding, FindingKind, too_fast
 from observer.model import SKIPPED_RESULTS
 from observer.reading.render import human_duration, local_time

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from observer.alerts.config import ChannelSources
+from observer.alert_config import ChannelSources
 from observer.model import ConfigError
 
 _HOST = re.compile(

@@ -1,4 +1,5 @@
-"""The alert rules applied to the store: each unit's state, its runs, its timers.
+"""The alert rules applied to the store: each unit's state, its runs, its timers, and the root
+causes of refused starts (the pure rules of observer/alerts/causes.py).
 
 Everything here is synchronous and runs on the alert service's own thread with its own
 connection. A unit's new state, the alerts it makes and their pending deliveries are
@@ -16,8 +17,8 @@ from dataclasses import dataclass, fields, replace
 from datetime import date
 from pathlib import Path
 
-from observer.alerts import cause_ledger, digest, digest_facts, evidence
-from observer.alerts.config import AlertRules, AlertsConfig
+from observer.alert_config import AlertRules, AlertsConfig, parse_clock
+from observer.alerts import causes, digest, digest_facts, evidence
 from observer.alerts.findings import to_json
 from observer.alerts.rules import (
     Alert,
@@ -32,7 +33,7 @@ from observer.alerts.rules import (
 from observer.alerts.secrets import Channel
 from observer.model import SKIPPED_RESULTS, SUCCESS_RESULTS
 from observer.reading.render import local_time
-from observer.store import database, hosts
+from observer.store import database, hosts, summary
 
 # Runs that finished before alerting first started are history: they seed the counts.
 SINCE_KEY = "alerts_since_usec"
@@ -46,6 +47,14 @@ PENDING, HELD = "pending", "held"
 DIGEST_KEY = "alerts_digest_day"
 # The "unit" of the digest: all of them (its deliveries go to the global channels).
 DIGEST_UNIT = "*"
+# Starts refused because a named unit failed (the index of failed runs serves the walk).
+_REFUSED = (
+    f"{summary.FAILED} AND {summary.ORDER_KEY} >= ? AND result = 'dependency' "
+    "AND reason IS NOT NULL"
+)
+_REFUSALS_LIMIT = 10_000
+# The newest refused start (order key, run ID) the root-cause pass has seen.
+REFUSALS_KEY = "alerts_refusals_seen"
 # Kept in alert_problems, one row per open problem, not in alert_state's columns.
 _PROBLEM_FIELDS = {"rate_usec": "rate", "slower_usec": "slower", "cause_usec": "dependency"}
 _STATE_FIELDS = [f.name for f in fields(UnitAlertState) if f.name not in _PROBLEM_FIELDS]
@@ -123,10 +132,10 @@ class AlertLedger:
         else:
             keys = [key for unit in units for key in self._keys_of(unit)]
         # Refusals first: the failed unit's own failing alert is folded into theirs.
-        alerts = cause_ledger.judge_refusals(self, since, now_usec)
+        alerts = self._judge_refusals(since, now_usec)
         for key in sorted(set(keys)):
             alerts += self._judge_unit_runs(key, since, now_usec)
-        return alerts + cause_ledger.judge_returns(self, since, now_usec)
+        return alerts + self._judge_returns(since, now_usec)
 
     @property
     def host(self) -> str:
@@ -188,7 +197,7 @@ class AlertLedger:
             return []
         row = self.conn.execute("SELECT value FROM state WHERE key = ?", (DIGEST_KEY,)).fetchone()
         last = None if row is None else date.fromisoformat(str(row[0]))
-        day = digest.due_day(digest.parse_clock(self.config.digest_at), last, local_time(now_usec))
+        day = digest.due_day(parse_clock(self.config.digest_at), last, local_time(now_usec))
         if day is None:
             return []
         with self.conn:
@@ -200,6 +209,103 @@ class AlertLedger:
                 (DIGEST_KEY, day.isoformat()),
             )
         return [alert]
+
+    # -- root causes: starts refused because a named unit failed (alerts/causes.py) --------
+    # A failed unit is a unit on a host: on a central database web1's failed mount took down
+    # web1's jobs, not web2's. One transaction per failed unit.
+
+    def _judge_refusals(self, since: int, now_usec: int) -> list[Alert]:
+        """Starts refused because a named unit failed, not seen yet: the failed unit's alert.
+
+        Read as recorded, without waiting for output (a refusal has none), so that they are
+        known before the failed unit's own run is judged.
+        """
+        row = self.conn.execute("SELECT value FROM state WHERE key = ?", (REFUSALS_KEY,))
+        seen = row.fetchone()
+        mark_usec, mark_id = (since, 0) if seen is None else map(int, str(seen[0]).split(":"))
+        by_cause: dict[Key, list[causes.Refusal]] = {}
+        for run_id, host, unit, cause, at in self.conn.execute(
+            f"SELECT id, host, unit, reason, {summary.ORDER_KEY} FROM runs INDEXED BY "
+            f"failed_by_order WHERE {_REFUSED} ORDER BY {summary.ORDER_KEY}, id LIMIT ?",
+            (mark_usec, _REFUSALS_LIMIT),
+        ).fetchall():
+            if (at, run_id) > (mark_usec, mark_id) and self.observes(unit):
+                refusal = causes.Refusal(run_id, unit, cause, at)
+                by_cause.setdefault((host, cause), []).append(refusal)
+            mark_usec, mark_id = max((mark_usec, mark_id), (at, run_id))
+        alerts: list[Alert] = []
+        with self.conn:
+            for key, refusals in sorted(by_cause.items()):
+                alerts += self._judge_cause(key, refusals, since, now_usec)
+            self.conn.execute(
+                "INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)",
+                (REFUSALS_KEY, f"{mark_usec}:{mark_id}"),
+            )
+        return alerts
+
+    def _judge_cause(
+        self, key: Key, refusals: list[causes.Refusal], since: int, now_usec: int
+    ) -> list[Alert]:
+        """The refusals ``key``'s failure caused, judged and recorded (in the caller's
+        transaction)."""
+        host, cause = key
+        state = self.unit_state(key, since, now_usec)
+        failed = self.conn.execute(
+            "SELECT id, result FROM runs INDEXED BY runs_by_unit_host_end "
+            "WHERE unit = ? AND host = ? AND finished_usec <= ? "
+            "ORDER BY finished_usec DESC LIMIT 1",
+            (cause, host, refusals[0].at_usec),
+        ).fetchone()
+        cause_run = None if failed is None or failed[1] in SUCCESS_RESULTS else failed[0]
+        rules = self.config.rules_for(cause)
+        after, made = causes.judge_refusals(state, refusals, rules, now_usec, cause_run)
+        self.record(host, state, after, made, now_usec)
+        return made
+
+    def _judge_returns(self, since: int, now_usec: int) -> list[Alert]:
+        """A failed unit without runs of its own is back when a unit it took down starts."""
+        alerts: list[Alert] = []
+        for cause, host in self.conn.execute(
+            "SELECT p.unit, p.host FROM alert_problems p WHERE p.kind = 'dependency' "
+            "AND NOT EXISTS (SELECT 1 FROM unit_summary u WHERE u.unit = p.unit "
+            "AND u.host = p.host)"
+        ).fetchall():
+            with self.conn:
+                state = self.unit_state((host, cause), since, now_usec)
+                down = self._took_down(host, state)
+                returned = self._first_return(host, down)
+                rules = self.config.rules_for(cause)
+                after, made = causes.judge_return(state, returned, sorted(down), rules)
+                self.record(host, state, after, made, now_usec)
+            alerts += made
+        return alerts
+
+    def _first_return(self, host: str, down: dict[str, int]) -> causes.Return | None:
+        """The first start on ``host`` of a unit taken down, after its last refusal."""
+        returned = None
+        for unit, last_refused in down.items():
+            row = self.conn.execute(
+                f"SELECT id, {summary.ORDER_KEY} FROM runs INDEXED BY "
+                f"runs_by_unit_host_order WHERE unit = ? AND host = ? "
+                f"AND {summary.ORDER_KEY} > ? AND invocation_id IS NOT NULL "
+                f"ORDER BY {summary.ORDER_KEY} LIMIT 1",
+                (unit, host, last_refused),
+            ).fetchone()
+            if row is not None and (returned is None or row[1] < returned.at_usec):
+                returned = causes.Return(row[0], unit, row[1])
+        return returned
+
+    def _took_down(self, host: str, state: UnitAlertState) -> dict[str, int]:
+        """The units of ``host`` whose starts were refused because ``state.unit`` failed,
+        since its problem opened, with the time of each one's last refusal."""
+        down: dict[str, int] = {}
+        for unit, at in self.conn.execute(
+            f"SELECT unit, {summary.ORDER_KEY} FROM runs INDEXED BY failed_by_order "
+            f"WHERE {_REFUSED} AND reason = ? AND host = ? LIMIT ?",
+            (state.cause_usec or 0, state.unit, host, _REFUSALS_LIMIT),
+        ):
+            down[unit] = max(at, down.get(unit, at))
+        return down
 
     # -- reading and writing ---------------------------------------------------------------
 
@@ -213,7 +319,7 @@ class AlertLedger:
                 runs = self._unjudged_runs(host, state, now_usec - self.settle_usec)
                 took_down: Sequence[str] = ()
                 if state.cause_usec is not None:
-                    took_down = sorted(cause_ledger.took_down(self.conn, host, state))
+                    took_down = sorted(self._took_down(host, state))
                 made: list[Alert] = []
                 for unjudged in runs:
                     recent = evidence.recent_successes(

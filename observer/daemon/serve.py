@@ -1,4 +1,5 @@
-"""`observer daemon`: wires the bus, the journal, the correlator and the store together."""
+"""`observer daemon`: wires the bus, the journal, the intake (observer/recording/intake.py) and
+the store together."""
 
 from __future__ import annotations
 
@@ -15,26 +16,13 @@ from pathlib import Path
 
 from observer.alerts.service import AlertService
 from observer.config import Config, dashboard_directory
-from observer.daemon.target import bus_hint, bus_name, journal_scope, setup_from
+from observer.daemon.target import bus_hint, bus_name, intake_for, journal_scope, setup_from
 from observer.dashboard.service import DashboardService
 from observer.dashboard.serving import Pages
-from observer.fleet.ingest import (
-    HELD_PREFIX,
-    MARK_PREFIX,
-    FleetEntry,
-    FleetIntake,
-    HostIntake,
-    Marks,
-    parse_fleet_entry,
-    parse_local,
-)
-from observer.fleet.records import RunRecord
 from observer.fleet.service import JOURNAL_SOCKET, RunRecords, journal_sender
 from observer.metrics.service import MetricsService
-from observer.model import Event, OutputLine, OutputSuppressed, Pid1Record, Run, StoreError
-from observer.recording.attribution import RunOutput
+from observer.model import Event, Run, StoreError
 from observer.recording.bus import BusError, manager_bus
-from observer.recording.correlator import Correlator
 from observer.recording.effects import (
     CloseInterrupted,
     Effect,
@@ -74,13 +62,9 @@ class Daemon:
         self.store = AsyncStore(db_path)
         self.bus_address = bus_address
         self.journal_dir = fleet_dir or journal_dir
-        self.correlator = Correlator(self.host, config.observe.observes, boot_id=_boot_id())
         self.pending = Batch()
-        self.output = RunOutput(config, self.correlator, self.store, lambda: self.pending)
-        # A central observer (fleet_dir): every host's runs from the received journals.
-        self.fleet = None
-        if fleet_dir is not None:
-            self.fleet = FleetIntake(config, self.store, lambda: self.pending)
+        # What it records: its own host's runs, or (fleet_dir) the fleet's received ones.
+        self.intake = intake_for(config, self.host, fleet_dir, self.store, lambda: self.pending)
         self.flush_wanted = asyncio.Event()
         self.flush_lock = asyncio.Lock()
         self.store_healthy = asyncio.Event()
@@ -96,7 +80,6 @@ class Daemon:
         self.recorded_hooks: list[Callable[[list[Run]], None]] = []
         # Long-running coroutines of those consumers, started with the daemon's workers.
         self.services: list[Callable[[], Coroutine[object, object, None]]] = []
-        self.events_processed = 0
         self.store_errors = 0
         self.runs_recorded = 0
         served = None
@@ -112,7 +95,7 @@ class Daemon:
             self.recorded_hooks.append(metrics.runs_recorded)
             self.services.append(metrics.run)
         self.records: RunRecords | None = None
-        if config.journal.write_runs and self.fleet is None:
+        if config.journal.write_runs and self.intake.own_runs:
             self.records = RunRecords(
                 db_path, send=journal_sender(journal_socket or JOURNAL_SOCKET)
             )
@@ -123,43 +106,23 @@ class Daemon:
             self.recorded_hooks.append(alerts.runs_recorded)
             self.services.append(alerts.run)
 
-    @property
-    def unattributed_lines(self) -> int:
-        fleet = self.fleet.unattributed_lines if self.fleet is not None else 0
-        return self.output.unattributed_lines + fleet
-
-    @property
-    def lost_lines(self) -> int:
-        return self.output.lost_lines + (self.fleet.lost_lines if self.fleet is not None else 0)
-
     def _recording(self) -> bool:
         """Whether runs are being recorded: the heartbeat is only sent while they are."""
         return self.store_healthy.is_set() and (self.follower is None or self.follower.alive)
 
     # -- events ------------------------------------------------------------------------
 
-    def feed(self, event: Event, host: HostIntake | None = None) -> None:
-        """Run one event through the correlator (a fleet host's) and queue what follows."""
-        self.events_processed += 1
-        correlator, output = (
-            (self.correlator, self.output) if host is None else (host.correlator, host.output)
-        )
-        try:
-            effects = correlator.feed(event)
-        except Exception:  # one bad event never stops the daemon
-            log.exception("could not process %r", event)
-            return
-        for effect in effects:
-            self.apply(effect, output)
+    def feed(self, event: Event) -> None:
+        """Run one event of the bus through the intake and queue what follows."""
+        for effect in self.intake.feed(event):
+            self.apply(effect)
 
-    def apply(self, effect: Effect, output: RunOutput | None = None) -> None:
+    def apply(self, effect: Effect) -> None:
         match effect:
             case RecordRun(run=run):
                 self.pending.runs.append(run)
                 if run.trigger is not None and self.records is not None:
                     self.records.trigger_known(run)
-                if run.finished and run.result is not None and run.invocation_id is not None:
-                    (output or self.output).run_ended(run.invocation_id, run.result)
             case RecordTimer(timer=timer):
                 self.pending.timers.append(timer)
             case CloseInterrupted(host=host, before_usec=before, finished_usec=finished):
@@ -249,34 +212,6 @@ class Daemon:
                 delay = min(max(delay * 2, 0.5), 30.0)
                 self.flush_wanted.set()
 
-    async def _take(self, entry: object) -> None:
-        """One event read from the journal (a fleet host's, tagged with its place)."""
-        host = None
-        event = entry
-        usec = None
-        if isinstance(entry, FleetEntry):
-            if self.fleet is None or not self.fleet.take(entry):
-                return  # re-sent by journal-upload: taken already
-            host = self.fleet.host(entry.place.host)
-            event = entry.event
-            usec = entry.realtime_usec
-        output = self.output if host is None else host.output
-        if isinstance(event, OutputLine):
-            try:
-                await output.add_output(event)
-            except StoreError as e:
-                log.error("could not load stored output: %s", e)
-        elif isinstance(event, OutputSuppressed):
-            output.output_suppressed(event)
-        elif isinstance(event, RunRecord):
-            self.pending.records.append(event.run)
-            if event.run.invocation_id and event.run.result:
-                output.run_ended(event.run.invocation_id, event.run.result)
-        elif isinstance(event, Pid1Record):
-            self.feed(event, host)
-        if host is not None and host.output.held:
-            await host.output.release_held(usec)
-
     async def _consume_journal(self) -> None:
         while True:
             batch = await self.journal_queue.get()
@@ -284,14 +219,11 @@ class Daemon:
             # store read, say): its lines are committed with its cursor, never before it,
             # which a restart would read again and store twice.
             async with self.flush_lock:
-                for event in batch.events:
-                    await self._take(event)
-                if self.output.held and batch.last_usec is not None:
-                    await self.output.release_held(batch.last_usec)
-                self.pending.state["held_output"] = self.output.held_state()
-                if self.fleet is not None:
-                    self.pending.state.update(self.fleet.marks.changed())
-                    self.pending.state.update(self.fleet.held_state())
+                for entry in batch.events:
+                    for effect in await self.intake.take(entry):
+                        self.apply(effect)
+                await self.intake.reached(batch.last_usec)
+                self.pending.state.update(self.intake.held_state())
                 self.pending.journal_cursor = batch.cursor
             self.flush_wanted.set()
             # While the store cannot be written, read no further: the journal keeps it.
@@ -324,9 +256,7 @@ class Daemon:
                 next_prune = time.monotonic() + RETENTION_INTERVAL
                 await self._prune()
             await asyncio.sleep(30)
-            self.output.forget_old_budgets()
-            if self.fleet is not None:
-                self.fleet.forget_old_budgets()
+            self.intake.forget_old_budgets()
             if self.follower is not None and not self.follower.alive:
                 raise RuntimeError("the journal reader stopped") from self.follower.failure
 
@@ -368,12 +298,7 @@ class Daemon:
                 "first start: importing runs from the last %d days of the journal",
                 self.config.journal.backfill_days,
             )
-        self.output.stored_output = await self.store.recent_output(int((time.time() - 86400) * 1e6))
-        self.output.restore_held(await self.store.read_state("held_output"))
-        if self.fleet is not None:
-            self.fleet.marks = Marks(await self.store.read_states(MARK_PREFIX))
-            self.fleet.held = await self.store.read_states(HELD_PREFIX)
-            self.fleet.stored_output.update(self.output.stored_output)
+        await self.intake.restore()
         loop = asyncio.get_running_loop()
         self.follower = JournalFollower(
             self.journal_queue,
@@ -382,7 +307,7 @@ class Daemon:
             cursor=cursor,
             since_usec=since,
             scope=self.journal_scope,
-            parse=parse_local if self.fleet is None else parse_fleet_entry,
+            parse=self.intake.parse,
         )
         self.follower.start()
         connected = asyncio.Event()
@@ -390,7 +315,7 @@ class Daemon:
             asyncio.create_task(self._flusher()),
             asyncio.create_task(self._consume_journal()),
             asyncio.create_task(
-                self._bus_loop(connected) if self.fleet is None else _no_bus(connected)
+                self._bus_loop(connected) if self.intake.own_runs else _no_bus(connected)
             ),
             asyncio.create_task(self._housekeeping()),
         ]
@@ -431,14 +356,6 @@ async def _no_bus(connected: asyncio.Event) -> None:
     """A central observer listens to no systemd: it is ready at once."""
     connected.set()
     await asyncio.Event().wait()
-
-
-def _boot_id() -> str | None:
-    """This boot's ID as the journal writes it (32 hex digits)."""
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip().replace("-", "")
-    except OSError:
-        return None
 
 
 def _notify(state: str) -> None:

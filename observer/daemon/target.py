@@ -11,14 +11,20 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from observer.config import Config, JobsConfig, MetricsConfig, load_config
+from observer.fleet.ingest import FleetIntake, parse_local
 from observer.jobs.alert_rules import with_job_alerts
 from observer.jobs.manager import user_jobs_path
+from observer.recording.attribution import RunOutput
+from observer.recording.correlator import Correlator
+from observer.recording.intake import HostIntake, Intake, LocalIntake
 from observer.recording.journal import JournalScope
-from observer.store.database import default_db_path
+from observer.store.database import Batch, default_db_path
+from observer.store.writer import AsyncStore
 from observer.users import (
     SEPARATOR,
     current_user,
@@ -78,6 +84,31 @@ def setup_from(args: argparse.Namespace) -> DaemonSetup:
         user=user,
         passwd=Path(passwd) if passwd else None,
     )
+
+
+def intake_for(
+    config: Config,
+    host: str,
+    fleet_dir: Path | None,
+    store: AsyncStore,
+    pending: Callable[[], Batch],
+) -> Intake:
+    """What the daemon records: a central observer (``fleet_dir``), every host's runs from
+    the journals received; any other, its own host's, from its manager and its journal
+    (leaving out the run records it writes there itself)."""
+    if fleet_dir is not None:
+        return FleetIntake(config, store, pending)
+    correlator = Correlator(host, config.observe.observes, boot_id=boot_id())
+    output = RunOutput(config, correlator, store, pending)
+    return LocalIntake(HostIntake(correlator, output), store, parse=parse_local)
+
+
+def boot_id() -> str | None:
+    """This boot's ID as the journal writes it (32 hex digits)."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip().replace("-", "")
+    except OSError:
+        return None
 
 
 def own_units(config: Config, user: str) -> Config:

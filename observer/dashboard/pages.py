@@ -55,6 +55,7 @@ from observer.dashboard.views import (
 from observer.dashboard.writer import Writer
 from observer.reading import history
 from observer.reading.render import human_bytes, human_duration, local_time, run_facts, table_time
+from observer.reading.stats import UnitStats
 
 __all__ = ["INDEX", "Cache", "Limits", "Report", "Stopped", "generate", "run_page", "unit_page"]
 
@@ -129,7 +130,7 @@ class _Read:
     """What a generation read of a unit whose pages it writes."""
 
     status: history.UnitStatus
-    stats: history.UnitStats
+    stats: UnitStats
     runs: list[history.RecordedRun]
     recorded: int
 
@@ -255,7 +256,7 @@ def _setting(conn: sqlite3.Connection, directory: Path, limits: Limits) -> str:
 
 def _read_units(
     conn: sqlite3.Connection, cache: Cache
-) -> tuple[dict[str, UnitEntry], dict[str, tuple[history.UnitStatus, history.UnitStats]]]:
+) -> tuple[dict[str, UnitEntry], dict[str, tuple[history.UnitStatus, UnitStats]]]:
     """Every unit with runs or a timer: as known where its key is unchanged, else read again
     (its row of the overview is left to write with its pages); and the status and stats of
     those read again."""
@@ -282,18 +283,18 @@ def _read_units(
     return units, fresh
 
 
-def _summary(conn: sqlite3.Connection, unit: str) -> tuple[history.UnitStatus, history.UnitStats]:
+def _summary(conn: sqlite3.Connection, unit: str) -> tuple[history.UnitStatus, UnitStats]:
     """The status and stats of a unit whose key is unchanged, but whose pages are missing."""
     [(status, stats)] = _per_unit(history.unit_summaries(conn, [unit]))
     return status, stats
 
 
 def _per_unit(
-    rows: list[tuple[history.UnitStatus, history.UnitStats]],
-) -> list[tuple[history.UnitStatus, history.UnitStats]]:
+    rows: list[tuple[history.UnitStatus, UnitStats]],
+) -> list[tuple[history.UnitStatus, UnitStats]]:
     """One row per unit: on a central database (a row per host), the host worst off (most
     failures in a row, then running, then the newest start); its page lists every host's runs."""
-    worst: dict[str, tuple[history.UnitStatus, history.UnitStats]] = {}
+    worst: dict[str, tuple[history.UnitStatus, UnitStats]] = {}
     for status, stats in rows:
         known = worst.get(status.unit)
         rank = (status.consecutive_failures, status.running, status.last_started_usec or 0)
@@ -308,7 +309,7 @@ def _per_unit(
 
 def _row(
     status: history.UnitStatus,
-    stats: history.UnitStats,
+    stats: UnitStats,
     runs: list[history.RecordedRun],
     limits: Limits,
 ) -> str:

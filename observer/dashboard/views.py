@@ -12,6 +12,7 @@ from observer.dashboard import charts
 from observer.output import dropped_marker, lost_marker, printable
 from observer.reading import history
 from observer.reading.render import count, human_duration, local_time
+from observer.reading.stats import UnitStats
 
 _UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
 _PRIORITIES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
@@ -153,7 +154,7 @@ def percent(rate: float | None) -> str:
 
 def unit_row(
     status: history.UnitStatus,
-    stats: history.UnitStats,
+    stats: UnitStats,
     runs: list[history.RecordedRun],
     sparkline_runs: int,
 ) -> UnitRow:

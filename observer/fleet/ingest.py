@@ -20,15 +20,18 @@ from datetime import timedelta
 
 from observer.config import Config
 from observer.fleet.records import RUN_RECORD_MESSAGE_ID, RunRecord, parse_record
+from observer.model import Event
 from observer.recording.attribution import RunOutput
 from observer.recording.correlator import Correlator
+from observer.recording.effects import Effect
+from observer.recording.intake import HostIntake, RunningRuns, recent_output
 from observer.recording.journal import SYSTEM_ONLY, JournalEvent, JournalScope, parse_entry
 from observer.store.database import Batch
 from observer.store.writer import AsyncStore
 
 log = logging.getLogger(__name__)
 
-# The state rows holding each host's held output lines: "held_output HOST" (run_output.py).
+# The state rows holding each host's held output lines: "held_output HOST" (attribution.py).
 HELD_PREFIX = "held_output "
 # The state rows holding the marks: "fleet_mark HOST" -> the newest entries taken of HOST.
 MARK_PREFIX = "fleet_mark "
@@ -164,16 +167,11 @@ class Marks:
         return rows
 
 
-@dataclass(slots=True)
-class HostIntake:
-    """What a central observer keeps for one host: its correlator and its runs' output."""
-
-    correlator: Correlator
-    output: RunOutput
-
-
 class FleetIntake:
-    """Every host's correlator and output, and the marks that keep each entry taken once."""
+    """A central observer's intake: a HostIntake per host, and the marks that keep each
+    received entry taken once."""
+
+    own_runs = False
 
     def __init__(
         self,
@@ -187,31 +185,80 @@ class FleetIntake:
         self.hosts: dict[str, HostIntake] = {}
         self.marks = Marks()
         self.duplicates = 0
-        self.stored_output: set[str] = set()
-
+        self.stored_output: set[str] = set()  # shared by the hosts: one set for the database
         self.held: dict[str, str] = {}  # state rows of held lines, read at start
+
+    def parse(self, entry: Mapping[str, object], scope: JournalScope) -> FleetEntry | None:
+        return parse_fleet_entry(entry, scope)
+
+    async def restore(self) -> None:
+        self.marks = Marks(await self.store.read_states(MARK_PREFIX))
+        self.held = await self.store.read_states(HELD_PREFIX)
+        self.stored_output.update(await recent_output(self.store))
 
     def host(self, name: str) -> HostIntake:
         intake = self.hosts.get(name)
         if intake is None:
             correlator = Correlator(name, self.config.observe.observes)
             output = RunOutput(self.config, correlator, self.store, self.pending)
-            output.stored_output = self.stored_output  # shared: one set for the database
+            output.stored_output = self.stored_output
             output.restore_held(self.held.get(f"{HELD_PREFIX}{name}"))
             intake = self.hosts[name] = HostIntake(correlator, output)
         return intake
 
-    def held_state(self) -> dict[str, str]:
-        """Every host's held lines as state rows."""
-        return {f"{HELD_PREFIX}{name}": h.output.held_state() for name, h in self.hosts.items()}
+    def feed(self, event: Event) -> list[Effect]:
+        """A central observer follows no bus: its hosts' events come in their journals."""
+        return []
 
-    def take(self, entry: FleetEntry) -> bool:
+    async def take(self, entry: object) -> list[Effect]:
+        """One received entry, into its host's intake (a re-sent one is skipped)."""
+        if not isinstance(entry, FleetEntry) or not self._new(entry):
+            return []
+        host = self.host(entry.place.host)
+        event = entry.event
+        effects: list[Effect] = []
+        if isinstance(event, RunRecord):
+            self.pending().records.append(event.run)
+            if event.run.invocation_id and event.run.result:
+                host.output.run_ended(event.run.invocation_id, event.run.result)
+        else:
+            effects = await host.take(event)
+        # Each host's held lines are released by its own entries' times (clocks differ).
+        if host.output.held:
+            await host.output.release_held(entry.realtime_usec)
+        return effects
+
+    async def reached(self, journal_usec: int | None) -> None:
+        """Nothing to do: held lines are released at each entry of their host."""
+
+    def held_state(self) -> dict[str, str]:
+        """The marks of the hosts taken from, and every host's held lines, as state rows."""
+        rows = self.marks.changed()
+        for name, host in self.hosts.items():
+            rows[f"{HELD_PREFIX}{name}"] = host.output.held_state()
+        return rows
+
+    def _new(self, entry: FleetEntry) -> bool:
         """Whether ``entry`` is new (not a re-sent one already taken)."""
         if self.marks.take(entry.place):
             return True
         self.duplicates += 1
         log.info("skipped an entry %s sent again (journal-upload reconnected)", entry.place.host)
         return False
+
+    def running(self) -> RunningRuns:
+        running: RunningRuns = {}
+        for intake in self.hosts.values():
+            running.update(intake.running())
+        return running
+
+    def forget_old_budgets(self) -> None:
+        for intake in self.hosts.values():
+            intake.output.forget_old_budgets()
+
+    @property
+    def events_fed(self) -> int:
+        return sum(h.events_fed for h in self.hosts.values())
 
     @property
     def unattributed_lines(self) -> int:
@@ -220,13 +267,3 @@ class FleetIntake:
     @property
     def lost_lines(self) -> int:
         return sum(h.output.lost_lines for h in self.hosts.values())
-
-    def forget_old_budgets(self) -> None:
-        for intake in self.hosts.values():
-            intake.output.forget_old_budgets()
-
-    def running(self) -> dict[str, str]:
-        running: dict[str, str] = {}
-        for intake in self.hosts.values():
-            running.update(intake.correlator.running())
-        return running

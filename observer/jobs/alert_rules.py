@@ -6,7 +6,7 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from observer.alerts.config import unit_alerts
+from observer.alert_config import unit_alerts
 from observer.config import Config
 from observer.jobs.jobfile import jobs_files, load_jobs
 from observer.model import ConfigError

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from observer.alerts.config import UNIT_KEYS, parse_seconds
+from observer.alert_config import UNIT_KEYS, parse_seconds
 from observer.config import hint, line_of, read_toml, shown
 from observer.jobs.schedule import ScheduleError, TimerSettings, timer_settings
 from observer.model import ConfigError

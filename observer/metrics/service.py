@@ -31,6 +31,7 @@ from observer.metrics.http import MetricsServer, PageSource, parse_listen
 from observer.metrics.job_metrics import JobMetrics, job_metrics_directory
 from observer.metrics.snapshot import RunTally, Snapshot, alert_counts, read_unit_states
 from observer.model import Run, StoreError
+from observer.recording.intake import Intake, RunningRuns
 from observer.store import database
 
 log = logging.getLogger(__name__)
@@ -47,10 +48,6 @@ BIND_RETRY_SECONDS = 30.0
 PENDING_HORIZON_USEC = 7 * 86400 * 1_000_000
 
 
-class _Running(Protocol):
-    def running(self) -> dict[str, str]: ...
-
-
 class _Pending(Protocol):
     journal_cursor: str | None
 
@@ -59,18 +56,11 @@ class DaemonView(Protocol):
     """What the exporters read of the daemon (on the event loop only)."""
 
     host: str
-    events_processed: int
     runs_recorded: int
     store_errors: int
 
     @property
-    def unattributed_lines(self) -> int: ...
-
-    @property
-    def lost_lines(self) -> int: ...
-
-    @property
-    def correlator(self) -> _Running: ...
+    def intake(self) -> Intake: ...
 
     @property
     def pending(self) -> _Pending: ...
@@ -178,11 +168,11 @@ class MetricsService:
         self._snapshot_gzip = gzip.compress(b"")
         self._finished: list[str] = []
         self._finished_lock = threading.Lock()
-        self._running: dict[str, str] = {}
+        self._running: RunningRuns = {}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="observer-metrics")
         self._conn: sqlite3.Connection | None = None
         self._tally: RunTally | None = None
-        self._read_as_of: tuple[int, dict[str, str]] | None = None
+        self._read_as_of: tuple[int, RunningRuns] | None = None
         self._textfile_error: str | None = None
         self._process = ProcessCollector(registry=None)
 
@@ -211,14 +201,15 @@ class MetricsService:
         while True:
             try:
                 self._sample(events)
-                events = self.daemon.events_processed
+                events = self.daemon.intake.events_fed
             except Exception:  # never let the metrics stop the daemon
                 log.exception("metrics: could not read the daemon's state")
             await asyncio.sleep(POLL_SECONDS)
 
     def _sample(self, last_events: int) -> None:
-        daemon, now = self.daemon, time.time()
-        running = dict(daemon.correlator.running())
+        daemon, intake, now = self.daemon, self.daemon.intake, time.time()
+        # The runs the intake sees running: on a central observer, its hosts'.
+        running = dict(intake.running())
         if running != self._running:
             self._running = running
             self.wake.set()
@@ -229,13 +220,13 @@ class MetricsService:
         self._behind = not daemon.journal_queue.empty()
         self.health = dataclasses.replace(
             self.health,
-            events_processed=daemon.events_processed,
+            events_processed=intake.events_fed,
             runs_recorded=daemon.runs_recorded,
             store_errors=daemon.store_errors,
-            unattributed_lines=daemon.unattributed_lines,
-            lost_lines=daemon.lost_lines,
+            unattributed_lines=intake.unattributed_lines,
+            lost_lines=intake.lost_lines,
             last_event_at=(
-                now if daemon.events_processed != last_events else self.health.last_event_at
+                now if intake.events_fed != last_events else self.health.last_event_at
             ),
             journal_position_usec=position,
         )
@@ -294,7 +285,7 @@ class MetricsService:
 
     # -- called on the worker thread -----------------------------------------------------
 
-    def _refresh(self, running: dict[str, str]) -> None:
+    def _refresh(self, running: RunningRuns) -> None:
         began = time.monotonic()
         with self._finished_lock:
             finished, self._finished = self._finished, []

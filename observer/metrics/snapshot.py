@@ -227,20 +227,20 @@ def timer_schedules(conn: sqlite3.Connection) -> list[TimerSchedule]:
 
 
 def read_unit_states(
-    conn: sqlite3.Connection, running: Mapping[str, str], host: str | None = None
+    conn: sqlite3.Connection, running: Mapping[tuple[str, str], str], host: str | None = None
 ) -> tuple[list[UnitState], list[TimerSchedule]]:
-    """The state of every (host, unit) with runs, and of every unit the daemon on ``host``
-    (default: the host of the newest run) sees running or has a timer for; every timer."""
+    """The state of every (host, unit) with runs or seen running (``running``: (host, unit)
+    -> invocation ID), and of every unit of ``host`` (the daemon's; default: the host of the
+    newest run) with a timer; every timer."""
     timers = timer_schedules(conn)
     kept = {s.key: s for s in summary.read(conn)}
     if host is None:
         newest = max(kept.values(), key=lambda s: s.newest_run_id or 0, default=None)
         host = "" if newest is None else newest.host
-    keys = {*kept, *((host, unit) for unit in (*(t.unit for t in timers), *running))}
+    keys = {*kept, *running, *((host, t.unit) for t in timers)}
     states = []
     for key in sorted(keys, key=lambda key: (key[1], key[0])):
-        here = running.get(key[1]) if key[0] == host else None
-        states.append(_state_of(conn, kept.get(key), key[1], here, key[0]))
+        states.append(_state_of(conn, kept.get(key), key[1], running.get(key), key[0]))
     return states, timers
 
 

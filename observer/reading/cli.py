@@ -18,6 +18,7 @@ from pathlib import Path
 from observer import users
 from observer.model import ObserverError, StoreError, UnknownUnitError
 from observer.reading import follow, history, render
+from observer.reading.stats import unit_stats
 from observer.store import database, hosts
 
 _DURATION = re.compile(r"(?:\d+[smhdw])+")
@@ -286,7 +287,7 @@ def _stats(args: argparse.Namespace) -> int:
     with reading(args) as conn:
         chosen = selection(args)
         unit = None if args.unit is None else _unit_on_hosts(conn, args)
-        stats = history.unit_stats(
+        stats = unit_stats(
             conn, unit, since_usec=_since_usec(args.since), host_matches=on_hosts(args)
         )
         stats = [s for s in stats if unit is not None or chosen.shows(s.unit)]

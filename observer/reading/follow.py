@@ -20,7 +20,7 @@ from pathlib import Path
 
 from observer.model import StoreError
 from observer.reading import history
-from observer.store import database
+from observer.store import database, schema
 
 # How often the file is looked at: a run shows up at most this long after it is recorded.
 POLL_SECONDS = 0.2
@@ -202,7 +202,7 @@ def _open(path: Path) -> sqlite3.Connection | None:
     try:
         return database.open_for_reading(path)
     except StoreError:
-        if _schema(path) < database.SCHEMA_VERSION:
+        if _schema(path) < schema.SCHEMA_VERSION:
             return None
         raise
 
@@ -217,4 +217,4 @@ def _schema(path: Path) -> int:
         finally:
             conn.close()
     except sqlite3.Error:
-        return database.SCHEMA_VERSION  # not a database being made: the first error stands
+        return schema.SCHEMA_VERSION  # not a database being made: the first error stands

@@ -23,10 +23,8 @@ from observer.model import (
     exit_facts,
 )
 from observer.reading import problems
-from observer.reading.stats import UnitStats as UnitStats  # noqa: PLC0414 (part of this interface)
-from observer.reading.stats import stats_from
+from observer.reading.stats import UnitStats, stats_from
 from observer.reading.stats import summaries as summaries_of
-from observer.reading.stats import unit_stats as unit_stats  # noqa: PLC0414
 from observer.store import hosts, summary
 
 # Unit types systemd knows: a name ending in one of these is a full unit name.

@@ -9,6 +9,7 @@ from typing import TypedDict
 
 from observer.output import dropped_marker, lost_marker, printable
 from observer.reading import history
+from observer.reading.stats import UnitStats
 from observer.users import unit_of, user_of
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -293,7 +294,7 @@ def unit_cells(key: str, columns: int) -> list[str]:
     return [cell(user_of(key) or "-"), cell(unit_of(key))]
 
 
-def stats_table(stats: Sequence[history.UnitStats], *, with_host: bool = False) -> str:
+def stats_table(stats: Sequence[UnitStats], *, with_host: bool = False) -> str:
     """One line per unit: counts, success rate, duration percentiles, last outcomes."""
     named = _unit_columns([s.unit for s in stats])
     rows = [
@@ -425,7 +426,7 @@ def detail_json(detail: history.RunDetail) -> RunDetailJson:
     }
 
 
-def stats_json(stats: history.UnitStats) -> StatsJson:
+def stats_json(stats: UnitStats) -> StatsJson:
     """One unit's statistics."""
     return {
         "unit": unit_of(stats.unit),

@@ -27,14 +27,14 @@ from observer.model import (
     UnitGone,
     UnitProperties,
 )
-
-# The effects are part of the correlator's interface.
-from observer.recording.effects import CloseInterrupted as CloseInterrupted  # noqa: PLC0414
-from observer.recording.effects import Effect as Effect  # noqa: PLC0414
-from observer.recording.effects import ReadCost as ReadCost  # noqa: PLC0414
-from observer.recording.effects import RecordRun as RecordRun  # noqa: PLC0414
-from observer.recording.effects import RecordTimer as RecordTimer  # noqa: PLC0414
-from observer.recording.effects import ResolveJob as ResolveJob  # noqa: PLC0414
+from observer.recording.effects import (
+    CloseInterrupted,
+    Effect,
+    ReadCost,
+    RecordRun,
+    RecordTimer,
+    ResolveJob,
+)
 from observer.recording.refused import RefusedStarts, Skip, is_refusal
 from observer.recording.starts import Starts
 from observer.users import unit_of

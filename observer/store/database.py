@@ -14,12 +14,7 @@ from pathlib import Path
 from observer import users
 from observer.model import INTERRUPTED, Run, Source, StoreError, TimerState
 from observer.store import schema, summary
-
-# The schema lives in observer/store/schema.py; these names are part of the store's interface.
-from observer.store.schema import BASE_SCHEMA as BASE_SCHEMA  # noqa: PLC0414
-from observer.store.schema import MIGRATIONS as MIGRATIONS  # noqa: PLC0414
-from observer.store.schema import SCHEMA as SCHEMA  # noqa: PLC0414
-from observer.store.schema import SCHEMA_VERSION as SCHEMA_VERSION  # noqa: PLC0414
+from observer.store.schema import SCHEMA_VERSION
 
 # Each field keeps the first value known for it, but a run starts at the earliest time
 # any source saw it start: merging partial runs is then independent of their order. A run

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from observer.alerts.config import AlertsConfig
+from observer.alert_config import AlertsConfig
 from observer.alerts.secrets import Channel
 from observer.alerts.state import AlertLedger
 from observer.model import Run, Source

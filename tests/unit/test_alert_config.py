@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from observer.alerts.config import AlertsConfig, ChannelSources, parse_seconds
+from observer.alert_config import AlertsConfig, ChannelSources, parse_seconds
 from observer.alerts.secrets import Channel, read_channels, read_urls, redact, scrub
 from observer.config import load_config
 from observer.model import ConfigError

@@ -17,8 +17,8 @@ import pytest
 import time_machine
 
 from observer.__main__ import main
+from observer.alert_config import AlertsConfig, ChannelSources
 from observer.alerts import outbox, send
-from observer.alerts.config import AlertsConfig, ChannelSources
 from observer.alerts.message import Message
 from observer.alerts.secrets import Channel
 from observer.alerts.service import AlertService

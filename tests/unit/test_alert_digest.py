@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from observer.alert_config import AlertsConfig, parse_clock
 from observer.alerts import digest
-from observer.alerts.config import AlertsConfig
 from observer.alerts.message import compose
 from observer.alerts.secrets import Channel
 from observer.alerts.state import AlertLedger, StoredAlert
@@ -28,7 +28,7 @@ CHANNEL = Channel.of("json://127.0.0.1:9/hook")
 
 
 def test_the_digest_is_due_from_its_time_until_the_day_ends_once() -> None:
-    at = digest.parse_clock("08:00")
+    at = parse_clock("08:00")
     day = date(2026, 12, 2)
     assert digest.due_day(at, None, datetime(2026, 12, 2, 7, 59)) is None
     assert digest.due_day(at, None, datetime(2026, 12, 2, 8, 0)) == day
@@ -52,7 +52,7 @@ def test_a_digest_that_was_sent_is_not_due_again_that_day(
 @pytest.mark.parametrize("text", ["8:00", "24:00", "08:60", "8am", ""])
 def test_a_bad_time_of_day_is_refused(text: str) -> None:
     with pytest.raises(ValueError, match="HH:MM"):
-        digest.parse_clock(text)
+        parse_clock(text)
 
 
 def record(conn: sqlite3.Connection, n: int, unit: str, at: int, ok: bool, seconds: float) -> None:

@@ -7,13 +7,12 @@ from dataclasses import replace
 from hypothesis import given
 from hypothesis import strategies as st
 
-from observer.alerts.config import AlertRules
+from observer.alert_config import AlertRules, parse_metric_check
 from observer.alerts.findings import (
     Baseline,
     FindingKind,
     RunEvidence,
     judge,
-    parse_metric_check,
     to_json,
 )
 from observer.reading import problems

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from observer.alert_config import AlertRules, AlertsConfig, ChannelSources, UnitAlerts
 from observer.alerts import evidence, outbox
-from observer.alerts.config import AlertRules, AlertsConfig, ChannelSources, UnitAlerts
 from observer.alerts.rules import FinishedRun
 from observer.alerts.secrets import Channel
 from observer.alerts.state import AlertLedger

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from observer.alert_config import AlertRules, AlertsConfig
 from observer.alerts import outbox
-from observer.alerts.config import AlertRules, AlertsConfig
 from observer.alerts.message import compose
 from observer.alerts.rules import AlertKind
 from observer.alerts.secrets import Channel
 from observer.alerts.state import DELIVERY_DELAY_USEC, AlertLedger
 from observer.model import Run, Source, TimerState
-from observer.store import database
+from observer.store import database, schema
 from tests.unit.recorded_runs import HOUR, MINUTE, NOW_USEC, SECOND, invocation
 
 CHANNEL = Channel.of("json://127.0.0.1:9/hook?token=s3cret")
@@ -231,7 +231,7 @@ def test_old_alerts_are_pruned_with_their_deliveries_and_attempts(db: Path) -> N
 
 def test_a_database_of_schema_1_gains_the_alert_tables_and_keeps_its_runs(db: Path) -> None:
     conn = sqlite3.connect(db)
-    conn.executescript(database.BASE_SCHEMA)
+    conn.executescript(schema.BASE_SCHEMA)
     conn.execute(
         "INSERT INTO runs (unit, invocation_id, host, source) VALUES ('a.service', 'x', 'h', 'bus')"
     )
@@ -240,7 +240,7 @@ def test_a_database_of_schema_1_gains_the_alert_tables_and_keeps_its_runs(db: Pa
     conn.close()
 
     conn = connect(db)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == database.SCHEMA_VERSION == 7
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION == 7
     assert conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 1
     assert conn.execute("SELECT COUNT(*) FROM alerts").fetchone()[0] == 0
     conn.close()

@@ -7,7 +7,7 @@ from dataclasses import replace
 from hypothesis import given
 from hypothesis import strategies as st
 
-from observer.alerts.config import AlertRules
+from observer.alert_config import AlertRules
 from observer.alerts.rules import (
     AlertKind,
     FinishedRun,

@@ -21,15 +21,10 @@ from observer.model import (
     UnitGone,
     UnitProperties,
 )
-from observer.recording.correlator import (
-    CloseInterrupted,
-    Correlator,
-    Effect,
-    RecordRun,
-    RecordTimer,
-    ResolveJob,
-)
-from observer.store.database import SCHEMA, Batch, open_for_writing, write_batch
+from observer.recording.correlator import Correlator
+from observer.recording.effects import CloseInterrupted, Effect, RecordRun, RecordTimer, ResolveJob
+from observer.store.database import Batch, open_for_writing, write_batch
+from observer.store.schema import SCHEMA
 
 INV = bytes(range(1, 17))
 INV_HEX = INV.hex()

@@ -17,6 +17,7 @@ from observer.__main__ import main
 from observer.dashboard import pages, queries, site, writer
 from observer.model import Run, Source, TimerState
 from observer.reading import history
+from observer.reading.stats import unit_stats
 from observer.store import database, retention
 from tests.pages import Element, overview_rows, parse
 from tests.unit.recorded_runs import HOUR, NOW_USEC, SECOND, invocation
@@ -102,7 +103,7 @@ def test_the_overview_lists_every_unit_with_its_health_failing_ones_first(
 def test_unit_summaries_agree_with_unit_status_and_unit_stats(conn: sqlite3.Connection) -> None:
     summaries = history.unit_summaries(conn)
     assert [status for status, _ in summaries] == history.unit_status(conn)
-    assert [stats for _, stats in summaries] == history.unit_stats(conn)
+    assert [stats for _, stats in summaries] == unit_stats(conn)
 
 
 def test_a_timers_service_that_never_ran_is_idle_with_its_next_run(tmp_path: Path) -> None:
@@ -596,7 +597,7 @@ def test_temporary_files_a_killed_generation_left_are_removed_but_not_counted(
 def test_open_problems_and_findings_are_on_the_overview_and_the_unit_page(
     tmp_path: Path,
 ) -> None:
-    from observer.alerts.config import AlertsConfig  # noqa: PLC0415
+    from observer.alert_config import AlertsConfig  # noqa: PLC0415
     from observer.alerts.state import AlertLedger  # noqa: PLC0415
 
     db, out = tmp_path / "observer.db", tmp_path / "pages"

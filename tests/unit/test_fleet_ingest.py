@@ -1,5 +1,5 @@
 """The fleet's pure parts: run records, the marks that take each received entry once, and
-where a line without invocation ID goes."""
+where a line without invocation ID goes; and a central observer's intake as its metrics see it."""
 
 from __future__ import annotations
 
@@ -13,14 +13,16 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from observer.config import Config
-from observer.fleet.ingest import EntryPlace, Marks, parse_fleet_entry
+from observer.config import Config, MetricsConfig
+from observer.daemon.serve import Daemon
+from observer.fleet.ingest import EntryPlace, FleetEntry, Marks, parse_fleet_entry
 from observer.fleet.records import RUN_RECORD_MESSAGE_ID, parse_record, record_fields
 from observer.fleet.service import RunRecords, native_datagram
+from observer.metrics.service import MetricsService
 from observer.model import JobKind, OutputLine, Pid1Record, Run, Source
 from observer.recording.attribution import HOLD_USEC, RunOutput
 from observer.recording.correlator import Correlator
-from observer.recording.journal import SYSTEM_ONLY
+from observer.recording.journal import SYSTEM_ONLY, JournalBatch
 from observer.store import database
 from observer.store.database import Batch, OutputCounts
 
@@ -298,3 +300,38 @@ def test_a_trigger_told_after_the_record_went_out_writes_the_record_again(tmp_pa
     asyncio.run(scenario())
     conn.close()
     assert [f.get("OBSERVER_TRIGGER") for f in sent] == [None, "backup.timer"]
+
+
+async def test_a_central_observer_shows_a_hosts_run_in_progress_as_running(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "observer.db"
+    central = Daemon(Config(host="central"), db, None, None, fleet_dir=tmp_path / "remote")
+    await central.store.open()
+    start_usec = RUN.started_usec or 0
+    started = FleetEntry(
+        EntryPlace("web7", "cd" * 16, 5_000_000, "0123456789abcdef"),
+        Pid1Record(JobKind.STARTING, "backup.service", "ab" * 16, start_usec),
+        start_usec,
+    )
+    consumer = asyncio.create_task(central._consume_journal())
+    metrics = MetricsService(central, db, MetricsConfig(listen=""))
+    try:
+        await central.journal_queue.put(JournalBatch([started], "c1", start_usec))
+        async with asyncio.timeout(30):
+            await central.flush_wanted.wait()  # the batch is taken: its write is wanted
+        await central.flush()
+        metrics._sample(0)
+        await asyncio.to_thread(metrics._refresh, dict(metrics._running))
+        exposition = metrics.render(process=False).decode()
+    finally:
+        consumer.cancel()
+        await asyncio.gather(consumer, return_exceptions=True)
+        metrics._executor.submit(metrics._reset_connection).result()
+        metrics._executor.shutdown()
+        await central.store.close()
+
+    running = 'observer_running{host="web7",unit="backup.service",user=""} 1.0'
+    assert running in exposition
+    since = 'observer_running_since_timestamp_seconds{host="web7",unit="backup.service",user=""}'
+    assert f"{since} {start_usec / 1e6}" in exposition

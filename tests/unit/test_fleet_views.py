@@ -18,8 +18,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from observer.__main__ import main
+from observer.alert_config import AlertsConfig
 from observer.alerts import outbox
-from observer.alerts.config import AlertsConfig
 from observer.alerts.message import compose
 from observer.alerts.secrets import Channel
 from observer.alerts.state import AlertLedger

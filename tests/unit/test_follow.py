@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from observer.model import Run, Source, StoreError
 from observer.reading import follow
 from observer.reading.history import RecordedRun
-from observer.store import database
+from observer.store import database, schema
 from tests.unit.recorded_runs import NOW_USEC, SECOND, invocation, write_store
 
 
@@ -191,7 +191,7 @@ def store_run(path: Path, run_id: int) -> Run:
 def test_it_stops_at_a_store_of_a_newer_schema(tmp_path: Path) -> None:
     path = write_store(tmp_path / "observer.db")
     conn = database.open_for_writing(path)
-    conn.execute(f"PRAGMA user_version = {database.SCHEMA_VERSION + 1}")
+    conn.execute(f"PRAGMA user_version = {schema.SCHEMA_VERSION + 1}")
     conn.close()
     with pytest.raises(StoreError, match="schema"):
         next(follow.finished_runs(path, sleep=lambda s: None))

@@ -11,6 +11,7 @@ import pytest
 from observer.model import UnknownUnitError
 from observer.reading import history
 from observer.reading.history import DroppedLines, LoggedLine
+from observer.reading.stats import unit_stats
 from observer.store import database, summary
 from tests.unit.recorded_runs import (
     FAILED_RUN_START,
@@ -125,7 +126,7 @@ def test_it_says_so_when_a_unit_never_failed(conn: sqlite3.Connection) -> None:
 
 
 def test_it_counts_finished_runs_with_nearest_rank_percentiles(conn: sqlite3.Connection) -> None:
-    [stats] = history.unit_stats(conn, "backup.service")
+    [stats] = unit_stats(conn, "backup.service")
     assert (stats.runs, stats.successes, stats.failures) == (3, 1, 2)
     assert stats.success_rate == pytest.approx(1 / 3)
     assert stats.duration_p50_seconds == 184.5
@@ -138,7 +139,7 @@ def test_it_counts_finished_runs_with_nearest_rank_percentiles(conn: sqlite3.Con
 def test_it_limits_stats_to_a_window_but_keeps_the_whole_failure_streak(
     conn: sqlite3.Connection,
 ) -> None:
-    [stats] = history.unit_stats(conn, "backup.service", since_usec=NOW_USEC - 24 * HOUR)
+    [stats] = unit_stats(conn, "backup.service", since_usec=NOW_USEC - 24 * HOUR)
     assert (stats.runs, stats.successes, stats.failures) == (1, 0, 1)
     assert stats.success_rate == 0.0
     assert stats.last_success_usec is None
@@ -146,7 +147,7 @@ def test_it_limits_stats_to_a_window_but_keeps_the_whole_failure_streak(
 
 
 def test_it_gives_stats_for_every_unit_in_name_order(conn: sqlite3.Connection) -> None:
-    units = [s.unit for s in history.unit_stats(conn)]
+    units = [s.unit for s in unit_stats(conn)]
     assert units == ["backup.service", "backup@home-user.service", "nightly-report"]
 
 

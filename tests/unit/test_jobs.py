@@ -12,7 +12,7 @@ from cronsim import CronSim
 from hypothesis import given
 from hypothesis import strategies as st
 
-from observer.alerts.config import AlertRules
+from observer.alert_config import AlertRules
 from observer.config import Config, JobsConfig
 from observer.jobs import apply, crontab
 from observer.jobs.alert_rules import with_job_alerts

@@ -11,6 +11,7 @@ from pathlib import Path
 from observer.config import Config
 from observer.daemon.serve import Daemon
 from observer.model import OutputLine
+from observer.recording.intake import LocalIntake
 from observer.recording.journal import JournalBatch
 
 NEW = "b" * 32
@@ -31,7 +32,9 @@ async def test_the_flusher_running_in_the_middle_of_a_batch_commits_none_of_it(
     db = tmp_path / "observer.db"
     daemon = Daemon(Config(host="web1"), db, None, None)
     await daemon.store.open()
-    add = daemon.output.add_output
+    intake = daemon.intake
+    assert isinstance(intake, LocalIntake)
+    add = intake.host.output.add_output
     seen: list[Committed] = []
     both_read = asyncio.Event()
 
@@ -43,7 +46,7 @@ async def test_the_flusher_running_in_the_middle_of_a_batch_commits_none_of_it(
         if len(seen) == 2:
             both_read.set()
 
-    daemon.output.add_output = add_and_yield  # type: ignore[method-assign]
+    intake.host.output.add_output = add_and_yield  # type: ignore[method-assign]
     workers = [
         asyncio.create_task(daemon._flusher()),
         asyncio.create_task(daemon._consume_journal()),

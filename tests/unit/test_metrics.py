@@ -121,7 +121,7 @@ def test_a_unit_that_never_succeeded_has_every_finished_run_in_its_streak(db: Pa
 def test_units_with_only_a_timer_or_a_running_invocation_are_listed(
     conn: sqlite3.Connection,
 ) -> None:
-    units, timers = snapshot.read_unit_states(conn, {"worker.service": invocation(99)})
+    units, timers = snapshot.read_unit_states(conn, {("host1", "worker.service"): invocation(99)})
 
     names = [u.unit for u in units]
     assert names == [

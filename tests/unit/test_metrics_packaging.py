@@ -51,17 +51,20 @@ def exposition(tmp_path: Path) -> Iterator[bytes]:
     (tmp_path / "job-metrics" / "backup.service.prom").write_text(JOB_METRICS)
     daemon = SimpleNamespace(
         host="host1",
-        events_processed=12,
         runs_recorded=5,
         store_errors=0,
-        unattributed_lines=0,
-        correlator=SimpleNamespace(running=lambda: {"backup.service": invocation(4)}),
+        intake=SimpleNamespace(
+            running=lambda: {("host1", "backup.service"): invocation(4)},
+            events_fed=12,
+            unattributed_lines=0,
+            lost_lines=0,
+        ),
         pending=SimpleNamespace(journal_cursor=None),
         journal_queue=SimpleNamespace(empty=lambda: True),
     )
     service = MetricsService(daemon, db, MetricsConfig(listen=""))
     try:
-        service._refresh({"backup.service": invocation(4)})
+        service._refresh({("host1", "backup.service"): invocation(4)})
         yield service.render()
     finally:
         service._reset_connection()

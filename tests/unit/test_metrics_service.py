@@ -32,15 +32,15 @@ class FakeDaemon(SimpleNamespace):
     def __init__(self) -> None:
         super().__init__(
             host="host1",
-            events_processed=0,
             runs_recorded=0,
             store_errors=0,
-            unattributed_lines=0,
             running={},
             pending=SimpleNamespace(journal_cursor=None),
             journal_queue=asyncio.Queue(),
         )
-        self.correlator = SimpleNamespace(running=lambda: dict(self.running))
+        self.intake = SimpleNamespace(
+            running=lambda: dict(self.running), events_fed=0, unattributed_lines=0, lost_lines=0
+        )
 
 
 async def eventually(check: Callable[[], Any], what: str) -> Any:
@@ -163,7 +163,7 @@ async def test_a_running_unit_shows_as_running_once_the_daemon_sees_it(tmp_path:
         await eventually(lambda: "observer_running{" in get(url), "run metrics")
         assert running not in get(url)
 
-        daemon.running = {"backup.service": invocation(4)}
+        daemon.running = {("host1", "backup.service"): invocation(4)}
 
         await eventually(lambda: running in get(url), "backup.service to show as running")
         since = (
@@ -201,7 +201,7 @@ def test_an_idle_refresh_reads_nothing_until_a_run_is_committed(
         service._refresh({})
         assert len(readings) == 2
         assert b'unit="sync.service"' in service._snapshot_bytes
-        service._refresh({"worker.service": invocation(41)})  # a run began: read again
+        service._refresh({("host1", "worker.service"): invocation(41)})  # a run began: read again
         assert len(readings) == 3
     finally:
         service._reset_connection()  # the connection belongs to this thread here

@@ -11,6 +11,7 @@ import pytest
 from observer.fleet import facts
 from observer.metrics import snapshot
 from observer.reading import follow, history
+from observer.reading.stats import unit_stats
 from observer.store import database, hosts
 from tests.unit.recorded_runs import NOW_USEC, RUNS, invocation
 
@@ -48,8 +49,8 @@ CALLS: dict[str, Callable[[sqlite3.Connection], object]] = {
     "show": lambda c: history.run_detail(c, "2"),
     "show by invocation": lambda c: history.run_detail(c, invocation(2)),
     "last-failure": lambda c: history.last_failure(c, "backup.service"),
-    "stats": history.unit_stats,
-    "stats --since": lambda c: history.unit_stats(c, since_usec=NOW_USEC - 86_400_000_000),
+    "stats": unit_stats,
+    "stats --since": lambda c: unit_stats(c, since_usec=NOW_USEC - 86_400_000_000),
     "status": history.unit_status,
     "runs --since": lambda c: history.recent_runs(c, since_usec=NOW_USEC - 86_400_000_000),
     "runs --failed": lambda c: history.recent_runs(c, failed_only=True, limit=5),
@@ -65,7 +66,7 @@ CALLS: dict[str, Callable[[sqlite3.Connection], object]] = {
     "history --host": lambda c: history.unit_history(c, "backup.service", 20, hosts.matcher("h*")),
     "last-failure --host": lambda c: history.last_failure(c, "backup.service", hosts.matcher("h*")),
     "runs --host": lambda c: history.recent_runs(c, limit=5, on=hosts.matcher("host1")),
-    "stats --since --host": lambda c: history.unit_stats(
+    "stats --since --host": lambda c: unit_stats(
         c, since_usec=NOW_USEC - 86_400_000_000, host_matches=hosts.matcher("host1")
     ),
     "status --host": lambda c: history.unit_status(c, hosts.matcher("host1")),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from observer.alerts.config import AlertRules
+from observer.alert_config import AlertRules
 from observer.alerts.findings import Baseline, trend
 from observer.model import Run, Source
 from observer.reading import stats

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from observer.model import Run, Source
-from observer.store import database, retention, summary
+from observer.store import database, retention, schema, summary
 
 UNITS = ("a.service", "b.service", "c@x.service")
 # A central database holds several hosts' runs of the same units (docs/fleet.md).
@@ -136,7 +136,7 @@ def test_kept_summaries_equal_a_full_recomputation_after_any_writes_and_retentio
     steps: list[tuple[str, object]],
 ) -> None:
     with closing(sqlite3.connect(":memory:")) as conn:
-        conn.executescript(database.SCHEMA)
+        conn.executescript(schema.SCHEMA)
         for kind, step in steps:
             if kind == "write":
                 assert isinstance(step, list)
@@ -154,7 +154,7 @@ def test_kept_summaries_equal_a_full_recomputation_after_any_writes_and_retentio
 def test_a_migration_fills_the_summaries_of_an_older_database(tmp_path: Path) -> None:
     db = tmp_path / "observer.db"
     with closing(sqlite3.connect(db)) as conn:
-        conn.executescript(database.BASE_SCHEMA + str(database.MIGRATIONS[0]))
+        conn.executescript(schema.BASE_SCHEMA + str(schema.MIGRATIONS[0]))
         for n, result in enumerate(["success", "exit-code", "exit-code"]):
             conn.execute(
                 "INSERT INTO runs (unit, invocation_id, host, source, started_usec, "
@@ -175,7 +175,7 @@ def test_schema_5_rebuilds_runs_keeping_every_row_and_takes_starts_without_invoc
 ) -> None:
     db = tmp_path / "observer.db"
     with closing(sqlite3.connect(db)) as conn:
-        conn.executescript(database.BASE_SCHEMA + "".join(str(s) for s in database.MIGRATIONS[:3]))
+        conn.executescript(schema.BASE_SCHEMA + "".join(str(s) for s in schema.MIGRATIONS[:3]))
         conn.execute(
             "INSERT INTO runs (id, unit, invocation_id, host, source, started_usec, "
             "finished_usec, result) VALUES (7, 'a.service', ?, 'h', 'bus', ?, ?, 'exec-condition')",
@@ -185,7 +185,7 @@ def test_schema_5_rebuilds_runs_keeping_every_row_and_takes_starts_without_invoc
         conn.commit()
     with closing(database.open_for_writing(db)) as conn:
         # The step again (a second process upgrading at the same time) changes nothing.
-        step = database.MIGRATIONS[3]
+        step = schema.MIGRATIONS[3]
         assert callable(step)
         step(conn)
         skip = Run(

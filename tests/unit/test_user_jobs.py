@@ -8,7 +8,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from observer.__main__ import build_parser
-from observer.alerts.config import AlertRules
+from observer.alert_config import AlertRules
 from observer.config import Config, JobsConfig
 from observer.daemon.target import DaemonSetup, setup_from
 from observer.jobs.alert_rules import with_job_alerts

@@ -1,5 +1,9 @@
 """The [alerts] section of observer.toml: rules, channels, per-unit overrides, heartbeat.
 
+Shared at the top: the configuration reads it, the jobs read their ``[jobs.NAME.alerts]``
+tables with it, and the alerts apply it. The syntax of its values (durations, metric
+checks, the digest's time of day) is parsed here, where every reader finds it.
+
 Durations are seconds (a number) or text like ``"90s"``, ``"10m"``, ``"1h30m"``, ``"2d"``;
 0 turns a rule off. Per-unit tables, ``[alerts.units."backup.service"]`` (or a glob such
 as ``"backup@*.service"``), override any rule and may name their own channels.
@@ -8,8 +12,10 @@ as ``"backup@*.service"``), override any rule and may name their own channels.
 from __future__ import annotations
 
 import fnmatch
+import math
 import re
 from dataclasses import dataclass, field, fields, replace
+from datetime import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +24,8 @@ from observer.model import ConfigError
 _DURATION = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _SECONDS_PER = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_METRIC_CHECK = re.compile(r"\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(>=|<=|==|!=|>|<)\s*(\S+)\s*")
+_CLOCK = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +193,28 @@ def parse_seconds(value: object) -> float:
     raise ValueError('expected seconds or a duration like "90s", "10m", "2h" or "7d"')
 
 
+def parse_metric_check(text: str) -> tuple[str, str, float]:
+    """``"job_backup_size_bytes > 1e9"`` as (name, operator, bound)."""
+    match = _METRIC_CHECK.fullmatch(text)
+    if match is None:
+        raise ValueError('expected "METRIC OP NUMBER" with OP one of > >= < <= == !=')
+    try:
+        bound = float(match[3])
+    except ValueError:
+        raise ValueError(f"{match[3]!r} is not a number") from None
+    if math.isnan(bound):
+        raise ValueError("the bound cannot be NaN")
+    return match[1], match[2], bound
+
+
+def parse_clock(text: str) -> time:
+    """``"08:00"`` as a time of day."""
+    match = _CLOCK.fullmatch(text.strip())
+    if match is None:
+        raise ValueError('expected a time of day like "08:00" (24-hour, HH:MM)')
+    return time(int(match[1]), int(match[2]))
+
+
 def _table(path: Path, where: str, value: object) -> dict[str, object]:
     if not isinstance(value, dict):
         raise ConfigError(f"{path}: [{where}] must be a table")
@@ -222,8 +252,6 @@ def _text(path: Path, key: str, value: object) -> str:
 
 
 def _clock(path: Path, key: str, value: object) -> str:
-    from observer.alerts.digest import parse_clock  # noqa: PLC0415 (digest is heavier)
-
     text = _text(path, key, value)
     try:
         parse_clock(text)
@@ -242,9 +270,6 @@ def _regex(path: Path, key: str, value: object) -> str:
 
 
 def _metric_checks(path: Path, key: str, value: object) -> tuple[str, ...]:
-    # Imported here: findings imports this module's AlertRules.
-    from observer.alerts.findings import parse_metric_check  # noqa: PLC0415
-
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ConfigError(f'{path}: {key}: expected a list like ["job_backup_size_bytes > 1e9"]')
     for check in value:
