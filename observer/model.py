@@ -147,6 +147,7 @@ class Pid1Record:
     cpu_usec: int | None = None
     io_read_bytes: int | None = None
     io_write_bytes: int | None = None
+    memory_peak_bytes: int | None = None  # in the "Consumed" record from systemd 255 on
     userspace_usec: int | None = None  # of a manager's start-up: how long it took
     previous_usec: int | None = None  # the journal's last entry before that start-up
 

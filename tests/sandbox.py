@@ -41,7 +41,7 @@ After=dbus.socket systemd-journald.socket systemd-journal-flush.service
 LAUNCHER = """\
 test "$PPID" = "$1" && echo 0 > "$2/cgroup.procs" || exit 1
 exec unshare --pid --fork --kill-child=SIGKILL --mount --cgroup --uts --ipc -- \\
-    /bin/sh -c "$3" boot "$4" "$5"
+    /bin/sh -c "$3" boot "$4" "$5" "$6" "$7"
 """
 # Runs inside the new namespaces. The scratch tmpfs goes over /tmp itself, not a new
 # directory, so that not even an empty directory is left on the host. Bind-mounting the host's
@@ -49,13 +49,26 @@ exec unshare --pid --fork --kill-child=SIGKILL --mount --cgroup --uts --ipc -- \
 # /dev/kmsg, and create cgroups in the host's v1 hierarchies (escaping the memory cgroup; two
 # sandboxes shared system.slice/*): so /dev is a private tmpfs, /sys a fresh read-only sysfs
 # and /sys/fs/cgroup the sandbox's own cgroup2 subtree. The masked units would touch the
-# shared kernel (sysctls, modules, binfmt, audit) or are useless here.
+# shared kernel (sysctls, modules, binfmt, audit) or are useless here. Arguments: $1 paths to
+# keep, $2 the kept journal directory, $3 the lower root, $4 "machine" to boot as one.
+# Booted as a machine, the manager would start what touches hardware or the clock.
+MACHINE_MASKED = (
+    "systemd-udevd.service", "systemd-udevd-control.socket", "systemd-udevd-kernel.socket",
+    "systemd-udev-trigger.service", "systemd-udev-settle.service", "systemd-timesyncd.service",
+    "systemd-random-seed.service", "fstrim.service", "fstrim.timer", "getty@.service",
+    "serial-getty@.service", "console-getty.service", "getty.target", "systemd-pstore.service",
+    "systemd-fsck-root.service", "systemd-fsck@.service", "systemd-hwdb-update.service",
+)  # fmt: skip
+# Capabilities a machine's PID 1 would use on the kernel all sandboxes share: the clock
+# (it resets the kernel's time zone and may step the time) and kernel modules.
+MACHINE_DROPPED_CAPS = "-sys_time,-sys_module"
 BOOT_SCRIPT = f"""\
 set -eu
 mount --make-rprivate /
+L=$(realpath "$3")
 mount -t tmpfs -o mode=700 tmpfs /tmp
 mkdir /tmp/upper /tmp/work /tmp/root
-mount -t overlay overlay -o lowerdir=/,upperdir=/tmp/upper,workdir=/tmp/work /tmp/root
+mount -t overlay overlay -o lowerdir="$L",upperdir=/tmp/upper,workdir=/tmp/work /tmp/root
 R=/tmp/root
 mount -t proc proc $R/proc
 mount -t sysfs -o ro,nosuid,nodev,noexec sysfs $R/sys
@@ -100,12 +113,20 @@ for u in systemd-sysctl.service systemd-binfmt.service proc-sys-fs-binfmt_misc.a
 done
 cat > $R/run/systemd/system/sandbox.target <<'EOF'
 {SANDBOX_TARGET}EOF
+if [ "$4" = machine ]; then
+    # No container marker anywhere: systemd then does (and logs) what it does on a machine.
+    rm -f $R/.dockerenv $R/.containerenv
+    for u in {" ".join(MACHINE_MASKED)}; do
+        ln -sf /dev/null $R/run/systemd/system/$u
+    done
+fi
 cd $R && mkdir -p oldroot && pivot_root . oldroot && umount -l /oldroot
 # What systemd does at boot outside a container: mounts it makes in a unit's namespace
 # (credentials' /run/credentials/UNIT) must reach its own. Shared among this namespace's
 # mounts only: they were made private above, so nothing propagates to the host.
 mount --make-rshared /
-exec env container=other {SYSTEMD} --system --unit=sandbox.target
+[ "$4" = machine ] || export container=other
+exec {SYSTEMD} --system --unit=sandbox.target
 """
 RUNNING_STATES = ("running", "degraded")
 
@@ -120,15 +141,15 @@ class SandboxError(RuntimeError):
     """The sandbox could not be booted or driven."""
 
 
-def can_boot() -> str | None:
-    """Return None if a sandbox can be booted here, else the reason why not."""
+def can_boot(root: Path = Path("/")) -> str | None:
+    """Return None if a sandbox of ``root`` can be booted here, else the reason why not."""
     if os.geteuid() != 0:
         return "booting a systemd sandbox needs root (CAP_SYS_ADMIN)"
     for tool in ("unshare", "nsenter", "setpriv"):
         if shutil.which(tool) is None:
             return f"{tool} is not installed (it comes with util-linux)"
-    if not os.access(SYSTEMD, os.X_OK):
-        return f"{SYSTEMD} is missing: install systemd"
+    if not os.access(root / SYSTEMD.relative_to("/"), os.X_OK):
+        return f"{SYSTEMD} is missing in {root}: install systemd"
     if _own_cgroup2() is None:
         return "no cgroup2 hierarchy is mounted: the sandbox's manager needs one"
     return None
@@ -214,13 +235,17 @@ class Sandbox:
         timeout: float = 30,
         share: Sequence[Path] | None = None,
         journal: Path | None = None,
+        root: Path = Path("/"),
+        machine: bool = False,
     ) -> Self:
         """Boot a sandbox and return once its manager is running.
 
         ``share``: directories under /tmp to keep visible inside (default: this checkout
         and the running Python's environment, when they live there). ``journal``: a host
         directory to keep the journal files in (they outlive the sandbox: boot another one
-        on it), not under /tmp; by default they live and die with the sandbox.
+        on it), not under /tmp; by default they live and die with the sandbox. ``root``: the
+        tree the sandbox sees (copy-on-write), e.g. another release's (tests/roots.sh).
+        ``machine``: boot as a machine (no container marker, what touches hardware masked).
         """
         if journal is not None:
             if journal.resolve().is_relative_to("/tmp"):
@@ -229,7 +254,7 @@ class Sandbox:
             journal.mkdir(parents=True, exist_ok=True)
             journal.chmod(0o2755)
         shared = _default_share() if share is None else list(share)
-        if reason := can_boot():
+        if reason := can_boot(root):
             raise SandboxError(reason)
         parent_cgroup = _own_cgroup2()
         assert parent_cgroup is not None  # can_boot() checked it
@@ -240,7 +265,8 @@ class Sandbox:
         console_fd = os.memfd_create("observer-sandbox-console")
         try:
             # The pdeathsig fires when the calling thread ends: boot from a long-lived thread.
-            launcher = ["setpriv", "--pdeathsig", "KILL", "--", "/bin/sh", "-c", LAUNCHER]
+            dropped = ["--bounding-set", MACHINE_DROPPED_CAPS] if machine else []
+            launcher = ["setpriv", "--pdeathsig", "KILL", *dropped, "--", "/bin/sh", "-c", LAUNCHER]
             process = subprocess.Popen(
                 [
                     *launcher,
@@ -250,6 +276,8 @@ class Sandbox:
                     BOOT_SCRIPT,
                     "\n".join(str(p) for p in shared),
                     "" if journal is None else str(journal.resolve()),
+                    str(root),
+                    "machine" if machine else "container",
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=console_fd,

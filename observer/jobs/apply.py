@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import stat
 import subprocess
 import tempfile
@@ -146,13 +147,22 @@ def check_schedules(jobs: list[Job]) -> None:
                     )
 
 
+# systemd-analyze calendar's labels of the times it lists: "Iter. #2" on 252,
+# "Iteration #2" from 253 on (src/analyze/analyze-calendar.c).
+_NEXT_TIME_LABEL = re.compile(r"Next elapse|Iter\. #\d+|Iteration #\d+")
+
+
 def next_times(expression: str, count: int) -> list[str]:
     """The next ``count`` times systemd would fire ``expression`` (``systemd-analyze``)."""
-    result = _analyze("calendar", f"--iterations={count}", expression)
+    return calendar_times(_analyze("calendar", f"--iterations={count}", expression).stdout)
+
+
+def calendar_times(output: str) -> list[str]:
+    """The times ``systemd-analyze calendar`` lists, in order, on any release."""
     times = []
-    for line in result.stdout.splitlines():
+    for line in output.splitlines():
         label, _, value = line.strip().partition(": ")
-        if label in ("Next elapse", "Iter. #2") or label.startswith("Iter."):
+        if _NEXT_TIME_LABEL.fullmatch(label):
             times.append(value.strip())
     return times
 

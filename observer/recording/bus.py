@@ -24,6 +24,7 @@ from observer.model import (
     UnitGone,
     UnitProperties,
 )
+from observer.recording.journal import NOT_ACCOUNTED
 from observer.users import qualify_event, unit_of
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ def unit_path(unit: str) -> str:
     return UNIT_PATH_PREFIX + "".join(out)
 
 
-# What systemd 252 accounts of a service (MemoryPeak only exists in later versions).
+# What systemd accounts of a service (MemoryPeak from 255 on).
 COST_PROPERTIES = ("CPUUsageNSec", "IOReadBytes", "IOWriteBytes", "MemoryPeak")
 
 
@@ -337,8 +338,8 @@ class SystemdBus:
             log.debug("cost of %s: %s", unit, e)
             return None
         values = {k: unwrap(v) for k, v in body[0].items() if k in COST_PROPERTIES}
-        # UINT64_MAX: not accounted.
-        cost = {k: v for k, v in values.items() if isinstance(v, int) and 0 <= v < 2**64 - 1}
+        # UINT64_MAX: not accounted (256 reads every figure so once the run's cgroup is gone).
+        cost = {k: v for k, v in values.items() if isinstance(v, int) and 0 <= v < NOT_ACCOUNTED}
         if not cost:
             return None
         cpu = cost.get("CPUUsageNSec")

@@ -375,6 +375,7 @@ class Correlator:
                         cpu_seconds=None if record.cpu_usec is None else record.cpu_usec / 1e6,
                         io_read_bytes=record.io_read_bytes,
                         io_write_bytes=record.io_write_bytes,
+                        memory_peak_bytes=record.memory_peak_bytes,
                     )
                 )
             ]

@@ -22,7 +22,7 @@ from observer.users import SEPARATOR, qualify
 
 log = logging.getLogger(__name__)
 
-# MESSAGE_IDs of the records PID 1 writes about a unit's jobs and runs (systemd 252).
+# MESSAGE_IDs of the records PID 1 writes about a unit's jobs and runs (systemd 252 to 262).
 MESSAGE_KINDS = {
     "7d4958e842da4a758f6c1cdc7b36dcc5": JobKind.STARTING,
     "39f53479d3a045ac8e11786248231fbf": JobKind.STARTED,
@@ -33,12 +33,24 @@ MESSAGE_KINDS = {
     "0e4284a0caca4bfc81c0bb6786972673": JobKind.CONDITION_SKIPPED,
     "5eb03494b6584870a536b337290809b3": JobKind.RESTART_SCHEDULED,
     "ae8f7b866b0347b9af31fe1c80b127c0": JobKind.RESOURCES,
+    # A container's (and a user manager's) start-up; a machine's, and since 256 any
+    # soft-reboot's (src/core/manager.c, manager_notify_finished, v252 to v256).
     "eed00a68ffd84e31882105fd973abdd1": JobKind.STARTUP_FINISHED,
+    "b07a249cd024414a82dd00cd181378ff": JobKind.STARTUP_FINISHED,
 }
 # journald's "Suppressed N messages from X.service" (its rate limit).
 SUPPRESSED_MESSAGE_ID = "a596d6fe7bfa4994828e72309e95d61e"
-# "X was skipped because of an unmet condition check (ConditionPathExists=/x)."
-_UNMET_CONDITION = re.compile(rb"skipped because of an unmet condition check \((.*)\)\.?$")
+# A start skipped for an unmet condition, as PID 1 words it (src/core/job.c): the record
+# has the "Started" MESSAGE_ID and no field naming the condition. Group 1: the condition.
+_UNMET_CONDITIONS = (
+    # 252 to 256: "X was skipped because of an unmet condition check (ConditionPathExists=/x)."
+    re.compile(rb" was skipped because of an unmet condition check \((.*)\)\.?$"),
+    # 257 on: "X skipped, unmet condition check ConditionPathExists=/x"
+    re.compile(rb" skipped, unmet condition check ?(.*)$"),
+    # Triggering conditions ("|"), none of which held: 252-256, then 257 on.
+    re.compile(rb" was skipped because (no trigger condition checks were met)\.?$"),
+    re.compile(rb" skipped, (no trigger condition checks were met)\.?$"),
+)
 # PID 1's code functions are stable names; its messages are never localized either.
 _START_LIMIT_FUNC = "unit_test_start_limit"
 
@@ -164,9 +176,9 @@ def parse_entry(
             return None
         # One MESSAGE_ID covers "Started X.", a oneshot's "Finished X." and a start skipped
         # for an unmet condition (never localized).
-        if kind is JobKind.STARTED and (unmet := _UNMET_CONDITION.search(message)):
+        if kind is JobKind.STARTED and (unmet := _unmet_condition(message)) is not None:
             kind = JobKind.CONDITION_UNMET
-            reason = unmet.group(1).decode("utf-8", errors="replace")
+            reason = unmet
         elif kind is JobKind.STARTED and message.startswith(b"Finished "):
             kind = JobKind.FINISHED
         if not invocation_id and kind not in _WITHOUT_INVOCATION:
@@ -187,6 +199,7 @@ def parse_entry(
             cpu_usec=_accounted(entry.get("CPU_USAGE_NSEC"), 1000),
             io_read_bytes=_accounted(entry.get("IO_METRIC_READ_BYTES")),
             io_write_bytes=_accounted(entry.get("IO_METRIC_WRITE_BYTES")),
+            memory_peak_bytes=_accounted(entry.get("MEMORY_PEAK")),  # 255 on
         )
     if pid == 1:
         return None
@@ -240,10 +253,23 @@ _WITHOUT_INVOCATION = frozenset(
 )
 
 
+def _unmet_condition(message: bytes) -> str | None:
+    """The condition a skipped start names, if ``message`` is PID 1's record of one."""
+    for wording in _UNMET_CONDITIONS:
+        if unmet := wording.search(message):
+            return unmet.group(1).decode("utf-8", errors="replace")
+    return None
+
+
+# systemd's "not accounted" is UINT64_MAX; no real figure reaches 2^63, and SQLite's
+# integers stop there.
+NOT_ACCOUNTED = 2**63
+
+
 def _accounted(value: object, per: int = 1) -> int | None:
     """A resource figure systemd logged; None when absent or "not accounted" (UINT64_MAX)."""
     number = _number(value)
-    if number is None or number < 0 or number >= 2**64 - 1:
+    if number is None or number < 0 or number >= NOT_ACCOUNTED:
         return None
     return number // per
 

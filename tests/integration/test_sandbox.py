@@ -14,6 +14,7 @@ from dbus_fast.aio import MessageBus
 from systemd import journal
 
 from tests.conftest import sandbox_or_skip
+from tests.roots import SUITES, root_or_skip
 from tests.sandbox import Sandbox, SandboxError
 
 pytestmark = pytest.mark.integration
@@ -172,3 +173,30 @@ def test_it_tears_down_a_sandbox_that_does_not_boot_in_time() -> None:
 
     assert len(created) == 1
     assert not created[0].cgroup.exists()  # the kernel refuses to remove a cgroup still in use
+
+
+@pytest.mark.timeout(900)  # a root not cached yet is built first (tests/roots.sh)
+@pytest.mark.parametrize("machine", [False, True], ids=["container", "machine"])
+@pytest.mark.parametrize("suite", list(SUITES))
+def test_it_boots_the_root_of_each_release_with_observer_inside(suite: str, machine: bool) -> None:
+    root = root_or_skip(suite)
+    with Sandbox.boot(root=root, machine=machine) as sandbox:
+        version = sandbox.run("systemctl", "--version").stdout.split()[1]
+        environ = Path(f"/proc/{sandbox.pid}/environ").read_bytes().split(b"\0")
+        virt = sandbox.run("systemd-detect-virt", "--container", check=False).stdout.strip()
+        observer = sandbox.run("/opt/observer/venv/bin/observer", "--version").stdout
+
+        assert sandbox.state() == "running"
+        assert version == str(SUITES[suite])
+        assert observer.startswith("observer ")
+        if machine:
+            assert b"container=other" not in environ
+            assert not (sandbox.root / ".dockerenv").exists()
+            assert not (sandbox.root / "run/systemd/container").exists()
+            assert sandbox.unit_property("systemd-udevd.service", "LoadState") == "masked"
+            # The one container marker the sandbox cannot hide: its cgroup namespace's root
+            # is a nested cgroup (src/basic/virt.c running_in_cgroupns, 252 to 262).
+            assert virt == "container-other"
+        else:
+            assert b"container=other" in environ
+            assert virt == "container-other"
