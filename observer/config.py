@@ -330,7 +330,14 @@ def line_of(text: str, wanted: tuple[str, ...]) -> int | None:
                 return number
             if inline is None and wanted[: len(key)] == key:
                 inline = number
-        for delimiter in ('"""', "'''"):
-            if line.count(delimiter) % 2:
-                quote = delimiter
+        quote = _string_left_open(line)
     return inline
+
+
+def _string_left_open(line: str) -> str:
+    """The delimiter of a multi-line string that ``line`` opens, or "" if it opens none."""
+    quote = ""
+    for delimiter in ('"""', "'''"):
+        if line.count(delimiter) % 2:
+            quote = delimiter
+    return quote

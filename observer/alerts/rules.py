@@ -171,44 +171,61 @@ def judge_run(
     was_overdue = run.invocation_id is not None and state.overdue_invocation == run.invocation_id
     if was_overdue:
         state = replace(state, overdue_invocation=None)
-    alerts: list[Alert] = []
     if run.result in SKIPPED_RESULTS:
         # A start skipped by a condition is neither a success nor a failure; it answers
         # its timer all the same (no missed-run alert), being a run of its own.
-        return state, alerts
+        return state, []
     if run.folded:
-        return state, alerts  # refused because another unit failed: neither, here
-    if not run.failed(rules):
-        if state.open_problems and rules.enabled:
-            summary = _recovery(state, run, took_down)
-            alerts.append(Alert(state.unit, AlertKind.RECOVERED, summary, run.id))
-        state = replace(
-            state,
-            failures=0,
-            failing_usec=None,
-            missed_usec=None,
-            awaited_usec=None,
-            stale_usec=None,
-            notified_usec=None,
-            last_success_usec=run.finished_usec,
-            cause_usec=None,
-        )
+        return state, []  # refused because another unit failed: neither, here
+    if run.failed(rules):
+        state, alerts = _after_failure(state, run, rules, now_usec)
     else:
-        if run.succeeded:  # with findings: it still ran, so it is no missed or stale run
-            state = replace(state, missed_usec=None, awaited_usec=None, stale_usec=None)
-        state = replace(state, failures=state.failures + 1)
-        reached = rules.failures and state.failures >= rules.failures
-        if rules.enabled and reached and state.failing_usec is None:
-            if state.cause_usec is None:
-                alerts.append(Alert(state.unit, AlertKind.FAILING, _failing(state, run), run.id))
-            # else folded: the alert about the units it took down told its failure
-            state = replace(state, failing_usec=now_usec, notified_usec=now_usec)
+        state, alerts = _after_success(state, run, rules, took_down)
     if not alerts and rules.enabled and not was_overdue:
         duration = _duration_alert(state.unit, run, rules, recent_success_seconds)
         if duration is not None:
             alerts.append(duration)
     state, trends = _trends(state, run, rules, rate, now_usec, quiet=bool(alerts))
     return state, alerts + trends
+
+
+def _after_success(
+    state: UnitAlertState, run: FinishedRun, rules: AlertRules, took_down: Sequence[str]
+) -> tuple[UnitAlertState, list[Alert]]:
+    """A run that did not fail: it recovers what was open, and every count starts again."""
+    alerts: list[Alert] = []
+    if state.open_problems and rules.enabled:
+        summary = _recovery(state, run, took_down)
+        alerts.append(Alert(state.unit, AlertKind.RECOVERED, summary, run.id))
+    state = replace(
+        state,
+        failures=0,
+        failing_usec=None,
+        missed_usec=None,
+        awaited_usec=None,
+        stale_usec=None,
+        notified_usec=None,
+        last_success_usec=run.finished_usec,
+        cause_usec=None,
+    )
+    return state, alerts
+
+
+def _after_failure(
+    state: UnitAlertState, run: FinishedRun, rules: AlertRules, now_usec: int
+) -> tuple[UnitAlertState, list[Alert]]:
+    """A failed run: counted, and the unit is failing once the count reaches the rule's."""
+    alerts: list[Alert] = []
+    if run.succeeded:  # with findings: it still ran, so it is no missed or stale run
+        state = replace(state, missed_usec=None, awaited_usec=None, stale_usec=None)
+    state = replace(state, failures=state.failures + 1)
+    reached = rules.failures and state.failures >= rules.failures
+    if rules.enabled and reached and state.failing_usec is None:
+        if state.cause_usec is None:
+            alerts.append(Alert(state.unit, AlertKind.FAILING, _failing(state, run), run.id))
+        # else folded: the alert about the units it took down told its failure
+        state = replace(state, failing_usec=now_usec, notified_usec=now_usec)
+    return state, alerts
 
 
 def _trends(

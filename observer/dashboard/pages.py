@@ -169,63 +169,7 @@ def generate(
     if began:
         conn.execute("BEGIN")  # every page from one snapshot, while the daemon writes on
     try:
-        setting = _setting(conn, directory, limits)
-        if cache.setting != setting:
-            kept = read_manifest(directory, setting) or Manifest(setting, (), {})
-            cache.setting, cache.hosts, cache.units = setting, kept.hosts, kept.units
-        units, fresh = _read_units(conn, cache)
-        hosts = tuple(sorted({h for u in units.values() for h in u.hosts})) or (
-            socket.gethostname(),
-        )
-        if hosts != cache.hosts and len(fresh) < len(units):
-            # Every page names the hosts: read the other units too, to write all pages again.
-            units, more = _read_units(conn, Cache(setting, hosts, {n: units[n] for n in fresh}))
-            fresh.update(more)
-        common = {
-            "version": __version__,
-            "host": ", ".join(hosts),
-            "generated": table_time(now_usec),
-            "timezone": local_time(now_usec).strftime("UTC%z"),
-        }
-        ordered = sorted(
-            units, key=lambda name: overview_order(name, units[name].consecutive_failures)
-        )
-        shown, hidden = ordered[: limits.units], ordered[limits.units :]
-        for name in shown:  # each unit read just before its pages are written: see writer.py
-            unit = units[name]
-            if name not in fresh and unit.pages is not None and site.keep_all(unit.pages):
-                continue
-            status, stats = fresh.get(name) or _summary(conn, name)
-            runs = history.unit_history(conn, name, limits.history_runs)
-            if name in fresh:
-                unit.row = _row(status, stats, runs, limits)
-            known = cache.units.get(name)
-            written = {} if known is None or known.pages is None else known.pages.fingerprints()
-            read = _Read(status, stats, runs, queries.run_count(conn, name))
-            unit.pages = PageSet.of(_write_pages(conn, site, read, written, limits, common))
-        for name in hidden:
-            units[name].pages = None  # removed below, as stale
-            if name in fresh:
-                status, stats = fresh[name]
-                runs = history.unit_history(conn, name, limits.sparkline_runs)
-                units[name].row = _row(status, stats, runs, limits)
-        fleet_hosts, fleet = fleet_rows(conn)
-        if fleet_hosts:  # a central database: hosts by units
-            site.write(
-                FLEET, template("fleet.html.j2").render(**common, hosts=fleet_hosts, rows=fleet)
-            )
-        site.write(
-            INDEX,
-            template("overview.html.j2").render(
-                **common,
-                fleet=len(fleet_hosts),
-                rows=[Markup(units[name].row) for name in shown],
-                units=len(units),
-                hidden=len(hidden),
-                failing=sum(1 for u in units.values() if u.health == "failing"),
-                running=sum(1 for u in units.values() if u.running),
-            ),
-        )
+        setting, hosts, units = _write_site(conn, site, cache, limits, now_usec)
         site.writer.close()
     except BaseException:
         site.writer.abandon()
@@ -236,6 +180,87 @@ def generate(
     cache.hosts, cache.units = hosts, units
     write_atomically(directory / MANIFEST, manifest_json(Manifest(setting, hosts, units)))
     return Report(site.written, site.unchanged, remove_stale(directory, site.listing, site.names))
+
+
+def _write_site(
+    conn: sqlite3.Connection, site: _Site, cache: Cache, limits: Limits, now_usec: int
+) -> tuple[str, tuple[str, ...], dict[str, UnitEntry]]:
+    """Every page that changed: the units' (read one by one), the fleet's, the overview;
+    returns the setting, the hosts and the units, for the manifest."""
+    setting = _setting(conn, site.directory, limits)
+    if cache.setting != setting:
+        kept = read_manifest(site.directory, setting) or Manifest(setting, (), {})
+        cache.setting, cache.hosts, cache.units = setting, kept.hosts, kept.units
+    units, fresh, hosts = _units_and_hosts(conn, cache, setting)
+    common = {
+        "version": __version__,
+        "host": ", ".join(hosts),
+        "generated": table_time(now_usec),
+        "timezone": local_time(now_usec).strftime("UTC%z"),
+    }
+    ordered = sorted(units, key=lambda name: overview_order(name, units[name].consecutive_failures))
+    shown, hidden = ordered[: limits.units], ordered[limits.units :]
+    for name in shown:  # each unit read just before its pages are written: see writer.py
+        unit = units[name]
+        if name not in fresh and unit.pages is not None and site.keep_all(unit.pages):
+            continue
+        status, stats = fresh.get(name) or _summary(conn, name)
+        runs = history.unit_history(conn, name, limits.history_runs)
+        if name in fresh:
+            unit.row = _row(status, stats, runs, limits)
+        known = cache.units.get(name)
+        written = {} if known is None or known.pages is None else known.pages.fingerprints()
+        read = _Read(status, stats, runs, queries.run_count(conn, name))
+        unit.pages = PageSet.of(_write_pages(conn, site, read, written, limits, common))
+    for name in hidden:
+        units[name].pages = None  # removed below, as stale
+        if name in fresh:
+            status, stats = fresh[name]
+            runs = history.unit_history(conn, name, limits.sparkline_runs)
+            units[name].row = _row(status, stats, runs, limits)
+    _write_overview(conn, site, units, shown, common)
+    return setting, hosts, units
+
+
+def _units_and_hosts(
+    conn: sqlite3.Connection, cache: Cache, setting: str
+) -> tuple[
+    dict[str, UnitEntry], dict[str, tuple[history.UnitStatus, UnitStats]], tuple[str, ...]
+]:
+    """The units (those read again in the second dict, see ``_read_units``) and the hosts
+    their runs come from."""
+    units, fresh = _read_units(conn, cache)
+    hosts = tuple(sorted({h for u in units.values() for h in u.hosts})) or (socket.gethostname(),)
+    if hosts != cache.hosts and len(fresh) < len(units):
+        # Every page names the hosts: read the other units too, to write all pages again.
+        units, more = _read_units(conn, Cache(setting, hosts, {n: units[n] for n in fresh}))
+        fresh.update(more)
+    return units, fresh, hosts
+
+
+def _write_overview(
+    conn: sqlite3.Connection,
+    site: _Site,
+    units: dict[str, UnitEntry],
+    shown: list[str],
+    common: dict[str, str],
+) -> None:
+    """The overview of the units shown, and on a central database the fleet's page."""
+    fleet_hosts, fleet = fleet_rows(conn)
+    if fleet_hosts:  # a central database: hosts by units
+        site.write(FLEET, template("fleet.html.j2").render(**common, hosts=fleet_hosts, rows=fleet))
+    site.write(
+        INDEX,
+        template("overview.html.j2").render(
+            **common,
+            fleet=len(fleet_hosts),
+            rows=[Markup(units[name].row) for name in shown],
+            units=len(units),
+            hidden=len(units) - len(shown),
+            failing=sum(1 for u in units.values() if u.health == "failing"),
+            running=sum(1 for u in units.values() if u.running),
+        ),
+    )
 
 
 def _setting(conn: sqlite3.Connection, directory: Path, limits: Limits) -> str:

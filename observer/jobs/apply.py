@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from observer.jobs.jobfile import Job
 from observer.jobs.units import JobUnits, owner, render
@@ -215,54 +215,72 @@ def write_file(path: Path, text: str) -> None:
 
 async def execute(plan: Plan, jobs: list[Job], bus: MessageBus) -> None:
     """Stop and disable removed timers, write the files, reload, enable and start timers."""
-    from observer.metrics.dropin import call, get_property  # noqa: PLC0415
-
     old = {p: p.read_text(encoding="utf-8") for p in [*plan.writes, *plan.removes] if p.exists()}
-    by_name = {job.name: job for job in jobs}
-    for path in [*plan.writes, *plan.removes]:
-        if path.exists():
-            continue
-        # A new job's names must not be some other unit systemd already has (a vendor unit).
-        unit_path = (await call(bus, _MANAGER_PATH, _MANAGER, "LoadUnit", "s", [path.name]))[0]
-        state = await get_property(bus, unit_path, "Unit", "LoadState")
-        fragment = await get_property(bus, unit_path, "Unit", "FragmentPath")
-        if state != "not-found" and fragment:
-            raise ObserverError(f"a unit {path.name} already exists ({fragment}): rename the job")
-    removed_timers = [p.name for p in plan.removes if p.suffix == ".timer"]
-    for timer in removed_timers:
-        with contextlib.suppress(ObserverError):  # already stopped or never loaded
-            await call(bus, _MANAGER_PATH, _MANAGER, "StopUnit", "ss", [timer, "replace"])
-    if removed_timers:
-        await call(bus, _MANAGER_PATH, _MANAGER, "DisableUnitFiles", "asb", [removed_timers, False])
+    await _refuse_foreign_units(plan, bus)
+    await _stop_removed_timers(plan, bus)
     try:
-        for path, text in plan.writes.items():
-            write_file(path, text)
-        for path in plan.removes:
-            path.unlink(missing_ok=True)
-        await call(bus, _MANAGER_PATH, _MANAGER, "Reload")
-        timers = [by_name[n].timer for n in (*plan.added, *plan.changed)]
-        if timers:
-            await call(
-                bus, _MANAGER_PATH, _MANAGER, "EnableUnitFiles", "asbb", [timers, False, True]
-            )
-        for name in plan.added:
-            await call(
-                bus, _MANAGER_PATH, _MANAGER, "StartUnit", "ss", [by_name[name].timer, "replace"]
-            )
-        for name in plan.changed:
-            await call(
-                bus, _MANAGER_PATH, _MANAGER, "RestartUnit", "ss", [by_name[name].timer, "replace"]
-            )
+        await _install(plan, {job.name: job for job in jobs}, bus)
     except (ObserverError, OSError) as e:
-        for path in plan.writes:
-            if path not in old:
-                path.unlink(missing_ok=True)
-        for path, text in old.items():
-            write_file(path, text)
-        with contextlib.suppress(ObserverError):
-            await call(bus, _MANAGER_PATH, _MANAGER, "Reload")
+        await _put_back(plan, old, bus)
         if isinstance(e, OSError):
             raise ObserverError(
                 f"cannot write {e.filename}: {e.strerror}; nothing was changed"
             ) from e
         raise ObserverError(f"{e}; the unit files were put back as they were") from e
+
+
+async def _manager(bus: MessageBus, member: str, signature: str = "", *args: object) -> list[Any]:
+    """Call a method of systemd's manager."""
+    from observer.metrics.dropin import call  # noqa: PLC0415
+
+    return await call(bus, _MANAGER_PATH, _MANAGER, member, signature, list(args))
+
+
+async def _refuse_foreign_units(plan: Plan, bus: MessageBus) -> None:
+    """A new job's names must not be some other unit systemd already has (a vendor unit)."""
+    from observer.metrics.dropin import get_property  # noqa: PLC0415
+
+    for path in [*plan.writes, *plan.removes]:
+        if path.exists():
+            continue
+        unit_path = (await _manager(bus, "LoadUnit", "s", path.name))[0]
+        state = await get_property(bus, unit_path, "Unit", "LoadState")
+        fragment = await get_property(bus, unit_path, "Unit", "FragmentPath")
+        if state != "not-found" and fragment:
+            raise ObserverError(f"a unit {path.name} already exists ({fragment}): rename the job")
+
+
+async def _stop_removed_timers(plan: Plan, bus: MessageBus) -> None:
+    removed_timers = [p.name for p in plan.removes if p.suffix == ".timer"]
+    for timer in removed_timers:
+        with contextlib.suppress(ObserverError):  # already stopped or never loaded
+            await _manager(bus, "StopUnit", "ss", timer, "replace")
+    if removed_timers:
+        await _manager(bus, "DisableUnitFiles", "asb", removed_timers, False)
+
+
+async def _install(plan: Plan, by_name: dict[str, Job], bus: MessageBus) -> None:
+    """Write and remove the unit files, reload, enable the timers and (re)start them."""
+    for path, text in plan.writes.items():
+        write_file(path, text)
+    for path in plan.removes:
+        path.unlink(missing_ok=True)
+    await _manager(bus, "Reload")
+    timers = [by_name[n].timer for n in (*plan.added, *plan.changed)]
+    if timers:
+        await _manager(bus, "EnableUnitFiles", "asbb", timers, False, True)
+    for name in plan.added:
+        await _manager(bus, "StartUnit", "ss", by_name[name].timer, "replace")
+    for name in plan.changed:
+        await _manager(bus, "RestartUnit", "ss", by_name[name].timer, "replace")
+
+
+async def _put_back(plan: Plan, old: dict[Path, str], bus: MessageBus) -> None:
+    """The unit files as they were before ``_install``, and systemd reloaded to read them."""
+    for path in plan.writes:
+        if path not in old:
+            path.unlink(missing_ok=True)
+    for path, text in old.items():
+        write_file(path, text)
+    with contextlib.suppress(ObserverError):
+        await _manager(bus, "Reload")

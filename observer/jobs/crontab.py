@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 
 from observer.jobs.schedule import ScheduleError, cron_to_calendar
 
@@ -18,6 +19,16 @@ _NOT_THE_PROGRAM = {
     "/usr/bin/env", "sh", "/bin/sh", "bash", "/bin/bash",
 }  # fmt: skip
 _ENV = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)")
+
+
+@dataclass(frozen=True, slots=True)
+class _CronEntry:
+    """One cron line's schedule, user (a system crontab's column), command and its stdin."""
+
+    schedule: str
+    user: str
+    command: str
+    stdin: str | None
 
 
 def to_jobs_file(text: str, *, system: bool, source: str) -> str:
@@ -31,53 +42,71 @@ def to_jobs_file(text: str, *, system: bool, source: str) -> str:
         if not line or line.startswith("#"):
             continue
         if (env := _ENV.fullmatch(line)) and not line.startswith("@"):
-            key, value = env[1], _unquote(env[2])
-            if key == "MAILTO":
-                notes.append(f"line {number}: MAILTO={value}: systemd sends no mail; use "
-                             "observer's alerts (docs/alerts.md) for failed runs")  # fmt: skip
-            elif key not in ("SHELL", "PATH"):  # systemd jobs run /bin/sh with its own PATH
-                environment[key] = value
-            else:
-                notes.append(f"line {number}: {key}={value} not carried over (systemd sets it)")
+            note = _variable(env[1], _unquote(env[2]), environment)
+            notes += [] if note is None else [f"line {number}: {note}"]
             continue
-        fields = line.split(None, 1 if line.startswith("@") else 5)
-        count = 1 if line.startswith("@") else 5
-        if len(fields) <= count:
-            notes.append(f"line {number}: not a cron line, skipped: {_comment(line)}")
+        entry = _entry(line, system=system)
+        if isinstance(entry, str):
+            notes.append(f"line {number}: {entry}")
             continue
-        schedule = " ".join(fields[:count])
-        rest = fields[count]
-        user = ""
-        if system:
-            columns = rest.split(None, 1)
-            if len(columns) < 2:
-                notes.append(f"line {number}: no user and command, skipped: {_comment(line)}")
-                continue
-            user, rest = columns
-        command, stdin = _split_percent(rest)
-        if schedule.lower() != "@reboot":
-            try:
-                cron_to_calendar(schedule)
-            except ScheduleError as e:
-                notes.append(f"line {number}: {e}; skipped")
-                continue
-        name = _name(command, names)
-        out.append(f"[jobs.{name}]")
-        out.append(f"# line {number}: {_comment(line)}")
-        out.append(f"command = {json.dumps(command)}")
-        out.append(f"schedule = {json.dumps(schedule)}")
-        if user and user != "root":
-            out.append(f"user = {json.dumps(user)}")
-        if environment:
-            pairs = ", ".join(f"{k} = {json.dumps(v)}" for k, v in environment.items())
-            out.append(f"environment = {{ {pairs} }}")
-        if stdin is not None:
-            out.append(f"# cron fed {json.dumps(stdin)} to its standard input ('%' in the line): "
-                       "give it to the command another way")  # fmt: skip
-        out.append("")
+        name = _name(entry.command, names)
+        out += _job_table(name, f"line {number}: {_comment(line)}", entry, environment)
     if notes:
         out += ["# Notes:", *(f"# {_comment(n)}" for n in notes), ""]
     return "\n".join(out)
+
+
+def _variable(key: str, value: str, environment: dict[str, str]) -> str | None:
+    """A crontab's ``VAR=value``: kept for the jobs after it, or a note saying why not."""
+    if key == "MAILTO":
+        return (f"MAILTO={value}: systemd sends no mail; use "
+                "observer's alerts (docs/alerts.md) for failed runs")  # fmt: skip
+    if key in ("SHELL", "PATH"):  # systemd jobs run /bin/sh with its own PATH
+        return f"{key}={value} not carried over (systemd sets it)"
+    environment[key] = value
+    return None
+
+
+def _entry(line: str, *, system: bool) -> _CronEntry | str:
+    """The parts of a cron line, or why it is skipped."""
+    count = 1 if line.startswith("@") else 5
+    fields = line.split(None, count)
+    if len(fields) <= count:
+        return f"not a cron line, skipped: {_comment(line)}"
+    schedule = " ".join(fields[:count])
+    rest = fields[count]
+    user = ""
+    if system:
+        columns = rest.split(None, 1)
+        if len(columns) < 2:
+            return f"no user and command, skipped: {_comment(line)}"
+        user, rest = columns
+    command, stdin = _split_percent(rest)
+    if schedule.lower() != "@reboot":
+        try:
+            cron_to_calendar(schedule)
+        except ScheduleError as e:
+            return f"{e}; skipped"
+    return _CronEntry(schedule, user, command, stdin)
+
+
+def _job_table(name: str, origin: str, entry: _CronEntry, environment: dict[str, str]) -> list[str]:
+    """The ``[jobs.NAME]`` table of one cron line (``origin`` says which, as a comment)."""
+    table = [
+        f"[jobs.{name}]",
+        f"# {origin}",
+        f"command = {json.dumps(entry.command)}",
+        f"schedule = {json.dumps(entry.schedule)}",
+    ]
+    if entry.user and entry.user != "root":
+        table.append(f"user = {json.dumps(entry.user)}")
+    if environment:
+        pairs = ", ".join(f"{k} = {json.dumps(v)}" for k, v in environment.items())
+        table.append(f"environment = {{ {pairs} }}")
+    if entry.stdin is not None:
+        table.append(f"# cron fed {json.dumps(entry.stdin)} to its standard input ('%' in the "
+                     "line): give it to the command another way")  # fmt: skip
+    return [*table, ""]
 
 
 def _split_percent(command: str) -> tuple[str, str | None]:

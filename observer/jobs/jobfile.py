@@ -7,6 +7,7 @@ unknown keys), so that `observer jobs check` points at the line to fix.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -162,10 +163,45 @@ def _check_name(name: str) -> None:
     )
 
 
+# Builds the error about one key of a job's table: (key, problem) -> the error to raise.
+_Complaint = Callable[[str, str], _Bad]
+# The keys whose value is one line of text, and those of them with a shape to follow.
+_TEXT_KEYS = (
+    "description", "user", "group", "working_directory", "environment_file", "timezone",
+    "memory_max", "cpu_quota",
+)  # fmt: skip
+_SHAPED_TEXT = (
+    ("user", _USER, "backup"), ("group", _USER, "backup"),
+    ("timezone", _TIMEZONE, "Europe/Berlin"), ("memory_max", _SIZE, "512M"),
+    ("cpu_quota", _QUOTA, "50%"),
+)  # fmt: skip
+
+
 def _job(path: Path, name: str, table: dict[str, object], line: int | None) -> Job:
+    """One ``[jobs.NAME]`` table: each concern read by its own reader, in the file's terms."""
+
     def bad(key: str, problem: str) -> _Bad:
         return _Bad(("jobs", name, key), f"jobs.{name}.{key} = {shown(table[key])}: {problem}")
 
+    _check_keys(name, table)
+    values: dict[str, object] = {"command": _command(table["command"], bad)}
+    values.update(_schedules(table["schedule"], bad))
+    values.update(_texts(table, bad))
+    if "environment" in table:
+        values["environment"] = _environment(table["environment"], bad)
+    if "credentials" in table:
+        values["credentials"] = _credentials(table["credentials"], bad)
+    values.update(_durations(table, bad))
+    values.update(_switches(table, bad))
+    values.update(_whole_numbers(table, values, bad))
+    values.update(_dependencies(table, bad))
+    if "alerts" in table:
+        values["alerts"] = _alert_rules(name, table["alerts"], bad)
+    return Job(name=name, source=path, line=line, **values)  # type: ignore[arg-type]
+
+
+def _check_keys(name: str, table: dict[str, object]) -> None:
+    """No key the file format does not know, and the two a job cannot do without."""
     for key, value in table.items():
         if key not in KEYS:
             raise _Bad(
@@ -175,32 +211,42 @@ def _job(path: Path, name: str, table: dict[str, object], line: int | None) -> J
     for required in ("command", "schedule"):
         if required not in table:
             raise _Bad(("jobs", name), f"[jobs.{name}] has no {required} (it is required)")
-    values: dict[str, object] = {}
-    command = table["command"]
+
+
+def _command(command: object, bad: _Complaint) -> tuple[str, ...]:
+    """The argv: a string runs under ``/bin/sh -c``, a list is the argv itself."""
+    argv: tuple[str, ...]
     if isinstance(command, str) and command.strip():
-        values["command"] = ("/bin/sh", "-c", command)
+        argv = ("/bin/sh", "-c", command)
     elif isinstance(command, list) and command and all(isinstance(a, str) for a in command):
         if not command[0] or command[0].startswith(("-", "@", ":", "+", "!")):
             raise bad("command", "the program must be a path or a name, e.g. /usr/bin/borg")
-        values["command"] = tuple(command)
+        argv = tuple(command)
     else:
         raise bad(
             "command", 'expected a string (run by /bin/sh -c) or a list like ["borg", "create"]'
         )
-    for text in values["command"]:  # type: ignore[attr-defined]
-        if "\0" in text:
-            raise bad("command", "holds a NUL character")
-    schedules = table["schedule"]
+    if any("\0" in text for text in argv):
+        raise bad("command", "holds a NUL character")
+    return argv
+
+
+def _schedules(schedules: object, bad: _Complaint) -> dict[str, object]:
+    """The schedules as written and the timer settings each becomes."""
     written = [schedules] if isinstance(schedules, str) else schedules
     if not isinstance(written, list) or not written or not all(isinstance(s, str) for s in written):
         raise bad("schedule", "expected a schedule or a list of them")
     try:
-        values["timers"] = tuple(timer_settings(s) for s in written)
+        timers = tuple(timer_settings(s) for s in written)
     except ScheduleError as e:
         raise bad("schedule", str(e)) from None
-    values["schedules"] = tuple(s.strip() for s in written)
-    for key in ("description", "user", "group", "working_directory", "environment_file",
-                "timezone", "memory_max", "cpu_quota"):  # fmt: skip
+    return {"timers": timers, "schedules": tuple(s.strip() for s in written)}
+
+
+def _texts(table: dict[str, object], bad: _Complaint) -> dict[str, object]:
+    """The one-line settings: names, paths, a time zone, resource limits."""
+    values: dict[str, object] = {}
+    for key in _TEXT_KEYS:
         if key in table:
             value = table[key]
             if not isinstance(value, str):
@@ -208,48 +254,64 @@ def _job(path: Path, name: str, table: dict[str, object], line: int | None) -> J
             if any(ord(c) < 32 or ord(c) == 127 for c in value):
                 raise bad(key, "holds a newline or another control character")
             values[key] = value.strip()
-    for key, pattern, example in (
-        ("user", _USER, "backup"), ("group", _USER, "backup"),
-        ("timezone", _TIMEZONE, "Europe/Berlin"), ("memory_max", _SIZE, "512M"),
-        ("cpu_quota", _QUOTA, "50%"),
-    ):  # fmt: skip
+    for key, pattern, example in _SHAPED_TEXT:
         if values.get(key) and not pattern.fullmatch(str(values[key])):
             raise bad(key, f"not a valid {key.replace('_', ' ')}, e.g. {example!r}")
     for key in ("working_directory", "environment_file"):
         if key in values and not str(values[key]).startswith("/"):
             raise bad(key, "expected an absolute path")
-    if "environment" in table:
-        env = table["environment"]
-        if not isinstance(env, dict):
-            raise bad("environment", 'expected a table, e.g. { BORG_REPO = "/srv/borg" }')
-        pairs = []
-        for key, value in env.items():
-            if not _ENV_NAME.fullmatch(key) or not isinstance(value, str) or "\0" in value:
-                raise bad(
-                    "environment",
-                    f"{key!r} needs a name of letters, digits and _ and a string value",
-                )
-            pairs.append((key, value))
-        values["environment"] = tuple(pairs)
-    if "credentials" in table:
-        values["credentials"] = _credentials(table["credentials"], bad)
+    return values
+
+
+def _environment(env: object, bad: _Complaint) -> tuple[tuple[str, str], ...]:
+    """The variables set for the command, as (name, value) pairs."""
+    if not isinstance(env, dict):
+        raise bad("environment", 'expected a table, e.g. { BORG_REPO = "/srv/borg" }')
+    pairs = []
+    for key, value in env.items():
+        if not _ENV_NAME.fullmatch(key) or not isinstance(value, str) or "\0" in value:
+            raise bad(
+                "environment",
+                f"{key!r} needs a name of letters, digits and _ and a string value",
+            )
+        pairs.append((key, value))
+    return tuple(pairs)
+
+
+def _durations(table: dict[str, object], bad: _Complaint) -> dict[str, object]:
+    """The durations, in seconds: the timeout, the random delay, the delay between retries."""
+    values: dict[str, object] = {}
     for key in ("timeout", "random_delay", "retry_delay"):
         if key in table:
             try:
                 values[key] = parse_seconds(table[key])
             except ValueError as e:
                 raise bad(key, str(e)) from None
+    return values
+
+
+def _switches(table: dict[str, object], bad: _Complaint) -> dict[str, object]:
+    """The settings that are on or off."""
+    values: dict[str, object] = {}
     for key in ("persistent", "metrics", "hardening"):
         if key in table:
             if not isinstance(table[key], bool):
                 raise bad(key, "expected true or false")
             values[key] = table[key]
+    return values
+
+
+def _whole_numbers(
+    table: dict[str, object], read: dict[str, object], bad: _Complaint
+) -> dict[str, object]:
+    """The retries (which need the timeout ``read`` already holds) and the nice level."""
+    values: dict[str, object] = {}
     if "retries" in table:
         retries = table["retries"]
         if not isinstance(retries, int) or isinstance(retries, bool) or not 0 <= retries <= 100:
             raise bad("retries", "expected a whole number from 0 to 100")
         values["retries"] = retries
-        if retries and not values.get("timeout"):
+        if retries and not read.get("timeout"):
             raise bad("retries", "set timeout too: the retries of a run are counted within "
                       "(retries + 1) x (timeout + retry_delay)")  # fmt: skip
     if "nice" in table:
@@ -257,6 +319,12 @@ def _job(path: Path, name: str, table: dict[str, object], line: int | None) -> J
         if not isinstance(nice, int) or isinstance(nice, bool) or not -20 <= nice <= 19:
             raise bad("nice", "expected a whole number from -20 to 19")
         values["nice"] = nice
+    return values
+
+
+def _dependencies(table: dict[str, object], bad: _Complaint) -> dict[str, object]:
+    """The units the job runs after, and those it requires."""
+    values: dict[str, object] = {}
     for key in ("after", "requires"):
         if key in table:
             units = table[key]
@@ -265,21 +333,23 @@ def _job(path: Path, name: str, table: dict[str, object], line: int | None) -> J
             ):
                 raise bad(key, 'expected a list of unit names, e.g. ["srv-backup.mount"]')
             values[key] = tuple(units)
-    if "alerts" in table:
-        alerts = table["alerts"]
-        if not isinstance(alerts, dict):
-            raise bad("alerts", "expected a table [jobs.NAME.alerts]")
-        for key in alerts:
-            if key not in UNIT_KEYS:
-                raise _Bad(("jobs", name, "alerts", key),
-                           f"unknown key jobs.{name}.alerts.{key} = {shown(alerts[key])}"
-                           f"{hint(key, UNIT_KEYS)}")  # fmt: skip
-        values["alerts"] = dict(alerts)
-    return Job(name=name, source=path, line=line, **values)  # type: ignore[arg-type]
+    return values
 
 
-def _credentials(value: object, bad: object) -> tuple[Credential, ...]:
-    assert callable(bad)
+def _alert_rules(name: str, alerts: object, bad: _Complaint) -> dict[str, object]:
+    """The job's ``[jobs.NAME.alerts]``: a unit's alert keys, checked later as a unit's are."""
+    if not isinstance(alerts, dict):
+        raise bad("alerts", "expected a table [jobs.NAME.alerts]")
+    for key in alerts:
+        if key not in UNIT_KEYS:
+            raise _Bad(("jobs", name, "alerts", key),
+                       f"unknown key jobs.{name}.alerts.{key} = {shown(alerts[key])}"
+                       f"{hint(key, UNIT_KEYS)}")  # fmt: skip
+    return dict(alerts)
+
+
+def _credentials(value: object, bad: _Complaint) -> tuple[Credential, ...]:
+    """The secrets the job reads, each from a file (or one systemd-creds encrypted)."""
     if not isinstance(value, dict):
         raise bad(
             "credentials",

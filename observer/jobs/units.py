@@ -102,6 +102,20 @@ def render(
         f"# Written by `observer jobs apply` from {literal(source)!s}: edit that file and\n"
         "# run `observer jobs apply` again; changes made here are overwritten.\n"
     )
+    unit = _unit_section(job)
+    service = [
+        "[Service]",
+        "Type=oneshot",
+        f"ExecStart={exec_line(job.command)}",
+        *_execution(job),
+        *_limits(job, user_manager=user_manager),
+    ]
+    service_text = header + "\n".join([*unit, "", *service]) + "\n" + metrics_settings
+    return JobUnits(service=service_text, timer=header + _timer(job))
+
+
+def _unit_section(job: Job) -> list[str]:
+    """The service's [Unit]: its description, what it runs after, its start limit."""
     description = literal(job.description or f"Job {job.name}")
     unit = ["[Unit]", f"Description={description}"]
     if job.after or job.requires:
@@ -111,34 +125,44 @@ def render(
     if job.retries:
         window = (job.retries + 1) * (job.timeout + job.retry_delay)
         unit += [f"StartLimitIntervalSec={seconds(window)}", f"StartLimitBurst={job.retries + 1}"]
-    service = ["[Service]", "Type=oneshot", f"ExecStart={exec_line(job.command)}"]
+    return unit
+
+
+def _execution(job: Job) -> list[str]:
+    """Whom the command runs as, where, and with which variables and credentials."""
+    lines = []
     if job.user:
-        service.append(f"User={job.user}")
+        lines.append(f"User={job.user}")
     if job.group:
-        service.append(f"Group={job.group}")
+        lines.append(f"Group={job.group}")
     if job.working_directory:
-        service.append(f"WorkingDirectory={literal(job.working_directory)}")
+        lines.append(f"WorkingDirectory={literal(job.working_directory)}")
     for key, value in job.environment:
-        service.append(f"Environment={quoted(f'{key}={value}', dollar=False)}")
+        lines.append(f"Environment={quoted(f'{key}={value}', dollar=False)}")
     if job.environment_file:
-        service.append(f"EnvironmentFile={literal(job.environment_file)}")
+        lines.append(f"EnvironmentFile={literal(job.environment_file)}")
     for credential in job.credentials:
         setting = "LoadCredentialEncrypted" if credential.encrypted else "LoadCredential"
-        service.append(f"{setting}={credential.name}:{literal(str(credential.path))}")
+        lines.append(f"{setting}={credential.name}:{literal(str(credential.path))}")
+    return lines
+
+
+def _limits(job: Job, *, user_manager: bool) -> list[str]:
+    """How long a run may take, how often it is retried, what it may use, the sandbox."""
+    lines = []
     if job.timeout:
-        service.append(f"TimeoutStartSec={seconds(job.timeout)}")
+        lines.append(f"TimeoutStartSec={seconds(job.timeout)}")
     if job.retries:
-        service += ["Restart=on-failure", f"RestartSec={seconds(job.retry_delay)}"]
+        lines += ["Restart=on-failure", f"RestartSec={seconds(job.retry_delay)}"]
     if job.nice is not None:
-        service.append(f"Nice={job.nice}")
+        lines.append(f"Nice={job.nice}")
     if job.memory_max:
-        service.append(f"MemoryMax={job.memory_max}")
+        lines.append(f"MemoryMax={job.memory_max}")
     if job.cpu_quota:
-        service.append(f"CPUQuota={job.cpu_quota}")
+        lines.append(f"CPUQuota={job.cpu_quota}")
     if job.hardening:
-        service.extend(USER_HARDENING if user_manager else HARDENING)
-    service_text = header + "\n".join([*unit, "", *service]) + "\n" + metrics_settings
-    return JobUnits(service=service_text, timer=header + _timer(job))
+        lines.extend(USER_HARDENING if user_manager else HARDENING)
+    return lines
 
 
 def _timer(job: Job) -> str:

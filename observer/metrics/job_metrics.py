@@ -75,7 +75,6 @@ class RejectedFile(Exception):
 def parse_job_metrics(unit: str, text: str) -> list[Metric]:
     """Check one file's Prometheus text and return its families with ``unit`` added."""
     # Imported here: `observer metrics-file` uses this module and starts faster without.
-    from prometheus_client.metrics_core import Metric  # noqa: PLC0415
     from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415
     from prometheus_client.samples import Sample  # noqa: PLC0415
 
@@ -87,28 +86,9 @@ def parse_job_metrics(unit: str, text: str) -> list[Metric]:
     families: dict[str, Metric] = {}
     series: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
     for family in parsed:
-        _check_name(family.name)
-        if family.type not in _TYPES:
-            raise RejectedFile("unsupported_type", f"{family.name} has type {family.type}")
-        merged = families.get(family.name)
-        if merged is None:
-            merged = families[family.name] = Metric(family.name, family.documentation, family.type)
-        elif merged.type != family.type:
-            raise RejectedFile(
-                "type_conflict", f"{family.name} is both {merged.type} and {family.type}"
-            )
+        merged = _merged_family(families, family)
         for sample in family.samples:
-            _check_name(sample.name)
-            if sample.timestamp is not None:
-                raise RejectedFile("timestamp", f"{sample.name} carries a timestamp")
-            for label in sample.labels:
-                if not _LABEL_NAME.fullmatch(label) or label.startswith("__"):
-                    raise RejectedFile("invalid_name", f"label name {label!r} of {sample.name}")
-            if "unit" in sample.labels:
-                raise RejectedFile(
-                    "unit_label", f"{sample.name} sets the unit label, which observer adds itself"
-                )
-            labels = {**sample.labels, "unit": unit}
+            labels = _labels(sample, unit)
             key = (sample.name, tuple(sorted(labels.items())))
             if key in series:
                 raise RejectedFile("duplicate_series", f"{sample.name}{sample.labels or ''} twice")
@@ -117,6 +97,38 @@ def parse_job_metrics(unit: str, text: str) -> list[Metric]:
                 raise RejectedFile("too_many_series", f"more than {MAX_SERIES_PER_FILE} series")
             merged.samples.append(Sample(sample.name, labels, float(sample.value)))
     return list(families.values())
+
+
+def _merged_family(families: dict[str, Metric], family: Metric) -> Metric:
+    """The family in ``families`` that ``family``'s samples join (a name may come twice)."""
+    from prometheus_client.metrics_core import Metric  # noqa: PLC0415
+
+    _check_name(family.name)
+    if family.type not in _TYPES:
+        raise RejectedFile("unsupported_type", f"{family.name} has type {family.type}")
+    merged = families.get(family.name)
+    if merged is None:
+        merged = families[family.name] = Metric(family.name, family.documentation, family.type)
+    elif merged.type != family.type:
+        raise RejectedFile(
+            "type_conflict", f"{family.name} is both {merged.type} and {family.type}"
+        )
+    return merged
+
+
+def _labels(sample: Sample, unit: str) -> dict[str, str]:
+    """A sample's labels with ``unit`` added, once the sample is one observer may export."""
+    _check_name(sample.name)
+    if sample.timestamp is not None:
+        raise RejectedFile("timestamp", f"{sample.name} carries a timestamp")
+    for label in sample.labels:
+        if not _LABEL_NAME.fullmatch(label) or label.startswith("__"):
+            raise RejectedFile("invalid_name", f"label name {label!r} of {sample.name}")
+    if "unit" in sample.labels:
+        raise RejectedFile(
+            "unit_label", f"{sample.name} sets the unit label, which observer adds itself"
+        )
+    return {**sample.labels, "unit": unit}
 
 
 def _check_lines(text: str) -> None:
@@ -240,31 +252,43 @@ class JobMetrics:
         return found
 
     def _refresh(self, source: _Source) -> None:
+        read = self._read_source(source)
+        if read is None:
+            return
+        version, data = read
+        if version == source.version:
+            return
+        families = self._parsed(source, version, data)
+        if families is None or self._being_written(data, version):
+            return
+        source.version, source.families, source.counted = version, families, set()
+
+    def _read_source(self, source: _Source) -> tuple[_Version, bytes] | None:
+        """The file's version and bytes; None when it is gone (forgotten) or rejected."""
         try:
             version, data = self._read(source.path)
         except FileNotFoundError:
             source.version, source.families = None, []
-            return
+            return None
         except OSError as e:
             self._reject(source, None, RejectedFile("unreadable", e.strerror or str(e)))
-            return
+            return None
         if isinstance(data, RejectedFile):
             self._reject(source, version, data)
-            return
-        if version == source.version:
-            return
+            return None
+        return version, data
+
+    def _parsed(self, source: _Source, version: _Version, data: bytes) -> list[Metric] | None:
+        """The file's families; None when it is rejected or looks half-written."""
         try:
-            families = parse_job_metrics(source.unit, data.decode("utf-8"))
+            return parse_job_metrics(source.unit, data.decode("utf-8"))
         except UnicodeDecodeError as e:
             self._reject(source, version, RejectedFile("not_utf8", f"bad byte at {e.start}"))
-            return
         except RejectedFile as e:
+            # A file being written is looked at again at the next collection.
             if not self._being_written(data, version):
                 self._reject(source, version, e)
-            return  # a file being written is looked at again at the next collection
-        if self._being_written(data, version):
-            return
-        source.version, source.families, source.counted = version, families, set()
+        return None
 
     def _being_written(self, data: bytes, version: _Version) -> bool:
         """Whether a file looks cut short because its writer has not finished yet."""

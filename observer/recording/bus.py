@@ -122,31 +122,35 @@ def _now_usec() -> tuple[int, int]:
     return time.time_ns() // 1000, time.monotonic_ns() // 1000
 
 
+# What each signal of systemd's manager observer listens to stands for, from its body.
+_MANAGER_SIGNALS: dict[str, Callable[[list[Any]], Event]] = {
+    "JobNew": lambda body: JobNew(int(body[0]), str(body[2])),
+    "JobRemoved": lambda body: JobRemoved(int(body[0]), str(body[2]), str(body[3])),
+    "UnitRemoved": lambda body: UnitGone(str(body[0])),
+    "Reloading": lambda body: Reloading(bool(body[0])),
+}
+
+
 def decode_signal(msg: Message) -> Event | None:
     """The event a systemd signal stands for, or None for signals observer ignores."""
+    if msg.interface == PROPERTIES and msg.member == "PropertiesChanged":
+        return _properties_changed(msg)
+    decode = _MANAGER_SIGNALS.get(msg.member or "") if msg.interface == MANAGER else None
+    return None if decode is None else decode(msg.body)
+
+
+def _properties_changed(msg: Message) -> UnitProperties | None:
+    """A unit's properties changed on one of systemd's interfaces (Unit, Service, Timer)."""
     body: list[Any] = msg.body
-    member = msg.member
-    if msg.interface == PROPERTIES and member == "PropertiesChanged":
-        unit = unit_from_path(msg.path or "")
-        interface = body[0] if body else ""
-        if unit is None or not interface.startswith(_INTERFACE_PREFIX):
-            return None
-        values = {k: unwrap(v) for k, v in body[1].items()}
-        short = interface.removeprefix(_INTERFACE_PREFIX)
-        if short == "Timer":
-            with_next_elapse(values, *_now_usec())
-        return UnitProperties(unit, short, values)
-    if msg.interface != MANAGER:
+    unit = unit_from_path(msg.path or "")
+    interface = body[0] if body else ""
+    if unit is None or not interface.startswith(_INTERFACE_PREFIX):
         return None
-    if member == "JobNew":
-        return JobNew(int(body[0]), str(body[2]))
-    if member == "JobRemoved":
-        return JobRemoved(int(body[0]), str(body[2]), str(body[3]))
-    if member == "UnitRemoved":
-        return UnitGone(str(body[0]))
-    if member == "Reloading":
-        return Reloading(bool(body[0]))
-    return None
+    values = {k: unwrap(v) for k, v in body[1].items()}
+    short = interface.removeprefix(_INTERFACE_PREFIX)
+    if short == "Timer":
+        with_next_elapse(values, *_now_usec())
+    return UnitProperties(unit, short, values)
 
 
 def trigger_from_activation(details: object) -> str | None:

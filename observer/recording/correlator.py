@@ -126,21 +126,23 @@ class Correlator:
                 return self._on_job_new(event)
             case JobDetails():
                 return self._on_job_details(event)
+        self._note(event)
+        return []
+
+    def _note(self, event: Event) -> None:
+        """The events that only change what is known: a job gone, a unit gone, a reload."""
+        match event:
             case JobRemoved():
                 unit = self._units.get(event.unit)
                 if unit is not None and unit.job_id == event.job_id:
                     unit.job_id = None
-                return []
             case UnitGone():
                 # daemon-reload removes and re-adds every unit: keep what we know.
                 if not self._reloading:
                     self._units.pop(event.unit, None)
                     self._timer_services.pop(event.unit, None)
-                return []
             case Reloading():
                 self._reloading = event.active
-                return []
-        return []
 
     def running(self) -> dict[str, str]:
         """Units with an invocation that has begun and not ended: unit -> invocation ID."""
@@ -176,35 +178,45 @@ class Correlator:
         if event.interface != "Unit":
             return []
         unit.values.update(event.values)
+        return self._on_unit_state(event.unit, unit)
+
+    def _on_unit_state(self, name: str, unit: _Unit) -> list[Effect]:
+        """A service's state changed: a run seen alive begins here, or one seen alive ends."""
         invocation_id = invocation_hex(unit.values.get("InvocationID"))
         if invocation_id is None:
             return []
-        effects: list[Effect] = []
-        active_state = unit.values.get("ActiveState")
-        sub_state = unit.values.get("SubState")
-        ended = active_state in ("inactive", "failed") or sub_state in ("auto-restart", "exited")
         if invocation_id != unit.invocation_id:
             unit.invocation_id = invocation_id
-            inv = self._remember(event.unit, invocation_id)
+            inv = self._remember(name, invocation_id)
             if inv.job_id is None:
                 inv.job_id = unit.job_id
-        inv = self._remember(event.unit, invocation_id)
+        inv = self._remember(name, invocation_id)
+        ended = _looks_ended(unit)
         if not ended and not inv.seen_live:
             # A new invocation ID can show while the unit still looks like its last run
             # (inactive, stale Result): only a run seen alive is timed and ended from here.
-            inv.seen_live = True
-            inv.started_usec = self._start_usec(unit)
-            self.starts.note(event.unit, invocation_id, inv.started_usec)
-            self._claim_timer(inv)
-            effects.append(RecordRun(self._run(inv, Source.BUS, started_usec=inv.started_usec)))
-            effects.extend(self._trigger_effects(inv))
-        elif ended and inv.seen_live and not inv.finished and "Result" in unit.values:
-            inv.finished = True
-            finished = self._end_usec(unit, sub_state)
-            effects.append(RecordRun(self._bus_run(inv, unit, finished)))
-            effects.append(ReadCost(event.unit, invocation_id))
-            if finished is not None:
-                unit.last_end_usec = max(unit.last_end_usec, finished)
+            return self._seen_alive(name, unit, inv)
+        if ended and inv.seen_live and not inv.finished and "Result" in unit.values:
+            return self._seen_ended(name, unit, inv)
+        return []
+
+    def _seen_alive(self, name: str, unit: _Unit, inv: _Invocation) -> list[Effect]:
+        inv.seen_live = True
+        inv.started_usec = self._start_usec(unit)
+        self.starts.note(name, inv.invocation_id, inv.started_usec)
+        self._claim_timer(inv)
+        run = self._run(inv, Source.BUS, started_usec=inv.started_usec)
+        return [RecordRun(run), *self._trigger_effects(inv)]
+
+    def _seen_ended(self, name: str, unit: _Unit, inv: _Invocation) -> list[Effect]:
+        inv.finished = True
+        finished = self._end_usec(unit, unit.values.get("SubState"))
+        effects: list[Effect] = [
+            RecordRun(self._bus_run(inv, unit, finished)),
+            ReadCost(name, inv.invocation_id),
+        ]
+        if finished is not None:
+            unit.last_end_usec = max(unit.last_end_usec, finished)
         return effects
 
     def _start_usec(self, unit: _Unit) -> int | None:
@@ -358,79 +370,88 @@ class Correlator:
         if is_refusal(record):
             return self._on_refused_start(record)
         if record.kind is JobKind.START_FAILED:
-            skip = self._refused.limited_job(record)
-            trigger = None if skip is None else self._job_triggers.get(skip.job_id or 0)
-            if skip is not None and trigger is not None:
-                return [RecordRun(self._refused.triggered(skip, trigger))]
+            return self._on_start_failed(record)
+        on_record = _RUN_RECORDS.get(record.kind)
+        if not record.invocation_id or on_record is None:
             return []
-        if not record.invocation_id:
-            return []
-        if record.kind is JobKind.RESOURCES:
-            inv = self._remember(record.unit, record.invocation_id)
-            return [
-                RecordRun(
-                    self._run(
-                        inv,
-                        Source.JOURNAL,
-                        cpu_seconds=None if record.cpu_usec is None else record.cpu_usec / 1e6,
-                        io_read_bytes=record.io_read_bytes,
-                        io_write_bytes=record.io_write_bytes,
-                        memory_peak_bytes=record.memory_peak_bytes,
-                    )
-                )
-            ]
+        return on_record(self, record)
+
+    def _on_start_failed(self, record: Pid1Record) -> list[Effect]:
+        """A start that failed on the start limit its timer hit: a refusal the timer caused."""
+        skip = self._refused.limited_job(record)
+        trigger = None if skip is None else self._job_triggers.get(skip.job_id or 0)
+        if skip is not None and trigger is not None:
+            return [RecordRun(self._refused.triggered(skip, trigger))]
+        return []
+
+    def _on_resources(self, record: Pid1Record) -> list[Effect]:
+        """What a run consumed, logged as it ended."""
+        inv = self._remember(record.unit, record.invocation_id)
+        cpu_seconds = None if record.cpu_usec is None else record.cpu_usec / 1e6
+        run = self._run(
+            inv,
+            Source.JOURNAL,
+            cpu_seconds=cpu_seconds,
+            io_read_bytes=record.io_read_bytes,
+            io_write_bytes=record.io_write_bytes,
+            memory_peak_bytes=record.memory_peak_bytes,
+        )
+        return [RecordRun(run)]
+
+    def _on_starting(self, record: Pid1Record) -> list[Effect]:
+        inv = self._remember(record.unit, record.invocation_id)
+        self.starts.note(record.unit, record.invocation_id, record.realtime_usec)
+        if record.job_id is not None and inv.job_id is None:
+            inv.job_id = record.job_id
+        run = self._run(
+            inv, Source.JOURNAL, started_usec=record.realtime_usec, boot_id=record.boot_id
+        )
+        return [RecordRun(run), *self._trigger_effects(inv)]
+
+    def _on_started(self, record: Pid1Record) -> list[Effect]:
+        # Transient units log no "Starting": "Started" is the best start known then.
+        inv = self._remember(record.unit, record.invocation_id)
+        self.starts.note(record.unit, record.invocation_id, record.realtime_usec)
+        return [RecordRun(self._run(inv, Source.JOURNAL, started_usec=record.realtime_usec))]
+
+    def _on_main_exited(self, record: Pid1Record) -> list[Effect]:
+        inv = self._remember(record.unit, record.invocation_id)
+        run = self._run(
+            inv,
+            Source.JOURNAL,
+            exit_code=record.exit_code,
+            exit_status=record.exit_status,
+            boot_id=record.boot_id,
+        )
+        return [RecordRun(run)]
+
+    def _on_ended(self, record: Pid1Record) -> list[Effect]:
+        """A run deactivated, failed or (a oneshot) finished."""
         if record.kind is JobKind.FAILED and record.unit_result == "start-limit-hit":
             # Logged with the previous run's invocation ID: the refusal is its own run.
             return []
-        known = record.invocation_id in self._invocations
-        if record.kind is JobKind.STARTING:
-            inv = self._remember(record.unit, record.invocation_id)
-            self.starts.note(record.unit, record.invocation_id, record.realtime_usec)
-            if record.job_id is not None and inv.job_id is None:
-                inv.job_id = record.job_id
-            run = self._run(
-                inv, Source.JOURNAL, started_usec=record.realtime_usec, boot_id=record.boot_id
-            )
-            return [RecordRun(run), *self._trigger_effects(inv)]
-        if record.kind is JobKind.STARTED:
-            # Transient units log no "Starting": "Started" is the best start known then.
-            inv = self._remember(record.unit, record.invocation_id)
-            self.starts.note(record.unit, record.invocation_id, record.realtime_usec)
-            return [RecordRun(self._run(inv, Source.JOURNAL, started_usec=record.realtime_usec))]
-        if record.kind is JobKind.MAIN_EXITED:
-            inv = self._remember(record.unit, record.invocation_id)
-            return [
-                RecordRun(
-                    self._run(
-                        inv,
-                        Source.JOURNAL,
-                        exit_code=record.exit_code,
-                        exit_status=record.exit_status,
-                        boot_id=record.boot_id,
-                    )
-                )
-            ]
-        if record.kind in (JobKind.DEACTIVATED, JobKind.FAILED, JobKind.FINISHED):
-            inv = self._remember(record.unit, record.invocation_id)
-            result = "success" if record.kind is not JobKind.FAILED else record.unit_result
-            result = result or "unknown"
-            inv.finished = True
-            # A clean exit is logged at debug level only: success means it exited 0.
-            exit_code, exit_status = ("exited", 0) if result == "success" else (None, None)
-            run = self._run(
-                inv,
-                Source.JOURNAL,
-                finished_usec=record.realtime_usec,
-                result=result,
-                exit_code=exit_code,
-                exit_status=exit_status,
-                boot_id=record.boot_id,
-            )
-            return [RecordRun(run)]
-        if record.kind is JobKind.RESTART_SCHEDULED and known:
-            inv = self._remember(record.unit, record.invocation_id)
-            return [RecordRun(self._run(inv, Source.JOURNAL, restarts=record.restarts))]
-        return []
+        inv = self._remember(record.unit, record.invocation_id)
+        result = "success" if record.kind is not JobKind.FAILED else record.unit_result
+        result = result or "unknown"
+        inv.finished = True
+        # A clean exit is logged at debug level only: success means it exited 0.
+        exit_code, exit_status = ("exited", 0) if result == "success" else (None, None)
+        run = self._run(
+            inv,
+            Source.JOURNAL,
+            finished_usec=record.realtime_usec,
+            result=result,
+            exit_code=exit_code,
+            exit_status=exit_status,
+            boot_id=record.boot_id,
+        )
+        return [RecordRun(run)]
+
+    def _on_restart_scheduled(self, record: Pid1Record) -> list[Effect]:
+        if record.invocation_id not in self._invocations:
+            return []  # only a run already known gets its restart count
+        inv = self._remember(record.unit, record.invocation_id)
+        return [RecordRun(self._run(inv, Source.JOURNAL, restarts=record.restarts))]
 
     def _on_refused_start(self, record: Pid1Record) -> list[Effect]:
         """A start that got no invocation: a condition, a dependency, the start limit."""
@@ -471,6 +492,26 @@ class Correlator:
 
 def _int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+# What each kind of record about a run with an invocation ID tells of it.
+_RUN_RECORDS: dict[JobKind, Callable[[Correlator, Pid1Record], list[Effect]]] = {
+    JobKind.RESOURCES: Correlator._on_resources,
+    JobKind.STARTING: Correlator._on_starting,
+    JobKind.STARTED: Correlator._on_started,
+    JobKind.MAIN_EXITED: Correlator._on_main_exited,
+    JobKind.DEACTIVATED: Correlator._on_ended,
+    JobKind.FAILED: Correlator._on_ended,
+    JobKind.FINISHED: Correlator._on_ended,
+    JobKind.RESTART_SCHEDULED: Correlator._on_restart_scheduled,
+}
+
+
+def _looks_ended(unit: _Unit) -> bool:
+    """Whether a service's state is that of a run that is over (or restarting)."""
+    active_state = unit.values.get("ActiveState")
+    sub_state = unit.values.get("SubState")
+    return active_state in ("inactive", "failed") or sub_state in ("auto-restart", "exited")
 
 
 def _trim(memory: OrderedDict[K, V]) -> None:

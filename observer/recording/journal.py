@@ -144,76 +144,121 @@ def parse_entry(
     message_id = (_text(entry.get("MESSAGE_ID")) or "").replace("-", "")
     manager_uid = None if pid == 1 else _user_manager(entry)
     if (pid == 1 and scope.system) or manager_uid is not None:
-        kind = MESSAGE_KINDS.get(message_id)
-        user = None if manager_uid is None else scope.users(manager_uid)
-        if manager_uid is not None and user is None:
-            return None
-        if user is None:
-            unit = _text(entry.get("UNIT"))
-            # Empty for a start that never got an invocation (a condition, a dependency).
-            invocation_id = _text(entry.get("INVOCATION_ID")) or ""
-        else:
-            # A user manager's own records: the same MESSAGE_IDs, other field names.
-            unit = _text(entry.get("USER_UNIT"))
-            unit = None if unit is None else qualify(user, unit)
-            invocation_id = _text(entry.get("USER_INVOCATION_ID")) or ""
-            if kind is JobKind.STARTUP_FINISHED and scope.system:
-                return None  # a user manager's start-up ends none of the system's runs
-        message = _message(entry.get("MESSAGE"))
-        reason = None
-        if kind is None and _text(entry.get("CODE_FUNC")) == _START_LIMIT_FUNC:
-            kind = JobKind.START_LIMIT
-        if kind is JobKind.STARTUP_FINISHED:
-            return Pid1Record(
-                kind=kind,
-                unit="",
-                invocation_id="",
-                realtime_usec=realtime,
-                boot_id=_text(entry.get("_BOOT_ID")),
-                userspace_usec=_number(entry.get("USERSPACE_USEC")),
-            )
-        if kind is None or not unit:
-            return None
-        # One MESSAGE_ID covers "Started X.", a oneshot's "Finished X." and a start skipped
-        # for an unmet condition (never localized).
-        if kind is JobKind.STARTED and (unmet := _unmet_condition(message)) is not None:
-            kind = JobKind.CONDITION_UNMET
-            reason = unmet
-        elif kind is JobKind.STARTED and message.startswith(b"Finished "):
-            kind = JobKind.FINISHED
-        if not invocation_id and kind not in _WITHOUT_INVOCATION:
-            return None
-        return Pid1Record(
-            kind=kind,
-            unit=unit,
-            invocation_id=invocation_id,
-            realtime_usec=realtime,
-            boot_id=_text(entry.get("_BOOT_ID")),
-            exit_code=_text(entry.get("EXIT_CODE")),
-            exit_status=_number(entry.get("EXIT_STATUS")),
-            unit_result=_text(entry.get("UNIT_RESULT")),
-            job_id=_number(entry.get("JOB_ID")),
-            restarts=_number(entry.get("N_RESTARTS")),
-            job_result=_text(entry.get("JOB_RESULT")),
-            reason=reason,
-            cpu_usec=_accounted(entry.get("CPU_USAGE_NSEC"), 1000),
-            io_read_bytes=_accounted(entry.get("IO_METRIC_READ_BYTES")),
-            io_write_bytes=_accounted(entry.get("IO_METRIC_WRITE_BYTES")),
-            memory_peak_bytes=_accounted(entry.get("MEMORY_PEAK")),  # 255 on
-        )
+        return _manager_record(entry, scope, manager_uid, message_id, realtime)
     if pid == 1:
         return None
-    if message_id == SUPPRESSED_MESSAGE_ID:
-        unit = _scoped_unit(entry, scope, "OBJECT")
-        dropped = _number(entry.get("N_DROPPED"))
-        if not unit or not unit.endswith(".service") or dropped is None:
+    read = _OTHER_RECORDS.get(message_id, _output_line)
+    return read(entry, scope, realtime)
+
+
+def _manager_record(
+    entry: Mapping[str, object],
+    scope: JournalScope,
+    manager_uid: int | None,
+    message_id: str,
+    realtime: int,
+) -> Pid1Record | None:
+    """A record of PID 1 (``manager_uid`` None) or of a user's manager about a unit's job."""
+    kind = MESSAGE_KINDS.get(message_id)
+    if kind is None and _text(entry.get("CODE_FUNC")) == _START_LIMIT_FUNC:
+        kind = JobKind.START_LIMIT
+    if manager_uid is None:
+        unit = _text(entry.get("UNIT"))
+        # Empty for a start that never got an invocation (a condition, a dependency).
+        invocation_id = _text(entry.get("INVOCATION_ID")) or ""
+    else:
+        user = scope.users(manager_uid)
+        # A user not read, or its manager's start-up (which ends none of the system's runs).
+        if user is None or (kind is JobKind.STARTUP_FINISHED and scope.system):
             return None
-        return OutputSuppressed(
-            unit=unit,
-            invocation_id=_text(entry.get("OBJECT_SYSTEMD_INVOCATION_ID")) or "",
-            realtime_usec=realtime,
-            lines=dropped,
-        )
+        # A user manager's own records: the same MESSAGE_IDs, other field names.
+        unit = _text(entry.get("USER_UNIT"))
+        unit = None if unit is None else qualify(user, unit)
+        invocation_id = _text(entry.get("USER_INVOCATION_ID")) or ""
+    if kind is JobKind.STARTUP_FINISHED:
+        return _startup_finished(entry, realtime)
+    if kind is None or not unit:
+        return None
+    kind, reason = _refined(kind, _message(entry.get("MESSAGE")))
+    if not invocation_id and kind not in _WITHOUT_INVOCATION:
+        return None
+    return _unit_record(entry, kind, unit, invocation_id, realtime, reason)
+
+
+def _startup_finished(entry: Mapping[str, object], realtime: int) -> Pid1Record:
+    """A manager finished starting up: the runs it had before can no longer end."""
+    return Pid1Record(
+        kind=JobKind.STARTUP_FINISHED,
+        unit="",
+        invocation_id="",
+        realtime_usec=realtime,
+        boot_id=_text(entry.get("_BOOT_ID")),
+        userspace_usec=_number(entry.get("USERSPACE_USEC")),
+    )
+
+
+def _refined(kind: JobKind, message: bytes) -> tuple[JobKind, str | None]:
+    """The kind a "Started" record really is, and the unmet condition of a skipped start.
+
+    One MESSAGE_ID covers "Started X.", a oneshot's "Finished X." and a start skipped
+    for an unmet condition (never localized).
+    """
+    if kind is JobKind.STARTED and (unmet := _unmet_condition(message)) is not None:
+        return JobKind.CONDITION_UNMET, unmet
+    if kind is JobKind.STARTED and message.startswith(b"Finished "):
+        return JobKind.FINISHED, None
+    return kind, None
+
+
+def _unit_record(
+    entry: Mapping[str, object],
+    kind: JobKind,
+    unit: str,
+    invocation_id: str,
+    realtime: int,
+    reason: str | None,
+) -> Pid1Record:
+    """A manager's record about one of its units' jobs or runs, with the figures it logged."""
+    return Pid1Record(
+        kind=kind,
+        unit=unit,
+        invocation_id=invocation_id,
+        realtime_usec=realtime,
+        boot_id=_text(entry.get("_BOOT_ID")),
+        exit_code=_text(entry.get("EXIT_CODE")),
+        exit_status=_number(entry.get("EXIT_STATUS")),
+        unit_result=_text(entry.get("UNIT_RESULT")),
+        job_id=_number(entry.get("JOB_ID")),
+        restarts=_number(entry.get("N_RESTARTS")),
+        job_result=_text(entry.get("JOB_RESULT")),
+        reason=reason,
+        cpu_usec=_accounted(entry.get("CPU_USAGE_NSEC"), 1000),
+        io_read_bytes=_accounted(entry.get("IO_METRIC_READ_BYTES")),
+        io_write_bytes=_accounted(entry.get("IO_METRIC_WRITE_BYTES")),
+        memory_peak_bytes=_accounted(entry.get("MEMORY_PEAK")),  # 255 on
+    )
+
+
+def _output_suppressed(
+    entry: Mapping[str, object], scope: JournalScope, realtime: int
+) -> OutputSuppressed | None:
+    """journald's note that it dropped lines of a service (its rate limit)."""
+    unit = _scoped_unit(entry, scope, "OBJECT")
+    dropped = _number(entry.get("N_DROPPED"))
+    if not unit or not unit.endswith(".service") or dropped is None:
+        return None
+    return OutputSuppressed(
+        unit=unit,
+        invocation_id=_text(entry.get("OBJECT_SYSTEMD_INVOCATION_ID")) or "",
+        realtime_usec=realtime,
+        lines=dropped,
+    )
+
+
+def _output_line(
+    entry: Mapping[str, object], scope: JournalScope, realtime: int
+) -> OutputLine | None:
+    """A line a service wrote."""
     unit = _scoped_unit(entry, scope)
     if not unit or not unit.endswith((".service", SEPARATOR)):
         return None
@@ -228,6 +273,12 @@ def parse_entry(
         priority=6 if priority is None else priority,
         message=_message(entry.get("MESSAGE")),
     )
+
+
+# Entries that are not a manager's, by MESSAGE_ID: any other is a line of output.
+_OTHER_RECORDS: dict[
+    str, Callable[[Mapping[str, object], JournalScope, int], JournalEvent | None]
+] = {SUPPRESSED_MESSAGE_ID: _output_suppressed}
 
 
 def _scoped_unit(entry: Mapping[str, object], scope: JournalScope, prefix: str = "") -> str | None:

@@ -188,40 +188,63 @@ def import_spooled(
     target = same_file_key(db_path)
     reported = set() if reported is None else reported
     for path in spooled_files(directory)[:limit]:
-        try:
-            data = read_spool_file(path)
-        except FileNotFoundError:  # another importer was faster
+        spooled = _read_spooled(path, reported)
+        if spooled is None:
             continue
-        except OSError as e:
-            if str(path) not in reported:
-                reported.add(str(path))
-                log.warning("cannot read the spooled run %s: %s (left as it is)", path, e)
-            continue
-        try:
-            if data is None:
-                raise ValueError("not a regular file, or larger than a spooled run can be")
-            meant_for, record = decode(data)
-        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
-            _set_aside(path, str(e) or type(e).__name__)
-            continue
+        meant_for, record = spooled
         if same_file_key(Path(meant_for)) != target:
             continue
-        try:
-            imported.extend(write_record(conn, record))
-        except (sqlite3.IntegrityError, sqlite3.InterfaceError, OverflowError) as e:
-            _set_aside(path, f"the store refuses it: {e}")
+        runs = _store(conn, path, record, db_path)
+        if runs is None:
             continue
-        except sqlite3.Error as e:
-            raise StoreError(f"cannot move spooled runs into {str(db_path)!r}: {e}") from e
-        if record.metrics is not None and metrics_dir is not None:
-            try:
-                place_metrics(metrics_dir, record.run.unit, record.metrics, record.run)
-            except OSError as e:
-                log.warning("cannot write the metrics of %s: %s", record.run.unit, e)
-        path.unlink(missing_ok=True)  # only now: the run is committed
-        # Its wrapper ended it: its mark of life is no longer needed (see liveness.py).
-        (directory / LIVE_DIR / f"{record.run.invocation_id}{LIVE_SUFFIX}").unlink(missing_ok=True)
+        imported.extend(runs)
+        _clear(directory, path, record, metrics_dir)
     return imported
+
+
+def _read_spooled(path: Path, reported: set[str]) -> tuple[str, RunRecord] | None:
+    """The database a spooled run is meant for, and the run; None when there is none to take."""
+    try:
+        data = read_spool_file(path)
+    except FileNotFoundError:  # another importer was faster
+        return None
+    except OSError as e:
+        if str(path) not in reported:
+            reported.add(str(path))
+            log.warning("cannot read the spooled run %s: %s (left as it is)", path, e)
+        return None
+    try:
+        if data is None:
+            raise ValueError("not a regular file, or larger than a spooled run can be")
+        return decode(data)
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
+        _set_aside(path, str(e) or type(e).__name__)
+        return None
+
+
+def _store(
+    conn: sqlite3.Connection, path: Path, record: RunRecord, db_path: Path
+) -> list[Run] | None:
+    """The runs new to the store once ``record`` is written; None when the store refuses it."""
+    try:
+        return write_record(conn, record)
+    except (sqlite3.IntegrityError, sqlite3.InterfaceError, OverflowError) as e:
+        _set_aside(path, f"the store refuses it: {e}")
+        return None
+    except sqlite3.Error as e:
+        raise StoreError(f"cannot move spooled runs into {str(db_path)!r}: {e}") from e
+
+
+def _clear(directory: Path, path: Path, record: RunRecord, metrics_dir: Path | None) -> None:
+    """A stored run leaves the spool: its metrics go to their directory, its files go."""
+    if record.metrics is not None and metrics_dir is not None:
+        try:
+            place_metrics(metrics_dir, record.run.unit, record.metrics, record.run)
+        except OSError as e:
+            log.warning("cannot write the metrics of %s: %s", record.run.unit, e)
+    path.unlink(missing_ok=True)  # only now: the run is committed
+    # Its wrapper ended it: its mark of life is no longer needed (see liveness.py).
+    (directory / LIVE_DIR / f"{record.run.invocation_id}{LIVE_SUFFIX}").unlink(missing_ok=True)
 
 
 def read_spool_file(path: Path) -> bytes | None:

@@ -12,6 +12,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -66,10 +67,7 @@ def run_job(options: Options) -> int:
         lock_fd = recorder.lock(options.name)
         if lock_fd is None:
             skipped = replace(run, finished_usec=started, result=RESULT_SKIPPED)
-            recorder.finish(RunRecord(skipped, timer=timer))
-            if os.isatty(2):
-                os.write(2, f"observer: {options.name} is still running; skipped\n".encode())
-            return 0
+            return _skipped(options.name, recorder, RunRecord(skipped, timer=timer))
     recorder.mark_alive(run)
     metrics_file = recorder.metrics_file(options.name, run.key)
     job = Job(
@@ -79,25 +77,9 @@ def run_job(options: Options) -> int:
         kill_after=options.kill_after,
     )
     capture = OutputCapture(run.key, recorder.failed_max_bytes)
-    recording = True
-
-    def record_output(stream: str, chunk: bytes, usec: int) -> None:
-        nonlocal recording
-        if recording:
-            try:
-                capture.feed(stream, chunk, usec)
-            except Exception as e:  # a bug of ours must not cost the job its output
-                recording = False
-                _warn(f"cannot record the output of {options.name}: {e!r}")
-
-    if job.start():
-        recorder.begin(RunRecord(run, timer=timer))
-        complete = job.pump(record_output)
-    else:
-        complete = True
-    end = job.finish()
-    if end.error is not None:
-        os.write(2, f"observer: {end.error}\n".encode())
+    end, complete = _run_capturing(
+        job, capture, options.name, lambda: recorder.begin(RunRecord(run, timer=timer))
+    )
     try:
         if end.error is not None:
             capture.message(STDERR, f"observer: {end.error}", end.finished_usec)
@@ -113,6 +95,41 @@ def run_job(options: Options) -> int:
         job.pump(None)  # a process the job left behind still writes: pass the rest on
     job.close()
     return end.status
+
+
+def _skipped(name: str, recorder: Recorder, skipped: RunRecord) -> int:
+    """The lock is held by a run still going: this one is recorded as skipped, and exits 0."""
+    recorder.finish(skipped)
+    if os.isatty(2):
+        os.write(2, f"observer: {name} is still running; skipped\n".encode())
+    return 0
+
+
+def _run_capturing(
+    job: Job, capture: OutputCapture, name: str, on_start: Callable[[], None]
+) -> tuple[Exit, bool]:
+    """Run the job, its output passed through and copied into ``capture``; how it ended,
+    and whether all of its output was passed on (see ``Job.pump``)."""
+    recording = True
+
+    def record_output(stream: str, chunk: bytes, usec: int) -> None:
+        nonlocal recording
+        if recording:
+            try:
+                capture.feed(stream, chunk, usec)
+            except Exception as e:  # a bug of ours must not cost the job its output
+                recording = False
+                _warn(f"cannot record the output of {name}: {e!r}")
+
+    if job.start():
+        on_start()
+        complete = job.pump(record_output)
+    else:
+        complete = True
+    end = job.finish()
+    if end.error is not None:
+        os.write(2, f"observer: {end.error}\n".encode())
+    return end, complete
 
 
 def _record(

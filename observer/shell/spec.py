@@ -59,9 +59,15 @@ class Command:
         return [self, *(c for sub in self.subcommands for c in sub.walk())]
 
 
-_FILE_METAVARS = {"PATH", "FILE"}
-_DIRECTORY_METAVARS = {"DIR", "DIRECTORY"}
-_UNIT_METAVARS = {"UNIT", "GLOB"}
+# What a value is, from the metavar its option shows (completion offers files, units, ...).
+_METAVAR_VALUES = {
+    "PATH": Value.FILE,
+    "FILE": Value.FILE,
+    "DIR": Value.DIRECTORY,
+    "DIRECTORY": Value.DIRECTORY,
+    "UNIT": Value.UNIT,
+    "GLOB": Value.UNIT,
+}
 
 
 def _value(action: argparse.Action) -> Value:
@@ -72,13 +78,7 @@ def _value(action: argparse.Action) -> Value:
     if action.nargs == argparse.REMAINDER:
         return Value.COMMAND
     metavar = action.metavar if isinstance(action.metavar, str) else action.dest.upper()
-    if metavar in _FILE_METAVARS:
-        return Value.FILE
-    if metavar in _DIRECTORY_METAVARS:
-        return Value.DIRECTORY
-    if metavar in _UNIT_METAVARS:
-        return Value.UNIT
-    return Value.ANY
+    return _METAVAR_VALUES.get(metavar, Value.ANY)
 
 
 def _help(parser: argparse.ArgumentParser, action: argparse.Action) -> str:

@@ -417,3 +417,27 @@ def test_closing_interrupted_runs_leaves_newer_and_finished_runs_alone(tmp_path:
     assert again == []
     assert rows == {"a.service": "interrupted", "b.service": "success", "c.service": None,
                     "d.service": None}  # fmt: skip
+
+
+def test_the_journal_alone_gives_a_transient_runs_start_restarts_and_consumption() -> None:
+    unit = "run-u7.service"
+    effects = feed_all(
+        Correlator("host"),
+        [
+            Pid1Record(JobKind.RESTART_SCHEDULED, unit, OLD.hex(), T0, restarts=1),
+            Pid1Record(JobKind.STARTED, unit, INV_HEX, T0 + 100),
+            Pid1Record(JobKind.RESTART_SCHEDULED, unit, INV_HEX, T0 + 200, restarts=2),
+            Pid1Record(
+                JobKind.RESOURCES, unit, INV_HEX, T0 + 300, cpu_usec=1_500_000, io_read_bytes=4096
+            ),
+        ],
+    )
+
+    runs = [e.run for e in effects if isinstance(e, RecordRun)]
+    assert {run.invocation_id for run in runs} == {INV_HEX}  # no run for an unknown restart
+    assert [(r.started_usec, r.restarts, r.cpu_seconds, r.io_read_bytes) for r in runs] == [
+        (T0 + 100, None, None, None),
+        (None, 2, None, None),
+        (None, None, 1.5, 4096),
+    ]
+    assert {run.source for run in runs} == {Source.JOURNAL}

@@ -10,6 +10,7 @@ import pytest
 from prometheus_client.metrics_core import Metric
 
 from observer.metrics.job_metrics import (
+    MAX_SERIES_PER_FILE,
     JobMetrics,
     RejectedFile,
     job_metrics_directory,
@@ -101,6 +102,18 @@ def test_a_file_with_a_problem_is_rejected_with_a_reason(text: str, reason: str)
         parse_job_metrics("backup.service", text)
 
     assert rejected.value.reason == reason
+
+
+def test_a_file_with_more_series_than_allowed_is_rejected_and_one_at_the_limit_is_not() -> None:
+    def series(count: int) -> str:
+        return "".join(f'job_x{{n="{i}"}} 1\n' for i in range(count))
+
+    assert len(parse_job_metrics("backup.service", series(MAX_SERIES_PER_FILE))[0].samples) == (
+        MAX_SERIES_PER_FILE
+    )
+    with pytest.raises(RejectedFile) as rejected:
+        parse_job_metrics("backup.service", series(MAX_SERIES_PER_FILE + 1))
+    assert rejected.value.reason == "too_many_series"
 
 
 def test_an_empty_file_has_no_metrics_and_is_fine() -> None:

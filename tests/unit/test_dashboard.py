@@ -293,6 +293,24 @@ def test_with_a_cache_only_the_units_whose_runs_changed_are_read_and_written_aga
     assert [row.find("a").attrs["href"] for row in rows] == ["run-4.html", "run-2.html"]
 
 
+def test_a_new_host_rewrites_with_a_cache_the_pages_of_units_whose_runs_did_not_change(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "observer.db"
+    write_runs(db, [run("a.service", 1), run("b.service", 2)])
+    out, cache = tmp_path / "pages", pages.Cache()
+    generate(db, out, cache)
+    write_runs(db, [replace(run("b.service", 3, started=4), host="host2")])
+
+    after = generate(db, out, cache)
+
+    # Every page names the hosts: a's two pages too, b's three, the fleet's and the overview.
+    assert (after.written, after.unchanged) == (7, 0)
+    assert (out / "fleet.html").exists()
+    assert "host1, host2" in (out / pages.unit_page("a.service")).read_text(encoding="utf-8")
+    assert cache.hosts == ("host1", "host2")
+
+
 def test_pages_of_runs_no_longer_shown_are_removed_and_other_files_left_alone(
     tmp_path: Path,
 ) -> None:

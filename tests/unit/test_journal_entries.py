@@ -153,3 +153,17 @@ def test_it_reads_journalds_record_of_dropped_lines_and_a_managers_start_up() ->
     assert suppressed == OutputSuppressed("chatty.service", INV, 1_790_000_000_000_000, 96500)
     assert isinstance(started, Pid1Record)
     assert (started.kind, started.userspace_usec) == (JobKind.STARTUP_FINISHED, 925_000)
+
+
+def test_it_ignores_an_entry_without_time_and_a_drop_not_about_a_service() -> None:
+    no_time = {"_PID": 1, "MESSAGE_ID": b"39f53479d3a045ac8e11786248231fbf", "UNIT": b"a.service"}
+    dropped = {
+        "__REALTIME_TIMESTAMP": 5,
+        "_PID": 74,
+        "MESSAGE_ID": b"a596d6fe7bfa4994828e72309e95d61e",
+        "N_DROPPED": b"12",
+    }
+    from_a_scope = {**dropped, "OBJECT_SYSTEMD_UNIT": b"session-1.scope"}
+    uncounted = {**dropped, "OBJECT_SYSTEMD_UNIT": b"chatty.service", "N_DROPPED": b"many"}
+
+    assert [parse_entry(e) for e in (no_time, dropped, from_a_scope, uncounted)] == [None] * 4

@@ -244,3 +244,20 @@ def test_a_cron_expression_is_due_at_its_next_match_in_local_time() -> None:
 def test_a_bad_cron_expression_is_refused_with_a_reason(expression: str) -> None:
     with pytest.raises(ScheduleError, match="invalid cron expression"):
         parse_cron(expression)
+
+
+def test_metrics_that_cannot_be_placed_hold_up_no_import(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    db = tmp_path / "observer.db"
+    conn = database.open_for_writing(db)
+    directory = tmp_path / "spool"
+    spool.spool(record(metrics=b"job_x 1\n"), directory, db)
+    not_a_directory = tmp_path / "metrics"
+    not_a_directory.write_text("")
+
+    imported = spool.import_spooled(conn, directory, db, not_a_directory)
+
+    assert [run.invocation_id for run in imported] == [INVOCATION]
+    assert [p.name for p in directory.iterdir() if p.is_file()] == []
+    assert "cannot write the metrics of backup-db" in caplog.text
