@@ -48,6 +48,14 @@ def exit_facts(exit_code: str | None, exit_status: int | None) -> tuple[int | No
     )
 
 
+def exit_text(exit_status: int | None, signal: str | None) -> str:
+    """How a run's main process ended, as every table, page and alert shows it: ``3``,
+    ``SIGKILL`` (``signal 99`` for a number without a name), ``-`` when unknown."""
+    if signal is not None:
+        return f"signal {signal}" if signal.isdecimal() else f"SIG{signal}"
+    return "-" if exit_status is None else str(exit_status)
+
+
 # systemd's Result strings that mean the run succeeded.
 SUCCESS_RESULTS = frozenset({"success"})
 # Results of a start that systemd skipped (nothing ran, or ExecCondition= said no): neither

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 
 from observer.dashboard import charts
+from observer.model import exit_text
 from observer.output import dropped_marker, lost_marker, printable
 from observer.reading import history
 from observer.reading.render import count, human_duration, local_time
@@ -123,12 +124,6 @@ def run_kind(run: history.RecordedRun) -> str:
     return "fail" if run.failed else "ok"
 
 
-def _exit_text(run: history.RecordedRun) -> str:
-    if run.signal is not None:
-        return f"SIG{run.signal}" if not run.signal.isdecimal() else f"signal {run.signal}"
-    return "-" if run.exit_status is None else str(run.exit_status)
-
-
 def _run_title(run: history.RecordedRun) -> str:
     result = "running" if run.running else run.result or "unknown result"
     return (
@@ -187,7 +182,7 @@ def run_row(run: history.RecordedRun) -> RunRow:
         duration=human_duration(run.duration_seconds),
         result="running" if run.running else run.result or "-",
         kind=run_kind(run),
-        exit=_exit_text(run),
+        exit=exit_text(run.exit_status, run.signal),
         trigger=run.trigger or "-",
         truncated=run.output_truncated,
         findings=", ".join(kind for kind, _ in run.findings),

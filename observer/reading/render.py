@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TypedDict
 
+from observer.model import exit_text
 from observer.output import dropped_marker, lost_marker, printable
 from observer.reading import history
 from observer.users import unit_of, user_of
@@ -164,9 +165,6 @@ def count(n: int, noun: str) -> str:
 def run_facts(detail: history.RunDetail) -> list[tuple[str, str]]:
     """Every fact of one run as (name, text), the way `show` and the dashboard list them."""
     run = detail.run
-    exit_fact = (
-        ("Signal", run.signal) if run.signal is not None else ("Exit status", run.exit_status)
-    )
     output = f"{count(detail.output_lines, 'line')}, {count(detail.output_bytes, 'byte')}"
     if detail.output_dropped_lines or detail.output_dropped_bytes:
         dropped_lines = count(detail.output_dropped_lines, "line")
@@ -182,7 +180,8 @@ def run_facts(detail: history.RunDetail) -> list[tuple[str, str]]:
         ("Finished", table_time(run.finished_usec)),
         ("Duration", human_duration(run.duration_seconds)), ("Result", _result(run)),
         *([("Reason", run.reason)] if run.reason is not None else []),
-        exit_fact, ("Restarts", run.restarts), ("Cost", cost_text(run)), ("Output", output),
+        ("Exit status", exit_text(run.exit_status, run.signal)), ("Restarts", run.restarts),
+        ("Cost", cost_text(run)), ("Output", output),
     ]  # fmt: skip
     facts += [("Finding", f"{message} ({kind})") for kind, message in run.findings]
     return [(name, "-" if value is None else str(value)) for name, value in facts]
@@ -265,7 +264,7 @@ def _run_cells(run: history.RecordedRun, named: int) -> list[str]:
     return [
         str(run.id), *unit_cells(run.unit, named),
         table_time(run.started_usec), human_duration(run.duration_seconds),
-        _result(run), _exit(run), cell(run.trigger or "-"),
+        _result(run), exit_text(run.exit_status, run.signal), cell(run.trigger or "-"),
     ]  # fmt: skip
 
 
@@ -478,12 +477,6 @@ def table_time(usec: int | None) -> str:
 
 def _result(run: history.RecordedRun) -> str:
     return "running" if run.running else cell(run.result or "-")
-
-
-def _exit(run: history.RecordedRun) -> str:
-    if run.signal is not None:
-        return f"SIG{run.signal}" if not run.signal.isdecimal() else f"signal {run.signal}"
-    return "-" if run.exit_status is None else str(run.exit_status)
 
 
 def _percent(rate: float | None) -> str:

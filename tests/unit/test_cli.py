@@ -165,8 +165,8 @@ def test_it_shows_the_last_failure_of_a_unit_killed_by_a_signal(
 ) -> None:
     status, out, _ = run_cli(capsys, "last-failure", "backup", "--db", db)
     assert status == 0
-    assert out.startswith("Run:        3\nUnit:       backup.service\n")
-    assert "Result:     signal\nSignal:     KILL\n" in out
+    assert out.startswith("Run:         3\nUnit:        backup.service\n")
+    assert "Result:      signal\nExit status: SIGKILL\n" in out
     assert out.endswith("\n\n(no output recorded)\n")
 
 
