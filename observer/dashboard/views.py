@@ -2,40 +2,18 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import re
-import time
 from dataclasses import dataclass
 
 from observer.dashboard import charts
 from observer.model import exit_text
 from observer.output import dropped_marker, lost_marker, printable
 from observer.reading import history
-from observer.reading.render import count, human_duration, local_time
+from observer.reading.render import clock_time, count, human_duration, percent, table_time
 
 _UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
 _PRIORITIES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
-
-
-@functools.lru_cache(maxsize=4096)
-def _local_second(second: int, zone: tuple[object, ...]) -> tuple[str, str]:
-    """A second in local time as a table and an output line show it (zone: what tzset sets)."""
-    moment = local_time(second * 1_000_000)
-    return moment.strftime("%Y-%m-%d %H:%M:%S"), moment.strftime("%H:%M:%S")
-
-
-def table_time(usec: int | None) -> str:
-    """``render.table_time``, each second formatted once: a run's start is shown many times."""
-    if usec is None:
-        return "-"
-    return _local_second(usec // 1_000_000, (time.timezone, time.altzone, time.tzname))[0]
-
-
-def _line_time(usec: int) -> str:
-    """The time of an output line, to the millisecond (time zones are whole seconds)."""
-    clock = _local_second(usec // 1_000_000, (time.timezone, time.altzone, time.tzname))[1]
-    return f"{clock}.{usec % 1_000_000 // 1000:03d}"
 
 
 def unit_page(unit: str, page: int = 1) -> str:
@@ -142,10 +120,6 @@ def sample(run: history.RecordedRun) -> charts.Sample:
     )
 
 
-def percent(rate: float | None) -> str:
-    return "-" if rate is None else f"{rate:.1%}"
-
-
 def unit_row(
     status: history.UnitStatus,
     stats: history.UnitStats,
@@ -218,7 +192,7 @@ def output_rows(detail: history.RunDetail, limit: int) -> list[OutputRow]:
         priority = entry.priority
         rows.append(
             OutputRow(
-                time=_line_time(entry.realtime_usec),
+                time=clock_time(entry.realtime_usec),
                 priority=_PRIORITIES[priority] if 0 <= priority < 8 else str(priority),
                 priority_class=f"p{priority}" if 0 <= priority < 8 else "",
                 text=printable(entry.message),

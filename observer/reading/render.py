@@ -3,6 +3,8 @@ scripts read them (JSON with ISO 8601 times and durations in seconds)."""
 
 from __future__ import annotations
 
+import functools
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TypedDict
@@ -299,7 +301,7 @@ def stats_table(stats: Sequence[history.UnitStats], *, with_host: bool = False) 
         [
             *unit_cells(s.unit, named), str(s.runs), str(s.successes), str(s.failures),
             str(s.skipped),
-            _percent(s.success_rate), human_duration(s.duration_p50_seconds),
+            percent(s.success_rate), human_duration(s.duration_p50_seconds),
             human_duration(s.duration_p95_seconds), human_duration(s.duration_max_seconds),
             human_duration(s.cpu_p50_seconds), human_duration(s.cpu_p95_seconds),
             human_bytes(s.memory_peak_p50_bytes), human_bytes(s.memory_peak_p95_bytes),
@@ -324,7 +326,7 @@ def status_table(statuses: Sequence[history.UnitStatus], *, with_host: bool = Fa
         [
             *unit_cells(s.unit, named), cell(s.last_result or "-"),
             table_time(s.last_started_usec), table_time(s.next_run_usec),
-            _percent(s.success_rate), str(s.consecutive_failures),
+            percent(s.success_rate), str(s.consecutive_failures),
         ]
         for s in statuses
     ]  # fmt: skip
@@ -472,15 +474,34 @@ def cell(text: str) -> str:
 
 def table_time(usec: int | None) -> str:
     """A time for a table: local, to the second."""
-    return "-" if usec is None else local_time(usec).strftime("%Y-%m-%d %H:%M:%S")
+    return "-" if usec is None else _local_second(usec // 1_000_000, _zone())[0]
+
+
+def clock_time(usec: int) -> str:
+    """The time of day of an output line, local, to the millisecond (zones are whole seconds)."""
+    return f"{_local_second(usec // 1_000_000, _zone())[1]}.{usec % 1_000_000 // 1000:03d}"
+
+
+def _zone() -> tuple[object, ...]:
+    """What tzset sets: a cached second is formatted again when the zone changes."""
+    return (time.timezone, time.altzone, time.tzname)
+
+
+@functools.lru_cache(maxsize=4096)
+def _local_second(second: int, zone: tuple[object, ...]) -> tuple[str, str]:
+    """A second as a table and an output line show it, formatted once: the dashboard shows a
+    run's start many times."""
+    moment = local_time(second * 1_000_000)
+    return moment.strftime("%Y-%m-%d %H:%M:%S"), moment.strftime("%H:%M:%S")
+
+
+def percent(rate: float | None) -> str:
+    """A rate for a table: ``97.5%``."""
+    return "-" if rate is None else f"{rate:.1%}"
 
 
 def _result(run: history.RecordedRun) -> str:
     return "running" if run.running else cell(run.result or "-")
-
-
-def _percent(rate: float | None) -> str:
-    return "-" if rate is None else f"{rate:.1%}"
 
 
 def _priority(priority: int) -> str:
