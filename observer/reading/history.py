@@ -50,7 +50,6 @@ _RUNS_FROM = (
 # Spelled as the indexes are (observer/store/summary.py), so that the queries walk them.
 _ORDER_KEY = summary.ORDER_KEY
 _FAILED = summary.FAILED
-_NEWEST_FIRST = f"{_ORDER_KEY} DESC, r.id DESC"
 
 
 class NoSuchRunError(ObserverError):
@@ -218,7 +217,7 @@ def _unit_runs(
         _runs_where(conn, ["r.unit = ?", "r.host = ?", *where], [unit, host, *params], cut)
         for host in hosts.hosts_of(conn, unit, on)
     ]
-    return heapq.merge(*walks, key=_newest_first_key)
+    return heapq.merge(*walks, key=summary.newest_first)
 
 
 def run_detail(conn: sqlite3.Connection, run_id: str) -> RunDetail:
@@ -281,7 +280,7 @@ def recent_runs(
         ]
         runs = heapq.merge(
             *(_unit_runs(conn, unit, where, params, on, limit) for unit in units),
-            key=_newest_first_key,
+            key=summary.newest_first,
         )
     return list(itertools.islice(runs, limit))
 
@@ -295,16 +294,10 @@ def _runs_where(
     condition = f" WHERE {' AND '.join(where)}" if where else ""
     cut = " LIMIT ?" if limit else ""
     rows = conn.execute(
-        f"SELECT {_RUN_COLUMNS} FROM {_RUNS_FROM}{condition} ORDER BY {_NEWEST_FIRST}{cut}",
+        f"SELECT {_RUN_COLUMNS} FROM {_RUNS_FROM}{condition} ORDER BY {summary.NEWEST_FIRST}{cut}",
         [*params, *limit],
     )
     return (_recorded_run(row) for row in rows)
-
-
-def _newest_first_key(run: RecordedRun) -> tuple[int, int, int]:
-    """The order of _NEWEST_FIRST: NULL sorts below every time, so runs without one go last."""
-    key = run.started_usec if run.started_usec is not None else run.finished_usec
-    return (0, -key, -run.id) if key is not None else (1, 0, -run.id)
 
 
 def unit_status(conn: sqlite3.Connection, on: hosts.HostMatcher = None) -> list[UnitStatus]:

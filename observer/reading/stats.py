@@ -17,7 +17,6 @@ from observer.store import summary
 
 # Spelled as the indexes are (observer/store/summary.py), so that the queries walk them.
 _ORDER_KEY = summary.ORDER_KEY
-_NEWEST_FIRST = f"{_ORDER_KEY} DESC, r.id DESC"
 DAY_USEC = 86_400 * 1_000_000
 # The trend compares the newest this many successes of each period at most.
 TREND_LIMIT = 1000
@@ -180,7 +179,7 @@ def _window_stats(
     for started, finished, result, cpu_seconds, memory_peak in conn.execute(
         "SELECT r.started_usec, r.finished_usec, r.result, r.cpu_seconds, r.memory_peak_bytes "
         "FROM runs r INDEXED BY runs_by_unit_host_order WHERE r.unit = ? AND r.host = ? "
-        f"AND {_ORDER_KEY} >= ? AND r.finished_usec IS NOT NULL ORDER BY {_NEWEST_FIRST}",
+        f"AND {_ORDER_KEY} >= ? AND r.finished_usec IS NOT NULL ORDER BY {summary.NEWEST_FIRST}",
         (kept.unit, kept.host, since_usec),
     ):
         runs += 1

@@ -20,6 +20,7 @@ import math
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from observer.model import SKIPPED_RESULTS, SUCCESS_RESULTS
 
@@ -28,6 +29,9 @@ DURATION_WINDOW = 1000
 
 # A run's place in the history: its start, or its end when no source saw it start.
 ORDER_KEY = "COALESCE(started_usec, finished_usec)"
+# Newest first: SQLite sorts NULL below every value, so runs without a time come last, and
+# runs of the same time newest ID first. ``newest_first`` is the same order in Python.
+NEWEST_FIRST = f"{ORDER_KEY} DESC, id DESC"
 _SUCCESS = "result IN ({})".format(", ".join(f"'{r}'" for r in sorted(SUCCESS_RESULTS)))
 _SKIPPED = "result IN ({})".format(", ".join(f"'{r}'" for r in sorted(SKIPPED_RESULTS)))
 _NEITHER = "result IN ({})".format(
@@ -115,6 +119,23 @@ _COLUMNS = (
 )
 
 
+class PlacedRun(Protocol):
+    """What places a run in the history: its times and its ID."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def started_usec(self) -> int | None: ...
+    @property
+    def finished_usec(self) -> int | None: ...
+
+
+def newest_first(run: PlacedRun) -> tuple[int, int, int]:
+    """The sort key of ``NEWEST_FIRST`` (ascending): to merge runs read in that order."""
+    key = run.started_usec if run.started_usec is not None else run.finished_usec
+    return (0, -key, -run.id) if key is not None else (1, 0, -run.id)
+
+
 def percentile(sorted_values: Sequence[float], q: float) -> float | None:
     """The nearest-rank percentile ``q`` (0 < q <= 100) of already sorted values."""
     if not sorted_values:
@@ -128,7 +149,7 @@ def compute(conn: sqlite3.Connection, host: str, unit: str) -> UnitSummary | Non
     key = (unit, host)
     newest = conn.execute(
         "SELECT id FROM runs INDEXED BY runs_by_unit_host_order WHERE unit = ? AND host = ? "
-        f"ORDER BY {ORDER_KEY} DESC, id DESC LIMIT 1",
+        f"ORDER BY {NEWEST_FIRST} LIMIT 1",
         key,
     ).fetchone()
     if newest is None:
@@ -142,7 +163,7 @@ def compute(conn: sqlite3.Connection, host: str, unit: str) -> UnitSummary | Non
     newest_finished, streak = None, 0
     for run_id, result in conn.execute(
         "SELECT id, result FROM runs INDEXED BY runs_by_unit_host_order WHERE unit = ? "
-        f"AND host = ? AND finished_usec IS NOT NULL ORDER BY {ORDER_KEY} DESC, id DESC",
+        f"AND host = ? AND finished_usec IS NOT NULL ORDER BY {NEWEST_FIRST}",
         key,
     ):
         newest_finished = run_id if newest_finished is None else newest_finished

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from contextlib import closing
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -197,3 +198,30 @@ def test_schema_5_rebuilds_runs_keeping_every_row_and_takes_starts_without_invoc
         [kept] = summary.read(conn)
     assert rows == [(7, invocation(1), "exec-condition"), (8, None, "condition")]
     assert (kept.runs, kept.skipped, kept.failures) == (2, 2, 0)
+
+
+@dataclass(frozen=True)
+class _Placed:
+    id: int
+    started_usec: int | None
+    finished_usec: int | None
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    times=st.lists(
+        st.tuples(st.one_of(st.none(), st.integers(0, 5)), st.one_of(st.none(), st.integers(0, 5))),
+        max_size=12,
+    )
+)
+def test_newest_first_sorts_in_python_as_the_sql_order_does(
+    times: list[tuple[int | None, int | None]],
+) -> None:
+    with closing(sqlite3.connect(":memory:")) as conn:
+        conn.execute("CREATE TABLE runs (id INTEGER PRIMARY KEY, started_usec, finished_usec)")
+        conn.executemany("INSERT INTO runs (started_usec, finished_usec) VALUES (?, ?)", times)
+        in_sql = [
+            row[0] for row in conn.execute(f"SELECT id FROM runs ORDER BY {summary.NEWEST_FIRST}")
+        ]
+        runs = [_Placed(*row) for row in conn.execute("SELECT * FROM runs ORDER BY random()")]
+    assert [run.id for run in sorted(runs, key=summary.newest_first)] == in_sql
