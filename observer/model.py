@@ -65,6 +65,22 @@ SKIPPED_RESULTS = frozenset({"condition", "exec-condition"})
 INTERRUPTED = "interrupted"
 
 
+def is_success(result: str | None) -> bool:
+    """Whether a run with this Result succeeded (the store's SQL: ``summary.SUCCEEDED``)."""
+    return result in SUCCESS_RESULTS
+
+
+def is_skipped(result: str | None) -> bool:
+    """Whether systemd skipped the start: neither success nor failure."""
+    return result in SKIPPED_RESULTS
+
+
+def is_failure(result: str | None) -> bool:
+    """Whether a finished run with this Result failed: neither succeeded nor was skipped (an
+    unknown result is a failure; the store's SQL: ``summary.FAILED``)."""
+    return not is_success(result) and not is_skipped(result)
+
+
 @dataclass(frozen=True, slots=True)
 class Run:
     """One invocation of a unit: what is known of it so far.
@@ -104,7 +120,7 @@ class Run:
 
     @property
     def succeeded(self) -> bool:
-        return self.result in SUCCESS_RESULTS
+        return is_success(self.result)
 
 
 @dataclass(frozen=True, slots=True)

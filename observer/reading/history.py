@@ -15,13 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from observer import users
-from observer.model import (
-    SKIPPED_RESULTS,
-    SUCCESS_RESULTS,
-    ObserverError,
-    UnknownUnitError,
-    exit_facts,
-)
+from observer.model import ObserverError, UnknownUnitError, exit_facts, is_failure, is_skipped
 from observer.reading import problems
 from observer.reading.stats import UnitStats as UnitStats  # noqa: PLC0414 (part of this interface)
 from observer.reading.stats import stats_from
@@ -94,11 +88,11 @@ class RecordedRun:
 
     @property
     def skipped(self) -> bool:
-        return not self.running and self.result in SKIPPED_RESULTS
+        return not self.running and is_skipped(self.result)
 
     @property
     def failed(self) -> bool:
-        return not self.running and self.result not in SUCCESS_RESULTS | SKIPPED_RESULTS
+        return not self.running and is_failure(self.result)
 
     @property
     def duration_seconds(self) -> float | None:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from observer.model import SKIPPED_RESULTS, SUCCESS_RESULTS
+from observer.model import SKIPPED_RESULTS, SUCCESS_RESULTS, is_skipped, is_success
 
 # How many of a unit's newest finished runs its duration percentiles are taken over.
 DURATION_WINDOW = 1000
@@ -32,13 +32,21 @@ ORDER_KEY = "COALESCE(started_usec, finished_usec)"
 # Newest first: SQLite sorts NULL below every value, so runs without a time come last, and
 # runs of the same time newest ID first. ``newest_first`` is the same order in Python.
 NEWEST_FIRST = f"{ORDER_KEY} DESC, id DESC"
-_SUCCESS = "result IN ({})".format(", ".join(f"'{r}'" for r in sorted(SUCCESS_RESULTS)))
-_SKIPPED = "result IN ({})".format(", ".join(f"'{r}'" for r in sorted(SKIPPED_RESULTS)))
-_NEITHER = "result IN ({})".format(
-    ", ".join(f"'{r}'" for r in sorted(SUCCESS_RESULTS | SKIPPED_RESULTS))
-)
+
+
+def _result_in(results: frozenset[str]) -> str:
+    # Spelled as literals, not parameters: a partial index (FAILED) takes no parameters.
+    return "result IN ({})".format(", ".join(f"'{r}'" for r in sorted(results)))
+
+
+# In SQL what model.is_success, is_skipped and is_failure are in Python, from the same sets.
+SUCCEEDED = _result_in(SUCCESS_RESULTS)
+SKIPPED = _result_in(SKIPPED_RESULTS)
 # A finished run that did not succeed and was not skipped (also one whose result is unknown).
-FAILED = f"finished_usec IS NOT NULL AND (result IS NULL OR NOT {_NEITHER})"
+FAILED = (
+    f"finished_usec IS NOT NULL AND (result IS NULL OR NOT "
+    f"{_result_in(SUCCESS_RESULTS | SKIPPED_RESULTS)})"
+)
 
 TABLE = """
 CREATE TABLE IF NOT EXISTS unit_summary (
@@ -155,8 +163,8 @@ def compute(conn: sqlite3.Connection, host: str, unit: str) -> UnitSummary | Non
     if newest is None:
         return None
     runs, successes, skipped = conn.execute(
-        f"SELECT COUNT(finished_usec), TOTAL(finished_usec IS NOT NULL AND {_SUCCESS}), "
-        f"TOTAL(finished_usec IS NOT NULL AND {_SKIPPED}) FROM runs "
+        f"SELECT COUNT(finished_usec), TOTAL(finished_usec IS NOT NULL AND {SUCCEEDED}), "
+        f"TOTAL(finished_usec IS NOT NULL AND {SKIPPED}) FROM runs "
         "INDEXED BY runs_by_unit_host_end WHERE unit = ? AND host = ?",
         key,
     ).fetchone()
@@ -167,9 +175,9 @@ def compute(conn: sqlite3.Connection, host: str, unit: str) -> UnitSummary | Non
         key,
     ):
         newest_finished = run_id if newest_finished is None else newest_finished
-        if result in SUCCESS_RESULTS:
+        if is_success(result):
             break
-        if result not in SKIPPED_RESULTS:
+        if not is_skipped(result):
             streak += 1
     last_success, last_failure = (
         conn.execute(
@@ -177,7 +185,7 @@ def compute(conn: sqlite3.Connection, host: str, unit: str) -> UnitSummary | Non
             f"AND host = ? AND {wanted} ORDER BY finished_usec DESC LIMIT 1",
             key,
         ).fetchone()
-        for wanted in (f"finished_usec IS NOT NULL AND {_SUCCESS}", FAILED)
+        for wanted in (f"finished_usec IS NOT NULL AND {SUCCEEDED}", FAILED)
     )
     durations = sorted(
         max(0, finished - started) / 1e6
@@ -185,7 +193,7 @@ def compute(conn: sqlite3.Connection, host: str, unit: str) -> UnitSummary | Non
             # The index's own order (ties between equal ends included): nothing to sort.
             "SELECT finished_usec, started_usec FROM runs INDEXED BY runs_by_unit_host_end "
             "WHERE unit = ? AND host = ? AND finished_usec IS NOT NULL "
-            f"AND NOT COALESCE({_SKIPPED}, 0) "
+            f"AND NOT COALESCE({SKIPPED}, 0) "
             "ORDER BY finished_usec DESC, result DESC, started_usec DESC, id DESC LIMIT ?",
             (*key, DURATION_WINDOW),
         )

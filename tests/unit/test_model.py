@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
+
 import pytest
 
-from observer.model import exit_text
+from observer.model import exit_text, is_failure, is_skipped, is_success
+from observer.store import summary
+
+# Every Result systemd 252 gives a service, the wrapper's and observer's own, and unknown.
+RESULTS = (
+    "success", "exit-code", "signal", "core-dump", "timeout", "watchdog", "start-limit-hit",
+    "resources", "protocol", "oom-kill", "condition", "exec-condition", "dependency",
+    "interrupted", None,
+)  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -21,3 +32,23 @@ def test_it_writes_a_runs_end_as_its_exit_status_or_the_signal_that_killed_it(
     exit_status: int | None, signal: str | None, shown: str
 ) -> None:
     assert exit_text(exit_status, signal) == shown
+
+
+@pytest.mark.parametrize("result", RESULTS)
+def test_success_skipped_and_failure_mean_the_same_in_python_and_in_sql(
+    result: str | None,
+) -> None:
+    with closing(sqlite3.connect(":memory:")) as conn:
+        conn.execute("CREATE TABLE runs (result, finished_usec)")
+        conn.execute("INSERT INTO runs VALUES (?, 1)", (result,))
+        in_sql = conn.execute(
+            f"SELECT COALESCE({summary.SUCCEEDED}, 0), COALESCE({summary.SKIPPED}, 0), "
+            f"{summary.FAILED} FROM runs"
+        ).fetchone()
+    assert tuple(map(bool, in_sql)) == (is_success(result), is_skipped(result), is_failure(result))
+    assert [is_success(result), is_skipped(result), is_failure(result)].count(True) == 1
+
+
+def test_only_success_is_a_success() -> None:
+    assert [r for r in RESULTS if is_success(r)] == ["success"]
+    assert [r for r in RESULTS if is_skipped(r)] == ["condition", "exec-condition"]
