@@ -15,12 +15,12 @@ from typing import TypedDict
 
 from observer import users
 from observer.alerts import digest, digest_facts, outbox
-from observer.alerts.config import parse_seconds
 from observer.alerts.message import test_message
 from observer.alerts.secrets import redact
 from observer.config import load_config
 from observer.model import ConfigError, StoreError
 from observer.reading import render
+from observer.spans import parse_seconds
 from observer.store import database
 
 # Errors are cut to this in the table; --json has them whole.
@@ -148,7 +148,7 @@ def _silence(args: argparse.Namespace) -> int:
     try:
         seconds = parse_seconds(args.duration)
     except ValueError as e:
-        raise ConfigError(f"--for {args.duration!r}: {e}") from None
+        raise ConfigError(f"--for: {e}") from None
     if seconds <= 0:
         raise ConfigError(f"--for {args.duration!r}: expected a duration above 0")
     pattern = args.pattern.strip()

@@ -1,6 +1,6 @@
 """The [alerts] section of observer.toml: rules, channels, per-unit overrides, heartbeat.
 
-Durations are seconds (a number) or text like ``"90s"``, ``"10m"``, ``"1h30m"``, ``"2d"``;
+Durations are seconds (a number) or text like ``"90s"``, ``"1.5h"``, ``"1h30m"`` (spans.py);
 0 turns a rule off. Per-unit tables, ``[alerts.units."backup.service"]`` (or a glob such
 as ``"backup@*.service"``), override any rule and may name their own channels.
 """
@@ -14,10 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from observer.model import ConfigError
-
-_DURATION = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+")
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
-_SECONDS_PER = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+from observer.spans import parse_seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,23 +163,6 @@ def unit_alerts(
     _reject_unknown(path, where, unit_table, UNIT_KEYS)
     rules = _rules(path, where, unit_table, base)
     return UnitAlerts(pattern, rules, _channels(path, where, unit_table))
-
-
-def parse_seconds(value: object) -> float:
-    """A duration in seconds from a number or text like ``90s``, ``10m``, ``1h30m``."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration")
-    if isinstance(value, int | float):
-        if not 0 <= value < float("inf"):  # also refuses NaN
-            raise ValueError("expected a duration >= 0")
-        return float(value)
-    if isinstance(value, str):
-        text = value.strip()
-        if text in ("0", ""):
-            return 0.0
-        if _DURATION.fullmatch(text):
-            return sum(float(n) * _SECONDS_PER[u] for n, u in _DURATION_PART.findall(text))
-    raise ValueError('expected seconds or a duration like "90s", "10m", "2h" or "7d"')
 
 
 def _table(path: Path, where: str, value: object) -> dict[str, object]:

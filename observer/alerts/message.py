@@ -12,6 +12,7 @@ from observer.alerts.state import StoredAlert
 from observer.model import exit_text
 from observer.output import dropped_marker, lost_marker, printable
 from observer.reading import history, render
+from observer.spans import human_duration
 
 # Long lines are cut: chat services limit a message to a few thousand characters.
 LINE_LIMIT = 300
@@ -85,7 +86,7 @@ def _run_facts(detail: history.RunDetail, kind: AlertKind, output_lines: int) ->
         ("Result", result),
         ("Exit status", exit_text(run.exit_status, run.signal)),
         ("Started", _time(run.started_usec)),
-        ("Duration", render.human_duration(run.duration_seconds)),
+        ("Duration", human_duration(run.duration_seconds)),
         ("Trigger", render.cell(run.trigger or "-")),
     ]
     width = max(len(name) for name, _ in facts) + 2

@@ -10,7 +10,8 @@ from observer.dashboard import charts
 from observer.model import exit_text
 from observer.output import dropped_marker, lost_marker, printable
 from observer.reading import history
-from observer.reading.render import clock_time, count, human_duration, percent, table_time
+from observer.reading.render import clock_time, count, percent, table_time
+from observer.spans import human_duration
 
 _UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
 _PRIORITIES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")

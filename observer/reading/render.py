@@ -12,6 +12,9 @@ from typing import TypedDict
 from observer.model import exit_text
 from observer.output import dropped_marker, lost_marker, printable
 from observer.reading import history
+
+# Shown by the modules that show runs, which read it here too: the one formatter (spans.py).
+from observer.spans import human_duration as human_duration  # noqa: PLC0414
 from observer.users import unit_of, user_of
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -105,22 +108,6 @@ class StatusJson(TypedDict):
     consecutive_failures: int
     running: bool
     open_problems: list[str]
-
-
-def human_duration(seconds: float | None) -> str:
-    """A duration people read at a glance: 350ms, 1.2s, 3m04s, 2h05m, 3d04h."""
-    if seconds is None:
-        return "-"
-    if (millis := round(seconds * 1000)) < 1000:
-        return f"{millis}ms"
-    if (tenths := round(seconds, 1)) < 60:
-        return f"{tenths:.1f}s"
-    whole = round(seconds)
-    if whole < 3600:
-        return f"{whole // 60}m{whole % 60:02d}s"
-    if whole < 86400:
-        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
-    return f"{whole // 86400}d{whole % 86400 // 3600:02d}h"
 
 
 def local_time(usec: int) -> datetime:
