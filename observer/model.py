@@ -31,6 +31,18 @@ class Source(StrEnum):
     WRAPPER = "wrapper"
 
 
+class ProblemKind(StrEnum):
+    """An open problem of a unit: alert_state keeps the first three, alert_problems the others;
+    the alert rules open and close them, the readers show them."""
+
+    FAILING = "failing"  # N runs in a row failed
+    MISSED = "missed"  # a timer fired (or was due) and no run started
+    STALE = "stale"  # no success for too long
+    RATE = "rate"  # too many of the runs in a window failed
+    SLOWER = "slower"  # the 7-day median duration grew against the 30 days before
+    DEPENDENCY = "dependency"  # it failed, and systemd refused the starts of units needing it
+
+
 def signal_name(number: int) -> str:
     """Name a signal the way systemd prints it (SIGKILL -> KILL)."""
     try:

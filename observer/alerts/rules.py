@@ -17,7 +17,7 @@ from enum import StrEnum
 
 from observer.alerts.config import AlertRules
 from observer.alerts.findings import Finding, FindingKind, too_fast
-from observer.model import SKIPPED_RESULTS
+from observer.model import SKIPPED_RESULTS, ProblemKind
 from observer.reading.render import human_duration, local_time
 from observer.store.summary import percentile
 
@@ -32,17 +32,17 @@ SLOW_MIN_EXCESS_SECONDS = 1.0
 class AlertKind(StrEnum):
     """What an alert is about."""
 
-    FAILING = "failing"
+    FAILING = ProblemKind.FAILING
     RECOVERED = "recovered"
-    MISSED = "missed"
-    STALE = "stale"
+    MISSED = ProblemKind.MISSED
+    STALE = ProblemKind.STALE
     SLOW = "slow"
     FAST = "fast"
     OVERDUE = "overdue"
     REMINDER = "reminder"
-    RATE = "rate"  # too many of the runs in rate_window failed
-    SLOWER = "slower"  # the 7-day median duration grew against the 30 days before
-    DEPENDENCY = "dependency"  # it failed, and systemd refused the starts of units needing it
+    RATE = ProblemKind.RATE
+    SLOWER = ProblemKind.SLOWER
+    DEPENDENCY = ProblemKind.DEPENDENCY
     TEST = "test"
     DIGEST = "digest"  # the daily digest (observer/alerts/digest.py), about every unit
 

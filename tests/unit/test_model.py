@@ -7,7 +7,8 @@ from contextlib import closing
 
 import pytest
 
-from observer.model import exit_text, is_failure, is_skipped, is_success
+from observer.alerts.rules import AlertKind
+from observer.model import ProblemKind, exit_text, is_failure, is_skipped, is_success
 from observer.store import summary
 
 # Every Result systemd 252 gives a service, the wrapper's and observer's own, and unknown.
@@ -52,3 +53,9 @@ def test_success_skipped_and_failure_mean_the_same_in_python_and_in_sql(
 def test_only_success_is_a_success() -> None:
     assert [r for r in RESULTS if is_success(r)] == ["success"]
     assert [r for r in RESULTS if is_skipped(r)] == ["condition", "exec-condition"]
+
+
+def test_every_problem_kind_is_the_alert_kind_that_opens_it() -> None:
+    for kind in ProblemKind:
+        assert AlertKind(kind).value == kind.value
+        assert AlertKind(kind).is_problem
