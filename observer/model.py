@@ -5,6 +5,10 @@ from __future__ import annotations
 import signal
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
+
+# Where the kernel gives this boot's ID (a UUID with dashes).
+BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
 
 
 class ObserverError(Exception):
@@ -41,6 +45,14 @@ class ProblemKind(StrEnum):
     RATE = "rate"  # too many of the runs in a window failed
     SLOWER = "slower"  # the 7-day median duration grew against the 30 days before
     DEPENDENCY = "dependency"  # it failed, and systemd refused the starts of units needing it
+
+
+def boot_id(path: Path = BOOT_ID_PATH) -> str | None:
+    """This boot's ID as the journal writes it (32 hex digits); None when it cannot be read."""
+    try:
+        return path.read_text().strip().replace("-", "")
+    except OSError:
+        return None
 
 
 def signal_name(number: int) -> str:

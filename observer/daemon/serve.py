@@ -31,7 +31,7 @@ from observer.fleet.ingest import (
 from observer.fleet.records import RunRecord
 from observer.fleet.service import JOURNAL_SOCKET, RunRecords, journal_sender
 from observer.metrics.service import MetricsService
-from observer.model import Event, OutputLine, OutputSuppressed, Pid1Record, Run, StoreError
+from observer.model import Event, OutputLine, OutputSuppressed, Pid1Record, Run, StoreError, boot_id
 from observer.recording.attribution import RunOutput
 from observer.recording.bus import BusError, manager_bus
 from observer.recording.correlator import Correlator
@@ -74,7 +74,7 @@ class Daemon:
         self.store = AsyncStore(db_path)
         self.bus_address = bus_address
         self.journal_dir = fleet_dir or journal_dir
-        self.correlator = Correlator(self.host, config.observe.observes, boot_id=_boot_id())
+        self.correlator = Correlator(self.host, config.observe.observes, boot_id=boot_id())
         self.pending = Batch()
         self.output = RunOutput(config, self.correlator, self.store, lambda: self.pending)
         # A central observer (fleet_dir): every host's runs from the received journals.
@@ -431,14 +431,6 @@ async def _no_bus(connected: asyncio.Event) -> None:
     """A central observer listens to no systemd: it is ready at once."""
     connected.set()
     await asyncio.Event().wait()
-
-
-def _boot_id() -> str | None:
-    """This boot's ID as the journal writes it (32 hex digits)."""
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip().replace("-", "")
-    except OSError:
-        return None
 
 
 def _notify(state: str) -> None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from contextlib import closing
+from pathlib import Path
 
 import pytest
 
 from observer.alerts.rules import AlertKind
-from observer.model import ProblemKind, exit_text, is_failure, is_skipped, is_success
+from observer.model import ProblemKind, boot_id, exit_text, is_failure, is_skipped, is_success
 from observer.store import summary
 
 # Every Result systemd 252 gives a service, the wrapper's and observer's own, and unknown.
@@ -59,3 +61,11 @@ def test_every_problem_kind_is_the_alert_kind_that_opens_it() -> None:
     for kind in ProblemKind:
         assert AlertKind(kind).value == kind.value
         assert AlertKind(kind).is_problem
+
+
+def test_the_boot_id_is_read_as_the_journal_writes_it(tmp_path: Path) -> None:
+    path = tmp_path / "boot_id"
+    path.write_text("0f2c7a9e-5b1d-4c3e-9a8b-7d6e5f4a3b2c\n")
+    assert boot_id(path) == "0f2c7a9e5b1d4c3e9a8b7d6e5f4a3b2c"
+    assert boot_id(tmp_path / "missing") is None
+    assert re.fullmatch(r"[0-9a-f]{32}", boot_id() or "")  # this machine's
