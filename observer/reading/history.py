@@ -477,9 +477,18 @@ def unit_summaries(
     return summaries
 
 
-def select_runs(
-    conn: sqlite3.Connection, where: str, params: Sequence[object]
+def runs_by_id(
+    conn: sqlite3.Connection, *, above_id: int | None = None, ids: Iterable[int] = ()
 ) -> list[RecordedRun]:
-    """The runs ``where`` selects (a condition on ``r``, the runs table), in no order."""
+    """The runs with an ID above ``above_id`` and those of ``ids``, in ID order."""
+    runs = [] if above_id is None else _unordered(conn, "r.id > ?", [above_id])
+    # Apart: with OR, SQLite walks every run instead of two searches by ID.
+    wanted = sorted({i for i in ids if above_id is None or i <= above_id})
+    if wanted:
+        runs += _unordered(conn, f"r.id IN ({', '.join('?' * len(wanted))})", wanted)
+    return sorted(runs, key=lambda run: run.id)
+
+
+def _unordered(conn: sqlite3.Connection, where: str, params: Sequence[object]) -> list[RecordedRun]:
     rows = conn.execute(f"SELECT {_RUN_COLUMNS} FROM {_RUNS_FROM} WHERE {where}", params)
     return [_recorded_run(row) for row in rows]
