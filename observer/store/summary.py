@@ -16,13 +16,16 @@ runs (by their end), read from an index without touching the table.
 
 from __future__ import annotations
 
+import itertools
 import math
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from observer.model import SKIPPED_RESULTS, SUCCESS_RESULTS, is_skipped, is_success
+
+_Key = TypeVar("_Key")
 
 # How many of a unit's newest finished runs its duration percentiles are taken over.
 DURATION_WINDOW = 1000
@@ -144,6 +147,19 @@ def newest_first(run: PlacedRun) -> tuple[int, int, int]:
     return (0, -key, -run.id) if key is not None else (1, 0, -run.id)
 
 
+def failure_streak(runs: Iterable[tuple[_Key, str | None]]) -> tuple[int, _Key | None]:
+    """The failed runs in a row at the head of ``runs``, (key, Result) newest first, and the
+    key of the success that ended the streak (None: no success). Skipped starts neither count
+    nor end it. It reads ``runs`` only up to that success."""
+    streak = 0
+    for key, result in runs:
+        if is_success(result):
+            return streak, key
+        if not is_skipped(result):
+            streak += 1
+    return streak, None
+
+
 def percentile(sorted_values: Sequence[float], q: float) -> float | None:
     """The nearest-rank percentile ``q`` (0 < q <= 100) of already sorted values."""
     if not sorted_values:
@@ -168,17 +184,14 @@ def compute(conn: sqlite3.Connection, host: str, unit: str) -> UnitSummary | Non
         "INDEXED BY runs_by_unit_host_end WHERE unit = ? AND host = ?",
         key,
     ).fetchone()
-    newest_finished, streak = None, 0
-    for run_id, result in conn.execute(
+    finished = conn.execute(
         "SELECT id, result FROM runs INDEXED BY runs_by_unit_host_order WHERE unit = ? "
         f"AND host = ? AND finished_usec IS NOT NULL ORDER BY {NEWEST_FIRST}",
         key,
-    ):
-        newest_finished = run_id if newest_finished is None else newest_finished
-        if is_success(result):
-            break
-        if not is_skipped(result):
-            streak += 1
+    )
+    head = finished.fetchone()
+    newest_finished = None if head is None else int(head[0])
+    streak, _ = failure_streak(itertools.chain([head], finished) if head else ())
     last_success, last_failure = (
         conn.execute(
             "SELECT finished_usec FROM runs INDEXED BY runs_by_unit_host_end WHERE unit = ? "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -225,3 +226,22 @@ def test_newest_first_sorts_in_python_as_the_sql_order_does(
         ]
         runs = [_Placed(*row) for row in conn.execute("SELECT * FROM runs ORDER BY random()")]
     assert [run.id for run in sorted(runs, key=summary.newest_first)] == in_sql
+
+
+@given(results=st.lists(st.sampled_from(RESULTS)))
+def test_the_failure_streak_equals_a_count_over_every_run_before_the_newest_success(
+    results: list[str | None],
+) -> None:
+    successes = [i for i, result in enumerate(results) if result == "success"]
+    ended_by = successes[0] if successes else None
+    before = results if ended_by is None else results[:ended_by]
+    failed = sum(1 for result in before if result not in ("condition", "exec-condition"))
+    assert summary.failure_streak(enumerate(results)) == (failed, ended_by)
+
+
+def test_the_failure_streak_reads_no_run_past_the_success_that_ends_it() -> None:
+    def runs() -> Iterator[tuple[int, str | None]]:
+        yield from [(3, "exit-code"), (2, "condition"), (1, "success")]
+        raise AssertionError("read past the success")
+
+    assert summary.failure_streak(runs()) == (1, 1)
