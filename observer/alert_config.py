@@ -1,10 +1,10 @@
 """The [alerts] section of observer.toml: rules, channels, per-unit overrides, heartbeat.
 
 Shared at the top: the configuration reads it, the jobs read their ``[jobs.NAME.alerts]``
-tables with it, and the alerts apply it. The syntax of its values (durations, metric
-checks, the digest's time of day) is parsed here, where every reader finds it.
+tables with it, and the alerts apply it. The syntax of its values (metric checks, the
+digest's time of day) is parsed here, where every reader finds it.
 
-Durations are seconds (a number) or text like ``"90s"``, ``"10m"``, ``"1h30m"``, ``"2d"``;
+Durations are seconds (a number) or text like ``"90s"``, ``"1.5h"``, ``"1h30m"`` (spans.py);
 0 turns a rule off. Per-unit tables, ``[alerts.units."backup.service"]`` (or a glob such
 as ``"backup@*.service"``), override any rule and may name their own channels.
 """
@@ -20,10 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from observer.model import ConfigError
+from observer.spans import parse_seconds
 
-_DURATION = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+")
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
-_SECONDS_PER = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _METRIC_CHECK = re.compile(r"\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(>=|<=|==|!=|>|<)\s*(\S+)\s*")
 _CLOCK = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
 
@@ -174,23 +172,6 @@ def unit_alerts(
     _reject_unknown(path, where, unit_table, UNIT_KEYS)
     rules = _rules(path, where, unit_table, base)
     return UnitAlerts(pattern, rules, _channels(path, where, unit_table))
-
-
-def parse_seconds(value: object) -> float:
-    """A duration in seconds from a number or text like ``90s``, ``10m``, ``1h30m``."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration")
-    if isinstance(value, int | float):
-        if not 0 <= value < float("inf"):  # also refuses NaN
-            raise ValueError("expected a duration >= 0")
-        return float(value)
-    if isinstance(value, str):
-        text = value.strip()
-        if text in ("0", ""):
-            return 0.0
-        if _DURATION.fullmatch(text):
-            return sum(float(n) * _SECONDS_PER[u] for n, u in _DURATION_PART.findall(text))
-    raise ValueError('expected seconds or a duration like "90s", "10m", "2h" or "7d"')
 
 
 def parse_metric_check(text: str) -> tuple[str, str, float]:

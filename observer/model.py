@@ -5,6 +5,10 @@ from __future__ import annotations
 import signal
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
+
+# Where the kernel gives this boot's ID (a UUID with dashes).
+BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
 
 
 class ObserverError(Exception):
@@ -31,6 +35,26 @@ class Source(StrEnum):
     WRAPPER = "wrapper"
 
 
+class ProblemKind(StrEnum):
+    """An open problem of a unit: alert_state keeps the first three, alert_problems the others;
+    the alert rules open and close them, the readers show them."""
+
+    FAILING = "failing"  # N runs in a row failed
+    MISSED = "missed"  # a timer fired (or was due) and no run started
+    STALE = "stale"  # no success for too long
+    RATE = "rate"  # too many of the runs in a window failed
+    SLOWER = "slower"  # the 7-day median duration grew against the 30 days before
+    DEPENDENCY = "dependency"  # it failed, and systemd refused the starts of units needing it
+
+
+def boot_id(path: Path = BOOT_ID_PATH) -> str | None:
+    """This boot's ID as the journal writes it (32 hex digits); None when it cannot be read."""
+    try:
+        return path.read_text().strip().replace("-", "")
+    except OSError:
+        return None
+
+
 def signal_name(number: int) -> str:
     """Name a signal the way systemd prints it (SIGKILL -> KILL)."""
     try:
@@ -48,6 +72,14 @@ def exit_facts(exit_code: str | None, exit_status: int | None) -> tuple[int | No
     )
 
 
+def exit_text(exit_status: int | None, signal: str | None) -> str:
+    """How a run's main process ended, as every table, page and alert shows it: ``3``,
+    ``SIGKILL`` (``signal 99`` for a number without a name), ``-`` when unknown."""
+    if signal is not None:
+        return f"signal {signal}" if signal.isdecimal() else f"SIG{signal}"
+    return "-" if exit_status is None else str(exit_status)
+
+
 # systemd's Result strings that mean the run succeeded.
 SUCCESS_RESULTS = frozenset({"success"})
 # Results of a start that systemd skipped (nothing ran, or ExecCondition= said no): neither
@@ -55,6 +87,22 @@ SUCCESS_RESULTS = frozenset({"success"})
 SKIPPED_RESULTS = frozenset({"condition", "exec-condition"})
 # A run that can never end: its systemd (boot or manager) is gone.
 INTERRUPTED = "interrupted"
+
+
+def is_success(result: str | None) -> bool:
+    """Whether a run with this Result succeeded (the store's SQL: ``summary.SUCCEEDED``)."""
+    return result in SUCCESS_RESULTS
+
+
+def is_skipped(result: str | None) -> bool:
+    """Whether systemd skipped the start: neither success nor failure."""
+    return result in SKIPPED_RESULTS
+
+
+def is_failure(result: str | None) -> bool:
+    """Whether a finished run with this Result failed: neither succeeded nor was skipped (an
+    unknown result is a failure; the store's SQL: ``summary.FAILED``)."""
+    return not is_success(result) and not is_skipped(result)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +144,7 @@ class Run:
 
     @property
     def succeeded(self) -> bool:
-        return self.result in SUCCESS_RESULTS
+        return is_success(self.result)
 
 
 @dataclass(frozen=True, slots=True)

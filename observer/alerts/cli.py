@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import TypedDict
 
 from observer import users
-from observer.alert_config import parse_seconds
 from observer.alerts import digest, digest_facts, outbox
 from observer.alerts.message import test_message
 from observer.alerts.secrets import redact
 from observer.config import load_config
 from observer.model import ConfigError, StoreError
 from observer.reading import render
+from observer.spans import human_duration, parse_seconds
 from observer.store import database
 
 # Errors are cut to this in the table; --json has them whole.
@@ -148,7 +148,7 @@ def _silence(args: argparse.Namespace) -> int:
     try:
         seconds = parse_seconds(args.duration)
     except ValueError as e:
-        raise ConfigError(f"--for {args.duration!r}: {e}") from None
+        raise ConfigError(f"--for: {e}") from None
     if seconds <= 0:
         raise ConfigError(f"--for {args.duration!r}: expected a duration above 0")
     pattern = args.pattern.strip()
@@ -345,7 +345,7 @@ def _test(args: argparse.Namespace) -> int:
         try:
             error, seconds = job.result(timeout=max(0.0, deadline - time.monotonic()))
         except FutureTimeout:
-            error, seconds = f"no answer within {render.human_duration(timeout)}", timeout
+            error, seconds = f"no answer within {human_duration(timeout)}", timeout
         results.append(
             {"channel": name, "ok": error is None, "error": error, "duration_seconds": seconds}
         )
@@ -353,7 +353,7 @@ def _test(args: argparse.Namespace) -> int:
         print(json.dumps(results, indent=2))
     else:
         rows = [
-            [r["channel"], "sent" if r["ok"] else "FAILED", render.human_duration(
+            [r["channel"], "sent" if r["ok"] else "FAILED", human_duration(
                 r["duration_seconds"]), r["error"] or ""]
             for r in results
         ]  # fmt: skip

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time
 from typing import TypedDict
 
-from observer.reading.render import human_duration
+from observer.spans import human_duration
 
 DAY_USEC = 86_400 * 1_000_000
 # The slowest and the most changed jobs listed.

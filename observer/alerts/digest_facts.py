@@ -6,7 +6,7 @@ from __future__ import annotations
 import sqlite3
 
 from observer.alerts.digest import DAY_USEC, DigestFacts, UnitDay, window
-from observer.model import SKIPPED_RESULTS, SUCCESS_RESULTS
+from observer.model import is_failure
 from observer.reading import problems, stats
 from observer.store import hosts, summary
 
@@ -26,7 +26,7 @@ def read(conn: sqlite3.Connection, host: str, until_usec: int) -> DigestFacts:
         if finished is None or not since <= finished < until:
             continue
         runs, failures, findings = counts.setdefault(unit, [0, 0, 0])
-        failed = result not in SUCCESS_RESULTS and result not in SKIPPED_RESULTS
+        failed = is_failure(result)
         counts[unit] = [runs + 1, failures + int(failed), findings + int(fails is not None)]
         if started is not None:
             longest[unit] = max(longest.get(unit, 0.0), max(0, finished - started) / 1e6)

@@ -16,6 +16,7 @@ from observer.alert_config import AlertRules
 from observer.alerts.findings import Baseline, Finding, RunEvidence, judge
 from observer.alerts.rules import FinishedRun
 from observer.reading import stats
+from observer.store import summary
 
 MTIME_SLACK_USEC = 1_000_000
 
@@ -29,11 +30,11 @@ def recent_successes(
         "SELECT r.finished_usec - r.started_usec, COALESCE(s.lines, 0) "
         f"FROM runs r INDEXED BY {index} "
         "LEFT JOIN output_stats s ON s.invocation_id = r.invocation_id "
-        f"WHERE r.unit = ? {on_host}AND {stats.IS_SUCCESS} AND r.started_usec IS NOT NULL "
+        f"WHERE r.unit = ? {on_host}AND r.{summary.SUCCEEDED} AND r.started_usec IS NOT NULL "
         # The index's order: no sort (runs that ended in the same microsecond in any order).
         "AND r.finished_usec <= ? AND (r.finished_usec < ? OR r.id < ?) "
         "ORDER BY r.finished_usec DESC LIMIT ?",
-        (unit, *named, *stats.SUCCESSES, run.finished_usec, run.finished_usec, run.id, limit),
+        (unit, *named, run.finished_usec, run.finished_usec, run.id, limit),
     ).fetchall()
     return [max(0, usec) / 1e6 for usec, _ in rows], [int(lines) for _, lines in rows]
 
@@ -46,11 +47,11 @@ def failure_rate(
     not at all."""
     index, on_host, named = stats.of_host(host)
     row = conn.execute(
-        f"SELECT COUNT(*), TOTAL(NOT {stats.IS_SUCCESS} OR r.result IS NULL OR f.fails = 1) "
+        f"SELECT COUNT(*), TOTAL(NOT r.{summary.SUCCEEDED} OR r.result IS NULL OR f.fails = 1) "
         f"FROM runs r INDEXED BY {index} LEFT JOIN run_findings f ON f.run_id = r.id "
         f"WHERE r.unit = ? {on_host}AND r.finished_usec > ? AND r.finished_usec <= ? "
         "AND NOT (r.result IS 'dependency' AND r.reason IS NOT NULL)",
-        (*stats.SUCCESSES, unit, *named, run.finished_usec - window_usec, run.finished_usec),
+        (unit, *named, run.finished_usec - window_usec, run.finished_usec),
     ).fetchone()
     return int(row[1]), int(row[0])
 

@@ -18,8 +18,8 @@ from statistics import median
 
 from observer.alert_config import AlertRules, parse_metric_check
 from observer.output import printable
-from observer.reading.render import human_duration
 from observer.reading.stats import trend_ratio
+from observer.spans import human_duration
 from observer.store.summary import percentile
 
 # A quoted line is cut to this many characters.

@@ -9,8 +9,10 @@ from dataclasses import dataclass
 from observer.alerts import digest, digest_facts
 from observer.alerts.rules import AlertKind
 from observer.alerts.state import StoredAlert
+from observer.model import exit_text
 from observer.output import dropped_marker, lost_marker, printable
 from observer.reading import history, render
+from observer.spans import human_duration
 
 # Long lines are cut: chat services limit a message to a few thousand characters.
 LINE_LIMIT = 300
@@ -82,9 +84,9 @@ def _run_facts(detail: history.RunDetail, kind: AlertKind, output_lines: int) ->
     facts = [
         (which, f"{run.id} ({run.invocation_id})" if run.invocation_id else str(run.id)),
         ("Result", result),
-        ("Exit status", _exit(run)),
+        ("Exit status", exit_text(run.exit_status, run.signal)),
         ("Started", _time(run.started_usec)),
-        ("Duration", render.human_duration(run.duration_seconds)),
+        ("Duration", human_duration(run.duration_seconds)),
         ("Trigger", render.cell(run.trigger or "-")),
     ]
     width = max(len(name) for name, _ in facts) + 2
@@ -128,12 +130,6 @@ def _last_lines(
     while shown and isinstance(shown[0], history.DroppedLines):
         shown.pop(0)
     return shown
-
-
-def _exit(run: history.RecordedRun) -> str:
-    if run.signal is not None:
-        return f"killed by SIG{run.signal}" if not run.signal.isdecimal() else run.signal
-    return "-" if run.exit_status is None else str(run.exit_status)
 
 
 def _time(usec: int | None) -> str:

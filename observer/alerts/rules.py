@@ -17,8 +17,9 @@ from enum import StrEnum
 
 from observer.alert_config import AlertRules
 from observer.alerts.findings import Finding, FindingKind, too_fast
-from observer.model import SKIPPED_RESULTS
-from observer.reading.render import human_duration, local_time
+from observer.model import SKIPPED_RESULTS, ProblemKind
+from observer.reading.render import local_time
+from observer.spans import human_duration
 from observer.store.summary import percentile
 
 USEC = 1_000_000
@@ -32,17 +33,17 @@ SLOW_MIN_EXCESS_SECONDS = 1.0
 class AlertKind(StrEnum):
     """What an alert is about."""
 
-    FAILING = "failing"
+    FAILING = ProblemKind.FAILING
     RECOVERED = "recovered"
-    MISSED = "missed"
-    STALE = "stale"
+    MISSED = ProblemKind.MISSED
+    STALE = ProblemKind.STALE
     SLOW = "slow"
     FAST = "fast"
     OVERDUE = "overdue"
     REMINDER = "reminder"
-    RATE = "rate"  # too many of the runs in rate_window failed
-    SLOWER = "slower"  # the 7-day median duration grew against the 30 days before
-    DEPENDENCY = "dependency"  # it failed, and systemd refused the starts of units needing it
+    RATE = ProblemKind.RATE
+    SLOWER = ProblemKind.SLOWER
+    DEPENDENCY = ProblemKind.DEPENDENCY
     TEST = "test"
     DIGEST = "digest"  # the daily digest (observer/alerts/digest.py), about every unit
 

@@ -27,7 +27,7 @@ from observer.alerts.state import AlertLedger, StoredAlert
 from observer.config import Config
 from observer.metrics.job_metrics import job_metrics_directory
 from observer.model import ConfigError, Run, StoreError
-from observer.reading.render import human_duration
+from observer.spans import human_duration
 from observer.store import database
 
 log = logging.getLogger(__name__)

@@ -19,6 +19,7 @@ from observer.config import Config, JobsConfig, MetricsConfig, load_config
 from observer.fleet.ingest import FleetIntake, parse_local
 from observer.jobs.alert_rules import with_job_alerts
 from observer.jobs.manager import user_jobs_path
+from observer.model import boot_id
 from observer.recording.attribution import RunOutput
 from observer.recording.correlator import Correlator
 from observer.recording.intake import HostIntake, Intake, LocalIntake
@@ -101,14 +102,6 @@ def intake_for(
     correlator = Correlator(host, config.observe.observes, boot_id=boot_id())
     output = RunOutput(config, correlator, store, pending)
     return LocalIntake(HostIntake(correlator, output), store, parse=parse_local)
-
-
-def boot_id() -> str | None:
-    """This boot's ID as the journal writes it (32 hex digits)."""
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip().replace("-", "")
-    except OSError:
-        return None
 
 
 def own_units(config: Config, user: str) -> Config:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from observer.reading.render import human_duration, table_time
+from observer.reading.render import table_time
+from observer.spans import human_duration
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ import sqlite3
 from dataclasses import dataclass
 
 from observer.dashboard.views import unit_page
-from observer.model import SKIPPED_RESULTS
+from observer.model import is_skipped
 from observer.reading.render import table_time
 from observer.store import hosts, summary
 
@@ -51,7 +51,7 @@ def fleet_rows(conn: sqlite3.Connection) -> tuple[list[str], list[FleetRow]]:
         if row is not None:
             result, started = row
             kind = "running" if running else "fail" if kept.consecutive_failures else "ok"
-            if kind == "ok" and result in SKIPPED_RESULTS:
+            if kind == "ok" and is_skipped(result):
                 kind = "skipped"
             when = "" if started is None else table_time(started)
             cell = Cell("running" if running else result or "-", kind, when)

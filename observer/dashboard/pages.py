@@ -44,7 +44,6 @@ from observer.dashboard.views import (
     health,
     output_rows,
     overview_order,
-    percent,
     run_kind,
     run_page,
     run_row,
@@ -54,8 +53,9 @@ from observer.dashboard.views import (
 )
 from observer.dashboard.writer import Writer
 from observer.reading import history
-from observer.reading.render import human_bytes, human_duration, local_time, run_facts, table_time
+from observer.reading.render import human_bytes, local_time, percent, run_facts, table_time
 from observer.reading.stats import UnitStats
+from observer.spans import human_duration
 
 __all__ = ["INDEX", "Cache", "Limits", "Report", "Stopped", "generate", "run_page", "unit_page"]
 

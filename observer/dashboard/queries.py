@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from observer.store import summary
 
 # Spelled as the index is (observer/store/summary.py), so that the query walks it.
-_NEWEST_FIRST = f"{summary.ORDER_KEY} DESC, r.id DESC"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +50,9 @@ def output_summaries(conn: sqlite3.Connection, unit: str, limit: int) -> dict[st
     """The output counters of the newest ``limit`` runs of ``unit``, by invocation ID."""
     rows = conn.execute(
         "SELECT s.invocation_id, s.lines, s.bytes, s.dropped_lines, s.dropped_bytes, s.last_usec "
-        f"FROM (SELECT r.invocation_id FROM runs r WHERE r.unit = ? ORDER BY {_NEWEST_FIRST} "
-        "LIMIT ?) AS newest JOIN output_stats s ON s.invocation_id = newest.invocation_id",
+        "FROM (SELECT r.invocation_id FROM runs r WHERE r.unit = ? "
+        f"ORDER BY {summary.NEWEST_FIRST} LIMIT ?) AS newest "
+        "JOIN output_stats s ON s.invocation_id = newest.invocation_id",
         (unit, limit),
     )
     return {row[0]: OutputSummary(*(int(v) for v in row[1:])) for row in rows}

@@ -2,40 +2,20 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import re
-import time
 from dataclasses import dataclass
 
 from observer.dashboard import charts
+from observer.model import exit_text
 from observer.output import dropped_marker, lost_marker, printable
 from observer.reading import history
-from observer.reading.render import count, human_duration, local_time
+from observer.reading.render import clock_time, count, percent, table_time
 from observer.reading.stats import UnitStats
+from observer.spans import human_duration
 
 _UNSAFE_IN_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
 _PRIORITIES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
-
-
-@functools.lru_cache(maxsize=4096)
-def _local_second(second: int, zone: tuple[object, ...]) -> tuple[str, str]:
-    """A second in local time as a table and an output line show it (zone: what tzset sets)."""
-    moment = local_time(second * 1_000_000)
-    return moment.strftime("%Y-%m-%d %H:%M:%S"), moment.strftime("%H:%M:%S")
-
-
-def table_time(usec: int | None) -> str:
-    """``render.table_time``, each second formatted once: a run's start is shown many times."""
-    if usec is None:
-        return "-"
-    return _local_second(usec // 1_000_000, (time.timezone, time.altzone, time.tzname))[0]
-
-
-def _line_time(usec: int) -> str:
-    """The time of an output line, to the millisecond (time zones are whole seconds)."""
-    clock = _local_second(usec // 1_000_000, (time.timezone, time.altzone, time.tzname))[1]
-    return f"{clock}.{usec % 1_000_000 // 1000:03d}"
 
 
 def unit_page(unit: str, page: int = 1) -> str:
@@ -124,12 +104,6 @@ def run_kind(run: history.RecordedRun) -> str:
     return "fail" if run.failed else "ok"
 
 
-def _exit_text(run: history.RecordedRun) -> str:
-    if run.signal is not None:
-        return f"SIG{run.signal}" if not run.signal.isdecimal() else f"signal {run.signal}"
-    return "-" if run.exit_status is None else str(run.exit_status)
-
-
 def _run_title(run: history.RecordedRun) -> str:
     result = "running" if run.running else run.result or "unknown result"
     return (
@@ -146,10 +120,6 @@ def sample(run: history.RecordedRun) -> charts.Sample:
         title=_run_title(run),
         href=run_page(run.id),
     )
-
-
-def percent(rate: float | None) -> str:
-    return "-" if rate is None else f"{rate:.1%}"
 
 
 def unit_row(
@@ -188,7 +158,7 @@ def run_row(run: history.RecordedRun) -> RunRow:
         duration=human_duration(run.duration_seconds),
         result="running" if run.running else run.result or "-",
         kind=run_kind(run),
-        exit=_exit_text(run),
+        exit=exit_text(run.exit_status, run.signal),
         trigger=run.trigger or "-",
         truncated=run.output_truncated,
         findings=", ".join(kind for kind, _ in run.findings),
@@ -224,7 +194,7 @@ def output_rows(detail: history.RunDetail, limit: int) -> list[OutputRow]:
         priority = entry.priority
         rows.append(
             OutputRow(
-                time=_line_time(entry.realtime_usec),
+                time=clock_time(entry.realtime_usec),
                 priority=_PRIORITIES[priority] if 0 <= priority < 8 else str(priority),
                 priority_class=f"p{priority}" if 0 <= priority < 8 else "",
                 text=printable(entry.message),

@@ -16,8 +16,9 @@ from observer.jobs import apply
 from observer.jobs.jobfile import DEFAULT_JOBS_PATH, Job, jobs_files, load_jobs
 from observer.jobs.manager import SYSTEM, JobManager, check_for_user_manager, user_manager
 from observer.jobs.units import JobUnits
-from observer.model import ObserverError
+from observer.model import ObserverError, is_success
 from observer.reading import history, render
+from observer.spans import human_duration
 from observer.store import database
 
 _SERVICE = "org.freedesktop.systemd1.Service"
@@ -241,7 +242,7 @@ def _show(args: argparse.Namespace) -> int:
         for calendar in settings.calendar:
             times += apply.next_times(f"{calendar} {job.timezone}".strip(), 5)
         if settings.period_seconds is not None:
-            print(f"# runs {render.human_duration(settings.period_seconds)} after each start")
+            print(f"# runs {human_duration(settings.period_seconds)} after each start")
     print("# next runs")
     for shown in sorted(set(times), key=lambda t: t.split(" ", 1)[-1])[:5]:
         print(shown)
@@ -294,7 +295,7 @@ async def _start(bus_address: str | None, unit: str, wait: bool) -> tuple[str, i
             return hex_id, status
         if code in (2, 3) and isinstance(status, int):
             return hex_id, 128 + status
-        return hex_id, 0 if result == "success" else 1
+        return hex_id, 0 if isinstance(result, str) and is_success(result) else 1
     finally:
         bus.disconnect()
 

@@ -11,10 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from observer.alert_config import UNIT_KEYS, parse_seconds
+from observer.alert_config import UNIT_KEYS
 from observer.config import hint, line_of, read_toml, shown
 from observer.jobs.schedule import ScheduleError, TimerSettings, timer_settings
 from observer.model import ConfigError
+from observer.spans import parse_seconds
 
 DEFAULT_JOBS_PATH = Path("/etc/observer/jobs.toml")
 # What a unit name allows (systemd's unit_name_is_valid), less '@' and '\': a job is no template.

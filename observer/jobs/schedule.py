@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 
 from observer.run.schedule import NICKNAMES
+from observer.spans import GRAMMAR, parse_span
 
 
 class ScheduleError(ValueError):
@@ -35,8 +36,7 @@ _SYSTEMD_DAYS = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
 # (first, last, names) of each cron field; day of week 7 is Sunday too.
 _FIELDS = [(0, 59, []), (0, 23, []), (1, 31, []), (1, 12, _MONTHS), (0, 7, _DAYS)]
 _FIELD_NAMES = ["minute", "hour", "day of month", "month", "day of week"]
-_EVERY = re.compile(r"every\s+(\d+)\s*(s|m|h|d|w)", re.IGNORECASE)
-_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_EVERY = re.compile(r"every\s+(.*)", re.IGNORECASE | re.DOTALL)
 _CRON_CHARS = re.compile(r"[0-9A-Za-z*/,-]+")
 
 
@@ -70,15 +70,18 @@ def timer_settings(text: str) -> TimerSettings:
 
 
 def every(text: str) -> TimerSettings:
-    """``every 5m`` / ``every 2h`` / ``every 10s`` / ``every 1d``."""
+    """``every 5m`` / ``every 2h`` / ``every 1.5h`` / ``every 10s`` / ``every 1d``."""
     match = _EVERY.fullmatch(text.strip())
-    if match is None or int(match[1]) == 0:
+    try:
+        span = parse_span(match[1]) if match is not None else 0.0
+    except ValueError:
+        span = 0.0
+    if span <= 0 or span != int(span):
         raise ScheduleError(
-            f"invalid period {text!r}: write 'every' and a whole number above 0 with s, m, h, "
-            "d or w, e.g. 'every 5m', 'every 2h'"
+            f"invalid period {text!r}: write 'every' and a duration of whole seconds above 0 "
+            f"({GRAMMAR}), e.g. 'every 5m', 'every 2h'"
         )
-    n, unit = int(match[1]), match[2].lower()
-    seconds = n * _SECONDS[unit]
+    seconds = int(span)
     if seconds < 60 and 60 % seconds == 0:
         return TimerSettings(calendar=(f"*-*-* *:*:00/{seconds}",))
     if seconds % 60 == 0 and seconds < 3600 and 3600 % seconds == 0:

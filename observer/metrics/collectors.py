@@ -16,7 +16,7 @@ from prometheus_client.metrics_core import (
 
 from observer import __version__
 from observer.metrics.snapshot import DURATION_BUCKETS, Snapshot
-from observer.model import SUCCESS_RESULTS
+from observer.model import is_success
 from observer.users import unit_of, user_of
 
 # -- collectors ----------------------------------------------------------------------------
@@ -124,7 +124,7 @@ class RunCollector:
             _add(last_duration, key, state.last_duration_seconds)
             if state.last_end_usec is not None:
                 last_success_flag.add_metric(
-                    key, 1.0 if state.last_result in SUCCESS_RESULTS else 0
+                    key, 1.0 if is_success(state.last_result) else 0
                 )
                 last_info.add_metric(
                     [*key, state.last_result or "unknown", state.last_signal or ""], 1.0

@@ -6,7 +6,6 @@ import argparse
 import contextlib
 import json
 import os
-import re
 import sqlite3
 import sys
 import time
@@ -19,22 +18,8 @@ from observer import users
 from observer.model import ObserverError, StoreError, UnknownUnitError
 from observer.reading import follow, history, render
 from observer.reading.stats import unit_stats
+from observer.spans import parse_span
 from observer.store import database, hosts
-
-_DURATION = re.compile(r"(?:\d+[smhdw])+")
-_DURATION_PART = re.compile(r"(\d+)([smhdw])")
-_SECONDS_PER = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_duration(text: str) -> timedelta:
-    """A span like ``30s``, ``15m``, ``24h``, ``7d``, ``2w`` (or ``1h30m``)."""
-    if not _DURATION.fullmatch(text):
-        raise ValueError(
-            f"invalid duration {text!r}: use a whole number and a unit (s, m, h, d or w), "
-            "like 30s, 15m, 24h, 7d or 2w"
-        )
-    seconds = sum(int(n) * _SECONDS_PER[unit] for n, unit in _DURATION_PART.findall(text))
-    return timedelta(seconds=seconds)
 
 
 def reading_options(parents: Sequence[argparse.ArgumentParser]) -> argparse.ArgumentParser:
@@ -117,7 +102,7 @@ def _follow_option(parser: argparse.ArgumentParser) -> None:
 
 def _since(text: str) -> timedelta:
     try:
-        return parse_duration(text)
+        return timedelta(seconds=parse_span(text))
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
 

@@ -15,13 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from observer import users
-from observer.model import (
-    SKIPPED_RESULTS,
-    SUCCESS_RESULTS,
-    ObserverError,
-    UnknownUnitError,
-    exit_facts,
-)
+from observer.model import ObserverError, UnknownUnitError, exit_facts, is_failure, is_skipped
 from observer.reading import problems
 from observer.reading.stats import UnitStats, stats_from
 from observer.reading.stats import summaries as summaries_of
@@ -48,7 +42,6 @@ _RUNS_FROM = (
 # Spelled as the indexes are (observer/store/summary.py), so that the queries walk them.
 _ORDER_KEY = summary.ORDER_KEY
 _FAILED = summary.FAILED
-_NEWEST_FIRST = f"{_ORDER_KEY} DESC, r.id DESC"
 
 
 class NoSuchRunError(ObserverError):
@@ -93,11 +86,11 @@ class RecordedRun:
 
     @property
     def skipped(self) -> bool:
-        return not self.running and self.result in SKIPPED_RESULTS
+        return not self.running and is_skipped(self.result)
 
     @property
     def failed(self) -> bool:
-        return not self.running and self.result not in SUCCESS_RESULTS | SKIPPED_RESULTS
+        return not self.running and is_failure(self.result)
 
     @property
     def duration_seconds(self) -> float | None:
@@ -216,7 +209,7 @@ def _unit_runs(
         _runs_where(conn, ["r.unit = ?", "r.host = ?", *where], [unit, host, *params], cut)
         for host in hosts.hosts_of(conn, unit, on)
     ]
-    return heapq.merge(*walks, key=_newest_first_key)
+    return heapq.merge(*walks, key=summary.newest_first)
 
 
 def run_detail(conn: sqlite3.Connection, run_id: str) -> RunDetail:
@@ -279,7 +272,7 @@ def recent_runs(
         ]
         runs = heapq.merge(
             *(_unit_runs(conn, unit, where, params, on, limit) for unit in units),
-            key=_newest_first_key,
+            key=summary.newest_first,
         )
     return list(itertools.islice(runs, limit))
 
@@ -293,16 +286,10 @@ def _runs_where(
     condition = f" WHERE {' AND '.join(where)}" if where else ""
     cut = " LIMIT ?" if limit else ""
     rows = conn.execute(
-        f"SELECT {_RUN_COLUMNS} FROM {_RUNS_FROM}{condition} ORDER BY {_NEWEST_FIRST}{cut}",
+        f"SELECT {_RUN_COLUMNS} FROM {_RUNS_FROM}{condition} ORDER BY {summary.NEWEST_FIRST}{cut}",
         [*params, *limit],
     )
     return (_recorded_run(row) for row in rows)
-
-
-def _newest_first_key(run: RecordedRun) -> tuple[int, int, int]:
-    """The order of _NEWEST_FIRST: NULL sorts below every time, so runs without one go last."""
-    key = run.started_usec if run.started_usec is not None else run.finished_usec
-    return (0, -key, -run.id) if key is not None else (1, 0, -run.id)
 
 
 def unit_status(conn: sqlite3.Connection, on: hosts.HostMatcher = None) -> list[UnitStatus]:
@@ -488,9 +475,18 @@ def unit_summaries(
     return summaries
 
 
-def select_runs(
-    conn: sqlite3.Connection, where: str, params: Sequence[object]
+def runs_by_id(
+    conn: sqlite3.Connection, *, above_id: int | None = None, ids: Iterable[int] = ()
 ) -> list[RecordedRun]:
-    """The runs ``where`` selects (a condition on ``r``, the runs table), in no order."""
+    """The runs with an ID above ``above_id`` and those of ``ids``, in ID order."""
+    runs = [] if above_id is None else _unordered(conn, "r.id > ?", [above_id])
+    # Apart: with OR, SQLite walks every run instead of two searches by ID.
+    wanted = sorted({i for i in ids if above_id is None or i <= above_id})
+    if wanted:
+        runs += _unordered(conn, f"r.id IN ({', '.join('?' * len(wanted))})", wanted)
+    return sorted(runs, key=lambda run: run.id)
+
+
+def _unordered(conn: sqlite3.Connection, where: str, params: Sequence[object]) -> list[RecordedRun]:
     rows = conn.execute(f"SELECT {_RUN_COLUMNS} FROM {_RUNS_FROM} WHERE {where}", params)
     return [_recorded_run(row) for row in rows]

@@ -6,6 +6,11 @@ from __future__ import annotations
 import json
 import sqlite3
 
+from observer.model import ProblemKind
+
+# The problems alert_state keeps in a column each (``<kind>_usec``), in this order.
+_STATE_COLUMNS = (ProblemKind.FAILING, ProblemKind.MISSED, ProblemKind.STALE)
+
 
 def findings(text: str | None) -> tuple[tuple[str, str], ...]:
     """A run's findings as stored (JSON), as (kind, message); none when unreadable."""
@@ -21,12 +26,13 @@ def open_problems(conn: sqlite3.Connection) -> dict[tuple[str, str], tuple[str, 
     """The open alert problems of each (host, unit) (observer/alerts keeps them: a row per
     watched unit and host)."""
     found: dict[tuple[str, str], list[str]] = {}
+    columns = ", ".join(f"{kind}_usec" for kind in _STATE_COLUMNS)
     for host, unit, *opened in conn.execute(
-        "SELECT host, unit, failing_usec, missed_usec, stale_usec FROM alert_state "
-        "WHERE COALESCE(failing_usec, missed_usec, stale_usec) IS NOT NULL"
+        f"SELECT host, unit, {columns} FROM alert_state WHERE COALESCE({columns}) IS NOT NULL"
     ):
-        kinds = ("failing", "missed", "stale")
-        found[host, unit] = [k for k, usec in zip(kinds, opened, strict=True) if usec is not None]
+        found[host, unit] = [
+            kind for kind, usec in zip(_STATE_COLUMNS, opened, strict=True) if usec is not None
+        ]
     for host, unit, kind in conn.execute(
         "SELECT host, unit, kind FROM alert_problems ORDER BY unit, host, kind"
     ):

@@ -3,13 +3,17 @@ scripts read them (JSON with ISO 8601 times and durations in seconds)."""
 
 from __future__ import annotations
 
+import functools
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TypedDict
 
+from observer.model import exit_text
 from observer.output import dropped_marker, lost_marker, printable
 from observer.reading import history
 from observer.reading.stats import UnitStats
+from observer.spans import human_duration
 from observer.users import unit_of, user_of
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -105,22 +109,6 @@ class StatusJson(TypedDict):
     open_problems: list[str]
 
 
-def human_duration(seconds: float | None) -> str:
-    """A duration people read at a glance: 350ms, 1.2s, 3m04s, 2h05m, 3d04h."""
-    if seconds is None:
-        return "-"
-    if (millis := round(seconds * 1000)) < 1000:
-        return f"{millis}ms"
-    if (tenths := round(seconds, 1)) < 60:
-        return f"{tenths:.1f}s"
-    whole = round(seconds)
-    if whole < 3600:
-        return f"{whole // 60}m{whole % 60:02d}s"
-    if whole < 86400:
-        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
-    return f"{whole // 86400}d{whole % 86400 // 3600:02d}h"
-
-
 def local_time(usec: int) -> datetime:
     """A time from the store (microseconds since the epoch) in the local time zone, exactly."""
     return (_EPOCH + timedelta(microseconds=usec)).astimezone()
@@ -165,9 +153,6 @@ def count(n: int, noun: str) -> str:
 def run_facts(detail: history.RunDetail) -> list[tuple[str, str]]:
     """Every fact of one run as (name, text), the way `show` and the dashboard list them."""
     run = detail.run
-    exit_fact = (
-        ("Signal", run.signal) if run.signal is not None else ("Exit status", run.exit_status)
-    )
     output = f"{count(detail.output_lines, 'line')}, {count(detail.output_bytes, 'byte')}"
     if detail.output_dropped_lines or detail.output_dropped_bytes:
         dropped_lines = count(detail.output_dropped_lines, "line")
@@ -183,7 +168,8 @@ def run_facts(detail: history.RunDetail) -> list[tuple[str, str]]:
         ("Finished", table_time(run.finished_usec)),
         ("Duration", human_duration(run.duration_seconds)), ("Result", _result(run)),
         *([("Reason", run.reason)] if run.reason is not None else []),
-        exit_fact, ("Restarts", run.restarts), ("Cost", cost_text(run)), ("Output", output),
+        ("Exit status", exit_text(run.exit_status, run.signal)), ("Restarts", run.restarts),
+        ("Cost", cost_text(run)), ("Output", output),
     ]  # fmt: skip
     facts += [("Finding", f"{message} ({kind})") for kind, message in run.findings]
     return [(name, "-" if value is None else str(value)) for name, value in facts]
@@ -266,7 +252,7 @@ def _run_cells(run: history.RecordedRun, named: int) -> list[str]:
     return [
         str(run.id), *unit_cells(run.unit, named),
         table_time(run.started_usec), human_duration(run.duration_seconds),
-        _result(run), _exit(run), cell(run.trigger or "-"),
+        _result(run), exit_text(run.exit_status, run.signal), cell(run.trigger or "-"),
     ]  # fmt: skip
 
 
@@ -301,7 +287,7 @@ def stats_table(stats: Sequence[UnitStats], *, with_host: bool = False) -> str:
         [
             *unit_cells(s.unit, named), str(s.runs), str(s.successes), str(s.failures),
             str(s.skipped),
-            _percent(s.success_rate), human_duration(s.duration_p50_seconds),
+            percent(s.success_rate), human_duration(s.duration_p50_seconds),
             human_duration(s.duration_p95_seconds), human_duration(s.duration_max_seconds),
             human_duration(s.cpu_p50_seconds), human_duration(s.cpu_p95_seconds),
             human_bytes(s.memory_peak_p50_bytes), human_bytes(s.memory_peak_p95_bytes),
@@ -326,7 +312,7 @@ def status_table(statuses: Sequence[history.UnitStatus], *, with_host: bool = Fa
         [
             *unit_cells(s.unit, named), cell(s.last_result or "-"),
             table_time(s.last_started_usec), table_time(s.next_run_usec),
-            _percent(s.success_rate), str(s.consecutive_failures),
+            percent(s.success_rate), str(s.consecutive_failures),
         ]
         for s in statuses
     ]  # fmt: skip
@@ -474,21 +460,34 @@ def cell(text: str) -> str:
 
 def table_time(usec: int | None) -> str:
     """A time for a table: local, to the second."""
-    return "-" if usec is None else local_time(usec).strftime("%Y-%m-%d %H:%M:%S")
+    return "-" if usec is None else _local_second(usec // 1_000_000, _zone())[0]
+
+
+def clock_time(usec: int) -> str:
+    """The time of day of an output line, local, to the millisecond (zones are whole seconds)."""
+    return f"{_local_second(usec // 1_000_000, _zone())[1]}.{usec % 1_000_000 // 1000:03d}"
+
+
+def _zone() -> tuple[object, ...]:
+    """What tzset sets: a cached second is formatted again when the zone changes."""
+    return (time.timezone, time.altzone, time.tzname)
+
+
+@functools.lru_cache(maxsize=4096)
+def _local_second(second: int, zone: tuple[object, ...]) -> tuple[str, str]:
+    """A second as a table and an output line show it, formatted once: the dashboard shows a
+    run's start many times."""
+    moment = local_time(second * 1_000_000)
+    return moment.strftime("%Y-%m-%d %H:%M:%S"), moment.strftime("%H:%M:%S")
+
+
+def percent(rate: float | None) -> str:
+    """A rate for a table: ``97.5%``."""
+    return "-" if rate is None else f"{rate:.1%}"
 
 
 def _result(run: history.RecordedRun) -> str:
     return "running" if run.running else cell(run.result or "-")
-
-
-def _exit(run: history.RecordedRun) -> str:
-    if run.signal is not None:
-        return f"SIG{run.signal}" if not run.signal.isdecimal() else f"signal {run.signal}"
-    return "-" if run.exit_status is None else str(run.exit_status)
-
-
-def _percent(rate: float | None) -> str:
-    return "-" if rate is None else f"{rate:.1%}"
 
 
 def _priority(priority: int) -> str:

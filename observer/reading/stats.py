@@ -12,18 +12,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from statistics import median
 
-from observer.model import SKIPPED_RESULTS, SUCCESS_RESULTS
+from observer.model import is_skipped, is_success
 from observer.store import summary
 
 # Spelled as the indexes are (observer/store/summary.py), so that the queries walk them.
 _ORDER_KEY = summary.ORDER_KEY
-_NEWEST_FIRST = f"{_ORDER_KEY} DESC, r.id DESC"
 DAY_USEC = 86_400 * 1_000_000
 # The trend compares the newest this many successes of each period at most.
 TREND_LIMIT = 1000
-# A run ``r`` succeeded: the condition and its parameters (also the findings' evidence).
-SUCCESSES = tuple(sorted(SUCCESS_RESULTS))
-IS_SUCCESS = f"r.result IN ({', '.join('?' * len(SUCCESSES))})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,8 +91,9 @@ def success_seconds_between(
     rows = conn.execute(
         f"SELECT r.finished_usec - r.started_usec FROM runs r INDEXED BY {index} "
         f"WHERE r.unit = ? {on_host}AND r.finished_usec >= ? AND r.finished_usec < ? "
-        f"AND {IS_SUCCESS} AND r.started_usec IS NOT NULL ORDER BY r.finished_usec DESC LIMIT ?",
-        (unit, *named, start_usec, end_usec, *SUCCESSES, TREND_LIMIT),
+        f"AND r.{summary.SUCCEEDED} AND r.started_usec IS NOT NULL "
+        "ORDER BY r.finished_usec DESC LIMIT ?",
+        (unit, *named, start_usec, end_usec, TREND_LIMIT),
     )
     return [max(0, usec) / 1e6 for (usec,) in rows]
 
@@ -180,7 +177,7 @@ def _window_stats(
     for started, finished, result, cpu_seconds, memory_peak in conn.execute(
         "SELECT r.started_usec, r.finished_usec, r.result, r.cpu_seconds, r.memory_peak_bytes "
         "FROM runs r INDEXED BY runs_by_unit_host_order WHERE r.unit = ? AND r.host = ? "
-        f"AND {_ORDER_KEY} >= ? AND r.finished_usec IS NOT NULL ORDER BY {_NEWEST_FIRST}",
+        f"AND {_ORDER_KEY} >= ? AND r.finished_usec IS NOT NULL ORDER BY {summary.NEWEST_FIRST}",
         (kept.unit, kept.host, since_usec),
     ):
         runs += 1
@@ -188,10 +185,10 @@ def _window_stats(
             cpu.append(float(cpu_seconds))
         if memory_peak is not None and len(memory) < summary.DURATION_WINDOW:
             memory.append(int(memory_peak))
-        if result in SKIPPED_RESULTS:
+        if is_skipped(result):
             skipped += 1
             continue
-        if result in SUCCESS_RESULTS:
+        if is_success(result):
             successes += 1
             last_success = finished if last_success is None else max(finished, last_success)
         else:

@@ -12,7 +12,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from observer.config import Config
-from observer.model import OutputLine, OutputSuppressed
+from observer.model import OutputLine, OutputSuppressed, is_success
 from observer.output import OutputBudget, cut_line
 from observer.recording.correlator import Correlator
 from observer.store.database import Batch, OutputCounts, StoredLine
@@ -57,7 +57,7 @@ class RunOutput:
         self.held: list[OutputLine] = []
 
     def _limit_for(self, invocation_id: str) -> int:
-        if self.results.get(invocation_id) == "success":
+        if is_success(self.results.get(invocation_id)):
             return self.config.output.max_bytes
         return self.config.output.failed_max_bytes
 
@@ -69,7 +69,7 @@ class RunOutput:
             self.results.popitem(last=False)
         self.finished_at[invocation_id] = time.monotonic()
         budget = self.budgets.get(invocation_id)
-        if budget is not None and result == "success":
+        if budget is not None and is_success(result):
             dropped = budget.shrink(self.config.output.max_bytes)
             self.pending().dropped.extend((invocation_id, seq) for seq in dropped)
             self._count(invocation_id, budget, None)
@@ -104,7 +104,7 @@ class RunOutput:
             if result is not None:
                 limit = (
                     self.config.output.max_bytes
-                    if result == "success"
+                    if is_success(result)
                     else self.config.output.failed_max_bytes
                 )
             if counts is not None:

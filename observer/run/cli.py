@@ -10,6 +10,7 @@ from pathlib import Path
 
 from observer.run.schedule import Schedule, ScheduleError, parse_cron
 from observer.run.wrapper import Options, run_job
+from observer.spans import parse_span
 from observer.store.database import default_db_path
 
 # Names become file names (NAME.prom, NAME.lock) and are typed in `observer history NAME`.
@@ -71,10 +72,8 @@ def _job_name(text: str) -> str:
 
 
 def _span(text: str) -> float:
-    from observer.reading.cli import parse_duration  # noqa: PLC0415
-
     try:
-        return parse_duration(text).total_seconds()
+        return parse_span(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from observer.model import Run, Source, TimerState
+from observer.model import Run, Source, TimerState, boot_id
 from observer.run import liveness, spool
 from observer.run.capture import STDERR, OutputCapture
 from observer.run.job import Exit, Job
@@ -59,7 +59,7 @@ def run_job(options: Options) -> int:
         host=recorder.host,
         source=Source.WRAPPER,
         started_usec=started,
-        boot_id=_boot_id(),
+        boot_id=boot_id(),
     )
     timer = recorder.timer(options, started)
     lock_fd = None
@@ -384,14 +384,6 @@ def new_invocation_id() -> str:
     raw[6] = (raw[6] & 0x0F) | 0x40
     raw[8] = (raw[8] & 0x3F) | 0x80
     return raw.hex()
-
-
-def _boot_id() -> str | None:
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as f:
-            return f.read().strip().replace("-", "")
-    except OSError:
-        return None
 
 
 def _ensure_standard_fds() -> None:

@@ -12,6 +12,8 @@ import re
 import sqlite3
 from collections.abc import Callable
 
+from observer.store import summary
+
 # Which hosts to show; None: every host.
 HostMatcher = Callable[[str], bool] | None
 
@@ -42,9 +44,7 @@ def hosts_of(conn: sqlite3.Connection, unit: str, matches: HostMatcher = None) -
 
 def newest_host(conn: sqlite3.Connection) -> str | None:
     """The host of the newest run (a server's own database: its host), if any run is kept."""
-    row = conn.execute(
-        "SELECT host FROM runs ORDER BY COALESCE(started_usec, finished_usec) DESC, id DESC LIMIT 1"
-    ).fetchone()
+    row = conn.execute(f"SELECT host FROM runs ORDER BY {summary.NEWEST_FIRST} LIMIT 1").fetchone()
     return None if row is None else str(row[0])
 
 

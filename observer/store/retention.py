@@ -57,7 +57,7 @@ def plan_prune(
             for host, unit in summary.recorded_keys(conn):
                 oldest_kept = conn.execute(
                     f"SELECT {summary.ORDER_KEY}, id FROM runs WHERE unit = ? AND host = ? "
-                    f"ORDER BY {summary.ORDER_KEY} DESC, id DESC LIMIT 1 OFFSET ?",
+                    f"ORDER BY {summary.NEWEST_FIRST} LIMIT 1 OFFSET ?",
                     (unit, host, keep_per_unit - 1),
                 ).fetchone()
                 if oldest_kept is None:

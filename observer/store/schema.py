@@ -232,7 +232,7 @@ CREATE TABLE IF NOT EXISTS alert_problems (
 # The host of a unit's newest run, through the unit's order index.
 _HOST_OF = (
     "COALESCE((SELECT r.host FROM runs r WHERE r.unit = {unit} "
-    "ORDER BY COALESCE(r.started_usec, r.finished_usec) DESC, r.id DESC LIMIT 1), ?)"
+    f"ORDER BY {summary.NEWEST_FIRST} LIMIT 1), ?)"
 )
 
 

@@ -16,25 +16,40 @@ runs (by their end), read from an index without touching the table.
 
 from __future__ import annotations
 
+import itertools
 import math
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
-from observer.model import SKIPPED_RESULTS, SUCCESS_RESULTS
+from observer.model import SKIPPED_RESULTS, SUCCESS_RESULTS, is_skipped, is_success
+
+_Key = TypeVar("_Key")
 
 # How many of a unit's newest finished runs its duration percentiles are taken over.
 DURATION_WINDOW = 1000
 
 # A run's place in the history: its start, or its end when no source saw it start.
 ORDER_KEY = "COALESCE(started_usec, finished_usec)"
-_SUCCESS = "result IN ({})".format(", ".join(f"'{r}'" for r in sorted(SUCCESS_RESULTS)))
-_SKIPPED = "result IN ({})".format(", ".join(f"'{r}'" for r in sorted(SKIPPED_RESULTS)))
-_NEITHER = "result IN ({})".format(
-    ", ".join(f"'{r}'" for r in sorted(SUCCESS_RESULTS | SKIPPED_RESULTS))
-)
+# Newest first: SQLite sorts NULL below every value, so runs without a time come last, and
+# runs of the same time newest ID first. ``newest_first`` is the same order in Python.
+NEWEST_FIRST = f"{ORDER_KEY} DESC, id DESC"
+
+
+def _result_in(results: frozenset[str]) -> str:
+    # Spelled as literals, not parameters: a partial index (FAILED) takes no parameters.
+    return "result IN ({})".format(", ".join(f"'{r}'" for r in sorted(results)))
+
+
+# In SQL what model.is_success, is_skipped and is_failure are in Python, from the same sets.
+SUCCEEDED = _result_in(SUCCESS_RESULTS)
+SKIPPED = _result_in(SKIPPED_RESULTS)
 # A finished run that did not succeed and was not skipped (also one whose result is unknown).
-FAILED = f"finished_usec IS NOT NULL AND (result IS NULL OR NOT {_NEITHER})"
+FAILED = (
+    f"finished_usec IS NOT NULL AND (result IS NULL OR NOT "
+    f"{_result_in(SUCCESS_RESULTS | SKIPPED_RESULTS)})"
+)
 
 TABLE = """
 CREATE TABLE IF NOT EXISTS unit_summary (
@@ -115,6 +130,36 @@ _COLUMNS = (
 )
 
 
+class PlacedRun(Protocol):
+    """What places a run in the history: its times and its ID."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def started_usec(self) -> int | None: ...
+    @property
+    def finished_usec(self) -> int | None: ...
+
+
+def newest_first(run: PlacedRun) -> tuple[int, int, int]:
+    """The sort key of ``NEWEST_FIRST`` (ascending): to merge runs read in that order."""
+    key = run.started_usec if run.started_usec is not None else run.finished_usec
+    return (0, -key, -run.id) if key is not None else (1, 0, -run.id)
+
+
+def failure_streak(runs: Iterable[tuple[_Key, str | None]]) -> tuple[int, _Key | None]:
+    """The failed runs in a row at the head of ``runs``, (key, Result) newest first, and the
+    key of the success that ended the streak (None: no success). Skipped starts neither count
+    nor end it. It reads ``runs`` only up to that success."""
+    streak = 0
+    for key, result in runs:
+        if is_success(result):
+            return streak, key
+        if not is_skipped(result):
+            streak += 1
+    return streak, None
+
+
 def percentile(sorted_values: Sequence[float], q: float) -> float | None:
     """The nearest-rank percentile ``q`` (0 < q <= 100) of already sorted values."""
     if not sorted_values:
@@ -128,35 +173,32 @@ def compute(conn: sqlite3.Connection, host: str, unit: str) -> UnitSummary | Non
     key = (unit, host)
     newest = conn.execute(
         "SELECT id FROM runs INDEXED BY runs_by_unit_host_order WHERE unit = ? AND host = ? "
-        f"ORDER BY {ORDER_KEY} DESC, id DESC LIMIT 1",
+        f"ORDER BY {NEWEST_FIRST} LIMIT 1",
         key,
     ).fetchone()
     if newest is None:
         return None
     runs, successes, skipped = conn.execute(
-        f"SELECT COUNT(finished_usec), TOTAL(finished_usec IS NOT NULL AND {_SUCCESS}), "
-        f"TOTAL(finished_usec IS NOT NULL AND {_SKIPPED}) FROM runs "
+        f"SELECT COUNT(finished_usec), TOTAL(finished_usec IS NOT NULL AND {SUCCEEDED}), "
+        f"TOTAL(finished_usec IS NOT NULL AND {SKIPPED}) FROM runs "
         "INDEXED BY runs_by_unit_host_end WHERE unit = ? AND host = ?",
         key,
     ).fetchone()
-    newest_finished, streak = None, 0
-    for run_id, result in conn.execute(
+    finished = conn.execute(
         "SELECT id, result FROM runs INDEXED BY runs_by_unit_host_order WHERE unit = ? "
-        f"AND host = ? AND finished_usec IS NOT NULL ORDER BY {ORDER_KEY} DESC, id DESC",
+        f"AND host = ? AND finished_usec IS NOT NULL ORDER BY {NEWEST_FIRST}",
         key,
-    ):
-        newest_finished = run_id if newest_finished is None else newest_finished
-        if result in SUCCESS_RESULTS:
-            break
-        if result not in SKIPPED_RESULTS:
-            streak += 1
+    )
+    head = finished.fetchone()
+    newest_finished = None if head is None else int(head[0])
+    streak, _ = failure_streak(itertools.chain([head], finished) if head else ())
     last_success, last_failure = (
         conn.execute(
             "SELECT finished_usec FROM runs INDEXED BY runs_by_unit_host_end WHERE unit = ? "
             f"AND host = ? AND {wanted} ORDER BY finished_usec DESC LIMIT 1",
             key,
         ).fetchone()
-        for wanted in (f"finished_usec IS NOT NULL AND {_SUCCESS}", FAILED)
+        for wanted in (f"finished_usec IS NOT NULL AND {SUCCEEDED}", FAILED)
     )
     durations = sorted(
         max(0, finished - started) / 1e6
@@ -164,7 +206,7 @@ def compute(conn: sqlite3.Connection, host: str, unit: str) -> UnitSummary | Non
             # The index's own order (ties between equal ends included): nothing to sort.
             "SELECT finished_usec, started_usec FROM runs INDEXED BY runs_by_unit_host_end "
             "WHERE unit = ? AND host = ? AND finished_usec IS NOT NULL "
-            f"AND NOT COALESCE({_SKIPPED}, 0) "
+            f"AND NOT COALESCE({SKIPPED}, 0) "
             "ORDER BY finished_usec DESC, result DESC, started_usec DESC, id DESC LIMIT ?",
             (*key, DURATION_WINDOW),
         )

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from observer.alert_config import AlertsConfig, ChannelSources, parse_seconds
+from observer.alert_config import AlertsConfig, ChannelSources
 from observer.alerts.secrets import Channel, read_channels, read_urls, redact, scrub
 from observer.config import load_config
 from observer.model import ConfigError
+from observer.spans import parse_seconds
 
 TOKEN = "110201543:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
 
@@ -77,7 +78,10 @@ def test_a_unit_with_its_own_urls_uses_them_instead_of_the_global_ones(tmp_path:
     ("text", "message"),
     [
         ("[alerts]\nfailurs = 2\n", "unknown key alerts.failurs (known: check_interval"),
-        ('[alerts]\nstale_after = "2 days"\n', "alerts.stale_after = '2 days': expected seconds"),
+        (
+            '[alerts]\nstale_after = "2 days"\n',
+            "alerts.stale_after = '2 days': invalid duration '2 days': expected seconds",
+        ),
         ("[alerts]\nfailures = -1\n", "alerts.failures = -1: expected a whole number >= 0"),
         ('[alerts]\nurls = "json://x/"\n', "alerts.urls: expected a list of notification URLs"),
         ('[alerts.units."a.service"]\nheartbeat_url = "x"\n', 'alerts.units."a.service".heart'),

@@ -8,15 +8,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import time_machine
 
 from observer.__main__ import main
-from observer.reading.cli import parse_duration
-from observer.reading.render import human_duration
+from observer.spans import human_duration
 from tests.unit.recorded_runs import NOW, invocation, write_store
 
 
@@ -165,8 +163,8 @@ def test_it_shows_the_last_failure_of_a_unit_killed_by_a_signal(
 ) -> None:
     status, out, _ = run_cli(capsys, "last-failure", "backup", "--db", db)
     assert status == 0
-    assert out.startswith("Run:        3\nUnit:       backup.service\n")
-    assert "Result:     signal\nSignal:     KILL\n" in out
+    assert out.startswith("Run:         3\nUnit:        backup.service\n")
+    assert "Result:      signal\nExit status: SIGKILL\n" in out
     assert out.endswith("\n\n(no output recorded)\n")
 
 
@@ -266,28 +264,13 @@ def test_it_prints_stats_as_a_table(capsys: pytest.CaptureFixture[str], db: str)
     ]  # fmt: skip
 
 
-@pytest.mark.parametrize("since", ["3x", "", "7 d", "-1d", "d", "1.5h"])
+@pytest.mark.parametrize("since", ["3x", "", "-1d", "d", "1y", "1.5.h"])
 def test_it_rejects_a_bad_since_as_a_usage_error(
     capsys: pytest.CaptureFixture[str], db: str, since: str
 ) -> None:
     status, out, err = run_cli(capsys, "runs", f"--since={since}", "--db", db)
     assert (status, out) == (2, "")
-    assert f"argument --since: invalid duration '{since}': use a whole number and a unit" in err
-
-
-@pytest.mark.parametrize(
-    ("text", "span"),
-    [
-        ("30s", timedelta(seconds=30)),
-        ("15m", timedelta(minutes=15)),
-        ("24h", timedelta(hours=24)),
-        ("7d", timedelta(days=7)),
-        ("2w", timedelta(weeks=2)),
-        ("1h30m", timedelta(minutes=90)),
-    ],
-)
-def test_it_parses_durations(text: str, span: timedelta) -> None:
-    assert parse_duration(text) == span
+    assert f"argument --since: invalid duration '{since}': use a number and a unit" in err
 
 
 @pytest.mark.parametrize(

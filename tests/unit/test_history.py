@@ -18,6 +18,7 @@ from tests.unit.recorded_runs import (
     HOUR,
     MINUTE,
     NOW_USEC,
+    RUNS,
     invocation,
     write_store,
 )
@@ -196,3 +197,14 @@ def test_it_reports_each_units_status_with_the_timers_next_run(conn: sqlite3.Con
     report = statuses["nightly-report"]
     assert (report.last_result, report.running, report.next_run_usec) == ("success", False, None)
     assert report.success_rate == 1.0
+
+
+def test_runs_by_id_reads_those_above_an_id_and_those_asked_for_in_id_order(
+    conn: sqlite3.Connection,
+) -> None:
+    newest = len(RUNS)
+    assert [r.id for r in history.runs_by_id(conn, above_id=newest - 2)] == [newest - 1, newest]
+    found = history.runs_by_id(conn, above_id=newest - 1, ids=[2, 1, newest, 99])
+    assert [r.id for r in found] == [1, 2, newest]
+    assert [r.id for r in history.runs_by_id(conn, ids=[3, newest + 1])] == [3]
+    assert history.runs_by_id(conn) == []

@@ -210,6 +210,9 @@ def test_the_default_unit_runs_once_with_the_hardening_and_the_metrics_file() ->
         ("every 1d", ("*-*-* 00:00:00",), None),
         ("every 90m", (), 5400),
         ("every 7s", (), 7),
+        ("every 1.5h", (), 5400),  # the one grammar of durations (observer/spans.py)
+        ("every 1h 30m", (), 5400),
+        ("EVERY 2H", ("*-*-* 00/2:00:00",), None),
         ("Mon *-*-* 03:00", ("Mon *-*-* 03:00",), None),
     ],
 )
@@ -221,8 +224,8 @@ def test_periods_become_calendar_lines_when_they_divide_the_clock(
     assert settings.period_seconds == period
 
 
-BAD_SCHEDULES = ["every", "every 5 minutes", "@fortnightly", "61 * * * *", "* * * * 8",
-                 "5-1 * * * *", "*/0 * * * *", "L * * * *"]  # fmt: skip
+BAD_SCHEDULES = ["every", "every 5 minutes", "every 1.5s", "every 0m", "@fortnightly",
+                 "61 * * * *", "* * * * 8", "5-1 * * * *", "*/0 * * * *", "L * * * *"]  # fmt: skip
 
 
 @pytest.mark.parametrize("bad", BAD_SCHEDULES)

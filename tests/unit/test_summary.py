@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from contextlib import closing
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -197,3 +199,49 @@ def test_schema_5_rebuilds_runs_keeping_every_row_and_takes_starts_without_invoc
         [kept] = summary.read(conn)
     assert rows == [(7, invocation(1), "exec-condition"), (8, None, "condition")]
     assert (kept.runs, kept.skipped, kept.failures) == (2, 2, 0)
+
+
+@dataclass(frozen=True)
+class _Placed:
+    id: int
+    started_usec: int | None
+    finished_usec: int | None
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    times=st.lists(
+        st.tuples(st.one_of(st.none(), st.integers(0, 5)), st.one_of(st.none(), st.integers(0, 5))),
+        max_size=12,
+    )
+)
+def test_newest_first_sorts_in_python_as_the_sql_order_does(
+    times: list[tuple[int | None, int | None]],
+) -> None:
+    with closing(sqlite3.connect(":memory:")) as conn:
+        conn.execute("CREATE TABLE runs (id INTEGER PRIMARY KEY, started_usec, finished_usec)")
+        conn.executemany("INSERT INTO runs (started_usec, finished_usec) VALUES (?, ?)", times)
+        in_sql = [
+            row[0] for row in conn.execute(f"SELECT id FROM runs ORDER BY {summary.NEWEST_FIRST}")
+        ]
+        runs = [_Placed(*row) for row in conn.execute("SELECT * FROM runs ORDER BY random()")]
+    assert [run.id for run in sorted(runs, key=summary.newest_first)] == in_sql
+
+
+@given(results=st.lists(st.sampled_from(RESULTS)))
+def test_the_failure_streak_equals_a_count_over_every_run_before_the_newest_success(
+    results: list[str | None],
+) -> None:
+    successes = [i for i, result in enumerate(results) if result == "success"]
+    ended_by = successes[0] if successes else None
+    before = results if ended_by is None else results[:ended_by]
+    failed = sum(1 for result in before if result not in ("condition", "exec-condition"))
+    assert summary.failure_streak(enumerate(results)) == (failed, ended_by)
+
+
+def test_the_failure_streak_reads_no_run_past_the_success_that_ends_it() -> None:
+    def runs() -> Iterator[tuple[int, str | None]]:
+        yield from [(3, "exit-code"), (2, "condition"), (1, "success")]
+        raise AssertionError("read past the success")
+
+    assert summary.failure_streak(runs()) == (1, 1)
