@@ -17,7 +17,7 @@ from enum import StrEnum
 
 from observer.alert_config import AlertRules
 from observer.alerts.findings import Finding, FindingKind, too_fast
-from observer.model import SKIPPED_RESULTS, ProblemKind
+from observer.model import ProblemKind, is_skipped
 from observer.reading.render import local_time
 from observer.spans import human_duration
 from observer.store.summary import percentile
@@ -172,7 +172,7 @@ def judge_run(
     was_overdue = run.invocation_id is not None and state.overdue_invocation == run.invocation_id
     if was_overdue:
         state = replace(state, overdue_invocation=None)
-    if run.result in SKIPPED_RESULTS:
+    if is_skipped(run.result):
         # A start skipped by a condition is neither a success nor a failure; it answers
         # its timer all the same (no missed-run alert), being a run of its own.
         return state, []

@@ -31,7 +31,7 @@ from observer.alerts.rules import (
     judge_schedule,
 )
 from observer.alerts.secrets import Channel
-from observer.model import SKIPPED_RESULTS, SUCCESS_RESULTS
+from observer.model import ProblemKind, is_success
 from observer.reading.render import local_time
 from observer.store import database, hosts, summary
 
@@ -56,7 +56,11 @@ _REFUSALS_LIMIT = 10_000
 # The newest refused start (order key, run ID) the root-cause pass has seen.
 REFUSALS_KEY = "alerts_refusals_seen"
 # Kept in alert_problems, one row per open problem, not in alert_state's columns.
-_PROBLEM_FIELDS = {"rate_usec": "rate", "slower_usec": "slower", "cause_usec": "dependency"}
+_PROBLEM_FIELDS = {
+    "rate_usec": ProblemKind.RATE,
+    "slower_usec": ProblemKind.SLOWER,
+    "cause_usec": ProblemKind.DEPENDENCY,
+}
 _STATE_FIELDS = [f.name for f in fields(UnitAlertState) if f.name not in _PROBLEM_FIELDS]
 _STATE_COLUMNS = ", ".join(_STATE_FIELDS)
 
@@ -256,7 +260,7 @@ class AlertLedger:
             "ORDER BY finished_usec DESC LIMIT 1",
             (cause, host, refusals[0].at_usec),
         ).fetchone()
-        cause_run = None if failed is None or failed[1] in SUCCESS_RESULTS else failed[0]
+        cause_run = None if failed is None or is_success(failed[1]) else failed[0]
         rules = self.config.rules_for(cause)
         after, made = causes.judge_refusals(state, refusals, rules, now_usec, cause_run)
         self.record(host, state, after, made, now_usec)
@@ -374,19 +378,13 @@ class AlertLedger:
         if row is not None:
             return _state_of(row, problems)
         # First sight: runs that ended before alerting started count, but alert nobody.
-        failures, last_success = 0, None
         rows = self.conn.execute(
             "SELECT finished_usec, result FROM runs INDEXED BY runs_by_unit_host_end "
             "WHERE unit = ? AND host = ? AND finished_usec <= ? "
             "ORDER BY finished_usec DESC, id DESC LIMIT 1000",
             (unit, host, since),
         )
-        for finished_usec, result in rows:
-            if result in SUCCESS_RESULTS:
-                last_success = finished_usec
-                break
-            if result not in SKIPPED_RESULTS:
-                failures += 1
+        failures, last_success = summary.failure_streak(rows)
         fresh = UnitAlertState(
             unit,
             first_seen_usec=now_usec,
@@ -411,7 +409,7 @@ class AlertLedger:
         )  # fmt: skip
         return [
             FinishedRun(
-                run_id, invocation, started, finished, result in SUCCESS_RESULTS, result,
+                run_id, invocation, started, finished, is_success(result), result,
                 cause=reason if result == "dependency" else None,
             )
             for run_id, invocation, started, finished, result, reason in rows

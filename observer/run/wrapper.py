@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from observer.model import Run, Source, TimerState, boot_id
+from observer.model import Run, Source, TimerState, boot_id, is_success
 from observer.run import liveness, spool
 from observer.run.capture import STDERR, OutputCapture
 from observer.run.job import Exit, Job
@@ -142,7 +142,7 @@ def _record(
         exit_code=end.exit_code,
         exit_status=end.exit_status,
     )
-    limit = recorder.max_bytes if end.result == "success" else recorder.failed_max_bytes
+    limit = recorder.max_bytes if is_success(end.result) else recorder.failed_max_bytes
     output = capture.finish(limit)
     return RunRecord(finished, tuple(output.lines), output.counts, timer)
 
