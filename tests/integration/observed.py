@@ -7,12 +7,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 from tests.sandbox import Sandbox
+from tests.waiting import wait_for
 
 T = TypeVar("T")
 
@@ -154,23 +153,3 @@ class ObserverDaemon:
 def oneshot(command: str, extra: str = "") -> str:
     """A oneshot service running ``command`` in a shell, ``extra`` added to [Service]."""
     return f"[Service]\nType=oneshot\nExecStart=/bin/sh -c '{command}'\n{extra}"
-
-
-def wait_for(
-    predicate: Callable[[], T | None],
-    *,
-    timeout: float,
-    what: str,
-    interval: float = 0.2,
-    check: Callable[[], None] | None = None,
-) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        if check is not None:
-            check()
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)

@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from tests.integration.observed import ObserverDaemon, wait_for
+from tests.integration.observed import ObserverDaemon
 from tests.sandbox import Sandbox
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +48,7 @@ def test_a_job_in_a_real_crontab_is_recorded_by_the_wrapper(sandbox: Sandbox) ->
         runs = cli_inside(sandbox, db, "history", "cron-check") or []
         return [run for run in runs if run["finished_at"]]
 
-    runs = wait_for(finished, timeout=150, interval=1, what="cron to run the job")
+    runs = wait_for(finished, timeout=150, every=1, what="cron to run the job")
 
     run = runs[-1]
     assert (run["result"], run["exit_status"], run["source"]) == ("exit-code", 3, "wrapper")

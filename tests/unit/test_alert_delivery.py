@@ -9,7 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,6 +28,7 @@ from observer.model import ConfigError, Run, Source
 from observer.store import database
 from tests.receiver import Receiver
 from tests.unit.recorded_runs import MINUTE, NOW, NOW_USEC, SECOND, invocation
+from tests.waiting import wait_for_async
 
 MESSAGE = Message("[host1] backup.service failed", "backup.service on host1 failed.", "failure")
 
@@ -114,12 +115,6 @@ def attempts(db: Path) -> list[tuple[int, str | None]]:
         conn.close()
 
 
-async def until(predicate: Callable[[], object], seconds: float = 30) -> None:
-    async with asyncio.timeout(seconds):
-        while not predicate():  # noqa: ASYNC110 (the database signals nothing: poll it)
-            await asyncio.sleep(0.05)
-
-
 async def stop(task: asyncio.Task[None]) -> None:
     """Cancel the service and wait for it to end (a test must not hang if it does not)."""
     task.cancel()
@@ -136,7 +131,7 @@ async def test_the_service_delivers_one_alert_for_two_failures_and_records_the_a
     task = asyncio.create_task(service.run())
     try:
         service.runs_recorded(runs)
-        await until(lambda: attempts(db))
+        await wait_for_async(lambda: attempts(db), timeout=30, what="the first attempt")
         await asyncio.sleep(0.5)  # time for a second alert, were there one
     finally:
         await stop(task)
@@ -156,7 +151,7 @@ async def test_a_channel_answering_500_is_retried_and_each_error_recorded(
     task = asyncio.create_task(service.run())
     try:
         service.runs_recorded(runs)
-        await until(lambda: len(attempts(db)) == 3)
+        await wait_for_async(lambda: len(attempts(db)) == 3, timeout=30, what="3 attempts")
     finally:
         await stop(task)
     assert len(receiver.posts()) == 3
@@ -175,7 +170,7 @@ async def test_a_channel_that_hangs_is_given_up_on_after_the_timeout_and_retried
     task = asyncio.create_task(service.run())
     try:
         service.runs_recorded(runs)
-        await until(lambda: len(attempts(db)) == 2)
+        await wait_for_async(lambda: len(attempts(db)) == 2, timeout=30, what="2 attempts")
     finally:
         await stop(task)
     assert attempts(db) == [(1, "no answer within 500ms"), (2, "no answer within 500ms")]
@@ -206,7 +201,7 @@ async def test_the_heartbeat_pings_while_runs_are_recorded_and_not_otherwise(
     service = AlertService(config, tmp_path / "observer.db", "host1", healthy=lambda: recording)
     task = asyncio.create_task(service.run())
     try:
-        await until(lambda: len(receiver.received) >= 2)
+        await wait_for_async(lambda: len(receiver.received) >= 2, timeout=30, what="2 pings")
         recording = False
         await asyncio.sleep(0.3)  # a ping already on its way may still land
         pinged = len(receiver.received)
