@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sqlite3
 import subprocess
 import sys
@@ -122,9 +123,29 @@ async def stop(task: asyncio.Task[None]) -> None:
         await asyncio.gather(task, return_exceptions=True)
 
 
+def checked_as_of(caplog: pytest.LogCaptureFixture, usec: int) -> bool:
+    """Whether a pass of the service's alert checks as of ``usec`` or later has ended."""
+    prefix = "alerts: checked as of "
+    return any(
+        int(message.removeprefix(prefix)) >= usec
+        for message in (record.getMessage() for record in caplog.records)
+        if message.startswith(prefix)
+    )
+
+
+def pending(db: Path) -> int:
+    conn = sqlite3.connect(db)
+    try:
+        query = "SELECT COUNT(*) FROM alert_deliveries WHERE status = ?"
+        return int(conn.execute(query, (outbox.PENDING,)).fetchone()[0])
+    finally:
+        conn.close()
+
+
 async def test_the_service_delivers_one_alert_for_two_failures_and_records_the_attempt(
-    tmp_path: Path, receiver: Receiver
+    tmp_path: Path, receiver: Receiver, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG, logger="observer.alerts.service")
     db = tmp_path / "observer.db"
     runs = two_failures(db)
     service = AlertService(alert_config(receiver.json_url), db, "host1")
@@ -132,7 +153,13 @@ async def test_the_service_delivers_one_alert_for_two_failures_and_records_the_a
     try:
         service.runs_recorded(runs)
         await wait_for_async(lambda: attempts(db), timeout=30, what="the first attempt")
-        await asyncio.sleep(0.5)  # time for a second alert, were there one
+        # A second alert, were there one, would be made by a check after the first attempt
+        # (it judges the runs again if that were wrong) and sent by then.
+        attempted = time.time_ns() // 1000
+        await wait_for_async(
+            lambda: checked_as_of(caplog, attempted), timeout=30, what="a check after it"
+        )
+        await wait_for_async(lambda: pending(db) == 0, timeout=30, what="no pending delivery")
     finally:
         await stop(task)
     [post] = receiver.posts()
@@ -190,7 +217,7 @@ def test_a_heartbeat_url_must_be_http_or_https(tmp_path: Path) -> None:
 
 
 async def test_the_heartbeat_pings_while_runs_are_recorded_and_not_otherwise(
-    tmp_path: Path, receiver: Receiver
+    tmp_path: Path, receiver: Receiver, caplog: pytest.LogCaptureFixture
 ) -> None:
     recording = True
     config = alert_config(
@@ -199,13 +226,19 @@ async def test_the_heartbeat_pings_while_runs_are_recorded_and_not_otherwise(
         heartbeat_interval=0.1,
     )
     service = AlertService(config, tmp_path / "observer.db", "host1", healthy=lambda: recording)
+
+    def withheld(count: int) -> bool:
+        return caplog.text.count("heartbeat withheld") >= count
+
     task = asyncio.create_task(service.run())
     try:
         await wait_for_async(lambda: len(receiver.received) >= 2, timeout=30, what="2 pings")
         recording = False
-        await asyncio.sleep(0.3)  # a ping already on its way may still land
+        # Its first withheld ping: a ping on its way before it has landed by then.
+        await wait_for_async(lambda: withheld(1), timeout=30, what="a withheld ping")
         pinged = len(receiver.received)
-        await asyncio.sleep(0.5)
+        # Two more turns of the loop, each one a ping were it wrongly sent.
+        await wait_for_async(lambda: withheld(3), timeout=30, what="3 withheld pings")
     finally:
         await stop(task)
     assert len(receiver.received) == pinged
