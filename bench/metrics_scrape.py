@@ -37,11 +37,12 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from tests.sandbox import Sandbox, can_boot
+from tests.waiting import NotInTime, wait_for
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -81,14 +82,6 @@ def fetch(url: str) -> bytes:
 
 def text_of(body: bytes) -> bytes:
     return gzip.decompress(body) if body[:2] == b"\x1f\x8b" else body
-
-
-def wait_for(predicate: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise BenchError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.5)
 
 
 @contextlib.contextmanager
@@ -192,7 +185,7 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> int:
         with process(daemon_argv, workdir / "daemon.log") as daemon:
             url = f"http://127.0.0.1:{port}/metrics"
             wait_for(lambda: "observer daemon ready" in (workdir / "daemon.log").read_text(),
-                     60, "the daemon to be ready")  # fmt: skip
+                     timeout=60, what="the daemon to be ready", every=0.5)  # fmt: skip
             began = time.monotonic()
             prepare_units(sandbox, args.units)
 
@@ -201,7 +194,9 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> int:
                 counted = re.findall(r'^observer_runs_total\{[^}]*unit="job-', text, re.M)
                 return len(counted) >= int(args.units)
 
-            wait_for(all_recorded, 600, f"observer to record {args.units} runs")
+            wait_for(
+                all_recorded, timeout=600, what=f"observer to record {args.units} runs", every=0.5
+            )
             print(f"all runs recorded after {time.monotonic() - began:.1f} s", flush=True)
             time.sleep(2)
             text = text_of(fetch(url)).decode()
@@ -225,7 +220,8 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> int:
                 log = workdir / f"node_exporter-{node_port}.log"
                 with process(argv, log, env) as node:
                     node_url = f"http://127.0.0.1:{node_port}/metrics"
-                    wait_for(functools.partial(_answers, node_url), 30, "node_exporter to answer")
+                    wait_for(functools.partial(_answers, node_url), timeout=30,
+                             what="node_exporter to answer", every=0.5)  # fmt: skip
                     body = text_of(fetch(node_url)).decode()
                     if "node_systemd_unit_state" not in body:
                         raise BenchError(f"node_exporter did not read systemd:\n{log.read_text()}")
@@ -262,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="observer-bench-") as workdir:
         try:
             return benchmark(args, Path(workdir))
-        except BenchError as e:
+        except (BenchError, NotInTime) as e:
             print(f"metrics_scrape: {e}", file=sys.stderr)
             return 1
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
+from tests.waiting import wait_for
+
 
 @dataclass(frozen=True, slots=True)
 class Received:
@@ -89,15 +91,13 @@ class Receiver:
 
     def wait_for(self, count: int, timeout: float = 30, method: str = "POST") -> list[Received]:
         """Wait until ``count`` requests of ``method`` arrived; return them."""
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def arrived() -> list[Received] | None:
             with self._lock:
                 got = [r for r in self.received if r.method == method]
-            if len(got) >= count:
-                return got
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"timed out after {timeout}s waiting for {count} {method}s")
-            time.sleep(0.05)
+            return got if len(got) >= count else None
+
+        return wait_for(arrived, timeout=timeout, what=f"{count} {method}s at the receiver")
 
     def close(self) -> None:
         self._closing.set()

@@ -186,8 +186,12 @@ class AlertService:
             # from the journal and the timers from the bus; judged too early, they look missed.
             await asyncio.sleep(self.alerts.check_interval)
             try:
-                made = await self._db(lambda: self._ledger_().check(self.clock()))
+                now = self.clock()
+                made = await self._db(lambda at: self._ledger_().check(at), now)
                 self._made(made)
+                # Tests wait for this line: by then, what ended before now (less the settling
+                # time) is judged, and what time alone makes as of now is made.
+                log.debug("alerts: checked as of %d", now)
                 if time.monotonic() - last_prune > PRUNE_INTERVAL_SECONDS:
                     last_prune = time.monotonic()
                     await self._prune()

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from observer.alerts import outbox
+from observer.alerts.service import OUTPUT_SETTLE_SECONDS
 from tests.sandbox import Sandbox
+from tests.waiting import wait_for
 
 T = TypeVar("T")
 
@@ -24,8 +28,11 @@ def observer_cmd(*args: str) -> list[str]:
 class ObserverDaemon:
     """`observer daemon` pointed at a sandbox's bus and journal, with its log in a file."""
 
-    def __init__(self, sandbox: Sandbox, workdir: Path, config: str | None = None) -> None:
+    def __init__(
+        self, sandbox: Sandbox, workdir: Path, config: str | None = None, debug: bool = False
+    ) -> None:
         self.sandbox = sandbox
+        self.debug = debug  # its log then tells each pass of the alert checks
         self.db = workdir / "observer.db"
         self.log_path = workdir / "daemon.log"
         self.config_path: Path | None = None
@@ -34,6 +41,7 @@ class ObserverDaemon:
             self.config_path.write_text(config)
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self.fences = 0
 
     def start(self, wait_ready: bool = True) -> None:
         config = self.config_path.read_text() if self.config_path is not None else None
@@ -49,6 +57,7 @@ class ObserverDaemon:
             args += ["--listen", ""]  # no fixed port: tests that want metrics configure it
         if self.config_path is not None:
             args += ["--config", str(self.config_path)]
+        args += ["--debug"] if self.debug else []
         self.starts += 1
         with self.log_path.open("ab") as log:
             log.write(f"--- start {self.starts}\n".encode())
@@ -131,6 +140,36 @@ class ObserverDaemon:
 
         return wait_for(ready, timeout=timeout, what=f"{count} runs of {unit}", check=self._alive)
 
+    def alerts_checked(self, as_of_usec: int | None = None, timeout: float = 60) -> None:
+        """Wait until the alert checks have judged every run recorded by now, made what time
+        alone makes by ``as_of_usec`` (default: now), and sent, failed or held every alert
+        made by then. An alert wrongly made would have come by then: a test then asserts that
+        none did. Needs ``debug=True``."""
+        assert self.debug, "the alert checks' passes are logged at debug level"
+        self.fences += 1
+        fence = f"alerts-fence-{self.fences}"
+        self.sandbox.systemd_run("/bin/true", unit=fence, wait=True)
+        self.finished_runs(fence, 1)  # the runs that ended before it are recorded too
+        settled = max(as_of_usec or 0, time.time_ns() // 1000) + int(OUTPUT_SETTLE_SECONDS * 1e6)
+
+        def checked() -> bool:
+            this_start = self.log().split(f"--- start {self.starts}\n")[-1]
+            passes = re.findall(r"alerts: checked as of (\d+)", this_start)
+            return any(int(as_of) >= settled for as_of in passes)
+
+        wait_for(checked, timeout=timeout, what="a pass of the alert checks", check=self._alive)
+        wait_for(
+            lambda: self.pending_deliveries() == 0, timeout=timeout, what="no pending deliveries"
+        )
+
+    def pending_deliveries(self) -> int:
+        conn = sqlite3.connect(self.db)
+        try:
+            query = "SELECT COUNT(*) FROM alert_deliveries WHERE status = ?"
+            return int(conn.execute(query, (outbox.PENDING,)).fetchone()[0])
+        finally:
+            conn.close()
+
     def wait_trigger(self, run_id: int, trigger: str, timeout: float = 20) -> dict[str, Any]:
         """Wait until a run names ``trigger`` (the bus may tell it after the journal)."""
 
@@ -154,23 +193,3 @@ class ObserverDaemon:
 def oneshot(command: str, extra: str = "") -> str:
     """A oneshot service running ``command`` in a shell, ``extra`` added to [Service]."""
     return f"[Service]\nType=oneshot\nExecStart=/bin/sh -c '{command}'\n{extra}"
-
-
-def wait_for(
-    predicate: Callable[[], T | None],
-    *,
-    timeout: float,
-    what: str,
-    interval: float = 0.2,
-    check: Callable[[], None] | None = None,
-) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        if check is not None:
-            check()
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)

@@ -16,7 +16,7 @@ from typing import Any, Self
 
 import pytest
 
-from tests.integration.observed import wait_for
+from tests.waiting import wait_for
 
 
 def free_port() -> int:

@@ -4,14 +4,13 @@ naming that unit and the three, and one recovery when it works again."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.integration.observed import ObserverDaemon, oneshot
 from tests.integration.test_alerts import receiver, titles
-from tests.integration.test_findings import SETTLE_SECONDS, alert_config
+from tests.integration.test_findings import alert_config
 from tests.receiver import Receiver
 from tests.sandbox import Sandbox
 
@@ -34,7 +33,9 @@ def test_three_services_requiring_a_failing_service_make_one_alert_naming_it_and
 ) -> None:
     # failures = 1: the failed unit's own failing alert is the one folded into it.
     units = '[alerts.units."prepare.service"]\nfailures = 1\n'
-    daemon = ObserverDaemon(sandbox, tmp_path, config=alert_config(receiver.json_url, units))
+    daemon = ObserverDaemon(
+        sandbox, tmp_path, config=alert_config(receiver.json_url, units), debug=True
+    )
     try:
         daemon.start()
         flag = sandbox.root / "run/prepare.broken"
@@ -44,11 +45,11 @@ def test_three_services_requiring_a_failing_service_make_one_alert_naming_it_and
         sandbox.daemon_reload()
         assert sandbox.systemctl("start", *DEPENDENTS, check=False).returncode != 0
         receiver.wait_for(1)
-        time.sleep(SETTLE_SECONDS)
         host = daemon.json("runs", "--unit", "prepare")[0]["host"]
         for unit in DEPENDENTS:
             [run] = daemon.finished_runs(unit, 1)
             assert (run["result"], run["reason"]) == ("dependency", "prepare.service")
+        daemon.alerts_checked()
         assert titles(receiver) == [
             f"[{host}] prepare.service failed and took down {NAMED}: their starts were refused"
         ]
@@ -58,7 +59,7 @@ def test_three_services_requiring_a_failing_service_make_one_alert_naming_it_and
         flag.unlink()
         sandbox.start("report-a.service")
         receiver.wait_for(2)
-        time.sleep(SETTLE_SECONDS)
+        daemon.alerts_checked()
         # systemctl may start each unit in a transaction of its own: prepare ran for each.
         failed = [r for r in daemon.history("prepare") if r["result"] == "exit-code"]
         runs = f"{len(failed)} failed run{'s' if len(failed) > 1 else ''}"
@@ -73,7 +74,7 @@ def test_three_services_requiring_a_failing_service_make_one_alert_naming_it_and
 def test_three_services_requiring_a_failing_mount_make_one_alert_naming_it_and_them(
     sandbox: Sandbox, tmp_path: Path, receiver: Receiver
 ) -> None:
-    daemon = ObserverDaemon(sandbox, tmp_path, config=alert_config(receiver.json_url))
+    daemon = ObserverDaemon(sandbox, tmp_path, config=alert_config(receiver.json_url), debug=True)
     try:
         daemon.start()
         mount = "[Mount]\nWhat=/dev/no-such-disk\nWhere=/mnt/backup\nType=ext4\n"
@@ -82,7 +83,7 @@ def test_three_services_requiring_a_failing_mount_make_one_alert_naming_it_and_t
         sandbox.daemon_reload()
         assert sandbox.systemctl("start", *DEPENDENTS, check=False).returncode != 0
         receiver.wait_for(1)
-        time.sleep(SETTLE_SECONDS)
+        daemon.alerts_checked()
         host = daemon.json("runs", "--unit", "report-a")[0]["host"]
         assert titles(receiver) == [
             f"[{host}] mnt-backup.mount failed and took down {NAMED}: their starts were refused"
@@ -94,7 +95,7 @@ def test_three_services_requiring_a_failing_mount_make_one_alert_naming_it_and_t
         sandbox.daemon_reload()
         sandbox.start("report-b.service")
         receiver.wait_for(2)
-        time.sleep(SETTLE_SECONDS)
+        daemon.alerts_checked()
         [recovery] = titles(receiver)[1:]
         assert recovery.startswith(
             f"[{host}] mnt-backup.mount works again: report-b.service started at "

@@ -13,13 +13,14 @@ from typing import Any
 import pytest
 
 from observer.alerts.secrets import redact
-from tests.integration.observed import ObserverDaemon, wait_for
+from tests.integration.observed import ObserverDaemon
 from tests.receiver import Receiver
 from tests.sandbox import Sandbox
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
-# Long enough for a late alert to show up, were one wrongly made.
+# Past the missed grace (3 s) after a few firings of a 2 s timer.
 SETTLE_SECONDS = 6
 
 
@@ -67,7 +68,7 @@ def alert_state(db: Path, unit: str) -> dict[str, Any] | None:
 def test_two_failures_alert_once_a_success_recovers_once_and_one_failure_alerts_nobody(
     sandbox: Sandbox, tmp_path: Path, receiver: Receiver
 ) -> None:
-    daemon = ObserverDaemon(sandbox, tmp_path, config=alert_config(receiver.json_url))
+    daemon = ObserverDaemon(sandbox, tmp_path, config=alert_config(receiver.json_url), debug=True)
     try:
         daemon.start()
         backup_fails = switchable(sandbox, "backup.service")
@@ -94,7 +95,9 @@ def test_two_failures_alert_once_a_success_recovers_once_and_one_failure_alerts_
         backup_fails.unlink()
         sandbox.start("backup.service")
         receiver.wait_for(2)
-        time.sleep(SETTLE_SECONDS)
+        daemon.finished_runs("backup", 3)
+        daemon.finished_runs("flaky", 2)
+        daemon.alerts_checked()
         assert titles(receiver) == [
             f"[{host}] backup.service failed 2 times in a row (exit-code)",
             f"[{host}] backup.service succeeded again after 2 failed runs",
@@ -114,7 +117,7 @@ def test_two_failures_alert_once_a_success_recovers_once_and_one_failure_alerts_
 def test_an_alert_fires_once_when_the_daemon_restarts_between_two_failures(
     sandbox: Sandbox, tmp_path: Path, receiver: Receiver
 ) -> None:
-    daemon = ObserverDaemon(sandbox, tmp_path, config=alert_config(receiver.json_url))
+    daemon = ObserverDaemon(sandbox, tmp_path, config=alert_config(receiver.json_url), debug=True)
     try:
         daemon.start()
         switchable(sandbox, "sync.service").touch()
@@ -131,7 +134,8 @@ def test_an_alert_fires_once_when_the_daemon_restarts_between_two_failures(
         daemon.start()
 
         receiver.wait_for(1)
-        time.sleep(SETTLE_SECONDS)
+        daemon.finished_runs("sync", 2)
+        daemon.alerts_checked()
         assert [t.split("] ", 1)[1] for t in titles(receiver)] == [
             "sync.service failed 2 times in a row (exit-code)"
         ]
@@ -143,7 +147,7 @@ def test_an_alert_fires_once_when_the_daemon_restarts_between_two_failures(
 def test_a_timer_whose_service_is_skipped_by_its_condition_records_skips_and_alerts_nobody(
     sandbox: Sandbox, tmp_path: Path, receiver: Receiver
 ) -> None:
-    daemon = ObserverDaemon(sandbox, tmp_path, config=alert_config(receiver.json_url))
+    daemon = ObserverDaemon(sandbox, tmp_path, config=alert_config(receiver.json_url), debug=True)
     try:
         daemon.start()
         timer = "[Timer]\nOnActiveSec=1\nOnUnitActiveSec=2\nAccuracySec=1ms\n"
@@ -158,7 +162,9 @@ def test_a_timer_whose_service_is_skipped_by_its_condition_records_skips_and_ale
 
         skipped = daemon.finished_runs("report", 3)
         daemon.finished_runs("tick", 3)
-        time.sleep(SETTLE_SECONDS)  # the timer keeps firing, the service keeps being skipped
+        # The timer keeps firing, the service keeps being skipped: a check as of the end of
+        # the missed grace after a few more firings would have made a missed alert.
+        daemon.alerts_checked(as_of_usec=time.time_ns() // 1000 + SETTLE_SECONDS * 1_000_000)
         assert receiver.posts() == []
         assert {(r["result"], r["reason"]) for r in skipped} == {
             ("condition", "ConditionPathExists=/nope")

@@ -12,9 +12,10 @@ from observer.dashboard import pages as site
 from observer.dashboard.serving import CONTENT_SECURITY_POLICY
 from observer.metrics.http import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from tests.integration.browser import Browser, Loaded, chromium_or_skip
-from tests.integration.observed import ObserverDaemon, wait_for
+from tests.integration.observed import ObserverDaemon
 from tests.pages import Element, overview_rows, parse
 from tests.sandbox import Sandbox
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.observed import wait_for
 from tests.integration.test_install import CHECKOUT, as_root, file_system, unit_properties
 from tests.sandbox import Sandbox
+from tests.waiting import wait_for
 
 # Two builds, then apt installs, upgrades and purges (its triggers run man-db): minutes.
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]

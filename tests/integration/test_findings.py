@@ -4,7 +4,6 @@ milliseconds, one whose metrics file reports a too-small backup, and a silenced 
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -16,9 +15,6 @@ from tests.sandbox import Sandbox
 
 pytestmark = pytest.mark.integration
 __all__ = ["receiver"]  # the fixture, shared with test_alerts
-
-# Long enough for a late alert to show up, were one wrongly made.
-SETTLE_SECONDS = 6
 
 
 def alert_config(url: str, units: str = "", metrics: str = "") -> str:
@@ -32,7 +28,9 @@ def test_a_job_exiting_0_that_printed_an_error_alerts_once_and_recovers_once(
     sandbox: Sandbox, tmp_path: Path, receiver: Receiver
 ) -> None:
     units = '[alerts.units."health.service"]\nfail_output = "^ERROR"\n'
-    daemon = ObserverDaemon(sandbox, tmp_path, config=alert_config(receiver.json_url, units))
+    daemon = ObserverDaemon(
+        sandbox, tmp_path, config=alert_config(receiver.json_url, units), debug=True
+    )
     try:
         daemon.start()
         flag = sandbox.root / "run/health.broken"
@@ -68,7 +66,8 @@ def test_a_job_exiting_0_that_printed_an_error_alerts_once_and_recovers_once(
         flag.unlink()
         sandbox.start("health.service")
         receiver.wait_for(2)
-        time.sleep(SETTLE_SECONDS)
+        daemon.finished_runs("health", 3)
+        daemon.alerts_checked()
         assert titles(receiver)[1:] == [
             f"[{host}] health.service succeeded again after 2 failed runs"
         ]
@@ -82,7 +81,7 @@ def test_a_job_exiting_0_that_printed_an_error_alerts_once_and_recovers_once(
 def test_a_job_that_ran_for_a_second_ten_times_and_then_ends_in_milliseconds_is_fast(
     sandbox: Sandbox, tmp_path: Path, receiver: Receiver
 ) -> None:
-    daemon = ObserverDaemon(sandbox, tmp_path, config=alert_config(receiver.json_url))
+    daemon = ObserverDaemon(sandbox, tmp_path, config=alert_config(receiver.json_url), debug=True)
     try:
         daemon.start()
         flag = sandbox.root / "run/backup.empty"
@@ -94,7 +93,8 @@ def test_a_job_that_ran_for_a_second_ten_times_and_then_ends_in_milliseconds_is_
         flag.touch()
         sandbox.start("backup.service")
         receiver.wait_for(1)
-        time.sleep(SETTLE_SECONDS)
+        daemon.finished_runs("backup", 11)
+        daemon.alerts_checked()
         [title] = titles(receiver)
         assert " backup.service succeeded in only " in title
         assert title.endswith("less than 0.1 times the p5 (1.0s) of its last 10 successful runs")
@@ -141,7 +141,9 @@ def test_a_silenced_unit_alerts_nobody_until_the_silence_ends_then_its_held_aler
     sandbox: Sandbox, tmp_path: Path, receiver: Receiver
 ) -> None:
     units = '[alerts.units."sync.service"]\nfailures = 1\n'
-    daemon = ObserverDaemon(sandbox, tmp_path, config=alert_config(receiver.json_url, units))
+    daemon = ObserverDaemon(
+        sandbox, tmp_path, config=alert_config(receiver.json_url, units), debug=True
+    )
     try:
         daemon.start()
         said = daemon.cli("alerts", "silence", "sync*", "--for", "2h", "--reason", "moving disks")
@@ -154,7 +156,7 @@ def test_a_silenced_unit_alerts_nobody_until_the_silence_ends_then_its_held_aler
         sandbox.daemon_reload()
         sandbox.start("sync.service")
         daemon.finished_runs("sync", 1)
-        time.sleep(SETTLE_SECONDS)
+        daemon.alerts_checked()
         assert receiver.posts() == []
         [alert] = daemon.json("alerts")
         assert alert["kind"] == "failing"
@@ -163,7 +165,7 @@ def test_a_silenced_unit_alerts_nobody_until_the_silence_ends_then_its_held_aler
         daemon.cli("alerts", "unsilence", "1")
         assert daemon.json("alerts", "silences") == []
         receiver.wait_for(1)  # what the silence held is told once it ends
-        time.sleep(SETTLE_SECONDS)
+        daemon.alerts_checked()
         host = daemon.json("runs", "--unit", "sync")[0]["host"]
         assert titles(receiver) == [f"[{host}] sync.service failed (exit-code)"]
     finally:

@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 
 from tests.conftest import sandbox_or_skip
-from tests.integration.observed import ObserverDaemon, observer_cmd, oneshot, wait_for
+from tests.integration.observed import ObserverDaemon, observer_cmd, oneshot
 from tests.sandbox import Sandbox
+from tests.waiting import NotInTime, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -243,7 +244,7 @@ def test_the_central_observer_records_both_hosts_runs_exactly_as_their_own_obser
     for host in servers:
         try:
             wait_for(lambda h=host: same(h), timeout=90, what=f"{host}'s runs at the centre")  # type: ignore[misc]
-        except TimeoutError:
+        except NotInTime:
             own_runs, own_output = recorded(servers[host][1].db, host)
             got_runs, got_output = recorded(central.db, host)
             missing = sorted(set(own_runs) - set(got_runs))[:5]

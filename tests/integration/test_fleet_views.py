@@ -13,10 +13,11 @@ import pytest
 
 from observer.model import Run, Source
 from observer.store import database
-from tests.integration.observed import ObserverDaemon, oneshot, wait_for
+from tests.integration.observed import ObserverDaemon, oneshot
 from tests.integration.prometheus import http_get
 from tests.receiver import Receiver
 from tests.sandbox import Sandbox
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

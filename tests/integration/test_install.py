@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.observed import wait_for
 from tests.sandbox import Sandbox
+from tests.waiting import wait_for
 
 # apt removes the compilers and installs Debian's Python packages, then pip: minutes.
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]

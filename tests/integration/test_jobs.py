@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.observed import ObserverDaemon, observer_cmd, wait_for
+from tests.integration.observed import ObserverDaemon, observer_cmd
 from tests.integration.prometheus import http_get
 from tests.sandbox import Sandbox
 from tests.unit.test_jobs import HOSTILE
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

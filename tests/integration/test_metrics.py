@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.observed import ObserverDaemon, observer_cmd, oneshot, wait_for
+from tests.integration.observed import ObserverDaemon, observer_cmd, oneshot
 from tests.integration.prometheus import Process, Prometheus, free_port, http_get, need
 from tests.sandbox import Sandbox
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

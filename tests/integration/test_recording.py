@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.observed import ObserverDaemon, oneshot, wait_for
+from tests.integration.observed import ObserverDaemon, oneshot
 from tests.sandbox import Sandbox
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -17,8 +17,9 @@ import pytest
 
 from observer.model import Run, Source
 from observer.store import database, retention
-from tests.integration.observed import ObserverDaemon, observer_cmd, oneshot, wait_for
+from tests.integration.observed import ObserverDaemon, observer_cmd, oneshot
 from tests.sandbox import Sandbox
+from tests.waiting import settled, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -36,17 +37,6 @@ def install_script(sandbox: Sandbox, name: str, text: str) -> str:
     return f"/usr/local/bin/{name}"
 
 
-def settled(fetch: Callable[[], T], done: Callable[[T], bool], timeout: float) -> T:
-    """Fetch until ``done`` holds or time is up, and return the last value fetched.
-
-    The asserts that follow then show what is missing, where a bare timeout would not.
-    """
-    deadline = time.monotonic() + timeout
-    while not done(value := fetch()) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    return value
-
-
 def messages(daemon: ObserverDaemon, run_id: int) -> list[str]:
     return [str(line["message"]) for line in daemon.json("show", str(run_id))["output"]]
 
@@ -57,15 +47,18 @@ def wrong_output(
     """Wait for each run to show exactly its expected output (it can trail the run's end);
     return run ID -> (expected, shown) for the runs that never did."""
     shown: dict[int, list[str]] = {}
-    pending = dict(expected)
-    deadline = time.monotonic() + timeout
-    while pending:
+
+    def show_pending() -> dict[int, list[str]]:
+        pending = [run_id for run_id, lines in expected.items() if shown.get(run_id) != lines]
         shown.update({run_id: messages(daemon, run_id) for run_id in pending})
-        pending = {run_id: lines for run_id, lines in pending.items() if shown[run_id] != lines}
-        if not pending or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    return {run_id: (lines, shown[run_id]) for run_id, lines in pending.items()}
+        return shown
+
+    settled(show_pending, lambda seen: seen == expected, timeout=timeout)
+    return {
+        run_id: (lines, shown[run_id])
+        for run_id, lines in expected.items()
+        if shown[run_id] != lines
+    }
 
 
 # -- the daemon killed in the middle of a burst ----------------------------------------

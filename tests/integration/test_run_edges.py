@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import sandbox_or_skip
-from tests.integration.observed import ObserverDaemon, oneshot, wait_for
+from tests.integration.observed import ObserverDaemon, oneshot
 from tests.sandbox import Sandbox
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -118,7 +119,7 @@ def test_lines_journald_dropped_are_counted_on_the_run_that_printed_them(
         said = told()
         return sum(lost) if sum(lost) and sum(lost) == said else None
 
-    wait_for(counted, timeout=60, interval=1, what="the lines journald dropped")
+    wait_for(counted, timeout=60, every=1, what="the lines journald dropped")
     detail = observed.json("show", str(first["id"]))
     dropped = detail["output_lost_lines"]
     assert isinstance(dropped, int)

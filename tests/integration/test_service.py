@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.observed import wait_for
 from tests.sandbox import Sandbox
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

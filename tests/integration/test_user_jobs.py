@@ -9,10 +9,10 @@ import sys
 
 import pytest
 
-from tests.integration.observed import wait_for
 from tests.integration.test_users import USER, LingeringUser, wait_runs
 from tests.receiver import Receiver
 from tests.sandbox import Sandbox
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

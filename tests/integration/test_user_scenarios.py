@@ -9,10 +9,11 @@ from typing import Any
 
 import pytest
 
-from tests.integration.observed import ObserverDaemon, wait_for
+from tests.integration.observed import ObserverDaemon
 from tests.integration.test_users import USER, LingeringUser, oneshot, wait_runs
 from tests.receiver import Receiver
 from tests.sandbox import Sandbox
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
-from tests.integration.observed import ObserverDaemon, wait_for
+from tests.integration.observed import ObserverDaemon
 from tests.receiver import Receiver
 from tests.sandbox import Sandbox
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

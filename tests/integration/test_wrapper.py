@@ -7,15 +7,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.observed import ObserverDaemon, wait_for
+from tests.integration.observed import ObserverDaemon
 from tests.sandbox import Sandbox
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +47,7 @@ def test_a_job_in_a_real_crontab_is_recorded_by_the_wrapper(sandbox: Sandbox) ->
         runs = cli_inside(sandbox, db, "history", "cron-check") or []
         return [run for run in runs if run["finished_at"]]
 
-    runs = wait_for(finished, timeout=150, interval=1, what="cron to run the job")
+    runs = wait_for(finished, timeout=150, every=1, what="cron to run the job")
 
     run = runs[-1]
     assert (run["result"], run["exit_status"], run["source"]) == ("exit-code", 3, "wrapper")
@@ -83,18 +83,25 @@ def test_the_daemon_moves_a_spooled_run_into_the_store_exactly_once(
         sandbox.start("report.service", wait=False)
         # A user who may not write the database: the run goes to the spool.
         as_nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
-        wrapped = subprocess.run(
-            [*as_nobody, str(OBSERVER), "run", "--name", "nightly", "--db", str(daemon.db),
-             "--", "sh", "-c", "echo spooled; exit 4"],
-            capture_output=True, timeout=60, check=False, cwd="/",
-        )  # fmt: skip
+
+        def spooled(name: str, script: str) -> subprocess.CompletedProcess[bytes]:
+            return subprocess.run(
+                [*as_nobody, str(OBSERVER), "run", "--name", name, "--db", str(daemon.db),
+                 "--", "sh", "-c", script],
+                capture_output=True, timeout=60, check=False, cwd="/",
+            )  # fmt: skip
+
+        wrapped = spooled("nightly", "echo spooled; exit 4")
         assert (wrapped.returncode, wrapped.stdout) == (4, b"spooled\n")
         assert b"kept in" in wrapped.stderr
 
         [run] = daemon.finished_runs("nightly", 1, timeout=60)
         daemon.finished_runs("report", 1)
         assert not list(shared_spool.glob("*.json"))
-        time.sleep(6)  # another look of the daemon's finds nothing more
+        # Another look of the daemon's, after the one that imported it, finds nothing more:
+        # one that imports a run spooled later.
+        assert spooled("fence", "true").returncode == 0
+        daemon.finished_runs("fence", 1, timeout=60)
         assert len(daemon.history("nightly")) == 1
         assert "imported spooled run nightly" in daemon.log()
     finally:

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from observer.model import ConfigError, Run, Source
 from observer.store import database
 from tests.receiver import Receiver
 from tests.unit.recorded_runs import MINUTE, NOW, NOW_USEC, SECOND, invocation
+from tests.waiting import wait_for_async
 
 MESSAGE = Message("[host1] backup.service failed", "backup.service on host1 failed.", "failure")
 
@@ -114,12 +116,6 @@ def attempts(db: Path) -> list[tuple[int, str | None]]:
         conn.close()
 
 
-async def until(predicate: Callable[[], object], seconds: float = 30) -> None:
-    async with asyncio.timeout(seconds):
-        while not predicate():  # noqa: ASYNC110 (the database signals nothing: poll it)
-            await asyncio.sleep(0.05)
-
-
 async def stop(task: asyncio.Task[None]) -> None:
     """Cancel the service and wait for it to end (a test must not hang if it does not)."""
     task.cancel()
@@ -127,17 +123,43 @@ async def stop(task: asyncio.Task[None]) -> None:
         await asyncio.gather(task, return_exceptions=True)
 
 
+def checked_as_of(caplog: pytest.LogCaptureFixture, usec: int) -> bool:
+    """Whether a pass of the service's alert checks as of ``usec`` or later has ended."""
+    prefix = "alerts: checked as of "
+    return any(
+        int(message.removeprefix(prefix)) >= usec
+        for message in (record.getMessage() for record in caplog.records)
+        if message.startswith(prefix)
+    )
+
+
+def pending(db: Path) -> int:
+    conn = sqlite3.connect(db)
+    try:
+        query = "SELECT COUNT(*) FROM alert_deliveries WHERE status = ?"
+        return int(conn.execute(query, (outbox.PENDING,)).fetchone()[0])
+    finally:
+        conn.close()
+
+
 async def test_the_service_delivers_one_alert_for_two_failures_and_records_the_attempt(
-    tmp_path: Path, receiver: Receiver
+    tmp_path: Path, receiver: Receiver, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG, logger="observer.alerts.service")
     db = tmp_path / "observer.db"
     runs = two_failures(db)
     service = AlertService(alert_config(receiver.json_url), db, "host1")
     task = asyncio.create_task(service.run())
     try:
         service.runs_recorded(runs)
-        await until(lambda: attempts(db))
-        await asyncio.sleep(0.5)  # time for a second alert, were there one
+        await wait_for_async(lambda: attempts(db), timeout=30, what="the first attempt")
+        # A second alert, were there one, would be made by a check after the first attempt
+        # (it judges the runs again if that were wrong) and sent by then.
+        attempted = time.time_ns() // 1000
+        await wait_for_async(
+            lambda: checked_as_of(caplog, attempted), timeout=30, what="a check after it"
+        )
+        await wait_for_async(lambda: pending(db) == 0, timeout=30, what="no pending delivery")
     finally:
         await stop(task)
     [post] = receiver.posts()
@@ -156,7 +178,7 @@ async def test_a_channel_answering_500_is_retried_and_each_error_recorded(
     task = asyncio.create_task(service.run())
     try:
         service.runs_recorded(runs)
-        await until(lambda: len(attempts(db)) == 3)
+        await wait_for_async(lambda: len(attempts(db)) == 3, timeout=30, what="3 attempts")
     finally:
         await stop(task)
     assert len(receiver.posts()) == 3
@@ -175,7 +197,7 @@ async def test_a_channel_that_hangs_is_given_up_on_after_the_timeout_and_retried
     task = asyncio.create_task(service.run())
     try:
         service.runs_recorded(runs)
-        await until(lambda: len(attempts(db)) == 2)
+        await wait_for_async(lambda: len(attempts(db)) == 2, timeout=30, what="2 attempts")
     finally:
         await stop(task)
     assert attempts(db) == [(1, "no answer within 500ms"), (2, "no answer within 500ms")]
@@ -195,7 +217,7 @@ def test_a_heartbeat_url_must_be_http_or_https(tmp_path: Path) -> None:
 
 
 async def test_the_heartbeat_pings_while_runs_are_recorded_and_not_otherwise(
-    tmp_path: Path, receiver: Receiver
+    tmp_path: Path, receiver: Receiver, caplog: pytest.LogCaptureFixture
 ) -> None:
     recording = True
     config = alert_config(
@@ -204,13 +226,19 @@ async def test_the_heartbeat_pings_while_runs_are_recorded_and_not_otherwise(
         heartbeat_interval=0.1,
     )
     service = AlertService(config, tmp_path / "observer.db", "host1", healthy=lambda: recording)
+
+    def withheld(count: int) -> bool:
+        return caplog.text.count("heartbeat withheld") >= count
+
     task = asyncio.create_task(service.run())
     try:
-        await until(lambda: len(receiver.received) >= 2)
+        await wait_for_async(lambda: len(receiver.received) >= 2, timeout=30, what="2 pings")
         recording = False
-        await asyncio.sleep(0.3)  # a ping already on its way may still land
+        # Its first withheld ping: a ping on its way before it has landed by then.
+        await wait_for_async(lambda: withheld(1), timeout=30, what="a withheld ping")
         pinged = len(receiver.received)
-        await asyncio.sleep(0.5)
+        # Two more turns of the loop, each one a ping were it wrongly sent.
+        await wait_for_async(lambda: withheld(3), timeout=30, what="3 withheld pings")
     finally:
         await stop(task)
     assert len(receiver.received) == pinged

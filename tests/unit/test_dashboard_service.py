@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from observer.dashboard.service import DashboardService, RewriteSchedule
 from observer.model import ConfigError
 from tests.pages import overview_rows, parse
 from tests.unit.recorded_runs import write_store
+from tests.waiting import wait_for_async
 
 
 def test_a_burst_of_runs_makes_one_rewrite_once_runs_stop_coming() -> None:
@@ -85,14 +85,6 @@ def test_a_bad_dashboard_setting_is_an_error_that_names_it(tmp_path: Path) -> No
         load_config(path)
 
 
-async def wait_until(predicate: Callable[[], bool], what: str) -> None:
-    for _ in range(600):
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise TimeoutError(f"timed out waiting for {what}")
-
-
 async def test_the_service_writes_the_pages_at_start_and_again_after_runs_end(
     tmp_path: Path,
 ) -> None:
@@ -101,10 +93,10 @@ async def test_the_service_writes_the_pages_at_start_and_again_after_runs_end(
     service = DashboardService(out, db, DashboardConfig(str(out), 0, 0))
     task = asyncio.create_task(service.run())
     try:
-        await wait_until(lambda: service.writes == 1, "the first write")
+        await wait_for_async(lambda: service.writes == 1, timeout=30, what="the first write")
         assert overview_rows(parse((out / "index.html").read_text()))
         service.runs_recorded([])
-        await wait_until(lambda: service.writes == 2, "the second write")
+        await wait_for_async(lambda: service.writes == 2, timeout=30, what="the second write")
     finally:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -118,10 +110,11 @@ async def test_the_service_waits_out_the_interval_before_writing_again(tmp_path:
     service = DashboardService(out, db, DashboardConfig(str(out), 0, 3600))
     task = asyncio.create_task(service.run())
     try:
-        await wait_until(lambda: service.writes == 1, "the first write")
+        await wait_for_async(lambda: service.writes == 1, timeout=30, what="the first write")
         for _ in range(20):
             service.runs_recorded([])
-        await asyncio.sleep(0.3)
+        # Woken, it has looked at its schedule: it writes now or waits out the interval.
+        await wait_for_async(lambda: not service.wake.is_set(), timeout=30, what="it to wake")
         assert service.writes == 1
         assert service.schedule.due_at() is not None
     finally:
@@ -140,7 +133,7 @@ async def test_a_directory_that_cannot_be_written_is_logged_and_tried_again(
     caplog.set_level(logging.ERROR)
     task = asyncio.create_task(service.run())
     try:
-        await wait_until(lambda: service.failures == 1, "a failed write")
+        await wait_for_async(lambda: service.failures == 1, timeout=30, what="a failed write")
         assert not task.done()
         assert f"dashboard: cannot create '{blocker}/pages': Not a directory" in caplog.text
         assert service.schedule.due_at() is not None

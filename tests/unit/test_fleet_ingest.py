@@ -25,6 +25,7 @@ from observer.recording.correlator import Correlator
 from observer.recording.journal import SYSTEM_ONLY, JournalBatch
 from observer.store import database
 from observer.store.database import Batch, OutputCounts
+from tests.waiting import wait_for_async
 
 RUN = Run(
     unit="backup.service",
@@ -280,21 +281,15 @@ def test_a_trigger_told_after_the_record_went_out_writes_the_record_again(tmp_pa
     sent: list[dict[str, str]] = []
     records = RunRecords(db, delay=0, send=lambda fields: sent.append(dict(fields)))
 
-    async def sent_count(n: int) -> None:
-        for _ in range(1000):  # a bound, not a timing: each step is a thread's write
-            if len(sent) >= n:
-                return
-            await asyncio.sleep(0.01)
-
     async def scenario() -> None:
         service = asyncio.create_task(records.run())
         records.runs_recorded([untriggered])
-        await sent_count(1)
+        await wait_for_async(lambda: len(sent) >= 1, timeout=30, what="the first record")
         triggered = dataclasses.replace(untriggered, trigger="backup.timer")
         database.write_batch(conn, Batch(runs=[triggered]))
         records.trigger_known(dataclasses.replace(RUN, invocation_id="ef" * 16))  # no record
         records.trigger_known(triggered)  # written in the same go as a wrong one would be
-        await sent_count(2)
+        await wait_for_async(lambda: len(sent) >= 2, timeout=30, what="the record again")
         service.cancel()
 
     asyncio.run(scenario())

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import os
+import queue
 import signal
 import sqlite3
 import subprocess
 import sys
-import time
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import IO
 
 import pytest
 from hypothesis import given
@@ -22,6 +25,7 @@ from observer.reading import follow
 from observer.reading.history import RecordedRun
 from observer.store import database, schema
 from tests.unit.recorded_runs import NOW_USEC, SECOND, invocation, write_store
+from tests.waiting import wait_for
 
 
 def recorded(run_id: int, finished_usec: int | None, result: str | None = None) -> RecordedRun:
@@ -207,20 +211,75 @@ def follow_process(db: Path, *args: str, stdout: int = subprocess.PIPE) -> subpr
     )  # fmt: skip
 
 
+class Lines:
+    """A stream's lines as a reader thread gets them, so that a test waits for each with a
+    deadline instead of blocking on a read that may never return."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self.queue: queue.Queue[str] = queue.Queue()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        for line in self.stream:
+            self.queue.put(line)
+
+    def get(self, timeout: float) -> str | None:
+        """The next line, or None when none came within ``timeout`` seconds."""
+        try:
+            return self.queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def next(self, what: str, timeout: float = 30) -> str:
+        line = self.get(timeout)
+        if line is None:
+            raise AssertionError(f"no line within {timeout} s: expected {what}")
+        return line
+
+    def close(self) -> None:
+        """Once the writer is gone: the reader reaches the end, then the stream is closed."""
+        self.reader.join(timeout=30)
+        self.stream.close()
+
+
+def follower_caught_up(db: Path, lines: Lines) -> None:
+    """Write finished runs of new.service until the follower prints one, and read the lines
+    it owes for the others: its baseline was read by then, so runs written next are new."""
+    written: list[int] = []
+
+    def printed() -> str | None:
+        written.append(len(written) + 10)
+        write(db, run(written[-1], NOW_USEC))
+        return lines.get(timeout=1)  # not a deadline: no line yet, another run is written
+
+    first = json.loads(wait_for(printed, timeout=60, what="the follower to print a run", every=0))
+    # Those written after the first it printed are owed (run n's invocation ID is 100 + n).
+    for _ in range(written[-1] - (int(first["invocation_id"], 16) - 100)):
+        assert json.loads(lines.next("a primer run"))["unit"] == "new.service"
+
+
 def test_the_command_prints_one_json_object_a_line_and_ends_quietly_on_ctrl_c(
     tmp_path: Path,
 ) -> None:
     db = write_store(tmp_path / "observer.db")
     process = follow_process(db, "--json", "--unit", "new")
+    assert process.stdout is not None
+    assert process.stderr is not None
+    lines = Lines(process.stdout)
     try:
-        time.sleep(1)  # not an assertion: lets it read its baseline before the run ends
+        follower_caught_up(db, lines)
         write(db, run(1, NOW_USEC), dataclasses.replace(run(2, None), unit="other.service"))
-        assert process.stdout is not None
-        line = process.stdout.readline()
+        line = lines.next("run 1 of new.service")
         process.send_signal(signal.SIGINT)
-        _, err = process.communicate(timeout=30)
+        process.wait(timeout=30)
+        err = process.stderr.read()
     finally:
         process.kill()
+        process.wait()
+        lines.close()
+        process.stderr.close()
     assert json.loads(line)["invocation_id"] == invocation(101)
     assert json.loads(line).keys() >= {"id", "unit", "result", "finished_at", "duration_seconds"}
     assert (process.returncode, err) == (0, "")
@@ -233,10 +292,21 @@ def test_the_command_ends_quietly_when_its_reader_goes_away(tmp_path: Path) -> N
     process = follow_process(db, stdout=write_end)
     os.close(read_end)
     os.close(write_end)
+    runs = itertools.count(1)
+
+    def ended() -> bool:
+        # The follower prints only runs that end after it read its baseline: write until
+        # one meets the closed pipe and the follower ends.
+        write(db, run(next(runs), NOW_USEC))
+        try:
+            process.wait(timeout=1)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
     try:
         out, _ = head.communicate(timeout=30)  # the table's header line
-        time.sleep(0.5)
-        write(db, run(1, NOW_USEC))  # the next line meets a closed pipe
+        wait_for(ended, timeout=60, what="the follower to end at a closed pipe", every=0)
         _, err = process.communicate(timeout=30)
     finally:
         process.kill()

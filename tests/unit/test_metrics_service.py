@@ -10,7 +10,7 @@ import logging
 import socket
 import threading
 import urllib.request
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -24,6 +24,7 @@ from observer.metrics.service import MetricsService
 from observer.model import Run, Source
 from observer.store import database
 from tests.unit.recorded_runs import NOW_USEC, SECOND, invocation, write_store
+from tests.waiting import wait_for_async
 
 
 class FakeDaemon(SimpleNamespace):
@@ -41,15 +42,6 @@ class FakeDaemon(SimpleNamespace):
         self.intake = SimpleNamespace(
             running=lambda: dict(self.running), events_fed=0, unattributed_lines=0, lost_lines=0
         )
-
-
-async def eventually(check: Callable[[], Any], what: str) -> Any:
-    """Poll ``check`` for up to 30 seconds; its first true value."""
-    for _ in range(600):
-        if value := check():
-            return value
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def get(url: str) -> str:
@@ -91,10 +83,12 @@ async def test_it_serves_the_recorded_runs_and_refreshes_after_each_new_one(
     service = MetricsService(daemon, db, config)
 
     async with serving(service):
-        await eventually(lambda: service.address, "the server to listen")
+        await wait_for_async(lambda: service.address, timeout=30, what="the server to listen")
         url = f"http://127.0.0.1:{service.address[1]}/metrics"  # type: ignore[index]
-        text = await eventually(
-            lambda: "observer_consecutive_failures" in (t := get(url)) and t, "run metrics"
+        text = await wait_for_async(
+            lambda: t if "observer_consecutive_failures" in (t := get(url)) else None,
+            timeout=30,
+            what="run metrics",
         )
         labels = 'host="host1",unit="backup.service",user=""'
         assert f"observer_consecutive_failures{{{labels}}} 2.0" in text
@@ -108,9 +102,11 @@ async def test_it_serves_the_recorded_runs_and_refreshes_after_each_new_one(
         conn.close()
         service.runs_recorded([ended])
         counted = f'observer_runs_total{{{labels},result="success"}} 1.0'
-        await eventually(lambda: counted in get(url), "the run to be counted")
+        await wait_for_async(lambda: counted in get(url), timeout=30, what="the run to be counted")
         textfile = tmp_path / "observer.prom"
-        await eventually(lambda: counted in textfile.read_text(), "the textfile to follow")
+        await wait_for_async(
+            lambda: counted in textfile.read_text(), timeout=30, what="the textfile to follow"
+        )
         assert "process_cpu_seconds_total" not in textfile.read_text()
         assert "process_cpu_seconds_total" in get(url)
         # Prometheus asks for gzip: the cached run metrics and the live part, two members.
@@ -139,13 +135,21 @@ async def test_a_port_in_use_is_logged_and_retried_while_the_rest_goes_on(
 
     try:
         async with serving(service) as task:
-            await eventually((tmp_path / "observer.prom").exists, "the textfile to be written")
-            await eventually(
-                lambda: "Address already in use" in caplog.text, "the bind error to be logged"
+            await wait_for_async(
+                (tmp_path / "observer.prom").exists, timeout=30, what="the textfile to be written"
+            )
+            await wait_for_async(
+                lambda: "Address already in use" in caplog.text,
+                timeout=30,
+                what="the bind error to be logged",
             )
             assert not task.done()
             taken.close()
-            await eventually(lambda: service.address, "the server to listen once the port is free")
+            await wait_for_async(
+                lambda: service.address,
+                timeout=30,
+                what="the server to listen once the port is free",
+            )
     finally:
         taken.close()
     assert any(r.levelno == logging.ERROR for r in caplog.records)
@@ -157,15 +161,19 @@ async def test_a_running_unit_shows_as_running_once_the_daemon_sees_it(tmp_path:
     service = MetricsService(daemon, db, MetricsConfig(listen="127.0.0.1:0"))
 
     async with serving(service):
-        await eventually(lambda: service.address, "the server to listen")
+        await wait_for_async(lambda: service.address, timeout=30, what="the server to listen")
         url = f"http://127.0.0.1:{service.address[1]}/metrics"  # type: ignore[index]
         running = 'observer_running{host="host1",unit="backup.service",user=""} 1.0'
-        await eventually(lambda: "observer_running{" in get(url), "run metrics")
+        await wait_for_async(
+            lambda: "observer_running{" in get(url), timeout=30, what="run metrics"
+        )
         assert running not in get(url)
 
         daemon.running = {("host1", "backup.service"): invocation(4)}
 
-        await eventually(lambda: running in get(url), "backup.service to show as running")
+        await wait_for_async(
+            lambda: running in get(url), timeout=30, what="backup.service to show as running"
+        )
         since = (
             'observer_running_since_timestamp_seconds{host="host1",unit="backup.service",user=""}'
         )

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from observer.store import database
+from tests.waiting import wait_for
 
 BIG = 3 * 1024 * 1024 + 17
 
@@ -202,9 +203,7 @@ def test_signals_to_observer_are_forwarded_to_the_job(
         env=env, stdout=subprocess.PIPE, start_new_session=True,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 30
-        while not ready.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(ready.exists, timeout=30, what="the job to be ready")
         process.send_signal(signum)
         stdout, _ = process.communicate(timeout=30)
     finally:
@@ -252,9 +251,7 @@ def test_with_lock_a_second_run_does_not_start_while_the_first_runs(
         env=env, start_new_session=True,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 30
-        while not started.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(started.exists, timeout=30, what="the first job to start")
         skipped = wrapped("job", "touch", str(second), env=env, options=("--lock",))
         release.touch()
         assert first.wait(timeout=30) == 0
@@ -492,14 +489,14 @@ def test_the_start_of_a_long_run_is_visible_while_it_runs(
         env=env, start_new_session=True,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 30
-        runs: list[dict[str, Any]] = []
-        while time.monotonic() < deadline:
-            if Path(env["OBSERVER_DB"]).exists():
-                result = observer("history", "long", "--json", env=env)
-                if result.returncode == 0 and (runs := json.loads(result.stdout)):
-                    break
-            time.sleep(0.1)
+
+        def recorded() -> list[dict[str, Any]] | None:
+            if not Path(env["OBSERVER_DB"]).exists():
+                return None
+            result = observer("history", "long", "--json", env=env)
+            return json.loads(result.stdout) if result.returncode == 0 else None
+
+        runs = wait_for(recorded, timeout=30, what="the running job in the store", every=0.1)
         release.touch()
         assert job.wait(timeout=30) == 0
     finally:
@@ -526,10 +523,9 @@ def test_a_run_whose_observer_run_was_sigkilled_is_closed_as_interrupted_by_the_
     )  # fmt: skip
     try:
         marks = tmp_path / "spool" / "live"
-        deadline = time.monotonic() + 30
-        while not list(marks.glob("*.live")) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        [mark] = list(marks.glob("*.live"))
+        [mark] = wait_for(
+            lambda: list(marks.glob("*.live")), timeout=30, what="the run's liveness mark"
+        )
         assert [run["result"] for run in history("nightly", env)] == [None]
         assert wrapped("other", "true", env=env).returncode == 0
         assert [run["result"] for run in history("nightly", env)] == [None]  # still there
