@@ -18,6 +18,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self, TypeVar
 
+from tests import waiting
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -453,13 +455,8 @@ class Sandbox:
     def wait_for(
         predicate: Callable[[], T], timeout: float, interval: float = 0.05, what: str = "..."
     ) -> T:
-        """Poll predicate until it returns something true, and return that."""
-        deadline = time.monotonic() + timeout
-        while not (result := predicate()):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
-            time.sleep(interval)
-        return result
+        """Poll predicate until it returns something true, and return that (tests/waiting.py)."""
+        return waiting.wait_for(predicate, timeout=timeout, what=what, every=interval)
 
     def wait_inactive(self, unit: str, timeout: float = 30) -> str:
         """Wait until a unit is inactive or failed, and return which."""
