@@ -47,6 +47,10 @@ class NoDatabase(ObserverError):
     """observer has no database here: its daemon never ran (with these paths)."""
 
 
+class UnknownProperty(ObserverError):
+    """This systemd has no such property (an older or newer release)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Where:
     """Where the doctor looks: a system's root, its bus and journal, observer's files."""
@@ -193,10 +197,12 @@ async def manager_facts(where: Where, timers: list[str]) -> ManagerFacts:
         raise ObserverError(f"cannot reach systemd on {shown}: {e.strerror or e}") from e
     try:
         call = _caller(bus)
-        accounting = {
-            name: bool(await call(MANAGER_PATH, "Get", "ss", [MANAGER, f"Default{name}Accounting"]))
-            for name in ACCOUNTING
-        }
+        accounting = {}
+        for name in ACCOUNTING:
+            # systemd 252 has no DefaultIOAccounting on the bus (its system.conf has it).
+            with contextlib.suppress(UnknownProperty):
+                value = await call(MANAGER_PATH, "Get", "ss", [MANAGER, f"Default{name}Accounting"])
+                accounting[name] = bool(value)
         daemon = await _unit_property(call, "observer.service", "Unit", "ActiveState")
         persistent = {}
         for key in timers:
@@ -223,6 +229,8 @@ def _caller(bus: Any) -> Any:
         message = Message(destination=SYSTEMD, path=path, interface=interface, member=member,
                           signature=signature, body=body)  # fmt: skip
         reply = await asyncio.wait_for(bus.call(message), BUS_TIMEOUT)
+        if reply.error_name == "org.freedesktop.DBus.Error.UnknownProperty":
+            raise UnknownProperty(reply.error_name)
         if reply.message_type is MessageType.ERROR:
             raise ObserverError(f"{member}: {reply.error_name}: {''.join(map(str, reply.body))}")
         value = reply.body[0]
