@@ -290,10 +290,11 @@ def accounting(facts: Facts, now_usec: int) -> list[Finding]:
     if store is not None and store.recent_runs >= 5 and store.runs_with_cost == 0:
         what = (
             f"accounting is on, but none of the {store.recent_runs} runs of the last 7 days "
-            "has a cost: systemd accounts nothing on this cgroup layout"
+            "has a cost: systemd tells a run's cost only while its unit is still loaded at "
+            "its end, or logs it above 1 s of CPU; on a hybrid cgroup layout, never"
         )
-        fix = "boot with the unified cgroup hierarchy (systemd.unified_cgroup_hierarchy=1)"
-        return [Finding("accounting", Severity.WARNING, what, fix)]
+        fix = "for the hybrid layout: boot with systemd.unified_cgroup_hierarchy=1"
+        return [Finding("accounting", Severity.INFO, what, fix)]
     return []
 
 
