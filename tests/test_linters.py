@@ -28,7 +28,6 @@ def test_mypy_strict_finds_nothing() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-
 # -- imports: no circles, no re-exports, features apart ---------------------------------
 
 PACKAGE = ROOT / "observer"
@@ -122,7 +121,7 @@ def test_no_module_re_exports_a_name_it_imports() -> None:
     assert found == []
 
 
-FEATURES = ("alerts", "metrics", "dashboard", "run", "jobs", "fleet", "shell")
+FEATURES = ("alerts", "metrics", "dashboard", "run", "jobs", "fleet", "shell", "doctor")
 # Where services and commands are wired together: they may import every feature.
 WIRING = ("observer.daemon", "observer.__main__")
 # The only imports from one feature into another, each a concept with one owner that the
@@ -138,6 +137,10 @@ ALLOWED_FEATURE_EDGES = {
     ),
     ("jobs", "observer.run.schedule"): (
         "a job's cron schedule has the syntax of `observer run --schedule` (its nicknames)"
+    ),
+    ("doctor", "observer.run.spool"): (
+        "the doctor looks for runs set aside in the spool where `observer run` keeps it "
+        "(one rule for where that is)"
     ),
 }
 

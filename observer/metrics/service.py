@@ -225,9 +225,7 @@ class MetricsService:
             store_errors=daemon.store_errors,
             unattributed_lines=intake.unattributed_lines,
             lost_lines=intake.lost_lines,
-            last_event_at=(
-                now if intake.events_fed != last_events else self.health.last_event_at
-            ),
+            last_event_at=(now if intake.events_fed != last_events else self.health.last_event_at),
             journal_position_usec=position,
         )
 

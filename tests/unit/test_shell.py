@@ -42,7 +42,7 @@ def test_every_command_of_the_parser_is_in_the_tree_with_its_options(
     program: spec.Command,
 ) -> None:
     names = {c.name for c in program.walk()}
-    assert {"history", "runs", "status", "daemon", "run", "alerts test"} <= names
+    assert {"history", "runs", "status", "daemon", "run", "alerts test", "doctor"} <= names
     assert {"metrics-file enable", "completion", "manpage"} <= names
     history = next(c for c in program.walk() if c.name == "history")
     assert [p.value for p in history.positionals] == [spec.Value.UNIT]
