@@ -14,7 +14,8 @@ from enum import StrEnum
 
 from observer.config import Config
 from observer.doctor.journald import JournaldSettings
-from observer.reading.render import human_bytes, human_duration
+from observer.reading.render import human_bytes
+from observer.spans import human_duration
 from observer.users import shown, split
 
 USEC = 1_000_000
