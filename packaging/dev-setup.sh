@@ -7,7 +7,7 @@ apt_packages=(libsystemd-dev pkg-config gcc systemd dbus util-linux)
 apt_packages+=(shellcheck python3-venv python3-dev libc6-dev)  # install tests: lint install.sh; its build deps already in the sandbox
 apt_packages+=(cron)  # observer run tests: a real cron daemon inside the sandbox
 apt_packages+=(debootstrap)  # release tests: roots of other Debian releases (tests/roots.sh)
-apt_packages+=(systemd-journal-remote)  # fleet tests: the real journal-upload and journal-remote
+apt_packages+=(systemd-journal-remote stunnel4)  # fleet tests: the real journal-upload and journal-remote, TLS
 apt_packages+=(prometheus prometheus-node-exporter)  # metrics tests: promtool, Prometheus, node_exporter
 apt_packages+=(chromium)  # dashboard tests in a real browser
 # The Debian package (packaging/build-deb.sh): Debian's tools and the build dependencies in

@@ -8,6 +8,8 @@
 #   bash packaging/install.sh --fleet-receiver[=ADDRESS:PORT]  also receive the fleet's
 #                         journals here and record them (docs/fleet.md)
 #   bash packaging/install.sh --fleet-uploader=URL  also send this server's journal to URL
+#   ... --fleet-tls=DIR    with either: over HTTPS, with this host's key and certificate in DIR
+#                         (made by packaging/fleet/setup.sh cert; docs/fleet.md#tls)
 #
 # Run as root. Running it again changes nothing unless this checkout or the shipped unit
 # changed. pip reads its usual environment (PIP_INDEX_URL, PIP_FIND_LINKS, ...) for an
@@ -60,7 +62,7 @@ say() { printf 'observer install: %s\n' "$*"; }
 die() { printf 'observer install: error: %s\n' "$*" >&2; exit 1; }
 
 usage() {
-    sed -n '2,10s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+    sed -n '2,12s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
     exit "${1:-0}"
 }
 
@@ -351,7 +353,7 @@ uninstall_all() {
 }
 
 main() {
-    local uninstall=0 purge=0 receiver="" uploader=""
+    local uninstall=0 purge=0 receiver="" uploader="" tls=""
     for arg in "$@"; do
         case $arg in
             --uninstall) uninstall=1 ;;
@@ -359,23 +361,25 @@ main() {
             --fleet-receiver) receiver=127.0.0.1:19532 ;;
             --fleet-receiver=*) receiver=${arg#*=} ;;
             --fleet-uploader=*) uploader=${arg#*=} ;;
+            --fleet-tls=*) tls=${arg#*=} ;;
             -h | --help) usage 0 ;;
             *) printf 'observer install: unknown option %s\n' "$arg" >&2; usage 2 >&2 ;;
         esac
     done
     ((!purge || uninstall)) || die "--purge goes with --uninstall"
-    ((!uninstall)) || [ -z "$receiver$uploader" ] || die "--fleet-* options go with an install"
+    ((!uninstall)) || [ -z "$receiver$uploader$tls" ] || die "--fleet-* options go with an install"
+    [ -z "$tls" ] || [ -n "$receiver$uploader" ] || die "--fleet-tls goes with --fleet-receiver or --fleet-uploader"
     preflight "$@"
     if ((uninstall)); then
         uninstall_all "$purge"
     else
         install_all
         if [ -n "$receiver" ]; then
-            bash "$SOURCE/packaging/fleet/setup.sh" receiver "$receiver"
+            bash "$SOURCE/packaging/fleet/setup.sh" receiver "$receiver" "$tls"
             bash "$SOURCE/packaging/fleet/setup.sh" central
         fi
         if [ -n "$uploader" ]; then
-            bash "$SOURCE/packaging/fleet/setup.sh" uploader "$uploader"
+            bash "$SOURCE/packaging/fleet/setup.sh" uploader "$uploader" "$tls"
         fi
     fi
 }
