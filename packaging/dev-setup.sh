@@ -14,7 +14,8 @@ apt_packages+=(chromium)  # dashboard tests in a real browser
 # packaging/deb/debian/control; completion and man page tests: the shells, bash-completion, groff.
 apt_packages+=(debhelper dh-python lintian devscripts git python3-systemd python3-dbus-fast
     python3-jinja2 python3-markupsafe python3-prometheus-client python3-requests
-    python3-requests-oauthlib python3-markdown python3-yaml python3-click python3-certifi)
+    python3-requests-oauthlib python3-markdown python3-yaml python3-click python3-certifi
+    python3-bcrypt)
 apt_packages+=(bash-completion zsh fish groff man-db)
 missing=()
 for p in "${apt_packages[@]}"; do

@@ -39,10 +39,10 @@ readonly ACCOUNT=observer
 readonly PYTHON=/usr/bin/python3
 # Debian's own builds of what observer needs, so that nothing is compiled here: the venv sees
 # them (--system-site-packages) and pip fetches only what Debian lacks (cronsim, apprise), as
-# wheels. The last six are apprise's dependencies.
+# wheels. The last six are apprise's dependencies (python3-yaml also reads [metrics] web_config).
 readonly DEBIAN_PACKAGES=(python3 python3-venv python3-systemd python3-dbus-fast python3-jinja2
-    python3-markupsafe python3-prometheus-client python3-requests python3-requests-oauthlib
-    python3-markdown python3-yaml python3-click python3-certifi)
+    python3-markupsafe python3-prometheus-client python3-bcrypt python3-requests
+    python3-requests-oauthlib python3-markdown python3-yaml python3-click python3-certifi)
 # The oldest versions observer works with (pyproject.toml says the same to pip), of what
 # Debian provides: Debian package, module, Python distribution, version.
 readonly MINIMUM_VERSIONS=(
@@ -51,6 +51,7 @@ readonly MINIMUM_VERSIONS=(
     "python3-jinja2 jinja2 Jinja2 3.1"
     "python3-markupsafe markupsafe MarkupSafe 2.1"
     "python3-prometheus-client prometheus_client prometheus-client 0.16"
+    "python3-bcrypt bcrypt bcrypt 3.2"
 )
 # Where shells and man look for what packages outside /usr install.
 readonly BASH_COMPLETION=/usr/local/share/bash-completion/completions/observer
