@@ -84,6 +84,10 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         "serve Prometheus metrics on HOST:PORT (default: [metrics] listen, 127.0.0.1:9089; "
         "'' for none)"
     ))  # fmt: skip
+    daemon.add_argument("--web.config.file", dest="web_config", metavar="PATH", help=(
+        "TLS and basic auth of the metrics listener, as Prometheus exporters read them "
+        "(default: [metrics] web_config)"
+    ))  # fmt: skip
     daemon.set_defaults(handler=_daemon)
     chosen = None if argv is None else _chosen_command(argv)
     wanted = [

@@ -94,6 +94,7 @@ class MetricsConfig:
     listen: str = "127.0.0.1:9089"  # HOST:PORT of /metrics; empty: no HTTP endpoint
     textfile_directory: str = ""  # write observer.prom here for node_exporter or Alloy
     job_metrics_directory: str = ""  # empty: [run] metrics_dir, else job-metrics/ beside the db
+    web_config: str = ""  # an exporter-toolkit web config file: TLS and basic auth of the listener
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,8 @@
 #   bash packaging/install.sh --fleet-receiver[=ADDRESS:PORT]  also receive the fleet's
 #                         journals here and record them (docs/fleet.md)
 #   bash packaging/install.sh --fleet-uploader=URL  also send this server's journal to URL
+#   ... --fleet-tls=DIR    with either: over HTTPS, with this host's key and certificate in DIR
+#                         (made by packaging/fleet/setup.sh cert; docs/fleet.md#tls)
 #
 # Run as root. Running it again changes nothing unless this checkout or the shipped unit
 # changed. pip reads its usual environment (PIP_INDEX_URL, PIP_FIND_LINKS, ...) for an
@@ -37,10 +39,10 @@ readonly ACCOUNT=observer
 readonly PYTHON=/usr/bin/python3
 # Debian's own builds of what observer needs, so that nothing is compiled here: the venv sees
 # them (--system-site-packages) and pip fetches only what Debian lacks (cronsim, apprise), as
-# wheels. The last six are apprise's dependencies.
+# wheels. The last six are apprise's dependencies (python3-yaml also reads [metrics] web_config).
 readonly DEBIAN_PACKAGES=(python3 python3-venv python3-systemd python3-dbus-fast python3-jinja2
-    python3-markupsafe python3-prometheus-client python3-requests python3-requests-oauthlib
-    python3-markdown python3-yaml python3-click python3-certifi)
+    python3-markupsafe python3-prometheus-client python3-bcrypt python3-requests
+    python3-requests-oauthlib python3-markdown python3-yaml python3-click python3-certifi)
 # The oldest versions observer works with (pyproject.toml says the same to pip), of what
 # Debian provides: Debian package, module, Python distribution, version.
 readonly MINIMUM_VERSIONS=(
@@ -49,6 +51,7 @@ readonly MINIMUM_VERSIONS=(
     "python3-jinja2 jinja2 Jinja2 3.1"
     "python3-markupsafe markupsafe MarkupSafe 2.1"
     "python3-prometheus-client prometheus_client prometheus-client 0.16"
+    "python3-bcrypt bcrypt bcrypt 3.2"
 )
 # Where shells and man look for what packages outside /usr install.
 readonly BASH_COMPLETION=/usr/local/share/bash-completion/completions/observer
@@ -60,7 +63,7 @@ say() { printf 'observer install: %s\n' "$*"; }
 die() { printf 'observer install: error: %s\n' "$*" >&2; exit 1; }
 
 usage() {
-    sed -n '2,10s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+    sed -n '2,12s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
     exit "${1:-0}"
 }
 
@@ -351,7 +354,7 @@ uninstall_all() {
 }
 
 main() {
-    local uninstall=0 purge=0 receiver="" uploader=""
+    local uninstall=0 purge=0 receiver="" uploader="" tls=""
     for arg in "$@"; do
         case $arg in
             --uninstall) uninstall=1 ;;
@@ -359,23 +362,25 @@ main() {
             --fleet-receiver) receiver=127.0.0.1:19532 ;;
             --fleet-receiver=*) receiver=${arg#*=} ;;
             --fleet-uploader=*) uploader=${arg#*=} ;;
+            --fleet-tls=*) tls=${arg#*=} ;;
             -h | --help) usage 0 ;;
             *) printf 'observer install: unknown option %s\n' "$arg" >&2; usage 2 >&2 ;;
         esac
     done
     ((!purge || uninstall)) || die "--purge goes with --uninstall"
-    ((!uninstall)) || [ -z "$receiver$uploader" ] || die "--fleet-* options go with an install"
+    ((!uninstall)) || [ -z "$receiver$uploader$tls" ] || die "--fleet-* options go with an install"
+    [ -z "$tls" ] || [ -n "$receiver$uploader" ] || die "--fleet-tls goes with --fleet-receiver or --fleet-uploader"
     preflight "$@"
     if ((uninstall)); then
         uninstall_all "$purge"
     else
         install_all
         if [ -n "$receiver" ]; then
-            bash "$SOURCE/packaging/fleet/setup.sh" receiver "$receiver"
+            bash "$SOURCE/packaging/fleet/setup.sh" receiver "$receiver" "$tls"
             bash "$SOURCE/packaging/fleet/setup.sh" central
         fi
         if [ -n "$uploader" ]; then
-            bash "$SOURCE/packaging/fleet/setup.sh" uploader "$uploader"
+            bash "$SOURCE/packaging/fleet/setup.sh" uploader "$uploader" "$tls"
         fi
     fi
 }

@@ -68,6 +68,9 @@ def setup_from(args: argparse.Namespace) -> DaemonSetup:
     if listen is not None:
         metrics = dataclasses.replace(config.metrics, listen=listen)
         config = dataclasses.replace(config, metrics=metrics)
+    if web_config := getattr(args, "web_config", None):
+        metrics = dataclasses.replace(config.metrics, web_config=web_config)
+        config = dataclasses.replace(config, metrics=metrics)
     if args.db:
         db_path = Path(args.db)
     else:

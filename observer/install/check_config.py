@@ -12,6 +12,7 @@ from observer.config import (
     default_config_path,
     load_config,
 )
+from observer.web_config import load_web_config
 
 
 def add_command(
@@ -37,5 +38,7 @@ def _check_config(args: argparse.Namespace) -> int:
         return 0
     config = load_config(path)  # a ConfigError names the file, line, key and value
     dashboard_directory(config, Path("observer.db"))  # and settings that do not fit together
+    if config.metrics.web_config:  # the file it names, as the daemon reads it
+        load_web_config(Path(config.metrics.web_config))
     print(f"{path}: ok")
     return 0

@@ -1,7 +1,9 @@
 """The metrics listener: /metrics, and the dashboard's pages beside it when they are served.
 
 The server answers from its own threads: what it serves is rendered by the exporter
-(observer/metrics/service.py) or read from the kept pages, never on the event loop.
+(observer/metrics/service.py) or read from the kept pages, never on the event loop. With a
+web configuration file (observer/web_config.py) it speaks TLS and lets in only the
+users it names, for /metrics and the pages alike.
 """
 
 from __future__ import annotations
@@ -9,11 +11,13 @@ from __future__ import annotations
 import http.server
 import logging
 import socket
+import ssl
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from observer.model import ConfigError
+from observer.web_config import WebConfig
 
 log = logging.getLogger(__name__)
 
@@ -64,17 +68,41 @@ class MetricsServer(http.server.ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], service: Exporter) -> None:
+    def __init__(
+        self, address: tuple[str, int], service: Exporter, web: WebConfig | None = None
+    ) -> None:
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         self.service = service
+        self.web = web or WebConfig()
         super().__init__(address, _MetricsHandler)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        connection, client = super().get_request()
+        if self.web.tls is None:
+            return connection, client
+        # The handshake happens in the request's own thread (_MetricsHandler.setup): a
+        # client that stalls in it must not hold up accepting the next one.
+        wrapped = self.web.tls.wrap_socket(
+            connection, server_side=True, do_handshake_on_connect=False
+        )
+        return wrapped, client
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that failed its TLS handshake or went away: a line at debug level."""
+        log.debug("metrics: a request from %s failed", client_address, exc_info=True)
 
 
 class _MetricsHandler(http.server.BaseHTTPRequestHandler):
     server: MetricsServer
     timeout = 30  # a client that stalls does not hold a thread forever
     _head = False  # answering a HEAD: the headers of a GET, without its body
+
+    def setup(self) -> None:
+        if isinstance(self.request, ssl.SSLSocket):
+            self.request.settimeout(self.timeout)
+            self.request.do_handshake()
+        super().setup()
 
     def do_GET(self) -> None:
         self._respond(head=False)
@@ -84,6 +112,12 @@ class _MetricsHandler(http.server.BaseHTTPRequestHandler):
 
     def _respond(self, *, head: bool) -> None:
         self._head = head
+        auth = self.server.web.basic_auth
+        if auth is not None and not auth.allows(self.headers.get("Authorization")):
+            log.debug("metrics: %s was refused (no good user and password)", self.address_string())
+            challenge = [("Content-Type", "text/plain"), ("WWW-Authenticate", "Basic")]
+            self._answer(401, challenge, b"unauthorized: observer wants a user and password\n")
+            return
         path = urlsplit(self.path).path
         pages = self.server.service.pages
         if path == "/metrics":

@@ -33,6 +33,7 @@ from observer.metrics.snapshot import RunTally, Snapshot, alert_counts, read_uni
 from observer.model import Run, StoreError
 from observer.recording.intake import Intake, RunningRuns
 from observer.store import database
+from observer.web_config import load_web_config
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +151,8 @@ class MetricsService:
         self.pages = pages
         self.db_path = db_path
         self.listen = parse_listen(config.listen)
+        # Read now: a bad file is a configuration error the daemon stops on, not a retry.
+        self.web = load_web_config(Path(config.web_config)) if config.web_config else None
         self.textfile = (
             Path(config.textfile_directory, TEXTFILE_NAME) if config.textfile_directory else None
         )
@@ -255,7 +258,7 @@ class MetricsService:
         assert self.listen is not None
         while self.server is None:
             try:
-                self.server = MetricsServer(self.listen, self)
+                self.server = MetricsServer(self.listen, self, self.web)
             except OSError as e:
                 log.error(
                     "cannot serve metrics on %s:%d: %s (trying again in %.0fs)",
@@ -266,7 +269,8 @@ class MetricsService:
         host, port = str(address[0]), int(address[1])
         self.address = (host, port)
         shown = f"[{host}]" if ":" in host else host
-        log.info("serving metrics on http://%s:%d/metrics", shown, port)
+        scheme = "https" if self.web is not None and self.web.tls is not None else "http"
+        log.info("serving metrics on %s://%s:%d/metrics", scheme, shown, port)
         thread = threading.Thread(
             target=self.server.serve_forever, name="observer-metrics-http", daemon=True
         )

@@ -82,14 +82,15 @@ class Process:
 class Prometheus(Process):
     """A Prometheus scraping ``targets`` every second, never the host's own service."""
 
-    def __init__(self, workdir: Path, targets: list[str]) -> None:
+    def __init__(self, workdir: Path, targets: list[str], scrape: str = "") -> None:
+        """``scrape``: more of the job's settings, as YAML lines indented for the job."""
         binary = need("prometheus", "prometheus")
         self.port = free_port()
         workdir.mkdir(parents=True, exist_ok=True)
         config = workdir / "prometheus.yml"
         config.write_text(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
-            "scrape_configs:\n  - job_name: observer\n    static_configs:\n"
+            f"scrape_configs:\n  - job_name: observer\n{scrape}    static_configs:\n"
             f"      - targets: {json.dumps(targets)}\n"
         )
         super().__init__(

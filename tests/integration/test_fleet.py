@@ -3,7 +3,8 @@ upload their journals with the real systemd-journal-upload to the real
 systemd-journal-remote of a third (hub), set up by packaging/fleet/setup.sh; a central
 observer reads what hub received. It must hold every run, trigger, result and output line
 exactly as each server's own observer recorded it, through restarts of the receiver, the
-uploaders and the central daemon mid-burst."""
+uploaders and the central daemon mid-burst: over plain HTTP, and over HTTPS with the
+certificates setup.sh makes, where an uploader without one of the fleet's is refused."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import shutil
 import socket
 import sqlite3
 import subprocess
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from tests import waiting
 from tests.conftest import sandbox_or_skip
 from tests.integration.observed import ObserverDaemon, observer_cmd, oneshot
 from tests.sandbox import Sandbox
@@ -28,6 +31,7 @@ pytestmark = pytest.mark.integration
 
 FLEET = Path(__file__).resolve().parents[2] / "packaging" / "fleet"
 REMOTE = Path("/lib/systemd/systemd-journal-remote")
+UPLOAD = Path("/lib/systemd/systemd-journal-upload")
 
 # Every fact of a run that the central database must hold as the server's own does.
 RUN_FACTS = (
@@ -48,13 +52,38 @@ def free_port() -> int:
         return port
 
 
-def start_receiver(hub: Sandbox, port: int) -> None:
+def setup_sh(*args: str) -> None:
+    """packaging/fleet/setup.sh on this machine (the admin's, holding the fleet's CA)."""
+    subprocess.run(["bash", str(FLEET / "setup.sh"), *args], check=True, capture_output=True)
+
+
+def make_certificates(directory: Path, *hosts: str) -> Path:
+    """The fleet's CA in ``directory`` and a certificate for each host (hub also by address)."""
+    setup_sh("ca", str(directory))
+    for host in hosts:
+        setup_sh("cert", str(directory), host, *(["127.0.0.1"] if host == "hub" else []))
+    return directory
+
+
+def hand_over(certificates: Path | None, host: Sandbox, name: str) -> str | None:
+    """Copy the host's directory made by `setup.sh cert` into it, as an admin would."""
+    if certificates is None:
+        return None
+    shutil.copytree(certificates / name, host.root / "root/fleet-tls", dirs_exist_ok=True)
+    return "/root/fleet-tls"
+
+
+def start_receiver(hub: Sandbox, port: int, certificates: Path | None = None) -> None:
     """packaging/fleet/setup.sh receiver, as a user runs it (inside the sandbox)."""
-    hub.run("bash", str(FLEET / "setup.sh"), "receiver", f"127.0.0.1:{port}")
+    tls = hand_over(certificates, hub, "hub")
+    hub.run("bash", str(FLEET / "setup.sh"), "receiver", f"127.0.0.1:{port}", *filter(None, [tls]))
 
 
-def start_uploader(server: Sandbox, port: int) -> None:
-    server.run("bash", str(FLEET / "setup.sh"), "uploader", f"http://127.0.0.1:{port}")
+def start_uploader(server: Sandbox, port: int, name: str, certificates: Path | None = None) -> None:
+    tls = hand_over(certificates, server, name)
+    scheme = "http" if tls is None else "https"
+    url = f"{scheme}://127.0.0.1:{port}"
+    server.run("bash", str(FLEET / "setup.sh"), "uploader", url, *filter(None, [tls]))
 
 
 def boot_host(name: str) -> Sandbox:
@@ -133,11 +162,18 @@ def recorded(db: Path, host: str) -> tuple[list[tuple[Any, ...]], list[tuple[Any
     return runs, output
 
 
-@pytest.fixture
-def fleet(tmp_path: Path) -> Iterator[dict[str, Any]]:
+def need_remote() -> None:
     sandbox_or_skip()
     if not REMOTE.exists() or shutil.which("nsenter") is None:
         pytest.skip("needs the Debian package systemd-journal-remote (packaging/dev-setup.sh)")
+
+
+@pytest.fixture(params=["http", "https"])
+def fleet(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    need_remote()
+    certificates = None
+    if request.param == "https":
+        certificates = make_certificates(tmp_path / "ca", "hub", "web1", "web2")
     port = free_port()
     booted: list[Sandbox] = []
     daemons: list[ObserverDaemon] = []
@@ -145,7 +181,7 @@ def fleet(tmp_path: Path) -> Iterator[dict[str, Any]]:
     try:
         hub = boot_host("hub")
         booted.append(hub)
-        start_receiver(hub, port)
+        start_receiver(hub, port, certificates)
         servers = {}
         for name in ("web1", "web2"):
             server = boot_host(name)
@@ -156,8 +192,8 @@ def fleet(tmp_path: Path) -> Iterator[dict[str, Any]]:
             daemons.append(own)
             own.start()
             servers[name] = (server, own)
-        for server, _ in servers.values():
-            start_uploader(server, port)
+        for name, (server, _) in servers.items():
+            start_uploader(server, port, name, certificates)
         central = Central(hub.root / "var/log/journal/remote", tmp_path)
         central.start()
         yield {"hub": hub, "servers": servers, "central": central}
@@ -316,3 +352,64 @@ def recorded_beats(db: Path, host: str) -> list[tuple[Any, ...]]:
         ).fetchall()
     finally:
         conn.close()
+
+
+def journal_file(host: Sandbox, marker: str) -> str:
+    """A journal file inside ``host`` holding one entry of a host named 'intruder'."""
+    now = time.time_ns() // 1000
+    export = (
+        f"__REALTIME_TIMESTAMP={now}\n__MONOTONIC_TIMESTAMP=1000\n"
+        f"_BOOT_ID={'0123456789abcdef' * 2}\n_HOSTNAME=intruder\nMESSAGE={marker}\n\n"
+    )
+    path = f"/root/{marker}.journal"
+    host.run(str(REMOTE), f"--output={path}", "-", input=export)
+    return path
+
+
+def upload(host: Sandbox, port: int, marker: str, *credentials: str) -> int:
+    """systemd-journal-upload of one entry over HTTPS; its exit status."""
+    uploaded = host.run(
+        str(UPLOAD), f"--url=https://127.0.0.1:{port}", f"--file={journal_file(host, marker)}",
+        "--follow=no", "--trust=/root/fleet-tls/ca.pem", *credentials, check=False, timeout=60,
+    )  # fmt: skip
+    return uploaded.returncode
+
+
+def received(hub: Sandbox) -> str:
+    """The messages of every entry hub's receiver wrote."""
+    shown = hub.run("journalctl", "--directory=/var/log/journal/remote", "-o", "cat", check=False)
+    return shown.stdout
+
+
+@pytest.mark.timeout(200)
+def test_over_https_the_receiver_refuses_an_uploader_without_a_certificate_of_the_fleets_ca(
+    tmp_path: Path,
+) -> None:
+    need_remote()
+    certificates = make_certificates(tmp_path / "ca", "hub", "web1")
+    make_certificates(tmp_path / "other-ca", "web1")  # a certificate of web1 from another CA
+    port = free_port()
+    with boot_host("hub") as hub, boot_host("web1") as web1:
+        start_receiver(hub, port, certificates)
+        hand_over(certificates, web1, "web1")
+        shutil.copytree(tmp_path / "other-ca/web1", web1.root / "root/other-ca")
+
+        # No client certificate at all, then one the fleet's CA did not sign: both refused.
+        assert upload(web1, port, "sent-without-a-certificate", "--key=-", "--cert=-") != 0
+        other = ("--key=/root/other-ca/key.pem", "--cert=/root/other-ca/cert.pem")
+        assert upload(web1, port, "sent-with-another-cas-certificate", *other) != 0
+        # The same upload with web1's own certificate goes through: the refusals were the
+        # certificates', and the receiver writes in arrival order, so what it refused before
+        # the admitted entry arrived never will.
+        own = ("--key=/root/fleet-tls/key.pem", "--cert=/root/fleet-tls/cert.pem")
+        assert upload(web1, port, "sent-with-the-fleets-certificate", *own) == 0
+
+        def admitted() -> str | None:
+            text = received(hub)
+            return text if "sent-with-the-fleets-certificate" in text else None
+
+        shown = waiting.wait_for(
+            admitted, timeout=30, what="the entry sent with the fleet's certificate at hub"
+        )
+        assert "sent-without-a-certificate" not in shown
+        assert "sent-with-another-cas-certificate" not in shown
