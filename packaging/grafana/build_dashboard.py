@@ -164,6 +164,8 @@ def since_last_success() -> stat.Panel:
         ))
         .unit("s")
         .decimals(0)
+        # A unit that never succeeded has no such series: say so rather than "No data".
+        .no_value("no success recorded")
         .thresholds(thresholds((None, "green"), (86400, "orange"), (172800, "red")))
         .reduce_options(
             common_builders.ReduceDataOptions().calcs(["lastNotNull"]).fields("").values(False)
