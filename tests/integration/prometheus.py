@@ -10,6 +10,7 @@ import subprocess
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -82,7 +83,13 @@ class Process:
 class Prometheus(Process):
     """A Prometheus scraping ``targets`` every second, never the host's own service."""
 
-    def __init__(self, workdir: Path, targets: list[str], scrape: str = "") -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        targets: list[str],
+        scrape: str = "",
+        rule_files: Sequence[Path] = (),
+    ) -> None:
         """``scrape``: more of the job's settings, as YAML lines indented for the job."""
         binary = need("prometheus", "prometheus")
         self.port = free_port()
@@ -90,6 +97,7 @@ class Prometheus(Process):
         config = workdir / "prometheus.yml"
         config.write_text(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+            f"rule_files: {json.dumps([str(path) for path in rule_files])}\n"
             f"scrape_configs:\n  - job_name: observer\n{scrape}    static_configs:\n"
             f"      - targets: {json.dumps(targets)}\n"
         )
@@ -111,6 +119,13 @@ class Prometheus(Process):
         except (urllib.error.URLError, OSError):
             return False
         return True
+
+    def api(self, path: str, **params: str) -> Any:
+        """The data of a successful answer of Prometheus's HTTP API."""
+        url = f"http://127.0.0.1:{self.port}/api/v1/{path}?" + urllib.parse.urlencode(params)
+        document = json.loads(http_get(url))
+        assert document["status"] == "success", document
+        return document["data"]
 
     def query(self, promql: str) -> list[dict[str, Any]]:
         """The result of an instant query: one item per series."""

@@ -32,7 +32,7 @@ EOF
 class Exporting(ObserverDaemon):
     """The daemon with its metrics on a free port, a textfile, and the sandbox's job metrics."""
 
-    def __init__(self, sandbox: Sandbox, workdir: Path) -> None:
+    def __init__(self, sandbox: Sandbox, workdir: Path, host: str = "") -> None:
         self.textfile_dir = workdir / "textfile"
         self.textfile_dir.mkdir()
         self.job_metrics = sandbox.root / "var/lib/observer/job-metrics"
@@ -40,7 +40,7 @@ class Exporting(ObserverDaemon):
             sandbox,
             workdir,
             config=(
-                "[metrics]\n"
+                (f'host = "{host}"\n' if host else "") + "[metrics]\n"
                 'listen = "127.0.0.1:0"\n'
                 f'textfile_directory = "{self.textfile_dir}"\n'
                 f'job_metrics_directory = "{self.job_metrics}"\n'
