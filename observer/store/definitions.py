@@ -96,6 +96,16 @@ def of_run(conn: sqlite3.Connection, invocation_id: str | None) -> StoredDefinit
     return StoredDefinition(int(row[0]), current, row[1], previous)
 
 
+def digest_of_run(conn: sqlite3.Connection, invocation_id: str | None) -> str | None:
+    """The digest of the definition a run started with (None: not recorded)."""
+    row = conn.execute(
+        "SELECT f.digest FROM run_definitions d JOIN definitions f ON f.id = d.definition_id "
+        "WHERE d.invocation_id = ?",
+        (invocation_id,),
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
 def changed_runs(conn: sqlite3.Connection, invocation_ids: Iterable[str | None]) -> set[str]:
     """Which of these runs are the first after a change of their unit's definition."""
     wanted = [i for i in invocation_ids if i is not None]

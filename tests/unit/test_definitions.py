@@ -8,6 +8,7 @@ import sqlite3
 from contextlib import closing
 from pathlib import Path
 
+from observer.fleet.service import stored_record
 from observer.model import Run, Source
 from observer.recording.definition_files import DefinitionReader
 from observer.recording.definitions import (
@@ -184,3 +185,15 @@ def test_a_database_of_schema_7_gains_the_definition_tables_and_keeps_every_row(
         assert conn.execute("SELECT COUNT(*) FROM alerts").fetchone()[0] == 1
         assert conn.execute("SELECT COUNT(*) FROM run_definitions").fetchone()[0] == 0
     assert os.path.exists(db)
+
+
+def test_a_run_record_carries_the_digest_of_its_definition(tmp_path: Path) -> None:
+    reader = DefinitionReader(tree(tmp_path / "root"))
+    read = reader.read("backup.service", sources())
+    run = Run("backup.service", "a" * 32, "h", Source.BUS, 1, 2, "success")
+    record = definitions.RunDefinition(run.key, run.unit, "h", read.definition, read.texts)
+    with closing(database.open_for_writing(tmp_path / "o.db")) as conn:
+        database.write_batch(conn, database.Batch(runs=[run], definitions=[record]))
+        fields = stored_record(conn, run)
+    assert fields is not None
+    assert fields["OBSERVER_DEFINITION"] == read.definition.digest
