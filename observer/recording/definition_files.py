@@ -61,10 +61,6 @@ class DefinitionReader:
         self._known[unit] = (key, definition)
         return DefinitionRead(definition, texts)
 
-    def forget(self, unit: str) -> None:
-        """Drop what is known of ``unit`` (it was unloaded)."""
-        self._known.pop(unit, None)
-
     def _path(self, path: str) -> Path:
         return self.root / path.lstrip("/")
 
