@@ -76,6 +76,10 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         "name users' units from this passwd file (default: the system's users; for a "
         "container's journal read from outside)"
     ))  # fmt: skip
+    daemon.add_argument("--root", metavar="DIR", help=(
+        "read the units' files (unit files, drop-ins, scripts) under DIR: a container's "
+        "root seen from outside (default: /)"
+    ))  # fmt: skip
     daemon.add_argument("--user", action="store_true", help=(
         "record your own units (systemctl --user) from your bus and journal, into "
         "$XDG_DATA_HOME/observer/observer.db; no root needed"

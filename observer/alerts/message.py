@@ -3,7 +3,9 @@ lines of its output and the command that shows all of it."""
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from observer.alerts import digest, digest_facts
@@ -13,6 +15,7 @@ from observer.model import exit_text
 from observer.output import dropped_marker, lost_marker, printable
 from observer.reading import history, render
 from observer.spans import human_duration
+from observer.store import definitions
 
 # Long lines are cut: chat services limit a message to a few thousand characters.
 LINE_LIMIT = 300
@@ -62,6 +65,7 @@ def compose(conn: sqlite3.Connection, alert: StoredAlert, host: str, output_line
         else:
             if detail.run.unit != alert.unit:  # a refused start of a unit it took down
                 lines += [f"The first refused start, of {detail.run.unit}:", ""]
+            lines += _change_lines(conn, detail)
             lines += _run_facts(detail, kind, output_lines)
             if detail.run.unit != alert.unit:
                 lines.append(f"Why {alert.unit} failed: journalctl -u {alert.unit}")
@@ -113,6 +117,62 @@ def _run_facts(detail: history.RunDetail, kind: AlertKind, output_lines: int) ->
         lines.append("No output recorded.")
     lines += ["", f"Full run: observer show {run.id}"]
     return lines
+
+
+# How far back a failure looks for the change it may follow.
+_CHANGE_LOOKBACK = 100
+
+
+def _change_lines(conn: sqlite3.Connection, detail: history.RunDetail) -> list[str]:
+    """A line saying the run is the first failure since its definition changed, if it is."""
+    if not detail.run.failed:
+        return []
+    runs = history.unit_history(conn, detail.run.unit, _CHANGE_LOOKBACK)
+    changed = first_failure_since_change([r for r in runs if r.host == detail.run.host], detail.run)
+    if changed is None:
+        return []
+    found = render.definition_changes(definitions.of_run(conn, changed.invocation_id))
+    return [
+        change_sentence(detail.run.unit, found, _change_time(changed, detail.run)),
+        *(f"  {change}" for change in found),
+        f"  Run {changed.id} was the first with the change: observer show {changed.id}",
+        "",
+    ]
+
+
+def _change_time(changed: history.RecordedRun, failed: history.RecordedRun) -> str:
+    """When the first run with a change started: its time of day, with its date when the
+    failure came on another day."""
+    at = render.local_time(changed.started_usec or 0)
+    same_day = at.date() == render.local_time(failed.started_usec or 0).date()
+    return at.strftime("%H:%M" if same_day else "%Y-%m-%d %H:%M")
+
+
+def first_failure_since_change(
+    newest_first: Sequence[history.RecordedRun], failed: history.RecordedRun
+) -> history.RecordedRun | None:
+    """The first run after its unit's definition changed, when ``failed`` is the first
+    failure since then (``newest_first``: the unit's runs on one host)."""
+    older = itertools.dropwhile(lambda run: run.id != failed.id, newest_first)
+    for run in older:
+        if run.id != failed.id and run.failed:
+            return None
+        if run.definition_changed:
+            return run
+    return None
+
+
+def change_sentence(unit: str, changes: Sequence[str], at: str) -> str:
+    """``First failure since backup.service's drop-in changed at 14:02.``"""
+    parts = dict.fromkeys(
+        next((p for p in _PARTS if change.startswith(p)), "definition") for change in changes
+    )
+    what = " and ".join(parts) if parts else "definition"
+    return f"First failure since {unit}'s {what} changed at {at}."
+
+
+# The parts of a definition a change names (observer/recording/definitions.py's wording).
+_PARTS = ("unit file", "drop-in", "command", "script")
 
 
 def _last_lines(

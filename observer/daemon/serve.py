@@ -23,10 +23,12 @@ from observer.fleet.service import JOURNAL_SOCKET, RunRecords, journal_sender
 from observer.metrics.service import MetricsService
 from observer.model import Event, Run, StoreError
 from observer.recording.bus import BusError, manager_bus
+from observer.recording.definition_files import DefinitionReader
 from observer.recording.effects import (
     CloseInterrupted,
     Effect,
     ReadCost,
+    ReadDefinition,
     RecordRun,
     RecordTimer,
     ResolveJob,
@@ -34,6 +36,7 @@ from observer.recording.effects import (
 from observer.recording.journal import JournalBatch, JournalFollower
 from observer.run.service import WrapperRuns
 from observer.store.database import Batch
+from observer.store.definitions import RunDefinition
 from observer.store.writer import AsyncStore
 
 log = logging.getLogger(__name__)
@@ -56,6 +59,7 @@ class Daemon:
         passwd: Path | None = None,
         fleet_dir: Path | None = None,
         journal_socket: Path | None = None,
+        root: Path = Path("/"),
     ) -> None:
         self.config = config
         self.host = config.host or socket.gethostname()
@@ -74,6 +78,7 @@ class Daemon:
         self.bus_name, self.bus_hint = bus_name(user, bus_address), bus_hint(user)
         self.journal_scope = journal_scope(config, user, passwd)
         self.follower: JournalFollower | None = None
+        self.definitions = DefinitionReader(root)
         self.tasks: set[asyncio.Task[None]] = set()
         # Called with the runs each write finished for the first time (metrics, alerts,
         # dashboard): they must return quickly and do their own I/O in their own tasks.
@@ -132,6 +137,8 @@ class Daemon:
                 self._spawn(self._resolve_job(job_id, unit))
             case ReadCost(unit=unit, invocation_id=invocation_id):
                 self._spawn(self._read_cost(unit, invocation_id))
+            case ReadDefinition(unit=unit, invocation_id=invocation_id):
+                self._spawn(self._read_definition(unit, invocation_id))
 
     def on_bus_event(self, event: Event) -> None:
         self.feed(event)
@@ -164,6 +171,21 @@ class Daemon:
         if run is not None:
             self.pending.runs.append(run)
             self.flush_wanted.set()
+
+    async def _read_definition(self, unit: str, invocation_id: str) -> None:
+        """Record what defines the unit whose run started (files read only when changed)."""
+        try:
+            sources = await self.bus.definition_sources(unit)
+        except Exception as e:  # the bus went away: the run is recorded without it
+            log.debug("could not ask what defines %s: %s", unit, e)
+            return
+        if sources is None:
+            return
+        read = self.definitions.read(unit, sources)
+        self.pending.definitions.append(
+            RunDefinition(invocation_id, unit, self.host, read.definition, read.texts)
+        )
+        self.flush_wanted.set()
 
     async def _load_timers(self) -> None:
         for timer in await self.bus.timers():
@@ -378,6 +400,7 @@ def run(args: argparse.Namespace) -> int:
         passwd=setup.passwd,
         fleet_dir=setup.fleet_dir,
         journal_socket=setup.journal_socket,
+        root=setup.root,
     )
     db_path, config = setup.db_path, setup.config
     # Runs of `observer run`: spooled ones into the store, finished ones to the consumers.

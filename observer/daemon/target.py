@@ -47,6 +47,7 @@ class DaemonSetup:
     passwd: Path | None = None  # users' names from this file instead of the system's
     fleet_dir: Path | None = None  # a central observer: the received journals, no bus
     journal_socket: Path | None = None  # where run records go; None: this system's journald
+    root: Path = Path("/")  # where the units' files are (a container's root from outside)
 
 
 def setup_from(args: argparse.Namespace) -> DaemonSetup:
@@ -87,6 +88,7 @@ def setup_from(args: argparse.Namespace) -> DaemonSetup:
         journal_dir=Path(journal_dir) if journal_dir else None,
         user=user,
         passwd=Path(passwd) if passwd else None,
+        root=Path(getattr(args, "root", None) or "/"),
     )
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from observer.fleet.records import record_fields
 from observer.model import Run, Source
-from observer.store import database
+from observer.store import database, definitions
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,10 @@ def stored_record(conn: sqlite3.Connection, run: Run) -> dict[str, str] | None:
         io_write_bytes=row[16],
         memory_peak_bytes=row[17],
     )
-    return record_fields(stored, row[18] or 0, row[19] or 0)
+    fields = record_fields(stored, row[18] or 0, row[19] or 0)
+    if (digest := definitions.digest_of_run(conn, stored.invocation_id)) is not None:
+        fields["OBSERVER_DEFINITION"] = digest  # what defined it (not read by a central one)
+    return fields
 
 
 class RunRecords:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from observer import users
 from observer.model import ObserverError, StoreError, UnknownUnitError
-from observer.reading import follow, history, render
+from observer.reading import changes, follow, history, render
 from observer.reading.stats import unit_stats
 from observer.spans import parse_span
 from observer.store import database, hosts
@@ -46,6 +46,10 @@ def add_commands(
     listing = argparse.ArgumentParser(add_help=False, parents=[common])
     listing.add_argument("--json", action="store_true", help="print JSON for scripts")
     host_option(listing)
+    listing.add_argument(
+        "-l", "--wide", action="store_true",
+        help="every column, however wide (default: the columns that fit the terminal)",
+    )  # fmt: skip
 
     def command(
         name: str, handler: Callable[[argparse.Namespace], int], about: str
@@ -60,6 +64,9 @@ def add_commands(
     _follow_option(parser)
     parser = command("show", _show, "everything recorded about one run, with its output")
     parser.add_argument("run_id", metavar="RUN_ID", help="a run's ID or its invocation ID")
+    parser = command("diff", _diff, "how the definitions two runs started with differ")
+    parser.add_argument("before", metavar="RUN_A", help="the earlier run's ID or invocation ID")
+    parser.add_argument("after", metavar="RUN_B", help="the later run's ID or invocation ID")
     parser = command("last-failure", _last_failure, "the newest failed run of a unit")
     parser.add_argument("unit", metavar="UNIT", help="e.g. backup or backup.service")
     parser = command("stats", _stats, "success rate and durations, per unit")
@@ -142,7 +149,7 @@ def _history(args: argparse.Namespace) -> int:
         unit = _unit_on_hosts(conn, args)
         runs = history.unit_history(conn, unit, args.limit or 20, on_hosts(args))
         with_host = hosts.several(conn)
-    _print_runs(runs, args.json, with_unit=False, with_host=with_host)
+    _print_runs(runs, args, with_unit=False, with_host=with_host)
     return 0
 
 
@@ -185,7 +192,7 @@ def _runs(args: argparse.Namespace) -> int:
             on=on_hosts(args),
         )
         with_host = hosts.several(conn)
-    _print_runs(runs, args.json, with_unit=True, with_host=with_host)
+    _print_runs(runs, args, with_unit=True, with_host=with_host)
     return 0
 
 
@@ -261,6 +268,16 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _diff(args: argparse.Namespace) -> int:
+    with reading(args) as conn:
+        found = changes.definition_diff(conn, args.before, args.after)
+    if args.json:
+        _print_json(changes.diff_json(found))
+    else:
+        print(changes.diff_text(found))
+    return 0
+
+
 def _last_failure(args: argparse.Namespace) -> int:
     with reading(args) as conn:
         detail = history.last_failure(conn, _unit_on_hosts(conn, args), on_hosts(args))
@@ -278,7 +295,7 @@ def _stats(args: argparse.Namespace) -> int:
         stats = [s for s in stats if unit is not None or chosen.shows(s.unit)]
         with_host = hosts.several(conn)
     if not args.json:
-        print(render.stats_table(stats, with_host=with_host))
+        print(render.stats_table(stats, with_host=with_host, width=_width(args)))
     elif unit is not None and not with_host:  # a list, one per host, on a central db
         _print_json(render.stats_json(stats[0]))
     else:
@@ -295,17 +312,25 @@ def _status(args: argparse.Namespace) -> int:
     if args.json:
         _print_json([render.status_json(s) for s in statuses])
     else:
-        print(render.status_table(statuses, with_host=with_host))
+        print(render.status_table(statuses, with_host=with_host, width=_width(args)))
     return 0
 
 
 def _print_runs(
-    runs: list[history.RecordedRun], as_json: bool, *, with_unit: bool, with_host: bool
+    runs: list[history.RecordedRun], args: argparse.Namespace, *, with_unit: bool, with_host: bool
 ) -> None:
-    if as_json:
+    if args.json:
         _print_json([render.run_json(run) for run in runs])
     else:
-        print(render.runs_table(runs, with_unit=with_unit, with_host=with_host))
+        table = render.runs_table(
+            runs, with_unit=with_unit, with_host=with_host, width=_width(args)
+        )
+        print(table)
+
+
+def _width(args: argparse.Namespace) -> int | None:
+    """The width a table must fit (``--wide``: none)."""
+    return render.terminal_width(getattr(args, "wide", False))
 
 
 def _print_detail(detail: history.RunDetail, as_json: bool) -> None:

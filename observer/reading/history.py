@@ -19,7 +19,8 @@ from observer.model import ObserverError, UnknownUnitError, exit_facts, is_failu
 from observer.reading import problems
 from observer.reading.stats import UnitStats, stats_from
 from observer.reading.stats import summaries as summaries_of
-from observer.store import hosts, summary
+from observer.store import definitions, hosts, summary
+from observer.store.definitions import StoredDefinition
 
 # Unit types systemd knows: a name ending in one of these is a full unit name.
 _UNIT_SUFFIXES = (
@@ -33,11 +34,13 @@ _RUN_COLUMNS = (
     "r.cpu_seconds, r.io_read_bytes, r.io_write_bytes, r.memory_peak_bytes, "
     "r.output_lost_lines, r.output_lost_usec, "
     "COALESCE(s.dropped_lines, 0) AS dropped_lines, COALESCE(s.dropped_bytes, 0) AS dropped_bytes, "
-    "f.findings AS findings"
+    "f.findings AS findings, "
+    "COALESCE(d.previous_id != d.definition_id, 0) AS definition_changed"
 )
 _RUNS_FROM = (
     "runs r LEFT JOIN output_stats s ON s.invocation_id = r.invocation_id "
-    "LEFT JOIN run_findings f ON f.run_id = r.id"
+    "LEFT JOIN run_findings f ON f.run_id = r.id "
+    "LEFT JOIN run_definitions d ON d.invocation_id = r.invocation_id"
 )
 # Spelled as the indexes are (observer/store/summary.py), so that the queries walk them.
 _ORDER_KEY = summary.ORDER_KEY
@@ -79,6 +82,8 @@ class RecordedRun:
     output_lost_usec: int | None = None  # when journald said so
     # What the alert rules found wrong with it: (kind, message), as observer/alerts stores them.
     findings: tuple[tuple[str, str], ...] = ()
+    # The first run after its unit's definition (files, command) changed.
+    definition_changed: bool = False
 
     @property
     def running(self) -> bool:
@@ -133,6 +138,8 @@ class RunDetail:
     output_bytes: int
     output_dropped_lines: int
     output_dropped_bytes: int
+    # What defined it, and its unit's previous run (None: not recorded).
+    definition: StoredDefinition | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,6 +359,7 @@ def run_outputs(conn: sqlite3.Connection, runs: Sequence[RecordedRun]) -> list[R
                 output_bytes=sum(len(ln.message) for ln in kept) if counts is None else counts[1],
                 output_dropped_lines=0 if counts is None else counts[2],
                 output_dropped_bytes=0 if counts is None else counts[3],
+                definition=definitions.of_run(conn, run.invocation_id),
             )
         )
     return details
@@ -416,6 +424,7 @@ def _recorded_run(row: sqlite3.Row) -> RecordedRun:
         output_lost_lines=row["output_lost_lines"],
         output_lost_usec=row["output_lost_usec"],
         findings=problems.findings(row["findings"]),
+        definition_changed=bool(row["definition_changed"]),
     )
 
 

@@ -4,6 +4,8 @@ scripts read them (JSON with ISO 8601 times and durations in seconds)."""
 from __future__ import annotations
 
 import functools
+import shutil
+import sys
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -13,10 +15,15 @@ from observer.model import exit_text
 from observer.output import dropped_marker, lost_marker, printable
 from observer.reading import history
 from observer.reading.stats import UnitStats
+from observer.recording.definitions import DefinitionFile, changes
 from observer.spans import human_duration
+from observer.store.definitions import StoredDefinition
 from observer.users import unit_of, user_of
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Marks the ID of the first run after its unit's definition changed.
+CHANGED_MARK = "*"
+CHANGED_LEGEND = "* first run after its unit's definition changed ('observer show ID' says what)"
 # syslog levels, as the journal's PRIORITY field holds them.
 _PRIORITIES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
 
@@ -44,6 +51,17 @@ class RunJson(TypedDict):
     memory_peak_bytes: int | None
     output_lost_lines: int | None
     findings: list[FindingJson]
+    definition_changed: bool
+
+
+class DefinitionJson(TypedDict):
+    digest: str
+    unit_file: dict[str, str | None] | None
+    dropins: list[dict[str, str | None]]
+    command: str | None
+    scripts: list[dict[str, str | None]]
+    previous_digest: str | None
+    changes: list[str]
 
 
 class FindingJson(TypedDict):
@@ -72,6 +90,7 @@ class RunDetailJson(RunJson):
     output_bytes: int
     output_dropped_lines: int
     output_dropped_bytes: int
+    definition: DefinitionJson | None
 
 
 class StatsJson(TypedDict):
@@ -172,7 +191,30 @@ def run_facts(detail: history.RunDetail) -> list[tuple[str, str]]:
         ("Cost", cost_text(run)), ("Output", output),
     ]  # fmt: skip
     facts += [("Finding", f"{message} ({kind})") for kind, message in run.findings]
+    facts += definition_facts(detail.definition)
     return [(name, "-" if value is None else str(value)) for name, value in facts]
+
+
+def definition_changes(stored: StoredDefinition | None) -> list[str]:
+    """What changed in a run's definition since its unit's previous run."""
+    if stored is None or stored.previous is None:
+        return []
+    return changes(stored.previous, stored.definition)
+
+
+def definition_facts(stored: StoredDefinition | None) -> list[tuple[str, str]]:
+    """A run's definition as facts: its digest, and each change since the previous run."""
+    if stored is None:
+        return [("Definition", "not recorded")]
+    digest = stored.definition.digest[:12]
+    if stored.previous is None:
+        return [("Definition", f"{digest} (the first recorded for its unit)")]
+    found = definition_changes(stored)
+    if not found:
+        return [("Definition", f"{digest} (unchanged since the unit's previous run)")]
+    return [("Definition", f"{digest} (changed since the unit's previous run)")] + [
+        ("Changed", change) for change in found
+    ]
 
 
 def detail_text(detail: history.RunDetail) -> str:
@@ -195,7 +237,11 @@ def detail_text(detail: history.RunDetail) -> str:
 
 
 def runs_table(
-    runs: Sequence[history.RecordedRun], *, with_unit: bool, with_host: bool = False
+    runs: Sequence[history.RecordedRun],
+    *,
+    with_unit: bool,
+    with_host: bool = False,
+    width: int | None = None,
 ) -> str:
     """One line per run; ``with_unit`` when the runs are of several units, ``with_host``
     when the database holds several hosts' runs."""
@@ -209,7 +255,10 @@ def runs_table(
     headers, rows, right = _host_column(
         with_host, headers, rows, _run_numbers(named), [run.host for run in runs]
     )
-    return table(headers, rows, right=right, empty="no matching runs")
+    text = table(headers, rows, right=right, empty="no matching runs", width=width, drop=_RUN_DROP)
+    if any(run.definition_changed for run in runs):
+        text += f"\n{CHANGED_LEGEND}"
+    return text
 
 
 def runs_table_header(*, with_unit: bool, with_host: bool = False) -> str:
@@ -250,7 +299,7 @@ def _run_headers(named: int) -> list[str]:
 
 def _run_cells(run: history.RecordedRun, named: int) -> list[str]:
     return [
-        str(run.id), *unit_cells(run.unit, named),
+        f"{run.id}{CHANGED_MARK * run.definition_changed}", *unit_cells(run.unit, named),
         table_time(run.started_usec), human_duration(run.duration_seconds),
         _result(run), exit_text(run.exit_status, run.signal), cell(run.trigger or "-"),
     ]  # fmt: skip
@@ -280,7 +329,9 @@ def unit_cells(key: str, columns: int) -> list[str]:
     return [cell(user_of(key) or "-"), cell(unit_of(key))]
 
 
-def stats_table(stats: Sequence[UnitStats], *, with_host: bool = False) -> str:
+def stats_table(
+    stats: Sequence[UnitStats], *, with_host: bool = False, width: int | None = None
+) -> str:
     """One line per unit: counts, success rate, duration percentiles, last outcomes."""
     named = _unit_columns([s.unit for s in stats])
     rows = [
@@ -301,10 +352,14 @@ def stats_table(stats: Sequence[UnitStats], *, with_host: bool = False) -> str:
                "LAST FAILURE", "FAILED IN A ROW", "TREND"]  # fmt: skip
     right = {named + i for i in (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 14, 15)}
     headers, rows, right = _host_column(with_host, headers, rows, right, [s.host for s in stats])
-    return table(headers, rows, right=right, empty="no runs recorded")
+    return table(
+        headers, rows, right=right, empty="no runs recorded", width=width, drop=_STATS_DROP
+    )
 
 
-def status_table(statuses: Sequence[history.UnitStatus], *, with_host: bool = False) -> str:
+def status_table(
+    statuses: Sequence[history.UnitStatus], *, with_host: bool = False, width: int | None = None
+) -> str:
     """One line per unit (per host and unit, ``with_host``): its last result, when it last
     started and when it runs next."""
     named = _unit_columns([s.unit for s in statuses])
@@ -325,17 +380,93 @@ def status_table(statuses: Sequence[history.UnitStatus], *, with_host: bool = Fa
     headers, rows, right = _host_column(
         with_host, headers, rows, {named + 3, named + 4}, [s.host or "-" for s in statuses]
     )
-    return table(headers, rows, right=right, empty="no runs recorded")
+    return table(
+        headers, rows, right=right, empty="no runs recorded", width=width, drop=_STATUS_DROP
+    )
+
+
+# The columns a table leaves out to fit a narrow terminal, the first first (--wide: none).
+_RUN_DROP = ("TRIGGER", "EXIT", "HOST", "USER")
+_STATUS_DROP = ("FAILED IN A ROW", "SUCCESS", "HOST", "USER")
+_STATS_DROP = (
+    "MEM P95", "CPU P95", "MEM P50", "CPU P50", "SKIPPED", "MAX", "TREND", "OK", "HOST",
+    "LAST SUCCESS", "P95", "FAILED IN A ROW", "USER", "LAST FAILURE",
+)  # fmt: skip
 
 
 def table(
-    headers: Sequence[str], rows: Sequence[Sequence[str]], *, right: set[int], empty: str
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    right: set[int],
+    empty: str,
+    width: int | None = None,
+    drop: Sequence[str] = (),
 ) -> str:
-    """Columns aligned with two spaces between them; ``right`` aligns numbers."""
+    """Columns aligned with two spaces between them; ``right`` aligns numbers. Within
+    ``width`` (None: no limit) by leaving out the columns named in ``drop``, first ones
+    first, then by shortening the widest text columns (``…`` ends a shortened cell)."""
     if not rows:
         return empty
+    headers, rows, right = _within(list(headers), [list(r) for r in rows], right, width, drop)
     widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(len(headers))]
-    return "\n".join(_aligned(row, widths, right) for row in [headers, *rows])
+    if width is not None:
+        widths = _shortened(widths, headers, right, width)
+    return "\n".join(_aligned(_cut(row, widths), widths, right) for row in [headers, *rows])
+
+
+def terminal_width(wide: bool) -> int | None:
+    """The width tables must fit: the terminal's, unless ``wide`` or stdout is not one."""
+    if wide or not sys.stdout.isatty():
+        return None
+    return shutil.get_terminal_size().columns
+
+
+def _total(widths: Sequence[int]) -> int:
+    return sum(widths) + 2 * (len(widths) - 1)
+
+
+def _within(
+    headers: list[str],
+    rows: list[list[str]],
+    right: set[int],
+    width: int | None,
+    drop: Sequence[str],
+) -> tuple[list[str], list[list[str]], set[int]]:
+    """The table without the fewest of the ``drop`` columns that make it fit ``width``."""
+    for name in drop:
+        widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(len(headers))]
+        if width is None or _total(widths) <= width:
+            break
+        if name not in headers:
+            continue
+        gone = headers.index(name)
+        headers.pop(gone)
+        for row in rows:
+            row.pop(gone)
+        right = {i - (i > gone) for i in right if i != gone}
+    return headers, rows, right
+
+
+def _shortened(widths: list[int], headers: Sequence[str], right: set[int], width: int) -> list[int]:
+    """Narrow the widest text column (never below its header, or 8) until the table fits."""
+    widths = list(widths)
+    while _total(widths) > width:
+        narrowable = [
+            i for i in range(len(widths))
+            if i not in right and widths[i] > max(len(headers[i]), 8)
+        ]  # fmt: skip
+        if not narrowable:
+            break
+        widest = max(narrowable, key=lambda i: widths[i])
+        widths[widest] -= min(_total(widths) - width, widths[widest] - max(len(headers[widest]), 8))
+    return widths
+
+
+def _cut(row: Sequence[str], widths: Sequence[int]) -> list[str]:
+    return [
+        text if len(text) <= w else text[: w - 1] + "…" for text, w in zip(row, widths, strict=True)
+    ]
 
 
 def _aligned(row: Sequence[str], widths: Sequence[int], right: set[int]) -> str:
@@ -370,6 +501,7 @@ def run_json(run: history.RecordedRun) -> RunJson:
         "memory_peak_bytes": run.memory_peak_bytes,
         "output_lost_lines": run.output_lost_lines,
         "findings": [{"kind": kind, "message": message} for kind, message in run.findings],
+        "definition_changed": run.definition_changed,
     }
 
 
@@ -409,7 +541,28 @@ def detail_json(detail: history.RunDetail) -> RunDetailJson:
         "output_bytes": detail.output_bytes,
         "output_dropped_lines": detail.output_dropped_lines,
         "output_dropped_bytes": detail.output_dropped_bytes,
+        "definition": definition_json_of(detail.definition),
     }
+
+
+def definition_json_of(stored: StoredDefinition | None) -> DefinitionJson | None:
+    """A run's definition and what changed since its unit's previous run, for ``--json``."""
+    if stored is None:
+        return None
+    current = stored.definition
+    return {
+        "digest": current.digest,
+        "unit_file": None if current.unit_file is None else _file_json(current.unit_file),
+        "dropins": [_file_json(f) for f in current.dropins],
+        "command": current.command,
+        "scripts": [_file_json(f) for f in current.scripts],
+        "previous_digest": None if stored.previous is None else stored.previous.digest,
+        "changes": definition_changes(stored),
+    }
+
+
+def _file_json(file: DefinitionFile) -> dict[str, str | None]:
+    return {"path": file.path, "digest": file.digest}
 
 
 def stats_json(stats: UnitStats) -> StatsJson:

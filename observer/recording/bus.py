@@ -24,6 +24,7 @@ from observer.model import (
     UnitGone,
     UnitProperties,
 )
+from observer.recording.definitions import DefinitionSources
 from observer.recording.journal import NOT_ACCOUNTED
 from observer.users import qualify_event, unit_of
 
@@ -88,6 +89,17 @@ def unit_path(unit: str) -> str:
 
 # What systemd accounts of a service (MemoryPeak from 255 on).
 COST_PROPERTIES = ("CPUUsageNSec", "IOReadBytes", "IOWriteBytes", "MemoryPeak")
+
+
+def exec_argvs(exec_start: object) -> tuple[tuple[str, ...], ...]:
+    """The argv of each command of an ExecStart property (a(sasbttttuii))."""
+    if not isinstance(exec_start, list):
+        return ()
+    return tuple(
+        tuple(str(arg) for arg in entry[1])
+        for entry in exec_start
+        if isinstance(entry, list | tuple) and len(entry) > 1 and isinstance(entry[1], list)
+    )
 
 
 def _is_hex(text: str) -> bool:
@@ -358,6 +370,34 @@ class SystemdBus:
             memory_peak_bytes=cost.get("MemoryPeak"),
         )
 
+    async def definition_sources(self, unit: str) -> DefinitionSources | None:
+        """What systemd says defines a unit now (asked as its run starts): the unit file,
+        its drop-ins and ExecStart; None when the unit is gone."""
+        path = unit_path(unit)
+
+        async def get(interface: str, name: str) -> object:
+            reply = await self._send_call(
+                SYSTEMD, path, PROPERTIES, "Get", "ss", [f"{_INTERFACE_PREFIX}{interface}", name]
+            )
+            return unwrap(reply[0])
+
+        try:
+            async with self._calls:
+                fragment = await get("Unit", "FragmentPath")
+                dropins = await get("Unit", "DropInPaths")
+                try:
+                    exec_start = await get("Service", "ExecStart")
+                except BusError:  # not a service: no command
+                    exec_start = []
+        except BusError as e:
+            log.debug("definition of %s: %s", unit, e)
+            return None
+        return DefinitionSources(
+            fragment_path=fragment if isinstance(fragment, str) and fragment else None,
+            dropin_paths=tuple(str(p) for p in dropins) if isinstance(dropins, list) else (),
+            commands=exec_argvs(exec_start),
+        )
+
     async def timers(self) -> list[UnitProperties]:
         """The Timer properties of every loaded timer (signals never carry its Unit)."""
         body = await self.call(
@@ -401,6 +441,9 @@ class UserManagerBus(SystemdBus):
     async def run_cost(self, unit: str, invocation_id: str, host: str) -> Run | None:
         run = await super().run_cost(unit_of(unit), invocation_id, host)
         return None if run is None else dataclasses.replace(run, unit=unit)
+
+    async def definition_sources(self, unit: str) -> DefinitionSources | None:
+        return await super().definition_sources(unit_of(unit))
 
     async def timers(self) -> list[UnitProperties]:
         return [

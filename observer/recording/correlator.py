@@ -31,6 +31,7 @@ from observer.recording.effects import (
     CloseInterrupted,
     Effect,
     ReadCost,
+    ReadDefinition,
     RecordRun,
     RecordTimer,
     ResolveJob,
@@ -206,7 +207,8 @@ class Correlator:
         self.starts.note(name, inv.invocation_id, inv.started_usec)
         self._claim_timer(inv)
         run = self._run(inv, Source.BUS, started_usec=inv.started_usec)
-        return [RecordRun(run), *self._trigger_effects(inv)]
+        started = ReadDefinition(name, inv.invocation_id)
+        return [RecordRun(run), started, *self._trigger_effects(inv)]
 
     def _seen_ended(self, name: str, unit: _Unit, inv: _Invocation) -> list[Effect]:
         inv.finished = True

@@ -47,4 +47,12 @@ class ReadCost:
     invocation_id: str
 
 
-Effect = RecordRun | ResolveJob | RecordTimer | CloseInterrupted | ReadCost
+@dataclass(frozen=True, slots=True)
+class ReadDefinition:
+    """Effect: ask systemd what defines the unit whose run just started (its files, command)."""
+
+    unit: str
+    invocation_id: str
+
+
+Effect = RecordRun | ResolveJob | RecordTimer | CloseInterrupted | ReadCost | ReadDefinition

@@ -14,6 +14,7 @@ from pathlib import Path
 from observer import users
 from observer.model import INTERRUPTED, Run, Source, StoreError, TimerState
 from observer.store import schema, summary
+from observer.store.definitions import RunDefinition, write_definitions
 from observer.store.schema import SCHEMA_VERSION
 
 # Each field keeps the first value known for it, but a run starts at the earliest time
@@ -252,11 +253,15 @@ class Batch:
     records: list[Run] = field(default_factory=list)
     # Rows of the state table committed with the cursor (a central observer's marks).
     state: dict[str, str] = field(default_factory=dict)
+    # What defined runs that started (asked of systemd as they start).
+    definitions: list[RunDefinition] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(
             self.runs or self.timers or self.lines or self.dropped or self.counts or self.lost
-        ) or bool(self.interrupted or self.records or self.state or self.journal_cursor)
+        ) or bool(self.interrupted or self.records or self.state or self.journal_cursor) or (
+            bool(self.definitions)
+        )
 
     def followed_by(self, then: Batch) -> Batch:
         """One batch holding this one followed by ``then`` (a write to try again)."""
@@ -273,6 +278,7 @@ class Batch:
             lost=self.lost + then.lost,
             interrupted=self.interrupted + then.interrupted,
             journal_cursor=then.journal_cursor or self.journal_cursor,
+            definitions=self.definitions + then.definitions,
         )
 
 
@@ -341,7 +347,8 @@ def write_batch(conn: sqlite3.Connection, batch: Batch) -> list[Run]:
                 (lines, usec, invocation_id),
             )
         summary.refresh(conn, keys)
-        units = {unit for _, unit in keys}
+        write_definitions(conn, batch.definitions)
+        units = {unit for _, unit in keys} | {d.unit for d in batch.definitions}
         # Output of a run written by an earlier batch (a late line): find its unit.
         known = {run.invocation_id for run in [*batch.runs, *batch.records]}
         output = {ln.invocation_id for ln in batch.lines} | {iid for iid, _ in batch.dropped}

@@ -90,7 +90,7 @@ def prune_some(conn: sqlite3.Connection, limit: int) -> tuple[int, int]:
         conn.executemany("DELETE FROM run_findings WHERE run_id = ?", run_ids)
         cursor = conn.executemany("DELETE FROM runs WHERE id = ?", run_ids)
         deleted = cursor.rowcount
-        for table in ("output", "output_stats"):
+        for table in ("output", "output_stats", "run_definitions"):
             conn.executemany(f"DELETE FROM {table} WHERE invocation_id = ?", ids)
         conn.executemany("DELETE FROM doomed WHERE id = ?", run_ids)
         keys = {(str(row[3]), str(row[2])) for row in rows}

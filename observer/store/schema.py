@@ -271,6 +271,28 @@ def _per_host(conn: sqlite3.Connection) -> None:
     conn.executescript(summary.HOST_INDEXES)
 
 
+# Schema 8 (observer/store/definitions.py): what defined each run. A definition (unit file,
+# drop-ins, command, scripts, as JSON of paths and content digests) is kept once per digest,
+# each file's text once per digest; a run names its definition and its unit's previous run's
+# (None: the first run whose definition is known), so readers see a change without a search.
+_DEFINITIONS = """
+CREATE TABLE IF NOT EXISTS definitions (
+    id INTEGER PRIMARY KEY,
+    digest TEXT NOT NULL UNIQUE,
+    definition TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS definition_texts (
+    digest TEXT PRIMARY KEY,
+    text BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS run_definitions (
+    invocation_id TEXT PRIMARY KEY,
+    definition_id INTEGER NOT NULL,
+    previous_id INTEGER
+) WITHOUT ROWID;
+"""
+
+
 # Schema upgrades, in order: step i brings a database of schema i + 1 to schema i + 2. A new
 # database gets SCHEMA and then every step. Only ever append; each step must be idempotent
 # (CREATE ... IF NOT EXISTS, or a function that checks what is there), so that two
@@ -283,6 +305,7 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     _runs_without_invocation,
     _FINDINGS,
     _per_host,
+    _DEFINITIONS,
 ]
 # The last schema whose upgrade changed unit_summary: it is filled again from the runs.
 _SUMMARY_SCHEMA = 7
@@ -303,6 +326,7 @@ SCHEMA = (
     )
     + _UNIT_CHANGES + summary.TABLE + summary.INDEXES + summary.HOST_INDEXES
     + _swap(_FINDINGS, "alert_problems", "alert_silences", _HOST_ALERT_PROBLEMS)
+    + _DEFINITIONS
 )  # fmt: skip
 SCHEMA_VERSION = 1 + len(MIGRATIONS)
 

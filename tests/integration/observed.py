@@ -52,6 +52,7 @@ class ObserverDaemon:
             "--journal-dir", str(self.sandbox.journal_dir),
             "--passwd", str(self.sandbox.root / "etc/passwd"),
             "--journal-socket", str(self.sandbox.root / "run/systemd/journal/socket"),
+            "--root", str(self.sandbox.root),
         ]  # fmt: skip
         if config is None or "listen" not in config:
             args += ["--listen", ""]  # no fixed port: tests that want metrics configure it

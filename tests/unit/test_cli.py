@@ -95,6 +95,7 @@ def test_it_prints_history_as_json_with_stable_field_names(
         "memory_peak_bytes": None,
         "output_lost_lines": None,
         "findings": [],
+        "definition_changed": False,
     }
     assert (runs[1]["exit_status"], runs[1]["signal"]) == (None, "KILL")
     assert (runs[0]["result"], runs[0]["finished_at"], runs[0]["duration_seconds"]) == (
