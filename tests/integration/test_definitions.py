@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.observed import ObserverDaemon, oneshot, wait_for
+from tests.integration.observed import ObserverDaemon, oneshot
 from tests.integration.test_alerts import receiver
 from tests.integration.test_findings import alert_config
 from tests.receiver import Receiver
 from tests.sandbox import Sandbox
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 __all__ = ["receiver"]  # the fixture, shared with test_alerts
