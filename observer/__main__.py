@@ -27,6 +27,8 @@ _LAZY_COMMANDS = {
     "completion": "observer.shell.cli",
     "manpage": "observer.shell.cli",
     "install": "observer.install.user_service",
+    "timeline": "observer.reading.timeline_cli",
+    "next": "observer.reading.timeline_cli",
 }
 
 # A reader that went away (`observer runs | head`) ends us as SIGPIPE would a C tool.
