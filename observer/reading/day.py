@@ -60,16 +60,23 @@ class Row:
 
 @dataclass(frozen=True, slots=True)
 class Overlap:
-    """Two runs on one host that ran at the same time, and for how long together."""
+    """Runs on one host that ran at the same time: each overlaps another of them, from when
+    the first two ran together until the last two stopped (a chain of runs is one overlap)."""
 
-    first: RecordedRun
-    second: RecordedRun
+    runs: tuple[RecordedRun, ...]  # in the order they started
     start_usec: int
     end_usec: int
+    most_at_once: int
 
-    @property
-    def same_unit(self) -> bool:
-        return self.first.unit == self.second.unit
+
+@dataclass(frozen=True, slots=True)
+class Together:
+    """Of some intervals, those that overlap one another (by index), and when and how many."""
+
+    members: tuple[int, ...]
+    start_usec: int
+    end_usec: int
+    most_at_once: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +119,44 @@ def run_interval(run: RecordedRun, now_usec: int) -> tuple[int, int]:
     return start, max(start, end)
 
 
+def together(intervals: Sequence[tuple[int, int]]) -> list[Together]:
+    """The groups of intervals that overlap, in the order of time: a group holds each
+    interval that shares time with another of it. Linear after sorting, however many
+    intervals overlap (where pairs would grow as their square)."""
+    order = sorted((i for i, (a, b) in enumerate(intervals) if b > a), key=lambda i: intervals[i])
+    groups: list[Together] = []
+    members: list[int] = []
+    reach = 0
+    for i in order:
+        start, end = intervals[i]
+        if members and start >= reach:
+            if len(members) > 1:
+                groups.append(_together(members, intervals))
+            members = []
+        members.append(i)
+        reach = max(reach, end) if len(members) > 1 else end
+    if len(members) > 1:
+        groups.append(_together(members, intervals))
+    return groups
+
+
+def _together(members: list[int], intervals: Sequence[tuple[int, int]]) -> Together:
+    """When two or more of ``members`` ran at once, and the most at once."""
+    # An end sorts before a start at the same time: runs that touch do not overlap.
+    events = sorted(
+        [(intervals[i][0], 1) for i in members] + [(intervals[i][1], -1) for i in members]
+    )
+    active, most, start, end = 0, 0, None, 0
+    for usec, step in events:
+        if step > 0 and active == 1 and start is None:
+            start = usec
+        if step < 0 and active == 2:
+            end = usec
+        active += step
+        most = max(most, active)
+    return Together(tuple(members), start or 0, end, most)
+
+
 def run_kind(run: RecordedRun) -> str:
     if run.running:
         return "running"
@@ -122,27 +167,42 @@ def run_kind(run: RecordedRun) -> str:
 
 def lay_out(runs: Sequence[RecordedRun], window: Window, now_usec: int) -> Picture:
     """The picture of ``runs`` in ``window``: a row per host and unit, the rows in the order
-    of their first run, and every pair of runs on one host that overlapped."""
-    shown = [run for run in runs if _falls_in(run_interval(run, now_usec), window)]
-    intervals = [run_interval(run, now_usec) for run in shown]
-    overlaps = [
-        Overlap(shown[i], shown[j], max(intervals[i][0], intervals[j][0]),
-                min(intervals[i][1], intervals[j][1]))
-        for i, j in overlapping_pairs(intervals)
-        if shown[i].host == shown[j].host
-    ]  # fmt: skip
-    overlapped = {run.id for o in overlaps if o.same_unit for run in (o.first, o.second)}
+    of their first run, and the runs on one host that overlapped."""
+    placed = sorted(
+        ((run_interval(run, now_usec), run) for run in runs),
+        key=lambda p: (p[0], p[1].id),
+    )
+    placed = [(interval, run) for interval, run in placed if _falls_in(interval, window)]
     by_row: dict[tuple[str, str], list[tuple[tuple[int, int], RecordedRun]]] = {}
-    for interval, run in sorted(zip(intervals, shown, strict=True), key=lambda p: (p[0], p[1].id)):
+    by_host: dict[str, list[tuple[tuple[int, int], RecordedRun]]] = {}
+    for interval, run in placed:
         by_row.setdefault((run.host, run.unit), []).append((interval, run))
-    rows = [
-        Row(host, unit, tuple(_bar(run, interval, window, run.id in overlapped)
-                              for interval, run in placed))
-        for (host, unit), placed in by_row.items()
-    ]  # fmt: skip
+        by_host.setdefault(run.host, []).append((interval, run))
+    rows = [_row(host, unit, row, window) for (host, unit), row in by_row.items()]
     rows.sort(key=lambda row: (_first_start(row), row.unit, row.host))
-    overlaps.sort(key=lambda o: (o.start_usec, o.first.id, o.second.id))
+    overlaps = [overlap for on_host in by_host.values() for overlap in _overlaps(on_host)]
+    overlaps.sort(key=lambda o: (o.start_usec, o.runs[0].id))
     return Picture(window, tuple(rows), tuple(overlaps))
+
+
+def _row(
+    host: str, unit: str, placed: list[tuple[tuple[int, int], RecordedRun]], window: Window
+) -> Row:
+    """A unit's bars; those of its runs that ran at the same time as another are marked."""
+    pairs = overlapping_pairs([interval for interval, _ in placed])
+    overlapped = {i for pair in pairs for i in pair}
+    bars = [
+        _bar(run, interval, window, i in overlapped) for i, (interval, run) in enumerate(placed)
+    ]
+    return Row(host, unit, tuple(bars))
+
+
+def _overlaps(placed: list[tuple[tuple[int, int], RecordedRun]]) -> list[Overlap]:
+    return [
+        Overlap(tuple(placed[i][1] for i in group.members), group.start_usec, group.end_usec,
+                group.most_at_once)
+        for group in together([interval for interval, _ in placed])
+    ]  # fmt: skip
 
 
 def _falls_in(interval: tuple[int, int], window: Window) -> bool:

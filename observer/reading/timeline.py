@@ -13,7 +13,7 @@ from typing import TypedDict
 
 from observer.reading import day
 from observer.reading.history import RecordedRun
-from observer.reading.render import cell, iso_time, local_time
+from observer.reading.render import cell, human_duration, iso_time, local_time
 
 # The character of each kind of run, the worst first where runs share a column.
 CHARACTERS = {"fail": "X", "running": ">", "ok": "=", "skipped": "-"}
@@ -52,10 +52,10 @@ class OverlapJson(TypedDict):
     host: str
     runs: list[int]
     units: list[str]
-    same_unit: bool
     from_time: str | None
     to_time: str | None
     seconds: float
+    most_at_once: int
 
 
 class TimelineJson(TypedDict):
@@ -198,9 +198,9 @@ def _overlap_text(overlap: day.Overlap) -> str:
     start = local_time(overlap.start_usec).strftime("%H:%M:%S")
     end = local_time(overlap.end_usec).strftime("%H:%M:%S")
     seconds = (overlap.end_usec - overlap.start_usec) / 1e6
-    one, other = overlap.first, overlap.second
-    runs = f"{one.unit} #{one.id}, {other.unit} #{other.id}"
-    return cell(f"overlap {start}-{end} ({seconds:.0f}s): {runs}")
+    runs = ", ".join(f"{run.unit} #{run.id}" for run in overlap.runs)
+    at_once = f"{human_duration(seconds)}, {overlap.most_at_once} at once"
+    return cell(f"overlap {start}-{end} ({at_once}): {runs}")
 
 
 def _fit_end(text: str, width: int) -> str:
@@ -236,11 +236,11 @@ def _run_json(bar: day.Bar) -> TimelineRunJson:
 
 def _overlap_json(overlap: day.Overlap) -> OverlapJson:
     return {
-        "host": overlap.first.host,
-        "runs": [overlap.first.id, overlap.second.id],
-        "units": [overlap.first.unit, overlap.second.unit],
-        "same_unit": overlap.same_unit,
+        "host": overlap.runs[0].host,
+        "runs": [run.id for run in overlap.runs],
+        "units": [run.unit for run in overlap.runs],
         "from_time": iso_time(overlap.start_usec),
         "to_time": iso_time(overlap.end_usec),
         "seconds": (overlap.end_usec - overlap.start_usec) / 1e6,
+        "most_at_once": overlap.most_at_once,
     }

@@ -81,6 +81,49 @@ def test_overlapping_pairs_are_exactly_the_pairs_that_intersect(
     assert day.overlapping_pairs(intervals) == expected
 
 
+def test_a_chain_of_overlapping_runs_is_one_group_from_the_first_two_to_the_last_two() -> None:
+    # 0-10 and 5-20 overlap, 15-30 overlaps the second: one group, 5 to 20, 2 at most at once.
+    [group] = day.together([(0, 10), (5, 20), (15, 30), (40, 50)])
+    assert (group.members, group.start_usec, group.end_usec, group.most_at_once) == (
+        (0, 1, 2), 5, 20, 2,
+    )  # fmt: skip
+
+
+def test_a_group_counts_the_most_runs_at_once() -> None:
+    [group] = day.together([(0, 10), (1, 9), (2, 8), (20, 30), (30, 40)])
+    assert (group.members, group.start_usec, group.end_usec, group.most_at_once) == (
+        (0, 1, 2), 1, 9, 3,
+    )  # fmt: skip
+
+
+@given(st.lists(st.tuples(st.integers(0, 50), st.integers(0, 50)), max_size=12))
+def test_groups_hold_exactly_the_intervals_that_overlap_another(
+    intervals: list[tuple[int, int]],
+) -> None:
+    groups = day.together(intervals)
+    pairs = day.overlapping_pairs(intervals)
+    assert sorted(i for g in groups for i in g.members) == sorted({i for p in pairs for i in p})
+    group_of = {i: n for n, g in enumerate(groups) for i in g.members}
+    assert all(group_of[i] == group_of[j] for i, j in pairs)
+    for g in groups:
+        inside = [intervals[i] for i in g.members]
+        busy = [t for t in range(51) if sum(a <= t < b for a, b in inside) >= 2]
+        assert (g.start_usec, g.end_usec) == (busy[0], busy[-1] + 1)
+        assert g.most_at_once == max(sum(a <= t < b for a, b in inside) for t in range(51))
+
+
+def test_runs_at_the_same_time_on_two_hosts_do_not_overlap() -> None:
+    runs = [
+        run(1, "a.service", NOW - HOUR, NOW - HOUR + 3 * SECOND),
+        run(2, "a.service", NOW - HOUR, NOW - HOUR + 3 * SECOND, host="host2"),
+    ]
+    picture = day.lay_out(runs, DAY, NOW)
+    assert picture.overlaps == ()
+    assert [(row.host, row.bars[0].overlapped) for row in picture.rows] == [
+        ("host1", False), ("host2", False),
+    ]  # fmt: skip
+
+
 # -- where runs fall in the window ---------------------------------------------------------
 
 
@@ -120,7 +163,7 @@ def test_runs_of_two_units_at_the_same_time_on_one_host_overlap() -> None:
         run(3, "c.service", NOW - HOUR, NOW - HOUR + 3 * SECOND, host="host2"),
     ]
     [overlap] = day.lay_out(runs, DAY, NOW).overlaps
-    assert (overlap.first.id, overlap.second.id, overlap.same_unit) == (1, 2, False)
+    assert ([run.id for run in overlap.runs], overlap.most_at_once) == ([1, 2], 2)
     assert (overlap.start_usec, overlap.end_usec) == (NOW - HOUR + SECOND, NOW - HOUR + 3 * SECOND)
 
 
@@ -132,7 +175,7 @@ def test_runs_of_one_unit_that_overlap_are_marked_and_others_are_not() -> None:
     ]
     picture = day.lay_out(runs, DAY, NOW)
     assert [bar.overlapped for bar in picture.rows[0].bars] == [True, True, False]
-    assert [o.same_unit for o in picture.overlaps] == [True]
+    assert [[run.id for run in o.runs] for o in picture.overlaps] == [[1, 2]]
 
 
 def test_kinds_say_how_each_run_went() -> None:
@@ -285,7 +328,7 @@ def test_the_whole_picture_of_a_known_day() -> None:
         "report.service  . XXXXX .      .       .      .       .",
         "= ok  X failed  > running  - skipped",
         "* runs of one unit at once  < began earlier",
-        "overlap 17:00:00-18:00:00 (3600s): backup.service #1, repor~",
+        "overlap 17:00:00-18:00:00 (1h00m, 2 at once): backup.servic~",
     ]
 
 
@@ -306,4 +349,5 @@ def test_the_json_has_each_units_runs_and_the_overlaps() -> None:
     assert found["units"][1]["runs"][0]["kind"] == "fail"
     [overlap] = found["overlaps"]
     assert overlap["runs"] == [1, 2]
-    assert overlap["seconds"] == 3600.0
+    assert overlap["units"] == ["a.service", "b.service"]
+    assert (overlap["seconds"], overlap["most_at_once"]) == (3600.0, 2)
