@@ -25,6 +25,7 @@ from markupsafe import Markup
 
 from observer import __version__
 from observer.dashboard import charts, queries
+from observer.dashboard.day_page import write_day_pages
 from observer.dashboard.fleet_page import FLEET, fleet_rows
 from observer.dashboard.site import (
     MANIFEST,
@@ -82,6 +83,7 @@ class Report:
     written: int
     unchanged: int
     removed: int
+    day_pages: int = 0  # written at every generation, apart from the pages counted above
 
 
 class Stopped(Exception):
@@ -214,10 +216,12 @@ def generate(
             site.write(
                 FLEET, template("fleet.html.j2").render(**common, hosts=fleet_hosts, rows=fleet)
             )
+        days = write_day_pages(conn, site, common, now_usec)
         site.write(
             INDEX,
             template("overview.html.j2").render(
                 **common,
+                days=days,
                 fleet=len(fleet_hosts),
                 rows=[Markup(units[name].row) for name in shown],
                 units=len(units),
@@ -235,7 +239,8 @@ def generate(
             conn.rollback()
     cache.hosts, cache.units = hosts, units
     write_atomically(directory / MANIFEST, manifest_json(Manifest(setting, hosts, units)))
-    return Report(site.written, site.unchanged, remove_stale(directory, site.listing, site.names))
+    removed = remove_stale(directory, site.listing, site.names)
+    return Report(site.written, site.unchanged, removed, len(days))
 
 
 def _setting(conn: sqlite3.Connection, directory: Path, limits: Limits) -> str:
