@@ -143,12 +143,13 @@ def write_day_pages(
     shown = day.Window(now_usec - DAY_USEC, now_usec)
     units = [unit for unit in history.recorded_units(conn) if users.ALL.shows(unit)]
     runs = window.runs_in_window(conn, shown.start_usec, units)
+    is_job = day.job_test(window.timer_services(conn))
     several = hosts.several(conn)
     names = hosts.recorded_hosts(conn) if several else [common["host"]]
     links = []
     for host in names:
         mine = [run for run in runs if run.host == host] if several else runs
-        picture = day.lay_out(mine, shown, now_usec)
+        picture = day.lay_out(mine, shown, now_usec, is_job)
         name = day_page(host, several)
         html = template("day.html.j2").render(
             **common,

@@ -7,16 +7,17 @@ draw the same picture; ``upcoming`` finds the expected overlaps with the same ru
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from observer.model import Source
 from observer.reading.history import RecordedRun
 from observer.reading.render import local_time
 
 # Spacings of the axis' ticks, in minutes: each divides a day (so that ticks fall on round
 # times), or is whole days (ticks at midnights).
-_TICK_MINUTES = (5, 10, 15, 30, 60, 120, 180, 240, 360, 720, 1440, 2880, 10080, 20160)
+_TICK_MINUTES = (1, 2, 5, 10, 15, 30, 60, 120, 180, 240, 360, 720, 1440, 2880, 10080, 20160)
 _DAY_MINUTES = 1440
 _MINUTE_USEC = 60_000_000
 
@@ -157,6 +158,21 @@ def _together(members: list[int], intervals: Sequence[tuple[int, int]]) -> Toget
     return Together(tuple(members), start or 0, end, most)
 
 
+def job_test(timer_services: Collection[str]) -> Callable[[RecordedRun], bool]:
+    """Which runs are of jobs, whose overlaps matter: started by a timer or a path unit,
+    recorded by `observer run`, or of a service a timer starts. A long-running service
+    (sshd, dbus) runs beside every job: counted, it would make them all one overlap."""
+
+    def is_job(run: RecordedRun) -> bool:
+        return (
+            run.unit in timer_services
+            or run.source == Source.WRAPPER
+            or (run.trigger or "").endswith((".timer", ".path"))
+        )
+
+    return is_job
+
+
 def run_kind(run: RecordedRun) -> str:
     if run.running:
         return "running"
@@ -165,9 +181,14 @@ def run_kind(run: RecordedRun) -> str:
     return "fail" if run.failed else "ok"
 
 
-def lay_out(runs: Sequence[RecordedRun], window: Window, now_usec: int) -> Picture:
+def lay_out(
+    runs: Sequence[RecordedRun],
+    window: Window,
+    now_usec: int,
+    is_job: Callable[[RecordedRun], bool] = lambda _: True,
+) -> Picture:
     """The picture of ``runs`` in ``window``: a row per host and unit, the rows in the order
-    of their first run, and the runs on one host that overlapped."""
+    of their first run, and the runs on one host that overlapped, of those ``is_job``."""
     placed = sorted(
         ((run_interval(run, now_usec), run) for run in runs),
         key=lambda p: (p[0], p[1].id),
@@ -177,7 +198,8 @@ def lay_out(runs: Sequence[RecordedRun], window: Window, now_usec: int) -> Pictu
     by_host: dict[str, list[tuple[tuple[int, int], RecordedRun]]] = {}
     for interval, run in placed:
         by_row.setdefault((run.host, run.unit), []).append((interval, run))
-        by_host.setdefault(run.host, []).append((interval, run))
+        if is_job(run):
+            by_host.setdefault(run.host, []).append((interval, run))
     rows = [_row(host, unit, row, window) for (host, unit), row in by_row.items()]
     rows.sort(key=lambda row: (_first_start(row), row.unit, row.host))
     overlaps = [overlap for on_host in by_host.values() for overlap in _overlaps(on_host)]

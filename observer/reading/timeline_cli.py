@@ -62,7 +62,8 @@ def _timeline(args: argparse.Namespace) -> int:
                 "('observer status' lists the units with recorded runs)"
             )
         runs = window.runs_in_window(conn, shown.start_usec, units, cli.on_hosts(args))
-    picture = day.lay_out(runs, shown, now_usec)
+        is_job = day.job_test(window.timer_services(conn))
+    picture = day.lay_out(runs, shown, now_usec, is_job)
     if args.json:
         print(json.dumps(timeline.timeline_json(picture), indent=2))
     elif not picture.rows:

@@ -80,6 +80,11 @@ def scheduled(
     return [Scheduled(t, s, host, n, p50.get(s)) for t, s, n in chosen]
 
 
+def timer_services(conn: sqlite3.Connection) -> set[str]:
+    """The services a timer starts (of the daemon's own host: see ``timers_host``)."""
+    return {str(row[0]) for row in conn.execute("SELECT DISTINCT service FROM timers")}
+
+
 def timers_host(conn: sqlite3.Connection) -> str:
     """The host whose timers the database holds: the daemon's own (its runs' host, or this
     machine before any run); a central database receives no timers."""

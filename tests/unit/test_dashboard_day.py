@@ -22,6 +22,7 @@ def stored(unit: str, n: int, start: int, seconds: int, result: str = "success")
         unit=unit, invocation_id=invocation(n), host="host1", source=Source.BUS,
         started_usec=start, finished_usec=start + seconds * SECOND, result=result,
         exit_code="exited", exit_status=0 if result == "success" else 1,
+        trigger=unit.replace(".service", ".timer"),
     )  # fmt: skip
 
 

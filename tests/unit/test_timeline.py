@@ -6,6 +6,7 @@ import os
 import re
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -122,6 +123,19 @@ def test_runs_at_the_same_time_on_two_hosts_do_not_overlap() -> None:
     assert [(row.host, row.bars[0].overlapped) for row in picture.rows] == [
         ("host1", False), ("host2", False),
     ]  # fmt: skip
+
+
+def test_a_long_running_service_beside_the_jobs_does_not_make_them_overlap() -> None:
+    daemon = run(1, "dbus.service", NOW - 20 * HOUR, None)
+    jobs = [
+        replace(run(2, "a.service", NOW - 3 * HOUR, NOW - 2 * HOUR), trigger="a.timer"),
+        replace(run(3, "b.service", NOW - HOUR, NOW - HOUR + SECOND), source="wrapper"),
+        run(4, "c.service", NOW - HOUR, NOW - HOUR + SECOND),  # started by hand
+    ]
+    picture = day.lay_out([daemon, *jobs], DAY, NOW, day.job_test({"c.service"}))
+    assert [[r.id for r in o.runs] for o in picture.overlaps] == [[3, 4]]
+    assert len(picture.rows) == 4  # drawn all the same
+    assert len(day.lay_out([daemon, *jobs], DAY, NOW).overlaps) == 1  # every run a job: one chain
 
 
 # -- where runs fall in the window ---------------------------------------------------------
