@@ -312,6 +312,18 @@ def test_every_line_fits_the_width(
             assert len(ANSI.sub("", line)) <= width, line
 
 
+def test_on_a_central_database_each_row_names_its_host() -> None:
+    runs = [
+        run(1, "a.service", NOW - HOUR, NOW - HOUR + SECOND, host="web1"),
+        run(2, "a.service", NOW - HOUR, NOW - HOUR + SECOND, host="web2"),
+    ]
+    lines = timeline.draw(runs, DAY, 80, NOW)
+    assert [line.split(" ", 2)[:2] for line in lines[1:3]] == [
+        ["web1:", "a.service"], ["web2:", "a.service"],
+    ]  # fmt: skip
+    assert not any(line.startswith("overlap") for line in lines)
+
+
 def test_too_narrow_a_width_is_refused_with_the_width_that_fits() -> None:
     long_name = "x" * 40
     with pytest.raises(ValueError, match="use at least"):
