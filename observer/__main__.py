@@ -28,6 +28,8 @@ _LAZY_COMMANDS = {
     "manpage": "observer.shell.cli",
     "install": "observer.install.user_service",
     "doctor": "observer.doctor.cli",
+    "timeline": "observer.reading.timeline_cli",
+    "next": "observer.reading.timeline_cli",
 }
 
 # A reader that went away (`observer runs | head`) ends us as SIGPIPE would a C tool.

@@ -25,6 +25,7 @@ from markupsafe import Markup
 
 from observer import __version__
 from observer.dashboard import charts, queries
+from observer.dashboard.day_page import write_day_pages
 from observer.dashboard.fleet_page import FLEET, fleet_rows
 from observer.dashboard.site import (
     MANIFEST,
@@ -82,6 +83,7 @@ class Report:
     written: int
     unchanged: int
     removed: int
+    day_pages: int = 0  # written at every generation, apart from the pages counted above
 
 
 class Stopped(Exception):
@@ -169,7 +171,7 @@ def generate(
     if began:
         conn.execute("BEGIN")  # every page from one snapshot, while the daemon writes on
     try:
-        setting, hosts, units = _write_site(conn, site, cache, limits, now_usec)
+        setting, hosts, units, days = _write_site(conn, site, cache, limits, now_usec)
         site.writer.close()
     except BaseException:
         site.writer.abandon()
@@ -179,14 +181,15 @@ def generate(
             conn.rollback()
     cache.hosts, cache.units = hosts, units
     write_atomically(directory / MANIFEST, manifest_json(Manifest(setting, hosts, units)))
-    return Report(site.written, site.unchanged, remove_stale(directory, site.listing, site.names))
+    removed = remove_stale(directory, site.listing, site.names)
+    return Report(site.written, site.unchanged, removed, days)
 
 
 def _write_site(
     conn: sqlite3.Connection, site: _Site, cache: Cache, limits: Limits, now_usec: int
-) -> tuple[str, tuple[str, ...], dict[str, UnitEntry]]:
+) -> tuple[str, tuple[str, ...], dict[str, UnitEntry], int]:
     """Every page that changed: the units' (read one by one), the fleet's, the overview;
-    returns the setting, the hosts and the units, for the manifest."""
+    returns the setting, the hosts and the units, for the manifest, and the day pages."""
     setting = _setting(conn, site.directory, limits)
     if cache.setting != setting:
         kept = read_manifest(site.directory, setting) or Manifest(setting, (), {})
@@ -218,8 +221,8 @@ def _write_site(
             status, stats = fresh[name]
             runs = history.unit_history(conn, name, limits.sparkline_runs)
             units[name].row = _row(status, stats, runs, limits)
-    _write_overview(conn, site, units, shown, common)
-    return setting, hosts, units
+    days = _write_overview(conn, site, units, shown, common, now_usec)
+    return setting, hosts, units, days
 
 
 def _units_and_hosts(
@@ -244,15 +247,19 @@ def _write_overview(
     units: dict[str, UnitEntry],
     shown: list[str],
     common: dict[str, str],
-) -> None:
-    """The overview of the units shown, and on a central database the fleet's page."""
+    now_usec: int,
+) -> int:
+    """The overview of the units shown, the day pages, and on a central database the fleet's
+    page; returns how many day pages were written."""
     fleet_hosts, fleet = fleet_rows(conn)
     if fleet_hosts:  # a central database: hosts by units
         site.write(FLEET, template("fleet.html.j2").render(**common, hosts=fleet_hosts, rows=fleet))
+    days = write_day_pages(conn, site, common, now_usec)
     site.write(
         INDEX,
         template("overview.html.j2").render(
             **common,
+            days=days,
             fleet=len(fleet_hosts),
             rows=[Markup(units[name].row) for name in shown],
             units=len(units),
@@ -261,6 +268,7 @@ def _write_overview(
             running=sum(1 for u in units.values() if u.running),
         ),
     )
+    return len(days)
 
 
 def _setting(conn: sqlite3.Connection, directory: Path, limits: Limits) -> str:

@@ -31,7 +31,10 @@ MANIFEST = ".observer-dashboard.json"
 # Bump when the manifest's shape changes: a manifest of another format is ignored.
 MANIFEST_FORMAT = 2
 # Only files with these names are ours to replace or remove: the directory may hold others.
-_OUR_PAGE = re.compile(r"(?:run-\d+|unit-[A-Za-z0-9_.-]*-[0-9a-f]{12}(?:-\d+)?)\.html")
+_OUR_PAGE = re.compile(
+    r"(?:run-\d+|unit-[A-Za-z0-9_.-]*-[0-9a-f]{12}(?:-\d+)?"
+    r"|day(?:-[A-Za-z0-9_.-]*-[0-9a-f]{12})?)\.html"
+)
 _TEMP_NAME = re.compile(f"^{re.escape(TEMP_PREFIX)}[^\n]*{re.escape(TEMP_SUFFIX)}$", re.M)
 _STALE_TEMP_SECONDS = 3600
 
