@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install observer as a system service on Debian 12, from the checkout this script is in.
+# Install observer as a system service on Debian 12 or 13, from the checkout this script is in.
 #
 #   bash packaging/install.sh                      install, or upgrade to this checkout
 #   bash packaging/install.sh --uninstall          remove it; keep the database (and an
@@ -35,7 +35,8 @@ readonly SPOOL=/var/spool/observer  # where older versions spooled root's runs
 # DynamicUser= units' job metrics (systemd keeps them here); the unit shows it to the daemon.
 readonly PRIVATE_METRICS=/var/lib/private/observer/job-metrics
 readonly ACCOUNT=observer
-# Debian's own Python: one in root's PATH (pyenv, conda) may be unreadable for the daemon.
+# Debian's own Python, whichever version the release has (3.11 on 12, 3.13 on 13): one in
+# root's PATH (pyenv, conda) may be unreadable for the daemon.
 readonly PYTHON=/usr/bin/python3
 # Debian's own builds of what observer needs, so that nothing is compiled here: the venv sees
 # them (--system-site-packages) and pip fetches only what Debian lacks (cronsim, apprise), as

@@ -5,8 +5,8 @@
 #
 # The root is a debootstrap minbase with systemd, dbus and observer's Debian dependencies,
 # and observer installed as a server would have it: a venv with --system-site-packages on
-# that release's python3 (/opt/observer/venv), `pip install` of this checkout, cronsim and
-# apprise from the registry. Roots are cached under CACHE (default
+# that release's python3 (/opt/observer/venv), `pip install` of this checkout (the
+# distribution systemd-observer), cronsim and apprise from the registry. Roots are cached under CACHE (default
 # /var/cache/observer-test-roots), keyed by suite and package list; observer is reinstalled
 # there whenever this checkout's sources change. Needs root and debootstrap.
 set -euo pipefail
@@ -84,6 +84,8 @@ observer_sources() { (cd "$checkout" && find pyproject.toml README.md observer -
 install_observer() {
     rm -rf "$root/opt/observer/src" && mkdir -p "$root/opt/observer/src"
     (cd "$checkout" && observer_sources | tar -cf - -T -) | tar -xf - -C "$root/opt/observer/src"
+    # roots built before the distribution was renamed hold it as "observer" (PyPI's is another)
+    in_root "$root" /opt/observer/venv/bin/pip uninstall -q -y observer 2>/dev/null
     in_root "$root" /opt/observer/venv/bin/pip install -q --no-build-isolation --force-reinstall \
         --no-deps /opt/observer/src
     # the full dependency check, as `pip install .` would do it (cronsim, apprise: already in)

@@ -1,5 +1,6 @@
 """The Debian package: built from a clean clone by packaging/build-deb.sh, then installed,
-used, upgraded, removed and purged with apt in a sandboxed systemd 252."""
+used, upgraded, removed and purged with apt in a sandboxed systemd 252; and the same file
+installed, used and purged on Debian 12 and 13 (roots of tests/roots.sh)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.test_install import CHECKOUT, as_root, file_system, unit_properties
+from tests.roots import root_or_skip
 from tests.sandbox import Sandbox
 from tests.waiting import wait_for
 
@@ -121,4 +123,42 @@ def test_the_package_installs_records_upgrades_keeps_data_on_remove_and_purges_c
     left = sorted(set(after) - set(before))
     print("left after purge (new since before the install):", *left, sep="\n  ")
     assert [line for line in left if "observer" in line] == []
+    assert [line for line in set(before) - set(after) if "observer" in line] == []
+
+
+# Suite -> the python3 it has: the one package built above runs on each.
+RELEASES = {"bookworm": "3.11", "trixie": "3.13"}
+
+
+@pytest.mark.parametrize("suite", list(RELEASES))
+def test_the_one_package_installs_records_and_purges_clean_on_each_release(
+    suite: str, debs: tuple[Path, Path]
+) -> None:
+    root = root_or_skip(suite)
+    with Sandbox.boot(root=root, share=[]) as sandbox:
+        # A server without observer: tests/roots.sh's venv goes (in the throw-away layer).
+        shutil.rmtree(sandbox.root / "opt/observer")
+        shutil.copy(debs[0], sandbox.root / "root")
+        as_root(sandbox, "apt-get update -q", cwd="/root", timeout=300)
+        before = file_system(sandbox)
+        apt = "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends"
+        as_root(sandbox, f"{apt} /root/{debs[0].name}", cwd="/root", timeout=600)
+
+        service = unit_properties(sandbox, "ActiveState", "User")
+        assert (service["ActiveState"], service["User"]) == ("active", "observer")
+        python = sandbox.run("/usr/lib/observer/bin/python3", "-c", "import sys, apprise, "
+                             "cronsim, observer; print(sys.version)").stdout  # fmt: skip
+        assert python.startswith(f"{RELEASES[suite]}.")
+        sandbox.systemd_run("/bin/sh", "-c", "echo hello from a run", unit="hello", wait=True)
+        runs = wait_for(lambda: history(sandbox, "hello"), timeout=60, what="hello's run recorded")
+        assert runs[0]["result"] == "success"
+
+        as_root(sandbox, "apt-get remove -y -q observer", cwd="/root", timeout=300)
+        assert sandbox.unit_property("observer.service", "LoadState") == "not-found"
+        assert (sandbox.root / "var/lib/observer/observer.db").exists()
+        as_root(sandbox, "apt-get purge -y -q observer", cwd="/root", timeout=300)
+        assert not (sandbox.root / "usr/lib/observer").exists()
+        assert sandbox.run("getent", "passwd", "observer", check=False).returncode == 2
+        after = file_system(sandbox)
+    assert [line for line in set(after) - set(before) if "observer" in line] == []
     assert [line for line in set(before) - set(after) if "observer" in line] == []
