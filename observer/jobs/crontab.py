@@ -98,13 +98,13 @@ def _job_table(name: str, origin: str, entry: _CronEntry, environment: dict[str,
     table = [
         f"[jobs.{name}]",
         f"# {origin}",
-        f"command = {json.dumps(entry.command)}",
-        f"schedule = {json.dumps(entry.schedule)}",
+        f"command = {_toml_string(entry.command)}",
+        f"schedule = {_toml_string(entry.schedule)}",
     ]
     if entry.user and entry.user != "root":
-        table.append(f"user = {json.dumps(entry.user)}")
+        table.append(f"user = {_toml_string(entry.user)}")
     if environment:
-        pairs = ", ".join(f"{k} = {json.dumps(v)}" for k, v in environment.items())
+        pairs = ", ".join(f"{k} = {_toml_string(v)}" for k, v in environment.items())
         table.append(f"environment = {{ {pairs} }}")
     table += _sandbox_keys(name, entry.command)
     if entry.stdin is not None:
@@ -124,7 +124,7 @@ def _sandbox_keys(name: str, command: str) -> list[str]:
     if key == "hardening":
         return [*why, "hardening = false"]
     paths = list(dict.fromkeys(str(b.read_write_path) for b in found))
-    return [*why, f"read_write_paths = {json.dumps(paths)}"]
+    return [*why, f"read_write_paths = [{', '.join(map(_toml_string, paths))}]"]
 
 
 def _split_percent(command: str) -> tuple[str, str | None]:
@@ -154,6 +154,12 @@ def _name(command: str, taken: dict[str, int]) -> str:
     base = re.sub(r"[^A-Za-z0-9_-]+", "-", program).strip("-") or "job"
     taken[base] = taken.get(base, 0) + 1
     return base if taken[base] == 1 else f"{base}-{taken[base]}"
+
+
+def _toml_string(value: str) -> str:
+    """``value`` as a TOML basic string: JSON's escapes, but no surrogate pairs (TOML
+    refuses ``\\ud83d``: characters past U+FFFF are written as they are) and no raw DEL."""
+    return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
 def _unquote(value: str) -> str:
