@@ -14,6 +14,7 @@ from __future__ import annotations
 import fnmatch
 import math
 import re
+import sys
 from dataclasses import dataclass, field, fields, replace
 from datetime import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Any
 from observer.model import ConfigError
 from observer.spans import parse_seconds
 
+MAX_WHOLE = 2**63 - 1  # SQLite's largest integer: every count is stored or compared there
 _METRIC_CHECK = re.compile(r"\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(>=|<=|==|!=|>|<)\s*(\S+)\s*")
 _CLOCK = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
 
@@ -223,6 +225,8 @@ def _seconds(path: Path, key: str, value: object, *, positive: bool = False) -> 
 def _whole(path: Path, key: str, value: object, *, minimum: int = 0) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
         raise ConfigError(f"{path}: {key} = {value!r}: expected a whole number >= {minimum}")
+    if value > MAX_WHOLE:
+        raise ConfigError(f"{path}: {key} = {value!r}: too large (at most {MAX_WHOLE})")
     return value
 
 
@@ -278,6 +282,7 @@ def _rules(path: Path, where: str, table: dict[str, object], base: AlertRules) -
                 not isinstance(value, int | float)
                 or isinstance(value, bool)
                 or not (0 <= value <= top)
+                or value > sys.float_info.max  # a whole number no float holds
             ):
                 within = "between 0 and 1" if top == 1 else ">= 0"
                 raise ConfigError(f"{path}: {name} = {value!r}: expected a number {within}")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from observer.alert_config import AlertsConfig
+from observer.alert_config import MAX_WHOLE, AlertsConfig
 from observer.model import ConfigError
 from observer.users import user_config_path
 
@@ -152,6 +152,8 @@ def _coerce(path: Path, key: str, value: object, default: object) -> object:
     if isinstance(default, int):
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
             raise _BadSetting(key, f"{where}: expected a whole number >= 0")
+        if value > MAX_WHOLE:
+            raise _BadSetting(key, f"{where}: too large (at most {MAX_WHOLE})")
         return value
     if isinstance(default, str):
         if not isinstance(value, str):
@@ -192,6 +194,8 @@ def read_toml(path: Path, what: str) -> tuple[str, dict[str, Any]]:
         raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from e
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(syntax_error(path, text, e)) from e
+    except ValueError as e:  # an integer of more than 4300 digits (sys.get_int_max_str_digits)
+        raise ConfigError(f"{path}: invalid TOML: {e}") from e
 
 
 def default_config_path() -> Path:
@@ -291,7 +295,10 @@ def _key_parts(key: str) -> tuple[str, ...]:
     parts = []
     for written in re.findall(_KEY_PART, key):
         if written.startswith('"'):
-            parts.append(str(json.loads(written)))
+            try:
+                parts.append(str(json.loads(written)))
+            except ValueError:  # a name with a control character or an escape JSON lacks
+                parts.append(written[1:-1])
         elif written.startswith("'"):
             parts.append(written[1:-1])
         else:

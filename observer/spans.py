@@ -5,6 +5,7 @@ the jobs file, and one way of showing a duration."""
 from __future__ import annotations
 
 import re
+import sys
 from decimal import Decimal
 
 # Each part: a number (a whole one or with decimals) and its unit, spaces allowed between
@@ -26,14 +27,19 @@ def parse_span(text: str) -> float:
         return 0.0
     if not _SPAN.fullmatch(text):
         raise ValueError(f"invalid duration {text!r}: use {GRAMMAR}")
-    return float(sum(Decimal(n) * _SECONDS_PER[unit.lower()] for n, unit in _PARTS.findall(text)))
+    seconds = float(
+        sum(Decimal(n) * _SECONDS_PER[unit.lower()] for n, unit in _PARTS.findall(text))
+    )
+    if seconds == float("inf"):
+        raise ValueError(f"invalid duration {text!r}: too long")
+    return seconds
 
 
 def parse_seconds(value: object) -> float:
     """A duration in a TOML file: seconds (a number >= 0) or text ``parse_span`` reads; an
     empty text is 0 (off)."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        if not 0 <= value < float("inf"):  # also refuses NaN
+        if not 0 <= value <= sys.float_info.max:  # also refuses NaN and what no float holds
             raise ValueError(f"invalid duration {value!r}: expected seconds >= 0")
         return float(value)
     if isinstance(value, str):

@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from observer.jobs.jobfile import Job
+from observer.jobs.sandbox import breakages
 from observer.jobs.units import JobUnits, owner, render
 from observer.model import ObserverError
 
@@ -128,6 +129,25 @@ def check_credentials(jobs: list[Job], root: Path) -> None:
                     f"{where}: {credential.path} may be read by others (mode "
                     f"{stat.S_IMODE(info.st_mode):04o}): run chmod 600 {credential.path}"
                 )
+
+
+def check_sandboxes(jobs: list[Job], root: Path, *, user_manager: bool = False) -> None:
+    """Nothing a job needs is hidden or read-only in its own sandbox; its read_write_paths
+    exist (systemd fails the run with 226/NAMESPACE otherwise)."""
+    problems = [
+        f"{job.source}:{job.line or 1}: {breakage}"
+        for job in jobs
+        for breakage in breakages(job, user_manager=user_manager)
+    ]
+    for job in jobs:
+        for path in job.read_write_paths:
+            if not os.path.lexists(under(root, PurePosixPath(path))):
+                problems.append(
+                    f"{job.source}:{job.line or 1}: job {job.name!r}: read_write_paths names "
+                    f"{path}, which does not exist: create it (install -d {path}) or remove it"
+                )
+    if problems:
+        raise ObserverError("\n".join(problems))
 
 
 def check_schedules(jobs: list[Job]) -> None:

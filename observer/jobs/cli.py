@@ -141,6 +141,7 @@ def _prepared(
     units = apply.generate(jobs, source, settings, user_manager=args.user)
     apply.check_schedules(jobs)
     apply.check_credentials(jobs, args.root)
+    apply.check_sandboxes(jobs, args.root, user_manager=args.user)
     apply.verify(units, jobs, user_manager=args.user)
     return source, jobs, units
 

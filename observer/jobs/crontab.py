@@ -3,7 +3,9 @@
 Schedules are converted by schedule.py (the jobs file keeps the cron line as written; the
 timer gets the equivalent OnCalendar= lines); ``VAR=value`` lines become each later job's
 ``environment``; a ``%`` in a command (cron's "the rest is stdin") is noted, as is
-``MAILTO`` (systemd mails nobody: observer's alerts take its place).
+``MAILTO`` (systemd mails nobody: observer's alerts take its place). A job whose sandbox
+would break what its command needs (sandbox.py) gets ``read_write_paths`` or, when that
+cannot help, ``hardening = false``, with a comment saying why.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 import re
 from dataclasses import dataclass
 
+from observer.jobs.sandbox import check, default_settings, needs_of
 from observer.jobs.schedule import ScheduleError, cron_to_calendar
 
 _NOT_THE_PROGRAM = {
@@ -95,18 +98,33 @@ def _job_table(name: str, origin: str, entry: _CronEntry, environment: dict[str,
     table = [
         f"[jobs.{name}]",
         f"# {origin}",
-        f"command = {json.dumps(entry.command)}",
-        f"schedule = {json.dumps(entry.schedule)}",
+        f"command = {_toml_string(entry.command)}",
+        f"schedule = {_toml_string(entry.schedule)}",
     ]
     if entry.user and entry.user != "root":
-        table.append(f"user = {json.dumps(entry.user)}")
+        table.append(f"user = {_toml_string(entry.user)}")
     if environment:
-        pairs = ", ".join(f"{k} = {json.dumps(v)}" for k, v in environment.items())
+        pairs = ", ".join(f"{k} = {_toml_string(v)}" for k, v in environment.items())
         table.append(f"environment = {{ {pairs} }}")
+    table += _sandbox_keys(name, entry.command)
     if entry.stdin is not None:
         table.append(f"# cron fed {json.dumps(entry.stdin)} to its standard input ('%' in the "
                      "line): give it to the command another way")  # fmt: skip
     return [*table, ""]
+
+
+def _sandbox_keys(name: str, command: str) -> list[str]:
+    """``read_write_paths`` (or ``hardening = false``) when the job's sandbox would break
+    what the command needs, each with a comment saying why."""
+    found = check(name, needs_of(("/bin/sh", "-c", command)), default_settings())
+    if not found:
+        return []
+    key = "hardening" if any(b.read_write_path is None for b in found) else "read_write_paths"
+    why = [f"# {key}: {_comment(f'{b.setting} {b.effect}, and {b.need}')}" for b in found]
+    if key == "hardening":
+        return [*why, "hardening = false"]
+    paths = list(dict.fromkeys(str(b.read_write_path) for b in found))
+    return [*why, f"read_write_paths = [{', '.join(map(_toml_string, paths))}]"]
 
 
 def _split_percent(command: str) -> tuple[str, str | None]:
@@ -136,6 +154,12 @@ def _name(command: str, taken: dict[str, int]) -> str:
     base = re.sub(r"[^A-Za-z0-9_-]+", "-", program).strip("-") or "job"
     taken[base] = taken.get(base, 0) + 1
     return base if taken[base] == 1 else f"{base}-{taken[base]}"
+
+
+def _toml_string(value: str) -> str:
+    """``value`` as a TOML basic string: JSON's escapes, but no surrogate pairs (TOML
+    refuses ``\\ud83d``: characters past U+FFFF are written as they are) and no raw DEL."""
+    return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
 
 
 def _unquote(value: str) -> str:

@@ -28,6 +28,8 @@ _UNIT = re.compile(
 )
 _SIZE = re.compile(r"\d+[KMGT]?|\d{1,3}%|infinity")
 _QUOTA = re.compile(r"\d{1,5}%")
+# ReadWritePaths= splits on spaces and unquotes: paths without either keep it simple.
+_RW_PATH = re.compile(r"/[^\x00-\x20\x7f\"'\\]*")
 _TIMEZONE = re.compile(r"[A-Za-z0-9_+/-]+")
 
 
@@ -70,6 +72,7 @@ class Job:
     requires: tuple[str, ...] = ()
     metrics: bool = True
     hardening: bool = True
+    read_write_paths: tuple[str, ...] = ()  # ReadWritePaths=: opened again in the sandbox
     alerts: dict[str, object] | None = field(default=None, compare=False)
 
     @property
@@ -85,7 +88,7 @@ KEYS = {
     "command", "schedule", "timezone", "description", "user", "group", "working_directory",
     "environment", "environment_file", "credentials", "timeout", "random_delay", "persistent",
     "retries", "retry_delay", "nice", "memory_max", "cpu_quota", "after", "requires",
-    "metrics", "hardening", "alerts",
+    "metrics", "hardening", "read_write_paths", "alerts",
 }  # fmt: skip
 
 
@@ -196,6 +199,8 @@ def _job(path: Path, name: str, table: dict[str, object], line: int | None) -> J
     values.update(_switches(table, bad))
     values.update(_whole_numbers(table, values, bad))
     values.update(_dependencies(table, bad))
+    if "read_write_paths" in table:
+        values["read_write_paths"] = _read_write_paths(table, bad)
     if "alerts" in table:
         values["alerts"] = _alert_rules(name, table["alerts"], bad)
     return Job(name=name, source=path, line=line, **values)  # type: ignore[arg-type]
@@ -335,6 +340,20 @@ def _dependencies(table: dict[str, object], bad: _Complaint) -> dict[str, object
                 raise bad(key, 'expected a list of unit names, e.g. ["srv-backup.mount"]')
             values[key] = tuple(units)
     return values
+
+
+def _read_write_paths(table: dict[str, object], bad: _Complaint) -> tuple[str, ...]:
+    """The paths the sandbox's read-only trees open again for the job (ReadWritePaths=)."""
+    paths = table["read_write_paths"]
+    if not isinstance(paths, list) or not all(
+        isinstance(p, str) and _RW_PATH.fullmatch(p) for p in paths
+    ):
+        raise bad("read_write_paths", 'expected a list of absolute paths without spaces, '
+                  'quotes or backslashes, e.g. ["/etc/letsencrypt"]')  # fmt: skip
+    if table.get("hardening") is False:
+        raise bad("read_write_paths", "opens paths of the sandbox, and hardening = false "
+                  "turns the sandbox off: remove one of the two")  # fmt: skip
+    return tuple(paths)
 
 
 def _alert_rules(name: str, alerts: object, bad: _Complaint) -> dict[str, object]:

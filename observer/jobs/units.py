@@ -162,6 +162,7 @@ def _limits(job: Job, *, user_manager: bool) -> list[str]:
         lines.append(f"CPUQuota={job.cpu_quota}")
     if job.hardening:
         lines.extend(USER_HARDENING if user_manager else HARDENING)
+        lines += [f"ReadWritePaths={literal(path)}" for path in job.read_write_paths]
     return lines
 
 

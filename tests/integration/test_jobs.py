@@ -212,3 +212,53 @@ def test_hostile_values_reach_systemd_exactly_as_written_and_add_no_setting(
     printed = "\n".join(jobs.output(run_id, 3))
     assert "$HOME ${PATH} $$" in printed
     assert "50% %n %i %h" in printed
+
+
+def test_a_job_its_own_sandbox_breaks_is_refused_until_fixed_and_then_runs(
+    sandbox: Sandbox, jobs: Jobs
+) -> None:
+    probe = sandbox.root / "var/tmp/probe.sh"
+    probe.write_text("#!/bin/sh\necho probed\n")
+    probe.chmod(0o755)
+    # What the check is about: in the job's sandbox the program is not there (203/EXEC).
+    hidden = sandbox.run("systemd-run", "--wait", "-p", "PrivateTmp=yes", "/var/tmp/probe.sh",
+                         check=False)  # fmt: skip
+    assert "status=203" in hidden.stdout + hidden.stderr, hidden.stdout + hidden.stderr
+
+    # A string (run by /bin/sh -c): systemd-analyze verify, run outside the sandbox, does not
+    # look for the program of a script.
+    declared = '[jobs.probe]\ncommand = "/var/tmp/probe.sh"\nschedule = "daily"\nmetrics = false\n'
+    jobs.jobs_file.write_text(declared)
+    refused = jobs.jobs("apply", check=False)
+    assert refused.returncode == 1
+    assert (
+        f"{jobs.jobs_file}:1: job 'probe': PrivateTmp=yes gives the job an empty /var/tmp of "
+        "its own, and its program /var/tmp/probe.sh is there: move the program out of /var/tmp "
+        "(e.g. to /usr/local/bin) or set `hardening = false`"
+    ) in refused.stderr
+    assert not (sandbox.root / "etc/systemd/system/probe.service").exists()
+
+    jobs.jobs_file.write_text(declared + "hardening = false\n")
+    assert "added probe" in jobs.jobs("apply").stdout
+    ran = jobs.jobs("run", "probe", "--wait")
+    assert "Result:      success" in ran.stdout
+    assert jobs.output(jobs.history("probe")[0]["id"], 1) == ["probed"]
+
+    # A write below /etc, opened again by read_write_paths: ReadWritePaths= works as said.
+    stamp = (
+        '[jobs.stamp]\ncommand = "date > /etc/stamps/last"\nschedule = "daily"\nmetrics = false\n'
+    )
+    jobs.jobs_file.write_text(stamp)
+    refused = jobs.jobs("apply", check=False)
+    assert refused.returncode == 1
+    assert (
+        "job 'stamp': ProtectSystem=full makes /etc read-only, and its command writes "
+        '/etc/stamps/last: add `read_write_paths = ["/etc/stamps/last"]` or `hardening = false`'
+    ) in refused.stderr
+    jobs.jobs_file.write_text(stamp + 'read_write_paths = ["/etc/stamps"]\n')
+    missing = jobs.jobs("apply", check=False)
+    assert "create it (install -d /etc/stamps)" in missing.stderr
+    (sandbox.root / "etc/stamps").mkdir()
+    assert "added stamp" in jobs.jobs("apply").stdout
+    assert "Result:      success" in jobs.jobs("run", "stamp", "--wait").stdout
+    assert (sandbox.root / "etc/stamps/last").read_text().strip()
