@@ -329,12 +329,14 @@ def file_system(sandbox: Sandbox) -> list[str]:
     """The file system where install.sh writes, and the user and group databases.
 
     Left out: the journal and systemd's own state, shadow's backup files (/etc/passwd- and
-    the like), which useradd and userdel rewrite, and /var/tmp, which the sandbox shares with
-    the host (tests running beside this one keep a journal there).
+    the like), which useradd and userdel rewrite, /var/tmp, which the sandbox shares with
+    the host (tests running beside this one keep a journal there), and the host's cache of
+    other releases' roots (tests/roots.sh may build or update one beside this test).
     """
     script = (
         "find /etc /opt /usr/local /var /srv -xdev "
         r"\( -path /var/log/journal -o -path /var/lib/systemd -o -path /var/tmp "
+        r"-o -path /var/cache/observer-test-roots "
         r"-o -name '*-' \) -prune "
         "-o -printf '%p %y %m %u:%g\\n' | sort; "
         "find /etc -xdev -type f ! -name '*-' -print0 | sort -z | xargs -0 sha256sum"
