@@ -27,6 +27,7 @@ _LAZY_COMMANDS = {
     "completion": "observer.shell.cli",
     "manpage": "observer.shell.cli",
     "install": "observer.install.user_service",
+    "set-aside": "observer.reading.set_aside",
 }
 
 # A reader that went away (`observer runs | head`) ends us as SIGPIPE would a C tool.

@@ -29,6 +29,7 @@ from observer.config import MetricsConfig
 from observer.metrics.collectors import DaemonCollector, DaemonHealth, RunCollector, render
 from observer.metrics.http import MetricsServer, PageSource, parse_listen
 from observer.metrics.job_metrics import JobMetrics, job_metrics_directory
+from observer.metrics.resilience import ResilienceCollector
 from observer.metrics.snapshot import RunTally, Snapshot, alert_counts, read_unit_states
 from observer.model import Run, StoreError
 from observer.recording.intake import Intake, RunningRuns
@@ -58,6 +59,7 @@ class DaemonView(Protocol):
     host: str
     runs_recorded: int
     store_errors: int
+    runs_set_aside: int
 
     @property
     def intake(self) -> Intake: ...
@@ -387,6 +389,7 @@ class MetricsService:
         live: list[Any] = [
             DaemonCollector(self.daemon.host, self._health()),
             JobMetricsCollector(self.daemon.host, self.job_metrics),
+            ResilienceCollector(self.daemon.host, lambda: self.daemon.runs_set_aside),
         ]
         if process:
             live.append(self._process)
