@@ -239,8 +239,10 @@ class MetricsService:
         self.wake.set()  # show what is recorded already, from the start
         first = True
         while True:
+            # asyncio.timeout, not wait_for: in 3.11 wait_for can swallow a cancellation.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), REFRESH_SECONDS)
+                async with asyncio.timeout(REFRESH_SECONDS):
+                    await self.wake.wait()
             # Let a burst of runs end before reading them all at once (but read what is
             # recorded at once when the daemon starts: a scrape may already be waiting).
             if not first:
