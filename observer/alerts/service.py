@@ -1,9 +1,10 @@
 """The alert service inside the daemon: judges runs, checks schedules, delivers, pings.
 
 Nothing here delays the recording of runs: the daemon's hook only notes which units had
-runs end; judging happens on this service's own thread and connection, and each delivery
-attempt runs on a sender thread with a time limit, so a slow or broken channel delays
-nothing but its own retries.
+runs end; judging reads on this service's own thread and connection and writes through the
+store's one writer (``store``: a judgement's writes are one short transaction there, made
+after its reads), and each delivery attempt runs on a sender thread with a time limit, so a
+slow or broken channel delays nothing but its own retries.
 """
 
 from __future__ import annotations
@@ -23,12 +24,13 @@ from observer.alerts import outbox, send
 from observer.alerts.message import compose
 from observer.alerts.rules import Alert
 from observer.alerts.secrets import Channel, read_channels, read_urls, redact
-from observer.alerts.state import AlertLedger, StoredAlert
+from observer.alerts.state import AlertLedger, StoredAlert, writing_on
 from observer.config import Config
 from observer.metrics.job_metrics import job_metrics_directory
 from observer.model import ConfigError, Run, StoreError
 from observer.spans import human_duration
 from observer.store import database
+from observer.store.writer import AsyncStore
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +96,11 @@ class AlertService:
         host: str,
         healthy: Callable[[], bool] = lambda: True,
         clock: Callable[[], int] = now_usec,
+        store: AsyncStore | None = None,
     ) -> None:
         self.config = config
+        # The daemon's one writer; None: this service writes with its own connection (tests).
+        self.store = store
         self.alerts = config.alerts
         self.db_path = db_path
         self.host = host
@@ -198,7 +203,7 @@ class AlertService:
         days = self.config.retention.max_age_days
         if days:
             cutoff = self.clock() - days * 86400 * 1_000_000
-            deleted = await self._db(lambda: outbox.prune_alerts(self._connection(), cutoff))
+            deleted = await self._write(lambda conn: outbox.prune_alerts(conn, cutoff))
             if deleted:
                 log.info("alerts: deleted %d alerts older than %d days", deleted, days)
 
@@ -251,9 +256,9 @@ class AlertService:
         else:
             error = await self._send(delivery.alert, channel)
         duration = int((time.monotonic() - clock_start) * 1_000_000)
-        status = await self._db(
-            lambda: outbox.record_attempt(
-                self._connection(), delivery, started, duration, error,
+        status = await self._write(
+            lambda conn: outbox.record_attempt(
+                conn, delivery, started, duration, error,
                 max_attempts=attempts_left, retry_delay_usec=int(self.alerts.retry_delay * 1e6),
             )
         )  # fmt: skip
@@ -310,13 +315,17 @@ class AlertService:
     # -- the store, on this service's own thread ---------------------------------------------
 
     def _open(self) -> None:
-        self._conn = database.open_for_writing(self.db_path)
-        self._conn.row_factory = sqlite3.Row
+        if self.store is None:
+            self._conn = database.open_for_writing(self.db_path)
+            self._conn.row_factory = sqlite3.Row
+        else:
+            self._conn = database.open_for_reading(self.db_path)
         configured = self.config.metrics.job_metrics_directory or self.config.run.metrics_dir
         self._ledger = AlertLedger(
             self._conn, self.alerts, self.channels_for, self.config.observe.observes,
             metrics_dir=job_metrics_directory(self.db_path, configured),
             settle_usec=int(OUTPUT_SETTLE_SECONDS * 1e6), host=self.host,
+            write=None if self.store is None else self.store.transaction_from_thread,
         )  # fmt: skip
         # Alerting starts now, not at the first judgement: that waits a moment for output.
         self._ledger.since(self.clock())
@@ -341,6 +350,12 @@ class AlertService:
 
     def _due(self, now: int, busy: set[int]) -> list[outbox.Delivery]:
         return outbox.due_deliveries(self._connection(), now, busy)
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """One transaction: through the daemon's writer, or on this service's connection."""
+        if self.store is not None:
+            return await self.store.transaction(fn)
+        return await self._db(lambda: writing_on(self._connection())(fn))
 
     async def _db(self, fn: Callable[..., T], *args: object) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._db_thread, fn, *args)

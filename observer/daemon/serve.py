@@ -109,7 +109,9 @@ class Daemon:
             self.recorded_hooks.append(self.records.runs_recorded)
             self.services.append(self.records.run)
         if config.alerts.present:
-            alerts = AlertService(config, db_path, self.host, healthy=self._recording)
+            alerts = AlertService(
+                config, db_path, self.host, healthy=self._recording, store=self.store
+            )
             self.recorded_hooks.append(alerts.runs_recorded)
             self.services.append(alerts.run)
 
@@ -492,7 +494,8 @@ def run(args: argparse.Namespace) -> int:
     )
     db_path, config = setup.db_path, setup.config
     # Runs of `observer run`: spooled ones into the store, finished ones to the consumers.
-    daemon.services.append(WrapperRuns(daemon.recorded_hooks, db_path, config).run)
+    wrapper_runs = WrapperRuns(daemon.recorded_hooks, db_path, config, store=daemon.store)
+    daemon.services.append(wrapper_runs.run)
 
     async def main() -> None:
         stop = asyncio.Event()
