@@ -42,6 +42,18 @@ PRUNE_INTERVAL_SECONDS = 3600.0
 _ERROR_BACKOFF_SECONDS = (1.0, 60.0)
 
 
+class _Running:
+    """An attempt past its time limit whose thread still runs: it may yet deliver."""
+
+    def __init__(self, note: str, sending: asyncio.Future[str | None]) -> None:
+        self.note = note
+        self.sending = sending
+
+    async def outcome(self) -> str | None:
+        """What the attempt came to, once its thread ends."""
+        return await self.sending
+
+
 def now_usec() -> int:
     return time.time_ns() // 1000
 
@@ -118,6 +130,10 @@ class AlertService:
         self._judge_wanted = asyncio.Event()
         self._send_wanted = asyncio.Event()
         self._busy: set[int] = set()
+        # Channels with an attempt still running (past its time limit, perhaps): none of
+        # their deliveries is tried again until it ends, so a late success is not doubled
+        # and a hung channel holds one thread, not one per attempt.
+        self._sending: set[str] = set()
         self.alerts_made = 0
         self.attempts_failed = 0
 
@@ -223,7 +239,10 @@ class AlertService:
                 now = self.clock()
                 due = await self._db(self._due, now, set(self._busy))
                 for delivery in due:
+                    if delivery.channel_key in self._sending:
+                        continue
                     self._busy.add(delivery.id)
+                    self._sending.add(delivery.channel_key)
                     group.create_task(self._deliver(delivery))
                 next_usec = await self._db(lambda: outbox.next_due_usec(self._connection()))
                 if next_usec is not None and next_usec > now:
@@ -244,24 +263,26 @@ class AlertService:
             await asyncio.sleep(POLL_SECONDS)  # it stays pending: tried again
         finally:
             self._busy.discard(delivery.id)
+            self._sending.discard(delivery.channel_key)
             self._send_wanted.set()
 
     async def _attempt(self, delivery: outbox.Delivery) -> None:
         channel = self.by_key.get(delivery.channel_key)
         started, clock_start = self.clock(), time.monotonic()
         attempts_left = self.alerts.max_attempts
+        sent: str | _Running | None = "this channel is no longer configured"
         if channel is None:
-            error: str | None = "this channel is no longer configured"
             attempts_left = 0
         else:
-            error = await self._send(delivery.alert, channel)
-        duration = int((time.monotonic() - clock_start) * 1_000_000)
-        status = await self._write(
-            lambda conn: outbox.record_attempt(
-                conn, delivery, started, duration, error,
-                max_attempts=attempts_left, retry_delay_usec=int(self.alerts.retry_delay * 1e6),
-            )
-        )  # fmt: skip
+            sent = await self._send(delivery.alert, channel)
+        if isinstance(sent, _Running):
+            # Shown as the attempt's error meanwhile; it is replaced by what the attempt
+            # comes to once its thread ends (and only then is the delivery tried again).
+            log.warning("alert %d to %s: %s", delivery.alert.id, delivery.channel, sent.note)
+            await self._store_attempt(delivery, started, clock_start, sent.note, attempts_left)
+            sent = await sent.outcome()
+        error = sent
+        status = await self._store_attempt(delivery, started, clock_start, error, attempts_left)
         attempt = delivery.attempts + 1
         if error is None:
             log.info("alert %d delivered to %s", delivery.alert.id, delivery.channel)
@@ -273,8 +294,26 @@ class AlertService:
                 delivery.alert.id, delivery.channel, attempt, then, error,
             )  # fmt: skip
 
-    async def _send(self, alert: StoredAlert, channel: Channel) -> str | None:
-        """One attempt: compose the message from the store, send it within the time limit."""
+    async def _store_attempt(
+        self,
+        delivery: outbox.Delivery,
+        started: int,
+        clock_start: float,
+        error: str | None,
+        attempts_left: int,
+    ) -> str:
+        """Record the delivery's next attempt (again: the same one, as it ends late)."""
+        duration = int((time.monotonic() - clock_start) * 1_000_000)
+        return await self._write(
+            lambda conn: outbox.record_attempt(
+                conn, delivery, started, duration, error,
+                max_attempts=attempts_left, retry_delay_usec=int(self.alerts.retry_delay * 1e6),
+            )
+        )  # fmt: skip
+
+    async def _send(self, alert: StoredAlert, channel: Channel) -> str | _Running | None:
+        """One attempt: compose the message from the store, send it within the time limit
+        (past it: the attempt still running, its outcome unknown)."""
         host, lines = self.host, self.alerts.output_lines
         try:
             message = await self._db(lambda: compose(self._connection(), alert, host, lines))
@@ -284,11 +323,16 @@ class AlertService:
             log.exception("alerts: cannot compose alert %d", alert.id)
             return f"cannot compose the message: {type(e).__name__}: {e}"
         timeout = self.alerts.send_timeout
+        sending = asyncio.wrap_future(send.in_thread(send.notify, channel, message))
         try:
             async with asyncio.timeout(timeout):
-                return await asyncio.wrap_future(send.in_thread(send.notify, channel, message))
+                return await asyncio.shield(sending)
         except TimeoutError:
-            return f"no answer within {human_duration(timeout)}"
+            note = (
+                f"no answer within {human_duration(timeout)}: outcome unknown, not tried "
+                "again while the attempt runs"
+            )
+            return _Running(note, sending)
 
     # -- heartbeat -------------------------------------------------------------------------
 
