@@ -30,6 +30,7 @@ _LAZY_COMMANDS = {
     "doctor": "observer.doctor.cli",
     "timeline": "observer.reading.timeline_cli",
     "next": "observer.reading.timeline_cli",
+    "set-aside": "observer.reading.set_aside",
 }
 
 # A reader that went away (`observer runs | head`) ends us as SIGPIPE would a C tool.

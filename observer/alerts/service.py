@@ -1,9 +1,10 @@
 """The alert service inside the daemon: judges runs, checks schedules, delivers, pings.
 
 Nothing here delays the recording of runs: the daemon's hook only notes which units had
-runs end; judging happens on this service's own thread and connection, and each delivery
-attempt runs on a sender thread with a time limit, so a slow or broken channel delays
-nothing but its own retries.
+runs end; judging reads on this service's own thread and connection and writes through the
+store's one writer (``store``: a judgement's writes are one short transaction there, made
+after its reads), and each delivery attempt runs on a sender thread with a time limit, so a
+slow or broken channel delays nothing but its own retries.
 """
 
 from __future__ import annotations
@@ -23,12 +24,13 @@ from observer.alerts import outbox, send
 from observer.alerts.message import compose
 from observer.alerts.rules import Alert
 from observer.alerts.secrets import Channel, read_channels, read_urls, redact
-from observer.alerts.state import AlertLedger, StoredAlert
+from observer.alerts.state import AlertLedger, StoredAlert, writing_on
 from observer.config import Config
 from observer.metrics.job_metrics import job_metrics_directory
 from observer.model import ConfigError, Run, StoreError
 from observer.spans import human_duration
 from observer.store import database
+from observer.store.writer import AsyncStore
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,18 @@ POLL_SECONDS = 5.0
 OUTPUT_SETTLE_SECONDS = 2.0
 PRUNE_INTERVAL_SECONDS = 3600.0
 _ERROR_BACKOFF_SECONDS = (1.0, 60.0)
+
+
+class _Running:
+    """An attempt past its time limit whose thread still runs: it may yet deliver."""
+
+    def __init__(self, note: str, sending: asyncio.Future[str | None]) -> None:
+        self.note = note
+        self.sending = sending
+
+    async def outcome(self) -> str | None:
+        """What the attempt came to, once its thread ends."""
+        return await self.sending
 
 
 def now_usec() -> int:
@@ -94,8 +108,11 @@ class AlertService:
         host: str,
         healthy: Callable[[], bool] = lambda: True,
         clock: Callable[[], int] = now_usec,
+        store: AsyncStore | None = None,
     ) -> None:
         self.config = config
+        # The daemon's one writer; None: this service writes with its own connection (tests).
+        self.store = store
         self.alerts = config.alerts
         self.db_path = db_path
         self.host = host
@@ -113,6 +130,10 @@ class AlertService:
         self._judge_wanted = asyncio.Event()
         self._send_wanted = asyncio.Event()
         self._busy: set[int] = set()
+        # Channels with an attempt still running (past its time limit, perhaps): none of
+        # their deliveries is tried again until it ends, so a late success is not doubled
+        # and a hung channel holds one thread, not one per attempt.
+        self._sending: set[str] = set()
         self.alerts_made = 0
         self.attempts_failed = 0
 
@@ -202,7 +223,7 @@ class AlertService:
         days = self.config.retention.max_age_days
         if days:
             cutoff = self.clock() - days * 86400 * 1_000_000
-            deleted = await self._db(lambda: outbox.prune_alerts(self._connection(), cutoff))
+            deleted = await self._write(lambda conn: outbox.prune_alerts(conn, cutoff))
             if deleted:
                 log.info("alerts: deleted %d alerts older than %d days", deleted, days)
 
@@ -222,7 +243,10 @@ class AlertService:
                 now = self.clock()
                 due = await self._db(self._due, now, set(self._busy))
                 for delivery in due:
+                    if delivery.channel_key in self._sending:
+                        continue
                     self._busy.add(delivery.id)
+                    self._sending.add(delivery.channel_key)
                     group.create_task(self._deliver(delivery))
                 next_usec = await self._db(lambda: outbox.next_due_usec(self._connection()))
                 if next_usec is not None and next_usec > now:
@@ -243,24 +267,26 @@ class AlertService:
             await asyncio.sleep(POLL_SECONDS)  # it stays pending: tried again
         finally:
             self._busy.discard(delivery.id)
+            self._sending.discard(delivery.channel_key)
             self._send_wanted.set()
 
     async def _attempt(self, delivery: outbox.Delivery) -> None:
         channel = self.by_key.get(delivery.channel_key)
         started, clock_start = self.clock(), time.monotonic()
         attempts_left = self.alerts.max_attempts
+        sent: str | _Running | None = "this channel is no longer configured"
         if channel is None:
-            error: str | None = "this channel is no longer configured"
             attempts_left = 0
         else:
-            error = await self._send(delivery.alert, channel)
-        duration = int((time.monotonic() - clock_start) * 1_000_000)
-        status = await self._db(
-            lambda: outbox.record_attempt(
-                self._connection(), delivery, started, duration, error,
-                max_attempts=attempts_left, retry_delay_usec=int(self.alerts.retry_delay * 1e6),
-            )
-        )  # fmt: skip
+            sent = await self._send(delivery.alert, channel)
+        if isinstance(sent, _Running):
+            # Shown as the attempt's error meanwhile; it is replaced by what the attempt
+            # comes to once its thread ends (and only then is the delivery tried again).
+            log.warning("alert %d to %s: %s", delivery.alert.id, delivery.channel, sent.note)
+            await self._store_attempt(delivery, started, clock_start, sent.note, attempts_left)
+            sent = await sent.outcome()
+        error = sent
+        status = await self._store_attempt(delivery, started, clock_start, error, attempts_left)
         attempt = delivery.attempts + 1
         if error is None:
             log.info("alert %d delivered to %s", delivery.alert.id, delivery.channel)
@@ -272,8 +298,26 @@ class AlertService:
                 delivery.alert.id, delivery.channel, attempt, then, error,
             )  # fmt: skip
 
-    async def _send(self, alert: StoredAlert, channel: Channel) -> str | None:
-        """One attempt: compose the message from the store, send it within the time limit."""
+    async def _store_attempt(
+        self,
+        delivery: outbox.Delivery,
+        started: int,
+        clock_start: float,
+        error: str | None,
+        attempts_left: int,
+    ) -> str:
+        """Record the delivery's next attempt (again: the same one, as it ends late)."""
+        duration = int((time.monotonic() - clock_start) * 1_000_000)
+        return await self._write(
+            lambda conn: outbox.record_attempt(
+                conn, delivery, started, duration, error,
+                max_attempts=attempts_left, retry_delay_usec=int(self.alerts.retry_delay * 1e6),
+            )
+        )  # fmt: skip
+
+    async def _send(self, alert: StoredAlert, channel: Channel) -> str | _Running | None:
+        """One attempt: compose the message from the store, send it within the time limit
+        (past it: the attempt still running, its outcome unknown)."""
         host, lines = self.host, self.alerts.output_lines
         try:
             message = await self._db(lambda: compose(self._connection(), alert, host, lines))
@@ -283,11 +327,16 @@ class AlertService:
             log.exception("alerts: cannot compose alert %d", alert.id)
             return f"cannot compose the message: {type(e).__name__}: {e}"
         timeout = self.alerts.send_timeout
+        sending = asyncio.wrap_future(send.in_thread(send.notify, channel, message))
         try:
             async with asyncio.timeout(timeout):
-                return await asyncio.wrap_future(send.in_thread(send.notify, channel, message))
+                return await asyncio.shield(sending)
         except TimeoutError:
-            return f"no answer within {human_duration(timeout)}"
+            note = (
+                f"no answer within {human_duration(timeout)}: outcome unknown, not tried "
+                "again while the attempt runs"
+            )
+            return _Running(note, sending)
 
     # -- heartbeat -------------------------------------------------------------------------
 
@@ -314,13 +363,17 @@ class AlertService:
     # -- the store, on this service's own thread ---------------------------------------------
 
     def _open(self) -> None:
-        self._conn = database.open_for_writing(self.db_path)
-        self._conn.row_factory = sqlite3.Row
+        if self.store is None:
+            self._conn = database.open_for_writing(self.db_path)
+            self._conn.row_factory = sqlite3.Row
+        else:
+            self._conn = database.open_for_reading(self.db_path)
         configured = self.config.metrics.job_metrics_directory or self.config.run.metrics_dir
         self._ledger = AlertLedger(
             self._conn, self.alerts, self.channels_for, self.config.observe.observes,
             metrics_dir=job_metrics_directory(self.db_path, configured),
             settle_usec=int(OUTPUT_SETTLE_SECONDS * 1e6), host=self.host,
+            write=None if self.store is None else self.store.transaction_from_thread,
         )  # fmt: skip
         # Alerting starts now, not at the first judgement: that waits a moment for output.
         self._ledger.since(self.clock())
@@ -345,6 +398,12 @@ class AlertService:
 
     def _due(self, now: int, busy: set[int]) -> list[outbox.Delivery]:
         return outbox.due_deliveries(self._connection(), now, busy)
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """One transaction: through the daemon's writer, or on this service's connection."""
+        if self.store is not None:
+            return await self.store.transaction(fn)
+        return await self._db(lambda: writing_on(self._connection())(fn))
 
     async def _db(self, fn: Callable[..., T], *args: object) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._db_thread, fn, *args)

@@ -1,10 +1,13 @@
 """The alert rules applied to the store: each unit's state, its runs, its timers, and the root
 causes of refused starts (the pure rules of observer/alerts/causes.py).
 
-Everything here is synchronous and runs on the alert service's own thread with its own
-connection. A unit's new state, the alerts it makes and their pending deliveries are
-written in one transaction: after a crash either all of it is there or none of it is, and
-the runs are judged again.
+Everything here is synchronous and runs on the alert service's own thread. It reads with
+its own connection and writes through ``write``: in the daemon, the store's one writer
+(observer/store/writer.py), so that judging never holds the database's write lock while it
+reads a run's evidence or a metrics file. The writes a judgement makes (a unit's new state,
+the alerts it makes and their pending deliveries) are gathered and committed in one
+transaction: after a crash either all of it is there or none of it is, and the runs are
+judged again.
 """
 
 from __future__ import annotations
@@ -12,10 +15,12 @@ from __future__ import annotations
 import fnmatch
 import socket
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from datetime import date
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 from observer.alert_config import AlertRules, AlertsConfig, parse_clock
 from observer.alerts import causes, digest, digest_facts, evidence
@@ -78,6 +83,27 @@ class StoredAlert:
     host: str | None = None  # None: written before schema 7, of the daemon's own host
 
 
+T = TypeVar("T")
+# One write to make in the judgement's transaction.
+Write = Callable[[sqlite3.Connection], object]
+
+
+class Writer(Protocol):
+    """Runs a function in one write transaction and returns what it returned."""
+
+    def __call__(self, fn: Callable[[sqlite3.Connection], T]) -> T: ...
+
+
+def writing_on(conn: sqlite3.Connection) -> Writer:
+    """A writer that writes with ``conn`` itself (the commands, the tests)."""
+
+    def write(fn: Callable[[sqlite3.Connection], T]) -> T:
+        with conn:
+            return fn(conn)
+
+    return write
+
+
 # A unit on a host: alert state is kept per (host, unit) (schema 7), so that web1's failing
 # backup.service and web2's healthy one are two alerts' business.
 Key = tuple[str, str]
@@ -95,8 +121,12 @@ class AlertLedger:
         metrics_dir: Path | None = None,
         settle_usec: int = 0,
         host: str | None = None,
+        write: Writer | None = None,
     ) -> None:
-        self.conn = conn
+        self.conn = conn  # reads only
+        self.write = write or writing_on(conn)
+        # The writes of the judgement under way (None: none is; each write commits alone).
+        self._writes: list[Write] | None = None
         # The daemon's own host: its timers' units, and units named in the rules without runs
         # (None: the host of the newest run, as on a server's own database).
         self._host = host
@@ -109,12 +139,47 @@ class AlertLedger:
 
     def since(self, now_usec: int) -> int:
         """When alerting first started on this database (set now if it never did)."""
-        with self.conn:
-            self.conn.execute(
+        row = self.conn.execute("SELECT value FROM state WHERE key = ?", (SINCE_KEY,)).fetchone()
+        if row is not None:
+            return int(row[0])
+
+        def first_start(conn: sqlite3.Connection) -> int:
+            conn.execute(
                 "INSERT OR IGNORE INTO state (key, value) VALUES (?, ?)", (SINCE_KEY, now_usec)
             )
-            row = self.conn.execute("SELECT value FROM state WHERE key = ?", (SINCE_KEY,))
+            row = conn.execute("SELECT value FROM state WHERE key = ?", (SINCE_KEY,))
             return int(row.fetchone()[0])
+
+        return self.write(first_start)
+
+    @contextmanager
+    def _judgement(self) -> Iterator[None]:
+        """Gather the writes made inside into one transaction, committed at the end (none
+        if it raises)."""
+        assert self._writes is None, "judgements do not nest"
+        writes: list[Write] = []
+        self._writes = writes
+        try:
+            yield
+        finally:
+            self._writes = None
+        if writes:
+            self.write(lambda conn: [write(conn) for write in writes])
+
+    def _later(self, write: Write) -> None:
+        """Make ``write`` in the judgement under way, or at once in its own transaction."""
+        if self._writes is None:
+            self.write(write)
+        else:
+            self._writes.append(write)
+
+    def _execute(self, sql: str, parameters: Sequence[object] = ()) -> None:
+        self._later(lambda conn: conn.execute(sql, parameters))
+
+    def _executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
+        rows = list(rows)
+        if rows:
+            self._later(lambda conn: conn.executemany(sql, rows))
 
     def judge_runs(self, now_usec: int, units: Iterable[str | Key] | None = None) -> list[Alert]:
         """Judge the runs that no judgement has seen of ``units``: (host, unit) keys, or unit
@@ -167,16 +232,15 @@ class AlertLedger:
                 keys.update(self._keys_of(named.pattern))
         # Every unit's facts in three reads; a unit whose judgement changes nothing costs no
         # write, so an idle pass is these reads and the pure rules.
-        with self.conn:
-            problems: dict[Key, dict[str, int]] = {}
-            for unit, host, kind, opened in self.conn.execute(
-                "SELECT unit, host, kind, opened_usec FROM alert_problems"
-            ):
-                problems.setdefault((host, unit), {})[kind] = opened
-            states = {}
-            for host, *row in self.conn.execute(f"SELECT host, {_STATE_COLUMNS} FROM alert_state"):
-                states[host, row[0]] = _state_of(row, problems.get((host, row[0]), {}))
-            facts = self._all_facts(since)
+        problems: dict[Key, dict[str, int]] = {}
+        for unit, host, kind, opened in self.conn.execute(
+            "SELECT unit, host, kind, opened_usec FROM alert_problems"
+        ):
+            problems.setdefault((host, unit), {})[kind] = opened
+        states = {}
+        for host, *row in self.conn.execute(f"SELECT host, {_STATE_COLUMNS} FROM alert_state"):
+            states[host, row[0]] = _state_of(row, problems.get((host, row[0]), {}))
+        facts = self._all_facts(since)
         configured = {u.pattern for u in self.config.units}
         for key in sorted(keys):
             unit = key[1]
@@ -184,7 +248,7 @@ class AlertLedger:
                 continue
             if key not in facts and unit not in configured:
                 continue  # no run, no timer: a mount that took units down, say
-            with self.conn:
+            with self._judgement():
                 known = states.get(key)
                 state = known or self.unit_state(key, since, now_usec)
                 unit_facts = facts.get(key) or UnitFacts(watched_since_usec=since)
@@ -204,11 +268,11 @@ class AlertLedger:
         day = digest.due_day(parse_clock(self.config.digest_at), last, local_time(now_usec))
         if day is None:
             return []
-        with self.conn:
-            summary_ = digest.title(digest_facts.read(self.conn, "", now_usec))
-            alert = Alert(DIGEST_UNIT, AlertKind.DIGEST, summary_)
+        summary_ = digest.title(digest_facts.read(self.conn, "", now_usec))
+        alert = Alert(DIGEST_UNIT, AlertKind.DIGEST, summary_)
+        with self._judgement():
             self.add_alert(alert, now_usec)
-            self.conn.execute(
+            self._execute(
                 "INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)",
                 (DIGEST_KEY, day.isoformat()),
             )
@@ -238,10 +302,10 @@ class AlertLedger:
                 by_cause.setdefault((host, cause), []).append(refusal)
             mark_usec, mark_id = max((mark_usec, mark_id), (at, run_id))
         alerts: list[Alert] = []
-        with self.conn:
+        with self._judgement():
             for key, refusals in sorted(by_cause.items()):
                 alerts += self._judge_cause(key, refusals, since, now_usec)
-            self.conn.execute(
+            self._execute(
                 "INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)",
                 (REFUSALS_KEY, f"{mark_usec}:{mark_id}"),
             )
@@ -274,7 +338,7 @@ class AlertLedger:
             "AND NOT EXISTS (SELECT 1 FROM unit_summary u WHERE u.unit = p.unit "
             "AND u.host = p.host)"
         ).fetchall():
-            with self.conn:
+            with self._judgement():
                 state = self.unit_state((host, cause), since, now_usec)
                 down = self._took_down(host, state)
                 returned = self._first_return(host, down)
@@ -318,7 +382,9 @@ class AlertLedger:
         host, unit = key
         rules = self.config.rules_for(unit)
         while True:
-            with self.conn:
+            # Evidence and metric files are read outside any write transaction: the
+            # judgement's writes are committed together at its end, through the one writer.
+            with self._judgement():
                 state = before = self.unit_state(key, since, now_usec)
                 runs = self._unjudged_runs(host, state, now_usec - self.settle_usec)
                 took_down: Sequence[str] = ()
@@ -350,7 +416,7 @@ class AlertLedger:
         rules: AlertRules,
         recent: tuple[list[float], list[int]],
     ) -> FinishedRun:
-        """The run with its findings, which are stored with it (in the caller's transaction)."""
+        """The run with its findings, which are stored with it."""
         if run.folded:
             return run
         host, unit = key
@@ -358,11 +424,19 @@ class AlertLedger:
         run = replace(run, findings=tuple(found))
         if found:
             fails = run.succeeded and run.failed(rules)
-            self.conn.execute(
-                "INSERT OR REPLACE INTO run_findings (run_id, findings, fails) VALUES (?, ?, ?)",
-                (run.id, to_json(found), int(fails or not run.succeeded)),
-            )
-            database.note_changed(self.conn, [unit])
+            row = (run.id, to_json(found), int(fails or not run.succeeded))
+
+            def store(conn: sqlite3.Connection) -> None:
+                conn.execute(
+                    "INSERT OR REPLACE INTO run_findings (run_id, findings, fails) "
+                    "VALUES (?, ?, ?)",
+                    row,
+                )
+                database.note_changed(conn, [unit])
+
+            # Committed at once, not with the judgement: the next run's failure rate reads
+            # it. Stored again alike if the judgement is made again after a crash.
+            self.write(store)
         return run
 
     def unit_state(self, key: Key, since: int, now_usec: int) -> UnitAlertState:
@@ -449,9 +523,10 @@ class AlertLedger:
         key = (after.unit, host)
         exists = self.conn.execute("SELECT 1 FROM alert_state WHERE unit = ? AND host = ?", key)
         if _opened(after) != _opened(before):
-            database.note_changed(self.conn, [after.unit])  # the dashboard shows open problems
+            # The dashboard shows open problems.
+            self._later(lambda conn: database.note_changed(conn, [after.unit]))
         if after != before or exists.fetchone() is None:
-            self.conn.execute(
+            self._execute(
                 f"INSERT OR REPLACE INTO alert_state (host, {_STATE_COLUMNS}) "
                 f"VALUES ({', '.join('?' * (1 + len(_STATE_FIELDS)))})",
                 [host, *(getattr(after, name) for name in _STATE_FIELDS)],
@@ -459,12 +534,12 @@ class AlertLedger:
             for name, kind in _PROBLEM_FIELDS.items():
                 opened = getattr(after, name)
                 if opened is None:
-                    self.conn.execute(
+                    self._execute(
                         "DELETE FROM alert_problems WHERE unit = ? AND host = ? AND kind = ?",
                         (*key, kind),
                     )
                 else:
-                    self.conn.execute(
+                    self._execute(
                         "INSERT OR REPLACE INTO alert_problems (unit, host, kind, opened_usec) "
                         "VALUES (?, ?, ?, ?)",
                         (*key, kind, opened),
@@ -472,29 +547,30 @@ class AlertLedger:
         for alert in alerts:
             self.add_alert(alert, now_usec, host)
 
-    def add_alert(self, alert: Alert, now_usec: int, host: str | None = None) -> int:
+    def add_alert(self, alert: Alert, now_usec: int, host: str | None = None) -> None:
         """Record an alert about ``alert.unit`` on ``host`` (default: the daemon's) and a
         pending delivery to each of its unit's channels."""
-        alert_id = self.conn.execute(
-            "INSERT INTO alerts (created_usec, unit, kind, summary, run_id, host) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (now_usec, alert.unit, str(alert.kind), alert.summary, alert.run_id,
-             self.host if host is None else host),
-        ).lastrowid  # fmt: skip
-        assert alert_id is not None
+        row = (now_usec, alert.unit, str(alert.kind), alert.summary, alert.run_id,
+               self.host if host is None else host)  # fmt: skip
         silenced = self.silenced(alert.unit, now_usec)
         # Held while a silence holds the unit: release_held tells it when the silence ends.
         status = PENDING if silenced is None else HELD
         due = now_usec + DELIVERY_DELAY_USEC if silenced is None else None
-        self.conn.executemany(
-            "INSERT OR IGNORE INTO alert_deliveries (alert_id, channel, channel_key, status, "
-            "attempts, next_attempt_usec) VALUES (?, ?, ?, ?, 0, ?)",
-            [
-                (alert_id, channel.name, channel.key, status, due)
-                for channel in self.channels_for(alert.unit)
-            ],
-        )
-        return alert_id
+        channels = [(channel.name, channel.key) for channel in self.channels_for(alert.unit)]
+
+        def insert(conn: sqlite3.Connection) -> None:
+            alert_id = conn.execute(
+                "INSERT INTO alerts (created_usec, unit, kind, summary, run_id, host) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                row,
+            ).lastrowid
+            conn.executemany(
+                "INSERT OR IGNORE INTO alert_deliveries (alert_id, channel, channel_key, "
+                "status, attempts, next_attempt_usec) VALUES (?, ?, ?, ?, 0, ?)",
+                [(alert_id, name, key, status, due) for name, key in channels],
+            )
+
+        self._later(insert)
 
     def release_held(self, now_usec: int) -> int:
         """Deliveries held by a silence that has ended (or was ended) are due now."""
@@ -506,11 +582,9 @@ class AlertLedger:
         ).fetchall():
             if self.silenced(unit, now_usec) is None:
                 released.append((PENDING, now_usec, delivery_id))
-        with self.conn:
-            self.conn.executemany(
-                "UPDATE alert_deliveries SET status = ?, next_attempt_usec = ? WHERE id = ?",
-                released,
-            )
+        self._executemany(
+            "UPDATE alert_deliveries SET status = ?, next_attempt_usec = ? WHERE id = ?", released
+        )
         return len(released)
 
     def silenced(self, unit: str, now_usec: int) -> int | None:

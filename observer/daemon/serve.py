@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -35,15 +36,18 @@ from observer.recording.effects import (
 )
 from observer.recording.journal import JournalBatch, JournalFollower
 from observer.run.service import WrapperRuns
+from observer.store import set_aside
 from observer.store.database import Batch
 from observer.store.definitions import RunDefinition
-from observer.store.writer import AsyncStore
+from observer.store.writer import AsyncStore, RefusedRecord
 
 log = logging.getLogger(__name__)
 
 # How long writes may gather before they are committed together.
 FLUSH_DELAY = 0.005
 RETENTION_INTERVAL = 3600
+# A write under way for longer than this is no progress: the heartbeat is withheld.
+WRITE_STALLED_SECONDS = 60.0
 
 
 class Daemon:
@@ -87,6 +91,9 @@ class Daemon:
         self.services: list[Callable[[], Coroutine[object, object, None]]] = []
         self.store_errors = 0
         self.runs_recorded = 0
+        self.runs_set_aside = 0
+        # When the write under way began (None: none is): a write that hangs is no progress.
+        self.writing_since: float | None = None
         served = None
         if pages_dir := dashboard_directory(config, db_path):
             pages = DashboardService(pages_dir, db_path, config.dashboard)
@@ -107,13 +114,22 @@ class Daemon:
             self.recorded_hooks.append(self.records.runs_recorded)
             self.services.append(self.records.run)
         if config.alerts.present:
-            alerts = AlertService(config, db_path, self.host, healthy=self._recording)
+            alerts = AlertService(
+                config, db_path, self.host, healthy=self._recording, store=self.store
+            )
             self.recorded_hooks.append(alerts.runs_recorded)
             self.services.append(alerts.run)
 
-    def _recording(self) -> bool:
-        """Whether runs are being recorded: the heartbeat is only sent while they are."""
-        return self.store_healthy.is_set() and (self.follower is None or self.follower.alive)
+    def _recording(self, write_limit: float = WRITE_STALLED_SECONDS) -> bool:
+        """Whether runs are being recorded: the journal is read, and writes commit (or none
+        is pending), none under way for longer than ``write_limit``. The heartbeat and
+        the watchdog are only sent while they are."""
+        if self.follower is not None and not self.follower.alive:
+            return False
+        if not self.store_healthy.is_set() and self.pending:
+            return False
+        writing = self.writing_since
+        return writing is None or time.monotonic() - writing < write_limit
 
     # -- events ------------------------------------------------------------------------
 
@@ -195,31 +211,106 @@ class Daemon:
     # -- writing -----------------------------------------------------------------------
 
     async def flush(self) -> None:
-        """Commit what has gathered; on failure keep it and try again later."""
+        """Commit what has gathered. A run the store refuses is set aside and the rest
+        written; on the store's own trouble what is unwritten is kept and tried again later."""
         async with self.flush_lock:
             batch, self.pending = self.pending, Batch()
             if not batch:
                 return
+            self.writing_since = time.monotonic()
             try:
-                finished = await self.store.write(batch)
-            except StoreError as e:
-                self.store_errors += 1
-                self.store_healthy.clear()
-                if self.store_errors == 1 or self.store_errors % 100 == 0:
-                    log.error("%s (kept in memory, retrying)", e)
-                self.pending = batch.followed_by(self.pending)
+                finished = await self._write(batch)
+            except Unwritten as e:
+                self._store_failed(e.error, e.batch)
                 return
+            except Exception as e:  # a bug here must not lose the batch or stop the flusher
+                log.exception("could not write a batch")
+                self._store_failed(e, batch)
+                return
+            finally:
+                self.writing_since = None
             self.store_healthy.set()
-            self.runs_recorded += len(finished)
-            for run in finished:
-                shown = (run.invocation_id or "-")[:12]
-                log.info("recorded %s %s: %s", run.unit, shown, run.result or "?")
-            if finished:
-                for hook in self.recorded_hooks:
-                    try:
-                        hook(finished)
-                    except Exception:  # a failing consumer never stops the recording
-                        log.exception("a consumer of recorded runs failed")
+            self._recorded(finished)
+
+    def _store_failed(self, error: Exception, unwritten: Batch) -> None:
+        self.store_errors += 1
+        self.store_healthy.clear()
+        if self.store_errors == 1 or self.store_errors % 100 == 0:
+            log.error("%s (kept in memory, retrying)", error)
+        self.pending = unwritten.followed_by(self.pending)
+
+    def _recorded(self, finished: list[Run]) -> None:
+        self.runs_recorded += len(finished)
+        for run in finished:
+            shown = (run.invocation_id or "-")[:12]
+            log.info("recorded %s %s: %s", run.unit, shown, run.result or "?")
+        if finished:
+            for hook in self.recorded_hooks:
+                try:
+                    hook(finished)
+                except Exception:  # a failing consumer never stops the recording
+                    log.exception("a consumer of recorded runs failed")
+
+    async def _write(self, batch: Batch) -> list[Run]:
+        """Write ``batch`` at once, or (a record refused) run by run."""
+        try:
+            return await self.store.write(batch)
+        except RefusedRecord as e:
+            log.warning("%s: writing that batch run by run", e)
+        except StoreError as e:
+            raise Unwritten(batch, e) from e
+        return await self._write_run_by_run(batch)
+
+    async def _write_run_by_run(self, batch: Batch) -> list[Run]:
+        """Each run in its own transaction, setting aside those the store refuses, then
+        the rest of the batch (its cursor with it)."""
+        parts = [Batch(runs=[run]) for run in batch.runs]
+        parts += [Batch(records=[run]) for run in batch.records]
+        rest = dataclasses.replace(batch, runs=[], records=[])
+        finished: list[Run] = []
+        for i, part in enumerate(parts):
+            try:
+                finished += await self.store.write(part)
+            except RefusedRecord as e:
+                refused = [*part.runs, *part.records]
+                entries = [set_aside.run_entry(run, str(e), _now_usec()) for run in refused]
+                await self._set_aside(entries, _joined(parts[i:], rest))
+            except StoreError as e:
+                raise Unwritten(_joined(parts[i:], rest), e) from e
+        return finished + await self._write_rest(rest)
+
+    async def _write_rest(self, rest: Batch) -> list[Run]:
+        """A batch's output, timers and cursor; if the store refuses them, the cursor alone."""
+        try:
+            return await self.store.write(rest)
+        except RefusedRecord as e:
+            left_out: dict[str, object] = {"lines": len(rest.lines), "timers": len(rest.timers),
+                        "output_counts": len(rest.counts), "lost": len(rest.lost),
+                        "interrupted": len(rest.interrupted)}  # fmt: skip
+            entry = set_aside.SetAside(_now_usec(), str(e), None, None, left_out)
+            await self._set_aside([entry], rest)
+        except StoreError as e:
+            raise Unwritten(rest, e) from e
+        cursor = Batch(journal_cursor=rest.journal_cursor, state=rest.state)
+        try:
+            return await self.store.write(cursor)
+        except StoreError as e:
+            raise Unwritten(cursor, e) from e
+
+    async def _set_aside(self, entries: list[set_aside.SetAside], unwritten: Batch) -> None:
+        """Keep refused runs in the file beside the database; if it cannot be written,
+        they are not lost: the write stops there and is tried again."""
+        path = set_aside.set_aside_path(self.store.path)
+        try:
+            await asyncio.to_thread(set_aside.append, path, entries)
+        except OSError as e:
+            raise Unwritten(unwritten, e) from e
+        self.runs_set_aside += len(entries)
+        for entry in entries:
+            log.error(
+                "set aside %s %s: %s (see `observer set-aside`)",
+                entry.unit or "part of a batch", (entry.invocation_id or "-")[:12], entry.error,
+            )  # fmt: skip
 
     async def _flusher(self) -> None:
         delay = FLUSH_DELAY
@@ -297,9 +388,10 @@ class Daemon:
             log.info("retention: deleted %d old runs", deleted)
 
     async def _watchdog(self, usec: int) -> None:
+        # Only while runs are committed: systemd restarts a daemon that reads but cannot write.
         while True:
             await asyncio.sleep(usec / 2e6)
-            if self.follower is not None and self.follower.alive:
+            if self._recording(write_limit=usec / 2e6):
                 _notify("WATCHDOG=1")
 
     def _spawn(self, coro: Coroutine[object, object, None]) -> None:
@@ -374,6 +466,27 @@ class Daemon:
             await self.store.close()
 
 
+class Unwritten(Exception):
+    """A write stopped on the store's own trouble: ``batch`` is what it did not write."""
+
+    def __init__(self, batch: Batch, error: Exception) -> None:
+        super().__init__(str(error))
+        self.batch = batch
+        self.error = error
+
+
+def _joined(parts: list[Batch], rest: Batch) -> Batch:
+    """``parts`` then ``rest``, as one batch to write again."""
+    joined = Batch()
+    for part in [*parts, rest]:
+        joined = joined.followed_by(part)
+    return joined
+
+
+def _now_usec() -> int:
+    return time.time_ns() // 1000
+
+
 async def _no_bus(connected: asyncio.Event) -> None:
     """A central observer listens to no systemd: it is ready at once."""
     connected.set()
@@ -404,7 +517,8 @@ def run(args: argparse.Namespace) -> int:
     )
     db_path, config = setup.db_path, setup.config
     # Runs of `observer run`: spooled ones into the store, finished ones to the consumers.
-    daemon.services.append(WrapperRuns(daemon.recorded_hooks, db_path, config).run)
+    wrapper_runs = WrapperRuns(daemon.recorded_hooks, db_path, config, store=daemon.store)
+    daemon.services.append(wrapper_runs.run)
 
     async def main() -> None:
         stop = asyncio.Event()

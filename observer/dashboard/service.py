@@ -120,8 +120,10 @@ class DashboardService:
                 due = self.schedule.due_at()
                 if due is None or due > self.clock():
                     timeout = None if due is None else due - self.clock()
+                    # asyncio.timeout, not wait_for: in 3.11 wait_for can lose a cancellation.
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self.wake.wait(), timeout)
+                        async with asyncio.timeout(timeout):
+                            await self.wake.wait()
                     self.wake.clear()
                     continue
                 self.schedule.started(self.clock())

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
+from observer.bounds import in_range
 from observer.config import Config
 from observer.fleet.records import RUN_RECORD_MESSAGE_ID, RunRecord, parse_record
 from observer.model import Event
@@ -69,12 +70,12 @@ def _monotonic_usec(value: object) -> int | None:
         value = value[0]
     if isinstance(value, timedelta):
         return (value.days * 86400 + value.seconds) * 1_000_000 + value.microseconds
-    if isinstance(value, int):
-        return value
-    try:
-        return int(_text(value))
-    except ValueError:
-        return None
+    if not isinstance(value, int):
+        try:
+            value = int(_text(value))
+        except ValueError:
+            return None
+    return in_range(value, "fleet", "__MONOTONIC_TIMESTAMP", low=0)
 
 
 def _message_id(entry: Mapping[str, object]) -> str:
@@ -112,9 +113,18 @@ def parse_fleet_entry(entry: Mapping[str, object], scope: JournalScope) -> Fleet
     else:
         # Remote hosts' users are unknown here: their own units are not read.
         event = parse_entry(entry, SYSTEM_ONLY)
-    realtime = entry.get("__REALTIME_TIMESTAMP")
-    usec = realtime if isinstance(realtime, int) else int(_text(realtime) or 0)
+    usec = _realtime_usec(entry.get("__REALTIME_TIMESTAMP"))
     return None if event is None else FleetEntry(place, event, usec)
+
+
+def _realtime_usec(value: object) -> int:
+    """An entry's time (0 when it has none SQLite could hold: parse_entry counted it)."""
+    if not isinstance(value, int):
+        try:
+            value = int(_text(value) or 0)
+        except ValueError:
+            return 0
+    return value if 0 <= value < 2**63 else 0
 
 
 class Marks:

@@ -8,8 +8,10 @@ exit data, what it cost). The field names are stable and documented in docs/flee
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 
+from observer.bounds import REJECTED, in_range
 from observer.model import Run, Source
 
 RUN_RECORD_MESSAGE_ID = "71d497fee0e04d0f9551d56b2c22bf21"
@@ -79,11 +81,26 @@ def _field(entry: Mapping[str, object], name: str) -> str | None:
 
 
 def _int(entry: Mapping[str, object], name: str) -> int | None:
+    """A record's integer field, if SQLite can hold it (a host may send anything)."""
     text = _field(entry, name)
     try:
-        return None if text is None else int(text)
+        number = None if text is None else int(text)
     except ValueError:
         return None
+    return in_range(number, "fleet", f"OBSERVER_{name.upper()}")
+
+
+def _seconds(entry: Mapping[str, object], name: str) -> float | None:
+    """A record's figure in seconds, if it is a finite number."""
+    text = _field(entry, name)
+    try:
+        seconds = None if text is None else float(text)
+    except ValueError:
+        return None
+    if seconds is not None and not math.isfinite(seconds):
+        REJECTED.count("fleet", f"OBSERVER_{name.upper()}", text)
+        return None
+    return seconds
 
 
 def parse_record(entry: Mapping[str, object], host: str) -> RunRecord | None:
@@ -97,11 +114,7 @@ def parse_record(entry: Mapping[str, object], host: str) -> RunRecord | None:
         source = Source(_field(entry, "source") or "journal")
     except ValueError:
         source = Source.JOURNAL
-    cpu = _field(entry, "cpu_seconds")
-    try:
-        cpu_seconds = None if cpu is None else float(cpu)
-    except ValueError:
-        cpu_seconds = None
+    cpu_seconds = _seconds(entry, "cpu_seconds")
     values: dict[str, object] = {name: _int(entry, name) for name in _INTS}
     values.update((name, _field(entry, name)) for name in _TEXTS if name not in ("unit", "source"))
     run = Run(unit=unit, host=host, source=source, cpu_seconds=cpu_seconds, **values)  # type: ignore[arg-type]

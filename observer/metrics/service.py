@@ -29,6 +29,7 @@ from observer.config import MetricsConfig
 from observer.metrics.collectors import DaemonCollector, DaemonHealth, RunCollector, render
 from observer.metrics.http import MetricsServer, PageSource, parse_listen
 from observer.metrics.job_metrics import JobMetrics, job_metrics_directory
+from observer.metrics.resilience import ResilienceCollector
 from observer.metrics.snapshot import RunTally, Snapshot, alert_counts, read_unit_states
 from observer.model import Run, StoreError
 from observer.recording.intake import Intake, RunningRuns
@@ -59,6 +60,7 @@ class DaemonView(Protocol):
     host: str
     runs_recorded: int
     store_errors: int
+    runs_set_aside: int
 
     @property
     def intake(self) -> Intake: ...
@@ -238,8 +240,10 @@ class MetricsService:
         self.wake.set()  # show what is recorded already, from the start
         first = True
         while True:
+            # asyncio.timeout, not wait_for: in 3.11 wait_for can swallow a cancellation.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), REFRESH_SECONDS)
+                async with asyncio.timeout(REFRESH_SECONDS):
+                    await self.wake.wait()
             # Let a burst of runs end before reading them all at once (but read what is
             # recorded at once when the daemon starts: a scrape may already be waiting).
             if not first:
@@ -389,6 +393,7 @@ class MetricsService:
         live: list[Any] = [
             DaemonCollector(self.daemon.host, self._health()),
             JobMetricsCollector(self.daemon.host, self.job_metrics),
+            ResilienceCollector(self.daemon.host, lambda: self.daemon.runs_set_aside),
         ]
         if process:
             live.append(self._process)

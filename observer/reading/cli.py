@@ -16,7 +16,7 @@ from pathlib import Path
 
 from observer import users
 from observer.model import ObserverError, StoreError, UnknownUnitError
-from observer.reading import changes, follow, history, render
+from observer.reading import changes, follow, history, render, set_aside
 from observer.reading.stats import unit_stats
 from observer.spans import parse_span
 from observer.store import database, hosts
@@ -313,6 +313,8 @@ def _status(args: argparse.Namespace) -> int:
         _print_json([render.status_json(s) for s in statuses])
     else:
         print(render.status_table(statuses, with_host=with_host, width=_width(args)))
+    if aside := set_aside.note(Path(args.db) if args.db else database.default_read_path()):
+        print(f"observer: {aside}", file=sys.stderr)
     return 0
 
 

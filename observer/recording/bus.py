@@ -13,6 +13,7 @@ from typing import Any
 from dbus_fast import BusType, Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 
+from observer.bounds import UINT64_MAX, in_range
 from observer.model import (
     Event,
     JobDetails,
@@ -117,6 +118,17 @@ def unwrap(value: object) -> object:
     return value
 
 
+def bounded(values: dict[str, object]) -> dict[str, object]:
+    """Property values with each integer SQLite cannot hold as None (counted), but for
+    systemd's own "none" (UINT64_MAX), which is kept: its readers know it."""
+    return {
+        name: in_range(value, "bus", name)
+        if isinstance(value, int) and not isinstance(value, bool) and value != UINT64_MAX
+        else value
+        for name, value in values.items()
+    }
+
+
 def with_next_elapse(values: dict[str, object], realtime_usec: int, monotonic_usec: int) -> None:
     """Put a timer's next elapse on the wall clock, whether it is calendar or monotonic."""
     candidates = []
@@ -158,7 +170,7 @@ def _properties_changed(msg: Message) -> UnitProperties | None:
     interface = body[0] if body else ""
     if unit is None or not interface.startswith(_INTERFACE_PREFIX):
         return None
-    values = {k: unwrap(v) for k, v in body[1].items()}
+    values = bounded({k: unwrap(v) for k, v in body[1].items()})
     short = interface.removeprefix(_INTERFACE_PREFIX)
     if short == "Timer":
         with_next_elapse(values, *_now_usec())
@@ -413,7 +425,7 @@ class SystemdBus:
             except BusError as e:
                 log.debug("timer %s: %s", name, e)
                 return None
-            values = {k: unwrap(v) for k, v in reply[0].items()}
+            values = bounded({k: unwrap(v) for k, v in reply[0].items()})
             with_next_elapse(values, *_now_usec())
             return UnitProperties(name, "Timer", values)
 

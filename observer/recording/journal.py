@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from observer.bounds import INT64_MAX, in_range
 from observer.model import JobKind, OutputLine, OutputSuppressed, Pid1Record
 from observer.users import SEPARATOR, qualify
 
@@ -67,14 +68,26 @@ def _text(value: object) -> str | None:
     return None
 
 
-def _number(value: object) -> int | None:
+def _integer(value: object) -> int | None:
+    """A field's value as an integer, however large (None: not a number)."""
     text = _text(value)
     if text is None:
-        return value if isinstance(value, int) else None
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
     try:
         return int(text)
     except ValueError:
         return None
+
+
+def _number(value: object, field: str) -> int | None:
+    """A field's integer if SQLite can hold it; None (and counted) when it is out of range."""
+    return in_range(_integer(value), "journal", field)
+
+
+def _realtime(entry: Mapping[str, object]) -> int | None:
+    """An entry's time, for the reader's own bookkeeping (parse_entry counts a bad one)."""
+    usec = _integer(entry.get("__REALTIME_TIMESTAMP"))
+    return usec if usec is not None and 0 <= usec <= INT64_MAX else None
 
 
 def _message(value: object) -> bytes:
@@ -114,7 +127,7 @@ def _user_manager(entry: Mapping[str, object]) -> int | None:
         return None
     if _text(entry.get("_SYSTEMD_USER_UNIT")) != "init.scope":
         return None
-    return _number(entry.get("_UID"))
+    return _number(entry.get("_UID"), "_UID")
 
 
 def _user_unit(entry: Mapping[str, object], prefix: str = "") -> tuple[int, str] | None:
@@ -122,9 +135,9 @@ def _user_unit(entry: Mapping[str, object], prefix: str = "") -> tuple[int, str]
     if not (_text(entry.get(f"{prefix}_SYSTEMD_UNIT")) or "").startswith("user@"):
         return None
     unit = _text(entry.get(f"{prefix}_SYSTEMD_USER_UNIT"))
-    uid = _number(entry.get(f"{prefix}_SYSTEMD_OWNER_UID"))
+    uid = _number(entry.get(f"{prefix}_SYSTEMD_OWNER_UID"), "_SYSTEMD_OWNER_UID")
     if uid is None and not prefix:
-        uid = _number(entry.get("_UID"))
+        uid = _number(entry.get("_UID"), "_UID")
     return None if unit is None or uid is None else (uid, unit)
 
 
@@ -137,10 +150,10 @@ def parse_entry(
     ``__REALTIME_TIMESTAMP`` in microseconds. A user manager's records and its units'
     output name the unit ``USER/UNIT`` (observer/users.py).
     """
-    realtime = _number(entry.get("__REALTIME_TIMESTAMP"))
+    realtime = _number(entry.get("__REALTIME_TIMESTAMP"), "__REALTIME_TIMESTAMP")
     if realtime is None:
         return None
-    pid = _number(entry.get("_PID"))
+    pid = _number(entry.get("_PID"), "_PID")
     message_id = (_text(entry.get("MESSAGE_ID")) or "").replace("-", "")
     manager_uid = None if pid == 1 else _user_manager(entry)
     if (pid == 1 and scope.system) or manager_uid is not None:
@@ -193,7 +206,7 @@ def _startup_finished(entry: Mapping[str, object], realtime: int) -> Pid1Record:
         invocation_id="",
         realtime_usec=realtime,
         boot_id=_text(entry.get("_BOOT_ID")),
-        userspace_usec=_number(entry.get("USERSPACE_USEC")),
+        userspace_usec=_number(entry.get("USERSPACE_USEC"), "USERSPACE_USEC"),
     )
 
 
@@ -226,10 +239,10 @@ def _unit_record(
         realtime_usec=realtime,
         boot_id=_text(entry.get("_BOOT_ID")),
         exit_code=_text(entry.get("EXIT_CODE")),
-        exit_status=_number(entry.get("EXIT_STATUS")),
+        exit_status=_number(entry.get("EXIT_STATUS"), "EXIT_STATUS"),
         unit_result=_text(entry.get("UNIT_RESULT")),
-        job_id=_number(entry.get("JOB_ID")),
-        restarts=_number(entry.get("N_RESTARTS")),
+        job_id=_number(entry.get("JOB_ID"), "JOB_ID"),
+        restarts=_number(entry.get("N_RESTARTS"), "N_RESTARTS"),
         job_result=_text(entry.get("JOB_RESULT")),
         reason=reason,
         cpu_usec=_accounted(entry.get("CPU_USAGE_NSEC"), 1000),
@@ -244,7 +257,7 @@ def _output_suppressed(
 ) -> OutputSuppressed | None:
     """journald's note that it dropped lines of a service (its rate limit)."""
     unit = _scoped_unit(entry, scope, "OBJECT")
-    dropped = _number(entry.get("N_DROPPED"))
+    dropped = in_range(_integer(entry.get("N_DROPPED")), "journal", "N_DROPPED", low=0)
     if not unit or not unit.endswith(".service") or dropped is None:
         return None
     return OutputSuppressed(
@@ -265,7 +278,7 @@ def _output_line(
     # Empty when the process exited before journald read its cgroup: the daemon then
     # attributes the line by unit and time.
     invocation_id = _text(entry.get("_SYSTEMD_INVOCATION_ID")) or ""
-    priority = _number(entry.get("PRIORITY"))
+    priority = _number(entry.get("PRIORITY"), "PRIORITY")
     return OutputLine(
         invocation_id=invocation_id,
         unit=unit,
@@ -289,7 +302,7 @@ def _scoped_unit(entry: Mapping[str, object], scope: JournalScope, prefix: str =
         user = scope.users(uid)
         return None if user is None else qualify(user, unit)
     system_unit = _text(entry.get(f"{prefix}_SYSTEMD_UNIT"))
-    sender = _number(entry.get("_UID"))
+    sender = _number(entry.get("_UID"), "_UID")
     if system_unit is None and not prefix and sender and _text(entry.get("_TRANSPORT")) == "stdout":
         # A user unit's process that exited before journald read its cgroup: only its uid
         # is known (journald takes a unit name from root's streams alone).
@@ -319,7 +332,7 @@ NOT_ACCOUNTED = 2**63
 
 def _accounted(value: object, per: int = 1) -> int | None:
     """A resource figure systemd logged; None when absent or "not accounted" (UINT64_MAX)."""
-    number = _number(value)
+    number = _integer(value)
     if number is None or number < 0 or number >= NOT_ACCOUNTED:
         return None
     return number // per
@@ -399,7 +412,7 @@ class JournalFollower:
             entry = reader.get_next()
             if entry and not reader.test_cursor(self._cursor):
                 reader.get_previous()
-            elif entry and (usec := _number(entry.get("__REALTIME_TIMESTAMP"))) is not None:
+            elif entry and (usec := _realtime(entry)) is not None:
                 self._recent.append(usec)
         elif self._since_usec is not None:
             reader.seek_realtime(self._since_usec / 1_000_000)
@@ -433,7 +446,7 @@ class JournalFollower:
                 break
             self.entries_read += 1
             cursor = entry["__CURSOR"]
-            last_usec = _number(entry.get("__REALTIME_TIMESTAMP")) or last_usec
+            last_usec = _realtime(entry) or last_usec
             try:
                 event = self._parse(entry, self._scope)
             except Exception:  # one odd entry never stops the reader

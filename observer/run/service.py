@@ -5,7 +5,8 @@ end. This service looks every few seconds for wrapper runs that finished (by row
 rows, by invocation ID for rows it saw running) and hands them to the daemon's
 ``recorded_hooks`` (metrics, alerts, dashboard), as it does for the units' runs. It also
 moves runs that `observer run` had to spool into the store, and closes as ``interrupted``
-the runs whose `observer run` is gone (observer/run/liveness.py). It keeps one connection.
+the runs whose `observer run` is gone (observer/run/liveness.py). It keeps one connection
+to read; in the daemon (``store``) it writes through the store's one writer.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from pathlib import Path
 from observer.config import Config
 from observer.model import Run, Source
 from observer.run import liveness, spool
-from observer.store.database import open_for_writing
+from observer.store.database import open_for_reading, open_for_writing
+from observer.store.writer import AsyncStore
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +46,11 @@ class WrapperRuns:
         db_path: Path,
         config: Config,
         interval: float = INTERVAL_SECONDS,
+        store: AsyncStore | None = None,
     ) -> None:
         self.hooks = hooks
+        # The daemon's one writer; None: this service writes with its own connection (tests).
+        self.store = store
         self.db_path = db_path
         self.spool_dir = spool.default_spool_dir(db_path, config.run.spool_dir)
         self.metrics_dir = spool.default_metrics_dir(db_path, config.run.metrics_dir)
@@ -85,20 +90,28 @@ class WrapperRuns:
         if self.conn is not None and self.conn_thread != threading.get_ident():
             self.conn = None  # opened on another thread (a test's first look): not usable here
         if self.conn is None:
-            self.conn = open_for_writing(self.db_path)
+            opener = open_for_writing if self.store is None else open_for_reading
+            self.conn = opener(self.db_path)
             self.conn_thread = threading.get_ident()
         conn = self.conn
         try:
-            imported = spool.import_spooled(
-                conn, self.spool_dir, self.db_path, self.metrics_dir, reported=self.reported
-            )
-            for run in imported:
-                log.info("imported spooled run %s %s", run.unit, run.key[:12])
-            imported += liveness.close_gone(conn, self.spool_dir, self.db_path, self.reported)
+            if self.store is None:
+                imported = self._import(conn)
+            else:
+                imported = self.store.transaction_from_thread(self._import)
             return imported + self._newly_finished(conn, {r.key for r in imported})
         except BaseException:
             self.close()  # opened afresh at the next look
             raise
+
+    def _import(self, conn: sqlite3.Connection) -> list[Run]:
+        """Import spooled runs and close those whose wrapper is gone, writing with ``conn``."""
+        imported = spool.import_spooled(
+            conn, self.spool_dir, self.db_path, self.metrics_dir, reported=self.reported
+        )
+        for run in imported:
+            log.info("imported spooled run %s %s", run.unit, run.key[:12])
+        return imported + liveness.close_gone(conn, self.spool_dir, self.db_path, self.reported)
 
     def close(self) -> None:
         """Close the connection (the daemon is stopping)."""

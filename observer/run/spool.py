@@ -19,12 +19,14 @@ import binascii
 import errno
 import json
 import logging
+import math
 import os
 import sqlite3
 import stat
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from observer.bounds import REJECTED
 from observer.model import Run, Source, StoreError, TimerState
 from observer.store.database import Batch, OutputCounts, StoredLine, write_batch
 
@@ -339,10 +341,13 @@ def decode(data: bytes) -> tuple[str, RunRecord]:
     run = decode_run(document["run"])
     lines = []
     for seq, usec, priority, stream, msg in document["lines"]:
-        if not (_is_int(seq) and _is_int(usec) and _is_int(priority)):
+        if not all(isinstance(n, int) and not isinstance(n, bool) for n in (seq, usec, priority)):
             raise ValueError("a spooled line with a number that is not one")
         if stream is not None and not isinstance(stream, str):
             raise ValueError("a spooled line with a stream that is not a string")
+        if not (_is_int(seq) and _is_int(usec) and _is_int(priority)):
+            REJECTED.count("spool", "line", max(seq, usec, priority, key=abs))
+            raise ValueError("a spooled line with a number out of range")
         lines.append(StoredLine(run.key, seq, usec, priority, _unb64(msg), stream))
     counts = None if document["counts"] is None else OutputCounts(**document["counts"])
     timer = None if document["timer"] is None else TimerState(**document["timer"])
@@ -387,13 +392,23 @@ def _is_int(value: object) -> bool:
     return _INT64[0] <= value <= _INT64[1]
 
 
-def _check_values(record: object, name: str) -> None:
-    """Every field of a spooled record is a string, an integer the store can hold, or null."""
-    for f in fields(record):  # type: ignore[arg-type]
+def _check_values(record: Run | OutputCounts | TimerState, name: str) -> None:
+    """Every field of a spooled record is a string, an integer the store can hold, a figure
+    in seconds, or null. `observer run` writes nothing else: a file that holds anything else
+    is not what it wrote, and is set aside whole (a number out of range is counted too)."""
+    for f in fields(record):
         value = getattr(record, f.name)
-        if value is None or isinstance(value, str) or _is_int(value):
+        if value is None or isinstance(value, str) or _is_int(value) or _is_seconds(f.name, value):
             continue
+        if isinstance(value, int) and not isinstance(value, bool):
+            REJECTED.count("spool", f"{name}.{f.name}", value)
+            raise ValueError(f"a spooled {name} whose {f.name} is out of range")
         raise ValueError(f"a spooled {name} whose {f.name} is neither text nor a number")
+
+
+def _is_seconds(name: str, value: object) -> bool:
+    """A figure in seconds (cpu_seconds): a finite float."""
+    return name.endswith("_seconds") and isinstance(value, float) and math.isfinite(value)
 
 
 def _b64(data: bytes) -> str:

@@ -90,12 +90,55 @@ class AsyncStore:
             raise StoreError("the store is not open")
         return self._conn
 
+    async def transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in one transaction on the writer's thread (another service's writes)."""
+        return await self._call(in_transaction, self._connection(), fn)
+
+    def transaction_from_thread(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``transaction``, for a worker thread of another service (never the event loop):
+        it waits for the writer, which takes its turn between the daemon's own writes."""
+        future = self._executor.submit(in_transaction, self._connection(), fn)
+        try:
+            return future.result()
+        except Exception as e:
+            raise self._error(e) from e
+
     async def _call(self, fn: Callable[..., T], *args: object) -> T:
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._executor, fn, *args)
-        except sqlite3.Error as e:
-            raise StoreError(f"cannot write to {str(self.path)!r}: {e}") from e
+        except StoreError:
+            raise
+        except Exception as e:
+            raise self._error(e) from e
+
+    def _error(self, e: Exception) -> StoreError:
+        """The store's trouble (retried), or a record it refused (RefusedRecord: set aside)."""
+        if isinstance(e, StoreError):
+            return e
+        if is_store_trouble(e):
+            return StoreError(f"cannot write to {str(self.path)!r}: {e}")
+        return RefusedRecord(f"{str(self.path)!r} refused a record: {type(e).__name__}: {e}")
+
+
+class RefusedRecord(StoreError):
+    """The database refused what it was given (a value, a constraint), not for any trouble of
+    its own: writing the same again cannot help."""
+
+
+def is_store_trouble(e: BaseException) -> bool:
+    """Whether an error is the database's (locked, full, unreadable: retry later) rather than
+    the record's (a value it cannot hold, a constraint broken: set the record aside)."""
+    if isinstance(e, sqlite3.OperationalError | sqlite3.InternalError | OSError | MemoryError):
+        return True
+    # "database disk image is malformed", "file is not a database": DatabaseError itself.
+    return type(e) is sqlite3.DatabaseError
+
+
+def in_transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    """``fn(conn)`` committed as one transaction (rolled back if it raises)."""
+    with conn:
+        return fn(conn)
 
 
 def open_shared(path: Path) -> sqlite3.Connection:

@@ -27,6 +27,7 @@ T = TypeVar("T")
 
 SECOND = 1_000_000
 DAY = 86400 * SECOND
+REMOTE = Path("/lib/systemd/systemd-journal-remote")
 
 
 def install_script(sandbox: Sandbox, name: str, text: str) -> str:
@@ -519,3 +520,85 @@ def test_the_cli_reads_while_the_daemon_writes(sandbox: Sandbox, observed: Obser
         counts.append(sum(run["finished_at"] is not None for run in listed))
     assert counts[-1] == 30
     assert counts == sorted(counts)
+
+
+# -- a hostile number in the journal ------------------------------------------------------
+
+UINT64_MAX = str(2**64 - 1)
+
+
+def forged_pid1_record(unit: str, invocation_id: str) -> str:
+    """PID 1's "Main process exited" record of a run, its figures past SQLite's integers,
+    in journal export format (trusted fields too: as a fleet host could send it)."""
+    boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip().replace("-", "")
+    fields = {
+        "__REALTIME_TIMESTAMP": str(time.time_ns() // 1000),
+        "__MONOTONIC_TIMESTAMP": str(time.monotonic_ns() // 1000),
+        "_BOOT_ID": boot_id,
+        "_PID": "1",
+        "MESSAGE_ID": "98e322203f7a4ed290d09fe03c09fe15",
+        "MESSAGE": f"{unit}: Main process exited, code=exited, status=255/EXCEPTION",
+        "UNIT": unit,
+        "INVOCATION_ID": invocation_id,
+        "EXIT_CODE": "exited",
+        "EXIT_STATUS": UINT64_MAX,
+        "N_RESTARTS": UINT64_MAX,
+    }
+    return "".join(f"{name}={value}\n" for name, value in fields.items()) + "\n"
+
+
+def test_a_journal_record_with_a_number_past_2_63_costs_that_fact_not_the_daemon(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    if not REMOTE.exists():
+        pytest.skip("needs the Debian package systemd-journal-remote (packaging/dev-setup.sh)")
+    textfiles = tmp_path / "textfiles"
+    textfiles.mkdir()
+    config = f'[metrics]\nlisten = ""\ntextfile_directory = "{textfiles}"\n'
+    daemon = ObserverDaemon(sandbox, tmp_path, config)
+    daemon.start()
+    try:
+        sandbox.systemd_run(
+            "/bin/sh", "-c", "while [ ! -e /run/hostile-go ]; do sleep 0.05; done; exit 3",
+            unit="hostile",
+        )  # fmt: skip
+        invocation_id = sandbox.run(
+            "systemctl", "show", "-p", "InvocationID", "--value", "hostile.service"
+        ).stdout.strip()
+        assert len(invocation_id) == 32
+        # Into the journal directory the daemon reads, as a file of its own (journald
+        # itself takes _PID from the sender: only a crafted file or a fleet host can lie).
+        forged = tmp_path / "forged.journal"
+        subprocess.run(
+            [str(REMOTE), "-o", str(forged), "-"],
+            input=forged_pid1_record("hostile.service", invocation_id),
+            text=True, check=True, capture_output=True,
+        )  # fmt: skip
+        placed = sandbox.journal_dir / "forged.journal~"
+        placed.write_bytes(forged.read_bytes())
+        placed.rename(placed.with_name("forged.journal"))
+        wait_for(
+            lambda: "EXIT_STATUS = 18446744073709551615 is out of range" in daemon.log(),
+            timeout=30, what="the daemon to read the forged record", check=daemon._alive,
+        )  # fmt: skip
+        sandbox.run("touch", "/run/hostile-go")
+
+        [run] = daemon.finished_runs("hostile.service", 1, timeout=30)
+        assert (run["invocation_id"], run["result"], run["exit_status"]) == (
+            invocation_id, "exit-code", 3,
+        )  # fmt: skip
+        prom = textfiles / "observer.prom"
+        wait_for(
+            lambda: prom.exists() and 'field="EXIT_STATUS"' in prom.read_text(),
+            timeout=30, what="the rejected value to be counted in the textfile",
+        )  # fmt: skip
+        counted = [
+            line for line in prom.read_text().splitlines()
+            if line.startswith("observer_input_rejected_total{")
+        ]  # fmt: skip
+        assert any('source="journal",field="EXIT_STATUS"} 1.0' in line for line in counted)
+        assert any('source="journal",field="N_RESTARTS"} 1.0' in line for line in counted)
+        assert daemon.process is not None
+        assert daemon.process.poll() is None  # still recording
+    finally:
+        daemon.close()

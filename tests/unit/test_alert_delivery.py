@@ -9,6 +9,7 @@ import logging
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -186,21 +187,59 @@ async def test_a_channel_answering_500_is_retried_and_each_error_recorded(
     assert all(error is not None and "500" in error for _, error in attempts(db))
 
 
-async def test_a_channel_that_hangs_is_given_up_on_after_the_timeout_and_retried(
-    tmp_path: Path, receiver: Receiver
+async def test_an_attempt_past_its_time_limit_is_not_tried_again_while_it_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    receiver.hang_seconds = 30
+    released, sends = threading.Event(), []
+
+    def hanging_channel(channel: Channel, message: Message) -> str | None:
+        sends.append(message.title)
+        released.wait(timeout=60)
+        return None  # it did deliver, late
+
+    monkeypatch.setattr(send, "notify", hanging_channel)
     db = tmp_path / "observer.db"
     runs = two_failures(db)
-    config = alert_config(receiver.json_url, max_attempts=2, send_timeout=0.5)
+    config = alert_config("json://127.0.0.1:9/hook", max_attempts=2, send_timeout=0.2)
     service = AlertService(config, db, "host1")
+    looks: list[int] = []
+    due = service._due
+
+    def looked(now: int, busy: set[int]) -> list[outbox.Delivery]:
+        looks.append(now)
+        return due(now, busy)
+
+    service._due = looked  # type: ignore[method-assign]
     task = asyncio.create_task(service.run())
     try:
         service.runs_recorded(runs)
-        await wait_for_async(lambda: len(attempts(db)) == 2, timeout=30, what="2 attempts")
+        await wait_for_async(lambda: attempts(db), timeout=30, what="the first attempt recorded")
+        [(_, unknown)] = attempts(db)
+        assert unknown is not None
+        assert "outcome unknown" in unknown
+        # The retry was due 0.2 s later: looked for several times since, never sent again.
+        seen = len(looks)
+        await wait_for_async(
+            lambda: len(looks) >= seen + 3, timeout=30, what="three more looks at the outbox"
+        )
+        assert len(sends) == 1
+        released.set()
+        await wait_for_async(
+            lambda: attempts(db) == [(1, None)], timeout=30, what="the late success recorded"
+        )
     finally:
+        released.set()
         await stop(task)
-    assert attempts(db) == [(1, "no answer within 500ms"), (2, "no answer within 500ms")]
+    assert len(sends) == 1
+    assert delivery_statuses(db) == [outbox.SENT]
+
+
+def delivery_statuses(db: Path) -> list[str]:
+    conn = sqlite3.connect(db)
+    try:
+        return [str(row[0]) for row in conn.execute("SELECT status FROM alert_deliveries")]
+    finally:
+        conn.close()
 
 
 def test_an_unknown_notification_url_stops_the_daemon_with_a_clear_error(tmp_path: Path) -> None:
