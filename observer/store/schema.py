@@ -271,6 +271,14 @@ def _per_host(conn: sqlite3.Connection) -> None:
     conn.executescript(summary.HOST_INDEXES)
 
 
+def _kept_trend(conn: sqlite3.Connection) -> None:
+    """Schema 8: the trend's medians kept in the summaries (filled by the rebuild), once."""
+    columns = {str(row[1]) for row in conn.execute("PRAGMA table_info(unit_summary)")}
+    for column in ("trend_week_p50_seconds", "trend_earlier_p50_seconds"):
+        if column not in columns:
+            conn.execute(f"ALTER TABLE unit_summary ADD COLUMN {column} REAL")
+
+
 # Schema upgrades, in order: step i brings a database of schema i + 1 to schema i + 2. A new
 # database gets SCHEMA and then every step. Only ever append; each step must be idempotent
 # (CREATE ... IF NOT EXISTS, or a function that checks what is there), so that two
@@ -283,9 +291,10 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     _runs_without_invocation,
     _FINDINGS,
     _per_host,
+    _kept_trend,
 ]
 # The last schema whose upgrade changed unit_summary: it is filled again from the runs.
-_SUMMARY_SCHEMA = 7
+_SUMMARY_SCHEMA = 8
 
 
 def _swap(text: str, table: str, before: str, made: str) -> str:
