@@ -2,22 +2,34 @@
 
     .venv/bin/python -m bench.history_scale [--sizes 10000,100000,1000000] [--units 1000]
                                             [--no-daemon] [--no-report] [--keep DIR]
+                                            [--python PATH] [--repeat N]
 
 For each size it fills a fresh database through database.write_batch (``--units`` units, the
 runs of each every 10 minutes up to now, two lines of output a run, one run in seven
-failing), then prints the whole-process time (median of 3) of every reading command,
-`observer report` into an empty directory and again after one more run, and, with a real
+failing; with ``--keep DIR`` a database kept there by an earlier run is reused), then
+prints the whole-process wall and CPU time (median of ``--repeat``) of the anchors (``python
+-c pass`` of the interpreter that runs observer, ``observer --version``, and ``journalctl -u
+UNIT -n 20`` when this machine has a journal) and of every reading command beside its target
+(within 2 x ``python -c pass`` plus the time to print its answer: the time that interpreter
+takes to write the same bytes, beyond its start), `observer report` into an empty directory
+and again after one more run, and, with a real
 systemd booted in a sandbox (root), the daemon's time from start to a complete `/metrics`
 (a series for every unit), its CPU time over an idle minute and its RSS, with metrics,
 alerts and the dashboard all on. The last lines compare each figure with the targets of
 the issue that asked for it: at the largest size, `status` and `stats` within 150 ms and
-every reading command within 1.5 x its time at the smallest.
+every reading command within 1.5 x its time at the smallest; `report` full within 20 s and
+after one run within 0.3 s.
+
+``--python`` names the interpreter whose installed observer is timed (default: this one);
+time a pip-installed venv with compiled bytecode, not an editable checkout. The commands run
+in the work directory, so that a checkout in the current directory does not shadow it.
 """
 
 from __future__ import annotations
 
 import argparse
 import re
+import resource
 import shutil
 import sqlite3
 import statistics
@@ -25,7 +37,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from bench.dashboard import fill, invocation
@@ -35,8 +46,49 @@ from observer.store import database
 from tests.sandbox import Sandbox, can_boot
 
 INTERVAL_USEC = 600 * 1_000_000
-OBSERVER = [sys.executable, "-m", "observer"]
 IDLE_SECONDS = 60.0
+REPORT_FULL_SECONDS, REPORT_ONE_RUN_SECONDS = 20.0, 0.3
+
+
+class Timing:
+    """Whole processes of one interpreter, run in a directory of their own."""
+
+    def __init__(self, python: str, cwd: Path, repeat: int) -> None:
+        self.python, self.cwd, self.repeat = python, cwd, repeat
+        self.observer = [python, "-m", "observer"]
+
+    def process(self, argv: list[str], repeat: int | None = None) -> tuple[float, float, bytes]:
+        """The median wall and CPU seconds of running ``argv`` to its end, and its output."""
+        walls, cpus, output = [], [], b""
+        for _ in range(repeat or self.repeat):
+            cpu, began = _children_cpu(), time.perf_counter()
+            done = subprocess.run(argv, capture_output=True, cwd=self.cwd, check=False)
+            walls.append(time.perf_counter() - began)
+            cpus.append(_children_cpu() - cpu)
+            if done.returncode != 0:
+                raise BenchError(f"{' '.join(argv)} failed: {done.stderr.decode()}")
+            output = done.stdout
+        return statistics.median(walls), statistics.median(cpus), output
+
+    def printing(self, output: bytes) -> tuple[float, float]:
+        """What writing ``output`` to a pipe costs this interpreter beyond its start (wall and
+        CPU): the median difference of the two, run one after the other."""
+        path = self.cwd / "output.txt"
+        path.write_bytes(output)
+        code = f"import sys; sys.stdout.buffer.write(open({str(path)!r}, 'rb').read())"
+        walls, cpus = [], []
+        for _ in range(self.repeat):
+            wall, cpu, _ = self.process([self.python, "-c", code], repeat=1)
+            bare_wall, bare_cpu, _ = self.process([self.python, "-c", "pass"], repeat=1)
+            walls.append(wall - bare_wall)
+            cpus.append(cpu - bare_cpu)
+        return max(0.0, statistics.median(walls)), max(0.0, statistics.median(cpus))
+
+
+def _children_cpu() -> float:
+    """User and system CPU seconds of the children ended so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def commands(db: Path, run_id: int) -> dict[str, list[str]]:
@@ -57,18 +109,6 @@ def commands(db: Path, run_id: int) -> dict[str, list[str]]:
         "runs -n 20": ["runs", "-n", "20", "--since", "10000d"],
         "runs --json --since 1h": ["runs", "--json", "--since", "1h"],
     }  # fmt: skip
-
-
-def whole_process(argv: list[str], repeat: int = 3) -> float:
-    """The median wall time of running ``argv`` to its end, output thrown away."""
-    times = []
-    for _ in range(repeat):
-        began = time.perf_counter()
-        done = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
-        times.append(time.perf_counter() - began)
-        if done.returncode != 0:
-            raise BenchError(f"{' '.join(argv)} failed: {done.stderr.decode()}")
-    return statistics.median(times)
 
 
 def add_run(db: Path, units: int, runs: int) -> None:
@@ -93,7 +133,7 @@ def read_rss_kib(pid: int) -> int:
     return 0
 
 
-def daemon_figures(db: Path, units: int, workdir: Path) -> dict[str, float]:
+def daemon_figures(db: Path, units: int, workdir: Path, timing: Timing) -> dict[str, float]:
     """Start the daemon on ``db`` against a sandboxed systemd; time to a complete /metrics."""
     port = free_port()
     config = workdir / "observer.toml"
@@ -105,7 +145,7 @@ def daemon_figures(db: Path, units: int, workdir: Path) -> dict[str, float]:
     url = f"http://127.0.0.1:{port}/metrics"
     with Sandbox.boot(timeout=60) as sandbox:
         argv = [
-            *OBSERVER, "daemon", "--db", str(db), "--config", str(config),
+            *timing.observer, "daemon", "--db", str(db), "--config", str(config),
             "--bus-address", sandbox.bus_address, "--journal-dir", str(sandbox.journal_dir),
             "--journal-socket", str(sandbox.root / "run/systemd/journal/socket"),
         ]  # fmt: skip
@@ -140,39 +180,115 @@ def daemon_figures(db: Path, units: int, workdir: Path) -> dict[str, float]:
     return {"metrics": complete, "settled": settled, "idle": idle * 60 / IDLE_SECONDS, "rss": rss}
 
 
-def measure(size: int, units: int, args: argparse.Namespace, workdir: Path) -> dict[str, float]:
+def database_of(size: int, units: int, keep: Path | None, workdir: Path) -> Path:
+    """A database of ``size`` runs: a copy of the one kept under ``keep``, else a new fill."""
     db = workdir / "observer.db"
-    runs = max(1, size // units)
-    now = time.time_ns() // 1000
+    kept = None if keep is None else keep / f"observer-{size}.db"
     began = time.perf_counter()
-    fill(db, units, runs, start_usec=now - runs * INTERVAL_USEC - units * 1_000_000,
-         interval_usec=INTERVAL_USEC, lines_ok=2, lines_failed=2)  # fmt: skip
+    if kept is not None and kept.exists():
+        shutil.copyfile(kept, db)
+        database.open_for_writing(db).close()  # brings a kept one to this schema
+        how = f"copied from {kept}"
+    else:
+        runs = max(1, size // units)
+        now = time.time_ns() // 1000
+        fill(db, units, runs, start_usec=now - runs * INTERVAL_USEC - units * 1_000_000,
+             interval_usec=INTERVAL_USEC, lines_ok=2, lines_failed=2)  # fmt: skip
+        how = "filled"
+        if kept is not None:
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(db, kept)
+    print(f"\n{_runs_in(db):,} runs of {units:,} units, {db.stat().st_size / 2**20:.0f} MiB, "
+          f"{how} in {time.perf_counter() - began:.0f} s", flush=True)  # fmt: skip
+    return db
+
+
+def _runs_in(db: Path) -> int:
     with sqlite3.connect(db) as conn:
-        total = conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+        return int(conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
+
+
+def anchors(timing: Timing, db: Path) -> dict[str, float]:
+    """Python's own start, `observer --version`, and journalctl where there is a journal."""
+    figures = {}
+    wall, cpu, _ = timing.process([timing.python, "-c", "pass"])
+    figures["python -c pass"], figures["python -c pass cpu"] = wall, cpu
+    print(f"  {'python -c pass':48} {wall * 1000:7.0f} ms (cpu {cpu * 1000:.0f})", flush=True)
+    version, version_cpu, _ = timing.process([*timing.observer, "--version"])
+    figures["observer --version"] = version
+    print(f"  {'observer --version':48} {version * 1000:7.0f} ms, target {2 * wall * 1000:.0f} "
+          f"{_met(version <= 2 * wall)}; cpu {version_cpu * 1000:.0f} ms, target "
+          f"{2 * cpu * 1000:.0f} {_met(version_cpu <= 2 * cpu)}", flush=True)  # fmt: skip
+    journal = _journal_unit()
+    if journal is None:
+        print("  journalctl -u UNIT -n 20: skipped, no journal on this machine", flush=True)
+    else:
+        wall, cpu, _ = timing.process(["journalctl", "-u", journal, "-n", "20", "--no-pager"])
+        figures["journalctl -u UNIT -n 20"] = wall
+        print(f"  {f'journalctl -u {journal} -n 20':48} {wall * 1000:7.0f} ms "
+              f"(cpu {cpu * 1000:.0f})", flush=True)  # fmt: skip
+    return figures
+
+
+def _journal_unit() -> str | None:
+    """A unit with entries in this machine's journal, if it has one."""
+    try:
+        done = subprocess.run(
+            ["journalctl", "-n", "1", "-o", "cat", "--output-fields=_SYSTEMD_UNIT", "-q",
+             "_SYSTEMD_UNIT=systemd-journald.service"],
+            capture_output=True, text=True, check=False, timeout=30,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return "systemd-journald.service" if done.returncode == 0 and done.stdout.strip() else None
+
+
+def measure(size: int, units: int, args: argparse.Namespace, workdir: Path) -> dict[str, float]:
+    db = database_of(size, units, args.keep, workdir)
+    with sqlite3.connect(db) as conn:
         run_id = conn.execute("SELECT MAX(id) / 2 FROM runs").fetchone()[0]
-    print(f"\n{total:,} runs of {units:,} units, {db.stat().st_size / 2**20:.0f} MiB, "
-          f"filled in {time.perf_counter() - began:.0f} s", flush=True)  # fmt: skip
-    figures: dict[str, float] = {}
+    timing = Timing(args.python, workdir, args.repeat)
+    figures = anchors(timing, db)
+    start, start_cpu = figures["python -c pass"], figures["python -c pass cpu"]
     for name, argv in commands(db, run_id).items():
-        figures[name] = whole_process([*OBSERVER, *argv, "--db", str(db)])
-        print(f"  {name:48} {figures[name] * 1000:9.0f} ms", flush=True)
+        wall, cpu, output = timing.process([*timing.observer, *argv, "--db", str(db)])
+        printing, printing_cpu = timing.printing(output)
+        target, cpu_target = 2 * start + printing, 2 * start_cpu + printing_cpu
+        figures[name], figures[f"{name} target"] = wall, target
+        figures[f"{name} cpu"], figures[f"{name} cpu target"] = cpu, cpu_target
+        print(f"  {name:48} {wall * 1000:7.0f} ms, target {target * 1000:.0f} "
+              f"(2 x {start * 1000:.0f} + printing {len(output):,} bytes {printing * 1000:.0f}) "
+              f"{_met(wall <= target)}; cpu {cpu * 1000:.0f} ms, target {cpu_target * 1000:.0f} "
+              f"{_met(cpu <= cpu_target)}", flush=True)  # fmt: skip
     if args.report:
-        out = workdir / "report"
-        report: Callable[[], float] = lambda: whole_process(  # noqa: E731
-            [*OBSERVER, "report", "--db", str(db), "--output", str(out)], repeat=1
-        )
-        figures["report (full)"] = report()
-        add_run(db, units, runs)
-        figures["report (after one run)"] = report()
-        for name in ("report (full)", "report (after one run)"):
-            print(f"  {name:48} {figures[name] * 1000:9.0f} ms", flush=True)
+        figures.update(report_figures(db, units, size, workdir, timing))
     if args.daemon:
-        daemon = daemon_figures(db, units, workdir)
+        daemon = daemon_figures(db, units, workdir, timing)
         print(f"  daemon: complete /metrics {daemon['metrics']:.2f} s after start; start-up work "
               f"settled after {daemon['settled']:.0f} s; idle {daemon['idle']:.3f} CPU-s per "
               f"minute; RSS {daemon['rss']:.1f} MiB", flush=True)  # fmt: skip
         figures.update({f"daemon {k}": v for k, v in daemon.items()})
     return figures
+
+
+def report_figures(
+    db: Path, units: int, size: int, workdir: Path, timing: Timing
+) -> dict[str, float]:
+    """`observer report` into an empty directory, then again after one more run."""
+    argv = [*timing.observer, "report", "--db", str(db), "--output", str(workdir / "report")]
+    figures = {}
+    figures["report (full)"], cpu, _ = timing.process(argv, repeat=1)
+    print(f"  {'report (full)':48} {figures['report (full)']:7.1f} s (cpu {cpu:.1f}; target "
+          f"{REPORT_FULL_SECONDS:.0f})", flush=True)  # fmt: skip
+    add_run(db, units, max(1, size // units))
+    figures["report (after one run)"], cpu, _ = timing.process(argv, repeat=1)
+    print(f"  {'report (after one run)':48} {figures['report (after one run)']:7.2f} s "
+          f"(cpu {cpu:.2f}; target {REPORT_ONE_RUN_SECONDS})", flush=True)  # fmt: skip
+    return figures
+
+
+def _met(met: bool) -> str:
+    return "met" if met else "NOT met"
 
 
 def verdict(results: dict[int, dict[str, float]]) -> list[str]:
@@ -181,26 +297,33 @@ def verdict(results: dict[int, dict[str, float]]) -> list[str]:
     lines = []
     for name in ("status", "stats"):
         ms = largest[name] * 1000
-        lines.append(f"{'met' if ms <= 150 else 'NOT met'}: {name} {ms:.0f} ms (target 150 ms)")
+        lines.append(f"{_met(ms <= 150)}: {name} {ms:.0f} ms (target 150 ms)")
+    for size, figures in sorted(results.items()):
+        for name in commands(Path(), 0):
+            wall, target = figures[name], figures[f"{name} target"]
+            cpu, cpu_target = figures[f"{name} cpu"], figures[f"{name} cpu target"]
+            lines.append(
+                f"{_met(wall <= target)} (cpu: {_met(cpu <= cpu_target)}): {name} at {size:,} "
+                f"runs {wall * 1000:.0f} ms, cpu {cpu * 1000:.0f} ms (targets {target * 1000:.0f}"
+                f", {cpu_target * 1000:.0f}: 2 x python -c pass + printing)"
+            )
     for name in commands(Path(), 0):
         ratio = largest[name] / smallest[name]
-        lines.append(f"{'met' if ratio <= 1.5 else 'NOT met'}: {name} x{ratio:.2f} from the "
+        lines.append(f"{_met(ratio <= 1.5)}: {name} x{ratio:.2f} from the "
                      f"smallest to the largest size (target 1.5)")  # fmt: skip
     if "report (full)" in largest:
         full, one = largest["report (full)"], largest["report (after one run)"]
-        lines.append(
-            f"{'met' if full <= 20 else 'NOT met'}: report full {full:.1f} s (target 20 s)"
-        )
-        lines.append(f"{'met' if one <= 0.5 else 'NOT met'}: report after one run {one:.2f} s "
-                     "(target 0.5 s)")  # fmt: skip
+        lines.append(f"{_met(full <= REPORT_FULL_SECONDS)}: report full {full:.1f} s "
+                     f"(target {REPORT_FULL_SECONDS:.0f} s)")  # fmt: skip
+        lines.append(f"{_met(one <= REPORT_ONE_RUN_SECONDS)}: report after one run {one:.2f} s "
+                     f"(target {REPORT_ONE_RUN_SECONDS} s)")  # fmt: skip
     if "daemon metrics" in largest:
         d = {k: largest[f"daemon {k}"] for k in ("metrics", "idle", "rss")}
-        lines.append(f"{'met' if d['metrics'] <= 1 else 'NOT met'}: complete /metrics "
+        lines.append(f"{_met(d['metrics'] <= 1)}: complete /metrics "
                      f"{d['metrics']:.2f} s after start (target 1 s)")  # fmt: skip
-        lines.append(f"{'met' if d['idle'] <= 0.05 else 'NOT met'}: idle {d['idle']:.3f} "
+        lines.append(f"{_met(d['idle'] <= 0.05)}: idle {d['idle']:.3f} "
                      "CPU-s per minute (target 0.05)")  # fmt: skip
-        lines.append(f"{'met' if d['rss'] <= 50 else 'NOT met'}: RSS {d['rss']:.1f} MiB "
-                     "(target 50)")  # fmt: skip
+        lines.append(f"{_met(d['rss'] <= 50)}: RSS {d['rss']:.1f} MiB (target 50)")
     return lines
 
 
@@ -210,7 +333,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--units", type=int, default=1000)
     parser.add_argument("--no-daemon", dest="daemon", action="store_false")
     parser.add_argument("--no-report", dest="report", action="store_false")
-    parser.add_argument("--keep", type=Path, help="keep each size's database under DIR")
+    parser.add_argument(
+        "--keep", type=Path, help="keep each size's database under DIR, or reuse the one there"
+    )
+    parser.add_argument(
+        "--python", default=sys.executable, help="the interpreter whose observer is timed"
+    )
+    parser.add_argument("--repeat", type=int, default=5, help="runs of each command (median)")
     args = parser.parse_args(argv)
     if args.daemon and (reason := can_boot()) is not None:
         print(f"bench: cannot boot a sandbox ({reason}); pass --no-daemon", file=sys.stderr)
@@ -221,9 +350,6 @@ def main(argv: list[str] | None = None) -> int:
         try:
             results[size] = measure(size, args.units, args, workdir)
         finally:
-            if args.keep:
-                args.keep.mkdir(parents=True, exist_ok=True)
-                shutil.move(str(workdir / "observer.db"), args.keep / f"observer-{size}.db")
             shutil.rmtree(workdir, ignore_errors=True)
     print()
     for line in verdict(results):

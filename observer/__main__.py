@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import os
 import sys
-import traceback
 
 from observer import __version__
-from observer.model import ObserverError
-from observer.reading import cli
 
 # Commands whose modules are imported only when they run (or for --help): `observer run`
 # wraps cron jobs and must start fast, without what the other commands need.
@@ -43,6 +39,11 @@ def _chosen_command(argv: list[str]) -> str | None:
     return next((arg for arg in argv if not arg.startswith("-")), None)
 
 
+def _asks_version(argv: list[str]) -> bool:
+    """Whether the command line is ``observer [--debug] --version``: no command is needed."""
+    return "--version" in argv and _chosen_command(argv) is None
+
+
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The command line: every command, or for speed only the one ``argv`` names."""
     parser = argparse.ArgumentParser(
@@ -56,6 +57,10 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         "log details and show tracebacks"
     ))  # fmt: skip
     commands = parser.add_subparsers(metavar="COMMAND", required=True)
+    if argv is not None and _asks_version(argv):
+        return parser  # argparse prints the version and exits before it needs a command
+    from observer.reading import cli  # noqa: PLC0415  (light: its handlers import the rest)
+
     cli.add_commands(commands, [debug])
     daemon = commands.add_parser(
         "daemon", parents=[debug], help="record every run (runs as a service)",
@@ -124,30 +129,50 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser(sys.argv[1:] if argv is None else argv).parse_args(argv)
     except SystemExit as e:  # --help, --version, or a usage error argparse already explained
         return e.code if isinstance(e.code, int) else 2
-    # The daemon reports what it does (journald keeps it); commands speak only on trouble.
-    quiet = logging.INFO if args.handler is _daemon else logging.WARNING
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else quiet, format="%(levelname)s %(name)s: %(message)s"
-    )
+    _log_as_asked(args)
     try:
         status = int(args.handler(args))
         sys.stdout.flush()
-    except ObserverError as e:
-        if args.debug:
-            traceback.print_exc()
-        print(f"observer: {e}", file=sys.stderr)
-        return 1
     except BrokenPipeError:
         _silence_stdout()
         return EXIT_BROKEN_PIPE
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except Exception as e:
-        if args.debug:
-            raise
-        print(f"observer: internal error: {e!r} (run with --debug for details)", file=sys.stderr)
-        return 1
+        return _failed(e, args.debug)
     return status
+
+
+def _log_as_asked(args: argparse.Namespace) -> None:
+    """Set up logging if the command can log: a reading command never imports logging."""
+    if "logging" not in sys.modules and not args.debug and args.handler is not _daemon:
+        return  # the command's modules (imported by now) do not log: spare its import
+    import logging  # noqa: PLC0415
+
+    # The daemon reports what it does (journald keeps it); commands speak only on trouble.
+    quiet = logging.INFO if args.handler is _daemon else logging.WARNING
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else quiet, format="%(levelname)s %(name)s: %(message)s"
+    )
+
+
+def _failed(error: Exception, debug: bool) -> int:
+    """Explain an error of a command on stderr; the exit status."""
+    from observer.model import ObserverError  # noqa: PLC0415
+
+    if not isinstance(error, ObserverError):
+        if debug:
+            raise error
+        print(
+            f"observer: internal error: {error!r} (run with --debug for details)", file=sys.stderr
+        )
+        return 1
+    if debug:
+        import traceback  # noqa: PLC0415
+
+        traceback.print_exception(error)
+    print(f"observer: {error}", file=sys.stderr)
+    return 1
 
 
 def _silence_stdout() -> None:

@@ -4,22 +4,42 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
+import importlib
 import os
-import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from observer import users
-from observer.model import ObserverError, StoreError, UnknownUnitError
-from observer.reading import changes, follow, history, render, set_aside
-from observer.reading.stats import unit_stats
-from observer.spans import parse_span
-from observer.store import database, hosts
+if TYPE_CHECKING:
+    import json
+    import sqlite3
+
+    from observer import model, spans, users
+    from observer.reading import changes, follow, history, render, set_aside
+    from observer.reading import stats as reading_stats
+    from observer.store import database, hosts
+else:
+
+    class _Later:
+        """A module imported when first used: every command's parser is built without it."""
+
+        def __init__(self, name: str) -> None:
+            self._name = name
+
+        def __getattr__(self, attribute: str) -> Any:
+            return getattr(importlib.import_module(self._name), attribute)
+
+    json, sqlite3 = _Later("json"), _Later("sqlite3")
+    model, spans, users = (_Later(f"observer.{name}") for name in ("model", "spans", "users"))
+    changes, follow, history, render, set_aside, reading_stats = (
+        _Later(f"observer.reading.{name}")
+        for name in ("changes", "follow", "history", "render", "set_aside", "stats")
+    )
+    database, hosts = _Later("observer.store.database"), _Later("observer.store.hosts")
 
 
 def reading_options(parents: Sequence[argparse.ArgumentParser]) -> argparse.ArgumentParser:
@@ -109,7 +129,7 @@ def _follow_option(parser: argparse.ArgumentParser) -> None:
 
 def _since(text: str) -> timedelta:
     try:
-        return timedelta(seconds=parse_span(text))
+        return timedelta(seconds=spans.parse_span(text))
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
 
@@ -128,7 +148,7 @@ def reading(args: argparse.Namespace) -> Iterator[sqlite3.Connection]:
     try:
         yield conn
     except sqlite3.Error as e:
-        raise StoreError(f"cannot read the database {str(path)!r}: {e}") from e
+        raise model.StoreError(f"cannot read the database {str(path)!r}: {e}") from e
     finally:
         conn.close()
 
@@ -159,7 +179,7 @@ def _unit_on_hosts(conn: sqlite3.Connection, args: argparse.Namespace) -> str:
     on = on_hosts(args)
     if on is not None and not hosts.hosts_of(conn, unit, on):
         recorded = ", ".join(hosts.hosts_of(conn, unit))
-        raise UnknownUnitError(
+        raise model.UnknownUnitError(
             f"no runs of {unit!r} recorded on a host matching {args.host!r} "
             f"(it has runs on {recorded})"
         )
@@ -202,7 +222,7 @@ def _followed_unit(args: argparse.Namespace) -> Callable[[history.RecordedRun], 
     names = {*keys, *(f"{key}.service" for key in keys)}
     path = args.db or database.default_read_path()
     if path.exists():
-        with reading(args) as conn, contextlib.suppress(UnknownUnitError):
+        with reading(args) as conn, contextlib.suppress(model.UnknownUnitError):
             names = {history.resolve_unit(conn, args.unit, selection(args))}
     on = on_hosts(args)
     return lambda run: run.unit in names and hosts.shows(on, run.host)
@@ -213,7 +233,7 @@ def _follow(
 ) -> int:
     """Print runs as they finish until interrupted; Ctrl-C and a closed pipe end it quietly."""
     if args.limit is not None or getattr(args, "since", None) is not None:
-        raise ObserverError(
+        raise model.ObserverError(
             "--follow prints runs as they finish from now on: -n and --since choose past "
             "runs (list them without --follow)"
         )
@@ -289,7 +309,7 @@ def _stats(args: argparse.Namespace) -> int:
     with reading(args) as conn:
         chosen = selection(args)
         unit = None if args.unit is None else _unit_on_hosts(conn, args)
-        stats = unit_stats(
+        stats = reading_stats.unit_stats(
             conn, unit, since_usec=_since_usec(args.since), host_matches=on_hosts(args)
         )
         stats = [s for s in stats if unit is not None or chosen.shows(s.unit)]

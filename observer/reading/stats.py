@@ -1,25 +1,27 @@
 """Per-unit statistics: counts, success rate, duration and cost percentiles (read-only).
 
 Over all recorded runs they come from each unit's kept summary (observer/store/summary.py); over
-a window (``since_usec``) they are counted from the unit's runs in index order.
+a window (``since_usec``) they are counted from the unit's runs in index order. The trend is
+the kept one, as of the unit's newest end, whatever the window.
 """
 
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from statistics import median
+from dataclasses import dataclass
 
 from observer.model import is_skipped, is_success
 from observer.store import summary
 
 # Spelled as the indexes are (observer/store/summary.py), so that the queries walk them.
 _ORDER_KEY = summary.ORDER_KEY
-DAY_USEC = 86_400 * 1_000_000
-# The trend compares the newest this many successes of each period at most.
-TREND_LIMIT = 1000
+DAY_USEC = summary.DAY_USEC
+# The trend's periods, read as the alert rule ``slower`` reads them (one code path).
+TREND_LIMIT = summary.TREND_LIMIT
+of_host = summary.of_host
+success_seconds_between = summary.success_seconds_between
+trend_periods = summary.trend_periods
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,8 +45,9 @@ class UnitStats:
     memory_peak_p50_bytes: int | None = None
     memory_peak_p95_bytes: int | None = None
     host: str = ""  # the host whose runs these are (one row per host and unit)
-    # The median duration of the successes of the last 7 days over that of the 30 days
-    # before (the alert rule ``slower`` compares the same): None without 3 of each.
+    # The median duration of the successes of the 7 days up to the unit's newest end over
+    # that of the 30 days before (the alert rule ``slower`` compares the same at each run's
+    # end): None without 3 of each.
     trend: float | None = None
 
 
@@ -54,65 +57,23 @@ def unit_stats(
     *,
     since_usec: int | None = None,
     host_matches: Callable[[str], bool] | None = None,
-    now_usec: int | None = None,
 ) -> list[UnitStats]:
     """Per host and unit (or for one unit): counts, success rate, duration percentiles and
     trend.
 
     Over all recorded runs this reads each unit's kept summary; with ``since_usec`` it
-    counts the unit's runs in the window (see ``_window_stats``). The trend is of the 37
-    days up to ``now_usec`` (default: now), whatever the window.
+    counts the unit's runs in the window (see ``_window_stats``). The trend is the kept one,
+    of the 37 days up to the unit's newest end, whatever the window.
     """
     kept = summaries(conn, None if unit is None else [unit], host_matches)
     if since_usec is None:
-        found = [stats_from(s) for s in kept]
-    else:
-        found = [_window_stats(conn, s, since_usec) for s in kept]
-    end = (time.time_ns() // 1000 if now_usec is None else now_usec) + 1
-    return [
-        replace(s, trend=trend_ratio(*trend_periods(conn, s.unit, end, s.host or None)))
-        for s in found
-    ]
-
-
-def of_host(host: str | None) -> tuple[str, str, tuple[str, ...]]:
-    """The index of a unit's runs by end, the condition on the host and its parameter, for
-    a host (None: any host's runs)."""
-    if host is None:
-        return "runs_by_unit_end", "", ()
-    return "runs_by_unit_host_end", "AND r.host = ? ", (host,)
-
-
-def success_seconds_between(
-    conn: sqlite3.Connection, unit: str, start_usec: int, end_usec: int, host: str | None = None
-) -> list[float]:
-    """Durations of the unit's (newest ``TREND_LIMIT``) successes that ended in a range."""
-    index, on_host, named = of_host(host)
-    rows = conn.execute(
-        f"SELECT r.finished_usec - r.started_usec FROM runs r INDEXED BY {index} "
-        f"WHERE r.unit = ? {on_host}AND r.finished_usec >= ? AND r.finished_usec < ? "
-        f"AND r.{summary.SUCCEEDED} AND r.started_usec IS NOT NULL "
-        "ORDER BY r.finished_usec DESC LIMIT ?",
-        (unit, *named, start_usec, end_usec, TREND_LIMIT),
-    )
-    return [max(0, usec) / 1e6 for (usec,) in rows]
-
-
-def trend_periods(
-    conn: sqlite3.Connection, unit: str, end_usec: int, host: str | None = None
-) -> tuple[list[float], list[float]]:
-    """Durations of the successes of the 7 days before ``end_usec`` and of the 30 before
-    (of one host's runs, given a ``host``)."""
-    week = success_seconds_between(conn, unit, end_usec - 7 * DAY_USEC, end_usec, host)
-    earlier_end = end_usec - 7 * DAY_USEC
-    return week, success_seconds_between(conn, unit, earlier_end - 30 * DAY_USEC, earlier_end, host)
+        return [stats_from(s) for s in kept]
+    return [_window_stats(conn, s, since_usec) for s in kept]
 
 
 def trend_ratio(week: Sequence[float], earlier: Sequence[float]) -> float | None:
     """The last 7 days' median duration over that of the 30 days before (3 runs of each)."""
-    if len(week) < 3 or len(earlier) < 3 or median(earlier) <= 0:
-        return None
-    return float(median(week) / median(earlier))
+    return summary.trend_of(summary.trend_median(week), summary.trend_median(earlier))
 
 
 def summaries(
@@ -153,6 +114,7 @@ def stats_from(kept: summary.UnitSummary) -> UnitStats:
         memory_peak_p50_bytes=kept.memory_peak_p50_bytes,
         memory_peak_p95_bytes=kept.memory_peak_p95_bytes,
         host=kept.host,
+        trend=kept.trend,
     )
 
 
@@ -217,4 +179,5 @@ def _window_stats(
         memory_peak_p50_bytes=None if memory_p50 is None else int(memory_p50),
         memory_peak_p95_bytes=None if memory_p95 is None else int(memory_p95),
         host=kept.host,
+        trend=kept.trend,
     )

@@ -293,6 +293,14 @@ CREATE TABLE IF NOT EXISTS run_definitions (
 """
 
 
+def _kept_trend(conn: sqlite3.Connection) -> None:
+    """Schema 9: the trend's medians kept in the summaries (filled by the rebuild), once."""
+    columns = {str(row[1]) for row in conn.execute("PRAGMA table_info(unit_summary)")}
+    for column in ("trend_week_p50_seconds", "trend_earlier_p50_seconds"):
+        if column not in columns:
+            conn.execute(f"ALTER TABLE unit_summary ADD COLUMN {column} REAL")
+
+
 # Schema upgrades, in order: step i brings a database of schema i + 1 to schema i + 2. A new
 # database gets SCHEMA and then every step. Only ever append; each step must be idempotent
 # (CREATE ... IF NOT EXISTS, or a function that checks what is there), so that two
@@ -306,9 +314,10 @@ MIGRATIONS: list[str | Callable[[sqlite3.Connection], None]] = [
     _FINDINGS,
     _per_host,
     _DEFINITIONS,
+    _kept_trend,
 ]
 # The last schema whose upgrade changed unit_summary: it is filled again from the runs.
-_SUMMARY_SCHEMA = 7
+_SUMMARY_SCHEMA = 9
 
 
 def _swap(text: str, table: str, before: str, made: str) -> str:

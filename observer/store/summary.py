@@ -12,6 +12,12 @@ cost of a refresh follows those runs (bounded by retention), never the whole his
 
 Durations: p50, p95 and max are exact over the unit's newest ``DURATION_WINDOW`` finished
 runs (by their end), read from an index without touching the table.
+
+The trend (schema 8): the median duration of the successes that ended in the 7 days before
+the unit's newest end and the median of those of the 30 days before that, each over its
+newest ``TREND_LIMIT`` successes; the alert rule ``slower`` judges a run by the same
+``trend_periods`` at the run's end. Kept as of the newest end, it changes only when the
+unit's runs do, so a refresh keeps it exact: `observer stats` reads it, no walk.
 """
 
 from __future__ import annotations
@@ -29,6 +35,11 @@ _Key = TypeVar("_Key")
 
 # How many of a unit's newest finished runs its duration percentiles are taken over.
 DURATION_WINDOW = 1000
+# The trend compares the newest this many successes of each period at most, and needs
+# TREND_MIN_RUNS of each.
+TREND_LIMIT = 1000
+TREND_MIN_RUNS = 3
+DAY_USEC = 86_400 * 1_000_000
 
 # A run's place in the history: its start, or its end when no source saw it start.
 ORDER_KEY = "COALESCE(started_usec, finished_usec)"
@@ -71,6 +82,8 @@ CREATE TABLE IF NOT EXISTS unit_summary (
     cpu_p95_seconds REAL,
     memory_peak_p50_bytes INTEGER,
     memory_peak_p95_bytes INTEGER,
+    trend_week_p50_seconds REAL,
+    trend_earlier_p50_seconds REAL,
     PRIMARY KEY (unit, host)
 ) WITHOUT ROWID;
 """
@@ -116,17 +129,25 @@ class UnitSummary:
     memory_peak_p50_bytes: int | None = None
     memory_peak_p95_bytes: int | None = None
     host: str = ""
+    # The trend's medians as of the newest end (None: not TREND_MIN_RUNS successes).
+    trend_week_p50_seconds: float | None = None
+    trend_earlier_p50_seconds: float | None = None
 
     @property
     def key(self) -> tuple[str, str]:
         return (self.host, self.unit)
+
+    @property
+    def trend(self) -> float | None:
+        """The week's median duration over that of the 30 days before it (None: unknown)."""
+        return trend_of(self.trend_week_p50_seconds, self.trend_earlier_p50_seconds)
 
 
 _COLUMNS = (
     "unit, runs, successes, failures, newest_run_id, newest_finished_id, last_success_usec, "
     "last_failure_usec, consecutive_failures, duration_p50_seconds, duration_p95_seconds, "
     "duration_max_seconds, skipped, cpu_p50_seconds, cpu_p95_seconds, memory_peak_p50_bytes, "
-    "memory_peak_p95_bytes, host"
+    "memory_peak_p95_bytes, host, trend_week_p50_seconds, trend_earlier_p50_seconds"
 )
 
 
@@ -166,6 +187,70 @@ def percentile(sorted_values: Sequence[float], q: float) -> float | None:
         return None
     rank = max(1, math.ceil(q / 100 * len(sorted_values)))
     return sorted_values[rank - 1]
+
+
+def median(values: Sequence[float]) -> float:
+    """The median of ``values`` (not empty): the middle one, or the mean of the two middle."""
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def trend_median(durations: Sequence[float]) -> float | None:
+    """A period's median for the trend; None with fewer than TREND_MIN_RUNS successes."""
+    return median(durations) if len(durations) >= TREND_MIN_RUNS else None
+
+
+def trend_of(week_p50: float | None, earlier_p50: float | None) -> float | None:
+    """The trend from the two periods' medians: None without both, or of no earlier time."""
+    if week_p50 is None or earlier_p50 is None or earlier_p50 <= 0:
+        return None
+    return float(week_p50 / earlier_p50)
+
+
+def of_host(host: str | None) -> tuple[str, str, tuple[str, ...]]:
+    """The index of a unit's runs by end, the condition on the host and its parameter, for
+    a host (None: any host's runs)."""
+    if host is None:
+        return "runs_by_unit_end", "", ()
+    return "runs_by_unit_host_end", "AND r.host = ? ", (host,)
+
+
+def success_seconds_between(
+    conn: sqlite3.Connection, unit: str, start_usec: int, end_usec: int, host: str | None = None
+) -> list[float]:
+    """Durations of the unit's (newest ``TREND_LIMIT``) successes that ended in a range."""
+    index, on_host, named = of_host(host)
+    rows = conn.execute(
+        f"SELECT r.finished_usec - r.started_usec FROM runs r INDEXED BY {index} "
+        f"WHERE r.unit = ? {on_host}AND r.finished_usec >= ? AND r.finished_usec < ? "
+        f"AND r.{SUCCEEDED} AND r.started_usec IS NOT NULL "
+        "ORDER BY r.finished_usec DESC LIMIT ?",
+        (unit, *named, start_usec, end_usec, TREND_LIMIT),
+    )
+    return [max(0, usec) / 1e6 for (usec,) in rows]
+
+
+def trend_periods(
+    conn: sqlite3.Connection, unit: str, end_usec: int, host: str | None = None
+) -> tuple[list[float], list[float]]:
+    """Durations of the successes of the 7 days before ``end_usec`` and of the 30 before
+    (of one host's runs, given a ``host``)."""
+    week = success_seconds_between(conn, unit, end_usec - 7 * DAY_USEC, end_usec, host)
+    earlier_end = end_usec - 7 * DAY_USEC
+    return week, success_seconds_between(conn, unit, earlier_end - 30 * DAY_USEC, earlier_end, host)
+
+
+def _kept_trend(conn: sqlite3.Connection, host: str, unit: str) -> tuple[float | None, ...]:
+    """The trend's two medians as of the newest end of ``host``'s runs of ``unit``."""
+    (newest_end,) = conn.execute(
+        "SELECT MAX(finished_usec) FROM runs INDEXED BY runs_by_unit_host_end "
+        "WHERE unit = ? AND host = ?",
+        (unit, host),
+    ).fetchone()
+    if newest_end is None:
+        return None, None
+    return tuple(map(trend_median, trend_periods(conn, unit, newest_end + 1, host)))
 
 
 def compute(conn: sqlite3.Connection, host: str, unit: str) -> UnitSummary | None:
@@ -220,6 +305,7 @@ def compute(conn: sqlite3.Connection, host: str, unit: str) -> UnitSummary | Non
     ).fetchall()
     cpu = sorted(float(c) for c, _ in costs if c is not None)
     memory = sorted(int(m) for _, m in costs if m is not None)
+    week_p50, earlier_p50 = _kept_trend(conn, host, unit)
     return UnitSummary(
         unit=unit,
         runs=int(runs),
@@ -239,6 +325,8 @@ def compute(conn: sqlite3.Connection, host: str, unit: str) -> UnitSummary | Non
         memory_peak_p50_bytes=_whole(percentile(memory, 50)),
         memory_peak_p95_bytes=_whole(percentile(memory, 95)),
         host=host,
+        trend_week_p50_seconds=week_p50,
+        trend_earlier_p50_seconds=earlier_p50,
     )
 
 
@@ -255,7 +343,7 @@ def refresh(conn: sqlite3.Connection, keys: Iterable[tuple[str, str]]) -> None:
             continue
         conn.execute(
             f"INSERT OR REPLACE INTO unit_summary ({_COLUMNS}) "
-            f"VALUES ({', '.join('?' * 18)})",
+            f"VALUES ({', '.join('?' * 20)})",
             (
                 summary.unit, summary.runs, summary.successes, summary.failures,
                 summary.newest_run_id, summary.newest_finished_id, summary.last_success_usec,
@@ -263,7 +351,8 @@ def refresh(conn: sqlite3.Connection, keys: Iterable[tuple[str, str]]) -> None:
                 summary.duration_p50_seconds, summary.duration_p95_seconds,
                 summary.duration_max_seconds, summary.skipped, summary.cpu_p50_seconds,
                 summary.cpu_p95_seconds, summary.memory_peak_p50_bytes,
-                summary.memory_peak_p95_bytes, summary.host,
+                summary.memory_peak_p95_bytes, summary.host, summary.trend_week_p50_seconds,
+                summary.trend_earlier_p50_seconds,
             ),
         )  # fmt: skip
 

@@ -180,7 +180,7 @@ def test_a_database_of_schema_7_gains_the_definition_tables_and_keeps_every_row(
         conn.execute("PRAGMA user_version = 7")
         conn.commit()
     with closing(database.open_for_writing(db)) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION == 8
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION == 9
         assert conn.execute("SELECT unit, invocation_id FROM runs").fetchall() == [("a", "x")]
         assert conn.execute("SELECT COUNT(*) FROM alerts").fetchone()[0] == 1
         assert conn.execute("SELECT COUNT(*) FROM run_definitions").fetchone()[0] == 0

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -103,6 +104,7 @@ def expected(conn: sqlite3.Connection, unit: str, host: str = "h") -> summary.Un
     )[: summary.DURATION_WINDOW]
     cpu = sorted(r["cpu"] for r in costed if r["cpu"] is not None)
     memory = sorted(r["memory"] for r in costed if r["memory"] is not None)
+    week_p50, earlier_p50 = expected_trend(finished)
     return summary.UnitSummary(
         unit=unit,
         runs=len(finished),
@@ -122,7 +124,34 @@ def expected(conn: sqlite3.Connection, unit: str, host: str = "h") -> summary.Un
         memory_peak_p50_bytes=summary.percentile(memory, 50),  # type: ignore[arg-type]
         memory_peak_p95_bytes=summary.percentile(memory, 95),  # type: ignore[arg-type]
         host=host,
+        trend_week_p50_seconds=week_p50,
+        trend_earlier_p50_seconds=earlier_p50,
     )
+
+
+def expected_trend(finished: list[dict[str, Any]]) -> tuple[float | None, float | None]:
+    """The trend's medians as of the newest end: the 7 days before it and the 30 before."""
+    if not finished:
+        return None, None
+    end = max(r["finished"] for r in finished) + 1
+    day = 86_400 * 1_000_000
+
+    def period(start: int, stop: int) -> float | None:
+        successes = sorted(
+            (r for r in finished if r["result"] == "success" and r["started"] is not None
+             and start <= r["finished"] < stop),
+            key=lambda r: (r["finished"], r["started"], r["id"]),
+            reverse=True,
+        )[: summary.TREND_LIMIT]  # fmt: skip
+        durations = sorted(max(0, r["finished"] - r["started"]) / 1e6 for r in successes)
+        if len(durations) < 3:
+            return None
+        middle = len(durations) // 2
+        if len(durations) % 2:
+            return float(durations[middle])
+        return float(durations[middle - 1] + durations[middle]) / 2
+
+    return period(end - 7 * day, end), period(end - 37 * day, end - 7 * day)
 
 
 @pytest.fixture
@@ -151,6 +180,47 @@ def test_kept_summaries_equal_a_full_recomputation_after_any_writes_and_retentio
             for unit in UNITS:
                 for host in HOSTS:
                     assert kept.get((host, unit)) == expected(conn, unit, host), (kind, step)
+
+
+@st.composite
+def runs_over_weeks(draw: st.DrawFn) -> Run:
+    """A finished run of one of two units on one host, ending on any of 45 days."""
+    n = draw(st.integers(0, 10_000))
+    day = draw(st.integers(0, 45))
+    finished = BASE + day * 86_400_000_000 + draw(st.integers(0, 3)) * 1_000_000
+    return Run(
+        unit=UNITS[n % 2], invocation_id=invocation(n), host="host1", source=Source.BUS,
+        started_usec=finished - draw(st.sampled_from([1, 2, 5, 30])) * 1_000_000,
+        finished_usec=finished, result=draw(st.sampled_from(["success", "success", "exit-code"])),
+    )  # fmt: skip
+
+
+@pytest.fixture
+def small_trend_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Fewer successes than a period holds, so that the newest-N cut is exercised.
+    monkeypatch.setattr(summary, "TREND_LIMIT", 4)
+
+
+@pytest.mark.usefixtures("small_trend_limit")
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    batches=st.lists(st.lists(runs_over_weeks(), min_size=1, max_size=8), min_size=1, max_size=5),
+    kept_days=st.one_of(st.none(), st.integers(0, 45)),
+)
+def test_the_kept_trend_equals_a_recomputation_over_weeks_of_runs(
+    batches: list[list[Run]], kept_days: int | None
+) -> None:
+    with closing(sqlite3.connect(":memory:")) as conn:
+        conn.executescript(schema.SCHEMA)
+        for batch in batches:
+            unique = list({run.invocation_id: run for run in batch}.values())
+            database.write_batch(conn, database.Batch(runs=unique))
+        if kept_days is not None:  # retention moves the newest end of no unit but its periods
+            older_than = BASE + kept_days * 86_400_000_000
+            retention.prune(conn, older_than_usec=older_than, keep_per_unit=None, chunk=3)
+        kept = {s.key: s for s in summary.read(conn)}
+        for unit in UNITS[:2]:
+            assert kept.get(("host1", unit)) == expected(conn, unit, "host1")
 
 
 def test_a_migration_fills_the_summaries_of_an_older_database(tmp_path: Path) -> None:

@@ -1,0 +1,91 @@
+"""What a command imports: the entry point parses and dispatches before any heavy import.
+
+A structural test, not a timed one: it runs `python -m observer CMD` in a subprocess and
+looks at the modules loaded when the command ends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.unit.recorded_runs import write_store
+
+# What no reading command, no `observer run` and no `--version` may load: the daemon's event
+# loop, TLS, the dashboard's templates, the alerts' senders, D-Bus, the metrics library, the
+# journal reader.
+FORBIDDEN = (
+    "asyncio", "ssl", "jinja2", "apprise", "dbus_fast", "prometheus_client", "systemd",
+    "systemd.journal",
+)  # fmt: skip
+
+# Runs the entry point as `python -m observer` does, then reports sys.modules on stderr.
+PROBE = """
+import json, runpy, sys
+sys.argv = ["observer", *json.loads(sys.argv[1])]
+try:
+    runpy.run_module("observer", run_name="__main__", alter_sys=True)
+except SystemExit as e:
+    code = e.code
+else:
+    code = 0
+print("MODULES " + json.dumps({"code": code, "modules": sorted(sys.modules)}), file=sys.stderr)
+"""
+
+
+def modules_of(argv: list[str], env: dict[str, str]) -> set[str]:
+    """The modules loaded by the end of `observer ARGV`, which must succeed."""
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(argv)],
+        env=env, capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    report = json.loads(done.stderr.rsplit("MODULES ", 1)[1])
+    assert report["code"] in (0, None), done.stderr
+    return set(report["modules"])
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    db = tmp_path / "observer.db"
+    write_store(db)
+    return {
+        **os.environ,
+        "OBSERVER_DB": str(db),
+        "OBSERVER_SPOOL": str(tmp_path / "spool"),
+        "OBSERVER_METRICS_DIR": str(tmp_path / "metrics"),
+    }
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--version"],
+        ["status"],
+        ["history", "backup"],
+        ["stats"],
+        ["run", "--name", "x", "--", "true"],
+    ],
+    ids=" ".join,
+)
+def test_no_heavy_import(argv: list[str], env: dict[str, str]) -> None:
+    loaded = modules_of(argv, env)
+    assert "observer" in loaded
+    assert sorted(loaded.intersection(FORBIDDEN)) == []
+
+
+def test_version_builds_no_command(env: dict[str, str]) -> None:
+    loaded = modules_of(["--version"], env)
+    assert sorted(m for m in loaded if m.startswith("observer.")) == []
+
+
+def test_a_reading_command_loads_only_what_it_uses(env: dict[str, str]) -> None:
+    loaded = modules_of(["history", "backup"], env)
+    # Following runs, their stats and every other command stay out of `history UNIT`.
+    unused = ("observer.reading.follow", "observer.run", "observer.dashboard", "observer.alerts")
+    assert sorted(loaded.intersection(unused)) == []
+    assert "logging" not in loaded  # nothing it runs logs: the entry point spares the import
