@@ -29,7 +29,13 @@ from observer.config import MetricsConfig
 from observer.metrics.collectors import DaemonCollector, DaemonHealth, RunCollector, render
 from observer.metrics.http import MetricsServer, PageSource, parse_listen
 from observer.metrics.job_metrics import JobMetrics, job_metrics_directory
-from observer.metrics.snapshot import RunTally, Snapshot, alert_counts, read_unit_states
+from observer.metrics.snapshot import (
+    RunTally,
+    Snapshot,
+    UnitFold,
+    alert_counts,
+    read_unit_states,
+)
 from observer.model import Run, StoreError
 from observer.recording.intake import Intake, RunningRuns
 from observer.store import database
@@ -156,6 +162,7 @@ class MetricsService:
         self.textfile = (
             Path(config.textfile_directory, TEXTFILE_NAME) if config.textfile_directory else None
         )
+        self.fold = UnitFold(config.fold)
         configured = config.job_metrics_directory or job_metrics_dir
         self.job_metrics = JobMetrics(job_metrics_directory(db_path, configured))
         # Written on the loop (health, _behind) or on the worker thread (_refreshed,
@@ -305,11 +312,11 @@ class MetricsService:
                 return
             tally = self._tally
             if tally is None:
-                tally = RunTally()
+                tally = RunTally(self.fold)
                 tally.start(conn, int(time.time() * 1e6) - PENDING_HORIZON_USEC)
                 self._tally = tally
             tally.update(conn, finished)
-            units, timers = read_unit_states(conn, running, self.daemon.host)
+            units, timers = read_unit_states(conn, running, self.daemon.host, self.fold)
             cursor = database.read_state(conn, "journal_cursor")
             snapshot = Snapshot(
                 host=self.daemon.host,
@@ -317,7 +324,7 @@ class MetricsService:
                 timers=tuple(timers),
                 runs_by_result=dict(tally.runs_by_result),
                 durations=tally.durations(),
-                alerts=alert_counts(conn),
+                alerts=alert_counts(conn, self.fold),
                 taken_at=time.time(),
             )
             text = render(RunCollector(snapshot).collect())
