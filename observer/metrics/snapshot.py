@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from observer.config import fold_rule
-from observer.model import exit_facts
+from observer.model import exit_facts, run_duration_seconds
 from observer.reading import problems
 from observer.store import summary
 from observer.users import unit_of, user_of
@@ -53,9 +53,7 @@ class UnitState:
 
     @property
     def last_duration_seconds(self) -> float | None:
-        if self.last_start_usec is None or self.last_end_usec is None:
-            return None
-        return max(0.0, (self.last_end_usec - self.last_start_usec) / 1e6)
+        return run_duration_seconds(self.last_start_usec, self.last_end_usec)
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,9 +149,7 @@ class FinishedRun:
 
     @property
     def duration_seconds(self) -> float | None:
-        if self.started_usec is None or self.finished_usec is None:
-            return None
-        return max(0.0, (self.finished_usec - self.started_usec) / 1e6)
+        return run_duration_seconds(self.started_usec, self.finished_usec)
 
 
 # -- folding units into one series -------------------------------------------------------

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from statistics import median
 
-from observer.model import is_skipped, is_success
+from observer.model import is_skipped, is_success, run_duration_seconds
 from observer.store import summary
 
 # Spelled as the indexes are (observer/store/summary.py), so that the queries walk them.
@@ -89,13 +89,14 @@ def success_seconds_between(
     """Durations of the unit's (newest ``TREND_LIMIT``) successes that ended in a range."""
     index, on_host, named = of_host(host)
     rows = conn.execute(
-        f"SELECT r.finished_usec - r.started_usec FROM runs r INDEXED BY {index} "
+        f"SELECT r.started_usec, r.finished_usec FROM runs r INDEXED BY {index} "
         f"WHERE r.unit = ? {on_host}AND r.finished_usec >= ? AND r.finished_usec < ? "
         f"AND r.{summary.SUCCEEDED} AND r.started_usec IS NOT NULL "
         "ORDER BY r.finished_usec DESC LIMIT ?",
         (unit, *named, start_usec, end_usec, TREND_LIMIT),
     )
-    return [max(0, usec) / 1e6 for (usec,) in rows]
+    durations = (run_duration_seconds(started, finished) for started, finished in rows)
+    return [seconds for seconds in durations if seconds is not None]
 
 
 def trend_periods(

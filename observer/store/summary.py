@@ -23,7 +23,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from observer.model import SKIPPED_RESULTS, SUCCESS_RESULTS, is_skipped, is_success
+from observer.model import (
+    SKIPPED_RESULTS,
+    SUCCESS_RESULTS,
+    is_skipped,
+    is_success,
+    run_duration_seconds,
+)
 
 _Key = TypeVar("_Key")
 
@@ -201,7 +207,7 @@ def compute(conn: sqlite3.Connection, host: str, unit: str) -> UnitSummary | Non
         for wanted in (f"finished_usec IS NOT NULL AND {SUCCEEDED}", FAILED)
     )
     durations = sorted(
-        max(0, finished - started) / 1e6
+        seconds
         for finished, started in conn.execute(
             # The index's own order (ties between equal ends included): nothing to sort.
             "SELECT finished_usec, started_usec FROM runs INDEXED BY runs_by_unit_host_end "
@@ -210,7 +216,7 @@ def compute(conn: sqlite3.Connection, host: str, unit: str) -> UnitSummary | Non
             "ORDER BY finished_usec DESC, result DESC, started_usec DESC, id DESC LIMIT ?",
             (*key, DURATION_WINDOW),
         )
-        if started is not None
+        if (seconds := run_duration_seconds(started, finished)) is not None
     )
     costs = conn.execute(
         "SELECT cpu_seconds, memory_peak_bytes FROM runs INDEXED BY runs_by_unit_host_end "

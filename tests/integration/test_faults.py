@@ -5,12 +5,14 @@ hold recorded exactly once."""
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.observed import ObserverDaemon
+from tests.integration.observed import ObserverDaemon, oneshot
 from tests.integration.test_resilience import (
     TICK,
     TICK_SERVICE,
@@ -122,3 +124,132 @@ def test_runs_around_a_killed_and_restarted_journald_are_recorded_exactly_once(
     assert {(run["result"], run["exit_status"]) for run in runs} == {("success", 0)}
     [back] = assert_recorded_exactly_once(sandbox, observed, "journald-back.service")
     assert observed.output(back["id"], 1) == ["after journald came back"]
+
+
+# -- the journal vacuumed past the cursor while the daemon was down -----------------------
+
+
+def vacuum_away(sandbox: Sandbox, unit: str) -> None:
+    """Rotate and vacuum the journal until it holds nothing of ``unit`` any more."""
+
+    def gone() -> bool:
+        sandbox.run("journalctl", "--rotate")
+        sandbox.run("journalctl", "--vacuum-time=1s")
+        return not journal_invocations(sandbox, unit)
+
+    wait_for(gone, timeout=30, every=0.5, what=f"the journal to hold nothing of {unit}")
+
+
+def test_a_journal_vacuumed_past_the_cursor_while_the_daemon_was_down_is_told_of(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    config = f'[metrics]\ntextfile_directory = "{metrics}"\n'
+    daemon = ObserverDaemon(sandbox, tmp_path, config=config)
+    try:
+        daemon.start()
+        sandbox.write_unit("kept.service", oneshot("echo kept"))
+        sandbox.write_unit("lost.service", oneshot("echo lost"))
+        sandbox.write_unit("later.service", oneshot("echo later"))
+        sandbox.daemon_reload()
+        sandbox.start("kept.service")
+        [kept] = daemon.finished_runs("kept", 1)
+        assert daemon.stop() == 0
+
+        for _ in range(3):
+            sandbox.start("lost.service")
+        vacuum_away(sandbox, "lost.service")
+        sandbox.start("later.service")
+        daemon.start()
+
+        [later] = assert_recorded_exactly_once(sandbox, daemon, "later.service")
+        assert daemon.output(later["id"], 1) == ["later"]
+        assert daemon.history("lost") == []
+        assert [run["invocation_id"] for run in daemon.history("kept")] == [kept["invocation_id"]]
+        said = "the journal was vacuumed past the last entry observer read: runs between "
+        assert said in daemon.log().split(f"--- start {daemon.starts}\n")[-1]
+        status = daemon.cli("status").stdout
+        [note] = [line for line in status.splitlines() if line.startswith("note:")]
+        assert re.fullmatch(
+            r"note: journal history from \S+ \S+ to \S+ \S+ was vacuumed before observer "
+            r"read it: runs in it are not recorded",
+            note,
+        ), note
+
+        def vacuumed_seconds() -> float:
+            path = metrics / "observer.prom"
+            text = path.read_text() if path.exists() else ""
+            found = re.search(
+                r"^observer_journal_vacuumed_seconds_total\{[^}]*\} (\S+)$", text, re.M
+            )
+            return float(found[1]) if found else 0.0
+
+        assert wait_for(vacuumed_seconds, timeout=30, what="the vacuumed history in metrics") > 0
+
+        # Told once: a restart with the cursor in the journal again finds nothing missing.
+        assert daemon.stop() == 0
+        daemon.start()
+        assert (
+            "the journal was vacuumed" not in daemon.log().split(f"--- start {daemon.starts}\n")[-1]
+        )
+        assert len(history_notes(daemon)) == 1
+    finally:
+        daemon.close()
+
+
+def history_notes(daemon: ObserverDaemon) -> list[str]:
+    return [line for line in daemon.cli("status").stdout.splitlines() if line.startswith("note:")]
+
+
+# -- a flood of transient units ---------------------------------------------------------
+
+FLOOD = 300
+
+
+def test_three_hundred_systemd_run_units_make_one_series_and_every_run_is_kept(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    daemon = ObserverDaemon(
+        sandbox, tmp_path, config=f'[metrics]\ntextfile_directory = "{metrics}"\n'
+    )
+    try:
+        daemon.start()
+        script = f"for i in $(seq 1 {FLOOD}); do systemd-run --quiet --no-block /bin/true; done"
+        sandbox.systemd_run("/bin/sh", "-c", script, unit="flood", wait=True)
+
+        def all_recorded() -> list[dict[str, Any]] | None:
+            runs = [r for r in daemon.runs("run-*") if r["finished_at"] is not None]
+            return runs if len(runs) >= FLOOD else None
+
+        runs = wait_for(all_recorded, timeout=120, what=f"{FLOOD} transient runs recorded")
+        # The store keeps every run of every unit: only the metrics fold them.
+        assert len({run["unit"] for run in runs}) == len(runs) == FLOOD
+        assert {(run["result"], run["exit_status"]) for run in runs} == {("success", 0)}
+        named = set(
+            re.findall(r"^run-[urp]\w+\.service$", "\n".join(r["unit"] for r in runs), re.M)
+        )
+        assert len(named) == FLOOD, "systemd-run named its units otherwise"
+
+        def folded_runs() -> str | None:
+            path = metrics / "observer.prom"
+            text = path.read_text() if path.exists() else ""
+            counted = re.search(
+                r'^observer_runs_total\{[^}]*unit="run-\*\.service"[^}]*\} (\S+)$', text, re.M
+            )
+            return text if counted and float(counted[1]) == FLOOD else None
+
+        text = wait_for(folded_runs, timeout=60, what=f"{FLOOD} runs counted under run-*.service")
+        series = re.findall(r'^\w+\{[^}]*unit="([^"]*)"', text, re.M)
+        per_unit = Counter(series)
+        # One series per family for all of them: as many lines as one unit has (about 28).
+        assert not [unit for unit in per_unit if re.match(r"run-[urp][0-9a-f]", unit)]
+        assert per_unit["run-*.service"] <= 40
+        # The bound: the sandbox's own units (some 25), each as it was, plus that one fold,
+        # at most 40 lines each, whatever the number of transient runs.
+        assert len(per_unit) < 40 < FLOOD, per_unit
+        assert len(series) <= 40 * len(per_unit)
+    finally:
+        daemon.close()
