@@ -87,6 +87,17 @@ class RunConfig:
     metrics_dir: str = ""  # empty: job-metrics/ beside the database
 
 
+# The names systemd-run makes up for a unit it is not given one for: run-u<bus id> (252),
+# run-r<32 hex digits: a random ID> (when it talks to PID 1 directly, as root does) and
+# run-p<PID>-i<inode> (256 and later). Every one is its own unit, so each would be its own
+# series; they are shown as one, `run-*.service`.
+SYSTEMD_RUN_FOLD = (
+    "run-*.service=run-u[0-9]*.service",
+    "run-*.service=run-r" + "?" * 32 + ".service",
+    "run-*.service=run-p[0-9]*-i[0-9]*.service",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class MetricsConfig:
     """Where the daemon serves Prometheus metrics, and the files it writes and reads."""
@@ -95,6 +106,28 @@ class MetricsConfig:
     textfile_directory: str = ""  # write observer.prom here for node_exporter or Alloy
     job_metrics_directory: str = ""  # empty: [run] metrics_dir, else job-metrics/ beside the db
     web_config: str = ""  # an exporter-toolkit web config file: TLS and basic auth of the listener
+    fold: tuple[str, ...] = SYSTEMD_RUN_FOLD  # units shown as one series: GLOB or NAME=GLOB
+
+    def problems(self) -> list[tuple[str, str]]:
+        """(key, what is wrong) for each bad value; the reader names the file and line."""
+        found = []
+        for rule in self.fold:
+            try:
+                fold_rule(rule)
+            except ValueError as e:
+                found.append(("fold", str(e)))
+        return found
+
+
+def fold_rule(rule: str) -> tuple[str, str]:
+    """A ``[metrics] fold`` entry as (name, glob); ValueError says what is wrong with it."""
+    name, equals, glob = rule.partition("=")
+    name, glob = name.strip(), glob.strip()
+    if not equals:
+        glob = name
+    if not name or not glob:
+        raise ValueError(f'{rule!r} is not GLOB or NAME=GLOB (e.g. "backup@*.service")')
+    return name, glob
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +213,10 @@ def _section(path: Path, name: str, cls: type[Any], table: object) -> object:
                 f"{name}.{key}", f"unknown key {name}.{key} = {shown(value)}{hint(key, known)}"
             )
         values[key] = _coerce(path, f"{name}.{key}", value, getattr(defaults, key))
-    return cls(**values)
+    section = cls(**values)
+    for key, problem in getattr(section, "problems", list)():
+        raise _BadSetting(f"{name}.{key}", f"{name}.{key} = {shown(table[key])}: {problem}")
+    return section
 
 
 def read_toml(path: Path, what: str) -> tuple[str, dict[str, Any]]:

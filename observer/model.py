@@ -271,3 +271,55 @@ class TimerState:
 
 
 Event = UnitProperties | JobNew | JobDetails | JobRemoved | UnitGone | Reloading | Pid1Record
+
+
+# The state rows that tell of journal history vacuumed before observer read it.
+VACUUMED_PREFIX = "journal_vacuumed:"
+
+
+@dataclass(frozen=True, slots=True)
+class VacuumedJournal:
+    """Journal history that was vacuumed (or rotated away) while observer was not reading:
+    from the last entry it had read to the oldest the journal still held (microseconds)."""
+
+    after_usec: int
+    until_usec: int
+
+    @property
+    def state_row(self) -> tuple[str, str]:
+        return f"{VACUUMED_PREFIX}{self.after_usec}", str(self.until_usec)
+
+    @classmethod
+    def from_state_row(cls, key: str, value: str) -> VacuumedJournal | None:
+        """The gap a state row tells of; None for a row that is not one (or is damaged)."""
+        try:
+            return cls(int(key.removeprefix(VACUUMED_PREFIX)), int(value))
+        except ValueError:
+            return None
+
+
+def journal_cursor_usec(cursor: str) -> int | None:
+    """The realtime timestamp a journal cursor carries (its ``t=`` field, in hex)."""
+    for part in cursor.split(";"):
+        key, _, value = part.partition("=")
+        if key == "t":
+            try:
+                return int(value, 16)
+            except ValueError:
+                return None
+    return None
+
+
+def run_duration_usec(started_usec: int | None, finished_usec: int | None) -> int | None:
+    """How long a run took: the one place a duration is computed, from the start and end
+    the store keeps (the correlator makes them agree with systemd's monotonic clock where it
+    has both); None when either is unknown or the end is before the start (a clock step)."""
+    if started_usec is None or finished_usec is None or finished_usec < started_usec:
+        return None
+    return finished_usec - started_usec
+
+
+def run_duration_seconds(started_usec: int | None, finished_usec: int | None) -> float | None:
+    """``run_duration_usec`` in seconds."""
+    usec = run_duration_usec(started_usec, finished_usec)
+    return None if usec is None else usec / 1e6

@@ -15,6 +15,7 @@ from pathlib import Path
 from observer.alert_config import AlertRules
 from observer.alerts.findings import Baseline, Finding, RunEvidence, judge
 from observer.alerts.rules import FinishedRun
+from observer.model import run_duration_seconds
 from observer.reading import stats
 from observer.store import summary
 
@@ -27,7 +28,7 @@ def recent_successes(
     """Durations and output lines of the unit's last ``limit`` successes before ``run``."""
     index, on_host, named = stats.of_host(host)
     rows = conn.execute(
-        "SELECT r.finished_usec - r.started_usec, COALESCE(s.lines, 0) "
+        "SELECT r.started_usec, r.finished_usec, COALESCE(s.lines, 0) "
         f"FROM runs r INDEXED BY {index} "
         "LEFT JOIN output_stats s ON s.invocation_id = r.invocation_id "
         f"WHERE r.unit = ? {on_host}AND r.{summary.SUCCEEDED} AND r.started_usec IS NOT NULL "
@@ -36,7 +37,10 @@ def recent_successes(
         "ORDER BY r.finished_usec DESC LIMIT ?",
         (unit, *named, run.finished_usec, run.finished_usec, run.id, limit),
     ).fetchall()
-    return [max(0, usec) / 1e6 for usec, _ in rows], [int(lines) for _, lines in rows]
+    durations = [run_duration_seconds(started, finished) for started, finished, _ in rows]
+    kept = [(seconds, int(lines)) for seconds, (*_, lines) in zip(durations, rows, strict=True)
+            if seconds is not None]  # fmt: skip
+    return [seconds for seconds, _ in kept], [lines for _, lines in kept]
 
 
 def failure_rate(

@@ -17,7 +17,7 @@ from enum import StrEnum
 
 from observer.alert_config import AlertRules
 from observer.alerts.findings import Finding, FindingKind, too_fast
-from observer.model import ProblemKind, is_skipped
+from observer.model import ProblemKind, is_skipped, run_duration_seconds
 from observer.reading.render import local_time
 from observer.spans import human_duration
 from observer.store.summary import percentile
@@ -109,9 +109,7 @@ class FinishedRun:
 
     @property
     def duration_seconds(self) -> float | None:
-        if self.started_usec is None:
-            return None
-        return max(0, self.finished_usec - self.started_usec) / USEC
+        return run_duration_seconds(self.started_usec, self.finished_usec)
 
 
 @dataclass(frozen=True, slots=True)

@@ -337,6 +337,7 @@ class Daemon:
                         self.apply(effect)
                 await self.intake.reached(batch.last_usec)
                 self.pending.state.update(self.intake.held_state())
+                self.pending.state.update(batch.state)
                 self.pending.journal_cursor = batch.cursor
             self.flush_wanted.set()
             # While the store cannot be written, read no further: the journal keeps it.

@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping
 
 from observer.bounds import REJECTED, in_range
-from observer.model import Run, Source
+from observer.model import Run, Source, run_duration_usec
 
 RUN_RECORD_MESSAGE_ID = "71d497fee0e04d0f9551d56b2c22bf21"
 
@@ -51,8 +51,8 @@ def record_fields(
             fields[f"OBSERVER_{name.upper()}"] = str(value)
     if run.cpu_seconds is not None:
         fields["OBSERVER_CPU_SECONDS"] = repr(run.cpu_seconds)
-    if run.started_usec is not None and run.finished_usec is not None:
-        fields["OBSERVER_DURATION_USEC"] = str(run.finished_usec - run.started_usec)
+    if (duration := run_duration_usec(run.started_usec, run.finished_usec)) is not None:
+        fields["OBSERVER_DURATION_USEC"] = str(duration)
     if output_lines is not None:
         fields["OBSERVER_OUTPUT_LINES"] = str(output_lines)
     if output_bytes is not None:

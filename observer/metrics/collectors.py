@@ -123,9 +123,7 @@ class RunCollector:
             _add(last_end, key, _seconds(state.last_end_usec))
             _add(last_duration, key, state.last_duration_seconds)
             if state.last_end_usec is not None:
-                last_success_flag.add_metric(
-                    key, 1.0 if is_success(state.last_result) else 0
-                )
+                last_success_flag.add_metric(key, 1.0 if is_success(state.last_result) else 0)
                 last_info.add_metric(
                     [*key, state.last_result or "unknown", state.last_signal or ""], 1.0
                 )
@@ -244,6 +242,7 @@ class DaemonHealth:
     refresh_at: float | None = None
     refresh_seconds: float | None = None
     refresh_errors: int = 0
+    journal_vacuumed_seconds: float = 0.0
 
 
 class DaemonCollector:
@@ -287,6 +286,12 @@ class DaemonCollector:
             "they reached observer.",
             host,
             h.lost_lines,
+        )
+        yield _counter(
+            "observer_journal_vacuumed_seconds",
+            "Journal history vacuumed before the daemon read it (its runs are not recorded).",
+            host,
+            h.journal_vacuumed_seconds,
         )
         lag = _gauge(
             "observer_journal_lag_seconds",

@@ -30,8 +30,15 @@ from observer.metrics.collectors import DaemonCollector, DaemonHealth, RunCollec
 from observer.metrics.http import MetricsServer, PageSource, parse_listen
 from observer.metrics.job_metrics import JobMetrics, job_metrics_directory
 from observer.metrics.resilience import ResilienceCollector
-from observer.metrics.snapshot import RunTally, Snapshot, alert_counts, read_unit_states
-from observer.model import Run, StoreError
+from observer.metrics.snapshot import (
+    RunTally,
+    Snapshot,
+    UnitFold,
+    alert_counts,
+    read_unit_states,
+)
+from observer.model import Run, StoreError, journal_cursor_usec
+from observer.reading import history
 from observer.recording.intake import Intake, RunningRuns
 from observer.store import database
 from observer.web_config import load_web_config
@@ -70,16 +77,6 @@ class DaemonView(Protocol):
 
     @property
     def journal_queue(self) -> asyncio.Queue[Any]: ...
-
-
-def journal_cursor_usec(cursor: str) -> int | None:
-    """The realtime timestamp a journal cursor carries (its ``t=`` field, in hex)."""
-    for part in cursor.split(";"):
-        key, _, value = part.partition("=")
-        if key == "t":
-            with contextlib.suppress(ValueError):
-                return int(value, 16)
-    return None
 
 
 def write_textfile(path: Path, data: bytes) -> None:
@@ -158,14 +155,16 @@ class MetricsService:
         self.textfile = (
             Path(config.textfile_directory, TEXTFILE_NAME) if config.textfile_directory else None
         )
+        self.fold = UnitFold(config.fold)
         configured = config.job_metrics_directory or job_metrics_dir
         self.job_metrics = JobMetrics(job_metrics_directory(db_path, configured))
         # Written on the loop (health, _behind) or on the worker thread (_refreshed,
-        # _refresh_errors) only; render() puts them together.
+        # _refresh_errors, _vacuumed_seconds) only; render() puts them together.
         self.health = DaemonHealth()
         self._behind = False
         self._refreshed: tuple[float | None, float | None, int | None] = (None, None, None)
         self._refresh_errors = 0
+        self._vacuumed_seconds = 0.0
         self.server: MetricsServer | None = None
         self.address: tuple[str, int] | None = None
         self.wake = asyncio.Event()
@@ -309,11 +308,11 @@ class MetricsService:
                 return
             tally = self._tally
             if tally is None:
-                tally = RunTally()
+                tally = RunTally(self.fold)
                 tally.start(conn, int(time.time() * 1e6) - PENDING_HORIZON_USEC)
                 self._tally = tally
             tally.update(conn, finished)
-            units, timers = read_unit_states(conn, running, self.daemon.host)
+            units, timers = read_unit_states(conn, running, self.daemon.host, self.fold)
             cursor = database.read_state(conn, "journal_cursor")
             snapshot = Snapshot(
                 host=self.daemon.host,
@@ -321,9 +320,11 @@ class MetricsService:
                 timers=tuple(timers),
                 runs_by_result=dict(tally.runs_by_result),
                 durations=tally.durations(),
-                alerts=alert_counts(conn),
+                alerts=alert_counts(conn, self.fold),
                 taken_at=time.time(),
             )
+            vacuumed = history.vacuumed_journal(conn)
+            self._vacuumed_seconds = sum(g.until_usec - g.after_usec for g in vacuumed) / 1e6
             text = render(RunCollector(snapshot).collect())
             # Compressed once here: a gzip scrape (Prometheus asks for one) then compresses
             # only the small live part, sent as a second gzip member after this one.
@@ -382,6 +383,7 @@ class MetricsService:
             refresh_at=refresh_at,
             refresh_seconds=refresh_seconds,
             refresh_errors=self._refresh_errors,
+            journal_vacuumed_seconds=self._vacuumed_seconds,
         )
 
     def render(self, *, process: bool = True, compressed: bool = False) -> bytes:

@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import fnmatch
 import math
+import re
 import sqlite3
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from observer.model import exit_facts
+from observer.config import fold_rule
+from observer.model import exit_facts, run_duration_seconds
 from observer.reading import problems
 from observer.store import summary
+from observer.users import unit_of, user_of
 
 # Upper bounds (seconds) of the run duration histogram: jobs take from a blink to hours.
 DURATION_BUCKETS = (
@@ -49,9 +53,7 @@ class UnitState:
 
     @property
     def last_duration_seconds(self) -> float | None:
-        if self.last_start_usec is None or self.last_end_usec is None:
-            return None
-        return max(0.0, (self.last_end_usec - self.last_start_usec) / 1e6)
+        return run_duration_seconds(self.last_start_usec, self.last_end_usec)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,14 +106,19 @@ class AlertCounts:
     failed_attempts: Mapping[str, int] = field(default_factory=dict)
 
 
-def alert_counts(conn: sqlite3.Connection) -> AlertCounts:
-    """Read from the alert tables: a few rows per unit that ever alerted."""
-    made = {
-        (str(host), str(unit), str(kind)): int(n)
-        for host, unit, kind, n in conn.execute(
-            "SELECT host, unit, kind, COUNT(*) FROM alerts GROUP BY host, unit, kind"
-        )
-    }
+def alert_counts(conn: sqlite3.Connection, fold: UnitFold | None = None) -> AlertCounts:
+    """Read from the alert tables: a few rows per unit that ever alerted (or per fold)."""
+    fold = fold or UnitFold()
+    made: dict[tuple[str, str, str], int] = {}
+    for host, unit, kind, n in conn.execute(
+        "SELECT host, unit, kind, COUNT(*) FROM alerts GROUP BY host, unit, kind"
+    ):
+        alerted = (str(host), fold(str(unit)), str(kind))
+        made[alerted] = made.get(alerted, 0) + int(n)
+    opened: dict[tuple[str, str], tuple[str, ...]] = {}
+    for (host, unit), kinds in problems.open_problems(conn).items():
+        folded = (host, fold(unit))
+        opened[folded] = tuple(dict.fromkeys((*opened.get(folded, ()), *kinds)))
     failed = {
         str(channel): int(n)
         for channel, n in conn.execute(
@@ -120,7 +127,7 @@ def alert_counts(conn: sqlite3.Connection) -> AlertCounts:
             "GROUP BY d.channel"
         )
     }
-    return AlertCounts(made, problems.open_problems(conn), failed)
+    return AlertCounts(made, opened, failed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,9 +149,42 @@ class FinishedRun:
 
     @property
     def duration_seconds(self) -> float | None:
-        if self.started_usec is None or self.finished_usec is None:
-            return None
-        return max(0.0, (self.finished_usec - self.started_usec) / 1e6)
+        return run_duration_seconds(self.started_usec, self.finished_usec)
+
+
+# -- folding units into one series -------------------------------------------------------
+
+
+class UnitFold:
+    """Which units the metrics show as one series: ``[metrics] fold``.
+
+    Each rule is ``GLOB`` or ``NAME=GLOB``: a unit whose name matches ``GLOB`` is shown as
+    ``NAME`` (default: the glob itself), so that a flood of transient units makes one series,
+    not one each. A user's unit (``alice/x.service``) keeps its user. The first rule that
+    matches wins.
+    """
+
+    def __init__(self, rules: Iterable[str] = ()) -> None:
+        self.rules = tuple(fold_rule(rule) for rule in rules)
+        self._patterns = [(name, re.compile(fnmatch.translate(glob))) for name, glob in self.rules]
+        self._folded: dict[str, str] = {}
+
+    def __call__(self, key: str) -> str:
+        """The stored unit ``key`` as the metrics name it (itself when no rule matches)."""
+        folded = self._folded.get(key)
+        if folded is None:
+            folded = self._fold(key)
+            if len(self._folded) < 1_000_000:  # a cache, bounded whatever the store holds
+                self._folded[key] = folded
+        return folded
+
+    def _fold(self, key: str) -> str:
+        unit = unit_of(key)
+        for name, pattern in self._patterns:
+            if pattern.match(unit):
+                user = user_of(key)
+                return f"{user}/{name}" if user else name
+        return key
 
 
 # -- reading the store ---------------------------------------------------------------------
@@ -227,21 +267,50 @@ def timer_schedules(conn: sqlite3.Connection) -> list[TimerSchedule]:
 
 
 def read_unit_states(
-    conn: sqlite3.Connection, running: Mapping[tuple[str, str], str], host: str | None = None
+    conn: sqlite3.Connection,
+    running: Mapping[tuple[str, str], str],
+    host: str | None = None,
+    fold: UnitFold | None = None,
 ) -> tuple[list[UnitState], list[TimerSchedule]]:
     """The state of every (host, unit) with runs or seen running (``running``: (host, unit)
     -> invocation ID), and of every unit of ``host`` (the daemon's; default: the host of the
-    newest run) with a timer; every timer."""
+    newest run) with a timer; every timer. Units ``fold`` puts together make one state: that
+    of the newest run of any of them."""
+    fold = fold or UnitFold()
     timers = timer_schedules(conn)
     kept = {s.key: s for s in summary.read(conn)}
     if host is None:
         newest = max(kept.values(), key=lambda s: s.newest_run_id or 0, default=None)
         host = "" if newest is None else newest.host
-    keys = {*kept, *running, *((host, t.unit) for t in timers)}
+    groups: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for key in {*kept, *running, *((host, t.unit) for t in timers)}:
+        groups.setdefault((key[0], fold(key[1])), []).append(key)
     states = []
-    for key in sorted(keys, key=lambda key: (key[1], key[0])):
-        states.append(_state_of(conn, kept.get(key), key[1], running.get(key), key[0]))
+    for folded in sorted(groups, key=lambda key: (key[1], key[0])):
+        members = groups[folded]
+        states.append(_group_state(conn, folded, [kept[k] for k in members if k in kept], [
+            running[k] for k in members if k in running
+        ]))  # fmt: skip
     return states, timers
+
+
+def _group_state(
+    conn: sqlite3.Connection,
+    key: tuple[str, str],
+    kept: list[summary.UnitSummary],
+    running: list[str],
+) -> UnitState:
+    """The state of the units folded into ``key`` (mostly one): their newest finished run's,
+    with the latest success and failure of any of them."""
+    newest = max(kept, key=lambda s: s.newest_finished_id or 0, default=None)
+    state = _state_of(conn, newest, key[1], min(running, default=None), key[0])
+    if len(kept) < 2:
+        return state
+    return dataclasses.replace(
+        state,
+        last_success_usec=max((s.last_success_usec or 0 for s in kept), default=0) or None,
+        last_failure_usec=max((s.last_failure_usec or 0 for s in kept), default=0) or None,
+    )
 
 
 def finished_runs(conn: sqlite3.Connection, invocation_ids: Iterable[str]) -> list[FinishedRun]:
@@ -292,7 +361,8 @@ class RunTally:
     # run (a daemon hook and a scan of new rows) count it once.
     MEMORY = 65536
 
-    def __init__(self) -> None:
+    def __init__(self, fold: UnitFold | None = None) -> None:
+        self.fold = fold or UnitFold()  # units counted together, by the name they are shown as
         self.last_id = 0
         self.pending: dict[str, int] = {}  # unfinished runs seen: invocation ID -> row ID
         self.counted: dict[str, None] = {}
@@ -336,12 +406,13 @@ class RunTally:
         self.counted[run.invocation_id] = None
         while len(self.counted) > self.MEMORY:
             del self.counted[next(iter(self.counted))]
-        key = (run.host, run.unit, run.result or "unknown")
+        shown = self.fold(run.unit)
+        key = (run.host, shown, run.result or "unknown")
         self.runs_by_result[key] = self.runs_by_result.get(key, 0) + 1
         duration = run.duration_seconds
         if duration is None:
             return
-        unit = (run.host, run.unit)
+        unit = (run.host, shown)
         buckets = self._buckets.setdefault(unit, [0] * len(DURATION_BUCKETS))
         buckets[bisect.bisect_left(DURATION_BUCKETS, duration)] += 1
         self._sums[unit] = self._sums.get(unit, 0.0) + duration

@@ -329,10 +329,13 @@ def _status(args: argparse.Namespace) -> int:
         chosen = users.Selection(user=args.user, everyone=True)
         statuses = [s for s in history.unit_status(conn, on_hosts(args)) if chosen.shows(s.unit)]
         with_host = hosts.several(conn)
+        vacuumed = history.vacuumed_journal(conn)
     if args.json:
         _print_json([render.status_json(s) for s in statuses])
     else:
         print(render.status_table(statuses, with_host=with_host, width=_width(args)))
+        for line in render.vacuumed_lines(vacuumed):
+            print(f"note: {line}")
     if aside := set_aside.note(Path(args.db) if args.db else database.default_read_path()):
         print(f"observer: {aside}", file=sys.stderr)
     return 0

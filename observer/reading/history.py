@@ -15,11 +15,20 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from observer import users
-from observer.model import ObserverError, UnknownUnitError, exit_facts, is_failure, is_skipped
+from observer.model import (
+    VACUUMED_PREFIX,
+    ObserverError,
+    UnknownUnitError,
+    VacuumedJournal,
+    exit_facts,
+    is_failure,
+    is_skipped,
+    run_duration_seconds,
+)
 from observer.reading import problems
 from observer.reading.stats import UnitStats, stats_from
 from observer.reading.stats import summaries as summaries_of
-from observer.store import definitions, hosts, summary
+from observer.store import database, definitions, hosts, summary
 from observer.store.definitions import StoredDefinition
 
 # Unit types systemd knows: a name ending in one of these is a full unit name.
@@ -99,9 +108,7 @@ class RecordedRun:
 
     @property
     def duration_seconds(self) -> float | None:
-        if self.started_usec is None or self.finished_usec is None:
-            return None
-        return (self.finished_usec - self.started_usec) / 1e6
+        return run_duration_seconds(self.started_usec, self.finished_usec)
 
 
 @dataclass(frozen=True, slots=True)
@@ -499,3 +506,10 @@ def runs_by_id(
 def _unordered(conn: sqlite3.Connection, where: str, params: Sequence[object]) -> list[RecordedRun]:
     rows = conn.execute(f"SELECT {_RUN_COLUMNS} FROM {_RUNS_FROM} WHERE {where}", params)
     return [_recorded_run(row) for row in rows]
+
+
+def vacuumed_journal(conn: sqlite3.Connection) -> list[VacuumedJournal]:
+    """Journal history the daemon found vacuumed before it read it, oldest first."""
+    rows = database.read_states(conn, VACUUMED_PREFIX).items()
+    gaps = [VacuumedJournal.from_state_row(key, value) for key, value in rows]
+    return sorted((gap for gap in gaps if gap is not None), key=lambda gap: gap.after_usec)

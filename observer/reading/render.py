@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TypedDict
 
-from observer.model import exit_text
+from observer.model import VacuumedJournal, exit_text
 from observer.output import dropped_marker, lost_marker, printable
 from observer.reading import history
 from observer.reading.stats import UnitStats
@@ -383,6 +383,16 @@ def status_table(
     return table(
         headers, rows, right=right, empty="no runs recorded", width=width, drop=_STATUS_DROP
     )
+
+
+def vacuumed_lines(gaps: Sequence[VacuumedJournal]) -> list[str]:
+    """What ``observer status`` says under its table of each stretch of journal history
+    that was vacuumed before observer read it (so its runs are not recorded)."""
+    return [
+        f"journal history from {table_time(gap.after_usec)} to {table_time(gap.until_usec)} "
+        "was vacuumed before observer read it: runs in it are not recorded"
+        for gap in gaps
+    ]
 
 
 # The columns a table leaves out to fit a narrow terminal, the first first (--wide: none).

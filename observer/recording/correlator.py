@@ -68,12 +68,18 @@ def _usec(value: object) -> int | None:
     return None
 
 
+def _stamp(values: dict[str, object], name: str) -> tuple[int | None, int | None]:
+    """A timestamp property of systemd's and its ``...Monotonic`` twin (None: not given)."""
+    return _usec(values.get(name)), _usec(values.get(f"{name}Monotonic"))
+
+
 @dataclass(slots=True)
 class _Invocation:
     unit: str
     invocation_id: str
     job_id: int | None = None
     started_usec: int | None = None
+    started_monotonic_usec: int | None = None  # systemd's, from the bus; None: not given
     seen_live: bool = False
     finished: bool = False
 
@@ -90,6 +96,7 @@ class _Unit:
     values: dict[str, object]
     invocation_id: str | None = None
     last_end_usec: int = 0
+    last_end_monotonic_usec: int = 0
     job_id: int | None = None
 
 
@@ -203,7 +210,7 @@ class Correlator:
 
     def _seen_alive(self, name: str, unit: _Unit, inv: _Invocation) -> list[Effect]:
         inv.seen_live = True
-        inv.started_usec = self._start_usec(unit)
+        inv.started_usec, inv.started_monotonic_usec = self._start_stamp(unit)
         self.starts.note(name, inv.invocation_id, inv.started_usec)
         self._claim_timer(inv)
         run = self._run(inv, Source.BUS, started_usec=inv.started_usec)
@@ -212,32 +219,62 @@ class Correlator:
 
     def _seen_ended(self, name: str, unit: _Unit, inv: _Invocation) -> list[Effect]:
         inv.finished = True
-        finished = self._end_usec(unit, unit.values.get("SubState"))
+        finished, finished_monotonic = self._end_stamp(unit, unit.values.get("SubState"))
+        started, started_monotonic = inv.started_usec, inv.started_monotonic_usec
+        if (
+            started is not None
+            and started_monotonic is not None
+            and finished_monotonic is not None
+            and finished_monotonic >= started_monotonic
+        ):
+            # The wall clock may have been stepped (NTP, an admin) while it ran: systemd's
+            # monotonic clock tells how long it took, so the end is put that far after the
+            # start, which keeps the run's duration true (and never negative).
+            finished = started + finished_monotonic - started_monotonic
         effects: list[Effect] = [
             RecordRun(self._bus_run(inv, unit, finished)),
             ReadCost(name, inv.invocation_id),
         ]
         if finished is not None:
             unit.last_end_usec = max(unit.last_end_usec, finished)
+        if finished_monotonic is not None:
+            unit.last_end_monotonic_usec = max(unit.last_end_monotonic_usec, finished_monotonic)
         return effects
 
-    def _start_usec(self, unit: _Unit) -> int | None:
+    def _start_stamp(self, unit: _Unit) -> tuple[int | None, int | None]:
+        """When the run began: (realtime, monotonic or None), as systemd stamped it."""
         # After an automatic restart the unit never went inactive: stamps older than the
-        # end of the last run belong to an earlier invocation.
-        candidates = (
-            _usec(unit.values.get("InactiveExitTimestamp")),
-            _usec(unit.values.get("StateChangeTimestamp")),
-            _usec(unit.values.get("ExecMainStartTimestamp")),
-        )
-        known = [c for c in candidates if c is not None and c > unit.last_end_usec]
-        return min(known) if known else None
+        # end of the last run belong to an earlier invocation. Older by the monotonic clock
+        # where systemd gave it: the wall clock may have been stepped back since.
+        known = [
+            (realtime, monotonic)
+            for realtime, monotonic in (
+                _stamp(unit.values, "InactiveExitTimestamp"),
+                _stamp(unit.values, "StateChangeTimestamp"),
+                _stamp(unit.values, "ExecMainStartTimestamp"),
+            )
+            if realtime is not None
+            and (
+                monotonic > unit.last_end_monotonic_usec
+                if monotonic is not None and unit.last_end_monotonic_usec
+                else realtime > unit.last_end_usec
+            )
+        ]
+        if not known:
+            return None, None
+        if all(monotonic is not None for _, monotonic in known):
+            return min(known, key=lambda stamp: stamp[1] or 0)
+        return min(realtime for realtime, _ in known), None
 
-    def _end_usec(self, unit: _Unit, sub_state: object) -> int | None:
+    def _end_stamp(self, unit: _Unit, sub_state: object) -> tuple[int | None, int | None]:
+        """When the run ended: (realtime, monotonic or None), as systemd stamped it."""
         if sub_state == "exited":
-            return _usec(unit.values.get("ExecMainExitTimestamp"))
-        return _usec(unit.values.get("StateChangeTimestamp")) or _usec(
-            unit.values.get("InactiveEnterTimestamp")
-        )
+            return _stamp(unit.values, "ExecMainExitTimestamp")
+        for name in ("StateChangeTimestamp", "InactiveEnterTimestamp"):
+            realtime, monotonic = _stamp(unit.values, name)
+            if realtime is not None:
+                return realtime, monotonic
+        return None, None
 
     def _bus_run(self, inv: _Invocation, unit: _Unit, finished_usec: int | None) -> Run:
         code = _EXEC_MAIN_CODES.get(_int(unit.values.get("ExecMainCode")) or 0)

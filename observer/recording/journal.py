@@ -14,11 +14,19 @@ import re
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 
 from observer.bounds import INT64_MAX, in_range
-from observer.model import JobKind, OutputLine, OutputSuppressed, Pid1Record
+from observer.model import (
+    JobKind,
+    OutputLine,
+    OutputSuppressed,
+    Pid1Record,
+    VacuumedJournal,
+    journal_cursor_usec,
+)
 from observer.users import SEPARATOR, qualify
 
 log = logging.getLogger(__name__)
@@ -350,6 +358,12 @@ class JournalBatch:
     cursor: str
     # The realtime of the last entry read (any entry, not only those events stand for).
     last_usec: int | None = None
+    # State rows to commit with this batch's cursor (journal history found vacuumed).
+    state: dict[str, str] = field(default_factory=dict)
+
+
+def _shown_time(usec: int) -> str:
+    return datetime.fromtimestamp(usec / 1e6).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 def _identity(value: object) -> object:
@@ -381,6 +395,8 @@ class JournalFollower:
         self._thread = threading.Thread(target=self._run, name="observer-journal", daemon=True)
         self.failure: BaseException | None = None
         self.entries_read = 0
+        self.vacuumed: VacuumedJournal | None = None  # found at start-up
+        self._vacuum_told = False
         # Times of the entries read last: what the journal held just before a new systemd.
         self._recent: deque[int] = deque(maxlen=_RECENT_ENTRIES)
 
@@ -410,16 +426,38 @@ class JournalFollower:
             reader.seek_cursor(self._cursor)
             # Seeking to a cursor lands on that entry, which was already processed.
             entry = reader.get_next()
-            if entry and not reader.test_cursor(self._cursor):
+            if entry and reader.test_cursor(self._cursor):
+                if (usec := _realtime(entry)) is not None:
+                    self._recent.append(usec)
+                return reader
+            if entry:
                 reader.get_previous()
-            elif entry and (usec := _realtime(entry)) is not None:
-                self._recent.append(usec)
+            self._notice_vacuum(reader, self._cursor)
         elif self._since_usec is not None:
             reader.seek_realtime(self._since_usec / 1_000_000)
         else:
             reader.seek_tail()
             reader.get_previous()
         return reader
+
+    def _notice_vacuum(self, reader: object, cursor: str) -> None:
+        """The saved cursor's entry is gone: when the journal now begins after it, what lay
+        between was vacuumed unread. Say so, and read on from the oldest entry left."""
+        after_usec = journal_cursor_usec(cursor)
+        reader.seek_head()  # type: ignore[attr-defined]
+        head = reader.get_next()  # type: ignore[attr-defined]
+        head_usec = _realtime(head) if head else None
+        if after_usec is None or head_usec is None or head_usec <= after_usec:
+            # Not a vacuum (the cursor is of another journal): read on from where it led.
+            reader.seek_cursor(cursor)  # type: ignore[attr-defined]
+            return
+        reader.seek_head()  # type: ignore[attr-defined]
+        self.vacuumed = VacuumedJournal(after_usec, head_usec)
+        log.warning(
+            "the journal was vacuumed past the last entry observer read: runs between %s and "
+            "%s cannot be rebuilt; reading on from the oldest entry left",
+            _shown_time(after_usec), _shown_time(head_usec),
+        )  # fmt: skip
 
     def _run(self) -> None:
         try:
@@ -464,7 +502,11 @@ class JournalFollower:
                     break
         if cursor is None:
             return None
-        return JournalBatch(events, cursor, last_usec)
+        state = {}
+        if self.vacuumed is not None and not self._vacuum_told:
+            self._vacuum_told = True
+            state = dict([self.vacuumed.state_row])
+        return JournalBatch(events, cursor, last_usec, state)
 
     def _last_before(self, record: Pid1Record) -> int | None:
         """The last entry read before the manager of ``record`` started (None: unknown)."""

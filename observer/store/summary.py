@@ -29,7 +29,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from observer.model import SKIPPED_RESULTS, SUCCESS_RESULTS, is_skipped, is_success
+from observer.model import (
+    SKIPPED_RESULTS,
+    SUCCESS_RESULTS,
+    is_skipped,
+    is_success,
+    run_duration_seconds,
+)
 
 _Key = TypeVar("_Key")
 
@@ -222,13 +228,14 @@ def success_seconds_between(
     """Durations of the unit's (newest ``TREND_LIMIT``) successes that ended in a range."""
     index, on_host, named = of_host(host)
     rows = conn.execute(
-        f"SELECT r.finished_usec - r.started_usec FROM runs r INDEXED BY {index} "
+        f"SELECT r.started_usec, r.finished_usec FROM runs r INDEXED BY {index} "
         f"WHERE r.unit = ? {on_host}AND r.finished_usec >= ? AND r.finished_usec < ? "
         f"AND r.{SUCCEEDED} AND r.started_usec IS NOT NULL "
         "ORDER BY r.finished_usec DESC LIMIT ?",
         (unit, *named, start_usec, end_usec, TREND_LIMIT),
     )
-    return [max(0, usec) / 1e6 for (usec,) in rows]
+    durations = (run_duration_seconds(started, finished) for started, finished in rows)
+    return [seconds for seconds in durations if seconds is not None]
 
 
 def trend_periods(
@@ -286,7 +293,7 @@ def compute(conn: sqlite3.Connection, host: str, unit: str) -> UnitSummary | Non
         for wanted in (f"finished_usec IS NOT NULL AND {SUCCEEDED}", FAILED)
     )
     durations = sorted(
-        max(0, finished - started) / 1e6
+        seconds
         for finished, started in conn.execute(
             # The index's own order (ties between equal ends included): nothing to sort.
             "SELECT finished_usec, started_usec FROM runs INDEXED BY runs_by_unit_host_end "
@@ -295,7 +302,7 @@ def compute(conn: sqlite3.Connection, host: str, unit: str) -> UnitSummary | Non
             "ORDER BY finished_usec DESC, result DESC, started_usec DESC, id DESC LIMIT ?",
             (*key, DURATION_WINDOW),
         )
-        if started is not None
+        if (seconds := run_duration_seconds(started, finished)) is not None
     )
     costs = conn.execute(
         "SELECT cpu_seconds, memory_peak_bytes FROM runs INDEXED BY runs_by_unit_host_end "

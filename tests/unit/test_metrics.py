@@ -16,9 +16,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from observer.metrics import collectors, snapshot
 from observer.metrics.collectors import DaemonCollector, DaemonHealth, RunCollector
 from observer.metrics.http import parse_listen
-from observer.metrics.service import journal_cursor_usec, write_textfile
+from observer.metrics.service import write_textfile
 from observer.metrics.snapshot import Durations, RunTally, Snapshot, TimerSchedule, UnitState
-from observer.model import ConfigError, Run, Source
+from observer.model import ConfigError, Run, Source, journal_cursor_usec
 from observer.store import database, summary
 from tests.unit.recorded_runs import HOUR, MINUTE, NOW_USEC, SECOND, invocation
 

@@ -93,9 +93,12 @@ def expected(conn: sqlite3.Connection, unit: str, host: str = "h") -> summary.Un
                        r["started"] is not None, r["started"] or 0, r["id"]),
         reverse=True,
     )[: summary.DURATION_WINDOW]  # fmt: skip
-    # Sources merged may put an end before a start: such a run took no time.
+    # Sources merged (or a clock step) may put an end before a start: its duration is
+    # unknown, and left out.
     durations = sorted(
-        max(0, r["finished"] - r["started"]) / 1e6 for r in by_end if r["started"] is not None
+        (r["finished"] - r["started"]) / 1e6
+        for r in by_end
+        if r["started"] is not None and r["finished"] >= r["started"]
     )
     costed = sorted(
         [r for r in finished if r["cpu"] is not None or r["memory"] is not None],
