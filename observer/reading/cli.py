@@ -16,7 +16,7 @@ from pathlib import Path
 
 from observer import users
 from observer.model import ObserverError, StoreError, UnknownUnitError
-from observer.reading import changes, follow, history, render, set_aside
+from observer.reading import changes, follow, history, render, set_aside, store_health
 from observer.reading.stats import unit_stats
 from observer.spans import parse_span
 from observer.store import database, hosts
@@ -309,10 +309,13 @@ def _status(args: argparse.Namespace) -> int:
         chosen = users.Selection(user=args.user, everyone=True)
         statuses = [s for s in history.unit_status(conn, on_hosts(args)) if chosen.shows(s.unit)]
         with_host = hosts.several(conn)
+        notes = store_health.notes(conn, Path(args.db) if args.db else database.default_read_path())
     if args.json:
         _print_json([render.status_json(s) for s in statuses])
     else:
         print(render.status_table(statuses, with_host=with_host, width=_width(args)))
+    for note in notes:
+        print(f"observer: {note}", file=sys.stderr)
     if aside := set_aside.note(Path(args.db) if args.db else database.default_read_path()):
         print(f"observer: {aside}", file=sys.stderr)
     return 0
