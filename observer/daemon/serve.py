@@ -99,6 +99,8 @@ class Daemon:
         self.runs_recorded = 0
         self.runs_set_aside = 0
         self.rebuilds = 0
+        # Counts the journal readers replaced: a batch taken from an earlier one is dropped.
+        self.journal_generation = 0
         self.started_usec = _now_usec()
         self.announced: dict[str, None] = {}  # insertion-ordered: the oldest go first
         # When the write under way began (None: none is): a write that hangs is no progress.
@@ -357,7 +359,9 @@ class Daemon:
         follower, self.follower = self.follower, None
         if follower is not None:
             await asyncio.to_thread(follower.stop)
-        self.journal_queue = asyncio.Queue(maxsize=4)  # the old reader's batches are dropped
+        while not self.journal_queue.empty():  # the old reader's: read again from the start
+            self.journal_queue.get_nowait()
+        self.journal_generation += 1
         try:
             aside = await self.store.reopen(lost)
         except StoreError as e:  # the next write (or check) says so again, and this is retried
@@ -420,13 +424,13 @@ class Daemon:
 
     async def _consume_journal(self) -> None:
         while True:
-            queue = self.journal_queue
-            batch = await queue.get()
+            batch = await self.journal_queue.get()
+            generation = self.journal_generation
             # A write waits for the whole batch (the flusher can run at any await in it, a
             # store read, say): its lines are committed with its cursor, never before it,
             # which a restart would read again and store twice.
             async with self.flush_lock:
-                if queue is not self.journal_queue:
+                if generation != self.journal_generation:
                     continue  # read before a rebuild, which reads it again
                 for entry in batch.events:
                     for effect in await self.intake.take(entry):

@@ -5,6 +5,10 @@ inode no path names any more) and a page overwritten with garbage stays unseen w
 writer's cache holds it. The store checks the file before every write (a stat and the
 first 100 bytes: microseconds), and treats SQLite's own "malformed" and "not a database"
 the same way. The daemon then rebuilds the database from the journal, the source of truth.
+
+The rebuilt database is kept in rollback-journal mode until the daemon restarts (then WAL
+again): connections still open to the lost file know its log as ``<path>-wal``, and SQLite
+deletes that by name when the last of them closes, which would take the new one's.
 """
 
 from __future__ import annotations

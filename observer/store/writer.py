@@ -54,8 +54,8 @@ class AsyncStore:
     async def open(self) -> None:
         await self._call(self._open)
 
-    def _open(self) -> None:
-        self._conn = open_shared(self.path)
+    def _open(self, *, wal: bool = True) -> None:
+        self._conn = open_shared(self.path, wal=wal)
         self._watched = WatchedFile(self.path)
 
     async def close(self) -> None:
@@ -91,7 +91,10 @@ class AsyncStore:
         aside = move_aside(self.path) if lost.corrupt else None
         if not self.path.exists():
             remove_stale_wal(self.path)
-        self._open()
+        # Until the daemon restarts, without a -wal and -shm: its other connections to the
+        # lost file (metrics, alerts) name the same paths, and the last of them to close
+        # would delete the new database's log as the lost one's (SQLite deletes by name).
+        self._open(wal=False)
         self._lost = None
         return aside
 
@@ -194,8 +197,8 @@ def in_transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], 
         return fn(conn)
 
 
-def open_shared(path: Path) -> sqlite3.Connection:
-    conn = open_for_writing(path)
+def open_shared(path: Path, *, wal: bool = True) -> sqlite3.Connection:
+    conn = open_for_writing(path, wal=wal)
     conn.close()
     conn = sqlite3.connect(path, timeout=10, check_same_thread=False)
     conn.execute("PRAGMA busy_timeout = 10000")
