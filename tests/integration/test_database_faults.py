@@ -9,6 +9,7 @@ import json
 import os
 import re
 import sqlite3
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -123,11 +124,13 @@ def pid1_finished_usec(sandbox: Sandbox, invocation_ids: set[str]) -> list[int]:
 def test_a_full_filesystem_holds_the_cursor_says_so_and_the_daemon_catches_up_when_space_returns(
     sandbox: Sandbox, tmp_path: Path
 ) -> None:
-    # A small filesystem of the sandbox's own, seen from here through its root.
-    sandbox.run("mkdir", "-p", "/srv/observer")
-    sandbox.run("mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", "/srv/observer")
+    # A small filesystem of its own for the database, here (SQLite resolves the sandbox's
+    # /proc/PID/root to the host's /), unmounted after the test.
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(small)], check=True)
     daemon = ObserverDaemon(sandbox, tmp_path, config=METRICS)
-    daemon.db = sandbox.root / "srv/observer/observer.db"
+    daemon.db = small / "observer.db"
     big = install_script(sandbox, "big-failure", BIG_FAILURE)
     try:
         daemon.start()
@@ -135,7 +138,7 @@ def test_a_full_filesystem_holds_the_cursor_says_so_and_the_daemon_catches_up_wh
         assert_every_run_recorded_once(sandbox, daemon, "before-full-", 3)
         assert metric(daemon, "observer_store_writable") == 1.0
 
-        sandbox.run("sh", "-c", "dd if=/dev/zero of=/srv/observer/filler bs=64k || true")
+        fill(small / "filler")
         run_units(sandbox, "while-full-", 8, big)
         wait_for(
             lambda: metric(daemon, "observer_store_writable") == 0.0,
@@ -152,7 +155,7 @@ def test_a_full_filesystem_holds_the_cursor_says_so_and_the_daemon_catches_up_wh
         assert unstored, "every run was stored: the filesystem was not full"
         assert stored_cursor_usec(daemon.db) < min(pid1_finished_usec(sandbox, unstored))
 
-        sandbox.run("rm", "/srv/observer/filler")
+        (small / "filler").unlink()
         assert_every_run_recorded_once(sandbox, daemon, "while-full-", 8)
         assert_every_run_recorded_once(sandbox, daemon, "before-full-", 3)
         wait_for(
@@ -164,6 +167,15 @@ def test_a_full_filesystem_holds_the_cursor_says_so_and_the_daemon_catches_up_wh
         assert "is full" not in daemon.cli("status").stderr
     finally:
         daemon.close()
+        subprocess.run(["umount", str(small)], check=True)
+
+
+def fill(path: Path) -> None:
+    """Write ``path`` until its filesystem has no space left."""
+    block = b"\0" * 65536
+    with path.open("wb", buffering=0) as f, contextlib.suppress(OSError):
+        while True:
+            f.write(block)
 
 
 # -- the database deleted or corrupted under the daemon ------------------------------------
