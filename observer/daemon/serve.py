@@ -39,6 +39,7 @@ from observer.run.service import WrapperRuns
 from observer.store import set_aside
 from observer.store.database import Batch
 from observer.store.definitions import RunDefinition
+from observer.store.lost import REBUILT_KEY, DatabaseLost
 from observer.store.writer import AsyncStore, RefusedRecord
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,10 @@ FLUSH_DELAY = 0.005
 RETENTION_INTERVAL = 3600
 # A write under way for longer than this is no progress: the heartbeat is withheld.
 WRITE_STALLED_SECONDS = 60.0
+# How often the database file is checked while nothing is written (it is before each write).
+DATABASE_CHECK_SECONDS = 5.0
+# Runs announced to the consumers, remembered so that a rebuild does not announce them again.
+ANNOUNCED_KEPT = 20_000
 
 
 class Daemon:
@@ -72,6 +77,7 @@ class Daemon:
         self.journal_dir = fleet_dir or journal_dir
         self.pending = Batch()
         # What it records: its own host's runs, or (fleet_dir) the fleet's received ones.
+        self.fleet_dir = fleet_dir
         self.intake = intake_for(config, self.host, fleet_dir, self.store, lambda: self.pending)
         self.flush_wanted = asyncio.Event()
         self.flush_lock = asyncio.Lock()
@@ -92,6 +98,11 @@ class Daemon:
         self.store_errors = 0
         self.runs_recorded = 0
         self.runs_set_aside = 0
+        self.rebuilds = 0
+        # Counts the journal readers replaced: a batch taken from an earlier one is dropped.
+        self.journal_generation = 0
+        self.started_usec = _now_usec()
+        self.announced: dict[str, None] = {}  # insertion-ordered: the oldest go first
         # When the write under way began (None: none is): a write that hangs is no progress.
         self.writing_since: float | None = None
         served = None
@@ -119,6 +130,11 @@ class Daemon:
             )
             self.recorded_hooks.append(alerts.runs_recorded)
             self.services.append(alerts.run)
+
+    @property
+    def store_writable(self) -> bool:
+        """Whether the last write committed (the metrics' observer_store_writable)."""
+        return self.store_healthy.is_set()
 
     def _recording(self, write_limit: float = WRITE_STALLED_SECONDS) -> bool:
         """Whether runs are being recorded: the journal is read, and writes commit (or none
@@ -221,7 +237,10 @@ class Daemon:
             try:
                 finished = await self._write(batch)
             except Unwritten as e:
-                self._store_failed(e.error, e.batch)
+                if isinstance(e.error, DatabaseLost):
+                    await self._rebuild(e.error, e.batch)
+                else:
+                    self._store_failed(e.error, e.batch)
                 return
             except Exception as e:  # a bug here must not lose the batch or stop the flusher
                 log.exception("could not write a batch")
@@ -229,6 +248,8 @@ class Daemon:
                 return
             finally:
                 self.writing_since = None
+            if not self.store_healthy.is_set():
+                log.warning("the database takes writes again: catching up with the journal")
             self.store_healthy.set()
             self._recorded(finished)
 
@@ -240,6 +261,9 @@ class Daemon:
         self.pending = unwritten.followed_by(self.pending)
 
     def _recorded(self, finished: list[Run]) -> None:
+        if self.rebuilds:
+            finished = [run for run in finished if self._unannounced(run)]
+        self._remember_announced(finished)
         self.runs_recorded += len(finished)
         for run in finished:
             shown = (run.invocation_id or "-")[:12]
@@ -312,6 +336,79 @@ class Daemon:
                 entry.unit or "part of a batch", (entry.invocation_id or "-")[:12], entry.error,
             )  # fmt: skip
 
+    # -- a database lost under the daemon --------------------------------------------------
+
+    async def _watch_database(self) -> None:
+        """Check the database file while nothing is written (each write checks it too)."""
+        while True:
+            await asyncio.sleep(DATABASE_CHECK_SECONDS)
+            try:
+                await self.store.check()
+            except DatabaseLost as lost:
+                async with self.flush_lock:
+                    await self._rebuild(lost, Batch())
+            except StoreError as e:
+                log.debug("could not check the database: %s", e)
+
+    async def _rebuild(self, lost: DatabaseLost, unwritten: Batch) -> None:
+        """Open the database at its path again (a new one if it was deleted or corrupt, the
+        corrupt one moved aside) and read the journal again from that database's cursor,
+        or from the journal's start: the journal is the source of truth (flush_lock held)."""
+        log.error("%s: rebuilding the database from the journal", lost)
+        # None while replaced: the housekeeping takes a stopped reader for a failed one.
+        follower, self.follower = self.follower, None
+        if follower is not None:
+            await asyncio.to_thread(follower.stop)
+        while not self.journal_queue.empty():  # the old reader's: read again from the start
+            self.journal_queue.get_nowait()
+        self.journal_generation += 1
+        try:
+            aside = await self.store.reopen(lost)
+        except StoreError as e:  # the next write (or check) says so again, and this is retried
+            self._store_failed(e, unwritten)
+            return
+        if aside is not None:
+            log.error("moved the corrupt database to %s (kept, never deleted)", aside)
+        self.rebuilds += 1
+        # What the bus told (timers, costs) is kept; the journal's part is read again.
+        self.pending = dataclasses.replace(unwritten.followed_by(self.pending), journal_cursor=None)
+        self.pending.state[REBUILT_KEY] = f"{_now_usec()} {lost}"
+        self.intake = intake_for(
+            self.config, self.host, self.fleet_dir, self.store, lambda: self.pending
+        )
+        await self.intake.restore()
+        cursor = await self.store.read_state("journal_cursor")
+        self._follow(cursor, None if cursor else 0)
+        self.store_healthy.set()
+        if self.intake.own_runs:
+            self._spawn(self._resubscribe())
+        self.flush_wanted.set()
+
+    def _unannounced(self, run: Run) -> bool:
+        """Whether a run a rebuild found is new to the consumers: not announced already,
+        nor finished before this daemon started (an earlier one announced it)."""
+        finished = run.finished_usec or 0
+        return str(run.key) not in self.announced and finished >= self.started_usec
+
+    def _remember_announced(self, runs: list[Run]) -> None:
+        for run in runs:
+            self.announced[str(run.key)] = None
+        while len(self.announced) > ANNOUNCED_KEPT:
+            del self.announced[next(iter(self.announced))]
+
+    def _follow(self, cursor: str | None, since_usec: int | None) -> None:
+        """Start reading the journal after ``cursor`` (or from ``since_usec``, or its end)."""
+        self.follower = JournalFollower(
+            self.journal_queue,
+            asyncio.get_running_loop(),
+            journal_dir=self.journal_dir,
+            cursor=cursor,
+            since_usec=since_usec,
+            scope=self.journal_scope,
+            parse=self.intake.parse,
+        )
+        self.follower.start()
+
     async def _flusher(self) -> None:
         delay = FLUSH_DELAY
         while True:
@@ -328,10 +425,13 @@ class Daemon:
     async def _consume_journal(self) -> None:
         while True:
             batch = await self.journal_queue.get()
+            generation = self.journal_generation
             # A write waits for the whole batch (the flusher can run at any await in it, a
             # store read, say): its lines are committed with its cursor, never before it,
             # which a restart would read again and store twice.
             async with self.flush_lock:
+                if generation != self.journal_generation:
+                    continue  # read before a rebuild, which reads it again
                 for entry in batch.events:
                     for effect in await self.intake.take(entry):
                         self.apply(effect)
@@ -414,17 +514,7 @@ class Daemon:
                 self.config.journal.backfill_days,
             )
         await self.intake.restore()
-        loop = asyncio.get_running_loop()
-        self.follower = JournalFollower(
-            self.journal_queue,
-            loop,
-            journal_dir=self.journal_dir,
-            cursor=cursor,
-            since_usec=since,
-            scope=self.journal_scope,
-            parse=self.intake.parse,
-        )
-        self.follower.start()
+        self._follow(cursor, since)
         connected = asyncio.Event()
         workers = [
             asyncio.create_task(self._flusher()),
@@ -433,6 +523,7 @@ class Daemon:
                 self._bus_loop(connected) if self.intake.own_runs else _no_bus(connected)
             ),
             asyncio.create_task(self._housekeeping()),
+            asyncio.create_task(self._watch_database()),
         ]
         workers.extend(asyncio.create_task(service()) for service in self.services)
         watchdog_usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
@@ -460,7 +551,8 @@ class Daemon:
             for task in [*workers, stopper, *self.tasks]:
                 task.cancel()
             await asyncio.gather(*workers, stopper, *self.tasks, return_exceptions=True)
-            self.follower.stop()
+            if self.follower is not None:
+                self.follower.stop()
             with contextlib.suppress(StoreError):
                 await self.flush()
             self.bus.disconnect()

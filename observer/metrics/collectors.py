@@ -234,6 +234,7 @@ class DaemonHealth:
     events_processed: int = 0
     runs_recorded: int = 0
     store_errors: int = 0
+    store_writable: bool = True
     unattributed_lines: int = 0
     lost_lines: int = 0
     last_event_at: float | None = None
@@ -274,6 +275,14 @@ class DaemonCollector:
             host,
             h.store_errors,
         )
+        writable = _gauge(
+            "observer_store_writable",
+            "1 while the database takes the daemon's writes; 0 while they fail (full, locked, "
+            "lost): runs wait in the journal and are recorded when it takes them again.",
+            ["host"],
+        )
+        writable.add_metric(host, 1.0 if h.store_writable else 0.0)
+        yield writable
         yield _counter(
             "observer_unattributed_output_lines",
             "Output lines that could not be attributed to a run.",

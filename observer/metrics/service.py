@@ -70,6 +70,9 @@ class DaemonView(Protocol):
     runs_set_aside: int
 
     @property
+    def store_writable(self) -> bool: ...
+
+    @property
     def intake(self) -> Intake: ...
 
     @property
@@ -227,6 +230,7 @@ class MetricsService:
             events_processed=intake.events_fed,
             runs_recorded=daemon.runs_recorded,
             store_errors=daemon.store_errors,
+            store_writable=daemon.store_writable,
             unattributed_lines=intake.unattributed_lines,
             lost_lines=intake.lost_lines,
             last_event_at=(now if intake.events_fed != last_events else self.health.last_event_at),

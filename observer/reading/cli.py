@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     import sqlite3
 
     from observer import model, spans, users
-    from observer.reading import changes, follow, history, render, set_aside
+    from observer.reading import changes, follow, history, render, set_aside, store_health
     from observer.reading import stats as reading_stats
     from observer.store import database, hosts
 else:
@@ -35,9 +35,9 @@ else:
 
     json, sqlite3 = _Later("json"), _Later("sqlite3")
     model, spans, users = (_Later(f"observer.{name}") for name in ("model", "spans", "users"))
-    changes, follow, history, render, set_aside, reading_stats = (
+    changes, follow, history, render, set_aside, store_health, reading_stats = (
         _Later(f"observer.reading.{name}")
-        for name in ("changes", "follow", "history", "render", "set_aside", "stats")
+        for name in ("changes", "follow", "history", "render", "set_aside", "store_health", "stats")
     )
     database, hosts = _Later("observer.store.database"), _Later("observer.store.hosts")
 
@@ -330,14 +330,18 @@ def _status(args: argparse.Namespace) -> int:
         statuses = [s for s in history.unit_status(conn, on_hosts(args)) if chosen.shows(s.unit)]
         with_host = hosts.several(conn)
         vacuumed = history.vacuumed_journal(conn)
+        path = Path(args.db) if args.db else database.default_read_path()
+        notes = store_health.notes(conn, path)
     if args.json:
         _print_json([render.status_json(s) for s in statuses])
     else:
         print(render.status_table(statuses, with_host=with_host, width=_width(args)))
         for line in render.vacuumed_lines(vacuumed):
             print(f"note: {line}")
-    if aside := set_aside.note(Path(args.db) if args.db else database.default_read_path()):
-        print(f"observer: {aside}", file=sys.stderr)
+    if aside := set_aside.note(path):
+        notes.append(aside)
+    for note in notes:
+        print(f"observer: {note}", file=sys.stderr)
     return 0
 
 

@@ -103,6 +103,13 @@ def exec_argvs(exec_start: object) -> tuple[tuple[str, ...], ...]:
     )
 
 
+def invocation_hex(value: object) -> str | None:
+    """An InvocationID property (ay) as hex; None when it is not bytes."""
+    if isinstance(value, list) and all(isinstance(b, int) and 0 <= b < 256 for b in value):
+        value = bytes(value)
+    return bytes(value).hex() if isinstance(value, bytes | bytearray) else None
+
+
 def _is_hex(text: str) -> bool:
     return len(text) == 2 and all(c in "0123456789abcdefABCDEF" for c in text)
 
@@ -354,10 +361,7 @@ class SystemdBus:
                     SYSTEMD, path, PROPERTIES, "Get", "ss",
                     [f"{_INTERFACE_PREFIX}Unit", "InvocationID"],
                 )  # fmt: skip
-                value = unwrap(current[0])
-                if not isinstance(value, bytes | bytearray | list):
-                    return None
-                if bytes(value).hex() != invocation_id:
+                if invocation_hex(unwrap(current[0])) != invocation_id:
                     return None
                 body = await self._send_call(
                     SYSTEMD, path, PROPERTIES, "GetAll", "s", [f"{_INTERFACE_PREFIX}Service"]

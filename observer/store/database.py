@@ -106,9 +106,9 @@ def _prepare_file(path: Path) -> None:
         raise StoreError(f"cannot create the database {str(path)!r}: {e.strerror}") from e
 
 
-def _configure(conn: sqlite3.Connection) -> None:
+def _configure(conn: sqlite3.Connection, journal_mode: str = "WAL") -> None:
     conn.execute("PRAGMA busy_timeout = 10000")
-    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute(f"PRAGMA journal_mode = {journal_mode}")
     conn.execute("PRAGMA synchronous = NORMAL")
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
@@ -120,12 +120,13 @@ def _configure(conn: sqlite3.Connection) -> None:
         schema.upgrade(conn, version)
 
 
-def open_for_writing(path: Path) -> sqlite3.Connection:
-    """A synchronous connection that may write (used by `observer run` and tests)."""
+def open_for_writing(path: Path, *, wal: bool = True) -> sqlite3.Connection:
+    """A synchronous connection that may write (used by `observer run` and tests); without
+    ``wal``, the file is kept in rollback-journal mode (a database rebuilt: lost.py)."""
     _prepare_file(path)
     try:
         conn = sqlite3.connect(path, timeout=10)
-        _configure(conn)
+        _configure(conn, "WAL" if wal else "DELETE")
     except sqlite3.Error as e:
         raise StoreError(f"cannot open the database {str(path)!r}: {e}") from e
     return conn

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +22,13 @@ from observer.store.database import (
     run_started_before,
     write_batch,
 )
+from observer.store.lost import (
+    DatabaseLost,
+    WatchedFile,
+    is_corruption,
+    move_aside,
+    remove_stale_wal,
+)
 from observer.store.retention import PRUNE_CHUNK, plan_prune, prune_orphan_output, prune_some
 
 T = TypeVar("T")
@@ -38,19 +46,65 @@ class AsyncStore:
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="observer-store")
         self._conn: sqlite3.Connection | None = None
+        # The file the connection opened, checked before each write (lost.py says why).
+        self._watched: WatchedFile | None = None
+        # A lost database that could not be replaced yet: every write says so until it is.
+        self._lost: DatabaseLost | None = None
 
     async def open(self) -> None:
-        self._conn = await self._call(open_shared, self.path)
+        await self._call(self._open)
+
+    def _open(self, *, wal: bool = True) -> None:
+        self._conn = open_shared(self.path, wal=wal)
+        self._watched = WatchedFile(self.path)
 
     async def close(self) -> None:
-        if self._conn is not None:
-            await self._call(self._conn.close)
-            self._conn = None
+        await self._call(self._close)
         self._executor.shutdown(wait=True)
+
+    def _close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            # A corrupt file may refuse even the checkpoint of closing: it is closed anyway.
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+        if self._watched is not None:
+            self._watched.close()  # after the connection: see WatchedFile
+            self._watched = None
 
     async def write(self, batch: Batch) -> list[Run]:
         """Write one batch atomically; the runs it finished for the first time."""
-        return await self._call(write_batch, self._connection(), batch)
+        return await self._call(lambda: write_batch(self._checked(), batch))
+
+    async def check(self) -> None:
+        """Raise DatabaseLost if the database was deleted, replaced or corrupted."""
+        await self._call(self._checked)
+
+    async def reopen(self, lost: DatabaseLost) -> Path | None:
+        """Close the lost database, move a corrupt one aside (where to is returned) and
+        open the file at the path: another one put there, or a new one."""
+        return await self._call(self._reopen, lost)
+
+    def _reopen(self, lost: DatabaseLost) -> Path | None:
+        self._lost = lost
+        self._close()
+        aside = move_aside(self.path) if lost.corrupt else None
+        if not self.path.exists():
+            remove_stale_wal(self.path)
+        # Until the daemon restarts, without a -wal and -shm: its other connections to the
+        # lost file (metrics, alerts) name the same paths, and the last of them to close
+        # would delete the new database's log as the lost one's (SQLite deletes by name).
+        self._open(wal=False)
+        self._lost = None
+        return aside
+
+    def _checked(self) -> sqlite3.Connection:
+        """The connection, once the file it writes is found to be still the database's."""
+        if self._lost is not None:
+            raise self._lost
+        if self._watched is not None:
+            self._watched.check()
+        return self._connection()
 
     async def read_state(self, key: str) -> str | None:
         return await self._call(read_state, self._connection(), key)
@@ -92,12 +146,12 @@ class AsyncStore:
 
     async def transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` in one transaction on the writer's thread (another service's writes)."""
-        return await self._call(in_transaction, self._connection(), fn)
+        return await self._call(lambda: in_transaction(self._checked(), fn))
 
     def transaction_from_thread(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """``transaction``, for a worker thread of another service (never the event loop):
         it waits for the writer, which takes its turn between the daemon's own writes."""
-        future = self._executor.submit(in_transaction, self._connection(), fn)
+        future = self._executor.submit(lambda: in_transaction(self._checked(), fn))
         try:
             return future.result()
         except Exception as e:
@@ -116,6 +170,8 @@ class AsyncStore:
         """The store's trouble (retried), or a record it refused (RefusedRecord: set aside)."""
         if isinstance(e, StoreError):
             return e
+        if is_corruption(e):
+            return DatabaseLost(f"the database {str(self.path)!r} is corrupt: {e}", corrupt=True)
         if is_store_trouble(e):
             return StoreError(f"cannot write to {str(self.path)!r}: {e}")
         return RefusedRecord(f"{str(self.path)!r} refused a record: {type(e).__name__}: {e}")
@@ -141,8 +197,8 @@ def in_transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], 
         return fn(conn)
 
 
-def open_shared(path: Path) -> sqlite3.Connection:
-    conn = open_for_writing(path)
+def open_shared(path: Path, *, wal: bool = True) -> sqlite3.Connection:
+    conn = open_for_writing(path, wal=wal)
     conn.close()
     conn = sqlite3.connect(path, timeout=10, check_same_thread=False)
     conn.execute("PRAGMA busy_timeout = 10000")

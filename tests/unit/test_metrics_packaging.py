@@ -53,6 +53,7 @@ def exposition(tmp_path: Path) -> Iterator[bytes]:
         host="host1",
         runs_recorded=5,
         store_errors=0,
+        store_writable=True,
         runs_set_aside=0,
         intake=SimpleNamespace(
             running=lambda: {("host1", "backup.service"): invocation(4)},

@@ -35,6 +35,7 @@ class FakeDaemon(SimpleNamespace):
             host="host1",
             runs_recorded=0,
             store_errors=0,
+            store_writable=True,
             runs_set_aside=0,
             running={},
             pending=SimpleNamespace(journal_cursor=None),
