@@ -12,11 +12,10 @@ import pytest
 import time_machine
 
 from observer import users
-from observer.__main__ import main
 from observer.reading import upcoming, window
 from observer.store import database
 from tests.unit.recorded_runs import HOUR, MINUTE, NOW, NOW_USEC, SECOND, write_store
-from tests.unit.test_cli import utc  # noqa: F401 (an autouse fixture: times read in UTC)
+from tests.unit.test_cli import run_cli, utc  # noqa: F401 (utc: an autouse fixture, UTC times)
 
 
 @pytest.fixture(autouse=True)
@@ -28,12 +27,6 @@ def now() -> Iterator[None]:
 @pytest.fixture
 def db(tmp_path: Path) -> str:
     return str(write_store(tmp_path / "observer.db"))
-
-
-def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    status = main(list(argv))
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 def test_timeline_json_has_the_runs_of_the_last_day_per_unit(
