@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from observer.model import ObserverError
-from observer.reading.cli import reading, reading_options
+from observer.reading.cli import reading_options
+from observer.reading.commands import reading
 
 
 def add_command(

@@ -10,7 +10,7 @@ from typing import TypedDict
 
 from observer import users
 from observer.fleet import facts, views
-from observer.reading import cli, history
+from observer.reading import cli, commands, history
 
 
 class UnitJson(TypedDict):
@@ -59,8 +59,8 @@ def _fleet(args: argparse.Namespace) -> int:
         name = users.unit_of(unit)
         return chosen.shows(unit) and (not matchers or any(m(name) for m in matchers))
 
-    with cli.reading(args) as conn:
-        cells = facts.host_units(conn, shows, cli.on_hosts(args))
+    with commands.reading(args) as conn:
+        cells = facts.host_units(conn, shows, commands.on_hosts(args))
     units = views.across_hosts(cells, time.time_ns() // 1000)
     if args.json:
         print(json.dumps(fleet_json(units, views.hosts_seen(cells)), indent=2))

@@ -2,5 +2,6 @@
 
 ``history`` and ``stats`` query (plain data, no printing), ``render`` makes tables and JSON,
 ``follow`` watches for runs as they finish, ``problems`` reads what the alerts found, and
-``cli`` is the reading commands (`status`, `history`, `show`, `last-failure`, `stats`, `runs`).
+``cli`` holds the reading commands' options (`status`, `history`, `show`, `diff`, `last-failure`,
+`stats`, `runs`) and ``commands`` what they do.
 """

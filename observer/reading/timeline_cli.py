@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 from observer.model import ObserverError, UnknownUnitError
-from observer.reading import cli, day, timeline, upcoming, window
+from observer.reading import cli, commands, day, timeline, upcoming, window
 
 # The width drawn to when stdout is not a terminal (a file, a pipe, a test).
 PIPE_WIDTH = 120
@@ -34,7 +34,7 @@ def add_command(
         "units", metavar="UNIT", nargs="*", help="only these units (globs too, e.g. 'backup*')"
     )
     parser.add_argument(
-        "--since", type=cli._since, metavar="SPAN", help="the last SPAN (default: 24h), e.g. 6h"
+        "--since", type=cli.since_span, metavar="SPAN", help="the last SPAN (default: 24h), e.g. 6h"
     )
     parser.add_argument("--width", type=_width, metavar="N", help=(
         "draw N characters wide (default: the terminal's width, or 120 when not a terminal)"
@@ -54,14 +54,14 @@ def _timeline(args: argparse.Namespace) -> int:
     now_usec = time.time_ns() // 1000
     span = args.since or timedelta(hours=24)
     shown = day.Window(now_usec - span // timedelta(microseconds=1), now_usec)
-    with cli.reading(args) as conn:
-        units = window.units_matching(conn, args.units, cli.selection(args))
+    with commands.reading(args) as conn:
+        units = window.units_matching(conn, args.units, commands.selection(args))
         if args.units and not units:
             raise UnknownUnitError(
                 f"no recorded unit matches {' '.join(map(repr, args.units))} "
                 "('observer status' lists the units with recorded runs)"
             )
-        runs = window.runs_in_window(conn, shown.start_usec, units, cli.on_hosts(args))
+        runs = window.runs_in_window(conn, shown.start_usec, units, commands.on_hosts(args))
         is_job = day.job_test(window.timer_services(conn))
     picture = day.lay_out(runs, shown, now_usec, is_job)
     if args.json:
@@ -94,8 +94,8 @@ def _span_text(span: timedelta) -> str:
 
 
 def _next(args: argparse.Namespace) -> int:
-    with cli.reading(args) as conn:
-        schedule = window.scheduled(conn, cli.selection(args).shows, cli.on_hosts(args))
+    with commands.reading(args) as conn:
+        schedule = window.scheduled(conn, commands.selection(args).shows, commands.on_hosts(args))
     if args.json:
         print(json.dumps(upcoming.next_json(schedule), indent=2))
     else:
