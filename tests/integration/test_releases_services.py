@@ -121,15 +121,20 @@ def test_a_users_own_daemon_records_their_units_in_their_own_database(suite: str
             runs = json.loads(shown.stdout) if shown.returncode == 0 else []
             return [run for run in runs if run["finished_at"]]
 
+        def output() -> list[str]:
+            shown = json.loads(alice.run(OBSERVER, "show", str(run["id"]), "--json").stdout)
+            return [line["message"] for line in shown["output"]]
+
         [run] = wait_for(finished, timeout=30, what="alice's backup run in her database")
-        shown = json.loads(alice.run(OBSERVER, "show", str(run["id"]), "--json").stdout)
+        # Its output may be stored after the run's end.
+        lines = wait_for(output, timeout=20, what="the output of alice's backup run")
         everything = json.loads(alice.run(OBSERVER, "runs", "--since", "1h", "--json").stdout)
 
     assert "ExecStart=/opt/observer/venv/bin/python" in unit
     assert "-m observer daemon --user" in unit
     assert (run["user"], run["unit"]) == ("alice", "backup.service")
     assert (run["result"], run["exit_status"]) == ("exit-code", 4)
-    assert [line["message"] for line in shown["output"]] == ["backing up the home"]
+    assert lines == ["backing up the home"]
     assert {r["user"] for r in everything} == {"alice"}  # nothing of the system's manager
     print(f"{suite}: user manager in {time.monotonic() - started:.1f} s")
 
