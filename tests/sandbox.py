@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import logging
 import os
 import secrets
@@ -131,6 +132,22 @@ mount --make-rshared /
 exec {SYSTEMD} --system --unit=sandbox.target
 """
 RUNNING_STATES = ("running", "degraded")
+# The root sandboxes boot by default: the host's, or a release's (tests/roots.sh) named by
+# suite (OBSERVER_TEST_ROOT=trixie) or by path, to run the whole suite against that systemd.
+ROOT_VARIABLE = "OBSERVER_TEST_ROOT"
+
+
+@functools.cache
+def default_root() -> Path:
+    """The root named by $OBSERVER_TEST_ROOT, built on first use; the host's without it."""
+    named = os.environ.get(ROOT_VARIABLE, "")
+    if named in ("", "/"):
+        return Path("/")
+    if named.startswith("/"):
+        return Path(named)
+    from tests import roots  # noqa: PLC0415 - roots imports this module
+
+    return roots.build(named)
 
 
 def _default_share() -> list[Path]:
@@ -237,7 +254,7 @@ class Sandbox:
         timeout: float = 30,
         share: Sequence[Path] | None = None,
         journal: Path | None = None,
-        root: Path = Path("/"),
+        root: Path | None = None,
         machine: bool = False,
     ) -> Self:
         """Boot a sandbox and return once its manager is running.
@@ -246,7 +263,8 @@ class Sandbox:
         and the running Python's environment, when they live there). ``journal``: a host
         directory to keep the journal files in (they outlive the sandbox: boot another one
         on it), not under /tmp; by default they live and die with the sandbox. ``root``: the
-        tree the sandbox sees (copy-on-write), e.g. another release's (tests/roots.sh).
+        tree the sandbox sees (copy-on-write), e.g. another release's (tests/roots.sh);
+        by default default_root().
         ``machine``: boot as a machine (no container marker, what touches hardware masked).
         """
         if journal is not None:
@@ -256,6 +274,7 @@ class Sandbox:
             journal.mkdir(parents=True, exist_ok=True)
             journal.chmod(0o2755)
         shared = _default_share() if share is None else list(share)
+        root = default_root() if root is None else root
         if reason := can_boot(root):
             raise SandboxError(reason)
         parent_cgroup = _own_cgroup2()

@@ -2,13 +2,55 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.integration.observed import ObserverDaemon
-from tests.sandbox import Sandbox
+from tests.sandbox import ROOT_VARIABLE, Sandbox
+
+# What cannot run when sandboxes boot another release's root ($OBSERVER_TEST_ROOT): these
+# run this checkout (its Python, venv or packaging/) inside the sandbox, and that root holds
+# none of it. test_releases_services.py runs their systemd side (a user's own daemon, the
+# fleet's setup.sh) on each release with observer installed inside on its own Python.
+CHECKOUT_INSIDE = "runs this checkout's Python or packaging/ inside the sandbox, not in this root"
+HOST_ROOT_ONLY = {
+    "test_install.py": "install.sh from this checkout: " + CHECKOUT_INSIDE,
+    "test_user_install.py": CHECKOUT_INSIDE,
+    "test_user_jobs.py": CHECKOUT_INSIDE,
+    "test_user_scenarios.py": CHECKOUT_INSIDE,
+    "test_service.py": CHECKOUT_INSIDE,
+    "test_fleet.py": CHECKOUT_INSIDE,
+    "test_users.py::test_a_user_without_root_installs_their_own_daemon_that_records_triggers": (
+        CHECKOUT_INSIDE
+    ),
+    "test_wrapper.py::test_a_job_in_a_real_crontab_is_recorded_by_the_wrapper": (
+        "needs cron inside, and " + CHECKOUT_INSIDE
+    ),
+    "test_alerts.py::test_observer_alerts_test_reads_its_urls_from_a_systemd_credential": (
+        CHECKOUT_INSIDE
+    ),
+    "test_deb.py": "it boots the bookworm and trixie roots itself, once, in the host's run",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Skip, naming why, what cannot run on the root named by $OBSERVER_TEST_ROOT."""
+    named = os.environ.get(ROOT_VARIABLE, "")
+    if named in ("", "/"):
+        return
+    for item in items:
+        file = item.path.name
+        test = f"{file}::{getattr(item, 'originalname', item.name)}"
+        if reason := HOST_ROOT_ONLY.get(test) or HOST_ROOT_ONLY.get(file):
+            item.add_marker(pytest.mark.skip(reason=f"{ROOT_VARIABLE}={named}: {reason}"))
+
+
+def pytest_report_header() -> str:
+    """Which root the sandboxes boot, so that a run's log says which systemd it tested."""
+    return f"sandboxes boot: {os.environ.get(ROOT_VARIABLE) or 'the host'}'s root ({ROOT_VARIABLE})"
 
 
 @pytest.fixture

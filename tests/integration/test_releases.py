@@ -44,8 +44,9 @@ class InsideObserver:
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    def start(self, *options: str) -> None:
         argv = ["nsenter", "-t", str(self.sandbox.pid), "-a", OBSERVER, "daemon", "--db", DB]
+        argv += options
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [*argv, "--listen", ""], stdout=log, stderr=log, env=CLEAN_ENV
@@ -62,10 +63,12 @@ class InsideObserver:
             self.process.wait(30)
             self.process = None
 
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """The release's `observer` CLI inside, on the daemon's database."""
+        return self.sandbox.run("env", f"OBSERVER_DB={DB}", OBSERVER, *args, check=check)
+
     def history(self, unit: str) -> list[dict[str, Any]]:
-        result = self.sandbox.run(
-            "env", f"OBSERVER_DB={DB}", OBSERVER, "history", unit, "--json", check=False
-        )
+        result = self.cli("history", unit, "--json", check=False)
         if result.returncode == 1 and "no runs recorded" in result.stderr:
             return []
         assert result.returncode == 0, result.stderr
@@ -73,9 +76,7 @@ class InsideObserver:
         return runs
 
     def show(self, run_id: int) -> dict[str, Any]:
-        shown = self.sandbox.run(
-            "env", f"OBSERVER_DB={DB}", OBSERVER, "show", str(run_id), "--json"
-        )
+        shown = self.cli("show", str(run_id), "--json")
         return dict(json.loads(shown.stdout)) if shown.stdout.startswith("{") else {}
 
     def runs_until(self, unit: str, ready: Any, what: str) -> list[dict[str, Any]]:
