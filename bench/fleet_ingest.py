@@ -231,6 +231,8 @@ def write_journal(load: Load, directory: Path, last_usec: int) -> Written:
     if not REMOTE.exists():
         raise BenchError(f"{REMOTE} is missing: apt-get install systemd-journal-remote")
     directory.mkdir(parents=True, exist_ok=True)
+    for old in directory.glob("*.journal"):  # journal-remote would add to them
+        old.unlink()
     first_usec = last_usec - load.hours * HOUR_USEC
     boots = [
         HostBoot(load.host(n), uuid.uuid4().hex, uuid.uuid4().hex, first_usec - HOUR_USEC)
