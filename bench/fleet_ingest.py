@@ -94,7 +94,6 @@ class Measured:
 
     cpu_seconds: float
     wall_seconds: float
-    cpu_wait_seconds: float  # of the wall time: waiting for the core (other processes had it)
     problems: list[str]
 
 
@@ -267,15 +266,6 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def cpu_wait_seconds(pid: int) -> float:
-    """How long the process's threads waited for a CPU so far (a busy machine's share)."""
-    waited = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(OSError):
-            waited += int((task / "schedstat").read_text().split()[1])
-    return waited / 1e9
-
-
 def recorded(db: Path) -> tuple[int, int]:
     """Runs recorded with their run record (the trigger) and output lines, so far."""
     if not db.exists():
@@ -308,12 +298,12 @@ def catch_up(load: Load, journal: Path, workdir: Path, cpu: int) -> Measured:
     daemon = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
     try:
         wall = wait_for_every_run(load, db, daemon) - began
-        spent, waited = cpu_seconds(daemon.pid), cpu_wait_seconds(daemon.pid)
+        spent = cpu_seconds(daemon.pid)
     finally:
         daemon.terminate()
         daemon.wait(timeout=60)
         log.close()
-    return Measured(spent, wall, waited, check(load, db))
+    return Measured(spent, wall, check(load, db))
 
 
 def wait_for_every_run(load: Load, db: Path, daemon: subprocess.Popen[bytes]) -> float:
@@ -365,7 +355,6 @@ def measure(load: Load, args: argparse.Namespace, workdir: Path) -> tuple[Writte
     median = Measured(
         statistics.median(m.cpu_seconds for m in taken),
         statistics.median(m.wall_seconds for m in taken),
-        statistics.median(m.cpu_wait_seconds for m in taken),
         problems,
     )
     return written, median
@@ -397,8 +386,7 @@ def report(load: Load, written: Written, measured: Measured, repeat: int) -> Non
         f"   target >= {ENTRIES_PER_SECOND}: {verdict(entries_per_cpu >= ENTRIES_PER_SECOND)}"
     )
     print(
-        f"  catch-up: {measured.cpu_seconds:.1f} CPU-s, {measured.wall_seconds:.1f} s wall, of"
-        f" which {measured.cpu_wait_seconds:.1f} s waiting for the core"
+        f"  catch-up: {measured.cpu_seconds:.1f} CPU-s, {measured.wall_seconds:.1f} s wall"
         f" (at the target: {load.runs / RUNS_PER_SECOND:.0f} CPU-s)"
     )
 
@@ -409,8 +397,7 @@ def report_first_start(load: Load, measured: Measured, repeat: int) -> None:
         f" median of {repeat}"
     )
     print(
-        f"  to the last run: {measured.wall_seconds:.1f} s wall ({measured.cpu_seconds:.1f} CPU-s,"
-        f" {measured.cpu_wait_seconds:.1f} s waiting for the core)"
+        f"  to the last run: {measured.wall_seconds:.1f} s wall ({measured.cpu_seconds:.1f} CPU-s)"
         f"   target <= {FIRST_START_SECONDS:.0f} s:"
         f" {verdict(measured.wall_seconds <= FIRST_START_SECONDS)}"
     )

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import functools
 import logging
 import re
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -340,64 +339,8 @@ class JournalBatch:
     last_usec: int | None = None
 
 
-# Fields the Reader hands over as they are stored (bytes; the timestamps as numbers).
-RAW_FIELDS = ("MESSAGE", "MESSAGE_ID", "__REALTIME_TIMESTAMP", "__MONOTONIC_TIMESTAMP")
-
-
 def _identity(value: object) -> object:
     return value
-
-
-class LazyEntry(Mapping[str, object]):
-    """A journal entry whose fields are converted when read, not all at once.
-
-    The Reader converts every field of every entry (most are never looked at: a line of
-    output has some twenty); this one converts a field, the Reader's own way, when it is
-    read, and keeps what it converted.
-    """
-
-    __slots__ = ("_convert", "_converted", "_raw")
-
-    def __init__(self, raw: dict[str, object], convert: Callable[[str, object], object]) -> None:
-        self._raw = raw
-        self._convert = convert
-        self._converted: dict[str, object] = {}
-
-    def __getitem__(self, key: str) -> object:
-        try:
-            return self._converted[key]
-        except KeyError:
-            pass
-        value = self._raw[key]
-        if isinstance(value, list):
-            value = [self._convert(key, v) for v in value]
-        else:
-            value = self._convert(key, value)
-        self._converted[key] = value
-        return value
-
-    def get(self, key: str, default: object = None) -> object:
-        return self[key] if key in self._raw else default
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._raw
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._raw)
-
-    def __len__(self) -> int:
-        return len(self._raw)
-
-
-@functools.cache
-def _lazy_reader(reader: type) -> type:
-    """``reader`` (systemd.journal.Reader) returning LazyEntry entries."""
-
-    class LazyReader(reader):  # type: ignore[misc]
-        def _convert_entry(self, entry: dict[str, object]) -> LazyEntry:
-            return LazyEntry(entry, self._convert_field)
-
-    return LazyReader
 
 
 class JournalFollower:
@@ -442,14 +385,14 @@ class JournalFollower:
     def _open(self) -> object:
         from systemd import journal  # noqa: PLC0415 (needs the C library; only the daemon does)
 
-        converters = dict.fromkeys(RAW_FIELDS, _identity)
-        reader_class = _lazy_reader(journal.Reader)
+        raw = ("MESSAGE", "MESSAGE_ID", "__REALTIME_TIMESTAMP", "__MONOTONIC_TIMESTAMP")
+        converters = dict.fromkeys(raw, _identity)
         if self._journal_dir is not None:
-            reader = reader_class(path=str(self._journal_dir), converters=converters)
+            reader = journal.Reader(path=str(self._journal_dir), converters=converters)
         else:
             # Users' managers write to user-UID.journal, which SYSTEM_ONLY leaves out.
             flags = journal.LOCAL_ONLY if self._scope.user_journals else journal.SYSTEM_ONLY
-            reader = reader_class(flags=flags, converters=converters)
+            reader = journal.Reader(flags=flags, converters=converters)
         if self._cursor is not None:
             reader.seek_cursor(self._cursor)
             # Seeking to a cursor lands on that entry, which was already processed.
