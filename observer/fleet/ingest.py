@@ -10,6 +10,7 @@ cursor: an entry among them is one already taken.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import uuid
@@ -95,11 +96,18 @@ def _place(entry: Mapping[str, object]) -> EntryPlace | None:
     host = _text(entry.get("_HOSTNAME"))
     monotonic = _monotonic_usec(entry.get("__MONOTONIC_TIMESTAMP"))
     boot_id = _text(entry.get("_BOOT_ID")).replace("-", "")
-    cursor = _text(entry.get("__CURSOR"))
-    parts = dict(p.split("=", 1) for p in cursor.split(";") if "=" in p)
-    if not host or monotonic is None or "x" not in parts:
+    entry_hash = _cursor_hash(_text(entry.get("__CURSOR")))
+    if not host or monotonic is None or entry_hash is None:
         return None
-    return EntryPlace(host, boot_id, monotonic, parts["x"])
+    return EntryPlace(host, boot_id, monotonic, entry_hash)
+
+
+def _cursor_hash(cursor: str) -> str | None:
+    """The entry's hash, the cursor's ``x=`` part (the last one, should there be several)."""
+    for part in reversed(cursor.split(";")):
+        if part.startswith("x="):
+            return part[2:]
+    return None
 
 
 def parse_fleet_entry(entry: Mapping[str, object], scope: JournalScope) -> FleetEntry | None:
@@ -197,6 +205,10 @@ class FleetIntake:
         self.duplicates = 0
         self.stored_output: set[str] = set()  # shared by the hosts: one set for the database
         self.held: dict[str, str] = {}  # state rows of held lines, read at start
+        # Hosts taken from since held_state: only their held lines can have changed.
+        self.touched: set[str] = set()
+        # Which units are observed, asked of every entry: the same answer for every host.
+        self.observes = functools.lru_cache(maxsize=4096)(config.observe.observes)
 
     def parse(self, entry: Mapping[str, object], scope: JournalScope) -> FleetEntry | None:
         return parse_fleet_entry(entry, scope)
@@ -209,7 +221,7 @@ class FleetIntake:
     def host(self, name: str) -> HostIntake:
         intake = self.hosts.get(name)
         if intake is None:
-            correlator = Correlator(name, self.config.observe.observes)
+            correlator = Correlator(name, self.observes)
             output = RunOutput(self.config, correlator, self.store, self.pending)
             output.stored_output = self.stored_output
             output.restore_held(self.held.get(f"{HELD_PREFIX}{name}"))
@@ -225,6 +237,7 @@ class FleetIntake:
         if not isinstance(entry, FleetEntry) or not self._new(entry):
             return []
         host = self.host(entry.place.host)
+        self.touched.add(entry.place.host)
         event = entry.event
         effects: list[Effect] = []
         if isinstance(event, RunRecord):
@@ -242,10 +255,12 @@ class FleetIntake:
         """Nothing to do: held lines are released at each entry of their host."""
 
     def held_state(self) -> dict[str, str]:
-        """The marks of the hosts taken from, and every host's held lines, as state rows."""
+        """The marks and the held lines of the hosts taken from, as state rows (the other
+        hosts' rows hold what they held)."""
         rows = self.marks.changed()
-        for name, host in self.hosts.items():
-            rows[f"{HELD_PREFIX}{name}"] = host.output.held_state()
+        for name in sorted(self.touched):
+            rows[f"{HELD_PREFIX}{name}"] = self.hosts[name].output.held_state()
+        self.touched.clear()
         return rows
 
     def _new(self, entry: FleetEntry) -> bool:

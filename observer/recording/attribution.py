@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import json
 import logging
 import time
@@ -55,6 +56,8 @@ class RunOutput:
         self.last_printed: dict[str, str] = {}
         # Lines without invocation ID read after their unit's last run ended (HOLD_USEC).
         self.held: list[OutputLine] = []
+        # Asked of every line read: the answer for a unit never changes (config is frozen).
+        self.observes = functools.lru_cache(maxsize=4096)(config.observe.observes)
 
     def _limit_for(self, invocation_id: str) -> int:
         if is_success(self.results.get(invocation_id)):
@@ -129,7 +132,7 @@ class RunOutput:
                 self.held.append(line)
                 return
             line = dataclasses.replace(line, unit=found[0], invocation_id=found[1])
-        if not self.config.observe.observes(line.unit):
+        if not self.observes(line.unit):
             return
         if not line.invocation_id:
             unit, t = line.unit, line.realtime_usec
@@ -225,13 +228,14 @@ class RunOutput:
         pending.lines.append(
             StoredLine(line.invocation_id, seq, line.realtime_usec, line.priority, message)
         )
-        pending.dropped.extend((line.invocation_id, s) for s in dropped)
+        if dropped:
+            pending.dropped.extend((line.invocation_id, s) for s in dropped)
         self._count(line.invocation_id, budget, line.realtime_usec)
 
     def output_suppressed(self, event: OutputSuppressed) -> None:
         """journald dropped lines of a unit: they belong to the run that printed last (it
         says so when the unit's next line comes after its window, often a later run's)."""
-        if not self.config.observe.observes(event.unit):
+        if not self.observes(event.unit):
             return
         self.lost_lines += event.lines
         invocation_id = self.last_printed.get(event.unit) or event.invocation_id
