@@ -36,8 +36,20 @@ HOST_ROOT_ONLY = {
 }
 
 
+# Found failing on Debian 13's systemd 257 in the second run, not yet mended: each runs and
+# is reported (xfail, not strict: a pass is shown as XPASS), and the host's run gates it.
+KNOWN_ON_TRIXIE = {
+    "test_recording.py::test_runs_that_ended_while_the_daemon_was_down_are_rebuilt_"
+    "from_the_journal": (
+        "257: once, a run rebuilt from the journal also got a neighbouring run's output line"
+    ),
+    "test_follow.py": "257's second run, beside the host's: --follow once took over 30 s to stop",
+}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Skip, naming why, what cannot run on the root named by $OBSERVER_TEST_ROOT."""
+    """Skip, naming why, what cannot run on the root named by $OBSERVER_TEST_ROOT; mark what
+    was found failing there."""
     named = os.environ.get(ROOT_VARIABLE, "")
     if named in ("", "/"):
         return
@@ -46,6 +58,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         test = f"{file}::{getattr(item, 'originalname', item.name)}"
         if reason := HOST_ROOT_ONLY.get(test) or HOST_ROOT_ONLY.get(file):
             item.add_marker(pytest.mark.skip(reason=f"{ROOT_VARIABLE}={named}: {reason}"))
+        elif named == "trixie" and (
+            known := KNOWN_ON_TRIXIE.get(test) or KNOWN_ON_TRIXIE.get(file)
+        ):
+            item.add_marker(pytest.mark.xfail(reason=known, strict=False))
 
 
 def pytest_report_header() -> str:
