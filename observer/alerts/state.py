@@ -331,13 +331,14 @@ class AlertLedger:
                 by_cause.setdefault((host, cause), []).append(refusal)
             mark_usec, mark_id = max((mark_usec, mark_id), (at, run_id))
         alerts: list[Alert] = []
+        mark = f"{mark_usec}:{mark_id}"
         with self._judgement():
             for key, refusals in sorted(by_cause.items()):
                 alerts += self._judge_cause(key, refusals, since, now_usec)
-            self._execute(
-                "INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)",
-                (REFUSALS_KEY, f"{mark_usec}:{mark_id}"),
-            )
+            if seen is None or str(seen[0]) != mark:  # an idle check writes nothing
+                self._execute(
+                    "INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", (REFUSALS_KEY, mark)
+                )
         return alerts
 
     def _judge_cause(
