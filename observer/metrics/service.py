@@ -16,6 +16,7 @@ import dataclasses
 import gzip
 import logging
 import os
+import socket
 import sqlite3
 import threading
 import time
@@ -42,10 +43,12 @@ log = logging.getLogger(__name__)
 
 TEXTFILE_NAME = "observer.prom"
 # The store is looked at this often when no run ends (other writers, the alerts' and other
-# processes', tell nobody; one look is a PRAGMA), and read again at most this often (or five
-# times as long as the last reading took) when runs end.
+# processes', tell nobody; one look is a PRAGMA), and read again at most this often (or
+# READING_SPACING times as long as the last reading took: in a burst of runs, reading them
+# takes a twentieth of the time) when runs end.
 REFRESH_SECONDS = 30.0
-MIN_REFRESH_SECONDS = 1.0
+MIN_REFRESH_SECONDS = 2.0
+READING_SPACING = 20
 DEBOUNCE_SECONDS = 0.5
 # The daemon's state is copied at most this often while things happen.
 POLL_SECONDS = 2.0
@@ -268,7 +271,7 @@ class MetricsService:
             except Exception:  # a bug here must not stop the recording
                 log.exception("metrics: could not refresh the run metrics")
             took = time.monotonic() - began
-            not_before = time.monotonic() + max(MIN_REFRESH_SECONDS, 5 * took)
+            not_before = time.monotonic() + max(MIN_REFRESH_SECONDS, READING_SPACING * took)
 
     async def _serve(self) -> None:
         assert self.listen is not None
@@ -287,15 +290,24 @@ class MetricsService:
         shown = f"[{host}]" if ":" in host else host
         scheme = "https" if self.web is not None and self.web.tls is not None else "http"
         log.info("serving metrics on %s://%s:%d/metrics", scheme, shown, port)
+        # No poll interval to speak of: an idle server is not woken every half second to
+        # see whether it should stop; _close wakes it.
         thread = threading.Thread(
-            target=self.server.serve_forever, name="observer-metrics-http", daemon=True
-        )
+            target=self.server.serve_forever, kwargs={"poll_interval": 3600.0},
+            name="observer-metrics-http", daemon=True,
+        )  # fmt: skip
         thread.start()
         await asyncio.Event().wait()  # until cancelled
 
     def _close(self) -> None:
         if self.server is not None:
-            self.server.shutdown()
+            # shutdown() waits for serve_forever to see the request; the listening socket
+            # shut down wakes its wait at once.
+            stopper = threading.Thread(target=self.server.shutdown, name="observer-metrics-stop")
+            stopper.start()
+            with contextlib.suppress(OSError):
+                self.server.socket.shutdown(socket.SHUT_RDWR)
+            stopper.join()
             self.server.server_close()
         # The connection belongs to the worker thread: close it there, after any refresh.
         self._executor.submit(self._reset_connection)
