@@ -11,6 +11,7 @@ afterwards sends one recovery. Slow, too fast and overdue are about one run each
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -334,6 +335,44 @@ def judge_schedule(
         )
         state = replace(state, notified_usec=now_usec)
     return state, alerts
+
+
+def next_schedule_change(
+    state: UnitAlertState, facts: UnitFacts, rules: AlertRules, now_usec: int
+) -> int | None:
+    """The first time after ``now_usec`` at which judge_schedule could judge ``state``
+    otherwise, the store unchanged (None: never). Each of its conditions, once true, stays
+    true as time passes: this is the earliest at which one turns true."""
+    if not rules.enabled:
+        return None
+    times: list[int] = []
+    if rules.missed_grace and state.missed_usec is None:
+        due_times = [state.awaited_usec] if state.awaited_usec is not None else []
+        for timer in facts.timers:
+            due_times += [t for t in (timer.last_trigger_usec, timer.next_elapse_usec)
+                          if t is not None]  # fmt: skip
+        for due in due_times:
+            if due >= facts.watched_since_usec and not _ran_at(facts, due):
+                times += [due, _past(due, rules.missed_grace)]  # awaited, then missed
+    if rules.stale_after and state.stale_usec is None and not facts.running:
+        since = state.last_success_usec
+        times.append(_past(since if since is not None else state.first_seen_usec,
+                           rules.stale_after))  # fmt: skip
+    if (
+        rules.max_duration
+        and facts.running
+        and facts.newest_started_usec is not None
+        and facts.newest_invocation != state.overdue_invocation
+    ):
+        times.append(_past(facts.newest_started_usec, rules.max_duration))
+    if rules.reminder_interval and state.open_problems and state.notified_usec is not None:
+        times.append(state.notified_usec + math.ceil(rules.reminder_interval * USEC))
+    return min((t for t in times if t > now_usec), default=None)
+
+
+def _past(usec: int, seconds: float) -> int:
+    """The first microsecond more than ``seconds`` after ``usec``."""
+    return usec + math.floor(seconds * USEC) + 1
 
 
 def _awaited(state: UnitAlertState, facts: UnitFacts, now_usec: int) -> int | None:

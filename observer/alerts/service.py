@@ -136,6 +136,10 @@ class AlertService:
         self._sending: set[str] = set()
         self.alerts_made = 0
         self.attempts_failed = 0
+        # The store's data_version when the last check began (None: check), and when time
+        # alone next changes a judgement (on the service's thread only).
+        self._checked_version: int | None = None
+        self._next_check_usec: int | None = None
 
     def channels_for(self, unit: str) -> list[Channel]:
         """Where a unit's alerts go: its own table's channels, or the global ones."""
@@ -201,22 +205,29 @@ class AlertService:
             self._made(made)
 
     async def _check_loop(self) -> None:
-        last_prune = 0.0
+        last_prune, checked = 0.0, False
         while True:
             # First wait: after a restart, the runs that ended meanwhile are still being read
             # from the journal and the timers from the bus; judged too early, they look missed.
             await asyncio.sleep(self.alerts.check_interval)
             try:
                 now = self.clock()
-                made = await self._db(lambda at: self._ledger_().check(at), now)
-                self._made(made)
+                wanted = await self._db(self._check_wanted, now)
+                if wanted is not None:
+                    made = await self._db(self._check, now, wanted)
+                    self._made(made)
+                    self._send_wanted.set()  # a silence's end may have released deliveries
                 # Tests wait for this line: by then, what ended before now (less the settling
                 # time) is judged, and what time alone makes as of now is made.
                 log.debug("alerts: checked as of %d", now)
+                if not checked:
+                    checked = True
+                    log.info("alerts: first check made")
                 if time.monotonic() - last_prune > PRUNE_INTERVAL_SECONDS:
                     last_prune = time.monotonic()
                     await self._prune()
             except Exception as e:
+                self._checked_version = None  # the whole check again at the next round
                 log.error("alerts: cannot check schedules: %s (retrying)", e)
 
     async def _prune(self) -> None:
@@ -237,8 +248,10 @@ class AlertService:
     # -- delivery --------------------------------------------------------------------------
 
     async def _deliver_loop(self, group: asyncio.TaskGroup) -> None:
+        """Start what is due, then sleep until the next delivery is due or one is added (a
+        new alert, an attempt's end, a check that released held ones)."""
         while True:
-            wait = POLL_SECONDS
+            wait: float | None = None
             try:
                 now = self.clock()
                 due = await self._db(self._due, now, set(self._busy))
@@ -249,14 +262,16 @@ class AlertService:
                     self._sending.add(delivery.channel_key)
                     group.create_task(self._deliver(delivery))
                 next_usec = await self._db(lambda: outbox.next_due_usec(self._connection()))
+                # One due now is under way (or its channel is): its end wakes this loop.
                 if next_usec is not None and next_usec > now:
-                    wait = min(wait, (next_usec - now) / 1e6)
+                    wait = (next_usec - now) / 1e6
             except Exception as e:
                 log.error("alerts: cannot read pending deliveries: %s (retrying)", e)
+                wait = POLL_SECONDS
             self._send_wanted.clear()
             # asyncio.timeout, not wait_for: in 3.11 wait_for can swallow a cancellation.
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(wait, 0.05)):
+                async with asyncio.timeout(None if wait is None else max(wait, 0.05)):
                     await self._send_wanted.wait()
 
     async def _deliver(self, delivery: outbox.Delivery) -> None:
@@ -284,6 +299,7 @@ class AlertService:
             # comes to once its thread ends (and only then is the delivery tried again).
             log.warning("alert %d to %s: %s", delivery.alert.id, delivery.channel, sent.note)
             await self._store_attempt(delivery, started, clock_start, sent.note, attempts_left)
+            self._send_wanted.set()  # its retry's time is set: looked at then, not sent
             sent = await sent.outcome()
         error = sent
         status = await self._store_attempt(delivery, started, clock_start, error, attempts_left)
@@ -395,6 +411,28 @@ class AlertService:
 
     def _judge_runs(self, units: set[tuple[str, str]]) -> list[Alert]:
         return self._ledger_().judge_runs(self.clock(), units)
+
+    def _check_wanted(self, now: int) -> bool | None:
+        """Whether a check could make anything (None: not): True when the store changed
+        since the last one began (any writer: a run, a timer, a silence, this service's own
+        writes), False when time reached a deadline it left. An idle round is one PRAGMA."""
+        version = int(self._connection().execute("PRAGMA data_version").fetchone()[0])
+        changed, self._checked_version = version != self._checked_version, version
+        deadline = self._next_check_usec
+        if changed or (deadline is not None and now >= deadline):
+            return changed
+        return None
+
+    def _check(self, now: int, store_changed: bool) -> list[Alert]:
+        ledger = self._ledger_()
+        made = ledger.check(now)
+        deadline = ledger.next_check_usec
+        if store_changed:
+            # Runs that ended within the settling time were left for later: check again then.
+            settled = now + int(OUTPUT_SETTLE_SECONDS * 1e6) + 1
+            deadline = settled if deadline is None else min(deadline, settled)
+        self._next_check_usec = deadline
+        return made
 
     def _due(self, now: int, busy: set[int]) -> list[outbox.Delivery]:
         return outbox.due_deliveries(self._connection(), now, busy)

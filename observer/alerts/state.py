@@ -18,7 +18,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
-from datetime import date
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Protocol, TypeVar
 
@@ -34,6 +34,7 @@ from observer.alerts.rules import (
     UnitFacts,
     judge_run,
     judge_schedule,
+    next_schedule_change,
 )
 from observer.alerts.secrets import Channel
 from observer.model import ProblemKind, is_success
@@ -136,6 +137,9 @@ class AlertLedger:
         self.metrics_dir = metrics_dir  # where jobs write $JOB_METRICS_FILE
         # Runs that ended this recently are judged later: their last lines may still come.
         self.settle_usec = settle_usec
+        # After check(): when time alone next changes a judgement (a missed run, a stale
+        # unit, a reminder, the digest, a silence's end); None: never, the store unchanged.
+        self.next_check_usec: int | None = None
 
     def since(self, now_usec: int) -> int:
         """When alerting first started on this database (set now if it never did)."""
@@ -242,6 +246,7 @@ class AlertLedger:
             states[host, row[0]] = _state_of(row, problems.get((host, row[0]), {}))
         facts = self._all_facts(since)
         configured = {u.pattern for u in self.config.units}
+        deadlines = [self._next_digest_usec(now_usec), self._held_until_usec(now_usec)]
         for key in sorted(keys):
             unit = key[1]
             if not self.observes(unit):
@@ -257,7 +262,31 @@ class AlertLedger:
                 if known is None or new_state != state or made:
                     self.record(key[0], state, new_state, made, now_usec)
             alerts += made
+            deadlines.append(next_schedule_change(new_state, unit_facts, rules, now_usec))
+        self.next_check_usec = min((d for d in deadlines if d is not None), default=None)
         return alerts + self.digest(now_usec)
+
+    def _next_digest_usec(self, now_usec: int) -> int | None:
+        """The next time of day the digest is due at, after ``now_usec`` (local time)."""
+        if not self.config.digest_at:
+            return None
+        at, now = parse_clock(self.config.digest_at), local_time(now_usec)
+        day = now.date()
+        while (due := datetime.combine(day, at).astimezone()) <= now:
+            day += timedelta(days=1)
+        return int(due.timestamp()) * 1_000_000
+
+    def _held_until_usec(self, now_usec: int) -> int | None:
+        """When the first silence in force ends, if it holds deliveries (or might)."""
+        held = self.conn.execute(
+            "SELECT 1 FROM alert_deliveries WHERE status = ? LIMIT 1", (HELD,)
+        ).fetchone()
+        if held is None:
+            return None
+        row = self.conn.execute(
+            "SELECT MIN(until_usec) FROM alert_silences WHERE until_usec > ?", (now_usec,)
+        ).fetchone()
+        return None if row[0] is None else int(row[0])
 
     def digest(self, now_usec: int) -> list[Alert]:
         """The daily digest, if it is due and not recorded yet today (local time)."""
@@ -302,13 +331,14 @@ class AlertLedger:
                 by_cause.setdefault((host, cause), []).append(refusal)
             mark_usec, mark_id = max((mark_usec, mark_id), (at, run_id))
         alerts: list[Alert] = []
+        mark = f"{mark_usec}:{mark_id}"
         with self._judgement():
             for key, refusals in sorted(by_cause.items()):
                 alerts += self._judge_cause(key, refusals, since, now_usec)
-            self._execute(
-                "INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)",
-                (REFUSALS_KEY, f"{mark_usec}:{mark_id}"),
-            )
+            if seen is None or str(seen[0]) != mark:  # an idle check writes nothing
+                self._execute(
+                    "INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)", (REFUSALS_KEY, mark)
+                )
         return alerts
 
     def _judge_cause(

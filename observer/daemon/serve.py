@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import math
 import os
 import signal
 import socket
@@ -23,6 +24,7 @@ from observer.dashboard.serving import Pages
 from observer.fleet.service import JOURNAL_SOCKET, RunRecords, journal_sender
 from observer.metrics.service import MetricsService
 from observer.model import Event, Run, StoreError
+from observer.recording.attribution import LATE_OUTPUT_SECONDS
 from observer.recording.bus import BusError, manager_bus
 from observer.recording.definition_files import DefinitionReader
 from observer.recording.effects import (
@@ -47,6 +49,8 @@ log = logging.getLogger(__name__)
 # How long writes may gather before they are committed together.
 FLUSH_DELAY = 0.005
 RETENTION_INTERVAL = 3600
+# Output budgets of ended runs are looked at this often while some may be held.
+BUDGETS_INTERVAL = 30.0
 # A write under way for longer than this is no progress: the heartbeat is withheld.
 WRITE_STALLED_SECONDS = 60.0
 # How often the database file is checked while nothing is written (it is before each write).
@@ -93,6 +97,9 @@ class Daemon:
         # Called with the runs each write finished for the first time (metrics, alerts,
         # dashboard): they must return quickly and do their own I/O in their own tasks.
         self.recorded_hooks: list[Callable[[list[Run]], None]] = []
+        # Called (on the loop, returning at once) after events were fed or a write ended:
+        # what copies the daemon's counters waits for this instead of polling them.
+        self.changed_hooks: list[Callable[[], None]] = []
         # Long-running coroutines of those consumers, started with the daemon's workers.
         self.services: list[Callable[[], Coroutine[object, object, None]]] = []
         self.store_errors = 0
@@ -103,8 +110,14 @@ class Daemon:
         self.journal_generation = 0
         self.started_usec = _now_usec()
         self.announced: dict[str, None] = {}  # insertion-ordered: the oldest go first
+        # When runs were last recorded (monotonic): their output budgets are held a while.
+        self.last_recorded_at = -math.inf
         # When the write under way began (None: none is): a write that hangs is no progress.
         self.writing_since: float | None = None
+        self._wire_services(config, db_path, journal_socket)
+
+    def _wire_services(self, config: Config, db_path: Path, journal_socket: Path | None) -> None:
+        """The features' services the configuration asks for, each with its hooks."""
         served = None
         if pages_dir := dashboard_directory(config, db_path):
             pages = DashboardService(pages_dir, db_path, config.dashboard)
@@ -116,6 +129,7 @@ class Daemon:
                 self, db_path, config.metrics, config.run.metrics_dir, pages=served
             )
             self.recorded_hooks.append(metrics.runs_recorded)
+            self.changed_hooks.append(metrics.daemon_changed)
             self.services.append(metrics.run)
         self.records: RunRecords | None = None
         if config.journal.write_runs and self.intake.own_runs:
@@ -175,6 +189,11 @@ class Daemon:
     def on_bus_event(self, event: Event) -> None:
         self.feed(event)
         self.flush_wanted.set()
+        self._changed()
+
+    def _changed(self) -> None:
+        for hook in self.changed_hooks:
+            hook()
 
     def on_systemd_back(self) -> None:
         self._spawn(self._resubscribe())
@@ -248,6 +267,7 @@ class Daemon:
                 return
             finally:
                 self.writing_since = None
+                self._changed()
             if not self.store_healthy.is_set():
                 log.warning("the database takes writes again: catching up with the journal")
             self.store_healthy.set()
@@ -265,6 +285,8 @@ class Daemon:
             finished = [run for run in finished if self._unannounced(run)]
         self._remember_announced(finished)
         self.runs_recorded += len(finished)
+        if finished:
+            self.last_recorded_at = time.monotonic()
         for run in finished:
             shown = (run.invocation_id or "-")[:12]
             log.info("recorded %s %s: %s", run.unit, shown, run.result or "?")
@@ -440,6 +462,7 @@ class Daemon:
                 self.pending.state.update(batch.state)
                 self.pending.journal_cursor = batch.cursor
             self.flush_wanted.set()
+            self._changed()
             # While the store cannot be written, read no further: the journal keeps it.
             await self.store_healthy.wait()
 
@@ -462,15 +485,24 @@ class Daemon:
             delay = min(delay * 2, 10.0)
 
     async def _housekeeping(self) -> None:
-        # Prune at start, then every interval (time.monotonic() counts from boot: a
-        # "last prune at 0" would skip the first hour after boot).
+        """Prune at start and every RETENTION_INTERVAL, drop old output budgets while runs
+        have ended lately, and end (failing the daemon) when the journal reader has: an idle
+        daemon wakes for the next prune only."""
+        # time.monotonic() counts from boot: a "last prune at 0" would skip the first hour.
         next_prune = time.monotonic()
+        follower_ended = self.follower.ended if self.follower else asyncio.Event()
         while True:
-            if time.monotonic() >= next_prune:
-                next_prune = time.monotonic() + RETENTION_INTERVAL
+            now = time.monotonic()
+            if now >= next_prune:
+                next_prune = now + RETENTION_INTERVAL
                 await self._prune()
-            await asyncio.sleep(30)
-            self.intake.forget_old_budgets()
+            wake = next_prune
+            if now - self.last_recorded_at < LATE_OUTPUT_SECONDS + BUDGETS_INTERVAL:
+                self.intake.forget_old_budgets()
+                wake = min(wake, now + BUDGETS_INTERVAL)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, wake - time.monotonic())):
+                    await follower_ended.wait()
             if self.follower is not None and not self.follower.alive:
                 raise RuntimeError("the journal reader stopped") from self.follower.failure
 

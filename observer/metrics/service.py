@@ -1,9 +1,11 @@
 """The daemon's metrics exporters: an HTTP /metrics endpoint and a textfile, both off the loop.
 
 The run metrics are read from the store on a worker thread (after runs are recorded, and
-every REFRESH_SECONDS) and rendered there once; a scrape only adds the daemon's own
-counters and the jobs' metric files. The HTTP server answers from its own threads: nothing
-a scrape does runs on the event loop or talks to D-Bus.
+when a look every REFRESH_SECONDS finds the store changed) and rendered there once; a scrape
+only adds the daemon's own counters and the jobs' metric files. The HTTP server answers from
+its own threads: nothing a scrape does runs on the event loop or talks to D-Bus. The
+daemon's counters are copied for those threads when the daemon says something happened:
+an idle daemon is not woken for them.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import dataclasses
 import gzip
 import logging
 import os
+import socket
 import sqlite3
 import threading
 import time
@@ -46,11 +49,15 @@ from observer.web_config import load_web_config
 log = logging.getLogger(__name__)
 
 TEXTFILE_NAME = "observer.prom"
-# The run metrics are read again this often when no run ends, and at most this often
-# (or five times as long as the last reading took) when they do.
+# The store is looked at this often when no run ends (other writers, the alerts' and other
+# processes', tell nobody; one look is a PRAGMA), and read again at most this often (or
+# READING_SPACING times as long as the last reading took: in a burst of runs, reading them
+# takes a twentieth of the time) when runs end.
 REFRESH_SECONDS = 30.0
-MIN_REFRESH_SECONDS = 1.0
+MIN_REFRESH_SECONDS = 2.0
+READING_SPACING = 20
 DEBOUNCE_SECONDS = 0.5
+# The daemon's state is copied at most this often while things happen.
 POLL_SECONDS = 2.0
 BIND_RETRY_SECONDS = 30.0
 # Unfinished runs this old are not followed to their end (see RunTally.start).
@@ -171,6 +178,7 @@ class MetricsService:
         self.server: MetricsServer | None = None
         self.address: tuple[str, int] | None = None
         self.wake = asyncio.Event()
+        self._daemon_changed = asyncio.Event()
         self._snapshot_bytes = b""
         self._snapshot_gzip = gzip.compress(b"")
         self._finished: list[str] = []
@@ -191,6 +199,10 @@ class MetricsService:
             self._finished.extend(run.key for run in runs)
         self.wake.set()
 
+    def daemon_changed(self) -> None:
+        """A hook of the daemon's: it fed events or wrote; copy its state soon."""
+        self._daemon_changed.set()
+
     async def run(self) -> None:
         """A service of the daemon's: serve and refresh until cancelled."""
         try:
@@ -203,7 +215,8 @@ class MetricsService:
             await asyncio.shield(asyncio.to_thread(self._close))
 
     async def _poll(self) -> None:
-        """Copy what the loop knows (runs in progress, counters) for the other threads."""
+        """Copy what the loop knows (runs in progress, counters) for the other threads, after
+        the daemon said it changed (a burst makes one copy every POLL_SECONDS)."""
         events = 0
         while True:
             try:
@@ -211,7 +224,9 @@ class MetricsService:
                 events = self.daemon.intake.events_fed
             except Exception:  # never let the metrics stop the daemon
                 log.exception("metrics: could not read the daemon's state")
+            await self._daemon_changed.wait()
             await asyncio.sleep(POLL_SECONDS)
+            self._daemon_changed.clear()
 
     def _sample(self, last_events: int) -> None:
         daemon, intake, now = self.daemon, self.daemon.intake, time.time()
@@ -259,7 +274,7 @@ class MetricsService:
             except Exception:  # a bug here must not stop the recording
                 log.exception("metrics: could not refresh the run metrics")
             took = time.monotonic() - began
-            not_before = time.monotonic() + max(MIN_REFRESH_SECONDS, 5 * took)
+            not_before = time.monotonic() + max(MIN_REFRESH_SECONDS, READING_SPACING * took)
 
     async def _serve(self) -> None:
         assert self.listen is not None
@@ -278,15 +293,24 @@ class MetricsService:
         shown = f"[{host}]" if ":" in host else host
         scheme = "https" if self.web is not None and self.web.tls is not None else "http"
         log.info("serving metrics on %s://%s:%d/metrics", scheme, shown, port)
+        # No poll interval to speak of: an idle server is not woken every half second to
+        # see whether it should stop; _close wakes it.
         thread = threading.Thread(
-            target=self.server.serve_forever, name="observer-metrics-http", daemon=True
-        )
+            target=self.server.serve_forever, kwargs={"poll_interval": 3600.0},
+            name="observer-metrics-http", daemon=True,
+        )  # fmt: skip
         thread.start()
         await asyncio.Event().wait()  # until cancelled
 
     def _close(self) -> None:
         if self.server is not None:
-            self.server.shutdown()
+            # shutdown() waits for serve_forever to see the request; the listening socket
+            # shut down wakes its wait at once.
+            stopper = threading.Thread(target=self.server.shutdown, name="observer-metrics-stop")
+            stopper.start()
+            with contextlib.suppress(OSError):
+                self.server.socket.shutdown(socket.SHUT_RDWR)
+            stopper.join()
             self.server.server_close()
         # The connection belongs to the worker thread: close it there, after any refresh.
         self._executor.submit(self._reset_connection)

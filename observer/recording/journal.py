@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import logging
+import os
 import re
+import select
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -392,8 +395,12 @@ class JournalFollower:
         self._cursor = cursor
         self._since_usec = since_usec
         self._stopping = threading.Event()
+        # Written by stop(): wakes the thread out of its wait on the journal at once.
+        self._stop_pipe = os.pipe()
         self._thread = threading.Thread(target=self._run, name="observer-journal", daemon=True)
         self.failure: BaseException | None = None
+        # Set (on the loop) when the thread has ended, for good or on a failure.
+        self.ended = asyncio.Event()
         self.entries_read = 0
         self.vacuumed: VacuumedJournal | None = None  # found at start-up
         self._vacuum_told = False
@@ -405,7 +412,14 @@ class JournalFollower:
 
     def stop(self) -> None:
         self._stopping.set()
+        with contextlib.suppress(OSError):
+            os.write(self._stop_pipe[1], b"x")
         self._thread.join(timeout=5)
+        if not self._thread.is_alive():
+            pipe, self._stop_pipe = self._stop_pipe, (-1, -1)
+            for fd in pipe:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
 
     @property
     def alive(self) -> bool:
@@ -462,17 +476,31 @@ class JournalFollower:
     def _run(self) -> None:
         try:
             reader = self._open()
+            # The fd (inotify) is set up before the first read: what is written after it
+            # wakes the wait below.
+            reader.fileno()  # type: ignore[attr-defined]
             while not self._stopping.is_set():
                 batch = self._read_batch(reader)
                 if batch is not None:
                     self._deliver(batch)
                     if len(batch.events) >= BATCH_SIZE:
                         continue
-                # Wakes as soon as the journal changes; the timeout only bounds a stop.
-                reader.wait(1.0)  # type: ignore[attr-defined]
+                self._wait(reader)
         except BaseException as e:  # the daemon notices and reports it
             log.exception("journal reader failed")
             self.failure = e
+        finally:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                self._loop.call_soon_threadsafe(self.ended.set)
+
+    def _wait(self, reader: object) -> None:
+        """Sleep until the journal changes or stop() is called: on the journal's fd, with
+        the events and the timeout sd_journal asks for (none with inotify), not a poll."""
+        waiting = select.poll()
+        waiting.register(reader.fileno(), reader.get_events())  # type: ignore[attr-defined]
+        waiting.register(self._stop_pipe[0], select.POLLIN)
+        waiting.poll(reader.get_timeout_ms())  # type: ignore[attr-defined]
+        reader.process()  # type: ignore[attr-defined]
 
     def _read_batch(self, reader: object) -> JournalBatch | None:
         events: list[object] = []

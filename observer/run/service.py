@@ -6,13 +6,16 @@ rows, by invocation ID for rows it saw running) and hands them to the daemon's
 ``recorded_hooks`` (metrics, alerts, dashboard), as it does for the units' runs. It also
 moves runs that `observer run` had to spool into the store, and closes as ``interrupted``
 the runs whose `observer run` is gone (observer/run/liveness.py). It keeps one connection
-to read; in the daemon (``store``) it writes through the store's one writer.
+to read; in the daemon (``store``) it writes through the store's one writer. A look is
+skipped, its thread not woken, when a few stats on the loop say it would find nothing: the
+database and the spool unchanged since the last look, no mark of life, no wrapper run open.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -61,6 +64,8 @@ class WrapperRuns:
         self.conn: sqlite3.Connection | None = None
         self.conn_thread = 0
         self.reported: set[str] = set()  # spool files already reported as unreadable
+        # What the files a look reads looked like when the last one began (None: look).
+        self._seen: tuple[tuple[int, int] | None, ...] | None = None
 
     async def run(self) -> None:
         """A service of the daemon's: runs until cancelled, never fails."""
@@ -70,8 +75,11 @@ class WrapperRuns:
         try:
             while True:
                 try:
-                    finished = await loop.run_in_executor(executor, self.step)
+                    finished = []
+                    if self.look_wanted():
+                        finished = await loop.run_in_executor(executor, self.step)
                 except Exception as e:  # the store may be unwritable for a while
+                    self._seen = None  # look again at the next round
                     self.failures += 1
                     if self.failures == 1 or self.failures % 100 == 0:
                         log.warning("observer run's runs: %s (retrying)", e)
@@ -83,6 +91,14 @@ class WrapperRuns:
         finally:
             executor.submit(self.close)
             executor.shutdown(wait=False)
+
+    def look_wanted(self) -> bool:
+        """Whether a look could find anything (on the loop: a few stats, no thread)."""
+        live = self.spool_dir / spool.LIVE_DIR
+        wal = self.db_path.with_name(f"{self.db_path.name}-wal")
+        seen = tuple(_looks(path) for path in (self.db_path, wal, self.spool_dir, live))
+        changed, self._seen = seen != self._seen, seen
+        return changed or bool(self.running) or _has_entries(live)
 
     def step(self) -> list[Run]:
         """One look (in a worker thread): import spooled runs, close those whose wrapper is
@@ -164,6 +180,23 @@ class WrapperRuns:
                 hook(runs)
             except Exception:  # a failing consumer never stops the recording
                 log.exception("a consumer of recorded runs failed")
+
+
+def _looks(path: Path) -> tuple[int, int] | None:
+    """A file's or directory's modification time and size (None: not there)."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_mtime_ns, found.st_size
+
+
+def _has_entries(directory: Path) -> bool:
+    try:
+        with os.scandir(directory) as entries:
+            return any(True for _ in entries)
+    except OSError:
+        return False
 
 
 def _run(row: sqlite3.Row) -> Run:

@@ -44,6 +44,12 @@ KNOWN_ON_TRIXIE = {
         "257: once, a run rebuilt from the journal also got a neighbouring run's output line"
     ),
     "test_follow.py": "257's second run, beside the host's: --follow once took over 30 s to stop",
+    "test_faults.py::test_runs_around_a_killed_and_restarted_journald_are_recorded_exactly_"
+    "once": (
+        "257: after journald was killed and restarted, `journalctl _PID=1 UNIT=` of the next "
+        "transient run found no record of it (observer recorded the run): the oracle, or a "
+        "loss in journald, not yet told apart"
+    ),
 }
 
 

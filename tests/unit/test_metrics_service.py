@@ -172,6 +172,7 @@ async def test_a_running_unit_shows_as_running_once_the_daemon_sees_it(tmp_path:
         assert running not in get(url)
 
         daemon.running = {("host1", "backup.service"): invocation(4)}
+        service.daemon_changed()  # the daemon's hook: it fed the run's start
 
         await wait_for_async(
             lambda: running in get(url), timeout=30, what="backup.service to show as running"
@@ -216,3 +217,30 @@ def test_an_idle_refresh_reads_nothing_until_a_run_is_committed(
     finally:
         service._reset_connection()  # the connection belongs to this thread here
         service._executor.shutdown()
+
+
+async def test_the_daemons_state_is_not_copied_again_until_the_daemon_says_it_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = write_store(tmp_path / "observer.db")
+    daemon = FakeDaemon()
+    service = MetricsService(daemon, db, MetricsConfig(listen=""))
+    samples: list[int] = []
+    real = service._sample
+
+    def counted(events: int) -> None:
+        samples.append(events)
+        real(events)
+
+    monkeypatch.setattr(service, "_sample", counted)
+
+    async with serving(service):
+        await wait_for_async(lambda: samples, timeout=30, what="the first copy")
+        await asyncio.sleep(20 * metrics_service.POLL_SECONDS)  # idle: nothing to copy
+        assert len(samples) == 1
+        daemon.runs_recorded = 1
+        service.daemon_changed()
+        await wait_for_async(
+            lambda: service._health().runs_recorded == 1, timeout=30, what="the new count"
+        )
+    assert len(samples) == 2

@@ -87,6 +87,37 @@ def test_a_spooled_run_is_imported_and_told_once(
     assert not list((tmp_path / "spool").glob("*.json"))
 
 
+def looks_until_quiet(wrapper: WrapperRuns) -> list[Run]:
+    """Look as the daemon does (a look may itself touch the files once) until none is wanted."""
+    told: list[Run] = []
+    for _ in range(3):
+        if not wrapper.look_wanted():
+            return told
+        told += wrapper.step()
+    raise AssertionError("a look is still wanted after three")
+
+
+def test_a_look_is_wanted_only_after_a_write_or_a_spooled_run_or_while_one_runs(
+    service: tuple[WrapperRuns, list[list[Run]]], tmp_path: Path
+) -> None:
+    wrapper, _ = service
+    db = tmp_path / "observer.db"
+    write(db, wrapper_run("a", finished=True))
+    assert looks_until_quiet(wrapper) == []
+    assert not wrapper.look_wanted()  # nothing changed: the daemon sleeps
+
+    write(db, wrapper_run("b", finished=False))
+    assert wrapper.look_wanted()
+    wrapper.step()
+    wrapper.look_wanted()
+    assert wrapper.look_wanted()  # b is running: looked at until it ends
+    write(db, wrapper_run("b", finished=True))
+    assert [run.key[0] for run in looks_until_quiet(wrapper)] == ["b"]
+
+    spool.spool(RunRecord(wrapper_run("e", finished=True)), tmp_path / "spool", db)
+    assert [run.key[0] for run in looks_until_quiet(wrapper)] == ["e"]
+
+
 async def test_the_service_calls_the_hooks_and_survives_an_unwritable_store(
     tmp_path: Path,
 ) -> None:
