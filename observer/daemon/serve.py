@@ -490,8 +490,10 @@ class Daemon:
         daemon wakes for the next prune only."""
         # time.monotonic() counts from boot: a "last prune at 0" would skip the first hour.
         next_prune = time.monotonic()
-        follower_ended = self.follower.ended if self.follower else asyncio.Event()
         while True:
+            # The reader of now: a rebuild replaces it (and the one it stopped has ended).
+            follower = self.follower
+            follower_ended = follower.ended if follower is not None else asyncio.Event()
             now = time.monotonic()
             if now >= next_prune:
                 next_prune = now + RETENTION_INTERVAL
@@ -503,8 +505,8 @@ class Daemon:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(max(0.0, wake - time.monotonic())):
                     await follower_ended.wait()
-            if self.follower is not None and not self.follower.alive:
-                raise RuntimeError("the journal reader stopped") from self.follower.failure
+            if follower is not None and follower is self.follower and not follower.alive:
+                raise RuntimeError("the journal reader stopped") from follower.failure
 
     async def _prune(self) -> None:
         retention = self.config.retention
