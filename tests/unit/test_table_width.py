@@ -3,9 +3,6 @@ columns, every column with --wide or when the output is not a terminal."""
 
 from __future__ import annotations
 
-import os
-import time
-from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
@@ -18,16 +15,8 @@ from tests.unit.recorded_runs import write_store
 
 
 @pytest.fixture(autouse=True)
-def utc() -> Iterator[None]:
-    before = os.environ.get("TZ")
-    os.environ["TZ"] = "UTC"
-    time.tzset()
-    yield
-    if before is None:
-        os.environ.pop("TZ", None)
-    else:
-        os.environ["TZ"] = before
-    time.tzset()
+def in_utc(utc: None) -> None:
+    """Every test here reads local times in UTC (the conftest's ``utc``)."""
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -40,16 +39,8 @@ def run(
 
 
 @pytest.fixture(autouse=True)
-def utc() -> Iterator[None]:
-    before = os.environ.get("TZ")
-    os.environ["TZ"] = "UTC"
-    time.tzset()
-    yield
-    if before is None:
-        os.environ.pop("TZ", None)
-    else:
-        os.environ["TZ"] = before
-    time.tzset()
+def in_utc(utc: None) -> None:
+    """Every test here reads local times in UTC (the conftest's ``utc``)."""
 
 
 def row_of(lines: list[str], unit: str) -> str:
