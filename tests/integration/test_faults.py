@@ -14,10 +14,7 @@ import pytest
 
 from tests.integration.observed import ObserverDaemon, oneshot
 from tests.integration.test_resilience import (
-    TICK,
-    TICK_SERVICE,
-    TICK_TIMER,
-    install_script,
+    start_ticking,
     tick_recorded_via_the_bus,
     ticks,
 )
@@ -49,20 +46,6 @@ def assert_recorded_exactly_once(
     assert {i: n for i, n in stored.items() if n != 1} == {}
     assert set(stored) == held
     return runs
-
-
-def start_ticking(sandbox: Sandbox, daemon: ObserverDaemon) -> None:
-    """tick.service, started every second by tick.timer, seen three times with its timer."""
-    sandbox.write_unit("tick.service", TICK_SERVICE)
-    sandbox.write_unit("tick.timer", TICK_TIMER)
-    install_script(sandbox, "tick", TICK)
-    sandbox.daemon_reload()
-    sandbox.systemctl("start", "tick.timer")
-    wait_for(
-        lambda: len([r for r in daemon.history("tick") if r["trigger"] == "tick.timer"]) >= 3,
-        timeout=60,
-        what="three ticks seen with their timer",
-    )
 
 
 def stop_ticking(sandbox: Sandbox) -> None:

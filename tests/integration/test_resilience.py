@@ -182,6 +182,20 @@ def daemon_reexec(sandbox: Sandbox) -> None:
     sandbox.daemon_reexec()
 
 
+def start_ticking(sandbox: Sandbox, daemon: ObserverDaemon) -> None:
+    """tick.service, started every second by tick.timer, seen three times with its timer."""
+    sandbox.write_unit("tick.service", TICK_SERVICE)
+    sandbox.write_unit("tick.timer", TICK_TIMER)
+    install_script(sandbox, "tick", TICK)
+    sandbox.daemon_reload()
+    sandbox.systemctl("start", "tick.timer")
+    wait_for(
+        lambda: len([r for r in daemon.history("tick") if r["trigger"] == "tick.timer"]) >= 3,
+        timeout=60,
+        what="three ticks seen with their timer",
+    )
+
+
 @pytest.mark.parametrize(
     "disrupt",
     [restart_dbus, daemon_reload, daemon_reexec],
@@ -190,18 +204,9 @@ def daemon_reexec(sandbox: Sandbox) -> None:
 def test_no_run_is_lost_or_recorded_twice_across(
     sandbox: Sandbox, observed: ObserverDaemon, disrupt: Callable[[Sandbox], None]
 ) -> None:
-    sandbox.write_unit("tick.service", TICK_SERVICE)
-    sandbox.write_unit("tick.timer", TICK_TIMER)
     sandbox.write_unit("held.service", "[Service]\nType=oneshot\nExecStart=/usr/local/bin/held\n")
-    install_script(sandbox, "tick", TICK)
     install_script(sandbox, "held", HELD)
-    sandbox.daemon_reload()
-    sandbox.systemctl("start", "tick.timer")
-    wait_for(
-        lambda: len([r for r in observed.history("tick") if r["trigger"] == "tick.timer"]) >= 3,
-        timeout=60,
-        what="three ticks seen with their timer",
-    )
+    start_ticking(sandbox, observed)
     # A run that spans the disruption: it begins before and ends after.
     sandbox.start("held.service", wait=False)
     wait_for(lambda: observed.history("held"), timeout=30, what="held.service to begin")
