@@ -124,9 +124,10 @@ class RunOutput:
 
     async def add_output(self, line: OutputLine) -> None:
         """Attribute one line to its run and keep it if its budget allows."""
+        t = line.realtime_usec
         if line.unit.endswith(SEPARATOR):  # a user's line without its unit
-            found = self.correlator.user_run_at(line.unit, line.realtime_usec)
-            if found is None or self.correlator.ended_last(*found):
+            found = self.correlator.user_run_at(line.unit, t)
+            if found is None or self._ended_before(*found, t):
                 # Perhaps the first line of the user's next run, whose start is still to be
                 # read: held as a line of the user (release_held finds its run).
                 self.held.append(line)
@@ -135,9 +136,9 @@ class RunOutput:
         if not self.observes(line.unit):
             return
         if not line.invocation_id:
-            unit, t = line.unit, line.realtime_usec
+            unit = line.unit
             invocation_id = self.correlator.invocation_at(unit, t)
-            ended = invocation_id is not None and self.correlator.ended_last(unit, invocation_id)
+            ended = invocation_id is not None and self._ended_before(unit, invocation_id, t)
             if not self.correlator.starts.known_before(unit, t):
                 # Begun before this daemon started (or not yet started): the store knows.
                 invocation_id, ended = await self.store.run_started_before(
@@ -151,44 +152,57 @@ class RunOutput:
             line = dataclasses.replace(line, invocation_id=invocation_id)
         await self._admit(line)
 
+    def _ended_before(self, unit: str, invocation_id: str, realtime_usec: int) -> bool:
+        """Whether the run a line stamped at a time would go to had ended by then (or, its
+        end not known, is its unit's last run and has ended): the line may be the next
+        run's. One stamped before its run's end is that run's, however late it was read."""
+        end = self.correlator.starts.ended_at(invocation_id)
+        if end is not None:
+            return end < realtime_usec
+        return self.correlator.ended_last(unit, invocation_id)
+
     async def release_held(self, now_usec: int | None) -> None:
-        """Attribute held lines: to a run that started just after one, or, once the journal
-        has gone ``HOLD_USEC`` past it with no such start (or ``now_usec`` is None: the
-        daemon stops), to the run before it."""
+        """Attribute held lines: to a run that started just after one, or to the run before
+        it when that run's end is nearer or when the journal has gone ``HOLD_USEC`` past the
+        line with no such start (or ``now_usec`` is None: the daemon stops)."""
         still: list[OutputLine] = []
         for line in self.held:
-            t = line.realtime_usec
-            if line.unit.endswith(SEPARATOR):  # a user's line: any of the user's runs
-                if not await self._release_user_line(line, now_usec):
-                    still.append(line)
-                continue
-            invocation_id = self.correlator.starts.between(line.unit, t, t + HOLD_USEC)
-            if invocation_id is None and (now_usec is None or now_usec > t + HOLD_USEC):
-                if not line.invocation_id:  # no run to give it to
-                    self.unattributed_lines += 1
-                    continue
-                invocation_id = line.invocation_id
-            if invocation_id is None:
+            waits, run = self._held_run(line, now_usec)
+            if waits:
                 still.append(line)
+            elif run is None:  # no run to give it to
+                self.unattributed_lines += 1
             else:
-                await self._admit(dataclasses.replace(line, invocation_id=invocation_id))
+                unit, invocation_id = run
+                await self._admit(dataclasses.replace(line, unit=unit, invocation_id=invocation_id))
         self.held = still
 
-    async def _release_user_line(self, line: OutputLine, now_usec: int | None) -> bool:
-        """Attribute a held line of a user (``alice/``) as release_held does, to any of the
-        user's runs; False while it waits."""
+    def _held_run(
+        self, line: OutputLine, now_usec: int | None
+    ) -> tuple[bool, tuple[str, str] | None]:
+        """(whether a held line waits on, the unit and invocation it goes to if not).
+
+        A user's line (``alice/``) goes to any of the user's runs; a unit's line to one of
+        its unit's, the run before it being the one it was held with.
+        """
         t = line.realtime_usec
-        found = self.correlator.starts.user_start_between(line.unit, t, t + HOLD_USEC)
-        if found is None and (now_usec is None or now_usec > t + HOLD_USEC):
-            found = self.correlator.user_run_at(line.unit, t)
-            if found is None:
-                self.unattributed_lines += 1
-                return True
-        if found is None:
-            return False
-        unit, invocation_id = found
-        await self._admit(dataclasses.replace(line, unit=unit, invocation_id=invocation_id))
-        return True
+        starts = self.correlator.starts
+        before: tuple[str, str] | None
+        if line.unit.endswith(SEPARATOR):
+            following = starts.user_start_between(line.unit, t, t + HOLD_USEC)
+            before = self.correlator.user_run_at(line.unit, t)
+        else:
+            found = starts.between(line.unit, t, t + HOLD_USEC)
+            following = None if found is None else (found[0], line.unit, found[1])
+            before = (line.unit, line.invocation_id) if line.invocation_id else None
+        if following is not None:
+            start, unit, invocation_id = following
+            if before is None or not starts.nearer_end(before[1], t, start):
+                return False, (unit, invocation_id)
+            return False, before
+        if now_usec is not None and now_usec <= t + HOLD_USEC:
+            return True, None
+        return False, before
 
     def held_state(self) -> str:
         """The held lines as a state row, committed with the journal cursor that passed them:

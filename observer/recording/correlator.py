@@ -231,6 +231,7 @@ class Correlator:
             # monotonic clock tells how long it took, so the end is put that far after the
             # start, which keeps the run's duration true (and never negative).
             finished = started + finished_monotonic - started_monotonic
+        self.starts.note_end(inv.invocation_id, finished)
         effects: list[Effect] = [
             RecordRun(self._bus_run(inv, unit, finished)),
             ReadCost(name, inv.invocation_id),
@@ -473,6 +474,7 @@ class Correlator:
         result = "success" if record.kind is not JobKind.FAILED else record.unit_result
         result = result or "unknown"
         inv.finished = True
+        self.starts.note_end(record.invocation_id, record.realtime_usec)
         # A clean exit is logged at debug level only: success means it exited 0.
         exit_code, exit_status = ("exited", 0) if result == "success" else (None, None)
         run = self._run(

@@ -9,13 +9,17 @@ from collections.abc import Iterator
 _UNITS = 4096
 # How many starts to remember per unit.
 _PER_UNIT = 8
+# How many runs' ends to remember.
+_ENDS = _UNITS * 2
 
 
 class Starts:
-    """unit -> its newest starts, (start time, invocation ID), oldest first."""
+    """unit -> its newest starts, (start time, invocation ID), oldest first; and when the
+    newest runs ended."""
 
     def __init__(self) -> None:
         self._starts: OrderedDict[str, list[tuple[int, str]]] = OrderedDict()
+        self._ends: OrderedDict[str, int] = OrderedDict()
 
     def note(self, unit: str, invocation_id: str, start_usec: int | None) -> None:
         if start_usec is None:
@@ -29,6 +33,30 @@ class Starts:
         starts.append((start_usec, invocation_id))
         starts.sort()
         del starts[:-_PER_UNIT]
+
+    def note_end(self, invocation_id: str, end_usec: int | None) -> None:
+        """A run ended (its latest stamp is kept: the bus's and the journal's differ)."""
+        if end_usec is None:
+            return
+        self._ends[invocation_id] = max(end_usec, self._ends.get(invocation_id, end_usec))
+        self._ends.move_to_end(invocation_id)
+        while len(self._ends) > _ENDS:
+            self._ends.popitem(last=False)
+
+    def ended_at(self, invocation_id: str) -> int | None:
+        """When a run ended, if it is known to have."""
+        return self._ends.get(invocation_id)
+
+    def nearer_end(self, invocation_id: str, realtime_usec: int, next_start_usec: int) -> bool:
+        """Whether a line stamped between a run's end and the next start is nearer that end.
+
+        journald stamps a line when it reads it, PID 1's records when it sent them: a run's
+        last line can be stamped after its end, the next run's first before its start
+        (systemd logs "Starting" after it forked). Each is a few milliseconds at most, so
+        the nearer of the two is the line's run.
+        """
+        end = self._ends.get(invocation_id)
+        return end is not None and realtime_usec - end <= next_start_usec - realtime_usec
 
     def all(self) -> Iterator[tuple[str, int, str]]:
         """Every start remembered: (unit, start time, invocation ID)."""
@@ -56,23 +84,25 @@ class Starts:
         """Whether a start of ``unit`` at or before a time is remembered."""
         return any(start <= realtime_usec for start, _ in self._starts.get(unit, ()))
 
-    def between(self, unit: str, first_usec: int, last_usec: int) -> str | None:
-        """The invocation of ``unit`` that started first within a span of time, if one did."""
+    def between(self, unit: str, first_usec: int, last_usec: int) -> tuple[int, str] | None:
+        """The start time and invocation of ``unit`` that started first within a span of
+        time, if one did."""
         for start, inv in self._starts.get(unit, ()):
             if first_usec <= start <= last_usec:
-                return inv
+                return start, inv
         return None
 
     def user_start_between(
         self, user_prefix: str, first_usec: int, last_usec: int
-    ) -> tuple[str, str] | None:
-        """The unit and invocation of a user (``alice/``) that started first within a span."""
+    ) -> tuple[int, str, str] | None:
+        """The start time, unit and invocation of a user (``alice/``) that started first
+        within a span."""
         starts = sorted(
             (start, unit, inv)
             for unit, start, inv in self.all()
             if unit.startswith(user_prefix) and first_usec <= start <= last_usec
         )
-        return (starts[0][1], starts[0][2]) if starts else None
+        return starts[0] if starts else None
 
     def user_run_at(self, user_prefix: str, realtime_usec: int) -> tuple[str, str] | None:
         """The unit and invocation of a user (``alice/``) started last before a time: where

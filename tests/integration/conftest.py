@@ -39,10 +39,6 @@ HOST_ROOT_ONLY = {
 # Found failing on Debian 13's systemd 257 in the second run, not yet mended: each runs and
 # is reported (xfail, not strict: a pass is shown as XPASS), and the host's run gates it.
 KNOWN_ON_TRIXIE = {
-    "test_recording.py::test_runs_that_ended_while_the_daemon_was_down_are_rebuilt_"
-    "from_the_journal": (
-        "257: once, a run rebuilt from the journal also got a neighbouring run's output line"
-    ),
     "test_follow.py": "257's second run, beside the host's: --follow once took over 30 s to stop",
     "test_faults.py::test_runs_around_a_killed_and_restarted_journald_are_recorded_exactly_"
     "once": (

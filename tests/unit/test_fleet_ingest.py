@@ -330,3 +330,58 @@ async def test_a_central_observer_shows_a_hosts_run_in_progress_as_running(
     assert running in exposition
     since = 'observer_running_since_timestamp_seconds{host="web7",unit="backup.service",user=""}'
     assert f"{since} {start_usec / 1e6}" in exposition
+
+
+def test_a_line_stamped_just_after_its_runs_end_stays_with_it_when_the_next_run_follows() -> None:
+    # Seen in CI: a run's only line stamped 62 us after its end, the next run 29 ms later.
+    correlator, output, batch = held_output()
+    correlator.feed(record(JobKind.STARTING, "a" * 32, 1_000_000))
+    correlator.feed(record(JobKind.DEACTIVATED, "a" * 32, 1_100_000))
+
+    async def scenario() -> None:
+        await output.add_output(line(1_100_062, b"run"))
+        assert output.held  # the next run's first line, perhaps
+        correlator.feed(record(JobKind.STARTING, "b" * 32, 1_129_000))
+        await output.add_output(line(1_128_000, b"next"))  # 1 ms before its start
+        await output.release_held(1_129_000)
+
+    asyncio.run(scenario())
+    assert [(ln.invocation_id, ln.message) for ln in batch.lines] == [
+        ("a" * 32, b"run"),
+        ("b" * 32, b"next"),
+    ]
+
+
+def test_a_users_line_stamped_just_after_a_runs_end_is_not_given_to_the_users_next_unit() -> None:
+    # Seen in CI: alice's backup printed its line, u-bad started some ms later.
+    correlator, output, batch = held_output()
+    backup = dataclasses.replace(
+        record(JobKind.STARTING, "a" * 32, 1_000_000), unit="alice/backup.service"
+    )
+    correlator.feed(backup)
+    correlator.feed(dataclasses.replace(backup, kind=JobKind.FINISHED, realtime_usec=1_050_000))
+    uid_only = dataclasses.replace(line(1_050_300, b"backing up"), unit="alice/")
+
+    async def scenario() -> None:
+        await output.add_output(uid_only)
+        assert output.held
+        bad = record(JobKind.STARTING, "b" * 32, 1_070_000)
+        correlator.feed(dataclasses.replace(bad, unit="alice/u-bad.service"))
+        await output.release_held(1_070_000)
+        assert not output.held
+
+    asyncio.run(scenario())
+    assert [(ln.invocation_id, ln.message) for ln in batch.lines] == [("a" * 32, b"backing up")]
+
+
+def test_a_line_stamped_before_its_runs_end_but_read_after_it_goes_to_that_run_at_once() -> None:
+    correlator, output, batch = held_output()
+    correlator.feed(record(JobKind.STARTING, "a" * 32, 1_000_000))
+    correlator.feed(record(JobKind.FAILED, "a" * 32, 1_100_000))
+
+    async def scenario() -> None:
+        await output.add_output(line(1_099_990, b"last words"))
+
+    asyncio.run(scenario())
+    assert not output.held
+    assert [(ln.invocation_id, ln.message) for ln in batch.lines] == [("a" * 32, b"last words")]
