@@ -15,7 +15,7 @@ from prometheus_client.metrics_core import (
 )
 
 from observer import __version__
-from observer.metrics.snapshot import DURATION_BUCKETS, Snapshot
+from observer.metrics.snapshot import DURATION_BUCKETS, Durations, Snapshot
 from observer.model import is_success
 from observer.users import unit_of, user_of
 
@@ -180,7 +180,7 @@ class RunCollector:
             "Runs that finished while the daemon was running, by systemd's result.",
             labels=["host", "unit", "user", "result"],
         )
-        for (on, unit, result), count in sorted(snap.runs_by_result.items()):
+        for (on, unit, result), count in sorted(_with_zeros(snap).items()):
             runs.add_metric([on or host, *_unit_labels(unit), result], count)
         durations = HistogramMetricFamily(
             "observer_run_duration_seconds",
@@ -188,7 +188,9 @@ class RunCollector:
             "was running.",
             labels=["host", "unit", "user"],
         )
-        for (on, unit), counts in sorted(snap.durations.items()):
+        empty = Durations((0,) * len(DURATION_BUCKETS), 0.0)
+        every = {(state.host, state.unit): empty for state in snap.units}
+        for (on, unit), counts in sorted((every | dict(snap.durations)).items()):
             buckets = [
                 (_bound(bound), float(n))
                 for bound, n in zip(DURATION_BUCKETS, counts.buckets, strict=True)
@@ -384,3 +386,20 @@ def _counter(name: str, documentation: str, host: list[str], value: float) -> Me
     family = CounterMetricFamily(name, documentation, labels=["host"])
     family.add_metric(host, value)
     return family
+
+
+# Results each known unit's run counter shows from the start, at 0 before its first such run
+# (besides its newest run's): rate() and increase() then see that first run.
+ZERO_RESULTS = ("success", "exit-code")
+
+
+def _with_zeros(snap: Snapshot) -> dict[tuple[str, str, str], int]:
+    """The runs counted by (host, unit, result), with 0 for each unit the store knows and the
+    results it most likely ends with next."""
+    counts = {
+        (state.host, state.unit, result): 0
+        for state in snap.units
+        for result in (*ZERO_RESULTS, state.last_result or "unknown")
+    }
+    counts.update(snap.runs_by_result)
+    return counts

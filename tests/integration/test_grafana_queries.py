@@ -177,8 +177,9 @@ def target(daemon: Exporting) -> str:
 def run_twice(sandbox: Sandbox, prom: Prometheus) -> None:
     """Each timer's run, then each unit's second run, scraped.
 
-    The second: a series of runs appears when the first run ends, already at 1, and
-    Prometheus's rate() and increase() see no increase in a series' first sample.
+    The second: a new unit's series of runs appears with its first run (at 0 while it runs,
+    at 1 if no scrape fell in between), and Prometheus's rate() and increase() see no
+    increase in a series' first sample.
     """
     start_timers(sandbox)
     wait_for_runs(prom, 1)

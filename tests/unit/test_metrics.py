@@ -279,7 +279,17 @@ def test_a_unit_without_finished_runs_shows_only_what_is_known() -> None:
     assert {name for name, labelset in exposed if labelset == idle} == {
         "observer_consecutive_failures",
         "observer_running",
+        "observer_run_duration_seconds_count",
+        "observer_run_duration_seconds_sum",
     }
+    # Its counters are there at 0 from the start, so that rate() sees its first run.
+    zeros = {
+        dict(labelset)["result"]: value
+        for (name, labelset), value in exposed.items()
+        if name == "observer_runs_total" and ("unit", "idle.service") in labelset
+    }
+    assert zeros == {"success": 0.0, "exit-code": 0.0, "unknown": 0.0}
+    assert exposed[("observer_run_duration_seconds_count", idle)] == 0.0
 
 
 def test_runs_are_counted_by_result_and_their_durations_are_a_histogram() -> None:
@@ -302,6 +312,7 @@ def test_the_histogram_has_buckets_from_a_tenth_of_a_second_to_six_hours() -> No
         line.split('le="')[1].split('"')[0]
         for line in text.splitlines()
         if line.startswith("observer_run_duration_seconds_bucket")
+        and 'unit="backup.service"' in line
     ]
     assert bounds == [
         "0.1", "0.5", "1.0", "5.0", "15.0", "30.0", "60.0", "300.0", "900.0", "1800.0",

@@ -94,7 +94,8 @@ async def test_it_serves_the_recorded_runs_and_refreshes_after_each_new_one(
         )
         labels = 'host="host1",unit="backup.service",user=""'
         assert f"observer_consecutive_failures{{{labels}}} 2.0" in text
-        assert 'observer_runs_total{host="host1",unit="backup.service"' not in text
+        # Counted from the daemon's start: at 0 until a run ends (so rate() sees that run).
+        assert f'observer_runs_total{{{labels},result="success"}} 0.0' in text
 
         # Run 4 of backup.service ends; the daemon's hook says so.
         ended = Run("backup.service", invocation(4), "host1", Source.BUS,
