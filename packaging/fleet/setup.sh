@@ -36,8 +36,16 @@ need_root() { [ "$(id -u)" -eq 0 ] || die "run me as root"; }
 need_package() {
     local package=$1
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" && return
-    say "installing the Debian package $package"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$package" >/dev/null
+    # A backported systemd (254 on bookworm) needs its companions from the same suite:
+    # bookworm's systemd-journal-remote conflicts with bookworm-backports' systemd.
+    local release=()
+    # shellcheck source=/dev/null
+    case $(dpkg-query -W -f='${Version}' systemd 2>/dev/null) in
+        *~bpo*) release=(-t "$(. /etc/os-release && echo "$VERSION_CODENAME")-backports") ;;
+    esac
+    say "installing the Debian package $package ${release[*]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        "${release[@]}" "$package" >/dev/null
 }
 
 # -- certificates ------------------------------------------------------------------------
