@@ -59,9 +59,11 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     commands = parser.add_subparsers(metavar="COMMAND", required=True)
     if argv is not None and _asks_version(argv):
         return parser  # argparse prints the version and exits before it needs a command
-    from observer.reading import cli  # noqa: PLC0415  (light: its handlers import the rest)
+    chosen = None if argv is None else _chosen_command(argv)
+    if chosen not in _LAZY_COMMANDS:  # `observer run` (every cron job) spares their options
+        from observer.reading import cli  # noqa: PLC0415  (light: its handlers import the rest)
 
-    cli.add_commands(commands, [debug])
+        cli.add_commands(commands, [debug])
     daemon = commands.add_parser(
         "daemon", parents=[debug], help="record every run (runs as a service)",
         description="Record every run of the observed units into the database.",
@@ -101,7 +103,6 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         "(default: [metrics] web_config)"
     ))  # fmt: skip
     daemon.set_defaults(handler=_daemon)
-    chosen = None if argv is None else _chosen_command(argv)
     wanted = [
         module
         for name, module in _LAZY_COMMANDS.items()
