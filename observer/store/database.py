@@ -10,14 +10,15 @@ import urllib.parse
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from observer import users
 from observer.model import INTERRUPTED, Run, Source, StoreError, TimerState
 from observer.store import schema, summary
 from observer.store.schema import SCHEMA_VERSION
 
-if TYPE_CHECKING:  # imported by a batch with definitions: `observer run` writes none
+# typing.TYPE_CHECKING would import typing; mypy takes this one as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
     from observer.store.definitions import RunDefinition
 
 # Each field keeps the first value known for it, but a run starts at the earliest time

@@ -237,7 +237,7 @@ _HOST_OF = (
 
 def _old_host(conn: sqlite3.Connection) -> str:
     """The host an older database's rows belong to: its newest run's (or this machine's)."""
-    import socket  # noqa: PLC0415 (only an old database's upgrade needs it)
+    import socket  # noqa: PLC0415 (a migration's: the reading commands open the store without)
 
     return hosts.newest_host(conn) or socket.gethostname()
 
