@@ -150,11 +150,11 @@ def _log_as_asked(args: argparse.Namespace) -> None:
         return  # the command's modules (imported by now) do not log: spare its import
     import logging  # noqa: PLC0415
 
+    from observer import logs  # noqa: PLC0415
+
     # The daemon reports what it does (journald keeps it); commands speak only on trouble.
     quiet = logging.INFO if args.handler is _daemon else logging.WARNING
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else quiet, format="%(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=logging.DEBUG if args.debug else quiet, format=logs.FORMAT)
 
 
 def _failed(error: Exception, debug: bool) -> int:
