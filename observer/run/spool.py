@@ -22,7 +22,7 @@ import math
 import os
 import sqlite3
 import stat
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, fields
 from pathlib import Path
 
 from observer import logs
@@ -42,15 +42,40 @@ LIVE_DIR = "live"
 LIVE_SUFFIX = ".live"
 
 
-@dataclass(frozen=True, slots=True)
 class RunRecord:
-    """Everything `observer run` records about one run of a job."""
+    """Everything `observer run` records about one run of a job (a plain class: a dataclass
+    would cost every cron job half a millisecond to create)."""
 
-    run: Run
-    lines: tuple[StoredLine, ...] = ()
-    counts: OutputCounts | None = None
-    timer: TimerState | None = None
-    metrics: bytes | None = None  # what the job wrote to JOB_METRICS_FILE
+    __slots__ = ("counts", "lines", "metrics", "run", "timer")
+
+    def __init__(
+        self,
+        run: Run,
+        lines: tuple[StoredLine, ...] = (),
+        counts: OutputCounts | None = None,
+        timer: TimerState | None = None,
+        metrics: bytes | None = None,  # what the job wrote to JOB_METRICS_FILE
+    ) -> None:
+        self.run = run
+        self.lines = lines
+        self.counts = counts
+        self.timer = timer
+        self.metrics = metrics
+
+    def with_metrics(self, metrics: bytes | None) -> RunRecord:
+        return RunRecord(self.run, self.lines, self.counts, self.timer, metrics)
+
+    def _values(self) -> tuple[object, ...]:
+        return self.run, self.lines, self.counts, self.timer, self.metrics
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RunRecord) and self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        return f"RunRecord{self._values()!r}"
 
 
 def default_spool_dir(db_path: Path, configured: str = "") -> Path:

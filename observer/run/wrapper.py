@@ -108,7 +108,7 @@ def run_job(options: Options) -> int:
         capture.close(end.finished_usec)
         record = _record(run, end, capture, recorder, timer)
         metrics = recorder.take_metrics(options.name, metrics_file)
-        recorder.finish(replace(record, metrics=metrics))
+        recorder.finish(record.with_metrics(metrics))
     except Exception as e:  # whatever happens to the record, the job's status stands
         _warn(f"cannot record this run of {options.name}: {e!r}")
     if lock_fd is not None and lock_fd >= 0:
