@@ -59,9 +59,11 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     commands = parser.add_subparsers(metavar="COMMAND", required=True)
     if argv is not None and _asks_version(argv):
         return parser  # argparse prints the version and exits before it needs a command
-    from observer.reading import cli  # noqa: PLC0415  (light: its handlers import the rest)
+    chosen = None if argv is None else _chosen_command(argv)
+    if chosen not in _LAZY_COMMANDS:  # `observer run` (every cron job) spares their options
+        from observer.reading import cli  # noqa: PLC0415  (light: its handlers import the rest)
 
-    cli.add_commands(commands, [debug])
+        cli.add_commands(commands, [debug])
     daemon = commands.add_parser(
         "daemon", parents=[debug], help="record every run (runs as a service)",
         description="Record every run of the observed units into the database.",
@@ -101,7 +103,6 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         "(default: [metrics] web_config)"
     ))  # fmt: skip
     daemon.set_defaults(handler=_daemon)
-    chosen = None if argv is None else _chosen_command(argv)
     wanted = [
         module
         for name, module in _LAZY_COMMANDS.items()
@@ -149,11 +150,11 @@ def _log_as_asked(args: argparse.Namespace) -> None:
         return  # the command's modules (imported by now) do not log: spare its import
     import logging  # noqa: PLC0415
 
+    from observer import logs  # noqa: PLC0415
+
     # The daemon reports what it does (journald keeps it); commands speak only on trouble.
     quiet = logging.INFO if args.handler is _daemon else logging.WARNING
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else quiet, format="%(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=logging.DEBUG if args.debug else quiet, format=logs.FORMAT)
 
 
 def _failed(error: Exception, debug: bool) -> int:

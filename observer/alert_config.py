@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from observer.model import ConfigError
-from observer.spans import parse_seconds
 
 MAX_WHOLE = 2**63 - 1  # SQLite's largest integer: every count is stored or compared there
 _METRIC_CHECK = re.compile(r"\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(>=|<=|==|!=|>|<)\s*(\S+)\s*")
@@ -213,6 +212,9 @@ def _reject_unknown(path: Path, where: str, table: dict[str, object], known: set
 
 
 def _seconds(path: Path, key: str, value: object, *, positive: bool = False) -> float:
+    # Imported here: `observer run` reads this file's sections without durations in them.
+    from observer.spans import parse_seconds  # noqa: PLC0415
+
     try:
         seconds = parse_seconds(value)
     except ValueError as e:

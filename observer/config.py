@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import json
-import os
 import re
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -13,10 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from observer.alert_config import MAX_WHOLE, AlertsConfig
+from observer.config_file import OUTPUT_FAILED_MAX_BYTES, OUTPUT_MAX_BYTES, config_to_read
 from observer.model import ConfigError
-from observer.users import user_config_path
-
-DEFAULT_CONFIG_PATH = Path("/etc/observer/observer.toml")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,8 +37,8 @@ class ObserveConfig:
 class OutputConfig:
     """How much of each run's output is kept (start and end; the middle is dropped)."""
 
-    max_bytes: int = 64 * 1024
-    failed_max_bytes: int = 1024 * 1024
+    max_bytes: int = OUTPUT_MAX_BYTES
+    failed_max_bytes: int = OUTPUT_FAILED_MAX_BYTES
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,20 +230,11 @@ def read_toml(path: Path, what: str) -> tuple[str, dict[str, Any]]:
         raise ConfigError(f"{path}: invalid TOML: {e}") from e
 
 
-def default_config_path() -> Path:
-    """The config file read without ``--config``: a user who is not root and has their own
-    (``~/.config/observer/observer.toml``, their daemon's) reads theirs."""
-    if os.geteuid() != 0 and (own := user_config_path()).exists():
-        return own
-    return DEFAULT_CONFIG_PATH
-
-
 def load_config(path: Path | None) -> Config:
     """Read the config file; a missing default file means all defaults."""
+    path = config_to_read(path)
     if path is None:
-        path = default_config_path()
-        if not path.exists():
-            return Config()
+        return Config()
     text, data = read_toml(path, "config")
     kwargs: dict[str, object] = {}
     try:
@@ -300,6 +287,8 @@ def shown(value: object, limit: int = 60) -> str:
 
 
 def hint(key: str, known: set[str]) -> str:
+    import difflib  # noqa: PLC0415 (only a mistake needs it)
+
     close = difflib.get_close_matches(key, known, n=1)
     did_you_mean = f"did you mean {close[0]}? " if close else ""
     return f" ({did_you_mean}known: {', '.join(sorted(known))})"

@@ -6,12 +6,8 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from observer.config import (
-    DEFAULT_CONFIG_PATH,
-    dashboard_directory,
-    default_config_path,
-    load_config,
-)
+from observer.config import dashboard_directory, load_config
+from observer.config_file import DEFAULT_CONFIG_PATH, default_config_path
 from observer.web_config import load_web_config
 
 

@@ -12,7 +12,6 @@ of megabytes costs a few operations per read, not per line.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
 
 from observer.store.database import OutputCounts, StoredLine
 
@@ -22,23 +21,31 @@ STDERR = "stderr"
 PRIORITY = {STDOUT: 6, STDERR: 3}
 
 
-@dataclass(frozen=True, slots=True)
+# Plain classes rather than dataclasses: each dataclass costs `observer run` (every cron
+# job) half a millisecond to create when it starts.
+
+
 class _Line:
-    seq: int
-    usec: int
-    stream: str
-    message: bytes
+    __slots__ = ("message", "seq", "stream", "usec")
+
+    def __init__(self, seq: int, usec: int, stream: str, message: bytes) -> None:
+        self.seq = seq
+        self.usec = usec
+        self.stream = stream
+        self.message = message
 
 
-@dataclass(frozen=True, slots=True)
 class _Block:
     """Consecutive complete lines of one stream read at one time (each ends with a newline)."""
 
-    first_seq: int
-    usec: int
-    stream: str
-    data: bytes
-    lines: int
+    __slots__ = ("data", "first_seq", "lines", "stream", "usec")
+
+    def __init__(self, first_seq: int, usec: int, stream: str, data: bytes, lines: int) -> None:
+        self.first_seq = first_seq
+        self.usec = usec
+        self.stream = stream
+        self.data = data
+        self.lines = lines
 
     @property
     def size(self) -> int:
@@ -52,12 +59,14 @@ class _Block:
         ]
 
 
-@dataclass(frozen=True, slots=True)
 class CapturedOutput:
     """The lines to store for one run and its counters, as the daemon stores a unit's."""
 
-    lines: list[StoredLine]
-    counts: OutputCounts
+    __slots__ = ("counts", "lines")
+
+    def __init__(self, lines: list[StoredLine], counts: OutputCounts) -> None:
+        self.lines = lines
+        self.counts = counts
 
 
 class OutputCapture:

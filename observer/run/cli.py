@@ -9,8 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from observer.run.schedule import Schedule, ScheduleError, parse_cron
-from observer.run.wrapper import Options, run_job
-from observer.spans import parse_span
+from observer.run.wrapper import Options, exit_without_teardown, run_job
 from observer.store.database import default_db_path
 
 # Names become file names (NAME.prom, NAME.lock) and are typed in `observer history NAME`.
@@ -72,6 +71,8 @@ def _job_name(text: str) -> str:
 
 
 def _span(text: str) -> float:
+    from observer.spans import parse_span  # noqa: PLC0415 (only --timeout and --every need it)
+
     try:
         return parse_span(text)
     except ValueError as e:
@@ -104,7 +105,7 @@ def _run(args: argparse.Namespace) -> int:
         print("observer run: give the command to run, e.g. observer run --name NAME -- CMD",
               file=sys.stderr)  # fmt: skip
         return 2
-    return run_job(
+    status = run_job(
         Options(
             name=args.name,
             command=command,
@@ -118,3 +119,5 @@ def _run(args: argparse.Namespace) -> int:
             schedule=args.schedule or args.every,
         )
     )
+    exit_without_teardown(status)
+    return status

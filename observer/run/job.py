@@ -14,7 +14,6 @@ import select
 import signal
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from types import FrameType
 
 from observer.run.capture import STDERR, STDOUT
@@ -29,16 +28,27 @@ LINGER_SECONDS = 1.0
 OutputSink = Callable[[str, bytes, int], None]
 
 
-@dataclass(frozen=True, slots=True)
 class Exit:
-    """How the job ended, in systemd's terms, and the status observer exits with."""
+    """How the job ended, in systemd's terms, and the status observer exits with (a plain
+    class: a dataclass would cost every cron job half a millisecond to create)."""
 
-    result: str  # success, exit-code, signal, core-dump, timeout
-    exit_code: str | None  # exited, killed, dumped
-    exit_status: int | None  # the exit status, or the signal number
-    finished_usec: int
-    status: int  # what `observer run` exits with
-    error: str | None = None  # why the job could not be started
+    __slots__ = ("error", "exit_code", "exit_status", "finished_usec", "result", "status")
+
+    def __init__(
+        self,
+        result: str,
+        exit_code: str | None,
+        exit_status: int | None,
+        finished_usec: int,
+        status: int,
+        error: str | None = None,
+    ) -> None:
+        self.result = result  # success, exit-code, signal, core-dump, timeout
+        self.exit_code = exit_code  # exited, killed, dumped
+        self.exit_status = exit_status  # the exit status, or the signal number
+        self.finished_usec = finished_usec
+        self.status = status  # what `observer run` exits with
+        self.error = error  # why the job could not be started
 
 
 class Job:

@@ -15,17 +15,15 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import logging
 import os
 import sqlite3
 import stat
 from dataclasses import replace
 from pathlib import Path
 
+from observer import logs
 from observer.model import Run
 from observer.run import spool
-
-log = logging.getLogger(__name__)
 
 # A run's end as the store records it when its wrapper died (as for units whose systemd died).
 RESULT_INTERRUPTED = "interrupted"
@@ -108,9 +106,9 @@ def close_gone(
         except OSError as e:
             if str(path) not in reported:
                 reported.add(str(path))
-                log.warning("cannot check the mark of life %s: %s", path, e)
+                logs.warning(__name__, "cannot check the mark of life %s: %s", path, e)
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
-            log.warning("mark of life %s is unreadable (%s); renamed to *.bad", path, e)
+            logs.warning(__name__, "mark of life %s is unreadable (%s); renamed to *.bad", path, e)
             with contextlib.suppress(OSError):
                 os.replace(path, path.with_suffix(".bad"))
     return closed
@@ -140,8 +138,8 @@ def _close_if_gone(
         ended = replace(run, finished_usec=last_seen, result=RESULT_INTERRUPTED)
         closed = spool.write_record(conn, spool.RunRecord(ended))
         for run in closed:
-            log.warning(
-                "run %s of %s: its `observer run` (pid %s) is gone; closed as %s",
+            logs.warning(
+                __name__, "run %s of %s: its `observer run` (pid %s) is gone; closed as %s",
                 run.key[:12], run.unit, document.get("pid"), RESULT_INTERRUPTED,
             )  # fmt: skip
         path.unlink(missing_ok=True)  # still locked: no wrapper uses this name again

@@ -18,19 +18,16 @@ from __future__ import annotations
 import binascii
 import errno
 import json
-import logging
 import math
 import os
 import sqlite3
 import stat
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, fields
 from pathlib import Path
 
-from observer.bounds import REJECTED
+from observer import logs
 from observer.model import Run, Source, StoreError, TimerState
 from observer.store.database import Batch, OutputCounts, StoredLine, write_batch
-
-log = logging.getLogger(__name__)
 
 SPOOL_FORMAT = 1
 # What a job may leave in JOB_METRICS_FILE; more is ignored (with a warning).
@@ -45,15 +42,40 @@ LIVE_DIR = "live"
 LIVE_SUFFIX = ".live"
 
 
-@dataclass(frozen=True, slots=True)
 class RunRecord:
-    """Everything `observer run` records about one run of a job."""
+    """Everything `observer run` records about one run of a job (a plain class: a dataclass
+    would cost every cron job half a millisecond to create)."""
 
-    run: Run
-    lines: tuple[StoredLine, ...] = ()
-    counts: OutputCounts | None = None
-    timer: TimerState | None = None
-    metrics: bytes | None = None  # what the job wrote to JOB_METRICS_FILE
+    __slots__ = ("counts", "lines", "metrics", "run", "timer")
+
+    def __init__(
+        self,
+        run: Run,
+        lines: tuple[StoredLine, ...] = (),
+        counts: OutputCounts | None = None,
+        timer: TimerState | None = None,
+        metrics: bytes | None = None,  # what the job wrote to JOB_METRICS_FILE
+    ) -> None:
+        self.run = run
+        self.lines = lines
+        self.counts = counts
+        self.timer = timer
+        self.metrics = metrics
+
+    def with_metrics(self, metrics: bytes | None) -> RunRecord:
+        return RunRecord(self.run, self.lines, self.counts, self.timer, metrics)
+
+    def _values(self) -> tuple[object, ...]:
+        return self.run, self.lines, self.counts, self.timer, self.metrics
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RunRecord) and self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        return f"RunRecord{self._values()!r}"
 
 
 def default_spool_dir(db_path: Path, configured: str = "") -> Path:
@@ -213,7 +235,7 @@ def _read_spooled(path: Path, reported: set[str]) -> tuple[str, RunRecord] | Non
     except OSError as e:
         if str(path) not in reported:
             reported.add(str(path))
-            log.warning("cannot read the spooled run %s: %s (left as it is)", path, e)
+            logs.warning(__name__, "cannot read the spooled run %s: %s (left as it is)", path, e)
         return None
     try:
         if data is None:
@@ -243,7 +265,7 @@ def _clear(directory: Path, path: Path, record: RunRecord, metrics_dir: Path | N
         try:
             place_metrics(metrics_dir, record.run.unit, record.metrics, record.run)
         except OSError as e:
-            log.warning("cannot write the metrics of %s: %s", record.run.unit, e)
+            logs.warning(__name__, "cannot write the metrics of %s: %s", record.run.unit, e)
     path.unlink(missing_ok=True)  # only now: the run is committed
     # Its wrapper ended it: its mark of life is no longer needed (see liveness.py).
     (directory / LIVE_DIR / f"{record.run.invocation_id}{LIVE_SUFFIX}").unlink(missing_ok=True)
@@ -278,11 +300,11 @@ def same_file_key(path: Path) -> str:
 
 
 def _set_aside(path: Path, why: str) -> None:
-    log.warning("spooled run %s is unreadable (%s); renamed to *.bad", path, why)
+    logs.warning(__name__, "spooled run %s is unreadable (%s); renamed to *.bad", path, why)
     try:
         os.replace(path, path.with_suffix(".bad"))
     except OSError as e:
-        log.warning("cannot rename %s: %s", path, e)
+        logs.warning(__name__, "cannot rename %s: %s", path, e)
 
 
 # -- metrics files -----------------------------------------------------------------------
@@ -346,7 +368,7 @@ def decode(data: bytes) -> tuple[str, RunRecord]:
         if stream is not None and not isinstance(stream, str):
             raise ValueError("a spooled line with a stream that is not a string")
         if not (_is_int(seq) and _is_int(usec) and _is_int(priority)):
-            REJECTED.count("spool", "line", max(seq, usec, priority, key=abs))
+            _reject("line", max(seq, usec, priority, key=abs))
             raise ValueError("a spooled line with a number out of range")
         lines.append(StoredLine(run.key, seq, usec, priority, _unb64(msg), stream))
     counts = None if document["counts"] is None else OutputCounts(**document["counts"])
@@ -401,9 +423,16 @@ def _check_values(record: Run | OutputCounts | TimerState, name: str) -> None:
         if value is None or isinstance(value, str) or _is_int(value) or _is_seconds(f.name, value):
             continue
         if isinstance(value, int) and not isinstance(value, bool):
-            REJECTED.count("spool", f"{name}.{f.name}", value)
+            _reject(f"{name}.{f.name}", value)
             raise ValueError(f"a spooled {name} whose {f.name} is out of range")
         raise ValueError(f"a spooled {name} whose {f.name} is neither text nor a number")
+
+
+def _reject(field: str, value: object) -> None:
+    """Count a number out of range (bounds, and the logging it imports, only then)."""
+    from observer.bounds import REJECTED  # noqa: PLC0415
+
+    REJECTED.count("spool", field, value)
 
 
 def _is_seconds(name: str, value: object) -> bool:

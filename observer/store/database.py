@@ -14,8 +14,12 @@ from pathlib import Path
 from observer import users
 from observer.model import INTERRUPTED, Run, Source, StoreError, TimerState
 from observer.store import schema, summary
-from observer.store.definitions import RunDefinition, write_definitions
 from observer.store.schema import SCHEMA_VERSION
+
+# typing.TYPE_CHECKING would import typing; mypy takes this one as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from observer.store.definitions import RunDefinition
 
 # Each field keeps the first value known for it, but a run starts at the earliest time
 # any source saw it start: merging partial runs is then independent of their order. A run
@@ -348,7 +352,7 @@ def write_batch(conn: sqlite3.Connection, batch: Batch) -> list[Run]:
                 (lines, usec, invocation_id),
             )
         summary.refresh(conn, keys)
-        write_definitions(conn, batch.definitions)
+        _write_definitions(conn, batch.definitions)
         units = {unit for _, unit in keys} | {d.unit for d in batch.definitions}
         # Output of a run written by an earlier batch (a late line): find its unit.
         known = {run.invocation_id for run in [*batch.runs, *batch.records]}
@@ -362,6 +366,15 @@ def write_batch(conn: sqlite3.Connection, batch: Batch) -> list[Run]:
                 units.add(row[0])
         note_changed(conn, units)
     return newly_finished
+
+
+def _write_definitions(conn: sqlite3.Connection, definitions: list[RunDefinition]) -> None:
+    """Write what defined the runs; its module is imported only then (`observer run`, every
+    cron job, writes none and starts faster without it)."""
+    if definitions:
+        from observer.store.definitions import write_definitions  # noqa: PLC0415
+
+        write_definitions(conn, definitions)
 
 
 # What a run record says replaces what PID 1's records made of the run.

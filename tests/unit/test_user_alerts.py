@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from observer import config, users
+from observer import config, config_file, users
 from observer.__main__ import main
 from observer.store import database
 from tests.unit.test_user_jobs import users_daemon
@@ -99,10 +99,10 @@ def test_a_user_who_is_not_root_reads_their_own_config_by_default(
 ) -> None:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
-    assert config.default_config_path() == config.DEFAULT_CONFIG_PATH  # they have none
+    assert config_file.default_config_path() == config_file.DEFAULT_CONFIG_PATH  # they have none
     (tmp_path / "observer").mkdir()
     (tmp_path / "observer/observer.toml").write_text('host = "alices"\n')
-    assert config.default_config_path() == tmp_path / "observer/observer.toml"
+    assert config_file.default_config_path() == tmp_path / "observer/observer.toml"
     assert config.load_config(None).host == "alices"
     monkeypatch.setattr(os, "geteuid", lambda: 0)
-    assert config.default_config_path() == config.DEFAULT_CONFIG_PATH
+    assert config_file.default_config_path() == config_file.DEFAULT_CONFIG_PATH

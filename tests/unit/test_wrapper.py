@@ -16,7 +16,9 @@ from typing import Any
 
 import pytest
 
+from observer.config_file import DEFAULT_CONFIG_PATH
 from observer.store import database
+from tests.unit.test_startup_imports import modules_of
 from tests.waiting import wait_for
 
 BIG = 3 * 1024 * 1024 + 17
@@ -538,3 +540,17 @@ def test_a_run_whose_observer_run_was_sigkilled_is_closed_as_interrupted_by_the_
     assert (run["result"], run["invocation_id"]) == ("interrupted", mark.stem)
     assert run["finished_at"] is not None
     assert not mark.exists()
+
+
+def test_a_run_without_a_config_file_imports_only_what_it_uses(env: dict[str, str]) -> None:
+    """Every cron job pays for what `observer run` imports (docs/run.md, what it costs)."""
+    if DEFAULT_CONFIG_PATH.exists():
+        pytest.skip(f"{DEFAULT_CONFIG_PATH} exists: observer run reads it")
+    loaded = modules_of(["run", "--name", "imports", "--", "true"], env)
+    # The configuration's reader and classes, logging (imported to log a warning), what
+    # stores a unit's definition, and the duration parser (only --timeout, --every).
+    unused = (
+        "tomllib", "observer.config", "observer.alert_config", "logging",
+        "observer.store.definitions", "observer.recording.definitions", "decimal",
+    )  # fmt: skip
+    assert sorted(loaded.intersection(unused)) == []
