@@ -274,6 +274,7 @@ class SystemdBus:
         await bus.connect()
         bus.add_message_handler(self._handle)
         self._bus = bus
+        self._reloading = False  # a reload's end may have been lost with the last connection
         for rule in MATCH_RULES:
             await self.call(
                 "org.freedesktop.DBus",
