@@ -80,9 +80,10 @@ def command(number: int, width: int) -> str:
 # -- process figures -------------------------------------------------------------------
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (all its threads) so far."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
+def cpu_seconds(pid: int, thread: int | None = None) -> float:
+    """User + system CPU time of a process (all its threads), or of one thread, so far."""
+    task = f"/proc/{pid}" if thread is None else f"/proc/{pid}/task/{thread}"
+    stat = Path(f"{task}/stat").read_text()
     fields = stat[stat.rindex(")") + 2 :].split()
     # Fields 14 and 15 of proc(5) (utime, stime); the split starts at field 3.
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
@@ -112,12 +113,18 @@ class CpuMeter:
     """CPU seconds of several processes, sampled together."""
 
     pids: dict[str, int]
+    # Threads measured on their own: name -> (pid, thread id).
+    threads: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def sample(self) -> dict[str, float]:
         taken = {}
         for name, pid in self.pids.items():
             with contextlib.suppress(OSError):
                 taken[name] = cpu_seconds(pid)
+            for thread_name, (owner, thread) in self.threads.items():
+                if owner == pid:  # listed after its process
+                    with contextlib.suppress(OSError):
+                        taken[thread_name] = cpu_seconds(pid, thread)
         return taken
 
 
@@ -131,8 +138,9 @@ def spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]
 class ObserverProcess:
     """`observer daemon` on the sandbox's bus and journal, its log in a file."""
 
-    def __init__(self, sandbox: Sandbox, workdir: Path) -> None:
+    def __init__(self, sandbox: Sandbox, workdir: Path, profile: Path | None = None) -> None:
         self.sandbox = sandbox
+        self.profile = profile
         self.db = workdir / "observer.db"
         self.log_path = workdir / "daemon.log"
         self.config_path = workdir / "observer.toml"
@@ -156,7 +164,12 @@ class ObserverProcess:
             "--journal-socket", str(self.sandbox.root / "run/systemd/journal/socket"),
         ]  # fmt: skip
         # setpriv execs the daemon (same pid) and has the kernel stop it when we die.
-        argv = ["setpriv", "--pdeathsig", "TERM", "--", *observer_cmd(*args)]
+        command = observer_cmd(*args)
+        if self.profile is not None:
+            # The event loop's thread under cProfile, timed by its own CPU time (not the
+            # wall clock, which counts the waits for a core on a shared machine).
+            command[1:3] = ["-c", PROFILED.format(out=str(self.profile))]
+        argv = ["setpriv", "--pdeathsig", "TERM", "--", *command]
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         deadline = time.monotonic() + timeout
@@ -185,6 +198,19 @@ class ObserverProcess:
             except subprocess.TimeoutExpired:
                 process.kill()
         return process.wait()
+
+
+PROFILED = """\
+import cProfile, runpy, sys, time
+sys.argv[0] = "observer"
+profile = cProfile.Profile(time.thread_time)
+try:
+    profile.runcall(runpy.run_module, "observer", run_name="__main__", alter_sys=True)
+except SystemExit:
+    pass
+finally:
+    profile.dump_stats({out!r})
+"""
 
 
 def observer_cmd(*args: str) -> list[str]:
@@ -477,7 +503,7 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> int:
     runs: int = args.runs
     width = max(4, len(str(runs)))
     with Sandbox.boot() as sandbox:
-        daemon = ObserverProcess(sandbox, workdir)
+        daemon = ObserverProcess(sandbox, workdir, args.profile)
         watcher = StoreWatcher(daemon.db)
         try:
             daemon.start()
@@ -485,7 +511,10 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> int:
             for label, comm in (("journald", "systemd-journal"), ("dbus-daemon", "dbus-daemon")):
                 if (pid := child_named(sandbox.pid, comm)) is not None:
                     pids[label] = pid
-            meter = CpuMeter(pids)
+            # The daemon's first thread runs its event loop (the bus, the correlator, the
+            # journal's events); the others are the journal reader, the store's writer and
+            # the services' workers.
+            meter = CpuMeter(pids, {"  of which its event loop": (daemon.pid, daemon.pid)})
             print(f"sandbox up (its PID 1 is host pid {sandbox.pid}); daemon ready; in {workdir}")
             watcher.start()
 
@@ -680,6 +709,9 @@ def main(argv: list[str] | None = None) -> int:
     ))  # fmt: skip
     parser.add_argument("--poll-interval", type=float, default=0.02, help="between CLI calls")
     parser.add_argument("--workdir", type=Path, help="keep the database and daemon log here")
+    parser.add_argument("--profile", type=Path, help=(
+        "run the daemon under cProfile (its event loop's thread) and write the figures here"
+    ))  # fmt: skip
     args = parser.parse_args(argv)
     if args.runs < 1:
         parser.error("--runs must be at least 1")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -104,7 +105,9 @@ def intake_for(
     (leaving out the run records it writes there itself)."""
     if fleet_dir is not None:
         return FleetIntake(config, store, pending)
-    correlator = Correlator(host, config.observe.observes, boot_id=boot_id())
+    # Asked of every event about a unit: the answer for a unit never changes (frozen config).
+    observes = functools.lru_cache(maxsize=4096)(config.observe.observes)
+    correlator = Correlator(host, observes, boot_id=boot_id())
     output = RunOutput(config, correlator, store, pending)
     return LocalIntake(HostIntake(correlator, output), store, parse=parse_local)
 

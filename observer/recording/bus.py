@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import time
 from collections import OrderedDict
@@ -38,19 +39,13 @@ PROPERTIES = "org.freedesktop.DBus.Properties"
 UNIT_PATH_PREFIX = "/org/freedesktop/systemd1/unit/"
 _INTERFACE_PREFIX = "org.freedesktop.systemd1."
 
-# One rule for every unit (dbus-daemon allows 512 per connection), filtered on the
-# well-known name: systemd's unique name changes at daemon-reexec.
-MATCH_RULES = (
-    f"type='signal',sender='{SYSTEMD}',interface='{MANAGER}',path='{MANAGER_PATH}'",
-    "type='signal',sender='org.freedesktop.DBus',interface='org.freedesktop.DBus',"
-    f"member='NameOwnerChanged',arg0='{SYSTEMD}'",
-    f"type='signal',sender='{SYSTEMD}',interface='{PROPERTIES}',member='PropertiesChanged',"
-    f"path_namespace='{MANAGER_PATH}/unit'",
-)
 # dbus-daemon allows 128 pending replies per connection.
 MAX_CALLS_IN_FLIGHT = 32
 # Jobs known to have ended, so that no one asks about them any more.
 _REMOVED_JOBS_KEPT = 4096
+# Units systemd unloaded (garbage-collected: a transient unit as its run ends): a question
+# about one would load a fresh stub (LoadState not-found) to answer it, and tell nothing.
+_GONE_UNITS_KEPT = 4096
 
 
 class BusError(Exception):
@@ -61,6 +56,7 @@ class BusError(Exception):
         self.name = name
 
 
+@functools.lru_cache(maxsize=4096)  # each unit's path comes with every signal about it
 def unit_from_path(path: str) -> str | None:
     """Undo systemd's object path escaping: foo_2dbar_2eservice -> foo-bar.service."""
     if not path.startswith(UNIT_PATH_PREFIX):
@@ -88,6 +84,30 @@ def unit_path(unit: str) -> str:
     return UNIT_PATH_PREFIX + "".join(out)
 
 
+# The properties of a service's Unit and Service interfaces the correlator reads (what a
+# PropertiesChanged signal carries besides them is not decoded: most of each signal).
+RUN_PROPERTIES = frozenset(
+    {
+        "InvocationID",
+        "ActiveState",
+        "SubState",
+        "Result",
+        "ExecMainCode",
+        "ExecMainStatus",
+        "NRestarts",
+        *(
+            f"{stamp}{clock}"
+            for stamp in (
+                "InactiveExitTimestamp",
+                "InactiveEnterTimestamp",
+                "StateChangeTimestamp",
+                "ExecMainStartTimestamp",
+                "ExecMainExitTimestamp",
+            )
+            for clock in ("", "Monotonic")
+        ),
+    }
+)
 # What systemd accounts of a service (MemoryPeak from 255 on).
 COST_PROPERTIES = ("CPUUsageNSec", "IOReadBytes", "IOWriteBytes", "MemoryPeak")
 
@@ -162,6 +182,27 @@ _MANAGER_SIGNALS: dict[str, Callable[[list[Any]], Event]] = {
 }
 
 
+# The match rules ask dbus-daemon for the signals decode_signal reads, and no others: the
+# manager's above, and the PropertiesChanged of the Unit, Service and Timer interfaces (not
+# Socket, Mount, Slice, ...). A few rules for every unit at once (dbus-daemon allows 512
+# per connection), filtered on the well-known name: systemd's unique name changes at
+# daemon-reexec.
+MATCH_RULES = (
+    *(
+        f"type='signal',sender='{SYSTEMD}',interface='{MANAGER}',path='{MANAGER_PATH}',"
+        f"member='{member}'"
+        for member in _MANAGER_SIGNALS
+    ),
+    "type='signal',sender='org.freedesktop.DBus',interface='org.freedesktop.DBus',"
+    f"member='NameOwnerChanged',arg0='{SYSTEMD}'",
+    *(
+        f"type='signal',sender='{SYSTEMD}',interface='{PROPERTIES}',member='PropertiesChanged',"
+        f"path_namespace='{MANAGER_PATH}/unit',arg0='{_INTERFACE_PREFIX}{interface}'"
+        for interface in ("Unit", "Service", "Timer")
+    ),
+)
+
+
 def decode_signal(msg: Message) -> Event | None:
     """The event a systemd signal stands for, or None for signals observer ignores."""
     if msg.interface == PROPERTIES and msg.member == "PropertiesChanged":
@@ -171,16 +212,22 @@ def decode_signal(msg: Message) -> Event | None:
 
 
 def _properties_changed(msg: Message) -> UnitProperties | None:
-    """A unit's properties changed on one of systemd's interfaces (Unit, Service, Timer)."""
+    """A service's run-state properties changed (its Unit and Service interfaces), or a
+    timer's; None for any other unit or interface (nothing the correlator reads)."""
     body: list[Any] = msg.body
     unit = unit_from_path(msg.path or "")
     interface = body[0] if body else ""
-    if unit is None or not interface.startswith(_INTERFACE_PREFIX):
+    short = interface.removeprefix(_INTERFACE_PREFIX) if isinstance(interface, str) else ""
+    if unit is None or short == interface:
         return None
-    values = bounded({k: unwrap(v) for k, v in body[1].items()})
-    short = interface.removeprefix(_INTERFACE_PREFIX)
     if short == "Timer":
+        values = bounded({k: unwrap(v) for k, v in body[1].items()})
         with_next_elapse(values, *_now_usec())
+    elif short in ("Unit", "Service") and unit.endswith(".service"):
+        read = RUN_PROPERTIES
+        values = bounded({k: unwrap(v) for k, v in body[1].items() if k in read})
+    else:
+        return None
     return UnitProperties(unit, short, values)
 
 
@@ -192,6 +239,43 @@ def trigger_from_activation(details: object) -> str | None:
         if isinstance(pair, list | tuple) and len(pair) == 2 and pair[0] == "trigger_unit":
             return str(pair[1])
     return None
+
+
+# After reading what the socket held, the connection is not read again for this long: in a
+# burst of runs (a signal every fraction of a millisecond) each read then takes a dozen
+# messages instead of one, each with its own wakeup of the loop and its own recv().
+READ_PAUSE_SECONDS = 0.002
+
+
+def _gather_reads(bus: MessageBus, loop: asyncio.AbstractEventLoop) -> None:
+    """Have the loop read ``bus`` at most every READ_PAUSE_SECONDS (messages wait that long
+    at most). dbus-fast reads on its own whenever the socket is readable: its reader is
+    wrapped in one that pauses after each read. Should dbus-fast or asyncio not be built as
+    this expects, the connection is read as dbus-fast does it."""
+    fd = getattr(bus, "_fd", None)
+    try:
+        handle = loop._selector.get_key(fd).data[0]  # type: ignore[attr-defined]
+        callback, args = handle._callback, handle._args
+    except (AttributeError, KeyError, IndexError, TypeError, ValueError):
+        log.debug("reading the bus as dbus-fast does: its reader is not where expected")
+        return
+    if not isinstance(fd, int) or not callable(callback):
+        return
+
+    def current() -> bool:
+        return bus.connected and getattr(bus, "_fd", None) == fd
+
+    def read() -> None:
+        callback(*args)
+        if current():
+            loop.remove_reader(fd)
+            loop.call_later(READ_PAUSE_SECONDS, resume)
+
+    def resume() -> None:
+        if current():
+            loop.add_reader(fd, read)
+
+    loop.add_reader(fd, read)  # replaces dbus-fast's own
 
 
 class SystemdBus:
@@ -211,6 +295,8 @@ class SystemdBus:
         self.signals_received = 0
         self.decode_errors = 0
         self._removed_jobs: OrderedDict[int, None] = OrderedDict()
+        self._gone_units: OrderedDict[str, None] = OrderedDict()
+        self._reloading = False
 
     @property
     def connected(self) -> bool:
@@ -224,7 +310,9 @@ class SystemdBus:
             bus = MessageBus(bus_type=BusType.SYSTEM)
         await bus.connect()
         bus.add_message_handler(self._handle)
+        _gather_reads(bus, asyncio.get_running_loop())
         self._bus = bus
+        self._reloading = False  # a reload's end may have been lost with the last connection
         for rule in MATCH_RULES:
             await self.call(
                 "org.freedesktop.DBus",
@@ -273,12 +361,26 @@ class SystemdBus:
                 "could not decode signal %s.%s on %s", msg.interface, msg.member, msg.path
             )
             return
-        if isinstance(event, JobRemoved):
-            self._removed_jobs[event.job_id] = None
-            while len(self._removed_jobs) > _REMOVED_JOBS_KEPT:
-                self._removed_jobs.popitem(last=False)
         if event is not None:
+            self._note(event)
             self.on_event(event)
+
+    def _note(self, event: Event) -> None:
+        """Remember the jobs that ended and the units systemd unloaded: no one asks of them."""
+        match event:
+            case JobRemoved(job_id=job_id):
+                self._removed_jobs[job_id] = None
+                while len(self._removed_jobs) > _REMOVED_JOBS_KEPT:
+                    self._removed_jobs.popitem(last=False)
+            case UnitProperties(unit=unit):  # a unit that changes is loaded
+                self._gone_units.pop(unit, None)
+            case UnitGone(unit=unit) if not self._reloading:
+                # daemon-reload removes every unit and loads it again at once.
+                self._gone_units[unit] = None
+                while len(self._gone_units) > _GONE_UNITS_KEPT:
+                    self._gone_units.popitem(last=False)
+            case Reloading(active=active):
+                self._reloading = active
 
     async def call(
         self,
@@ -357,6 +459,9 @@ class SystemdBus:
         path = unit_path(unit)
         try:
             async with self._calls:
+                # In a burst most questions wait here: skip units unloaded meanwhile.
+                if unit in self._gone_units:
+                    return None
                 current = await self._send_call(
                     SYSTEMD, path, PROPERTIES, "Get", "ss",
                     [f"{_INTERFACE_PREFIX}Unit", "InvocationID"],
@@ -399,6 +504,8 @@ class SystemdBus:
 
         try:
             async with self._calls:
+                if unit in self._gone_units:
+                    return None
                 fragment = await get("Unit", "FragmentPath")
                 dropins = await get("Unit", "DropInPaths")
                 try:
@@ -408,11 +515,14 @@ class SystemdBus:
         except BusError as e:
             log.debug("definition of %s: %s", unit, e)
             return None
-        return DefinitionSources(
+        sources = DefinitionSources(
             fragment_path=fragment if isinstance(fragment, str) and fragment else None,
             dropin_paths=tuple(str(p) for p in dropins) if isinstance(dropins, list) else (),
             commands=exec_argvs(exec_start),
         )
+        # Nothing at all: the unit was unloaded before the question reached systemd, which
+        # answered for a stub it loaded (not-found), not for the run.
+        return None if sources == DefinitionSources(None, (), ()) else sources
 
     async def timers(self) -> list[UnitProperties]:
         """The Timer properties of every loaded timer (signals never carry its Unit)."""

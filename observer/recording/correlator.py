@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TypeVar
 
 from observer.model import (
@@ -527,8 +527,8 @@ class Correlator:
 
     def _run(self, inv: _Invocation, source: Source, **known: object) -> Run:
         # Only invocations are remembered here: their ID is never empty.
-        run = Run(unit=inv.unit, invocation_id=inv.invocation_id, host=self.host, source=source)
-        return replace(run, **known)  # type: ignore[arg-type]
+        return Run(unit=inv.unit, invocation_id=inv.invocation_id, host=self.host, source=source,
+                   **known)  # type: ignore[arg-type]  # fmt: skip
 
 
 def _int(value: object) -> int | None:

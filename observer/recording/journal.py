@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from observer.bounds import INT64_MAX, in_range
 from observer.model import (
@@ -365,6 +366,22 @@ class JournalBatch:
     state: dict[str, str] = field(default_factory=dict)
 
 
+def _raw_next(reader: Any) -> dict[str, object]:
+    """The next entry as the journal holds it ({} past the last): each field's bytes (a list
+    of them for a field set twice), ``__REALTIME_TIMESTAMP`` in microseconds,
+    ``__MONOTONIC_TIMESTAMP`` and ``__CURSOR`` as systemd.journal.Reader.get_next gives
+    them. That method also converts every field by its name (to str, int or UUID), in
+    Python: it was most of the reading thread's time, and the parsers read bytes."""
+    if not reader._next(1):
+        return {}
+    entry: dict[str, object] = reader._get_all()
+    if entry:
+        entry["__REALTIME_TIMESTAMP"] = reader._get_realtime()
+        entry["__MONOTONIC_TIMESTAMP"] = reader._get_monotonic()
+        entry["__CURSOR"] = reader._get_cursor()
+    return entry
+
+
 def _shown_time(usec: int) -> str:
     return datetime.fromtimestamp(usec / 1e6).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
 
@@ -507,11 +524,11 @@ class JournalFollower:
         cursor: str | None = None
         last_usec: int | None = None
         for _ in range(BATCH_SIZE * 4):
-            entry = reader.get_next()  # type: ignore[attr-defined]
+            entry = _raw_next(reader)
             if not entry:
                 break
             self.entries_read += 1
-            cursor = entry["__CURSOR"]
+            cursor = str(entry["__CURSOR"])
             last_usec = _realtime(entry) or last_usec
             try:
                 event = self._parse(entry, self._scope)
