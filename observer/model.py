@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -57,6 +56,8 @@ def boot_id(path: Path = BOOT_ID_PATH) -> str | None:
 
 def signal_name(number: int) -> str:
     """Name a signal the way systemd prints it (SIGKILL -> KILL)."""
+    import signal  # noqa: PLC0415 (only for a run a signal ended)
+
     try:
         return signal.Signals(number).name.removeprefix("SIG")
     except ValueError:

@@ -9,16 +9,114 @@ import sys
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TypedDict
 
 from observer.model import VacuumedJournal, exit_text
 from observer.output import dropped_marker, lost_marker, printable
 from observer.reading import history
-from observer.reading.stats import UnitStats
-from observer.recording.definitions import DefinitionFile, changes
 from observer.spans import human_duration
-from observer.store.definitions import StoredDefinition
 from observer.users import unit_of, user_of
+
+# typing.TYPE_CHECKING would import typing; mypy takes this one as true. The JSON's shapes
+# are for mypy only: a command that prints a table imports neither typing nor them.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import TypedDict
+
+    from observer.reading.stats import UnitStats
+    from observer.recording.definitions import DefinitionFile
+    from observer.store.definitions import StoredDefinition
+
+    class RunJson(TypedDict):
+        id: int
+        unit: str
+        user: str | None
+        invocation_id: str | None
+        host: str
+        source: str
+        trigger: str | None
+        started_at: str | None
+        finished_at: str | None
+        duration_seconds: float | None
+        result: str | None
+        exit_status: int | None
+        signal: str | None
+        restarts: int | None
+        output_truncated: bool
+        reason: str | None
+        cpu_seconds: float | None
+        io_read_bytes: int | None
+        io_write_bytes: int | None
+        memory_peak_bytes: int | None
+        output_lost_lines: int | None
+        findings: list[FindingJson]
+        definition_changed: bool
+
+    class DefinitionJson(TypedDict):
+        digest: str
+        unit_file: dict[str, str | None] | None
+        dropins: list[dict[str, str | None]]
+        command: str | None
+        scripts: list[dict[str, str | None]]
+        previous_digest: str | None
+        changes: list[str]
+
+    class FindingJson(TypedDict):
+        kind: str
+        message: str
+
+    class OutputLineJson(TypedDict):
+        time: str | None
+        priority: int | None
+        message: str
+
+    class DroppedLinesJson(OutputLineJson):
+        dropped_lines: int
+
+    class LostLinesJson(OutputLineJson):
+        lost_lines: int
+
+    class RunDetailJson(RunJson):
+        boot_id: str | None
+        output: list[OutputLineJson]
+        output_lines: int
+        output_bytes: int
+        output_dropped_lines: int
+        output_dropped_bytes: int
+        definition: DefinitionJson | None
+
+    class StatsJson(TypedDict):
+        unit: str
+        user: str | None
+        host: str
+        runs: int
+        successes: int
+        failures: int
+        skipped: int
+        success_rate: float | None
+        duration_p50_seconds: float | None
+        duration_p95_seconds: float | None
+        duration_max_seconds: float | None
+        cpu_p50_seconds: float | None
+        cpu_p95_seconds: float | None
+        memory_peak_p50_bytes: int | None
+        memory_peak_p95_bytes: int | None
+        last_success_at: str | None
+        last_failure_at: str | None
+        consecutive_failures: int
+        trend: float | None
+
+    class StatusJson(TypedDict):
+        unit: str
+        user: str | None
+        host: str
+        last_result: str | None
+        last_started_at: str | None
+        next_run_at: str | None
+        success_rate: float | None
+        consecutive_failures: int
+        running: bool
+        open_problems: list[str]
+
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Marks the ID of the first run after its unit's definition changed.
@@ -26,106 +124,6 @@ CHANGED_MARK = "*"
 CHANGED_LEGEND = "* first run after its unit's definition changed ('observer show ID' says what)"
 # syslog levels, as the journal's PRIORITY field holds them.
 _PRIORITIES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
-
-
-class RunJson(TypedDict):
-    id: int
-    unit: str
-    user: str | None
-    invocation_id: str | None
-    host: str
-    source: str
-    trigger: str | None
-    started_at: str | None
-    finished_at: str | None
-    duration_seconds: float | None
-    result: str | None
-    exit_status: int | None
-    signal: str | None
-    restarts: int | None
-    output_truncated: bool
-    reason: str | None
-    cpu_seconds: float | None
-    io_read_bytes: int | None
-    io_write_bytes: int | None
-    memory_peak_bytes: int | None
-    output_lost_lines: int | None
-    findings: list[FindingJson]
-    definition_changed: bool
-
-
-class DefinitionJson(TypedDict):
-    digest: str
-    unit_file: dict[str, str | None] | None
-    dropins: list[dict[str, str | None]]
-    command: str | None
-    scripts: list[dict[str, str | None]]
-    previous_digest: str | None
-    changes: list[str]
-
-
-class FindingJson(TypedDict):
-    kind: str
-    message: str
-
-
-class OutputLineJson(TypedDict):
-    time: str | None
-    priority: int | None
-    message: str
-
-
-class DroppedLinesJson(OutputLineJson):
-    dropped_lines: int
-
-
-class LostLinesJson(OutputLineJson):
-    lost_lines: int
-
-
-class RunDetailJson(RunJson):
-    boot_id: str | None
-    output: list[OutputLineJson]
-    output_lines: int
-    output_bytes: int
-    output_dropped_lines: int
-    output_dropped_bytes: int
-    definition: DefinitionJson | None
-
-
-class StatsJson(TypedDict):
-    unit: str
-    user: str | None
-    host: str
-    runs: int
-    successes: int
-    failures: int
-    skipped: int
-    success_rate: float | None
-    duration_p50_seconds: float | None
-    duration_p95_seconds: float | None
-    duration_max_seconds: float | None
-    cpu_p50_seconds: float | None
-    cpu_p95_seconds: float | None
-    memory_peak_p50_bytes: int | None
-    memory_peak_p95_bytes: int | None
-    last_success_at: str | None
-    last_failure_at: str | None
-    consecutive_failures: int
-    trend: float | None
-
-
-class StatusJson(TypedDict):
-    unit: str
-    user: str | None
-    host: str
-    last_result: str | None
-    last_started_at: str | None
-    next_run_at: str | None
-    success_rate: float | None
-    consecutive_failures: int
-    running: bool
-    open_problems: list[str]
 
 
 def local_time(usec: int) -> datetime:
@@ -199,6 +197,8 @@ def definition_changes(stored: StoredDefinition | None) -> list[str]:
     """What changed in a run's definition since its unit's previous run."""
     if stored is None or stored.previous is None:
         return []
+    from observer.recording.definitions import changes  # noqa: PLC0415 (show and the pages)
+
     return changes(stored.previous, stored.definition)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import grp
 import os
 import pwd
 import sqlite3
@@ -14,8 +13,12 @@ from pathlib import Path
 from observer import users
 from observer.model import INTERRUPTED, Run, Source, StoreError, TimerState
 from observer.store import schema, summary
-from observer.store.definitions import RunDefinition, write_definitions
 from observer.store.schema import SCHEMA_VERSION
+
+# typing.TYPE_CHECKING would import typing; mypy takes this one as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from observer.store.definitions import RunDefinition
 
 # Each field keeps the first value known for it, but a run starts at the earliest time
 # any source saw it start: merging partial runs is then independent of their order. A run
@@ -173,6 +176,8 @@ def _connect_for_reading(database: str, uri: bool = False) -> tuple[sqlite3.Conn
 
 def _ask(path: Path) -> str:
     """How a user gets to read ``path``: join the group that may read it."""
+    import grp  # noqa: PLC0415 (only when the database cannot be read)
+
     try:
         info = path.stat()
         group = grp.getgrgid(info.st_gid).gr_name
@@ -285,6 +290,9 @@ class Batch:
 
 def write_batch(conn: sqlite3.Connection, batch: Batch) -> list[Run]:
     """Write one batch in one transaction; return the runs it finished (for the first time)."""
+    # Here, not above: the reading commands open the store without the definitions' modules.
+    from observer.store.definitions import write_definitions  # noqa: PLC0415
+
     newly_finished: list[Run] = []
     with conn:
         for run in [*batch.runs, *batch.records]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import sqlite3
 from collections.abc import Callable
 
@@ -238,6 +237,8 @@ _HOST_OF = (
 
 def _old_host(conn: sqlite3.Connection) -> str:
     """The host an older database's rows belong to: its newest run's (or this machine's)."""
+    import socket  # noqa: PLC0415 (a migration's: the reading commands open the store without)
+
     return hosts.newest_host(conn) or socket.gethostname()
 
 
