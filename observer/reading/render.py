@@ -420,8 +420,10 @@ def table(
         return empty
     headers, rows, right = _within(list(headers), [list(r) for r in rows], right, width, drop)
     widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(len(headers))]
-    if width is not None:
-        widths = _shortened(widths, headers, right, width)
+    if width is None:  # every column as wide as its widest cell: nothing to cut
+        layout = _layout(widths, right)
+        return "\n".join(layout.format(*row).rstrip() for row in [headers, *rows])
+    widths = _shortened(widths, headers, right, width)
     return "\n".join(_aligned(_cut(row, widths), widths, right) for row in [headers, *rows])
 
 
@@ -480,10 +482,15 @@ def _cut(row: Sequence[str], widths: Sequence[int]) -> list[str]:
 
 
 def _aligned(row: Sequence[str], widths: Sequence[int], right: set[int]) -> str:
-    return "  ".join(
-        text.rjust(width) if i in right else text.ljust(width)
-        for i, (text, width) in enumerate(zip(row, widths, strict=True))
-    ).rstrip()
+    if len(row) != len(widths):
+        raise ValueError(f"{len(row)} cells for {len(widths)} columns")
+    return _layout(widths, right).format(*row).rstrip()
+
+
+def _layout(widths: Sequence[int], right: set[int]) -> str:
+    """The format of a row: each cell padded to its column's width (numbers on the right),
+    two spaces between. The cells are format's values: braces in them stay text."""
+    return "  ".join(f"{{:{'>' if i in right else '<'}{width}}}" for i, width in enumerate(widths))
 
 
 def run_json(run: history.RecordedRun) -> RunJson:
@@ -618,6 +625,8 @@ def status_json(status: history.UnitStatus) -> StatusJson:
 
 def cell(text: str) -> str:
     """Names come from the store: never let them move the cursor or recolour the terminal."""
+    if text.isascii() and text.isprintable():  # the usual name: printable() would keep it
+        return text
     return printable(text.encode("utf-8", "surrogateescape"))
 
 
