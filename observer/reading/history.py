@@ -12,6 +12,7 @@ import re
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from observer import users
 from observer.model import (
@@ -68,9 +69,13 @@ class NoFailedRunError(ObserverError):
     """A unit has runs recorded, but none of them failed."""
 
 
-@dataclass(frozen=True, slots=True)
-class RecordedRun:
-    """One run as the store holds it; times in microseconds since the epoch."""
+class RecordedRun(NamedTuple):
+    """One run as the store holds it; times in microseconds since the epoch.
+
+    A NamedTuple, as RunDetail and UnitStatus: immutable like a frozen dataclass, but its
+    class is made at import in a tenth of the time (every reading command's start) and an
+    instance in a fraction (a listing makes one a run). It is never compared with a tuple.
+    """
 
     id: int
     unit: str
@@ -139,8 +144,7 @@ class LostLines:
     lines: int
 
 
-@dataclass(frozen=True, slots=True)
-class RunDetail:
+class RunDetail(NamedTuple):
     """A run with its output, in order, with the gaps where lines were dropped."""
 
     run: RecordedRun
@@ -153,8 +157,7 @@ class RunDetail:
     definition: StoredDefinition | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class UnitStatus:
+class UnitStatus(NamedTuple):
     """Where a unit stands now: its newest run and, for a timer's service, its next one."""
 
     unit: str
