@@ -446,9 +446,11 @@ def _within(
     drop: Sequence[str],
 ) -> tuple[list[str], list[list[str]], set[int]]:
     """The table without the fewest of the ``drop`` columns that make it fit ``width``."""
+    if width is None:
+        return headers, rows, right
     for name in drop:
         widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(len(headers))]
-        if width is None or _total(widths) <= width:
+        if _total(widths) <= width:
             break
         if name not in headers:
             continue
