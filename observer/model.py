@@ -195,7 +195,9 @@ def __getattr__(name: str) -> object:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     from observer.recording import events  # noqa: PLC0415
 
-    return getattr(events, name)
+    value: object = getattr(events, name)
+    globals()[name] = value  # found directly from now on, without this function
+    return value
 
 
 # The state rows that tell of journal history vacuumed before observer read it.
