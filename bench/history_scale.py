@@ -9,16 +9,16 @@ runs of each every 10 minutes up to now, two lines of output a run, one run in s
 failing; with ``--keep DIR`` a database kept there by an earlier run is reused), then
 prints the whole-process wall and CPU time (median of ``--repeat``) of the anchors (``python
 -c pass`` of the interpreter that runs observer, ``observer --version``, and ``journalctl -u
-UNIT -n 20`` when this machine has a journal) and of every reading command beside its target
-(within 2 x ``python -c pass`` plus the time to print its answer: the time that interpreter
-takes to write the same bytes, beyond its start), `observer report` into an empty directory
-and again after one more run, and, with a real
-systemd booted in a sandbox (root), the daemon's time from start to a complete `/metrics`
-(a series for every unit), its CPU time over an idle minute and its RSS, with metrics,
-alerts and the dashboard all on. The last lines compare each figure with the targets of
-the issue that asked for it: at the largest size, `status` and `stats` within 150 ms and
-every reading command within 1.5 x its time at the smallest; `report` full within 20 s and
-after one run within 0.3 s.
+UNIT -n 20`` when this machine has a journal) and of ``observer --help`` and every reading
+command beside its target (within 2 x ``python -c pass`` plus the time to print its answer:
+the time that interpreter takes to write the same bytes, beyond its start), `observer
+report` into an empty directory and again after one more run, and, with a real systemd
+booted in a sandbox (root), the daemon's time from start to a complete `/metrics` (a series
+for every unit), its CPU time over an idle minute and its RSS, with metrics, alerts and the
+dashboard all on. The last lines compare each figure with the targets of the issue that
+asked for it: at the largest size, `status` and `stats` within 150 ms and every reading
+command within 1.5 x its time at the smallest (wall and CPU); `report` full within 20 s
+and after one run within 0.3 s.
 
 ``--python`` names the interpreter whose installed observer is timed (default: this one);
 time a pip-installed venv with compiled bytecode, not an editable checkout. The commands run
@@ -100,6 +100,7 @@ def commands(db: Path, run_id: int) -> dict[str, list[str]]:
     """The reading commands, as a person types them."""
     unit = "job-001.service"
     return {
+        "--help": ["--help"],
         "history UNIT": ["history", unit],
         "show ID": ["show", str(run_id)],
         "last-failure UNIT": ["last-failure", unit],
@@ -231,14 +232,23 @@ def database_of(size: int, units: int, keep: Path | None, workdir: Path) -> Path
         if kept is not None:
             kept.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(db, kept)
-    print(f"\n{_runs_in(db):,} runs of {units:,} units, {db.stat().st_size / 2**20:.0f} MiB, "
-          f"{how} in {time.perf_counter() - began:.0f} s", flush=True)  # fmt: skip
+    runs, newest_usec = _runs_in(db)
+    # A kept database's runs end when it was filled: the windows (--since 1h, 24h) of the
+    # commands hold fewer runs, down to none, the longer ago that was.
+    age = (time.time_ns() // 1000 - newest_usec) / 3.6e9
+    print(f"\n{runs:,} runs of {units:,} units, {db.stat().st_size / 2**20:.0f} MiB, "
+          f"{how} in {time.perf_counter() - began:.0f} s; newest run {age:.1f} h ago",
+          flush=True)  # fmt: skip
     return db
 
 
-def _runs_in(db: Path) -> int:
+def _runs_in(db: Path) -> tuple[int, int]:
+    """How many runs ``db`` holds, and when the newest started (microseconds)."""
     with sqlite3.connect(db) as conn:
-        return int(conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
+        count, newest = conn.execute(
+            "SELECT COUNT(*), MAX(COALESCE(started_usec, finished_usec)) FROM runs"
+        ).fetchone()
+    return int(count), int(newest or 0)
 
 
 def anchors(timing: Timing, db: Path) -> dict[str, float]:
@@ -284,7 +294,8 @@ def measure(size: int, units: int, args: argparse.Namespace, workdir: Path) -> d
     figures = anchors(timing, db)
     start, start_cpu = figures["python -c pass"], figures["python -c pass cpu"]
     for name, argv in commands(db, run_id).items():
-        wall, cpu, output = timing.process([*timing.observer, *argv, "--db", str(db)])
+        reads = [] if argv[0].startswith("-") else ["--db", str(db)]  # --help reads nothing
+        wall, cpu, output = timing.process([*timing.observer, *argv, *reads])
         printing, printing_cpu = timing.printing(output)
         target, cpu_target = 2 * start + printing, 2 * start_cpu + printing_cpu
         figures[name], figures[f"{name} target"] = wall, target
@@ -320,6 +331,10 @@ def report_figures(
     return figures
 
 
+def _ratio(largest: dict[str, float], smallest: dict[str, float], name: str) -> float:
+    return largest[name] / smallest[name] if smallest[name] > 0 else float("inf")
+
+
 def _met(met: bool) -> str:
     return "met" if met else "NOT met"
 
@@ -341,9 +356,11 @@ def verdict(results: dict[int, dict[str, float]]) -> list[str]:
                 f", {cpu_target * 1000:.0f}: 2 x python -c pass + printing)"
             )
     for name in commands(Path(), 0):
-        ratio = largest[name] / smallest[name]
-        lines.append(f"{_met(ratio <= 1.5)}: {name} x{ratio:.2f} from the "
-                     f"smallest to the largest size (target 1.5)")  # fmt: skip
+        # CPU too: on a shared machine the wall time of a short process is mostly waiting.
+        ratio, cpu_ratio = largest[name] / smallest[name], _ratio(largest, smallest, f"{name} cpu")
+        lines.append(f"{_met(ratio <= 1.5)} (cpu: {_met(cpu_ratio <= 1.5)}): {name} x{ratio:.2f} "
+                     f"(cpu x{cpu_ratio:.2f}) from the smallest to the largest size "
+                     "(target 1.5)")  # fmt: skip
     if "report (full)" in largest:
         full, one = largest["report (full)"], largest["report (after one run)"]
         lines.append(f"{_met(full <= REPORT_FULL_SECONDS)}: report full {full:.1f} s "

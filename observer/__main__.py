@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import os
 import sys
 
 from observer import __version__
+
+# typing.TYPE_CHECKING would cost `--version` importing typing; mypy takes this one as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
 
 # Commands whose modules are imported only when they run (or for --help): `observer run`
 # wraps cron jobs and must start fast, without what the other commands need.
@@ -46,6 +49,9 @@ def _asks_version(argv: list[str]) -> bool:
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The command line: every command, or for speed only the one ``argv`` names."""
+    import argparse  # noqa: PLC0415 (`observer --version` prints without it)
+    import importlib  # noqa: PLC0415
+
     parser = argparse.ArgumentParser(
         prog="observer", description="Every run of your systemd services and timers, recorded."
     )
@@ -57,13 +63,24 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         "log details and show tracebacks"
     ))  # fmt: skip
     commands = parser.add_subparsers(metavar="COMMAND", required=True)
-    if argv is not None and _asks_version(argv):
-        return parser  # argparse prints the version and exits before it needs a command
-    chosen = None if argv is None else _chosen_command(argv)
-    if chosen not in _LAZY_COMMANDS:  # `observer run` (every cron job) spares their options
-        from observer.reading import cli  # noqa: PLC0415  (light: its handlers import the rest)
+    from observer.reading import cli  # noqa: PLC0415  (light: its handlers import the rest)
 
-        cli.add_commands(commands, [debug])
+    # A command line naming no command, or one that is not a command, shows them all.
+    chosen = None if argv is None else _chosen_command(argv)
+    if chosen not in {*cli.COMMANDS, "daemon", *_LAZY_COMMANDS}:
+        chosen = None
+    cli.add_commands(commands, [debug], chosen)
+    if chosen in (None, "daemon"):
+        _add_daemon(commands, debug)
+    wanted = [module for name, module in _LAZY_COMMANDS.items() if chosen in (None, name)]
+    for module in dict.fromkeys(wanted):  # a module may register more than one command
+        importlib.import_module(module).add_command(commands, [debug])
+    return parser
+
+
+def _add_daemon(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], debug: argparse.ArgumentParser
+) -> None:
     daemon = commands.add_parser(
         "daemon", parents=[debug], help="record every run (runs as a service)",
         description="Record every run of the observed units into the database.",
@@ -103,18 +120,6 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         "(default: [metrics] web_config)"
     ))  # fmt: skip
     daemon.set_defaults(handler=_daemon)
-    wanted = [
-        module
-        for name, module in _LAZY_COMMANDS.items()
-        if chosen is None or chosen == name or chosen not in _known_commands(commands)
-    ]
-    for module in dict.fromkeys(wanted):  # a module may register more than one command
-        importlib.import_module(module).add_command(commands, [debug])
-    return parser
-
-
-def _known_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> set[str]:
-    return {*commands.choices, *_LAZY_COMMANDS}
 
 
 def _daemon(args: argparse.Namespace) -> int:
@@ -126,8 +131,12 @@ def _daemon(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run ``observer`` with ``argv`` (default: the process's); return the exit status."""
+    arguments = sys.argv[1:] if argv is None else argv
+    if _asks_version(arguments):  # as argparse's action would print it, without building one
+        print(f"observer {__version__}")
+        return 0
     try:
-        args = build_parser(sys.argv[1:] if argv is None else argv).parse_args(argv)
+        args = build_parser(arguments).parse_args(arguments)
     except SystemExit as e:  # --help, --version, or a usage error argparse already explained
         return e.code if isinstance(e.code, int) else 2
     _log_as_asked(args)

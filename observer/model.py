@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import signal
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+
+# typing.TYPE_CHECKING would import typing; mypy takes this one as true.
+TYPE_CHECKING = False
 
 # Where the kernel gives this boot's ID (a UUID with dashes).
 BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
@@ -57,6 +59,8 @@ def boot_id(path: Path = BOOT_ID_PATH) -> str | None:
 
 def signal_name(number: int) -> str:
     """Name a signal the way systemd prints it (SIGKILL -> KILL)."""
+    import signal  # noqa: PLC0415 (only for a run a signal ended)
+
     try:
         return signal.Signals(number).name.removeprefix("SIG")
     except ValueError:
@@ -148,119 +152,6 @@ class Run:
 
 
 @dataclass(frozen=True, slots=True)
-class OutputLine:
-    """One line a unit printed, as the journal holds it (bytes kept as they were)."""
-
-    invocation_id: str
-    unit: str
-    realtime_usec: int
-    priority: int
-    message: bytes
-
-
-class JobKind(StrEnum):
-    """What a record written by PID 1 into the journal says about a run."""
-
-    STARTING = "starting"
-    STARTED = "started"
-    FINISHED = "finished"  # a oneshot's start job ended: the run is over
-    START_FAILED = "start-failed"
-    MAIN_EXITED = "main-exited"
-    DEACTIVATED = "deactivated"
-    FAILED = "failed"
-    CONDITION_SKIPPED = "condition-skipped"
-    RESTART_SCHEDULED = "restart-scheduled"
-    CONDITION_UNMET = "condition-unmet"  # a Condition*= check failed: nothing ran
-    START_LIMIT = "start-limit"  # "Start request repeated too quickly."
-    RESOURCES = "resources"  # "Consumed 1.2s CPU time": what the run cost
-    STARTUP_FINISHED = "startup-finished"  # a manager finished starting
-
-
-@dataclass(frozen=True, slots=True)
-class Pid1Record:
-    """A journal record written by PID 1 about one invocation of a unit."""
-
-    kind: JobKind
-    unit: str
-    invocation_id: str
-    realtime_usec: int
-    boot_id: str | None = None
-    exit_code: str | None = None
-    exit_status: int | None = None
-    unit_result: str | None = None
-    job_id: int | None = None
-    restarts: int | None = None
-    job_result: str | None = None
-    reason: str | None = None  # of a condition that failed: "ConditionPathExists=/x"
-    cpu_usec: int | None = None
-    io_read_bytes: int | None = None
-    io_write_bytes: int | None = None
-    memory_peak_bytes: int | None = None  # in the "Consumed" record from systemd 255 on
-    userspace_usec: int | None = None  # of a manager's start-up: how long it took
-    previous_usec: int | None = None  # the journal's last entry before that start-up
-
-
-@dataclass(frozen=True, slots=True)
-class OutputSuppressed:
-    """journald dropped lines of a unit (its rate limit): written when the next line came."""
-
-    unit: str
-    invocation_id: str  # of the line that came after the window, often a later run's
-    realtime_usec: int
-    lines: int
-
-
-@dataclass(frozen=True, slots=True)
-class UnitProperties:
-    """Property values systemd sent for a unit on one interface (already decoded)."""
-
-    unit: str
-    interface: str  # Unit, Service, Timer: the last part of the interface name
-    values: dict[str, object] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class JobNew:
-    """systemd queued a job for a unit."""
-
-    job_id: int
-    unit: str
-
-
-@dataclass(frozen=True, slots=True)
-class JobDetails:
-    """What the job object said when asked: its type and the unit that triggered it."""
-
-    job_id: int
-    unit: str
-    job_type: str
-    trigger: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class JobRemoved:
-    """A job ended; this is not the end of the run (see SYSTEMD-FACTS.md)."""
-
-    job_id: int
-    unit: str
-    result: str
-
-
-@dataclass(frozen=True, slots=True)
-class UnitGone:
-    """systemd unloaded a unit (transient units vanish after they stop)."""
-
-    unit: str
-
-
-@dataclass(frozen=True, slots=True)
-class Reloading:
-    """systemd began (active) or finished a daemon-reload or daemon-reexec."""
-
-    active: bool
-
-
-@dataclass(frozen=True, slots=True)
 class TimerState:
     """What is known of a timer: the service it starts and when it fires."""
 
@@ -270,7 +161,43 @@ class TimerState:
     last_trigger_usec: int | None
 
 
-Event = UnitProperties | JobNew | JobDetails | JobRemoved | UnitGone | Reloading | Pid1Record
+# The recording side's events are defined in observer/recording/events.py and imported from
+# there on first use (PEP 562, below): creating their classes would cost every reading
+# command's start, and none uses them. __all__ names them for mypy and for __getattr__.
+if TYPE_CHECKING:
+    from observer.recording.events import (
+        Event,
+        JobDetails,
+        JobKind,
+        JobNew,
+        JobRemoved,
+        OutputLine,
+        OutputSuppressed,
+        Pid1Record,
+        Reloading,
+        UnitGone,
+        UnitProperties,
+    )
+
+__all__ = [  # the events are observer/recording/events.py's
+    "BOOT_ID_PATH", "INTERRUPTED", "SKIPPED_RESULTS", "SUCCESS_RESULTS", "VACUUMED_PREFIX",
+    "ConfigError", "Event", "JobDetails", "JobKind", "JobNew", "JobRemoved", "ObserverError",
+    "OutputLine", "OutputSuppressed", "Pid1Record", "ProblemKind", "Reloading", "Run", "Source",
+    "StoreError", "TimerState", "UnitGone", "UnitProperties", "UnknownUnitError",
+    "VacuumedJournal", "boot_id", "exit_facts", "exit_text", "is_failure", "is_skipped",
+    "is_success", "journal_cursor_usec", "run_duration_seconds", "run_duration_usec", "signal_name",
+]  # fmt: skip
+
+
+def __getattr__(name: str) -> object:
+    """An event class, imported when first asked for (every other name is defined above)."""
+    if name not in __all__:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from observer.recording import events  # noqa: PLC0415
+
+    value: object = getattr(events, name)
+    globals()[name] = value  # found directly from now on, without this function
+    return value
 
 
 # The state rows that tell of journal history vacuumed before observer read it.

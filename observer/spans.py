@@ -6,17 +6,14 @@ from __future__ import annotations
 
 import re
 import sys
-from decimal import Decimal
 
 # Each part: a number (a whole one or with decimals) and its unit, spaces allowed between
 # them and between parts; units in any case ("every 5M" is five minutes).
 _PART = r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)"
 _SPAN = re.compile(rf"(?:{_PART})+\s*", re.IGNORECASE)
 _PARTS = re.compile(_PART, re.IGNORECASE)
-_SECONDS_PER = {
-    "ms": Decimal("0.001"), "s": Decimal(1), "m": Decimal(60), "h": Decimal(3600),
-    "d": Decimal(86400), "w": Decimal(604800),
-}  # fmt: skip
+# Exact (Decimal) sums of these, not float ones: 0.1h is 360 s.
+_SECONDS_PER = {"ms": "0.001", "s": "1", "m": "60", "h": "3600", "d": "86400", "w": "604800"}
 GRAMMAR = "a number and a unit (ms, s, m, h, d or w), like 90s, 1.5h or 1h30m"
 
 
@@ -27,9 +24,10 @@ def parse_span(text: str) -> float:
         return 0.0
     if not _SPAN.fullmatch(text):
         raise ValueError(f"invalid duration {text!r}: use {GRAMMAR}")
-    seconds = float(
-        sum(Decimal(n) * _SECONDS_PER[unit.lower()] for n, unit in _PARTS.findall(text))
-    )
+    from decimal import Decimal  # noqa: PLC0415 (a table that shows durations needs none)
+
+    parts = _PARTS.findall(text)
+    seconds = float(sum(Decimal(n) * Decimal(_SECONDS_PER[unit.lower()]) for n, unit in parts))
     if seconds == float("inf"):
         raise ValueError(f"invalid duration {text!r}: too long")
     return seconds

@@ -14,7 +14,10 @@ import pwd
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from observer.model import Event, JobDetails, JobNew, JobRemoved, UnitGone, UnitProperties
+# typing.TYPE_CHECKING would import typing; mypy takes this one as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from observer.model import Event
 
 SEPARATOR = "/"
 
@@ -96,6 +99,9 @@ def current_user() -> str:
 
 def qualify_event(event: Event, user: str) -> Event:
     """A bus event of ``user``'s manager, with its units named as the store names them."""
+    # Here: the reading commands, which import this module, need no event classes.
+    from observer.model import JobDetails, JobNew, JobRemoved, UnitGone, UnitProperties  # noqa: PLC0415
+
     match event:
         case UnitProperties(unit=unit, values=values):
             service = values.get("Unit")

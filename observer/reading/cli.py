@@ -28,8 +28,10 @@ def reading_options(parents: Sequence[argparse.ArgumentParser]) -> argparse.Argu
 def add_commands(
     commands: argparse._SubParsersAction[argparse.ArgumentParser],
     parents: Sequence[argparse.ArgumentParser],
+    only: str | None = None,
 ) -> None:
-    """Register the commands that read the store."""
+    """Register the commands that read the store: all of them, or only the one ``only`` names
+    when it is one (the command being run: building the others costs its start)."""
     common = reading_options(parents)
     listing = argparse.ArgumentParser(add_help=False, parents=[common])
     listing.add_argument("--json", action="store_true", help="print JSON for scripts")
@@ -38,30 +40,42 @@ def add_commands(
         "-l", "--wide", action="store_true",
         help="every column, however wide (default: the columns that fit the terminal)",
     )  # fmt: skip
-
-    def command(name: str, about: str) -> argparse.ArgumentParser:
+    for name, (about, arguments) in _COMMANDS.items():
+        if only in _COMMANDS and name != only:
+            continue
         parser = commands.add_parser(name, parents=[listing], help=about, description=about)
         parser.set_defaults(handler=_later(f"{name.replace('-', '_')}_command"))
-        return parser
+        arguments(parser)
 
-    parser = command("history", "the newest runs of one unit")
+
+def _history(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("unit", metavar="UNIT", help="e.g. backup or backup.service")
     parser.add_argument("-n", "--limit", type=_count, help="runs (default: 20)")
     _follow_option(parser)
-    parser = command("show", "everything recorded about one run, with its output")
+
+
+def _show(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_id", metavar="RUN_ID", help="a run's ID or its invocation ID")
-    parser = command("diff", "how the definitions two runs started with differ")
+
+
+def _diff(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("before", metavar="RUN_A", help="the earlier run's ID or invocation ID")
     parser.add_argument("after", metavar="RUN_B", help="the later run's ID or invocation ID")
-    parser = command("last-failure", "the newest failed run of a unit")
+
+
+def _last_failure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("unit", metavar="UNIT", help="e.g. backup or backup.service")
-    parser = command("stats", "success rate and durations, per unit")
+
+
+def _stats(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("unit", metavar="UNIT", nargs="?", help="one unit (default: all)")
     parser.add_argument(
         "--since", type=since_span, metavar="SPAN",
         help="only runs started in the last SPAN, e.g. 7d",
     )  # fmt: skip
-    parser = command("runs", "runs of all units, newest first")
+
+
+def _runs(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--since", type=since_span, metavar="SPAN",
         help="only runs started in the last SPAN (default: 24h)",
@@ -72,7 +86,23 @@ def add_commands(
         "-n", "--limit", type=_count, metavar="N", help="the newest N runs (default: all)"
     )
     _follow_option(parser)
-    command("status", "each unit's last result and next run")
+
+
+def _status(parser: argparse.ArgumentParser) -> None:
+    pass  # the options of every listing only
+
+
+# Each command: what it prints, and its own arguments (besides the listings' options).
+_COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None]]] = {
+    "history": ("the newest runs of one unit", _history),
+    "show": ("everything recorded about one run, with its output", _show),
+    "diff": ("how the definitions two runs started with differ", _diff),
+    "last-failure": ("the newest failed run of a unit", _last_failure),
+    "stats": ("success rate and durations, per unit", _stats),
+    "runs": ("runs of all units, newest first", _runs),
+    "status": ("each unit's last result and next run", _status),
+}
+COMMANDS = frozenset(_COMMANDS)
 
 
 def host_option(parser: argparse.ArgumentParser) -> None:

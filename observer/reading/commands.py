@@ -1,11 +1,14 @@
 """What the reading commands do (their options: ``cli``): read the store, print tables for
-people and ``--json`` for scripts."""
+people and ``--json`` for scripts.
+
+A command imports what it alone uses when it runs (``diff`` the definitions, ``stats`` the
+statistics, ``status`` the store's health): each starts with as little as it needs
+(tests/unit/test_startup_imports.py).
+"""
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import json
 import os
 import sqlite3
 import sys
@@ -16,9 +19,13 @@ from datetime import timedelta
 from pathlib import Path
 
 from observer import model, users
-from observer.reading import changes, history, render, set_aside, store_health
-from observer.reading import stats as reading_stats
+from observer.reading import history, render
 from observer.store import database, hosts
+
+# typing.TYPE_CHECKING would import typing; mypy takes this one as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
 
 
 def on_hosts(args: argparse.Namespace) -> hosts.HostMatcher:
@@ -123,6 +130,8 @@ def _follow(
             "--follow prints runs as they finish from now on: -n and --since choose past "
             "runs (list them without --follow)"
         )
+    import json  # noqa: PLC0415
+
     from observer.reading import follow  # noqa: PLC0415 (only a command that follows needs it)
 
     path = args.db or database.default_read_path()
@@ -177,6 +186,8 @@ def show_command(args: argparse.Namespace) -> int:
 
 
 def diff_command(args: argparse.Namespace) -> int:
+    from observer.reading import changes  # noqa: PLC0415 (the definitions' diffs: diff only)
+
     with reading(args) as conn:
         found = changes.definition_diff(conn, args.before, args.after)
     if args.json:
@@ -194,6 +205,8 @@ def last_failure_command(args: argparse.Namespace) -> int:
 
 
 def stats_command(args: argparse.Namespace) -> int:
+    from observer.reading import stats as reading_stats  # noqa: PLC0415
+
     with reading(args) as conn:
         chosen = selection(args)
         unit = None if args.unit is None else _unit_on_hosts(conn, args)
@@ -212,6 +225,8 @@ def stats_command(args: argparse.Namespace) -> int:
 
 
 def status_command(args: argparse.Namespace) -> int:
+    from observer.reading import set_aside, store_health  # noqa: PLC0415 (status's notes)
+
     with reading(args) as conn:
         # Every user's units, marked with their user, unless --user picks one.
         chosen = users.Selection(user=args.user, everyone=True)
@@ -258,4 +273,6 @@ def _print_detail(detail: history.RunDetail, as_json: bool) -> None:
 
 
 def _print_json(value: object) -> None:
+    import json  # noqa: PLC0415 (--json only)
+
     print(json.dumps(value, indent=2))

@@ -3,7 +3,6 @@ and each unit's open problems. Plain reads of the tables the alert service write
 
 from __future__ import annotations
 
-import json
 import sqlite3
 
 from observer.model import ProblemKind
@@ -16,6 +15,8 @@ def findings(text: str | None) -> tuple[tuple[str, str], ...]:
     """A run's findings as stored (JSON), as (kind, message); none when unreadable."""
     if not text:
         return ()
+    import json  # noqa: PLC0415 (a listing without findings needs none)
+
     try:
         return tuple((str(f["kind"]), str(f["message"])) for f in json.loads(text))
     except (ValueError, TypeError, KeyError):

@@ -9,16 +9,114 @@ import sys
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TypedDict
 
 from observer.model import VacuumedJournal, exit_text
 from observer.output import dropped_marker, lost_marker, printable
 from observer.reading import history
-from observer.reading.stats import UnitStats
-from observer.recording.definitions import DefinitionFile, changes
 from observer.spans import human_duration
-from observer.store.definitions import StoredDefinition
 from observer.users import unit_of, user_of
+
+# typing.TYPE_CHECKING would import typing; mypy takes this one as true. The JSON's shapes
+# are for mypy only: a command that prints a table imports neither typing nor them.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import TypedDict
+
+    from observer.reading.stats import UnitStats
+    from observer.recording.definitions import DefinitionFile
+    from observer.store.definitions import StoredDefinition
+
+    class RunJson(TypedDict):
+        id: int
+        unit: str
+        user: str | None
+        invocation_id: str | None
+        host: str
+        source: str
+        trigger: str | None
+        started_at: str | None
+        finished_at: str | None
+        duration_seconds: float | None
+        result: str | None
+        exit_status: int | None
+        signal: str | None
+        restarts: int | None
+        output_truncated: bool
+        reason: str | None
+        cpu_seconds: float | None
+        io_read_bytes: int | None
+        io_write_bytes: int | None
+        memory_peak_bytes: int | None
+        output_lost_lines: int | None
+        findings: list[FindingJson]
+        definition_changed: bool
+
+    class DefinitionJson(TypedDict):
+        digest: str
+        unit_file: dict[str, str | None] | None
+        dropins: list[dict[str, str | None]]
+        command: str | None
+        scripts: list[dict[str, str | None]]
+        previous_digest: str | None
+        changes: list[str]
+
+    class FindingJson(TypedDict):
+        kind: str
+        message: str
+
+    class OutputLineJson(TypedDict):
+        time: str | None
+        priority: int | None
+        message: str
+
+    class DroppedLinesJson(OutputLineJson):
+        dropped_lines: int
+
+    class LostLinesJson(OutputLineJson):
+        lost_lines: int
+
+    class RunDetailJson(RunJson):
+        boot_id: str | None
+        output: list[OutputLineJson]
+        output_lines: int
+        output_bytes: int
+        output_dropped_lines: int
+        output_dropped_bytes: int
+        definition: DefinitionJson | None
+
+    class StatsJson(TypedDict):
+        unit: str
+        user: str | None
+        host: str
+        runs: int
+        successes: int
+        failures: int
+        skipped: int
+        success_rate: float | None
+        duration_p50_seconds: float | None
+        duration_p95_seconds: float | None
+        duration_max_seconds: float | None
+        cpu_p50_seconds: float | None
+        cpu_p95_seconds: float | None
+        memory_peak_p50_bytes: int | None
+        memory_peak_p95_bytes: int | None
+        last_success_at: str | None
+        last_failure_at: str | None
+        consecutive_failures: int
+        trend: float | None
+
+    class StatusJson(TypedDict):
+        unit: str
+        user: str | None
+        host: str
+        last_result: str | None
+        last_started_at: str | None
+        next_run_at: str | None
+        success_rate: float | None
+        consecutive_failures: int
+        running: bool
+        open_problems: list[str]
+
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Marks the ID of the first run after its unit's definition changed.
@@ -26,106 +124,6 @@ CHANGED_MARK = "*"
 CHANGED_LEGEND = "* first run after its unit's definition changed ('observer show ID' says what)"
 # syslog levels, as the journal's PRIORITY field holds them.
 _PRIORITIES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
-
-
-class RunJson(TypedDict):
-    id: int
-    unit: str
-    user: str | None
-    invocation_id: str | None
-    host: str
-    source: str
-    trigger: str | None
-    started_at: str | None
-    finished_at: str | None
-    duration_seconds: float | None
-    result: str | None
-    exit_status: int | None
-    signal: str | None
-    restarts: int | None
-    output_truncated: bool
-    reason: str | None
-    cpu_seconds: float | None
-    io_read_bytes: int | None
-    io_write_bytes: int | None
-    memory_peak_bytes: int | None
-    output_lost_lines: int | None
-    findings: list[FindingJson]
-    definition_changed: bool
-
-
-class DefinitionJson(TypedDict):
-    digest: str
-    unit_file: dict[str, str | None] | None
-    dropins: list[dict[str, str | None]]
-    command: str | None
-    scripts: list[dict[str, str | None]]
-    previous_digest: str | None
-    changes: list[str]
-
-
-class FindingJson(TypedDict):
-    kind: str
-    message: str
-
-
-class OutputLineJson(TypedDict):
-    time: str | None
-    priority: int | None
-    message: str
-
-
-class DroppedLinesJson(OutputLineJson):
-    dropped_lines: int
-
-
-class LostLinesJson(OutputLineJson):
-    lost_lines: int
-
-
-class RunDetailJson(RunJson):
-    boot_id: str | None
-    output: list[OutputLineJson]
-    output_lines: int
-    output_bytes: int
-    output_dropped_lines: int
-    output_dropped_bytes: int
-    definition: DefinitionJson | None
-
-
-class StatsJson(TypedDict):
-    unit: str
-    user: str | None
-    host: str
-    runs: int
-    successes: int
-    failures: int
-    skipped: int
-    success_rate: float | None
-    duration_p50_seconds: float | None
-    duration_p95_seconds: float | None
-    duration_max_seconds: float | None
-    cpu_p50_seconds: float | None
-    cpu_p95_seconds: float | None
-    memory_peak_p50_bytes: int | None
-    memory_peak_p95_bytes: int | None
-    last_success_at: str | None
-    last_failure_at: str | None
-    consecutive_failures: int
-    trend: float | None
-
-
-class StatusJson(TypedDict):
-    unit: str
-    user: str | None
-    host: str
-    last_result: str | None
-    last_started_at: str | None
-    next_run_at: str | None
-    success_rate: float | None
-    consecutive_failures: int
-    running: bool
-    open_problems: list[str]
 
 
 def local_time(usec: int) -> datetime:
@@ -199,6 +197,8 @@ def definition_changes(stored: StoredDefinition | None) -> list[str]:
     """What changed in a run's definition since its unit's previous run."""
     if stored is None or stored.previous is None:
         return []
+    from observer.recording.definitions import changes  # noqa: PLC0415 (show and the pages)
+
     return changes(stored.previous, stored.definition)
 
 
@@ -420,8 +420,10 @@ def table(
         return empty
     headers, rows, right = _within(list(headers), [list(r) for r in rows], right, width, drop)
     widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(len(headers))]
-    if width is not None:
-        widths = _shortened(widths, headers, right, width)
+    if width is None:  # every column as wide as its widest cell: nothing to cut
+        layout = _layout(widths, right)
+        return "\n".join(layout.format(*row).rstrip() for row in [headers, *rows])
+    widths = _shortened(widths, headers, right, width)
     return "\n".join(_aligned(_cut(row, widths), widths, right) for row in [headers, *rows])
 
 
@@ -444,9 +446,11 @@ def _within(
     drop: Sequence[str],
 ) -> tuple[list[str], list[list[str]], set[int]]:
     """The table without the fewest of the ``drop`` columns that make it fit ``width``."""
+    if width is None:
+        return headers, rows, right
     for name in drop:
         widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(len(headers))]
-        if width is None or _total(widths) <= width:
+        if _total(widths) <= width:
             break
         if name not in headers:
             continue
@@ -480,10 +484,15 @@ def _cut(row: Sequence[str], widths: Sequence[int]) -> list[str]:
 
 
 def _aligned(row: Sequence[str], widths: Sequence[int], right: set[int]) -> str:
-    return "  ".join(
-        text.rjust(width) if i in right else text.ljust(width)
-        for i, (text, width) in enumerate(zip(row, widths, strict=True))
-    ).rstrip()
+    if len(row) != len(widths):
+        raise ValueError(f"{len(row)} cells for {len(widths)} columns")
+    return _layout(widths, right).format(*row).rstrip()
+
+
+def _layout(widths: Sequence[int], right: set[int]) -> str:
+    """The format of a row: each cell padded to its column's width (numbers on the right),
+    two spaces between. The cells are format's values: braces in them stay text."""
+    return "  ".join(f"{{:{'>' if i in right else '<'}{width}}}" for i, width in enumerate(widths))
 
 
 def run_json(run: history.RecordedRun) -> RunJson:
@@ -618,6 +627,8 @@ def status_json(status: history.UnitStatus) -> StatusJson:
 
 def cell(text: str) -> str:
     """Names come from the store: never let them move the cursor or recolour the terminal."""
+    if text.isascii() and text.isprintable():  # the usual name: printable() would keep it
+        return text
     return printable(text.encode("utf-8", "surrogateescape"))
 
 

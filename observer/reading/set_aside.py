@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from observer.reading.render import local_time
-from observer.store import database, set_aside
+from observer.store import set_aside
 
 
 def add_command(
@@ -33,6 +31,11 @@ def note(db_path: Path) -> str | None:
 
 
 def _list(args: argparse.Namespace) -> int:
+    import json  # noqa: PLC0415 (registering the command, for --help too, needs none of these)
+
+    from observer.reading.render import local_time  # noqa: PLC0415
+    from observer.store import database  # noqa: PLC0415
+
     path = set_aside.set_aside_path(Path(args.db) if args.db else database.default_read_path())
     entries = list(set_aside.read(path))
     if args.json:

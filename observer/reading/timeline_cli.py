@@ -4,16 +4,19 @@ timers start next, and what is expected to overlap)."""
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
 import sys
 import time
 from collections.abc import Sequence
 from datetime import timedelta
 
-from observer.model import ObserverError, UnknownUnitError
-from observer.reading import cli, commands, day, timeline, upcoming, window
+from observer.reading import cli
+
+# typing.TYPE_CHECKING would import typing; mypy takes this one as true. What the commands
+# draw is imported when one runs: registering them (for --help too) needs none of it.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from observer.reading import day
 
 # The width drawn to when stdout is not a terminal (a file, a pipe, a test).
 PIPE_WIDTH = 120
@@ -51,6 +54,11 @@ def _width(text: str) -> int:
 
 
 def _timeline(args: argparse.Namespace) -> int:
+    import json  # noqa: PLC0415
+
+    from observer.model import UnknownUnitError  # noqa: PLC0415
+    from observer.reading import commands, day, timeline, window  # noqa: PLC0415
+
     now_usec = time.time_ns() // 1000
     span = args.since or timedelta(hours=24)
     shown = day.Window(now_usec - span // timedelta(microseconds=1), now_usec)
@@ -75,6 +83,11 @@ def _timeline(args: argparse.Namespace) -> int:
 
 
 def _drawn(picture: day.Picture, width: int | None) -> list[str]:
+    import shutil  # noqa: PLC0415
+
+    from observer.model import ObserverError  # noqa: PLC0415
+    from observer.reading import timeline  # noqa: PLC0415
+
     terminal = sys.stdout.isatty()
     if width is None:
         width = shutil.get_terminal_size().columns if terminal else PIPE_WIDTH
@@ -94,6 +107,10 @@ def _span_text(span: timedelta) -> str:
 
 
 def _next(args: argparse.Namespace) -> int:
+    import json  # noqa: PLC0415
+
+    from observer.reading import commands, upcoming, window  # noqa: PLC0415
+
     with commands.reading(args) as conn:
         schedule = window.scheduled(conn, commands.selection(args).shows, commands.on_hosts(args))
     if args.json:

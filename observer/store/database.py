@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import grp
 import os
 import pwd
 import sqlite3
@@ -177,6 +176,8 @@ def _connect_for_reading(database: str, uri: bool = False) -> tuple[sqlite3.Conn
 
 def _ask(path: Path) -> str:
     """How a user gets to read ``path``: join the group that may read it."""
+    import grp  # noqa: PLC0415 (only when the database cannot be read)
+
     try:
         info = path.stat()
         group = grp.getgrgid(info.st_gid).gr_name

@@ -78,9 +78,9 @@ def test_it_reports_every_run_that_finishes_exactly_once_whenever_it_looks(
         if step == "start":
             rows[len(rows) + 1] = recorded(len(rows) + 1, None)
         elif step == "finish" and running:
-            rows[running[0].id] = dataclasses.replace(running[0], finished_usec=clock)
+            rows[running[0].id] = running[0]._replace(finished_usec=clock)
         elif step == "touch" and done:
-            rows[done[-1].id] = dataclasses.replace(done[-1], output_truncated=True)
+            rows[done[-1].id] = done[-1]._replace(output_truncated=True)
 
     for _ in range(before):
         write("start")

@@ -24,6 +24,15 @@ FORBIDDEN = (
     "systemd.journal",
 )  # fmt: skip
 
+# What a listing (history, runs, status, stats) may not load: the definitions of runs and
+# their diffs (hashlib, shlex, difflib: show, last-failure and diff print them), the
+# recording side's event classes, what a migration or --since alone needs (socket,
+# decimal), and what only an unreadable database's message needs (grp).
+NOT_FOR_LISTINGS = (
+    "observer.reading.changes", "observer.recording.definitions", "observer.store.definitions",
+    "observer.recording.events", "hashlib", "shlex", "difflib", "socket", "decimal", "grp",
+)  # fmt: skip
+
 # Runs the entry point as `python -m observer` does, then reports sys.modules on stderr.
 PROBE = """
 import json, runpy, sys
@@ -68,6 +77,10 @@ def env(tmp_path: Path) -> dict[str, str]:
         ["status"],
         ["history", "backup"],
         ["stats"],
+        ["stats", "backup"],
+        ["runs", "-n", "20"],
+        ["show", "1"],
+        ["last-failure", "backup"],
         ["run", "--name", "x", "--", "true"],
     ],
     ids=" ".join,
@@ -81,11 +94,36 @@ def test_no_heavy_import(argv: list[str], env: dict[str, str]) -> None:
 def test_version_builds_no_command(env: dict[str, str]) -> None:
     loaded = modules_of(["--version"], env)
     assert sorted(m for m in loaded if m.startswith("observer.")) == []
+    # It prints without a parser: argparse and typing stay out (re: the probe's json loads it).
+    assert sorted(loaded.intersection({"argparse", "gettext", "typing"})) == []
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["history", "backup"], ["runs", "-n", "20"], ["status"], ["stats"], ["stats", "backup"]],
+    ids=" ".join,
+)
+def test_a_listing_loads_no_definitions_nor_events(argv: list[str], env: dict[str, str]) -> None:
+    loaded = modules_of(argv, env)
+    assert sorted(loaded.intersection(NOT_FOR_LISTINGS)) == []
+
+
+def test_show_loads_no_diffs_nor_events(env: dict[str, str]) -> None:
+    # show prints what changed in a run's definition, not the diffs of its files.
+    loaded = modules_of(["show", "1"], env)
+    assert "observer.store.definitions" in loaded
+    unused = ("observer.reading.changes", "observer.recording.events", "socket", "decimal")
+    assert sorted(loaded.intersection(unused)) == []
 
 
 def test_a_reading_command_loads_only_what_it_uses(env: dict[str, str]) -> None:
     loaded = modules_of(["history", "backup"], env)
-    # Following runs, their stats and every other command stay out of `history UNIT`.
-    unused = ("observer.reading.follow", "observer.run", "observer.dashboard", "observer.alerts")
+    # Following runs, their stats, status's notes and every other command stay out of
+    # `history UNIT`.
+    unused = (
+        "observer.reading.follow", "observer.reading.stats", "observer.reading.set_aside",
+        "observer.reading.store_health", "observer.run", "observer.dashboard", "observer.alerts",
+        "observer.daemon", "observer.reading.timeline_cli",
+    )  # fmt: skip
     assert sorted(loaded.intersection(unused)) == []
     assert "logging" not in loaded  # nothing it runs logs: the entry point spares the import

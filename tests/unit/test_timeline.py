@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import time
-from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -119,8 +118,8 @@ def test_runs_at_the_same_time_on_two_hosts_do_not_overlap() -> None:
 def test_a_long_running_service_beside_the_jobs_does_not_make_them_overlap() -> None:
     daemon = run(1, "dbus.service", NOW - 20 * HOUR, None)
     jobs = [
-        replace(run(2, "a.service", NOW - 3 * HOUR, NOW - 2 * HOUR), trigger="a.timer"),
-        replace(run(3, "b.service", NOW - HOUR, NOW - HOUR + SECOND), source="wrapper"),
+        run(2, "a.service", NOW - 3 * HOUR, NOW - 2 * HOUR)._replace(trigger="a.timer"),
+        run(3, "b.service", NOW - HOUR, NOW - HOUR + SECOND)._replace(source="wrapper"),
         run(4, "c.service", NOW - HOUR, NOW - HOUR + SECOND),  # started by hand
     ]
     picture = day.lay_out([daemon, *jobs], DAY, NOW, day.job_test({"c.service"}))
