@@ -17,7 +17,7 @@ from typing import Protocol
 
 from observer import users
 from observer.dashboard import charts
-from observer.dashboard.site import template
+from observer.dashboard.markup import template
 from observer.dashboard.views import run_page
 from observer.dashboard.writer import Writer
 from observer.reading import day, history, window

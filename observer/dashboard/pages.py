@@ -27,6 +27,7 @@ from observer import __version__
 from observer.dashboard import charts, queries
 from observer.dashboard.day_page import write_day_pages
 from observer.dashboard.fleet_page import FLEET, fleet_rows
+from observer.dashboard.markup import template
 from observer.dashboard.site import (
     MANIFEST,
     DashboardError,
@@ -38,7 +39,6 @@ from observer.dashboard.site import (
     manifest_json,
     read_manifest,
     remove_stale,
-    template,
     write_atomically,
 )
 from observer.dashboard.views import (
@@ -227,9 +227,7 @@ def _write_site(
 
 def _units_and_hosts(
     conn: sqlite3.Connection, cache: Cache, setting: str
-) -> tuple[
-    dict[str, UnitEntry], dict[str, tuple[history.UnitStatus, UnitStats]], tuple[str, ...]
-]:
+) -> tuple[dict[str, UnitEntry], dict[str, tuple[history.UnitStatus, UnitStats]], tuple[str, ...]]:
     """The units (those read again in the second dict, see ``_read_units``) and the hosts
     their runs come from."""
     units, fresh = _read_units(conn, cache)

@@ -1,4 +1,4 @@
-"""The dashboard's directory: templates, the manifest, what is there, stale pages removed.
+"""The dashboard's directory: the manifest, what is there, stale pages removed.
 
 Pages themselves are written by ``writer`` (atomically; a long run of them in a process of
 its own).
@@ -7,7 +7,6 @@ its own).
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import os
 import re
@@ -16,14 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jinja2
-import markupsafe
-
 from observer.dashboard.writer import TEMP_PREFIX, TEMP_SUFFIX, DashboardError, write_atomically
 
 __all__ = [
     "MANIFEST", "DashboardError", "Listing", "Manifest", "PageSet", "UnitEntry",
-    "is_page", "list_directory", "manifest_json", "read_manifest", "remove_stale", "template",
+    "is_page", "list_directory", "manifest_json", "read_manifest", "remove_stale",
     "write_atomically",
 ]  # fmt: skip
 
@@ -42,33 +38,6 @@ _STALE_TEMP_SECONDS = 3600
 def is_page(name: str) -> bool:
     """Whether ``name`` is one the dashboard writes its pages under (the overview's too)."""
     return name in ("index.html", "fleet.html") or _OUR_PAGE.fullmatch(name) is not None
-
-
-@functools.cache
-def _environment() -> jinja2.Environment:
-    environment = jinja2.Environment(
-        loader=jinja2.PackageLoader("observer.dashboard", "templates"),
-        autoescape=True,  # every value, unit names and job output above all, is escaped
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        auto_reload=False,  # templates do not change while observer runs: no stat per page
-    )
-    # Our own constant style sheet, the one value not escaped (entities mean nothing in CSS).
-    css, _, _ = environment.loader.get_source(environment, "style.css")  # type: ignore[union-attr]
-    environment.globals["css"] = markupsafe.Markup(minify_css(css))
-    return environment
-
-
-def minify_css(css: str) -> str:
-    """Drop comments and needless spaces: the style sheet is inlined into every page."""
-    css = re.sub(r"/\*.*?\*/", "", css, flags=re.DOTALL)
-    css = re.sub(r"\s+", " ", css)
-    return re.sub(r"\s*([{}:;,>])\s*", r"\1", css).replace(";}", "}").strip()
-
-
-def template(name: str) -> jinja2.Template:
-    return _environment().get_template(name)
 
 
 @dataclass(frozen=True, slots=True)
