@@ -175,3 +175,16 @@ def test_a_day_that_is_slow_to_draw_is_kept_for_ten_times_its_cost_then_drawn_ag
 
     assert generate(db, out, NOW_USEC + 21 * SECOND).day_pages == 1  # older than 10 x 2 s
     assert len(rects(parse((out / "day.html").read_text("utf-8")))) == 2
+
+
+def test_a_unit_name_that_looks_like_markup_is_text_in_its_tooltip(
+    tmp_path: Path, utc: None
+) -> None:
+    hostile = "evil<b id=x>\"'&amp;.service"
+    write_runs(tmp_path / "observer.db", [stored(hostile, 1, NOW_USEC - HOUR, 3)])
+    generate(tmp_path / "observer.db", tmp_path / "pages")
+
+    page = parse((tmp_path / "pages" / "day.html").read_text(encoding="utf-8"))
+    [rect] = rects(page)
+    assert rect.find("title").text() == f"{hostile}: started 2026-11-23 14:00:00, 3.0s, success"
+    assert page.find_all("b") == [b for b in page.find_all("b") if "id" not in b.attrs]
