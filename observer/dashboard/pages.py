@@ -146,8 +146,9 @@ class _Read:
 class Cache:
     """What the last generation into a directory wrote, per unit (the manifest, in memory).
 
-    The daemon keeps one across rewrites, so that it reads the manifest only once; without
-    one, a generation starts from the manifest on disk.
+    A caller that writes into one directory again and again may keep one, so that the
+    manifest is read only once; without one (`observer report`, each of the daemon's
+    rewrites, a process of its own), a generation starts from the manifest on disk.
     """
 
     setting: str = ""
