@@ -40,7 +40,7 @@ import time
 from pathlib import Path
 
 from bench.dashboard import fill, invocation
-from bench.metrics_scrape import BenchError, cpu_seconds, fetch, free_port, process, text_of
+from bench.metrics_scrape import CLOCK_TICKS, BenchError, fetch, free_port, process, text_of
 from observer.model import Run, Source
 from observer.store import database
 from tests.sandbox import Sandbox, can_boot
@@ -195,6 +195,14 @@ def wait_for_lines(log: Path, patterns: tuple[str, ...], deadline: float) -> flo
             return time.monotonic()
         time.sleep(0.2)
     raise BenchError(f"the daemon's start-up work did not end: no {patterns} in {log}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of the daemon (all its threads) and of its children it has
+    waited for: the dashboard's rewrites run in processes of their own."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return sum(int(field) for field in fields[11:15]) / CLOCK_TICKS
 
 
 def wait_for_quiet(pid: int, deadline: float) -> None:
