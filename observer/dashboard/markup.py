@@ -13,7 +13,7 @@ import jinja2
 import markupsafe
 
 from observer.dashboard.site import POLICY, STYLESHEET
-from observer.dashboard.views import OutputRow
+from observer.dashboard.views import OutputRow, RunRow
 from observer.reading import history
 
 _MARKS = ("\x00title\x00", "\x00crumbs\x00", "\x00main\x00", "\x00generated\x00")
@@ -108,7 +108,8 @@ def run_page(
         f'<a href="{href}">all runs of this unit</a>\n',
         f'<a href="{escape(older)}">older run &rarr;</a>' if older else "",
         '</nav>\n<dl class="run">\n',
-        *[f"<dt>{escape(name)}</dt><dd>{escape(value)}</dd>\n" for name, value in facts],
+        # The facts' names are observer's own words (reading.render.run_facts).
+        *[f"<dt>{name}</dt><dd>{escape(value)}</dd>\n" for name, value in facts],
         "</dl>\n<h2>Output</h2>\n",
     ]
     if lines:
@@ -124,7 +125,27 @@ def run_page(
 def _output_line(line: OutputRow) -> str:
     if line.dropped:
         return f'<span class="dropped">{escape(line.text)}</span>\n'
+    # The time and the priority are drawn from numbers (views.output_rows): only the text is
+    # the job's.
     return (
-        f'<span class="ts">{escape(line.time)}</span> <span class="pr '
-        f'{escape(line.priority_class)}">{escape(line.priority)}</span> {escape(line.text)}\n'
+        f'<span class="ts">{line.time}</span> <span class="pr {line.priority_class}">'
+        f"{line.priority}</span> {escape(line.text)}\n"
     )
+
+
+def run_rows(rows: Sequence[RunRow]) -> markupsafe.Markup:
+    """The rows of a unit page's table of runs (every value escaped here)."""
+    parts = []
+    for row in rows:
+        href, kind = escape(row.href), escape(row.kind)
+        title = f' title="{escape(row.findings_title)}"' if row.findings_title else ""
+        parts.append(
+            f'<tr class="{kind}">\n<td class="num"><a href="{href}">{int(row.id)}</a></td>\n'
+            f'<td><a href="{href}">{escape(row.started)}</a></td>\n'
+            f'<td class="num">{escape(row.duration)}</td>\n'
+            f'<td class="result {kind}">{escape(row.result)}</td>\n<td>{escape(row.exit)}</td>\n'
+            f"<td>{escape(row.trigger)}</td>\n"
+            f'<td class="findings"{title}>{escape(row.findings)}</td>\n'
+            f'<td class="muted">{"truncated" if row.truncated else ""}</td>\n</tr>\n'
+        )
+    return markupsafe.Markup("".join(parts))

@@ -28,7 +28,7 @@ from observer import __version__
 from observer.dashboard import charts, queries
 from observer.dashboard.day_page import DayLink, write_day_pages
 from observer.dashboard.fleet_page import FLEET, fleet_rows
-from observer.dashboard.markup import Shell, stylesheet, template
+from observer.dashboard.markup import Shell, run_rows, stylesheet, template
 from observer.dashboard.markup import run_page as run_html
 from observer.dashboard.site import (
     MANIFEST,
@@ -461,7 +461,8 @@ def _write_unit_pages(
                 facts=facts,
                 chart=duration_chart,
                 chart_svg=chart_svg,
-                rows=[run_row(run) for run in shown],
+                rows=(rows := [run_row(run) for run in shown]),
+                rows_html=run_rows(rows),
                 page=page,
                 pages=list(enumerate(names, start=1)),
                 newer=names[page - 2] if page > 1 else None,

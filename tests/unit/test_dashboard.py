@@ -187,10 +187,15 @@ def test_output_and_unit_names_that_look_like_markup_are_shown_as_text(tmp_path:
         database.StoredLine(invocation(1), seq, NOW_USEC + seq, 3, message)
         for seq, message in enumerate(HOSTILE_OUTPUT)
     ]
-    write_runs(db, [run(HOSTILE_UNIT, 1, result="exit-code")], lines)
+    hostile_run = replace(
+        run(HOSTILE_UNIT, 1, result="exit-code"), trigger="<blink>t</blink>.timer"
+    )
+    write_runs(db, [hostile_run], lines)
     out = tmp_path / "pages"
     generate(db, out)
 
+    unit_row = page(out, pages.unit_page(HOSTILE_UNIT)).find("table", "runs").find_all("tr")[1]
+    assert "<blink>t</blink>.timer" in [td.text() for td in unit_row.find_all("td")]
     for path in out.glob("*.html"):
         html = path.read_text(encoding="utf-8").lower()
         # No element of theirs: every < they printed arrives as &lt;.
