@@ -2,7 +2,7 @@
 
     python -m observer.dashboard.rewrite DATABASE DIRECTORY
 
-A generation fills a heap that grows with the history (about 100 MiB at a million runs); in a
+A generation fills a heap that grows with the history (300 MiB at a million runs); in a
 child, the daemon never holds it, and the child hands all of it back when it exits. It prints
 what it did as one JSON line on stdout (``done``) and exits 0; a failure it can explain
 (``DashboardError``, a database it cannot read) it prints as ``{"error": ...}`` and exits 1.
