@@ -6,19 +6,22 @@ It fills a fresh database through database.write_batch, as the daemon writes it 
 units with ``--runs`` runs each, one in seven failing, each with a few lines of output, the
 failures with more), then times generating the pages as `observer report` does (into an
 empty directory, again with nothing changed, and again after one more run of one unit, each
-time without what the one before read, as a new process) and as the daemon does (its first
-rewrite after it starts, with the pages already on disk, then the rewrite after one more
-run of one unit, with what it read the time before). It prints the time of each, the
-number and size of the pages, and the largest page. (`bench.history_scale` times whole
-`observer report` processes.)
+time without what the one before read, as a new process) and as the daemon does (a whole
+``python -m observer.dashboard.rewrite`` process with the pages already on disk, then
+again after one more run of one unit: wall and CPU time, and the process's peak RSS). It
+prints the time of each, the number and size of the pages, and the largest page.
+(`bench.history_scale` times whole `observer report` processes.)
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
+import resource
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import time
@@ -80,17 +83,34 @@ def fill(
         conn.close()
 
 
-def timed(db: Path, out: Path, cache: pages.Cache | None = None) -> str:
+def timed(db: Path, out: Path) -> str:
     conn = database.open_for_reading(db)
     try:
         began = time.perf_counter()
-        report = pages.generate(conn, out, cache=cache)
+        report = pages.generate(conn, out)
         seconds = time.perf_counter() - began
     finally:
         conn.close()
     return (
         f"{seconds:.2f}s, {report.written:,} pages written, {report.unchanged:,} unchanged, "
         f"{report.removed} removed"
+    )
+
+
+def rewrite(db: Path, out: Path) -> str:
+    """One rewrite as the daemon starts it: a process of its own."""
+    argv = [sys.executable, "-m", "observer.dashboard.rewrite", str(db), str(out)]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    began = time.perf_counter()
+    done = subprocess.run(argv, capture_output=True, check=True)
+    seconds = time.perf_counter() - began
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    said = json.loads(done.stdout)
+    return (
+        f"{seconds:.2f}s (cpu {cpu:.2f}s), {said['written']:,} pages written, "
+        f"{said['unchanged']:,} unchanged, {said['removed']} removed; "
+        f"its process peaked at {said['peak_kib'] / 1024:.0f} MiB"
     )
 
 
@@ -146,10 +166,9 @@ def bench(workdir: Path, units: int, runs: int) -> int:
     print(f"observer report again, nothing changed: {timed(db, out)}")
     add_run(db, runs)
     print(f"observer report after one more run of one unit: {timed(db, out)}")
-    cache = pages.Cache()
-    print(f"daemon, first rewrite after its start: {timed(db, out, cache)}")
+    print(f"daemon, a rewrite with nothing changed: {rewrite(db, out)}")
     add_run(db, runs + 1)
-    print(f"daemon, rewrite after one more run of one unit: {timed(db, out, cache)}")
+    print(f"daemon, rewrite after one more run of one unit: {rewrite(db, out)}")
 
     files = [(entry.stat().st_size, entry.name) for entry in os.scandir(out)
              if entry.name.endswith(".html")]  # fmt: skip

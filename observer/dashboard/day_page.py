@@ -15,9 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from markupsafe import Markup
+
 from observer import users
 from observer.dashboard import charts
-from observer.dashboard.site import template
+from observer.dashboard.markup import escape, template
 from observer.dashboard.views import run_page
 from observer.dashboard.writer import Writer
 from observer.reading import day, history, window
@@ -124,6 +126,20 @@ def day_chart(picture: day.Picture, linked: Callable[[int], str | None]) -> DayC
     return DayChart(WIDTH, height, LEFT, plot_width, labels, rects, ticks)
 
 
+def rects_svg(rects: list[DayRect]) -> Markup:
+    """Each run's rect with its tooltip, linked to its page where it has one (every value
+    escaped here)."""
+    parts = []
+    for r in rects:
+        kind = escape(f"{r.kind} overlapped" if r.overlapped else r.kind)
+        rect = (
+            f'<rect class="{kind}" x="{r.x}" y="{r.y}" width="{r.width}" height="{r.height}">'
+            f"<title>{escape(r.title)}</title></rect>"
+        )
+        parts.append(f'<a href="{escape(r.href)}">{rect}</a>\n' if r.href else f"{rect}\n")
+    return Markup("".join(parts))
+
+
 def _cut(unit: str) -> str:
     if len(unit) <= LABEL_CHARACTERS:
         return unit
@@ -155,7 +171,8 @@ def write_day_pages(
         html = template("day.html.j2").render(
             **common,
             day_host=host,
-            chart=day_chart(picture, lambda run_id: _run_page(site, run_id)),
+            chart=(chart := day_chart(picture, lambda run_id: _run_page(site, run_id))),
+            rects=rects_svg(chart.rects),
             runs=sum(len(row.bars) for row in picture.rows),
             overlap_count=len(picture.overlaps),
             failed=sum(1 for row in picture.rows for bar in row.bars if bar.kind == "fail"),

@@ -12,6 +12,7 @@ again, only the run pages whose fingerprint changed are written.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import socket
@@ -25,11 +26,15 @@ from markupsafe import Markup
 
 from observer import __version__
 from observer.dashboard import charts, queries
-from observer.dashboard.day_page import write_day_pages
+from observer.dashboard.day_page import DayLink, write_day_pages
 from observer.dashboard.fleet_page import FLEET, fleet_rows
+from observer.dashboard.markup import Shell, run_rows, stylesheet, template
+from observer.dashboard.markup import run_page as run_html
 from observer.dashboard.site import (
     MANIFEST,
+    STYLESHEET,
     DashboardError,
+    DayDrawing,
     Listing,
     Manifest,
     PageSet,
@@ -38,7 +43,6 @@ from observer.dashboard.site import (
     manifest_json,
     read_manifest,
     remove_stale,
-    template,
     write_atomically,
 )
 from observer.dashboard.views import (
@@ -61,7 +65,7 @@ from observer.spans import human_duration
 __all__ = ["INDEX", "Cache", "Limits", "Report", "Stopped", "generate", "run_page", "unit_page"]
 
 # Bump when a run page would look different for the same run: old pages are then rewritten.
-PAGE_FORMAT = 2
+PAGE_FORMAT = 3
 INDEX = "index.html"
 
 
@@ -102,16 +106,17 @@ class _Site:
     should_stop: Callable[[], bool]
     listing: Listing
     writer: Writer
+    shell: Shell | None = None  # the frame of the run pages, drawn once the hosts are known
     names: set[str] = field(default_factory=set)
     written: int = 0
     unchanged: int = 0
 
-    def write(self, name: str, text: str) -> None:
+    def write(self, name: str, text: str | bytes) -> None:
         if self.should_stop():
             raise Stopped
         self.names.add(name)
         self.written += 1
-        self.writer.put(self.directory / name, text.encode("utf-8"))
+        self.writer.put(self.directory / name, text if isinstance(text, bytes) else text.encode())
 
     def keep(self, name: str) -> None:
         self.names.add(name)
@@ -141,13 +146,15 @@ class _Read:
 class Cache:
     """What the last generation into a directory wrote, per unit (the manifest, in memory).
 
-    The daemon keeps one across rewrites, so that it reads the manifest only once; without
-    one, a generation starts from the manifest on disk.
+    A caller that writes into one directory again and again may keep one, so that the
+    manifest is read only once; without one (`observer report`, each of the daemon's
+    rewrites, a process of its own), a generation starts from the manifest on disk.
     """
 
     setting: str = ""
     hosts: tuple[str, ...] = ()
     units: dict[str, UnitEntry] = field(default_factory=dict)
+    days: DayDrawing | None = None
 
 
 def generate(
@@ -180,7 +187,8 @@ def generate(
         if began:
             conn.rollback()
     cache.hosts, cache.units = hosts, units
-    write_atomically(directory / MANIFEST, manifest_json(Manifest(setting, hosts, units)))
+    manifest = Manifest(setting, hosts, units, cache.days)
+    write_atomically(directory / MANIFEST, manifest_json(manifest))
     removed = remove_stale(directory, site.listing, site.names)
     return Report(site.written, site.unchanged, removed, days)
 
@@ -194,6 +202,7 @@ def _write_site(
     if cache.setting != setting:
         kept = read_manifest(site.directory, setting) or Manifest(setting, (), {})
         cache.setting, cache.hosts, cache.units = setting, kept.hosts, kept.units
+        cache.days = kept.days
     units, fresh, hosts = _units_and_hosts(conn, cache, setting)
     common = {
         "version": __version__,
@@ -201,6 +210,8 @@ def _write_site(
         "generated": table_time(now_usec),
         "timezone": local_time(now_usec).strftime("UTC%z"),
     }
+    site.shell = Shell.of(common)
+    _write_stylesheet(site)
     ordered = sorted(units, key=lambda name: overview_order(name, units[name].consecutive_failures))
     shown, hidden = ordered[: limits.units], ordered[limits.units :]
     for name in shown:  # each unit read just before its pages are written: see writer.py
@@ -221,15 +232,25 @@ def _write_site(
             status, stats = fresh[name]
             runs = history.unit_history(conn, name, limits.sparkline_runs)
             units[name].row = _row(status, stats, runs, limits)
-    days = _write_overview(conn, site, units, shown, common, now_usec)
-    return setting, hosts, units, days
+    # The day pages of these hosts, drawn again (or kept: _day_pages), then the overview.
+    days, drawn = _day_pages(conn, site, cache, hosts, common, now_usec)
+    _write_overview(conn, site, units, shown, common, days)
+    return setting, hosts, units, drawn
+
+
+def _write_stylesheet(site: _Site) -> None:
+    """The style sheet the pages link, unless it is there as it should be (not counted)."""
+    css, path = stylesheet(), site.directory / STYLESHEET
+    site.names.add(STYLESHEET)
+    with contextlib.suppress(OSError):
+        if STYLESHEET in site.listing.names and path.read_bytes() == css:
+            return
+    site.writer.put(path, css)
 
 
 def _units_and_hosts(
     conn: sqlite3.Connection, cache: Cache, setting: str
-) -> tuple[
-    dict[str, UnitEntry], dict[str, tuple[history.UnitStatus, UnitStats]], tuple[str, ...]
-]:
+) -> tuple[dict[str, UnitEntry], dict[str, tuple[history.UnitStatus, UnitStats]], tuple[str, ...]]:
     """The units (those read again in the second dict, see ``_read_units``) and the hosts
     their runs come from."""
     units, fresh = _read_units(conn, cache)
@@ -247,14 +268,12 @@ def _write_overview(
     units: dict[str, UnitEntry],
     shown: list[str],
     common: dict[str, str],
-    now_usec: int,
-) -> int:
-    """The overview of the units shown, the day pages, and on a central database the fleet's
-    page; returns how many day pages were written."""
+    days: list[DayLink],
+) -> None:
+    """The overview of the units shown, and on a central database the fleet's page."""
     fleet_hosts, fleet = fleet_rows(conn)
     if fleet_hosts:  # a central database: hosts by units
         site.write(FLEET, template("fleet.html.j2").render(**common, hosts=fleet_hosts, rows=fleet))
-    days = write_day_pages(conn, site, common, now_usec)
     site.write(
         INDEX,
         template("overview.html.j2").render(
@@ -268,7 +287,43 @@ def _write_overview(
             running=sum(1 for u in units.values() if u.running),
         ),
     )
-    return len(days)
+
+
+# A day view drawn within this much CPU time is drawn at every generation; one that takes
+# longer (a busy day: about 5 s for 130,000 runs) is kept while younger than this many times
+# its cost, so that drawing it takes at most a tenth of the time.
+DAY_ALWAYS_SECONDS = 0.5
+DAY_KEPT_PER_COST = 10
+
+
+def _day_pages(
+    conn: sqlite3.Connection,
+    site: _Site,
+    cache: Cache,
+    hosts: tuple[str, ...],
+    common: dict[str, str],
+    now_usec: int,
+) -> tuple[list[DayLink], int]:
+    """The day pages, drawn again unless those of the last generation may stay (see
+    DAY_KEPT_PER_COST); with how many were drawn."""
+    kept = cache.days
+    if kept is not None and hosts == cache.hosts and _day_may_stay(kept, site, now_usec):
+        site.names.update(name for _, name in kept.pages)
+        return [DayLink(host, name) for host, name in kept.pages], 0
+    began = time.process_time()
+    links = write_day_pages(conn, site, common, now_usec)
+    pages = tuple((link.host, link.href) for link in links)
+    cache.days = DayDrawing(now_usec, time.process_time() - began, pages)
+    return links, len(links)
+
+
+def _day_may_stay(kept: DayDrawing, site: _Site, now_usec: int) -> bool:
+    age = (now_usec - kept.at_usec) / 1e6
+    return (
+        kept.cost >= DAY_ALWAYS_SECONDS
+        and 0 <= age < DAY_KEPT_PER_COST * kept.cost
+        and site.listing.names.issuperset(name for _, name in kept.pages)
+    )
 
 
 def _setting(conn: sqlite3.Connection, directory: Path, limits: Limits) -> str:
@@ -406,7 +461,8 @@ def _write_unit_pages(
                 facts=facts,
                 chart=duration_chart,
                 chart_svg=chart_svg,
-                rows=[run_row(run) for run in shown],
+                rows=(rows := [run_row(run) for run in shown]),
+                rows_html=run_rows(rows),
                 page=page,
                 pages=list(enumerate(names, start=1)),
                 newer=names[page - 2] if page > 1 else None,
@@ -448,26 +504,26 @@ def _write_run_pages(
             site.keep(name)
         else:
             changed.append((run, newer, older))
-    clock = _Clock()
+    clock, shell = _Clock(), site.shell
+    assert shell is not None  # drawn before any unit's pages
     # Their output read a few runs at a time: a failed run's can be a megabyte.
     for start in range(0, len(changed), _OUTPUTS_AT_ONCE):
         chunk = changed[start : start + _OUTPUTS_AT_ONCE]
         details = history.run_outputs(conn, [run for run, _, _ in chunk])
         for (run, newer, older), detail in zip(chunk, details, strict=True):
-            site.write(
-                run_page(run.id),
-                template("run.html.j2").render(
-                    **{**common, "generated": clock.now()},
-                    run=run,
-                    kind=run_kind(run),
-                    result="running" if run.running else run.result or "-",
-                    unit_href=unit_page(run.unit),
-                    facts=run_facts(detail),
-                    lines=output_rows(detail, limits.output_lines),
-                    newer=newer,
-                    older=older,
-                ),
+            html = run_html(
+                shell,
+                clock.now(),
+                run,
+                kind=run_kind(run),
+                result="running" if run.running else run.result or "-",
+                unit_href=unit_page(run.unit),
+                facts=run_facts(detail),
+                lines=output_rows(detail, limits.output_lines),
+                newer=newer,
+                older=older,
             )
+            site.write(run_page(run.id), html)
     return fingerprints
 
 

@@ -1,12 +1,18 @@
-"""The daemon's side of the dashboard: rewrite the pages after runs end, debounced, off the loop."""
+"""The daemon's side of the dashboard: rewrite the pages after runs end, debounced, each
+rewrite in a child process (``python -m observer.dashboard.rewrite``).
+
+The child holds the generation's heap, which grows with the history, and returns it whole
+when it exits: the daemon itself never imports the templates nor reads a page's runs.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
+import json
 import logging
-import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -14,9 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from observer.config import DashboardConfig
-from observer.dashboard import pages
-from observer.model import ObserverError, Run, StoreError
-from observer.store import database
+from observer.model import ObserverError, Run
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +29,11 @@ LATE_OUTPUT_SECONDS = 10.0
 # After a failed write, wait this long before the next try, doubling up to the maximum.
 RETRY_SECONDS = 5.0
 MAX_RETRY_SECONDS = 300.0
+# A generation told to stop (SIGTERM) stops at its next page; one that has not by then is killed.
+STOP_SECONDS = 5.0
+# What the child runs (with the database and the directory as its arguments).
+GENERATION = ("-m", "observer.dashboard.rewrite")
+_STDERR_SHOWN = 4000  # the end of a crashed generation's stderr, in the daemon's log
 
 
 @dataclass(slots=True)
@@ -84,6 +93,21 @@ class RewriteSchedule:
         self.not_before = max(self.not_before, now + retry_in)
 
 
+@dataclass(frozen=True, slots=True)
+class Rewrite:
+    """What one generation did, as its process said."""
+
+    written: int
+    unchanged: int
+    removed: int
+    day_pages: int
+    peak_kib: int  # the generation's own peak RSS
+
+
+class GenerationError(ObserverError):
+    """A generation's process failed: what it said, or how it ended."""
+
+
 class DashboardService:
     """Keeps the dashboard's pages in ``directory`` up to date while the daemon runs."""
 
@@ -105,7 +129,6 @@ class DashboardService:
         self.stopping = threading.Event()
         self.writes = 0
         self.failures = 0
-        self.cache = pages.Cache()  # only this service's thread touches it
 
     def runs_recorded(self, runs: list[Run]) -> None:
         """A hook of the daemon's: runs ended; rewrite soon (returns at once)."""
@@ -130,8 +153,8 @@ class DashboardService:
                 self.schedule.started(self.clock())
                 began = self.clock()
                 try:
-                    # Reading the store and writing files take a while: never on the loop.
-                    report = await asyncio.to_thread(self._write)
+                    # One at a time: the loop waits here (not blocked) until the child exits.
+                    report = await self._write()
                 except ObserverError as e:
                     self._failed(f"{e}", retry)
                     retry = min(retry * 2, MAX_RETRY_SECONDS)
@@ -145,12 +168,12 @@ class DashboardService:
                 self.writes += 1
                 self.schedule.finished(self.clock())
                 (log.info if self.writes == 1 else log.debug)(
-                    "dashboard: wrote %d pages (%d unchanged, %d removed) to %s in %.1fs",
+                    "dashboard: wrote %d pages (%d unchanged, %d removed) to %s in %.1fs "
+                    "(its process peaked at %.0f MiB)",
                     report.written, report.unchanged, report.removed, self.directory,
-                    self.clock() - began,
+                    self.clock() - began, report.peak_kib / 1024,
                 )  # fmt: skip
         finally:
-            # A generation still running in its thread stops at its next page.
             self.stopping.set()
 
     def _failed(self, reason: str | None, retry: float) -> None:
@@ -159,23 +182,57 @@ class DashboardService:
             log.error("dashboard: %s (trying again in %.0fs)", reason, retry)
         self.schedule.failed(self.clock(), retry)
 
-    def _write(self) -> pages.Report:
-        conn = database.open_for_reading(self.db_path)
+    async def _write(self) -> Rewrite:
+        """Run one generation in a child process and wait for it without blocking the loop;
+        cancelled, stop the child (at its next page) before returning."""
+        argv = [sys.executable, *GENERATION, str(self.db_path), str(self.directory)]
         try:
-            return pages.generate(
-                conn, self.directory, should_stop=self.stopping.is_set, cache=self.cache
+            child = await asyncio.create_subprocess_exec(
+                *argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
             )
-        except sqlite3.Error as e:
-            raise StoreError(f"cannot read the database {str(self.db_path)!r}: {e}") from e
-        finally:
-            conn.close()
-            give_back_memory()
+        except OSError as e:
+            raise GenerationError(f"cannot start the generation of the pages: {e}") from e
+        try:
+            stdout, stderr = await child.communicate()
+        except BaseException:  # cancelled: the daemon stops
+            await _stop(child)
+            raise
+        return outcome(child.returncode, stdout, stderr)
 
 
-def give_back_memory() -> None:
-    """Hand the heap a generation freed back to the system: glibc keeps it otherwise, and
-    the daemon's RSS stays at the generation's peak (tens of MiB) while it sleeps."""
+async def _stop(child: asyncio.subprocess.Process) -> None:
+    """Ask ``child`` to stop at its next page; kill it if it has not within STOP_SECONDS."""
+    with contextlib.suppress(ProcessLookupError):
+        child.terminate()
+    waiting = asyncio.ensure_future(child.wait())
+    await asyncio.wait([waiting], timeout=STOP_SECONDS)
+    if not waiting.done():
+        with contextlib.suppress(ProcessLookupError):
+            child.kill()
+        await waiting
+
+
+def outcome(status: int | None, stdout: bytes, stderr: bytes) -> Rewrite:
+    """What a generation's process did, from its exit status and output; GenerationError
+    when it failed (its own words, else how it ended and the end of its stderr)."""
+    said = stderr.decode(errors="replace").strip()
     try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to hand back this way
-        return
+        answer = json.loads(stdout.decode(errors="replace").strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        answer = None
+    if status == 0 and isinstance(answer, dict) and "written" in answer:
+        for line in said.splitlines():
+            log.warning("dashboard: %s", line)
+        fields = ("written", "unchanged", "removed", "day_pages", "peak_kib")
+        return Rewrite(*(int(answer[name]) for name in fields))
+    if isinstance(answer, dict) and isinstance(answer.get("error"), str):
+        raise GenerationError(answer["error"])
+    if isinstance(answer, dict) and answer.get("stopped"):
+        raise GenerationError("the generation of the pages was stopped before its overview")
+    ended = (
+        f"was killed by signal {-status}"
+        if status is not None and status < 0
+        else f"exited with status {status}"
+    )
+    tail = said[-_STDERR_SHOWN:]
+    raise GenerationError(f"the generation of the pages {ended}" + (f":\n{tail}" if tail else ""))

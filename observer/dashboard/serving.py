@@ -1,11 +1,12 @@
 """The kept pages over HTTP, read-only (`[dashboard] serve`, on the metrics listener).
 
-Only names the dashboard writes are served (``index.html``, ``unit-*.html``, ``run-N.html``),
-each one path segment, opened beside the others without following a symbolic link: no
-directory listing, nothing outside the pages (``..``, ``%2e%2e``, absolute paths, NUL and
-links all end in 404). Pages are answered with the same Content-Security-Policy as their
-``<meta>`` tag and with an ETag and Last-Modified to be asked again with (``no-cache``:
-a browser shows a page again only after the daemon says it is unchanged, 304).
+Only names the dashboard writes are served (``index.html``, ``unit-*.html``, ``run-N.html``,
+``style.css``, ...), each one path segment, opened beside the others without following a
+symbolic link: no directory listing, nothing outside the pages (``..``, ``%2e%2e``, absolute
+paths, NUL and links all end in 404). Pages are answered with the same
+Content-Security-Policy as their ``<meta>`` tag and with an ETag and Last-Modified to be
+asked again with (``no-cache``: a browser shows a page again only after the daemon says it
+is unchanged, 304).
 """
 
 from __future__ import annotations
@@ -19,16 +20,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote_to_bytes
 
-from observer.dashboard.site import is_page
+from observer.dashboard.site import POLICY, STYLESHEET, is_page
 
-# As templates/base.html.j2 says it in each page's <meta> tag.
-CONTENT_SECURITY_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+# As each page says it in its <meta> tag.
+CONTENT_SECURITY_POLICY = POLICY
 _COMMON = (
     ("Content-Security-Policy", CONTENT_SECURITY_POLICY),
     ("X-Content-Type-Options", "nosniff"),
     ("X-Frame-Options", "DENY"),
     ("Referrer-Policy", "no-referrer"),
 )
+_HTML, _CSS = "text/html; charset=utf-8", "text/css; charset=utf-8"
 _MAX_PAGE = 64 * 1024 * 1024  # far above the largest page written (the overview's ~1 KiB a unit)
 
 
@@ -61,7 +63,7 @@ class Pages:
             return _text(404, "not found\n")
         tag = f'"{status.st_ino:x}-{status.st_mtime_ns:x}-{status.st_size:x}"'
         page_headers = (
-            ("Content-Type", "text/html; charset=utf-8"),
+            ("Content-Type", _CSS if name == STYLESHEET else _HTML),
             ("Cache-Control", "no-cache"),
             ("ETag", tag),
             ("Last-Modified", email.utils.formatdate(status.st_mtime, usegmt=True)),

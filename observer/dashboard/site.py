@@ -1,4 +1,4 @@
-"""The dashboard's directory: templates, the manifest, what is there, stale pages removed.
+"""The dashboard's directory: the manifest, what is there, stale pages removed.
 
 Pages themselves are written by ``writer`` (atomically; a long run of them in a process of
 its own).
@@ -7,7 +7,6 @@ its own).
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import os
 import re
@@ -16,20 +15,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jinja2
-import markupsafe
-
 from observer.dashboard.writer import TEMP_PREFIX, TEMP_SUFFIX, DashboardError, write_atomically
 
 __all__ = [
-    "MANIFEST", "DashboardError", "Listing", "Manifest", "PageSet", "UnitEntry",
-    "is_page", "list_directory", "manifest_json", "read_manifest", "remove_stale", "template",
-    "write_atomically",
+    "MANIFEST", "POLICY", "STYLESHEET", "DashboardError", "DayDrawing", "Listing", "Manifest",
+    "PageSet", "UnitEntry", "is_page", "list_directory", "manifest_json", "read_manifest",
+    "remove_stale", "write_atomically",
 ]  # fmt: skip
 
 MANIFEST = ".observer-dashboard.json"
+STYLESHEET = "style.css"  # written beside the pages, linked by each
+# What each page allows itself (its <meta> tag, and the header the daemon serves it with): no
+# script of any kind, whatever a page holds (escaping is the first wall, this the second);
+# the one style sheet beside it ('self'; file: for a page opened from disk, whose origin a
+# browser may hold to be its own alone); pictures inline only.
+POLICY = "default-src 'none'; style-src 'self' file:; img-src data:"
 # Bump when the manifest's shape changes: a manifest of another format is ignored.
-MANIFEST_FORMAT = 2
+MANIFEST_FORMAT = 3
 # Only files with these names are ours to replace or remove: the directory may hold others.
 _OUR_PAGE = re.compile(
     r"(?:run-\d+|unit-[A-Za-z0-9_.-]*-[0-9a-f]{12}(?:-\d+)?"
@@ -41,34 +43,7 @@ _STALE_TEMP_SECONDS = 3600
 
 def is_page(name: str) -> bool:
     """Whether ``name`` is one the dashboard writes its pages under (the overview's too)."""
-    return name in ("index.html", "fleet.html") or _OUR_PAGE.fullmatch(name) is not None
-
-
-@functools.cache
-def _environment() -> jinja2.Environment:
-    environment = jinja2.Environment(
-        loader=jinja2.PackageLoader("observer.dashboard", "templates"),
-        autoescape=True,  # every value, unit names and job output above all, is escaped
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        auto_reload=False,  # templates do not change while observer runs: no stat per page
-    )
-    # Our own constant style sheet, the one value not escaped (entities mean nothing in CSS).
-    css, _, _ = environment.loader.get_source(environment, "style.css")  # type: ignore[union-attr]
-    environment.globals["css"] = markupsafe.Markup(minify_css(css))
-    return environment
-
-
-def minify_css(css: str) -> str:
-    """Drop comments and needless spaces: the style sheet is inlined into every page."""
-    css = re.sub(r"/\*.*?\*/", "", css, flags=re.DOTALL)
-    css = re.sub(r"\s+", " ", css)
-    return re.sub(r"\s*([{}:;,>])\s*", r"\1", css).replace(";}", "}").strip()
-
-
-def template(name: str) -> jinja2.Template:
-    return _environment().get_template(name)
+    return name in ("index.html", "fleet.html", STYLESHEET) or _OUR_PAGE.fullmatch(name) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,13 +82,24 @@ class UnitEntry:
     pages: PageSet | None  # None: not written (not on the overview)
 
 
+@dataclass(frozen=True, slots=True)
+class DayDrawing:
+    """When the day pages were last drawn, what that cost (CPU seconds), and which they are."""
+
+    at_usec: int
+    cost: float
+    pages: tuple[tuple[str, str], ...]  # (host, file name)
+
+
 @dataclass(slots=True)
 class Manifest:
-    """The manifest of a directory: for the setting the pages were written in, each unit."""
+    """The manifest of a directory: for the setting the pages were written in, each unit,
+    and the day pages."""
 
     setting: str
     hosts: tuple[str, ...]
     units: dict[str, UnitEntry]
+    days: DayDrawing | None = None
 
 
 def read_manifest(directory: Path, setting: str) -> Manifest | None:
@@ -123,7 +109,11 @@ def read_manifest(directory: Path, setting: str) -> Manifest | None:
         if data.get("format") != MANIFEST_FORMAT or data.get("setting") != setting:
             return None
         units = {str(name): _entry(value) for name, value in data["units"].items()}
-        return Manifest(setting, tuple(str(h) for h in data["hosts"]), units)
+        days = None
+        if (drawn := data["days"]) is not None:
+            pages = tuple((str(host), str(name)) for host, name in drawn["pages"])
+            days = DayDrawing(int(drawn["at"]), float(drawn["cost"]), pages)
+        return Manifest(setting, tuple(str(h) for h in data["hosts"]), units, days)
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None
 
@@ -163,6 +153,9 @@ def manifest_json(manifest: Manifest) -> bytes:
         "setting": manifest.setting,
         "hosts": manifest.hosts,
         "units": units,
+        "days": None
+        if (days := manifest.days) is None
+        else {"at": days.at_usec, "cost": days.cost, "pages": days.pages},
     }
     return json.dumps(data, separators=(",", ":")).encode()
 

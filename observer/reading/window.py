@@ -42,9 +42,15 @@ def runs_in_window(
     """The runs of ``units`` on the hosts ``on`` accepts that started since ``start_usec``,
     or started before it and ended after it (or still run)."""
     wanted = set(units)
+    every_unit = on is None and wanted.issuperset(history.recorded_units(conn))
+    # Every unit on every host: one walk of the runs in time order (a busy day at a million
+    # runs holds 130,000: 1.9 CPU-s, against 3.5 merging a walk per unit); else a walk per
+    # unit, of the units asked for.
     started = [
         run
-        for run in history.recent_runs(conn, since_usec=start_usec, selection=users.ALL, on=on)
+        for run in history.recent_runs(
+            conn, since_usec=start_usec, selection=None if every_unit else users.ALL, on=on
+        )
         if run.unit in wanted
     ]
     return started + [run for unit in units for run in _began_before(conn, unit, start_usec, on)]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import http.client
 import socket
+import struct
+import zlib
 from pathlib import Path
 
 import pytest
@@ -29,6 +31,7 @@ printf '\\033[31mred alert\\033[0m\\n'
 echo "backup target unreachable" >&2
 exit 2
 """
+PANEL = (0xF6, 0xF8, 0xFA)  # the header's background (--panel in style.css)
 EXPECTED_HEALTH = {
     "backup.service": "ok",
     ESCAPED_INSTANCE: "ok",
@@ -86,7 +89,8 @@ def test_the_daemons_dashboard_shows_every_unit_and_a_failed_runs_output_safely(
         overview = loaded_cleanly(browser, pages / "index.html")
         failed = loaded_cleanly(browser, run_page)
         instance = loaded_cleanly(browser, pages / site.unit_page(ESCAPED_INSTANCE))
-        browser.screenshot(pages / "index.html", ARTIFACTS / "overview.png", height=700)
+        shot = browser.screenshot(pages / "index.html", ARTIFACTS / "overview.png", height=700)
+        assert pixel(shot, 4, 4) == PANEL, "style.css did not apply to a page opened from disk"
         browser.screenshot(run_page, ARTIFACTS / "failed-run.png", height=900)
         assert observed.stop() == 0
     finally:
@@ -115,6 +119,35 @@ def test_the_daemons_dashboard_shows_every_unit_and_a_failed_runs_output_safely(
     assert (facts["Result"], facts["Exit status"]) == ("exit-code", "2")
 
     assert ESCAPED_INSTANCE in instance.dom.find("h1").text()
+
+
+def pixel(png: Path, x: int, y: int) -> tuple[int, int, int]:
+    """The colour of one pixel of a screenshot (8-bit RGB or RGBA, not interlaced)."""
+    data, chunks, at = png.read_bytes(), [], 8
+    while at < len(data):
+        size, kind = struct.unpack(">I4s", data[at : at + 8])
+        chunks.append((kind, data[at + 8 : at + 8 + size]))
+        at += 12 + size
+    width, _, depth, colour = struct.unpack(">IIBB", chunks[0][1][:10])
+    assert (depth, colour) in {(8, 2), (8, 6)}, (depth, colour)
+    step = 3 if colour == 2 else 4
+    raw = zlib.decompress(b"".join(body for kind, body in chunks if kind == b"IDAT"))
+    stride, above = width * step, bytearray(width * step)
+    for row in range(y + 1):
+        kind, line = (
+            raw[row * (stride + 1)],
+            bytearray(raw[row * (stride + 1) + 1 : (row + 1) * (stride + 1)]),
+        )
+        for i in range(stride):
+            left = line[i - step] if i >= step else 0
+            up, corner = above[i], above[i - step] if i >= step else 0
+            guess = left + up - corner
+            nearest = min((abs(guess - left), 0, left), (abs(guess - up), 1, up),
+                          (abs(guess - corner), 2, corner))[2]  # fmt: skip
+            line[i] = (line[i] + (0, left, up, (left + up) // 2, nearest)[kind]) & 0xFF
+        above = line
+    r, g, b = above[x * step : x * step + 3]
+    return r, g, b
 
 
 def free_port() -> int:
@@ -164,7 +197,10 @@ def test_the_daemon_serves_its_dashboard_on_the_metrics_port_to_a_browser_and_no
         overview = loaded_cleanly(browser, f"{base}/")
         failed = loaded_cleanly(browser, base + run_target)
         instance = loaded_cleanly(browser, f"{base}/{site.unit_page(ESCAPED_INSTANCE)}")
-        browser.screenshot(f"{base}/", ARTIFACTS / "served-overview.png", height=700)
+        shot = browser.screenshot(f"{base}/", ARTIFACTS / "served-overview.png", height=700)
+        assert pixel(shot, 4, 4) == PANEL, "style.css did not apply to a served page"
+        css = fetch(port, "/style.css")
+        assert (css[0], css[1]["Content-Type"]) == (200, "text/css; charset=utf-8")
 
         status, headers, body = fetch(port, "/")
         assert status == 200

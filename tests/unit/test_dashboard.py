@@ -187,10 +187,15 @@ def test_output_and_unit_names_that_look_like_markup_are_shown_as_text(tmp_path:
         database.StoredLine(invocation(1), seq, NOW_USEC + seq, 3, message)
         for seq, message in enumerate(HOSTILE_OUTPUT)
     ]
-    write_runs(db, [run(HOSTILE_UNIT, 1, result="exit-code")], lines)
+    hostile_run = replace(
+        run(HOSTILE_UNIT, 1, result="exit-code"), trigger="<blink>t</blink>.timer"
+    )
+    write_runs(db, [hostile_run], lines)
     out = tmp_path / "pages"
     generate(db, out)
 
+    unit_row = page(out, pages.unit_page(HOSTILE_UNIT)).find("table", "runs").find_all("tr")[1]
+    assert "<blink>t</blink>.timer" in [td.text() for td in unit_row.find_all("td")]
     for path in out.glob("*.html"):
         html = path.read_text(encoding="utf-8").lower()
         # No element of theirs: every < they printed arrives as &lt;.
@@ -217,6 +222,7 @@ def test_every_page_forbids_scripts_and_loads_nothing_from_elsewhere(
 ) -> None:
     pages.generate(conn, tmp_path, now_usec=NOW_USEC)
 
+    assert (tmp_path / "style.css").read_text().startswith(":root{")
     for path in tmp_path.glob("*.html"):
         html = parse(path.read_text(encoding="utf-8"))
         policies = [
@@ -224,7 +230,11 @@ def test_every_page_forbids_scripts_and_loads_nothing_from_elsewhere(
             for m in html.find_all("meta")
             if m.attrs.get("http-equiv") == "Content-Security-Policy"
         ]
-        assert policies == ["default-src 'none'; style-src 'unsafe-inline'; img-src data:"]
+        assert policies == ["default-src 'none'; style-src 'self' file:; img-src data:"]
+        assert html.find_all("style") == [], path.name
+        assert not [e for e in html.iter() if "style" in e.attrs], path.name
+        sheets = [e.attrs["href"] for e in html.find_all("link") if e.attrs["rel"] == "stylesheet"]
+        assert sheets == ["style.css"], path.name
         for element in html.iter():
             for attribute in ("src", "href"):
                 target = element.attrs.get(attribute, "")
@@ -359,7 +369,9 @@ def test_the_overview_is_written_after_every_other_page(
     pages.generate(conn, tmp_path, now_usec=NOW_USEC)
 
     assert written[-2:] == ["index.html", site.MANIFEST]
-    assert len(written) == 12  # 6 runs, 3 units, the day view, the overview, the manifest
+    # the style sheet, 6 runs, 3 units, the day view, the overview, the manifest
+    assert written[0] == "style.css"
+    assert len(written) == 13
 
 
 def test_a_generation_asked_to_stop_leaves_the_overview_as_it_was(

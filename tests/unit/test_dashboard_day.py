@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import replace
 from pathlib import Path
+
+import pytest
 
 from observer.dashboard import day_page, pages, site
 from observer.model import Run, Source
@@ -34,10 +37,10 @@ def write_runs(path: Path, runs: list[Run]) -> None:
         conn.close()
 
 
-def generate(db: Path, out: Path) -> pages.Report:
+def generate(db: Path, out: Path, now_usec: int = NOW_USEC) -> pages.Report:
     conn = database.open_for_reading(db)
     try:
-        return pages.generate(conn, out, now_usec=NOW_USEC)
+        return pages.generate(conn, out, now_usec=now_usec)
     finally:
         conn.close()
 
@@ -150,3 +153,38 @@ def test_the_day_page_is_rewritten_when_a_run_ends(tmp_path: Path) -> None:
 
     assert [r.attrs["class"] for r in rects(before)] == ["running"]
     assert [r.attrs["class"] for r in rects(after)] == ["fail"]
+
+
+def test_a_day_that_is_slow_to_draw_is_kept_for_ten_times_its_cost_then_drawn_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db, out = tmp_path / "observer.db", tmp_path / "pages"
+    write_runs(db, [stored("a.service", 1, NOW_USEC - HOUR, 60)])
+    monkeypatch.setattr(pages, "DAY_ALWAYS_SECONDS", 0.0)  # as if it took long
+    monkeypatch.setattr(time, "process_time", iter([0.0, 2.0, 10.0, 11.0]).__next__)
+    assert generate(db, out).day_pages == 1  # drawn in "2 CPU-s"
+    write_runs(db, [stored("b.service", 2, NOW_USEC - HOUR, 60)])
+
+    kept = generate(db, out, NOW_USEC + 19 * SECOND)
+    assert kept.day_pages == 0
+    assert len(rects(parse((out / "day.html").read_text("utf-8")))) == 1
+    overview = parse((out / "index.html").read_text("utf-8"))
+    assert [a.attrs["href"] for a in overview.find_all("a") if a.text() == "day view"] == [
+        "day.html"
+    ]
+
+    assert generate(db, out, NOW_USEC + 21 * SECOND).day_pages == 1  # older than 10 x 2 s
+    assert len(rects(parse((out / "day.html").read_text("utf-8")))) == 2
+
+
+def test_a_unit_name_that_looks_like_markup_is_text_in_its_tooltip(
+    tmp_path: Path, utc: None
+) -> None:
+    hostile = "evil<b id=x>\"'&amp;.service"
+    write_runs(tmp_path / "observer.db", [stored(hostile, 1, NOW_USEC - HOUR, 3)])
+    generate(tmp_path / "observer.db", tmp_path / "pages")
+
+    page = parse((tmp_path / "pages" / "day.html").read_text(encoding="utf-8"))
+    [rect] = rects(page)
+    assert rect.find("title").text() == f"{hostile}: started 2026-11-23 14:00:00, 3.0s, success"
+    assert page.find_all("b") == [b for b in page.find_all("b") if "id" not in b.attrs]

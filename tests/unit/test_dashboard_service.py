@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from observer.config import DashboardConfig, load_config
+from observer.dashboard import service as service_module
 from observer.dashboard.service import DashboardService, RewriteSchedule
 from observer.model import ConfigError
 from tests.pages import overview_rows, parse
@@ -141,3 +145,72 @@ async def test_a_directory_that_cannot_be_written_is_logged_and_tried_again(
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+async def test_a_generation_that_crashes_is_logged_and_tried_again_and_the_service_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = write_store(tmp_path / "observer.db")
+    out = tmp_path / "pages"
+    crash = "import sys; sys.stderr.write('Traceback: boom\\n'); sys.exit(70)"
+    monkeypatch.setattr(service_module, "GENERATION", ("-c", crash))
+    service = DashboardService(out, db, DashboardConfig(str(out), 0, 0))
+    caplog.set_level(logging.ERROR)
+    task = asyncio.create_task(service.run())
+    try:
+        await wait_for_async(lambda: service.failures == 1, timeout=30, what="a failed write")
+        assert not task.done()
+        assert "dashboard: the generation of the pages exited with status 70:" in caplog.text
+        assert "Traceback: boom" in caplog.text
+        assert service.schedule.due_at() is not None  # tried again later
+        monkeypatch.setattr(service_module, "GENERATION", ("-c", "import os; os.abort()"))
+        service.schedule.not_before = 0.0
+        service.wake.set()
+        await wait_for_async(lambda: service.failures == 2, timeout=30, what="a second failure")
+        assert "was killed by signal 6" in caplog.text
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+async def test_a_stopping_service_stops_its_generation_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = write_store(tmp_path / "observer.db")
+    out = tmp_path / "pages"
+    pid_file = tmp_path / "child.pid"
+    hang = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(600)"
+    monkeypatch.setattr(service_module, "GENERATION", ("-c", hang))
+    service = DashboardService(out, db, DashboardConfig(str(out), 0, 0))
+    task = asyncio.create_task(service.run())
+    await wait_for_async(lambda: pid_file.exists() and pid_file.read_text(), timeout=30,
+                         what="the generation to start")  # fmt: skip
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    with pytest.raises(ProcessLookupError):  # stopped and reaped
+        os.kill(int(pid_file.read_text()), 0)
+
+
+def test_what_a_generation_said_is_read_from_its_output() -> None:
+    report = service_module.outcome(
+        0, b'{"written": 3, "unchanged": 2, "removed": 1, "day_pages": 1, "peak_kib": 2048}\n', b""
+    )
+    assert report == service_module.Rewrite(3, 2, 1, 1, 2048)
+    with pytest.raises(service_module.GenerationError, match=r"^cannot create 'x'$"):
+        service_module.outcome(1, b'{"error": "cannot create \'x\'"}\n', b"")
+    with pytest.raises(service_module.GenerationError, match=r"exited with status 1:\nboom$"):
+        service_module.outcome(1, b"", b"boom\n")
+    with pytest.raises(service_module.GenerationError, match=r"killed by signal 9$"):
+        service_module.outcome(-9, b"", b"")
+
+
+def test_the_daemons_side_of_the_dashboard_imports_no_templates() -> None:
+    code = (
+        "import sys, observer.daemon.serve; "
+        "print(sorted(m for m in sys.modules "
+        "if m.startswith(('jinja2', 'observer.dashboard.pages'))))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
