@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 
 import pytest
 
 from tests.sandbox import Sandbox, can_boot
+
+# A suite a non-interactive shell starts in the background (packaging/test.sh runs two at
+# once) inherits SIGINT ignored, and so does every process it starts: a command then never
+# sees the tests' Ctrl-C (`runs --follow` ran on until killed). Python's own handler here
+# is reset to the default in each process started, which then installs its own.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def sandbox_or_skip() -> None:

@@ -39,7 +39,6 @@ HOST_ROOT_ONLY = {
 # Found failing on Debian 13's systemd 257 in the second run, not yet mended: each runs and
 # is reported (xfail, not strict: a pass is shown as XPASS), and the host's run gates it.
 KNOWN_ON_TRIXIE = {
-    "test_follow.py": "257's second run, beside the host's: --follow once took over 30 s to stop",
     "test_faults.py::test_runs_around_a_killed_and_restarted_journald_are_recorded_exactly_"
     "once": (
         "257: after journald was killed and restarted, `journalctl _PID=1 UNIT=` of the next "
