@@ -239,8 +239,9 @@ def status_command(args: argparse.Namespace) -> int:
         _print_json([render.status_json(s) for s in statuses])
     else:
         print(render.status_table(statuses, with_host=with_host, width=_width(args)))
-        for line in render.vacuumed_lines(vacuumed):
-            print(f"note: {line}")
+    # What the table cannot tell (runs it may be missing, a database in trouble): on stderr,
+    # one way for each, so that stdout stays the table or the JSON alone.
+    notes[:0] = render.vacuumed_lines(vacuumed)
     if aside := set_aside.note(path):
         notes.append(aside)
     for note in notes:

@@ -386,7 +386,7 @@ def status_table(
 
 
 def vacuumed_lines(gaps: Sequence[VacuumedJournal]) -> list[str]:
-    """What ``observer status`` says under its table of each stretch of journal history
+    """What ``observer status`` notes on stderr of each stretch of journal history
     that was vacuumed before observer read it (so its runs are not recorded)."""
     return [
         f"journal history from {table_time(gap.after_usec)} to {table_time(gap.until_usec)} "

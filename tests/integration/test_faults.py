@@ -154,10 +154,10 @@ def test_a_journal_vacuumed_past_the_cursor_while_the_daemon_was_down_is_told_of
         assert [run["invocation_id"] for run in daemon.history("kept")] == [kept["invocation_id"]]
         said = "the journal was vacuumed past the last entry observer read: runs between "
         assert said in daemon.log().split(f"--- start {daemon.starts}\n")[-1]
-        status = daemon.cli("status").stdout
-        [note] = [line for line in status.splitlines() if line.startswith("note:")]
+        assert "vacuumed" not in daemon.cli("status").stdout
+        [note] = history_notes(daemon)
         assert re.fullmatch(
-            r"note: journal history from \S+ \S+ to \S+ \S+ was vacuumed before observer "
+            r"observer: journal history from \S+ \S+ to \S+ \S+ was vacuumed before observer "
             r"read it: runs in it are not recorded",
             note,
         ), note
@@ -184,7 +184,8 @@ def test_a_journal_vacuumed_past_the_cursor_while_the_daemon_was_down_is_told_of
 
 
 def history_notes(daemon: ObserverDaemon) -> list[str]:
-    return [line for line in daemon.cli("status").stdout.splitlines() if line.startswith("note:")]
+    told = daemon.cli("status").stderr.splitlines()
+    return [line for line in told if line.startswith("observer: journal history from ")]
 
 
 # -- a flood of transient units ---------------------------------------------------------
