@@ -223,7 +223,9 @@ def test_three_hundred_systemd_run_units_make_one_series_and_every_run_is_kept(
             path = metrics / "observer.prom"
             text = path.read_text() if path.exists() else ""
             counted = re.search(
-                r'^observer_runs_total\{[^}]*unit="run-\*\.service"[^}]*\} (\S+)$', text, re.M
+                r'^observer_runs_total\{[^}]*unit="run-\*\.service"[^}]*result="success"\} (\S+)$',
+                text,
+                re.M,
             )
             return text if counted and float(counted[1]) == FLOOD else None
 
