@@ -503,9 +503,10 @@ class SystemdBus:
             return unwrap(reply[0])
 
         try:
+            # Asked even of a unit systemd unloaded since (a oneshot that ended before its
+            # question came): one with a file loads again from it; a transient one answers
+            # with a stub, which is no definition (below).
             async with self._calls:
-                if unit in self._gone_units:
-                    return None
                 fragment = await get("Unit", "FragmentPath")
                 dropins = await get("Unit", "DropInPaths")
                 try:
