@@ -34,6 +34,8 @@ class FakeManager:
 
     async def call(self, message: Message) -> _Reply:
         body = list(message.body)
+        if message.member == "Get" and body[1] == "ActiveState":
+            return _Reply(["inactive"])  # a stop job is done by the time it is asked
         if message.member == "Get":
             unit = self.calls[-1][1][0]  # the LoadUnit just before
             fragment = self.units.get(unit, "")
@@ -74,6 +76,7 @@ def test_it_stops_removed_timers_writes_reloads_and_starts_added_ones(
         ("LoadUnit", ["backup.service"]),
         ("LoadUnit", ["backup.timer"]),
         ("StopUnit", ["old.timer", "replace"]),
+        ("LoadUnit", ["old.timer"]),  # to wait for its stop job
         ("DisableUnitFiles", [["old.timer"], False]),
         ("Reload", []),
         ("EnableUnitFiles", [["backup.timer"], False, True]),
