@@ -275,8 +275,14 @@ async def _stop_removed_timers(plan: Plan, bus: MessageBus) -> None:
     removed_timers = [p.name for p in plan.removes if p.suffix == ".timer"]
     for timer in removed_timers:
         with contextlib.suppress(ObserverError):  # already stopped or never loaded
-            await _manager(bus, "StopUnit", "ss", timer, "replace")
-            await _stopped(bus, timer)
+            path = (await _manager(bus, "LoadUnit", "s", timer))[0]
+            job = (await _manager(bus, "StopUnit", "ss", timer, "replace"))[0]
+            # systemd runs the stop job after answering: a timer that stops only after the
+            # reload that removes its file stays loaded, and listed by `systemctl
+            # list-timers`, until systemd collects it (seen once in CI).
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_STOP_WAIT_SECONDS):
+                    await job_ended(bus, job, path, every=0.02)
     if removed_timers:
         await _manager(bus, "DisableUnitFiles", "asb", removed_timers, False)
 
@@ -285,18 +291,20 @@ async def _stop_removed_timers(plan: Plan, bus: MessageBus) -> None:
 _STOP_WAIT_SECONDS = 10.0
 
 
-async def _stopped(bus: MessageBus, unit: str) -> None:
-    """Until ``unit`` is stopped: systemd runs the stop job after answering StopUnit, and a
-    timer that stops only after the reload that removes its file stays loaded, and listed
-    by `systemctl list-timers`, until systemd collects it (seen once in CI)."""
+async def job_ended(bus: MessageBus, job: str, unit: str, every: float) -> None:
+    """Until systemd's job ``job`` (an object path) is gone and its unit ``unit`` is no
+    longer changing state. A job still queued leaves its unit's state as it was, so the
+    state alone says nothing until the job is gone."""
     from observer.metrics.dropin import get_property  # noqa: PLC0415
 
-    path = (await _manager(bus, "LoadUnit", "s", unit))[0]
-    deadline = asyncio.get_running_loop().time() + _STOP_WAIT_SECONDS
-    while asyncio.get_running_loop().time() < deadline:
-        if await get_property(bus, path, "Unit", "ActiveState") in ("inactive", "failed"):
-            return
-        await asyncio.sleep(0.02)
+    while True:
+        try:
+            await get_property(bus, job, "Job", "State")
+        except ObserverError:  # the job is gone: it ended
+            state = await get_property(bus, unit, "Unit", "ActiveState")
+            if state not in ("activating", "deactivating", "reloading"):
+                return
+        await asyncio.sleep(every)
 
 
 async def _install(plan: Plan, by_name: dict[str, Job], bus: MessageBus) -> None:

@@ -276,16 +276,7 @@ async def _start(bus_address: str | None, unit: str, wait: bool) -> tuple[str, i
         job = (await call(bus, *manager, "StartUnit", "ss", [unit, "replace"]))[0]
         if not wait:
             return "", 0
-        # A oneshot's start job ends when its run does (the unit is still inactive while the
-        # job waits in the queue, so its state alone says nothing yet).
-        while True:
-            try:
-                await get_property(bus, job, "Job", "State")
-            except ObserverError:  # the job is gone: it ended
-                state = await get_property(bus, path, "Unit", "ActiveState")
-                if state not in ("activating", "deactivating", "reloading"):
-                    break
-            await asyncio.sleep(0.2)
+        await apply.job_ended(bus, job, path, every=0.2)  # a oneshot's ends with its run
         invocation = await get_property(bus, path, "Unit", "InvocationID")
         result = await get_property(bus, path, "Service", "Result")
         code = await get_property(bus, path, "Service", "ExecMainCode")

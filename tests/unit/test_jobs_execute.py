@@ -34,8 +34,10 @@ class FakeManager:
 
     async def call(self, message: Message) -> _Reply:
         body = list(message.body)
+        if message.member == "Get" and body[1] == "State":  # a stop job: done when asked
+            return _Reply(["no such job"], MessageType.ERROR, "org.freedesktop.DBus.Error")
         if message.member == "Get" and body[1] == "ActiveState":
-            return _Reply(["inactive"])  # a stop job is done by the time it is asked
+            return _Reply(["inactive"])
         if message.member == "Get":
             unit = self.calls[-1][1][0]  # the LoadUnit just before
             fragment = self.units.get(unit, "")
@@ -44,6 +46,8 @@ class FakeManager:
         self.calls.append((message.member or "", body))
         if message.member == self.refuses:
             return _Reply(["no such thing"], MessageType.ERROR, "org.example.Refused")
+        if message.member in ("StartUnit", "StopUnit", "RestartUnit"):
+            return _Reply([f"/job/{len(self.calls)}"])  # systemd answers with the job queued
         return _Reply(
             [f"/unit/{body[0].replace('.', '_2e')}"] if message.member == "LoadUnit" else []
         )
@@ -75,8 +79,8 @@ def test_it_stops_removed_timers_writes_reloads_and_starts_added_ones(
     assert manager.calls == [
         ("LoadUnit", ["backup.service"]),
         ("LoadUnit", ["backup.timer"]),
-        ("StopUnit", ["old.timer", "replace"]),
         ("LoadUnit", ["old.timer"]),  # to wait for its stop job
+        ("StopUnit", ["old.timer", "replace"]),
         ("DisableUnitFiles", [["old.timer"], False]),
         ("Reload", []),
         ("EnableUnitFiles", [["backup.timer"], False, True]),
