@@ -156,13 +156,11 @@ class DashboardService:
                     # One at a time: the loop waits here (not blocked) until the child exits.
                     report = await self._write()
                 except ObserverError as e:
-                    self._failed(f"{e}", retry)
-                    retry = min(retry * 2, MAX_RETRY_SECONDS)
+                    retry = self._failed(f"{e}", retry)
                     continue
                 except Exception:  # a bug here must not stop the recording
                     log.exception("dashboard: could not write the pages")
-                    self._failed(None, retry)
-                    retry = min(retry * 2, MAX_RETRY_SECONDS)
+                    retry = self._failed(None, retry)
                     continue
                 retry = RETRY_SECONDS
                 self.writes += 1
@@ -176,11 +174,13 @@ class DashboardService:
         finally:
             self.stopping.set()
 
-    def _failed(self, reason: str | None, retry: float) -> None:
+    def _failed(self, reason: str | None, retry: float) -> float:
+        """A rewrite failed: try again in ``retry`` seconds; the wait after the next failure."""
         self.failures += 1
         if reason is not None:
             log.error("dashboard: %s (trying again in %.0fs)", reason, retry)
         self.schedule.failed(self.clock(), retry)
+        return min(retry * 2, MAX_RETRY_SECONDS)
 
     async def _write(self) -> Rewrite:
         """Run one generation in a child process and wait for it without blocking the loop;
