@@ -1,13 +1,11 @@
-"""Plain data shared by every part of observer: runs, events and the errors people see."""
+"""Plain data shared by every part of observer: runs, timers and the errors people see
+(the recording side's events are observer/recording/events.py's)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-
-# typing.TYPE_CHECKING would import typing; mypy takes this one as true.
-TYPE_CHECKING = False
 
 # Where the kernel gives this boot's ID (a UUID with dashes).
 BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
@@ -159,45 +157,6 @@ class TimerState:
     service: str
     next_elapse_usec: int | None
     last_trigger_usec: int | None
-
-
-# The recording side's events are defined in observer/recording/events.py and imported from
-# there on first use (PEP 562, below): creating their classes would cost every reading
-# command's start, and none uses them. __all__ names them for mypy and for __getattr__.
-if TYPE_CHECKING:
-    from observer.recording.events import (
-        Event,
-        JobDetails,
-        JobKind,
-        JobNew,
-        JobRemoved,
-        OutputLine,
-        OutputSuppressed,
-        Pid1Record,
-        Reloading,
-        UnitGone,
-        UnitProperties,
-    )
-
-__all__ = [  # the events are observer/recording/events.py's
-    "BOOT_ID_PATH", "INTERRUPTED", "SKIPPED_RESULTS", "SUCCESS_RESULTS", "VACUUMED_PREFIX",
-    "ConfigError", "Event", "JobDetails", "JobKind", "JobNew", "JobRemoved", "ObserverError",
-    "OutputLine", "OutputSuppressed", "Pid1Record", "ProblemKind", "Reloading", "Run", "Source",
-    "StoreError", "TimerState", "UnitGone", "UnitProperties", "UnknownUnitError",
-    "VacuumedJournal", "boot_id", "exit_facts", "exit_text", "is_failure", "is_skipped",
-    "is_success", "journal_cursor_usec", "run_duration_seconds", "run_duration_usec", "signal_name",
-]  # fmt: skip
-
-
-def __getattr__(name: str) -> object:
-    """An event class, imported when first asked for (every other name is defined above)."""
-    if name not in __all__:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from observer.recording import events  # noqa: PLC0415
-
-    value: object = getattr(events, name)
-    globals()[name] = value  # found directly from now on, without this function
-    return value
 
 
 # The state rows that tell of journal history vacuumed before observer read it.

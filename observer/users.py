@@ -17,7 +17,7 @@ from pathlib import Path
 # typing.TYPE_CHECKING would import typing; mypy takes this one as true.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from observer.model import Event
+    from observer.recording.events import Event
 
 SEPARATOR = "/"
 
@@ -100,7 +100,7 @@ def current_user() -> str:
 def qualify_event(event: Event, user: str) -> Event:
     """A bus event of ``user``'s manager, with its units named as the store names them."""
     # Here: the reading commands, which import this module, need no event classes.
-    from observer.model import JobDetails, JobNew, JobRemoved, UnitGone, UnitProperties  # noqa: PLC0415
+    from observer.recording.events import JobDetails, JobNew, JobRemoved, UnitGone, UnitProperties  # noqa: PLC0415
 
     match event:
         case UnitProperties(unit=unit, values=values):

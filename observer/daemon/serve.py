@@ -24,7 +24,7 @@ from observer.dashboard.service import DashboardService
 from observer.dashboard.serving import Pages
 from observer.fleet.service import JOURNAL_SOCKET, RunRecords, journal_sender
 from observer.metrics.service import MetricsService
-from observer.model import Event, Run, StoreError
+from observer.model import Run, StoreError
 from observer.recording.attribution import LATE_OUTPUT_SECONDS
 from observer.recording.bus import BusError, manager_bus
 from observer.recording.definition_files import DefinitionReader
@@ -37,6 +37,7 @@ from observer.recording.effects import (
     RecordTimer,
     ResolveJob,
 )
+from observer.recording.events import Event
 from observer.recording.journal import JournalBatch, JournalFollower
 from observer.run.service import WrapperRuns
 from observer.store import set_aside

@@ -22,10 +22,10 @@ from datetime import timedelta
 from observer.bounds import in_range
 from observer.config import Config
 from observer.fleet.records import RUN_RECORD_MESSAGE_ID, RunRecord, parse_record
-from observer.model import Event
 from observer.recording.attribution import RunOutput
 from observer.recording.correlator import Correlator
 from observer.recording.effects import Effect
+from observer.recording.events import Event
 from observer.recording.intake import HostIntake, RunningRuns, recent_output
 from observer.recording.journal import SYSTEM_ONLY, JournalEvent, JournalScope, parse_entry
 from observer.store.database import Batch

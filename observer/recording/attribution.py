@@ -13,9 +13,10 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from observer.config import Config
-from observer.model import OutputLine, OutputSuppressed, is_success
+from observer.model import is_success
 from observer.output import OutputBudget, cut_line
 from observer.recording.correlator import Correlator
+from observer.recording.events import OutputLine, OutputSuppressed
 from observer.store.database import Batch, OutputCounts, StoredLine
 from observer.store.writer import AsyncStore
 from observer.users import SEPARATOR

@@ -15,18 +15,17 @@ from dbus_fast import BusType, Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 
 from observer.bounds import UINT64_MAX, in_range
-from observer.model import (
+from observer.model import Run, Source
+from observer.recording.definitions import DefinitionSources
+from observer.recording.events import (
     Event,
     JobDetails,
     JobNew,
     JobRemoved,
     Reloading,
-    Run,
-    Source,
     UnitGone,
     UnitProperties,
 )
-from observer.recording.definitions import DefinitionSources
 from observer.recording.journal import NOT_ACCOUNTED
 from observer.users import qualify_event, unit_of
 

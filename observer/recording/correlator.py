@@ -13,20 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from observer.model import (
-    Event,
-    JobDetails,
-    JobKind,
-    JobNew,
-    JobRemoved,
-    Pid1Record,
-    Reloading,
-    Run,
-    Source,
-    TimerState,
-    UnitGone,
-    UnitProperties,
-)
+from observer.model import Run, Source, TimerState
 from observer.recording.effects import (
     CloseInterrupted,
     Effect,
@@ -35,6 +22,17 @@ from observer.recording.effects import (
     RecordRun,
     RecordTimer,
     ResolveJob,
+)
+from observer.recording.events import (
+    Event,
+    JobDetails,
+    JobKind,
+    JobNew,
+    JobRemoved,
+    Pid1Record,
+    Reloading,
+    UnitGone,
+    UnitProperties,
 )
 from observer.recording.refused import RefusedStarts, Skip, is_refusal
 from observer.recording.starts import Starts

@@ -16,10 +16,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from observer.model import Event, OutputLine, OutputSuppressed, Pid1Record, StoreError
+from observer.model import StoreError
 from observer.recording.attribution import RunOutput
 from observer.recording.correlator import Correlator
 from observer.recording.effects import Effect, RecordRun
+from observer.recording.events import Event, OutputLine, OutputSuppressed, Pid1Record
 from observer.recording.journal import EntryParser, JournalEvent, JournalScope
 from observer.store.writer import AsyncStore
 

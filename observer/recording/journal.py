@@ -23,14 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from observer.bounds import INT64_MAX, in_range
-from observer.model import (
-    JobKind,
-    OutputLine,
-    OutputSuppressed,
-    Pid1Record,
-    VacuumedJournal,
-    journal_cursor_usec,
-)
+from observer.model import VacuumedJournal, journal_cursor_usec
+from observer.recording.events import JobKind, OutputLine, OutputSuppressed, Pid1Record
 from observer.users import SEPARATOR, qualify
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 
-from observer.model import JobKind, Pid1Record, Run, Source
+from observer.model import Run, Source
+from observer.recording.events import JobKind, Pid1Record
 
 # Job results of a start that failed because of another unit, or did not fail.
 _NOT_ITS_OWN = frozenset({"dependency", "done", "canceled", None})

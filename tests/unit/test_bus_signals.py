@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dbus_fast import Message, MessageType, Variant
 
-from observer.model import JobNew, JobRemoved, Reloading, UnitGone, UnitProperties
 from observer.recording.bus import MANAGER, MANAGER_PATH, MATCH_RULES, PROPERTIES, decode_signal
+from observer.recording.events import JobNew, JobRemoved, Reloading, UnitGone, UnitProperties
 
 BACKUP_PATH = "/org/freedesktop/systemd1/unit/backup_2eservice"
 

@@ -19,8 +19,9 @@ from observer.alerts.rules import (
     judge_run,
     judge_schedule,
 )
-from observer.model import Event, JobKind, JobNew, JobRemoved, Pid1Record, run_duration_usec
+from observer.model import run_duration_usec
 from observer.recording.correlator import Correlator
+from observer.recording.events import Event, JobKind, JobNew, JobRemoved, Pid1Record
 from tests.unit.test_correlator import feed_all, finished_runs, service, stored, unit_state
 
 SECOND = 1_000_000

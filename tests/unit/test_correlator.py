@@ -8,7 +8,10 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from observer.model import (
+from observer.model import Run, Source
+from observer.recording.correlator import Correlator
+from observer.recording.effects import CloseInterrupted, Effect, RecordRun, RecordTimer, ResolveJob
+from observer.recording.events import (
     Event,
     JobDetails,
     JobKind,
@@ -16,13 +19,9 @@ from observer.model import (
     JobRemoved,
     Pid1Record,
     Reloading,
-    Run,
-    Source,
     UnitGone,
     UnitProperties,
 )
-from observer.recording.correlator import Correlator
-from observer.recording.effects import CloseInterrupted, Effect, RecordRun, RecordTimer, ResolveJob
 from observer.store.database import Batch, open_for_writing, write_batch
 from observer.store.schema import SCHEMA
 

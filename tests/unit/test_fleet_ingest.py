@@ -19,9 +19,10 @@ from observer.fleet.ingest import EntryPlace, FleetEntry, Marks, parse_fleet_ent
 from observer.fleet.records import RUN_RECORD_MESSAGE_ID, parse_record, record_fields
 from observer.fleet.service import RunRecords, native_datagram
 from observer.metrics.service import MetricsService
-from observer.model import JobKind, OutputLine, Pid1Record, Run, Source
+from observer.model import Run, Source
 from observer.recording.attribution import HOLD_USEC, RunOutput
 from observer.recording.correlator import Correlator
+from observer.recording.events import JobKind, OutputLine, Pid1Record
 from observer.recording.journal import SYSTEM_ONLY, JournalBatch
 from observer.store import database
 from observer.store.database import Batch, OutputCounts

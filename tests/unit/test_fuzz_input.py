@@ -25,10 +25,11 @@ from hypothesis import strategies as st
 from observer.fleet.ingest import parse_fleet_entry
 from observer.fleet.records import RUN_RECORD_MESSAGE_ID, RunRecord
 from observer.metrics.job_metrics import RejectedFile, parse_job_metrics
-from observer.model import ConfigError, Event
+from observer.model import ConfigError
 from observer.recording.bus import PROPERTIES, SystemdBus, decode_signal
 from observer.recording.correlator import Correlator
 from observer.recording.effects import RecordRun, RecordTimer
+from observer.recording.events import Event
 from observer.recording.journal import (
     MESSAGE_KINDS,
     SUPPRESSED_MESSAGE_ID,

@@ -12,10 +12,10 @@ from observer.bounds import REJECTED
 from observer.fleet.records import parse_record
 from observer.metrics.collectors import render
 from observer.metrics.resilience import ResilienceCollector
-from observer.model import Pid1Record
 from observer.recording.bus import bounded
 from observer.recording.correlator import Correlator
 from observer.recording.effects import RecordRun
+from observer.recording.events import Pid1Record
 from observer.recording.journal import parse_entry
 from observer.store.database import Batch, open_for_writing, write_batch
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from observer.config import Config
 from observer.daemon.serve import Daemon
-from observer.model import OutputLine
+from observer.recording.events import OutputLine
 from observer.recording.intake import LocalIntake
 from observer.recording.journal import JournalBatch
 

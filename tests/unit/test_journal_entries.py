@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from observer.model import JobKind, OutputLine, OutputSuppressed, Pid1Record
+from observer.recording.events import JobKind, OutputLine, OutputSuppressed, Pid1Record
 from observer.recording.journal import parse_entry
 
 INV = "0f5c1e6b6a2b4a0e9d7c3b2a19080706"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from observer.jobs.apply import calendar_times
-from observer.model import JobKind, Pid1Record
+from observer.recording.events import JobKind, Pid1Record
 from observer.recording.journal import parse_entry
 
 PREVIOUS = "d076dac268c54a6bb9b9f2dd93d17167"

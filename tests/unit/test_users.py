@@ -7,8 +7,8 @@ from pathlib import Path
 from hypothesis import given
 from hypothesis import strategies as st
 
-from observer.model import JobDetails, JobKind, OutputLine, Pid1Record, UnitProperties
 from observer.recording.correlator import Correlator
+from observer.recording.events import JobDetails, JobKind, OutputLine, Pid1Record, UnitProperties
 from observer.recording.journal import JournalScope, parse_entry
 from observer.users import Selection, qualify, qualify_event, split, user_names
 
