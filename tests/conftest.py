@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.sandbox import Sandbox, can_boot
+from tests.sandbox import Sandbox, can_boot, default_root, stray_state
 
 # A suite a non-interactive shell starts in the background (packaging/test.sh runs two at
 # once) inherits SIGINT ignored, and so does every process it starts: a command then never
@@ -21,6 +21,8 @@ if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
 def sandbox_or_skip() -> None:
     """Skip the test when no sandbox can be booted here; on CI, fail it instead."""
     if (reason := can_boot()) is None:
+        if (stray := stray_state(default_root())) is not None:
+            pytest.fail(stray)  # a fault of this machine, not a reason to skip
         return
     if os.environ.get("CI") == "true":
         pytest.fail(f"CI must be able to boot a systemd sandbox: {reason}")

@@ -174,6 +174,25 @@ def can_boot(root: Path = Path("/")) -> str | None:
     return None
 
 
+# What observer keeps on a server: a sandbox of the host's root reads the host's through
+# its overlay, so an observer run as root on the host (or installed there) would be found
+# by every sandbox's tests as if they had made it.
+OBSERVER_STATE = (Path("/var/lib/observer"), Path("/etc/observer"))
+
+
+def stray_state(root: Path = Path("/")) -> str | None:
+    """Why sandboxes of ``root`` would not start clean (observer's state in it), or None."""
+    found = [str(p) for p in OBSERVER_STATE if (root / p.relative_to("/")).exists()]
+    if not found:
+        return None
+    return (
+        f"{' and '.join(found)} {'exist' if len(found) > 1 else 'exists'} in {root}, which "
+        "the sandboxes boot from: they would "
+        "see that observer's database and configuration; remove them (or test in a clean "
+        "root) and run again"
+    )
+
+
 def _own_cgroup2() -> Path | None:
     """Return the directory of this process's cgroup in the host's cgroup2 hierarchy."""
     mounts = Path("/proc/self/mounts").read_text().splitlines()

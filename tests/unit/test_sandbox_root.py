@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests import roots
-from tests.sandbox import ROOT_VARIABLE, default_root
+from tests.sandbox import ROOT_VARIABLE, default_root, stray_state
 
 
 @pytest.fixture(autouse=True)
@@ -48,3 +48,15 @@ def test_a_root_named_by_its_suite_is_built_once_by_roots_sh(
     assert default_root() == Path("/var/cache/observer-test-roots/trixie/root")
     assert default_root() == Path("/var/cache/observer-test-roots/trixie/root")
     assert built == ["trixie"]
+
+
+def test_a_root_holding_observers_state_is_named_as_not_clean(tmp_path: Path) -> None:
+    assert stray_state(tmp_path) is None
+    (tmp_path / "var/lib/observer").mkdir(parents=True)
+    reason = stray_state(tmp_path)
+    assert reason is not None
+    assert reason.startswith(f"/var/lib/observer exists in {tmp_path}")
+    (tmp_path / "etc/observer").mkdir(parents=True)
+    assert f"/var/lib/observer and /etc/observer exist in {tmp_path}" in (
+        stray_state(tmp_path) or ""
+    )
