@@ -9,9 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import time_machine
 
 from observer.store import database
-from tests.unit.recorded_runs import write_store
+from tests.unit.recorded_runs import NOW, write_store
 
 
 @pytest.fixture
@@ -40,3 +41,10 @@ def utc() -> Iterator[None]:
     else:
         os.environ["TZ"] = before
     time.tzset()
+
+
+@pytest.fixture
+def fixed_now() -> Iterator[None]:
+    """The clock stands still at recorded_runs.NOW, the time the recorded runs are told from."""
+    with time_machine.travel(NOW, tick=False):
+        yield

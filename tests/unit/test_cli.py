@@ -11,11 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import time_machine
 
 from observer.__main__ import main
 from observer.spans import human_duration
-from tests.unit.recorded_runs import NOW, invocation, write_store
+from tests.unit.recorded_runs import invocation, write_store
 
 
 def set_time_zone(tz: str | None) -> None:
@@ -34,10 +33,7 @@ def utc() -> Iterator[None]:
     set_time_zone(before)
 
 
-@pytest.fixture(autouse=True)
-def now() -> Iterator[None]:
-    with time_machine.travel(NOW, tick=False):
-        yield
+pytestmark = pytest.mark.usefixtures("fixed_now")
 
 
 @pytest.fixture

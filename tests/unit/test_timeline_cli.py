@@ -5,34 +5,22 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import time_machine
 
 from observer import users
 from observer.reading import upcoming, window
-from observer.store import database
-from tests.unit.recorded_runs import HOUR, MINUTE, NOW, NOW_USEC, SECOND, write_store
-from tests.unit.test_cli import run_cli, utc  # noqa: F401 (utc: an autouse fixture, UTC times)
+from tests.unit.recorded_runs import HOUR, MINUTE, NOW_USEC, SECOND
+from tests.unit.test_cli import run_cli
 
-
-@pytest.fixture(autouse=True)
-def now() -> Iterator[None]:
-    with time_machine.travel(NOW, tick=False):
-        yield
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> str:
-    return str(write_store(tmp_path / "observer.db"))
+pytestmark = pytest.mark.usefixtures("utc", "fixed_now")
 
 
 def test_timeline_json_has_the_runs_of_the_last_day_per_unit(
-    capsys: pytest.CaptureFixture[str], db: str
+    capsys: pytest.CaptureFixture[str], db: Path
 ) -> None:
-    status, out, _ = run_cli(capsys, "timeline", "--db", db, "--json")
+    status, out, _ = run_cli(capsys, "timeline", "--db", str(db), "--json")
     found = json.loads(out)
     assert status == 0
     assert found["from_time"] == "2026-11-22T15:00:00.000000+00:00"
@@ -48,9 +36,9 @@ def test_timeline_json_has_the_runs_of_the_last_day_per_unit(
 
 
 def test_timeline_draws_each_unit_within_the_width(
-    capsys: pytest.CaptureFixture[str], db: str
+    capsys: pytest.CaptureFixture[str], db: Path
 ) -> None:
-    status, out, _ = run_cli(capsys, "timeline", "--db", db, "--width", "80")
+    status, out, _ = run_cli(capsys, "timeline", "--db", str(db), "--width", "80")
     lines = out.splitlines()
     assert status == 0
     assert max(len(line) for line in lines) <= 80
@@ -60,50 +48,50 @@ def test_timeline_draws_each_unit_within_the_width(
 
 
 def test_timeline_of_a_glob_shows_only_the_units_it_matches(
-    capsys: pytest.CaptureFixture[str], db: str
+    capsys: pytest.CaptureFixture[str], db: Path
 ) -> None:
-    _, out, _ = run_cli(capsys, "timeline", "backup*", "--db", db, "--json")
+    _, out, _ = run_cli(capsys, "timeline", "backup*", "--db", str(db), "--json")
     assert [u["unit"] for u in json.loads(out)["units"]] == [
         "backup.service", "backup@home-user.service",
     ]  # fmt: skip
 
 
 def test_timeline_of_a_unit_never_recorded_says_so(
-    capsys: pytest.CaptureFixture[str], db: str
+    capsys: pytest.CaptureFixture[str], db: Path
 ) -> None:
-    status, _, err = run_cli(capsys, "timeline", "nosuch", "--db", db)
+    status, _, err = run_cli(capsys, "timeline", "nosuch", "--db", str(db))
     assert status == 1
     assert "no recorded unit matches 'nosuch'" in err
 
 
 def test_timeline_of_a_short_window_clips_the_run_that_began_before_it(
-    capsys: pytest.CaptureFixture[str], db: str
+    capsys: pytest.CaptureFixture[str], db: Path
 ) -> None:
-    _, out, _ = run_cli(capsys, "timeline", "backup", "--since", "2h", "--db", db, "--json")
+    _, out, _ = run_cli(capsys, "timeline", "backup", "--since", "2h", "--db", str(db), "--json")
     [unit] = json.loads(out)["units"]
     assert [(r["id"], r["began_before_window"]) for r in unit["runs"]] == [(3, True), (4, False)]
 
 
 def test_timeline_of_a_window_without_runs_says_so(
-    capsys: pytest.CaptureFixture[str], db: str
+    capsys: pytest.CaptureFixture[str], db: Path
 ) -> None:
-    assert run_cli(capsys, "timeline", "nightly-report", "--since", "1h", "--db", db) == (
+    assert run_cli(capsys, "timeline", "nightly-report", "--since", "1h", "--db", str(db)) == (
         0, "no runs in the last 1h\n", "",
     )  # fmt: skip
 
 
 def test_timeline_refuses_a_width_too_small_to_draw_in(
-    capsys: pytest.CaptureFixture[str], db: str
+    capsys: pytest.CaptureFixture[str], db: Path
 ) -> None:
-    status, _, err = run_cli(capsys, "timeline", "--db", db, "--width", "3")
+    status, _, err = run_cli(capsys, "timeline", "--db", str(db), "--width", "3")
     assert status == 2
     assert "invalid width '3'" in err
 
 
 def test_next_lists_each_timer_with_its_units_usual_duration(
-    capsys: pytest.CaptureFixture[str], db: str
+    capsys: pytest.CaptureFixture[str], db: Path
 ) -> None:
-    status, out, _ = run_cli(capsys, "next", "--db", db, "--json")
+    status, out, _ = run_cli(capsys, "next", "--db", str(db), "--json")
     assert status == 0
     [timer] = json.loads(out)
     assert timer["timer"] == "backup.timer"
@@ -111,27 +99,20 @@ def test_next_lists_each_timer_with_its_units_usual_duration(
     assert timer["next_at"] == "2026-11-23T16:00:00.000000+00:00"
     assert timer["usual_seconds"] == pytest.approx(184.5)  # the median of its 3 finished runs
     assert timer["overlaps"] == []
-    _, out, _ = run_cli(capsys, "next", "--db", db)
+    _, out, _ = run_cli(capsys, "next", "--db", str(db))
     assert out.splitlines() == [
         "NEXT                  LEFT  UNIT            TIMER         USUAL  OVERLAPS",
         "2026-11-23 16:00:00  1h00m  backup.service  backup.timer  3m04s  -",
     ]
 
 
-def test_next_of_another_host_lists_nothing(capsys: pytest.CaptureFixture[str], db: str) -> None:
-    assert run_cli(capsys, "next", "--db", db, "--host", "web*") == (
+def test_next_of_another_host_lists_nothing(capsys: pytest.CaptureFixture[str], db: Path) -> None:
+    assert run_cli(capsys, "next", "--db", str(db), "--host", "web*") == (
         0, "no timer is scheduled\n", "",
     )  # fmt: skip
 
 
 # -- the queries and the expected overlaps ----------------------------------------------------
-
-
-@pytest.fixture
-def conn(db: str) -> Iterator[sqlite3.Connection]:
-    connection = database.open_for_reading(Path(db))
-    yield connection
-    connection.close()
 
 
 def test_the_window_holds_runs_begun_before_it_that_ended_in_it_or_still_run(
