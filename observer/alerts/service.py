@@ -38,8 +38,24 @@ T = TypeVar("T")
 POLL_SECONDS = 5.0
 # A run's last lines can reach the journal after its end: its output is judged this later.
 OUTPUT_SETTLE_SECONDS = 2.0
+SETTLE_USEC = int(OUTPUT_SETTLE_SECONDS * 1e6)
 PRUNE_INTERVAL_SECONDS = 3600.0
 _ERROR_BACKOFF_SECONDS = (1.0, 60.0)
+
+
+Key = tuple[str, str]  # (host, unit)
+
+
+def settled_units(
+    ended: dict[Key, int], now_usec: int, settle_usec: int
+) -> tuple[dict[Key, int], float]:
+    """Of units whose runs ended (the newest end of each), those settled by ``now_usec``
+    (ended ``settle_usec`` ago or more), and the seconds until the next of the others is;
+    0 when none is left."""
+    settled = {key: end for key, end in ended.items() if end + settle_usec <= now_usec}
+    waiting = [end for key, end in ended.items() if key not in settled]
+    wait = (min(waiting) + settle_usec - now_usec) / 1e6 if waiting else 0.0
+    return settled, wait
 
 
 class _Running:
@@ -126,7 +142,8 @@ class AlertService:
         self._db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="observer-alerts")
         self._conn: sqlite3.Connection | None = None
         self._ledger: AlertLedger | None = None
-        self._ended: set[tuple[str, str]] = set()  # (host, unit)
+        # (host, unit) of recorded runs not yet judged: the newest end among them.
+        self._ended: dict[Key, int] = {}
         self._judge_wanted = asyncio.Event()
         self._send_wanted = asyncio.Event()
         self._busy: set[int] = set()
@@ -151,8 +168,14 @@ class AlertService:
     # -- called on the event loop --------------------------------------------------------
 
     def runs_recorded(self, runs: list[Run]) -> None:
-        """A hook of the daemon's: these runs ended; judge their units soon."""
-        self._ended.update((run.host, run.unit) for run in runs)
+        """A hook of the daemon's: these runs ended; judge their units once settled."""
+        now = self.clock()
+        for run in runs:
+            # A run stamped in the future (a clock stepped back) waits no longer than one
+            # that ended now.
+            ended = now if run.finished_usec is None else min(run.finished_usec, now)
+            key = (run.host, run.unit)
+            self._ended[key] = max(self._ended.get(key, ended), ended)
         self._judge_wanted.set()
 
     async def run(self) -> None:
@@ -185,19 +208,27 @@ class AlertService:
             delay = min(delay * 2, _ERROR_BACKOFF_SECONDS[1])
 
     async def _judge_loop(self) -> None:
+        """Judge each unit's recorded runs once they are settled (their last lines may still
+        come): a run recorded while others wait is judged at its own time, not theirs."""
         delay = _ERROR_BACKOFF_SECONDS[0]
         while True:
             await self._judge_wanted.wait()
-            await asyncio.sleep(OUTPUT_SETTLE_SECONDS)
-            self._judge_wanted.clear()
-            units, self._ended = self._ended, set()
+            units, wait = settled_units(self._ended, self.clock(), SETTLE_USEC)
+            if not units:
+                if not self._ended:
+                    self._judge_wanted.clear()
+                else:
+                    await asyncio.sleep(wait)
+                continue
+            for key in units:
+                del self._ended[key]
             try:
-                made = await self._db(self._judge_runs, units)
+                made = await self._db(self._judge_runs, set(units))
             except Exception as e:  # alerts never stop the recording: log, retry later
                 names = ", ".join(f"{unit} on {host}" for host, unit in sorted(units))
                 log.error("alerts: cannot judge runs of %s: %s (retrying)", names, e)
-                self._ended |= units
-                self._judge_wanted.set()
+                for key, ended in units.items():
+                    self._ended[key] = max(self._ended.get(key, ended), ended)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _ERROR_BACKOFF_SECONDS[1])
                 continue
@@ -388,7 +419,7 @@ class AlertService:
         self._ledger = AlertLedger(
             self._conn, self.alerts, self.channels_for, self.config.observe.observes,
             metrics_dir=job_metrics_directory(self.db_path, configured),
-            settle_usec=int(OUTPUT_SETTLE_SECONDS * 1e6), host=self.host,
+            settle_usec=SETTLE_USEC, host=self.host,
             write=None if self.store is None else self.store.transaction_from_thread,
         )  # fmt: skip
         # Alerting starts now, not at the first judgement: that waits a moment for output.
@@ -429,7 +460,7 @@ class AlertService:
         deadline = ledger.next_check_usec
         if store_changed:
             # Runs that ended within the settling time were left for later: check again then.
-            settled = now + int(OUTPUT_SETTLE_SECONDS * 1e6) + 1
+            settled = now + SETTLE_USEC + 1
             deadline = settled if deadline is None else min(deadline, settled)
         self._next_check_usec = deadline
         return made

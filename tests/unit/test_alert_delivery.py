@@ -23,7 +23,7 @@ from observer.alert_config import AlertsConfig, ChannelSources
 from observer.alerts import outbox, send
 from observer.alerts.message import Message
 from observer.alerts.secrets import Channel
-from observer.alerts.service import AlertService
+from observer.alerts.service import AlertService, settled_units
 from observer.alerts.state import AlertLedger
 from observer.config import Config
 from observer.model import ConfigError, Run, Source
@@ -167,6 +167,64 @@ async def test_the_service_delivers_one_alert_for_two_failures_and_records_the_a
     assert post["title"] == "[host1] backup.service failed 2 times in a row (exit-code)"
     assert "Full run: observer show 2" in post["message"]
     assert attempts(db) == [(1, None)]
+
+
+async def test_a_run_recorded_while_another_settles_is_judged_once_it_has_settled_itself(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    db = tmp_path / "observer.db"
+    now = time.time_ns() // 1000
+    conn = database.open_for_writing(db)
+    try:
+        conn.execute("INSERT INTO state VALUES ('alerts_since_usec', ?)", (now - MINUTE,))
+        conn.commit()
+        other = replace(failed_run(1, now), unit="other.service", result="success")
+        database.write_batch(conn, database.Batch(runs=[other]))
+        # No check comes (the first waits an hour): only the judgement of what was recorded
+        # can make the alert.
+        config = alert_config(receiver.json_url, check_interval=3600.0)
+        service = AlertService(config, db, "host1")
+        task = asyncio.create_task(service.run())
+        try:
+            service.runs_recorded([other])
+            await asyncio.sleep(1)  # half-way through the other run's settling
+            now = time.time_ns() // 1000
+            runs = [failed_run(2, now - SECOND), failed_run(3, now)]
+            database.write_batch(conn, database.Batch(runs=runs))
+            service.runs_recorded(runs)
+            # Judged with the other run, the second failure (not settled then) was dropped.
+            await wait_for_async(receiver.posts, timeout=30, what="backup's alert")
+        finally:
+            await stop(task)
+    finally:
+        conn.close()
+    [post] = receiver.posts()
+    assert post["title"] == "[host1] backup.service failed 2 times in a row (exit-code)"
+
+
+@pytest.mark.parametrize(
+    ("ends", "now", "settled", "wait"),
+    [
+        ({}, 10_000_000, {}, 0.0),
+        ({("h", "a"): 1_000_000}, 3_000_000, {("h", "a"): 1_000_000}, 0.0),
+        ({("h", "a"): 1_000_000}, 2_999_999, {}, 0.000001),
+        (
+            {("h", "a"): 1_000_000, ("h", "b"): 2_500_000, ("h", "c"): 2_000_000},
+            3_500_000,
+            {("h", "a"): 1_000_000},
+            0.5,
+        ),
+    ],
+)
+def test_units_are_judged_when_their_newest_end_has_settled(
+    ends: dict[tuple[str, str], int],
+    now: int,
+    settled: dict[tuple[str, str], int],
+    wait: float,
+) -> None:
+    found, waited = settled_units(ends, now, 2_000_000)
+    assert found == settled
+    assert waited == pytest.approx(wait)
 
 
 async def test_a_channel_answering_500_is_retried_and_each_error_recorded(
@@ -416,7 +474,7 @@ def test_the_daemon_checks_its_urls_without_keeping_apprise_loaded(tmp_path: Pat
     program = (
         "import sys\n"
         "from pathlib import Path\n"
-        "from observer.alerts.service import AlertService\n"
+        "from observer.alerts.service import AlertService, settled_units\n"
         "from observer.config import load_config\n"
         f"service = AlertService(load_config(Path({str(config)!r})), Path('x.db'), 'h')\n"
         "print(len(service.global_channels), 'apprise' in sys.modules)\n"
