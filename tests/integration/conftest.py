@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.integration.observed import ObserverDaemon
-from tests.sandbox import ROOT_VARIABLE, Sandbox
+from tests.sandbox import MACHINE_VARIABLE, ROOT_VARIABLE, Sandbox
 
 # What cannot run when sandboxes boot another release's root ($OBSERVER_TEST_ROOT): these
 # run this checkout (its Python, venv or packaging/) inside the sandbox, and that root holds
@@ -65,9 +65,29 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.xfail(reason=known, strict=False))
 
 
+# A failing test's report ends with the last lines of each daemon log it left: CI keeps only
+# what pytest prints.
+_LOG_TAIL_LINES = 60
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    workdir = getattr(item, "funcargs", {}).get("tmp_path")
+    if report.failed and isinstance(workdir, Path):
+        for log in sorted(workdir.rglob("daemon.log")):
+            lines = log.read_text(errors="replace").splitlines()[-_LOG_TAIL_LINES:]
+            report.sections.append((f"daemon log {log.relative_to(workdir)}", "\n".join(lines)))
+    return report
+
+
 def pytest_report_header() -> str:
     """Which root the sandboxes boot, so that a run's log says which systemd it tested."""
-    return f"sandboxes boot: {os.environ.get(ROOT_VARIABLE) or 'the host'}'s root ({ROOT_VARIABLE})"
+    root = os.environ.get(ROOT_VARIABLE) or "the host"
+    kind = "machines" if os.environ.get(MACHINE_VARIABLE) == "1" else "containers"
+    return f"sandboxes boot: {root}'s root ({ROOT_VARIABLE}), as {kind} ({MACHINE_VARIABLE})"
 
 
 @pytest.fixture
