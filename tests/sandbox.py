@@ -135,6 +135,9 @@ RUNNING_STATES = ("running", "degraded")
 # The root sandboxes boot by default: the host's, or a release's (tests/roots.sh) named by
 # suite (OBSERVER_TEST_ROOT=trixie) or by path, to run the whole suite against that systemd.
 ROOT_VARIABLE = "OBSERVER_TEST_ROOT"
+# Set to 1, sandboxes boot as machines by default (no container marker): the whole suite
+# then sees what a server's systemd does, not a container's.
+MACHINE_VARIABLE = "OBSERVER_TEST_MACHINE"
 
 
 @functools.cache
@@ -274,7 +277,7 @@ class Sandbox:
         share: Sequence[Path] | None = None,
         journal: Path | None = None,
         root: Path | None = None,
-        machine: bool = False,
+        machine: bool | None = None,
     ) -> Self:
         """Boot a sandbox and return once its manager is running.
 
@@ -284,8 +287,11 @@ class Sandbox:
         on it), not under /tmp; by default they live and die with the sandbox. ``root``: the
         tree the sandbox sees (copy-on-write), e.g. another release's (tests/roots.sh);
         by default default_root().
-        ``machine``: boot as a machine (no container marker, what touches hardware masked).
+        ``machine``: boot as a machine (no container marker, what touches hardware masked);
+        by default when $OBSERVER_TEST_MACHINE is 1.
         """
+        if machine is None:
+            machine = os.environ.get(MACHINE_VARIABLE) == "1"
         if journal is not None:
             if journal.resolve().is_relative_to("/tmp"):
                 # The boot script mounts a fresh /tmp before it could bind the directory.
@@ -484,6 +490,10 @@ class Sandbox:
         argv += ["--wait"] if wait else []
         argv += [f"--service-type={service_type}"] if service_type else []
         return self.run(*argv, "--", *cmd, check=not wait)
+
+    def systemd_version(self) -> int:
+        """The release of the sandbox's systemd (252 for "systemd 252 (252.39-1~deb12u1)")."""
+        return int(self.run("systemctl", "--version").stdout.split()[1])
 
     def unit_property(self, unit: str, prop: str) -> str:
         """Return one property of a unit as systemctl show prints it."""
