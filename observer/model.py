@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+
+from observer.records import NamedTuple
 
 # Where the kernel gives this boot's ID (a UUID with dashes).
 BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
@@ -107,8 +108,7 @@ def is_failure(result: str | None) -> bool:
     return not is_success(result) and not is_skipped(result)
 
 
-@dataclass(frozen=True, slots=True)
-class Run:
+class Run(NamedTuple):
     """One invocation of a unit: what is known of it so far.
 
     Times are microseconds since the epoch, as systemd gives them. Fields that are not
@@ -149,8 +149,7 @@ class Run:
         return is_success(self.result)
 
 
-@dataclass(frozen=True, slots=True)
-class TimerState:
+class TimerState(NamedTuple):
     """What is known of a timer: the service it starts and when it fires."""
 
     timer: str
@@ -163,8 +162,7 @@ class TimerState:
 VACUUMED_PREFIX = "journal_vacuumed:"
 
 
-@dataclass(frozen=True, slots=True)
-class VacuumedJournal:
+class VacuumedJournal(NamedTuple):
     """Journal history that was vacuumed (or rotated away) while observer was not reading:
     from the last entry it had read to the oldest the journal still held (microseconds)."""
 

@@ -8,11 +8,12 @@ second key. A system unit keeps its plain name.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import pwd
 from collections.abc import Callable, Mapping
 from pathlib import Path
+
+from observer.records import NamedTuple
 
 # typing.TYPE_CHECKING would import typing; mypy takes this one as true.
 TYPE_CHECKING = False
@@ -99,7 +100,10 @@ def current_user() -> str:
 
 def qualify_event(event: Event, user: str) -> Event:
     """A bus event of ``user``'s manager, with its units named as the store names them."""
-    # Here: the reading commands, which import this module, need no event classes.
+    # Here: the reading commands, which import this module, need no event classes (nor
+    # dataclasses).
+    import dataclasses  # noqa: PLC0415
+
     from observer.recording.events import JobDetails, JobNew, JobRemoved, UnitGone, UnitProperties  # noqa: PLC0415
 
     match event:
@@ -138,8 +142,7 @@ def user_config_path(environ: Mapping[str, str] = os.environ) -> Path:
 # -- reading: whose units a command shows ----------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Selection:
+class Selection(NamedTuple):
     """Whose units a reading command shows: ``--user NAME``'s, or by default the system's
     and (for a reader who is not root) the reader's own."""
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
 import gc
 import logging
 import math
@@ -320,7 +319,7 @@ class Daemon:
         the rest of the batch (its cursor with it)."""
         parts = [Batch(runs=[run]) for run in batch.runs]
         parts += [Batch(records=[run]) for run in batch.records]
-        rest = dataclasses.replace(batch, runs=[], records=[])
+        rest = batch.replace(runs=[], records=[])
         finished: list[Run] = []
         for i, part in enumerate(parts):
             try:
@@ -401,7 +400,7 @@ class Daemon:
             log.error("moved the corrupt database to %s (kept, never deleted)", aside)
         self.rebuilds += 1
         # What the bus told (timers, costs) is kept; the journal's part is read again.
-        self.pending = dataclasses.replace(unwritten.followed_by(self.pending), journal_cursor=None)
+        self.pending = unwritten.followed_by(self.pending).replace(journal_cursor=None)
         self.pending.state[REBUILT_KEY] = f"{_now_usec()} {lost}"
         self.intake = intake_for(
             self.config, self.host, self.fleet_dir, self.store, lambda: self.pending

@@ -11,8 +11,6 @@ import itertools
 import re
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import NamedTuple
 
 from observer import users
 from observer.model import (
@@ -26,6 +24,7 @@ from observer.model import (
     run_duration_seconds,
 )
 from observer.reading import problems
+from observer.records import NamedTuple
 from observer.store import database, hosts, summary
 
 # typing.TYPE_CHECKING would import typing; mypy takes this one as true.
@@ -120,8 +119,7 @@ class RecordedRun(NamedTuple):
         return run_duration_seconds(self.started_usec, self.finished_usec)
 
 
-@dataclass(frozen=True, slots=True)
-class LoggedLine:
+class LoggedLine(NamedTuple):
     """One kept line of a run's output (bytes as the unit printed them)."""
 
     seq: int
@@ -130,15 +128,13 @@ class LoggedLine:
     message: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class DroppedLines:
+class DroppedLines(NamedTuple):
     """Where output lines were dropped to stay within the budget, and how many."""
 
     lines: int
 
 
-@dataclass(frozen=True, slots=True)
-class LostLines:
+class LostLines(NamedTuple):
     """Where journald dropped lines of the run before they reached observer (rate limit)."""
 
     lines: int

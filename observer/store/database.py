@@ -7,11 +7,11 @@ import pwd
 import sqlite3
 import urllib.parse
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from observer import users
 from observer.model import INTERRUPTED, Run, Source, StoreError, TimerState
+from observer.records import Mutable, NamedTuple
 from observer.store import schema, summary
 from observer.store.schema import SCHEMA_VERSION
 
@@ -216,8 +216,7 @@ def run_row(run: Run) -> dict[str, object]:
     }
 
 
-@dataclass(frozen=True, slots=True)
-class StoredLine:
+class StoredLine(NamedTuple):
     """One line of output to store."""
 
     invocation_id: str
@@ -228,8 +227,7 @@ class StoredLine:
     stream: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class OutputCounts:
+class OutputCounts(NamedTuple):
     """An invocation's output counters, as OutputBudget keeps them."""
 
     invocation_id: str
@@ -241,32 +239,60 @@ class OutputCounts:
     last_usec: int
 
 
-@dataclass(slots=True)
-class Batch:
+class Batch(Mutable):
     """Everything one step of the daemon writes, committed in a single transaction."""
 
-    runs: list[Run] = field(default_factory=list)
-    timers: list[TimerState] = field(default_factory=list)
-    lines: list[StoredLine] = field(default_factory=list)
-    dropped: list[tuple[str, int]] = field(default_factory=list)
-    counts: dict[str, OutputCounts] = field(default_factory=dict)
-    journal_cursor: str | None = None
-    # Lines journald dropped (rate limit): (invocation ID, lines, when it said so).
-    lost: list[tuple[str, int, int]] = field(default_factory=list)
-    # A new systemd started: (host, its start, the journal's last entry before it).
-    interrupted: list[tuple[str, int, int | None]] = field(default_factory=list)
-    # Runs as their own host's observer recorded them (run records): their facts win.
-    records: list[Run] = field(default_factory=list)
-    # Rows of the state table committed with the cursor (a central observer's marks).
-    state: dict[str, str] = field(default_factory=dict)
-    # What defined runs that started (asked of systemd as they start).
-    definitions: list[RunDefinition] = field(default_factory=list)
+    __slots__ = (
+        "counts",
+        "definitions",
+        "dropped",
+        "interrupted",
+        "journal_cursor",
+        "lines",
+        "lost",
+        "records",
+        "runs",
+        "state",
+        "timers",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        *,
+        runs: list[Run] | None = None,
+        timers: list[TimerState] | None = None,
+        lines: list[StoredLine] | None = None,
+        dropped: list[tuple[str, int]] | None = None,
+        counts: dict[str, OutputCounts] | None = None,
+        journal_cursor: str | None = None,
+        lost: list[tuple[str, int, int]] | None = None,
+        interrupted: list[tuple[str, int, int | None]] | None = None,
+        records: list[Run] | None = None,
+        state: dict[str, str] | None = None,
+        definitions: list[RunDefinition] | None = None,
+    ) -> None:
+        self.runs = [] if runs is None else runs
+        self.timers = [] if timers is None else timers
+        self.lines = [] if lines is None else lines
+        self.dropped = [] if dropped is None else dropped
+        self.counts = {} if counts is None else counts
+        self.journal_cursor = journal_cursor
+        # Lines journald dropped (rate limit): (invocation ID, lines, when it said so).
+        self.lost = [] if lost is None else lost
+        # A new systemd started: (host, its start, the journal's last entry before it).
+        self.interrupted = [] if interrupted is None else interrupted
+        # Runs as their own host's observer recorded them (run records): their facts win.
+        self.records = [] if records is None else records
+        # Rows of the state table committed with the cursor (a central observer's marks).
+        self.state = {} if state is None else state
+        # What defined runs that started (asked of systemd as they start).
+        self.definitions = [] if definitions is None else definitions
 
     def __bool__(self) -> bool:
-        return bool(
-            self.runs or self.timers or self.lines or self.dropped or self.counts or self.lost
-        ) or bool(self.interrupted or self.records or self.state or self.journal_cursor) or (
-            bool(self.definitions)
+        return (
+            bool(self.runs or self.timers or self.lines or self.dropped or self.counts or self.lost)
+            or bool(self.interrupted or self.records or self.state or self.journal_cursor)
+            or (bool(self.definitions))
         )
 
     def followed_by(self, then: Batch) -> Batch:

@@ -9,18 +9,16 @@ refuses. `observer set-aside` lists them; `observer status` says how many there 
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from observer.model import Run
+from observer.records import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class SetAside:
+class SetAside(NamedTuple):
     """One run (or part of a batch) the database refused, and why."""
 
     at_usec: int
@@ -38,7 +36,7 @@ def set_aside_path(db_path: Path) -> Path:
 
 def run_entry(run: Run, error: str, at_usec: int) -> SetAside:
     """A refused run, as it is kept."""
-    what = dataclasses.asdict(run)
+    what = run._asdict()
     what["source"] = str(run.source)
     return SetAside(at_usec, error, run.unit, run.invocation_id, what)
 
@@ -48,7 +46,7 @@ def append(path: Path, entries: list[SetAside]) -> None:
     what the database holds), flushed to disk before the cursor moves past them."""
     if not entries:
         return
-    text = "".join(json.dumps(dataclasses.asdict(e), separators=(",", ":")) + "\n" for e in entries)
+    text = "".join(json.dumps(e._asdict(), separators=(",", ":")) + "\n" for e in entries)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
     try:
         os.write(fd, text.encode())
