@@ -35,7 +35,7 @@ NOT_FOR_LISTINGS = (
 
 # What no reading command loads on an ordinary command line (parsed without argparse), nor
 # --version: each is a good part of a command's start.
-NOT_FOR_READING = ("argparse", "gettext", "dataclasses", "inspect", "typing")
+NOT_FOR_READING = ("argparse", "gettext", "dataclasses", "inspect", "typing", "shutil")
 
 # Runs the entry point as `python -m observer` does, then reports sys.modules on stderr (json
 # is imported after: it would load re).
