@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
+import os
 from enum import StrEnum
-from pathlib import Path
 
 from observer.records import NamedTuple
 
 # Where the kernel gives this boot's ID (a UUID with dashes).
-BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
+BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
 
 
 class ObserverError(Exception):
@@ -48,10 +48,11 @@ class ProblemKind(StrEnum):
     DEPENDENCY = "dependency"  # it failed, and systemd refused the starts of units needing it
 
 
-def boot_id(path: Path = BOOT_ID_PATH) -> str | None:
+def boot_id(path: str | os.PathLike[str] = BOOT_ID_PATH) -> str | None:
     """This boot's ID as the journal writes it (32 hex digits); None when it cannot be read."""
     try:
-        return path.read_text().strip().replace("-", "")
+        with open(path) as f:
+            return f.read().strip().replace("-", "")
     except OSError:
         return None
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 import os
 import pwd
 from collections.abc import Callable, Mapping
-from pathlib import Path
 
 from observer.records import NamedTuple
 
 # typing.TYPE_CHECKING would import typing; mypy takes this one as true.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from observer.recording.events import Event
 
 SEPARATOR = "/"
@@ -127,14 +128,23 @@ def user_bus_address(environ: Mapping[str, str] = os.environ) -> str:
 
 def user_db_path(environ: Mapping[str, str] = os.environ) -> Path:
     """The database of a user's own daemon: $XDG_DATA_HOME/observer/observer.db."""
+    from pathlib import Path  # noqa: PLC0415 (reading commands take user_db_file's text)
+
+    return Path(user_db_file(environ))
+
+
+def user_db_file(environ: Mapping[str, str] = os.environ) -> str:
+    """``user_db_path`` as text, made without pathlib (a reading command's start)."""
     if env := environ.get("OBSERVER_DB"):
-        return Path(env)
-    data_home = environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(data_home) / "observer" / "observer.db"
+        return env
+    data_home = environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
+    return os.path.join(data_home, "observer", "observer.db")
 
 
 def user_config_path(environ: Mapping[str, str] = os.environ) -> Path:
     """The configuration of a user's own daemon: $XDG_CONFIG_HOME/observer/observer.toml."""
+    from pathlib import Path  # noqa: PLC0415
+
     config_home = environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     return Path(config_home) / "observer" / "observer.toml"
 

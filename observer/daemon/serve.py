@@ -353,7 +353,7 @@ class Daemon:
     async def _set_aside(self, entries: list[set_aside.SetAside], unwritten: Batch) -> None:
         """Keep refused runs in the file beside the database; if it cannot be written,
         they are not lost: the write stops there and is tried again."""
-        path = set_aside.set_aside_path(self.store.path)
+        path = set_aside.set_aside_file(self.store.path)
         try:
             await asyncio.to_thread(set_aside.append, path, entries)
         except OSError as e:

@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     import argparse
     from argparse import Namespace
     from datetime import timedelta
-    from pathlib import Path
 else:
     # What argparse would give, without importing it: the same attributes, read the same way.
     from types import SimpleNamespace as Namespace
@@ -93,12 +92,6 @@ def _count(text: str) -> int:
     return int(text)
 
 
-def _path(text: str) -> Path:
-    from pathlib import Path  # noqa: PLC0415 (only when --db is given)
-
-    return Path(text)
-
-
 def _type_error(message: str) -> Exception:
     """A bad value's error as argparse shows it (only argparse meets one: see ``parse``)."""
     import argparse  # noqa: PLC0415
@@ -109,7 +102,7 @@ def _type_error(message: str) -> Exception:
 DEBUG = Option("--debug", switch=True, help="log details and show tracebacks")
 # The options of every command that reads the store.
 _READING = (
-    Option("--db", convert=_path, metavar="PATH", help=(
+    Option("--db", metavar="PATH", help=(
         "database to read (default: $OBSERVER_DB, or /var/lib/observer/observer.db as root, "
         "or ~/.local/share/observer/observer.db if it exists, else /var/lib/observer/observer.db)"
     )),

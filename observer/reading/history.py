@@ -314,6 +314,8 @@ def unit_status(conn: sqlite3.Connection, on: hosts.HostMatcher = None) -> list[
 
 def unit_matcher(glob: str) -> Callable[[str], bool]:
     """A test for unit names: fnmatch syntax, where ``backup*`` also matches backup.service."""
+    if glob == "*":  # every unit (`runs` without --unit): no pattern to compile
+        return lambda unit: True
     import fnmatch  # noqa: PLC0415 (only for --unit: re costs every command's start)
     import re  # noqa: PLC0415
 

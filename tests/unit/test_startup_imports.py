@@ -27,10 +27,12 @@ FORBIDDEN = (
 # What a listing (history, runs, status, stats) may not load: the definitions of runs and
 # their diffs (hashlib, shlex, difflib: show, last-failure and diff print them), the
 # recording side's event classes, what a migration or --since alone needs (socket,
-# decimal), and what only an unreadable database's message needs (grp).
+# decimal), what only an unreadable database's message needs (grp), and what only a glob
+# or a span needs (re), JSON, or following runs (pathlib).
 NOT_FOR_LISTINGS = (
     "observer.reading.changes", "observer.recording.definitions", "observer.store.definitions",
     "observer.recording.events", "hashlib", "shlex", "difflib", "socket", "decimal", "grp",
+    "re", "fnmatch", "json", "pathlib", "urllib.parse",
 )  # fmt: skip
 
 # What no reading command loads on an ordinary command line (parsed without argparse), nor
@@ -38,9 +40,13 @@ NOT_FOR_LISTINGS = (
 NOT_FOR_READING = ("argparse", "gettext", "dataclasses", "inspect", "typing", "shutil")
 
 # Runs the entry point as `python -m observer` does, then reports sys.modules on stderr (json
-# is imported after: it would load re).
+# is imported after: it would load re). What the interpreter's start loaded of the modules
+# watched (a venv's .pth file may import re and pathlib) is forgotten first: a command that
+# imports one loads it again.
 PROBE = """
 import runpy, sys
+for name in ("re", "fnmatch", "json", "pathlib", "urllib.parse", "typing", "dataclasses"):
+    sys.modules.pop(name, None)
 sys.argv = ["observer", *sys.argv[1:]]
 try:
     runpy.run_module("observer", run_name="__main__", alter_sys=True)
