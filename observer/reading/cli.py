@@ -239,12 +239,13 @@ def _read_options(
             values[option.dest] = True
             continue
         if not equals:
-            value = next(rest, "-")  # argparse takes no value that starts with a dash
+            # argparse takes no value that starts with a dash (a missing one reads as such)
+            value = next(rest, "-")
             if value.startswith("-"):
                 return None
         try:
             values[option.dest] = value if option.convert is None else option.convert(value)
-        except Exception:
+        except Exception:  # argparse explains the bad value
             return None
     return given
 
