@@ -59,11 +59,12 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="log details and show tracebacks")
     # Also accepted after the command; SUPPRESS keeps it from undoing a --debug given before.
     debug = argparse.ArgumentParser(add_help=False)
+    from observer.reading import cli  # noqa: PLC0415  (light: its handlers import the rest)
+
     debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=(
-        "log details and show tracebacks"
+        cli.DEBUG.help
     ))  # fmt: skip
     commands = parser.add_subparsers(metavar="COMMAND", required=True)
-    from observer.reading import cli  # noqa: PLC0415  (light: its handlers import the rest)
 
     # A command line naming no command, or one that is not a command, shows them all.
     chosen = None if argv is None else _chosen_command(argv)
@@ -135,10 +136,15 @@ def main(argv: list[str] | None = None) -> int:
     if _asks_version(arguments):  # as argparse's action would print it, without building one
         print(f"observer {__version__}")
         return 0
-    try:
-        args = build_parser(arguments).parse_args(arguments)
-    except SystemExit as e:  # --help, --version, or a usage error argparse already explained
-        return e.code if isinstance(e.code, int) else 2
+    from observer.reading import cli  # noqa: PLC0415 (light: no argparse, no handlers)
+
+    # An ordinary reading command line is parsed without argparse; argparse does the rest.
+    args = cli.parse(arguments)
+    if args is None:
+        try:
+            args = build_parser(arguments).parse_args(arguments)
+        except SystemExit as e:  # --help, --version, or a usage error argparse explained
+            return e.code if isinstance(e.code, int) else 2
     _log_as_asked(args)
     try:
         status = int(args.handler(args))

@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
 from enum import StrEnum
-from pathlib import Path
+
+from observer.records import NamedTuple
 
 # Where the kernel gives this boot's ID (a UUID with dashes).
-BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
+BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
 
 
 class ObserverError(Exception):
@@ -47,10 +48,11 @@ class ProblemKind(StrEnum):
     DEPENDENCY = "dependency"  # it failed, and systemd refused the starts of units needing it
 
 
-def boot_id(path: Path = BOOT_ID_PATH) -> str | None:
+def boot_id(path: str | os.PathLike[str] = BOOT_ID_PATH) -> str | None:
     """This boot's ID as the journal writes it (32 hex digits); None when it cannot be read."""
     try:
-        return path.read_text().strip().replace("-", "")
+        with open(path) as f:
+            return f.read().strip().replace("-", "")
     except OSError:
         return None
 
@@ -107,8 +109,7 @@ def is_failure(result: str | None) -> bool:
     return not is_success(result) and not is_skipped(result)
 
 
-@dataclass(frozen=True, slots=True)
-class Run:
+class Run(NamedTuple):
     """One invocation of a unit: what is known of it so far.
 
     Times are microseconds since the epoch, as systemd gives them. Fields that are not
@@ -149,8 +150,7 @@ class Run:
         return is_success(self.result)
 
 
-@dataclass(frozen=True, slots=True)
-class TimerState:
+class TimerState(NamedTuple):
     """What is known of a timer: the service it starts and when it fires."""
 
     timer: str
@@ -163,8 +163,7 @@ class TimerState:
 VACUUMED_PREFIX = "journal_vacuumed:"
 
 
-@dataclass(frozen=True, slots=True)
-class VacuumedJournal:
+class VacuumedJournal(NamedTuple):
     """Journal history that was vacuumed (or rotated away) while observer was not reading:
     from the last entry it had read to the oldest the journal still held (microseconds)."""
 

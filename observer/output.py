@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import re
 from collections import deque
-from dataclasses import dataclass, field
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+from observer.records import Mutable
+
+# Control characters but tab and newline, shown as \xNN.
+_CONTROL = {code: f"\\x{code:02x}" for code in (*range(0x09), *range(0x0B, 0x20), 0x7F)}
 
 
 def printable(message: bytes) -> str:
     """Show bytes as text without losing anything: bad UTF-8 and control bytes as \\xNN."""
     text = message.decode("utf-8", errors="backslashreplace")
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    return text.translate(_CONTROL)
 
 
 def cut_line(message: bytes, line_limit: int) -> tuple[bytes, int]:
@@ -32,8 +33,7 @@ def lost_marker(lines: int) -> str:
     return f"[... journald dropped {lines} line{'s' if lines != 1 else ''} (rate limit) ...]"
 
 
-@dataclass(slots=True)
-class OutputBudget:
+class OutputBudget(Mutable):
     """Keeps the start and the end of one invocation's output within ``limit`` bytes.
 
     Each line gets a sequence number; the first half of the budget keeps the earliest
@@ -41,17 +41,32 @@ class OutputBudget:
     in sequence numbers marks where output was dropped).
     """
 
-    limit: int
-    next_seq: int = 0
-    head: list[tuple[int, int]] = field(default_factory=list)
-    tail: deque[tuple[int, int]] = field(default_factory=deque)
-    head_bytes: int = 0
-    tail_bytes: int = 0
-    head_closed: bool = False
-    lines: int = 0
-    bytes: int = 0
-    dropped_lines: int = 0
-    dropped_bytes: int = 0
+    __slots__ = (
+        "bytes",
+        "dropped_bytes",
+        "dropped_lines",
+        "head",
+        "head_bytes",
+        "head_closed",
+        "limit",
+        "lines",
+        "next_seq",
+        "tail",
+        "tail_bytes",
+    )  # fmt: skip
+
+    def __init__(self, limit: int, *, next_seq: int = 0, lines: int = 0, bytes: int = 0) -> None:
+        self.limit = limit
+        self.next_seq = next_seq
+        self.head: list[tuple[int, int]] = []
+        self.tail: deque[tuple[int, int]] = deque()
+        self.head_bytes = 0
+        self.tail_bytes = 0
+        self.head_closed = False
+        self.lines = lines
+        self.bytes = bytes
+        self.dropped_lines = 0
+        self.dropped_bytes = 0
 
     @property
     def line_limit(self) -> int:

@@ -4,14 +4,12 @@ the jobs file, and one way of showing a duration."""
 
 from __future__ import annotations
 
-import re
 import sys
 
 # Each part: a number (a whole one or with decimals) and its unit, spaces allowed between
 # them and between parts; units in any case ("every 5M" is five minutes).
 _PART = r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)"
-_SPAN = re.compile(rf"(?:{_PART})+\s*", re.IGNORECASE)
-_PARTS = re.compile(_PART, re.IGNORECASE)
+_SPAN = rf"(?:{_PART})+\s*"
 # Exact (Decimal) sums of these, not float ones: 0.1h is 360 s.
 _SECONDS_PER = {"ms": "0.001", "s": "1", "m": "60", "h": "3600", "d": "86400", "w": "604800"}
 GRAMMAR = "a number and a unit (ms, s, m, h, d or w), like 90s, 1.5h or 1h30m"
@@ -22,11 +20,13 @@ def parse_span(text: str) -> float:
     (or ``0``); ValueError naming ``text`` otherwise."""
     if text.strip() == "0":
         return 0.0
-    if not _SPAN.fullmatch(text):
-        raise ValueError(f"invalid duration {text!r}: use {GRAMMAR}")
-    from decimal import Decimal  # noqa: PLC0415 (a table that shows durations needs none)
+    # Imported here: a table that shows durations needs neither (re keeps the compiled patterns).
+    import re  # noqa: PLC0415
+    from decimal import Decimal  # noqa: PLC0415
 
-    parts = _PARTS.findall(text)
+    if not re.fullmatch(_SPAN, text, re.IGNORECASE):
+        raise ValueError(f"invalid duration {text!r}: use {GRAMMAR}")
+    parts = re.findall(_PART, text, re.IGNORECASE)
     seconds = float(sum(Decimal(n) * Decimal(_SECONDS_PER[unit.lower()]) for n, unit in parts))
     if seconds == float("inf"):
         raise ValueError(f"invalid duration {text!r}: too long")

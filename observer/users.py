@@ -8,15 +8,17 @@ second key. A system unit keeps its plain name.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import pwd
 from collections.abc import Callable, Mapping
-from pathlib import Path
+
+from observer.records import NamedTuple
 
 # typing.TYPE_CHECKING would import typing; mypy takes this one as true.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from observer.recording.events import Event
 
 SEPARATOR = "/"
@@ -99,7 +101,10 @@ def current_user() -> str:
 
 def qualify_event(event: Event, user: str) -> Event:
     """A bus event of ``user``'s manager, with its units named as the store names them."""
-    # Here: the reading commands, which import this module, need no event classes.
+    # Here: the reading commands, which import this module, need no event classes (nor
+    # dataclasses).
+    import dataclasses  # noqa: PLC0415
+
     from observer.recording.events import JobDetails, JobNew, JobRemoved, UnitGone, UnitProperties  # noqa: PLC0415
 
     match event:
@@ -123,14 +128,23 @@ def user_bus_address(environ: Mapping[str, str] = os.environ) -> str:
 
 def user_db_path(environ: Mapping[str, str] = os.environ) -> Path:
     """The database of a user's own daemon: $XDG_DATA_HOME/observer/observer.db."""
+    from pathlib import Path  # noqa: PLC0415 (reading commands take user_db_file's text)
+
+    return Path(user_db_file(environ))
+
+
+def user_db_file(environ: Mapping[str, str] = os.environ) -> str:
+    """``user_db_path`` as text, made without pathlib (a reading command's start)."""
     if env := environ.get("OBSERVER_DB"):
-        return Path(env)
-    data_home = environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(data_home) / "observer" / "observer.db"
+        return env
+    data_home = environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
+    return os.path.join(data_home, "observer", "observer.db")
 
 
 def user_config_path(environ: Mapping[str, str] = os.environ) -> Path:
     """The configuration of a user's own daemon: $XDG_CONFIG_HOME/observer/observer.toml."""
+    from pathlib import Path  # noqa: PLC0415
+
     config_home = environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     return Path(config_home) / "observer" / "observer.toml"
 
@@ -138,8 +152,7 @@ def user_config_path(environ: Mapping[str, str] = os.environ) -> Path:
 # -- reading: whose units a command shows ----------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Selection:
+class Selection(NamedTuple):
     """Whose units a reading command shows: ``--user NAME``'s, or by default the system's
     and (for a reader who is not root) the reader's own."""
 

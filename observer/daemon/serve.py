@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
 import gc
 import logging
 import math
@@ -320,7 +319,7 @@ class Daemon:
         the rest of the batch (its cursor with it)."""
         parts = [Batch(runs=[run]) for run in batch.runs]
         parts += [Batch(records=[run]) for run in batch.records]
-        rest = dataclasses.replace(batch, runs=[], records=[])
+        rest = batch.replace(runs=[], records=[])
         finished: list[Run] = []
         for i, part in enumerate(parts):
             try:
@@ -354,7 +353,7 @@ class Daemon:
     async def _set_aside(self, entries: list[set_aside.SetAside], unwritten: Batch) -> None:
         """Keep refused runs in the file beside the database; if it cannot be written,
         they are not lost: the write stops there and is tried again."""
-        path = set_aside.set_aside_path(self.store.path)
+        path = set_aside.set_aside_file(self.store.path)
         try:
             await asyncio.to_thread(set_aside.append, path, entries)
         except OSError as e:
@@ -401,7 +400,7 @@ class Daemon:
             log.error("moved the corrupt database to %s (kept, never deleted)", aside)
         self.rebuilds += 1
         # What the bus told (timers, costs) is kept; the journal's part is read again.
-        self.pending = dataclasses.replace(unwritten.followed_by(self.pending), journal_cursor=None)
+        self.pending = unwritten.followed_by(self.pending).replace(journal_cursor=None)
         self.pending.state[REBUILT_KEY] = f"{_now_usec()} {lost}"
         self.intake = intake_for(
             self.config, self.host, self.fleet_dir, self.store, lambda: self.pending

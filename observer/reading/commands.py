@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from pathlib import Path
 
 from observer import model, users
 from observer.reading import history, render
@@ -27,6 +26,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
 
+    from observer.store.database import StrPath
+
 
 def on_hosts(args: argparse.Namespace) -> hosts.HostMatcher:
     """Which hosts ``--host`` selects (None: every host)."""
@@ -36,7 +37,7 @@ def on_hosts(args: argparse.Namespace) -> hosts.HostMatcher:
 @contextmanager
 def reading(args: argparse.Namespace) -> Iterator[sqlite3.Connection]:
     """The database ``--db`` names (or the default), open for reading; errors as StoreError."""
-    path = args.db or database.default_read_path()
+    path = args.db or database.default_read_file()
     conn = database.open_for_reading(path)
     try:
         yield conn
@@ -113,8 +114,8 @@ def _followed_unit(args: argparse.Namespace) -> Callable[[history.RecordedRun], 
     """Runs of the unit ``history UNIT`` names; one with no runs yet may be waited for."""
     keys = selection(args).keys(args.unit)
     names = {*keys, *(f"{key}.service" for key in keys)}
-    path = args.db or database.default_read_path()
-    if path.exists():
+    path = args.db or database.default_read_file()
+    if os.path.exists(path):
         with reading(args) as conn, contextlib.suppress(model.UnknownUnitError):
             names = {history.resolve_unit(conn, args.unit, selection(args))}
     on = on_hosts(args)
@@ -131,10 +132,11 @@ def _follow(
             "runs (list them without --follow)"
         )
     import json  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
 
     from observer.reading import follow  # noqa: PLC0415 (only a command that follows needs it)
 
-    path = args.db or database.default_read_path()
+    path = Path(args.db or database.default_read_file())
     with_host = args.host is not None or _several_hosts(args, path)
     batches = follow.finished_runs(
         path, notice=lambda text: print(f"observer: {text}", file=sys.stderr)
@@ -159,8 +161,8 @@ def _follow(
     return 0
 
 
-def _several_hosts(args: argparse.Namespace, path: Path) -> bool:
-    if not path.exists():
+def _several_hosts(args: argparse.Namespace, path: StrPath) -> bool:
+    if not os.path.exists(path):
         return False
     with reading(args) as conn:
         return hosts.several(conn)
@@ -233,7 +235,7 @@ def status_command(args: argparse.Namespace) -> int:
         statuses = [s for s in history.unit_status(conn, on_hosts(args)) if chosen.shows(s.unit)]
         with_host = hosts.several(conn)
         vacuumed = history.vacuumed_journal(conn)
-        path = Path(args.db) if args.db else database.default_read_path()
+        path = args.db or database.default_read_file()
         notes = store_health.notes(conn, path)
     if args.json:
         _print_json([render.status_json(s) for s in statuses])

@@ -5,14 +5,10 @@ Each takes a connection from ``store.open_for_reading`` (its rows are read by na
 
 from __future__ import annotations
 
-import fnmatch
 import heapq
 import itertools
-import re
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import NamedTuple
 
 from observer import users
 from observer.model import (
@@ -26,6 +22,7 @@ from observer.model import (
     run_duration_seconds,
 )
 from observer.reading import problems
+from observer.records import NamedTuple
 from observer.store import database, hosts, summary
 
 # typing.TYPE_CHECKING would import typing; mypy takes this one as true.
@@ -39,7 +36,7 @@ _UNIT_SUFFIXES = (
     ".service", ".socket", ".device", ".mount", ".automount", ".swap", ".target", ".path",
     ".timer", ".slice", ".scope",
 )  # fmt: skip
-_INVOCATION_ID = re.compile(r"[0-9a-f]{32}")
+_HEX_DIGITS = "0123456789abcdef"
 _RUN_COLUMNS = (
     "r.id, r.unit, r.invocation_id, r.host, r.source, r.boot_id, r.trigger, r.started_usec, "
     "r.finished_usec, r.result, r.exit_code, r.exit_status, r.restarts, r.reason, "
@@ -120,8 +117,7 @@ class RecordedRun(NamedTuple):
         return run_duration_seconds(self.started_usec, self.finished_usec)
 
 
-@dataclass(frozen=True, slots=True)
-class LoggedLine:
+class LoggedLine(NamedTuple):
     """One kept line of a run's output (bytes as the unit printed them)."""
 
     seq: int
@@ -130,15 +126,13 @@ class LoggedLine:
     message: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class DroppedLines:
+class DroppedLines(NamedTuple):
     """Where output lines were dropped to stay within the budget, and how many."""
 
     lines: int
 
 
-@dataclass(frozen=True, slots=True)
-class LostLines:
+class LostLines(NamedTuple):
     """Where journald dropped lines of the run before they reached observer (rate limit)."""
 
     lines: int
@@ -236,7 +230,7 @@ def _unit_runs(
 def run_detail(conn: sqlite3.Connection, run_id: str) -> RunDetail:
     """One run with its output, by its number or by its invocation ID."""
     key = run_id.strip().lower()
-    if _INVOCATION_ID.fullmatch(key):
+    if len(key) == 32 and not key.strip(_HEX_DIGITS):  # an invocation ID
         where, value = "r.invocation_id = ?", key
     elif key.isdecimal():
         where, value = "r.id = ?", key
@@ -320,6 +314,11 @@ def unit_status(conn: sqlite3.Connection, on: hosts.HostMatcher = None) -> list[
 
 def unit_matcher(glob: str) -> Callable[[str], bool]:
     """A test for unit names: fnmatch syntax, where ``backup*`` also matches backup.service."""
+    if glob == "*":  # every unit (`runs` without --unit): no pattern to compile
+        return lambda unit: True
+    import fnmatch  # noqa: PLC0415 (only for --unit: re costs every command's start)
+    import re  # noqa: PLC0415
+
     pattern = re.compile(fnmatch.translate(glob))
 
     def matches(unit: str) -> bool:

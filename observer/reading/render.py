@@ -4,7 +4,7 @@ scripts read them (JSON with ISO 8601 times and durations in seconds)."""
 from __future__ import annotations
 
 import functools
-import shutil
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -431,7 +431,19 @@ def terminal_width(wide: bool) -> int | None:
     """The width tables must fit: the terminal's, unless ``wide`` or stdout is not one."""
     if wide or not sys.stdout.isatty():
         return None
-    return shutil.get_terminal_size().columns
+    return _terminal_columns()
+
+
+def _terminal_columns() -> int:
+    """shutil.get_terminal_size's columns (importing shutil costs a command's start more):
+    $COLUMNS, else the terminal's, else 80."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdecimal() and int(columns) > 0:
+        return int(columns)
+    try:
+        return os.get_terminal_size(sys.stdout.fileno()).columns or 80
+    except (AttributeError, ValueError, OSError):
+        return 80
 
 
 def _total(widths: Sequence[int]) -> int:

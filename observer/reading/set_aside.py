@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
-from pathlib import Path
 
 from observer.store import set_aside
+
+# typing.TYPE_CHECKING would import typing; mypy takes this one as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse  # `observer status` imports this module for its note: it parses without
+
+    from observer.store.database import StrPath
 
 
 def add_command(
@@ -21,9 +26,9 @@ def add_command(
     parser.set_defaults(handler=_list)
 
 
-def note(db_path: Path) -> str | None:
+def note(db_path: StrPath) -> str | None:
     """What `observer status` says of runs set aside, if any are."""
-    kept = set_aside.count(set_aside.set_aside_path(db_path))
+    kept = set_aside.count(set_aside.set_aside_file(db_path))
     if not kept:
         return None
     runs = "run" if kept == 1 else "runs"
@@ -36,7 +41,7 @@ def _list(args: argparse.Namespace) -> int:
     from observer.reading.render import local_time  # noqa: PLC0415
     from observer.store import database  # noqa: PLC0415
 
-    path = set_aside.set_aside_path(Path(args.db) if args.db else database.default_read_path())
+    path = set_aside.set_aside_file(args.db or database.default_read_file())
     entries = list(set_aside.read(path))
     if args.json:
         print(json.dumps([_json(e) for e in entries], indent=2))

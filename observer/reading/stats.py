@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from observer.model import is_skipped, is_success
+from observer.records import NamedTuple
 from observer.store import summary
 
 # Spelled as the indexes are (observer/store/summary.py), so that the queries walk them.
@@ -24,8 +24,7 @@ success_seconds_between = summary.success_seconds_between
 trend_periods = summary.trend_periods
 
 
-@dataclass(frozen=True, slots=True)
-class UnitStats:
+class UnitStats(NamedTuple):
     """How a unit's finished runs went, over a window or all recorded history."""
 
     unit: str

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from pathlib import Path
 
 from observer.reading.render import local_time
-from observer.store.database import read_state
+from observer.store.database import directory_of, read_state
 from observer.store.lost import REBUILT_KEY
+
+# typing.TYPE_CHECKING would import typing; mypy takes this one as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from observer.store.database import StrPath
 
 # Less free than this and SQLite cannot grow its log: the daemon's writes fail.
 FULL_BYTES = 1 << 20
 
 
-def notes(conn: sqlite3.Connection, db_path: Path) -> list[str]:
+def notes(conn: sqlite3.Connection, db_path: StrPath) -> list[str]:
     """Lines for `observer status` about the database (none while all is well)."""
     lines = []
     if rebuilt := read_state(conn, REBUILT_KEY):
@@ -33,10 +37,10 @@ def notes(conn: sqlite3.Connection, db_path: Path) -> list[str]:
     return lines
 
 
-def free_bytes(db_path: Path) -> int | None:
+def free_bytes(db_path: StrPath) -> int | None:
     """Bytes free for root on the database's filesystem (None: cannot tell)."""
     try:
-        info = os.statvfs(db_path.parent)
+        info = os.statvfs(directory_of(db_path))
     except OSError:
         return None
     return info.f_bfree * info.f_frsize

@@ -566,7 +566,7 @@ class UserManagerBus(SystemdBus):
 
     async def run_cost(self, unit: str, invocation_id: str, host: str) -> Run | None:
         run = await super().run_cost(unit_of(unit), invocation_id, host)
-        return None if run is None else dataclasses.replace(run, unit=unit)
+        return None if run is None else run._replace(unit=unit)
 
     async def definition_sources(self, unit: str) -> DefinitionSources | None:
         return await super().definition_sources(unit_of(unit))

@@ -12,7 +12,8 @@ import json
 import os.path
 import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+
+from observer.records import NamedTuple
 
 # A script's text is kept up to this size (its digest always covers all of it).
 TEXT_LIMIT = 256 * 1024
@@ -20,16 +21,14 @@ TEXT_LIMIT = 256 * 1024
 _INTERPRETERS = ("sh", "bash", "dash", "zsh", "ksh", "python", "perl", "ruby", "node", "php")
 
 
-@dataclass(frozen=True, slots=True)
-class DefinitionFile:
+class DefinitionFile(NamedTuple):
     """A file that defined a run: its path and content digest (None: it could not be read)."""
 
     path: str
     digest: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class DefinitionSources:
+class DefinitionSources(NamedTuple):
     """What systemd says defined a unit: FragmentPath, DropInPaths and ExecStart's argvs."""
 
     fragment_path: str | None
@@ -37,8 +36,7 @@ class DefinitionSources:
     commands: tuple[tuple[str, ...], ...]
 
 
-@dataclass(frozen=True, slots=True)
-class Definition:
+class Definition(NamedTuple):
     """Everything that defined a run, by content digest."""
 
     unit_file: DefinitionFile | None

@@ -9,7 +9,7 @@ start once in the journal and gives it no invocation ID, so the run is keyed by 
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from observer.model import Run, Source
 from observer.recording.events import JobKind, Pid1Record
@@ -109,5 +109,5 @@ class RefusedStarts:
     @staticmethod
     def triggered(skip: Skip, trigger: str) -> Run:
         """Name the trigger of a refusal; the run to record again."""
-        skip.run = replace(skip.run, trigger=trigger)
+        skip.run = skip.run._replace(trigger=trigger)
         return skip.run

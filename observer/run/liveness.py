@@ -18,7 +18,6 @@ import json
 import os
 import sqlite3
 import stat
-from dataclasses import replace
 from pathlib import Path
 
 from observer import logs
@@ -135,7 +134,7 @@ def _close_if_gone(
         if spool.same_file_key(Path(document["db"])) != target:
             return []  # another database's importer closes it
         last_seen = max(info.st_mtime_ns // 1000, run.started_usec or 0)
-        ended = replace(run, finished_usec=last_seen, result=RESULT_INTERRUPTED)
+        ended = run._replace(finished_usec=last_seen, result=RESULT_INTERRUPTED)
         closed = spool.write_record(conn, spool.RunRecord(ended))
         for run in closed:
             logs.warning(

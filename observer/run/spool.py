@@ -22,7 +22,6 @@ import math
 import os
 import sqlite3
 import stat
-from dataclasses import asdict, fields
 from pathlib import Path
 
 from observer import logs
@@ -348,8 +347,8 @@ def encode(record: RunRecord, db_path: Path) -> bytes:
             [ln.seq, ln.realtime_usec, ln.priority, ln.stream, _b64(ln.message)]
             for ln in record.lines
         ],
-        "counts": None if record.counts is None else asdict(record.counts),
-        "timer": None if record.timer is None else asdict(record.timer),
+        "counts": None if record.counts is None else record.counts._asdict(),
+        "timer": None if record.timer is None else record.timer._asdict(),
         "metrics": None if record.metrics is None else _b64(record.metrics),
     }
     return json.dumps(document, separators=(",", ":")).encode()
@@ -403,7 +402,7 @@ def decode_run(fields_: object) -> Run:
 
 def encode_run(run: Run) -> dict[str, object]:
     """A run as JSON values."""
-    values = asdict(run)
+    values = run._asdict()
     values["source"] = str(run.source)
     return values
 
@@ -418,14 +417,13 @@ def _check_values(record: Run | OutputCounts | TimerState, name: str) -> None:
     """Every field of a spooled record is a string, an integer the store can hold, a figure
     in seconds, or null. `observer run` writes nothing else: a file that holds anything else
     is not what it wrote, and is set aside whole (a number out of range is counted too)."""
-    for f in fields(record):
-        value = getattr(record, f.name)
-        if value is None or isinstance(value, str) or _is_int(value) or _is_seconds(f.name, value):
+    for field, value in record._asdict().items():
+        if value is None or isinstance(value, str) or _is_int(value) or _is_seconds(field, value):
             continue
         if isinstance(value, int) and not isinstance(value, bool):
-            _reject(f"{name}.{f.name}", value)
-            raise ValueError(f"a spooled {name} whose {f.name} is out of range")
-        raise ValueError(f"a spooled {name} whose {f.name} is neither text nor a number")
+            _reject(f"{name}.{field}", value)
+            raise ValueError(f"a spooled {name} whose {field} is out of range")
+        raise ValueError(f"a spooled {name} whose {field} is neither text nor a number")
 
 
 def _reject(field: str, value: object) -> None:

@@ -15,7 +15,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 from observer.config_file import OUTPUT_FAILED_MAX_BYTES, OUTPUT_MAX_BYTES, config_to_read
@@ -88,7 +87,7 @@ def run_job(options: Options) -> int:
     if options.lock:
         lock_fd = recorder.lock(options.name)
         if lock_fd is None:
-            skipped = replace(run, finished_usec=started, result=RESULT_SKIPPED)
+            skipped = run._replace(finished_usec=started, result=RESULT_SKIPPED)
             return _skipped(options.name, recorder, RunRecord(skipped, timer=timer))
     recorder.mark_alive(run)
     metrics_file = recorder.metrics_file(options.name, run.key)
@@ -179,8 +178,7 @@ def _run_capturing(
 def _record(
     run: Run, end: Exit, capture: OutputCapture, recorder: Recorder, timer: TimerState | None
 ) -> RunRecord:
-    finished = replace(
-        run,
+    finished = run._replace(
         finished_usec=max(end.finished_usec, run.started_usec or 0),
         result=end.result,
         exit_code=end.exit_code,

@@ -16,7 +16,7 @@ def recorded_units(db: Path | None = None) -> list[str]:
     there, it just offers no names.
     """
     try:
-        conn = database.open_for_reading(db or database.default_read_path())
+        conn = database.open_for_reading(db or database.default_read_file())
     except (StoreError, sqlite3.Error, OSError):
         return []
     try:

@@ -5,20 +5,23 @@ from __future__ import annotations
 import os
 import pwd
 import sqlite3
-import urllib.parse
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from pathlib import Path
 
 from observer import users
 from observer.model import INTERRUPTED, Run, Source, StoreError, TimerState
+from observer.records import Mutable, NamedTuple
 from observer.store import schema, summary
 from observer.store.schema import SCHEMA_VERSION
 
 # typing.TYPE_CHECKING would import typing; mypy takes this one as true.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from observer.store.definitions import RunDefinition
+
+    # A path as text or as a Path: the reading commands open the store without pathlib.
+    StrPath = str | os.PathLike[str]
 
 # Each field keeps the first value known for it, but a run starts at the earliest time
 # any source saw it start: merging partial runs is then independent of their order. A run
@@ -71,22 +74,35 @@ ON CONFLICT (invocation_id) DO UPDATE SET
 
 def default_db_path() -> Path:
     """Where the database lives unless ``--db`` or ``OBSERVER_DB`` says otherwise."""
+    from pathlib import Path  # noqa: PLC0415 (the reading commands take default_read_file)
+
+    return Path(_default_db_file())
+
+
+def _default_db_file() -> str:
     if os.geteuid() == 0 and not os.environ.get("OBSERVER_DB"):
-        return Path("/var/lib/observer/observer.db")
-    return users.user_db_path()
+        return "/var/lib/observer/observer.db"
+    return users.user_db_file()
 
 
 # Where the installed service (packaging/install.sh) keeps its database.
-SYSTEM_DB_PATH = Path("/var/lib/observer/observer.db")
+SYSTEM_DB_PATH: StrPath = "/var/lib/observer/observer.db"
 
 
 def default_read_path() -> Path:
     """The database the reading commands read: ``default_db_path()``, except that a user
     with no database of their own reads the installed service's."""
-    path = default_db_path()
-    if os.environ.get("OBSERVER_DB") or path.exists() or not SYSTEM_DB_PATH.exists():
+    from pathlib import Path  # noqa: PLC0415
+
+    return Path(default_read_file())
+
+
+def default_read_file() -> str:
+    """``default_read_path`` as text, made without pathlib (a reading command's start)."""
+    path = _default_db_file()
+    if os.environ.get("OBSERVER_DB") or os.path.exists(path) or not os.path.exists(SYSTEM_DB_PATH):
         return path
-    return SYSTEM_DB_PATH
+    return os.fspath(SYSTEM_DB_PATH)
 
 
 def _prepare_file(path: Path) -> None:
@@ -135,9 +151,9 @@ def open_for_writing(path: Path, *, wal: bool = True) -> sqlite3.Connection:
     return conn
 
 
-def open_for_reading(path: Path) -> sqlite3.Connection:
+def open_for_reading(path: StrPath) -> sqlite3.Connection:
     """A connection for the CLI; the daemon may be writing at the same time (WAL)."""
-    if not path.exists():
+    if not os.path.exists(path):
         raise StoreError(
             f"no database at {str(path)!r}: is the observer daemon running? "
             "(pass --db or set OBSERVER_DB to read another one)"
@@ -150,9 +166,11 @@ def open_for_reading(path: Path) -> sqlite3.Connection:
         # A reader that may not write the directory cannot create the -wal and -shm files
         # that WAL mode needs; they exist while the daemon runs. Without a -wal file the
         # database file holds every committed transaction: read it as it is, unlocked.
-        if os.access(path.parent, os.W_OK) or os.path.exists(f"{path}-wal"):
+        if os.access(directory_of(path), os.W_OK) or os.path.exists(f"{path}-wal"):
             raise StoreError(f"cannot read the database {str(path)!r}: {e}") from e
-        uri = f"file:{urllib.parse.quote(str(path.absolute()))}?immutable=1"
+        import urllib.parse  # noqa: PLC0415 (only for a database read as it is)
+
+        uri = f"file:{urllib.parse.quote(os.path.abspath(path))}?immutable=1"
         try:
             conn, version = _connect_for_reading(uri, uri=True)
         except sqlite3.Error as e:
@@ -174,12 +192,17 @@ def _connect_for_reading(database: str, uri: bool = False) -> tuple[sqlite3.Conn
         raise
 
 
-def _ask(path: Path) -> str:
+def directory_of(path: StrPath) -> str:
+    """The directory holding ``path`` (Path.parent's, as text)."""
+    return os.path.dirname(os.fspath(path)) or "."
+
+
+def _ask(path: StrPath) -> str:
     """How a user gets to read ``path``: join the group that may read it."""
     import grp  # noqa: PLC0415 (only when the database cannot be read)
 
     try:
-        info = path.stat()
+        info = os.stat(path)
         group = grp.getgrgid(info.st_gid).gr_name
         user = pwd.getpwuid(os.getuid()).pw_name
     except (OSError, KeyError):
@@ -216,8 +239,7 @@ def run_row(run: Run) -> dict[str, object]:
     }
 
 
-@dataclass(frozen=True, slots=True)
-class StoredLine:
+class StoredLine(NamedTuple):
     """One line of output to store."""
 
     invocation_id: str
@@ -228,8 +250,7 @@ class StoredLine:
     stream: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class OutputCounts:
+class OutputCounts(NamedTuple):
     """An invocation's output counters, as OutputBudget keeps them."""
 
     invocation_id: str
@@ -241,32 +262,60 @@ class OutputCounts:
     last_usec: int
 
 
-@dataclass(slots=True)
-class Batch:
+class Batch(Mutable):
     """Everything one step of the daemon writes, committed in a single transaction."""
 
-    runs: list[Run] = field(default_factory=list)
-    timers: list[TimerState] = field(default_factory=list)
-    lines: list[StoredLine] = field(default_factory=list)
-    dropped: list[tuple[str, int]] = field(default_factory=list)
-    counts: dict[str, OutputCounts] = field(default_factory=dict)
-    journal_cursor: str | None = None
-    # Lines journald dropped (rate limit): (invocation ID, lines, when it said so).
-    lost: list[tuple[str, int, int]] = field(default_factory=list)
-    # A new systemd started: (host, its start, the journal's last entry before it).
-    interrupted: list[tuple[str, int, int | None]] = field(default_factory=list)
-    # Runs as their own host's observer recorded them (run records): their facts win.
-    records: list[Run] = field(default_factory=list)
-    # Rows of the state table committed with the cursor (a central observer's marks).
-    state: dict[str, str] = field(default_factory=dict)
-    # What defined runs that started (asked of systemd as they start).
-    definitions: list[RunDefinition] = field(default_factory=list)
+    __slots__ = (
+        "counts",
+        "definitions",
+        "dropped",
+        "interrupted",
+        "journal_cursor",
+        "lines",
+        "lost",
+        "records",
+        "runs",
+        "state",
+        "timers",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        *,
+        runs: list[Run] | None = None,
+        timers: list[TimerState] | None = None,
+        lines: list[StoredLine] | None = None,
+        dropped: list[tuple[str, int]] | None = None,
+        counts: dict[str, OutputCounts] | None = None,
+        journal_cursor: str | None = None,
+        lost: list[tuple[str, int, int]] | None = None,
+        interrupted: list[tuple[str, int, int | None]] | None = None,
+        records: list[Run] | None = None,
+        state: dict[str, str] | None = None,
+        definitions: list[RunDefinition] | None = None,
+    ) -> None:
+        self.runs = [] if runs is None else runs
+        self.timers = [] if timers is None else timers
+        self.lines = [] if lines is None else lines
+        self.dropped = [] if dropped is None else dropped
+        self.counts = {} if counts is None else counts
+        self.journal_cursor = journal_cursor
+        # Lines journald dropped (rate limit): (invocation ID, lines, when it said so).
+        self.lost = [] if lost is None else lost
+        # A new systemd started: (host, its start, the journal's last entry before it).
+        self.interrupted = [] if interrupted is None else interrupted
+        # Runs as their own host's observer recorded them (run records): their facts win.
+        self.records = [] if records is None else records
+        # Rows of the state table committed with the cursor (a central observer's marks).
+        self.state = {} if state is None else state
+        # What defined runs that started (asked of systemd as they start).
+        self.definitions = [] if definitions is None else definitions
 
     def __bool__(self) -> bool:
-        return bool(
-            self.runs or self.timers or self.lines or self.dropped or self.counts or self.lost
-        ) or bool(self.interrupted or self.records or self.state or self.journal_cursor) or (
-            bool(self.definitions)
+        return (
+            bool(self.runs or self.timers or self.lines or self.dropped or self.counts or self.lost)
+            or bool(self.interrupted or self.records or self.state or self.journal_cursor)
+            or (bool(self.definitions))
         )
 
     def followed_by(self, then: Batch) -> Batch:

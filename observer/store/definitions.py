@@ -5,25 +5,27 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 
 from observer.recording.definitions import Definition, definition_from_json, definition_json
+from observer.records import NamedTuple
+
+# A run whose texts were all read before: an immutable default, the record's field being one.
+_NO_TEXTS: Mapping[str, bytes] = MappingProxyType({})
 
 
-@dataclass(frozen=True, slots=True)
-class RunDefinition:
+class RunDefinition(NamedTuple):
     """The definition a run started with, and the texts read anew to make it."""
 
     invocation_id: str
     unit: str
     host: str
     definition: Definition
-    texts: dict[str, bytes] = field(default_factory=dict)
+    texts: Mapping[str, bytes] = _NO_TEXTS
 
 
-@dataclass(frozen=True, slots=True)
-class StoredDefinition:
+class StoredDefinition(NamedTuple):
     """A run's definition as stored, with its unit's previous run's (None: none known)."""
 
     definition_id: int

@@ -7,8 +7,6 @@ against the name as the host's journal records it.
 
 from __future__ import annotations
 
-import fnmatch
-import re
 import sqlite3
 from collections.abc import Callable
 
@@ -22,6 +20,9 @@ def matcher(glob: str | None) -> HostMatcher:
     """A test for host names from ``--host`` (None when not given: every host)."""
     if glob is None:
         return None
+    import fnmatch  # noqa: PLC0415 (only with --host: re costs a command's start)
+    import re  # noqa: PLC0415
+
     pattern = re.compile(fnmatch.translate(glob))
     return lambda host: bool(pattern.match(host))
 

@@ -16,9 +16,13 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from pathlib import Path
 
 from observer.model import StoreError
+
+# typing.TYPE_CHECKING would import typing; mypy takes this one as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path  # `observer status` reads REBUILT_KEY: it starts without pathlib
 
 _MAGIC = b"SQLite format 3\x00"
 # The state row saying when and why the database was rebuilt (`observer status` shows it):

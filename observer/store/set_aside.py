@@ -9,18 +9,19 @@ refuses. `observer set-aside` lists them; `observer status` says how many there 
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 from observer.model import Run
+from observer.records import NamedTuple
+
+# typing.TYPE_CHECKING would import typing; mypy takes this one as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from observer.store.database import StrPath
 
 
-@dataclass(frozen=True, slots=True)
-class SetAside:
+class SetAside(NamedTuple):
     """One run (or part of a batch) the database refused, and why."""
 
     at_usec: int
@@ -31,24 +32,26 @@ class SetAside:
     what: dict[str, object]
 
 
-def set_aside_path(db_path: Path) -> Path:
+def set_aside_file(db_path: StrPath) -> str:
     """The file beside the database where refused runs are kept."""
-    return db_path.with_name(db_path.name + ".set-aside.jsonl")
+    return f"{os.fspath(db_path)}.set-aside.jsonl"
 
 
 def run_entry(run: Run, error: str, at_usec: int) -> SetAside:
     """A refused run, as it is kept."""
-    what = dataclasses.asdict(run)
+    what = run._asdict()
     what["source"] = str(run.source)
     return SetAside(at_usec, error, run.unit, run.invocation_id, what)
 
 
-def append(path: Path, entries: list[SetAside]) -> None:
+def append(path: StrPath, entries: list[SetAside]) -> None:
     """Add ``entries`` to the file (made readable by its owner and group only: it can hold
     what the database holds), flushed to disk before the cursor moves past them."""
     if not entries:
         return
-    text = "".join(json.dumps(dataclasses.asdict(e), separators=(",", ":")) + "\n" for e in entries)
+    import json  # noqa: PLC0415 (`observer status` counts the entries without it)
+
+    text = "".join(json.dumps(e._asdict(), separators=(",", ":")) + "\n" for e in entries)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
     try:
         os.write(fd, text.encode())
@@ -57,13 +60,15 @@ def append(path: Path, entries: list[SetAside]) -> None:
         os.close(fd)
 
 
-def read(path: Path) -> Iterator[SetAside]:
+def read(path: StrPath) -> Iterator[SetAside]:
     """The entries kept, oldest first (a line that is not one is skipped)."""
     try:
-        with path.open(encoding="utf-8", errors="replace") as f:
+        with open(path, encoding="utf-8", errors="replace") as f:
             lines = list(f)
     except FileNotFoundError:
         return
+    import json  # noqa: PLC0415
+
     for line in lines:
         try:
             entry = json.loads(line)
@@ -75,6 +80,6 @@ def read(path: Path) -> Iterator[SetAside]:
             continue
 
 
-def count(path: Path) -> int:
+def count(path: StrPath) -> int:
     """How many entries are kept."""
     return sum(1 for _ in read(path))

@@ -26,8 +26,6 @@ import itertools
 import math
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from typing import Protocol, TypeVar
 
 from observer.model import (
     SKIPPED_RESULTS,
@@ -36,8 +34,25 @@ from observer.model import (
     is_success,
     run_duration_seconds,
 )
+from observer.records import NamedTuple
 
-_Key = TypeVar("_Key")
+# typing.TYPE_CHECKING would import typing (a reading command's start); mypy takes this as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Protocol, TypeVar
+
+    _Key = TypeVar("_Key")
+
+    class PlacedRun(Protocol):
+        """What places a run in the history: its times and its ID."""
+
+        @property
+        def id(self) -> int: ...
+        @property
+        def started_usec(self) -> int | None: ...
+        @property
+        def finished_usec(self) -> int | None: ...
+
 
 # How many of a unit's newest finished runs its duration percentiles are taken over.
 DURATION_WINDOW = 1000
@@ -113,8 +128,7 @@ CREATE INDEX IF NOT EXISTS runs_by_unit_host_end ON runs
 """
 
 
-@dataclass(frozen=True, slots=True)
-class UnitSummary:
+class UnitSummary(NamedTuple):
     """One unit's kept state; times in microseconds since the epoch."""
 
     unit: str
@@ -155,17 +169,6 @@ _COLUMNS = (
     "duration_max_seconds, skipped, cpu_p50_seconds, cpu_p95_seconds, memory_peak_p50_bytes, "
     "memory_peak_p95_bytes, host, trend_week_p50_seconds, trend_earlier_p50_seconds"
 )
-
-
-class PlacedRun(Protocol):
-    """What places a run in the history: its times and its ID."""
-
-    @property
-    def id(self) -> int: ...
-    @property
-    def started_usec(self) -> int | None: ...
-    @property
-    def finished_usec(self) -> int | None: ...
 
 
 def newest_first(run: PlacedRun) -> tuple[int, int, int]:

@@ -372,7 +372,7 @@ def recorded_alerts(db: Path) -> None:
     book = AlertLedger(conn, AlertsConfig(present=True), lambda unit: [channel])
     book.since(NOW_USEC - 10 * MINUTE)
     for n, result in ((1, "exit-code"), (2, "exit-code"), (3, "success")):
-        run = replace(failed_run(n, NOW_USEC - (5 - n) * MINUTE), result=result)
+        run = failed_run(n, NOW_USEC - (5 - n) * MINUTE)._replace(result=result)
         database.write_batch(conn, database.Batch(runs=[run]))
         book.judge_runs(NOW_USEC - (5 - n) * MINUTE)
     [first, second] = outbox.due_deliveries(conn, NOW_USEC)

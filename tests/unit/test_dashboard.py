@@ -187,8 +187,8 @@ def test_output_and_unit_names_that_look_like_markup_are_shown_as_text(tmp_path:
         database.StoredLine(invocation(1), seq, NOW_USEC + seq, 3, message)
         for seq, message in enumerate(HOSTILE_OUTPUT)
     ]
-    hostile_run = replace(
-        run(HOSTILE_UNIT, 1, result="exit-code"), trigger="<blink>t</blink>.timer"
+    hostile_run = run(HOSTILE_UNIT, 1, result="exit-code")._replace(
+        trigger="<blink>t</blink>.timer"
     )
     write_runs(db, [hostile_run], lines)
     out = tmp_path / "pages"
@@ -310,7 +310,7 @@ def test_a_new_host_rewrites_with_a_cache_the_pages_of_units_whose_runs_did_not_
     write_runs(db, [run("a.service", 1), run("b.service", 2)])
     out, cache = tmp_path / "pages", pages.Cache()
     generate(db, out, cache)
-    write_runs(db, [replace(run("b.service", 3, started=4), host="host2")])
+    write_runs(db, [run("b.service", 3, started=4)._replace(host="host2")])
 
     after = generate(db, out, cache)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -127,7 +126,7 @@ def test_a_central_database_gets_a_day_page_per_host(tmp_path: Path) -> None:
     db = tmp_path / "observer.db"
     write_runs(db, [
         stored("a.service", 1, NOW_USEC - HOUR, 3),
-        replace(stored("a.service", 2, NOW_USEC - HOUR, 3), host="host2"),
+        stored("a.service", 2, NOW_USEC - HOUR, 3)._replace(host="host2"),
     ])  # fmt: skip
     generate(db, tmp_path / "pages")
 

@@ -277,7 +277,7 @@ def test_the_fleet_setup_script_passes_shellcheck_and_refuses_a_bad_url() -> Non
 def test_a_trigger_told_after_the_record_went_out_writes_the_record_again(tmp_path: Path) -> None:
     db = tmp_path / "observer.db"
     conn = database.open_for_writing(db)
-    untriggered = dataclasses.replace(RUN, trigger=None)
+    untriggered = RUN._replace(trigger=None)
     database.write_batch(conn, Batch(runs=[untriggered]))
     sent: list[dict[str, str]] = []
     records = RunRecords(db, delay=0, send=lambda fields: sent.append(dict(fields)))
@@ -286,9 +286,9 @@ def test_a_trigger_told_after_the_record_went_out_writes_the_record_again(tmp_pa
         service = asyncio.create_task(records.run())
         records.runs_recorded([untriggered])
         await wait_for_async(lambda: len(sent) >= 1, timeout=30, what="the first record")
-        triggered = dataclasses.replace(untriggered, trigger="backup.timer")
+        triggered = untriggered._replace(trigger="backup.timer")
         database.write_batch(conn, Batch(runs=[triggered]))
-        records.trigger_known(dataclasses.replace(RUN, invocation_id="ef" * 16))  # no record
+        records.trigger_known(RUN._replace(invocation_id="ef" * 16))  # no record
         records.trigger_known(triggered)  # written in the same go as a wrong one would be
         await wait_for_async(lambda: len(sent) >= 2, timeout=30, what="the record again")
         service.cancel()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import json
 import os
@@ -171,8 +170,8 @@ def test_it_follows_a_store_from_before_it_exists_to_its_replacement(tmp_path: P
 
 def test_it_reports_nothing_of_what_a_store_held_when_following_began(tmp_path: Path) -> None:
     path = write_store(tmp_path / "observer.db")  # run 4 is still running
-    finish_4 = dataclasses.replace(
-        store_run(path, 4), finished_usec=NOW_USEC, result="success", exit_code="exited"
+    finish_4 = store_run(path, 4)._replace(
+        finished_usec=NOW_USEC, result="success", exit_code="exited"
     )
     script = Script([lambda: None, lambda: write(path, finish_4)])
     batches = follow.finished_runs(path, sleep=script, now_usec=lambda: NOW_USEC)
@@ -270,7 +269,7 @@ def test_the_command_prints_one_json_object_a_line_and_ends_quietly_on_ctrl_c(
     lines = Lines(process.stdout)
     try:
         follower_caught_up(db, lines)
-        write(db, run(1, NOW_USEC), dataclasses.replace(run(2, None), unit="other.service"))
+        write(db, run(1, NOW_USEC), run(2, None)._replace(unit="other.service"))
         line = lines.next("run 1 of new.service")
         process.send_signal(signal.SIGINT)
         process.wait(timeout=30)

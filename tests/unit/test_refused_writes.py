@@ -3,6 +3,7 @@ the others, and the cursor, are written; the store's own trouble keeps everythin
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -60,7 +61,7 @@ async def test_a_run_the_store_refuses_is_set_aside_and_the_rest_written_with_th
 
     assert stored(daemon.store.path) == ("c1", ["a" * 32, "c" * 32])
     assert [r.invocation_id for runs in told for r in runs] == ["a" * 32, "c" * 32]
-    [kept] = set_aside.read(set_aside.set_aside_path(daemon.store.path))
+    [kept] = set_aside.read(set_aside.set_aside_file(daemon.store.path))
     assert (kept.unit, kept.invocation_id, kept.what["exit_status"]) == (
         "backup.service", "b" * 32, 2**64,
     )  # fmt: skip
@@ -101,7 +102,7 @@ async def test_when_the_store_itself_fails_everything_is_kept_and_written_later(
 async def test_a_set_aside_file_that_cannot_be_written_keeps_the_refused_run_in_memory(
     daemon: Daemon,
 ) -> None:
-    set_aside.set_aside_path(daemon.store.path).mkdir()  # not a file: appending fails
+    os.mkdir(set_aside.set_aside_file(daemon.store.path))  # not a file: appending fails
     refused = run("b" * 32, restarts=-(2**63) - 1)
     daemon.pending = Batch(runs=[run("a" * 32), refused], journal_cursor="c1")
 

@@ -27,30 +27,43 @@ FORBIDDEN = (
 # What a listing (history, runs, status, stats) may not load: the definitions of runs and
 # their diffs (hashlib, shlex, difflib: show, last-failure and diff print them), the
 # recording side's event classes, what a migration or --since alone needs (socket,
-# decimal), and what only an unreadable database's message needs (grp).
+# decimal), what only an unreadable database's message needs (grp), and what only a glob
+# or a span needs (re), JSON, or following runs (pathlib).
 NOT_FOR_LISTINGS = (
     "observer.reading.changes", "observer.recording.definitions", "observer.store.definitions",
     "observer.recording.events", "hashlib", "shlex", "difflib", "socket", "decimal", "grp",
+    "re", "fnmatch", "json", "pathlib", "urllib.parse",
 )  # fmt: skip
 
-# Runs the entry point as `python -m observer` does, then reports sys.modules on stderr.
+# What no reading command loads on an ordinary command line (parsed without argparse), nor
+# --version: each is a good part of a command's start.
+NOT_FOR_READING = ("argparse", "gettext", "dataclasses", "inspect", "typing", "shutil")
+
+# Runs the entry point as `python -m observer` does, then reports sys.modules on stderr (json
+# is imported after: it would load re). What the interpreter's start loaded of the modules
+# watched (a venv's .pth file may import re and pathlib) is forgotten first: a command that
+# imports one loads it again.
 PROBE = """
-import json, runpy, sys
-sys.argv = ["observer", *json.loads(sys.argv[1])]
+import runpy, sys
+for name in ("re", "fnmatch", "json", "pathlib", "urllib.parse", "typing", "dataclasses"):
+    sys.modules.pop(name, None)
+sys.argv = ["observer", *sys.argv[1:]]
 try:
     runpy.run_module("observer", run_name="__main__", alter_sys=True)
 except SystemExit as e:
     code = e.code
 else:
     code = 0
-print("MODULES " + json.dumps({"code": code, "modules": sorted(sys.modules)}), file=sys.stderr)
+modules = sorted(sys.modules)
+import json
+print("MODULES " + json.dumps({"code": code, "modules": modules}), file=sys.stderr)
 """
 
 
 def modules_of(argv: list[str], env: dict[str, str]) -> set[str]:
     """The modules loaded by the end of `observer ARGV`, which must succeed."""
     done = subprocess.run(
-        [sys.executable, "-c", PROBE, json.dumps(argv)],
+        [sys.executable, "-c", PROBE, *argv],
         env=env, capture_output=True, text=True, check=False, timeout=60,
     )  # fmt: skip
     report = json.loads(done.stderr.rsplit("MODULES ", 1)[1])
@@ -91,10 +104,25 @@ def test_no_heavy_import(argv: list[str], env: dict[str, str]) -> None:
     assert sorted(loaded.intersection(FORBIDDEN)) == []
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["history", "backup"], ["history", "backup", "-n", "5", "--json"], ["status"],
+        ["stats"], ["stats", "backup", "--since", "7d"], ["runs", "-n", "20"],
+        ["runs", "--failed", "--unit", "b*", "--since", "1h"], ["show", "1"],
+        ["last-failure", "backup"],
+    ],
+    ids=" ".join,
+)  # fmt: skip
+def test_a_reading_command_starts_without_argparse(argv: list[str], env: dict[str, str]) -> None:
+    loaded = modules_of(argv, env)
+    assert sorted(loaded.intersection(NOT_FOR_READING)) == []
+
+
 def test_version_builds_no_command(env: dict[str, str]) -> None:
     loaded = modules_of(["--version"], env)
     assert sorted(m for m in loaded if m.startswith("observer.")) == []
-    # It prints without a parser: argparse and typing stay out (re: the probe's json loads it).
+    # It prints without a parser: argparse and typing stay out.
     assert sorted(loaded.intersection({"argparse", "gettext", "typing"})) == []
 
 

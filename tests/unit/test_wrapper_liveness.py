@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from observer.model import Run, Source
@@ -88,7 +87,7 @@ def test_a_mark_whose_wrapper_spooled_its_end_waits_for_the_import_of_that_end(
     directory = tmp_path / "spool"
     run = started("c")
     mark = liveness.LifeMark.create(directory, run, db)
-    finished = RunRecord(replace(run, finished_usec=NOW + 9, result="success"))
+    finished = RunRecord(run._replace(finished_usec=NOW + 9, result="success"))
     spool.spool(finished, directory, db)
     os.close(mark.fd)  # killed after spooling its end, before removing its mark
 
