@@ -178,7 +178,7 @@ async def test_a_run_recorded_while_another_settles_is_judged_once_it_has_settle
     try:
         conn.execute("INSERT INTO state VALUES ('alerts_since_usec', ?)", (now - MINUTE,))
         conn.commit()
-        other = replace(failed_run(1, now), unit="other.service", result="success")
+        other = failed_run(1, now)._replace(unit="other.service", result="success")
         database.write_batch(conn, database.Batch(runs=[other]))
         # No check comes (the first waits an hour): only the judgement of what was recorded
         # can make the alert.
