@@ -11,13 +11,16 @@ walks an index of the host's runs of the unit and stops as soon as it has its an
 cost of a refresh follows those runs (bounded by retention), never the whole history.
 
 Durations: p50, p95 and max are exact over the unit's newest ``DURATION_WINDOW`` finished
-runs (by their end), read from an index without touching the table.
+runs (by their end), read from an index without touching the table, subtracted and sorted by
+SQLite (only the sorted microseconds come back, not the runs' times).
 
 The trend (schema 8): the median duration of the successes that ended in the 7 days before
 the unit's newest end and the median of those of the 30 days before that, each over its
 newest ``TREND_LIMIT`` successes; the alert rule ``slower`` judges a run by the same
 ``trend_periods`` at the run's end. Kept as of the newest end, it changes only when the
-unit's runs do, so a refresh keeps it exact: `observer stats` reads it, no walk.
+unit's runs do, so a refresh keeps it exact: `observer stats` reads it, no walk. A unit
+with fewer than ``TREND_MIN_RUNS`` successes in all has no trend, and its refresh walks no
+period.
 """
 
 from __future__ import annotations
@@ -248,62 +251,72 @@ def trend_periods(
     return week, success_seconds_between(conn, unit, earlier_end - 30 * DAY_USEC, earlier_end, host)
 
 
-def _kept_trend(conn: sqlite3.Connection, host: str, unit: str) -> tuple[float | None, ...]:
-    """The trend's two medians as of the newest end of ``host``'s runs of ``unit``."""
-    (newest_end,) = conn.execute(
-        "SELECT MAX(finished_usec) FROM runs INDEXED BY runs_by_unit_host_end "
-        "WHERE unit = ? AND host = ?",
-        (unit, host),
-    ).fetchone()
-    if newest_end is None:
+def _kept_trend(
+    conn: sqlite3.Connection, host: str, unit: str, newest_end: int | None, successes: int
+) -> tuple[float | None, ...]:
+    """The trend's two medians as of ``newest_end``, the newest end of ``host``'s runs of
+    ``unit``; no walk when the unit has not the successes for one (a period's are a part)."""
+    if newest_end is None or successes < TREND_MIN_RUNS:
         return None, None
     return tuple(map(trend_median, trend_periods(conn, unit, newest_end + 1, host)))
+
+
+# Per (unit, host): the counts (a walk of its runs by end) and the newest ends of a success,
+# of a failure and of any run (each a seek from the newest end that stops at its answer).
+_NEWEST_END = (
+    "(SELECT finished_usec FROM runs INDEXED BY runs_by_unit_host_end WHERE unit = :unit "
+    "AND host = :host AND {} ORDER BY finished_usec DESC LIMIT 1)"
+)
+_COUNTS = (
+    f"SELECT COUNT(finished_usec), TOTAL(finished_usec IS NOT NULL AND {SUCCEEDED}), "
+    f"TOTAL(finished_usec IS NOT NULL AND {SKIPPED}), "
+    f"{_NEWEST_END.format(f'finished_usec IS NOT NULL AND {SUCCEEDED}')}, "
+    f"{_NEWEST_END.format(FAILED)}, {_NEWEST_END.format('finished_usec IS NOT NULL')} "
+    "FROM runs INDEXED BY runs_by_unit_host_end WHERE unit = :unit AND host = :host"
+)
+# The window of durations, in microseconds, shortest first (run_duration_usec: an end before
+# its start has none). The window is the index's own order, ties between equal ends included;
+# the sort is of its DURATION_WINDOW values at most.
+_DURATIONS = (
+    "SELECT usec FROM (SELECT finished_usec - started_usec AS usec FROM runs "
+    "INDEXED BY runs_by_unit_host_end WHERE unit = ? AND host = ? AND finished_usec IS NOT NULL "
+    f"AND NOT COALESCE({SKIPPED}, 0) "
+    "ORDER BY finished_usec DESC, result DESC, started_usec DESC, id DESC LIMIT ?) "
+    "WHERE usec >= 0 ORDER BY usec"
+)
+
+
+def _newest(conn: sqlite3.Connection, host: str, unit: str) -> tuple[int, int | None, int] | None:
+    """The newest run's ID, the newest finished run's and the failure streak, in one walk
+    newest first that stops at the newest success; None when ``host`` has no run of ``unit``."""
+    walk = conn.execute(
+        "SELECT id, finished_usec IS NOT NULL, result FROM runs INDEXED BY "
+        f"runs_by_unit_host_order WHERE unit = ? AND host = ? ORDER BY {NEWEST_FIRST}",
+        (unit, host),
+    )
+    head = walk.fetchone()
+    if head is None:
+        return None
+    finished = ((run_id, result) for run_id, done, result in itertools.chain([head], walk) if done)
+    first = next(finished, None)
+    if first is None:
+        return int(head[0]), None, 0
+    streak, _ = failure_streak(itertools.chain([first], finished))
+    return int(head[0]), int(first[0]), streak
 
 
 def compute(conn: sqlite3.Connection, host: str, unit: str) -> UnitSummary | None:
     """The summary of ``host``'s runs of ``unit``; None when it has none."""
     key = (unit, host)
-    newest = conn.execute(
-        "SELECT id FROM runs INDEXED BY runs_by_unit_host_order WHERE unit = ? AND host = ? "
-        f"ORDER BY {NEWEST_FIRST} LIMIT 1",
-        key,
-    ).fetchone()
+    newest = _newest(conn, host, unit)
     if newest is None:
         return None
-    runs, successes, skipped = conn.execute(
-        f"SELECT COUNT(finished_usec), TOTAL(finished_usec IS NOT NULL AND {SUCCEEDED}), "
-        f"TOTAL(finished_usec IS NOT NULL AND {SKIPPED}) FROM runs "
-        "INDEXED BY runs_by_unit_host_end WHERE unit = ? AND host = ?",
-        key,
+    newest_run, newest_finished, streak = newest
+    runs, successes, skipped, last_success, last_failure, newest_end = conn.execute(
+        _COUNTS, {"unit": unit, "host": host}
     ).fetchone()
-    finished = conn.execute(
-        "SELECT id, result FROM runs INDEXED BY runs_by_unit_host_order WHERE unit = ? "
-        f"AND host = ? AND finished_usec IS NOT NULL ORDER BY {NEWEST_FIRST}",
-        key,
-    )
-    head = finished.fetchone()
-    newest_finished = None if head is None else int(head[0])
-    streak, _ = failure_streak(itertools.chain([head], finished) if head else ())
-    last_success, last_failure = (
-        conn.execute(
-            "SELECT finished_usec FROM runs INDEXED BY runs_by_unit_host_end WHERE unit = ? "
-            f"AND host = ? AND {wanted} ORDER BY finished_usec DESC LIMIT 1",
-            key,
-        ).fetchone()
-        for wanted in (f"finished_usec IS NOT NULL AND {SUCCEEDED}", FAILED)
-    )
-    durations = sorted(
-        seconds
-        for finished, started in conn.execute(
-            # The index's own order (ties between equal ends included): nothing to sort.
-            "SELECT finished_usec, started_usec FROM runs INDEXED BY runs_by_unit_host_end "
-            "WHERE unit = ? AND host = ? AND finished_usec IS NOT NULL "
-            f"AND NOT COALESCE({SKIPPED}, 0) "
-            "ORDER BY finished_usec DESC, result DESC, started_usec DESC, id DESC LIMIT ?",
-            (*key, DURATION_WINDOW),
-        )
-        if (seconds := run_duration_seconds(started, finished)) is not None
-    )
+    usec = [row[0] for row in conn.execute(_DURATIONS, (*key, DURATION_WINDOW))]
+    durations = [percentile(usec, q) for q in (50, 95, 100)]
     costs = conn.execute(
         "SELECT cpu_seconds, memory_peak_bytes FROM runs INDEXED BY runs_by_unit_host_end "
         "WHERE unit = ? AND host = ? AND finished_usec IS NOT NULL AND (cpu_seconds IS NOT NULL "
@@ -312,20 +325,20 @@ def compute(conn: sqlite3.Connection, host: str, unit: str) -> UnitSummary | Non
     ).fetchall()
     cpu = sorted(float(c) for c, _ in costs if c is not None)
     memory = sorted(int(m) for _, m in costs if m is not None)
-    week_p50, earlier_p50 = _kept_trend(conn, host, unit)
+    week_p50, earlier_p50 = _kept_trend(conn, host, unit, newest_end, int(successes))
     return UnitSummary(
         unit=unit,
         runs=int(runs),
         successes=int(successes),
         failures=int(runs) - int(successes) - int(skipped),
-        newest_run_id=int(newest[0]),
+        newest_run_id=newest_run,
         newest_finished_id=newest_finished,
-        last_success_usec=None if last_success is None else last_success[0],
-        last_failure_usec=None if last_failure is None else last_failure[0],
+        last_success_usec=last_success,
+        last_failure_usec=last_failure,
         consecutive_failures=streak,
-        duration_p50_seconds=percentile(durations, 50),
-        duration_p95_seconds=percentile(durations, 95),
-        duration_max_seconds=durations[-1] if durations else None,
+        duration_p50_seconds=_seconds(durations[0]),
+        duration_p95_seconds=_seconds(durations[1]),
+        duration_max_seconds=_seconds(durations[2]),
         skipped=int(skipped),
         cpu_p50_seconds=percentile(cpu, 50),
         cpu_p95_seconds=percentile(cpu, 95),
@@ -335,6 +348,10 @@ def compute(conn: sqlite3.Connection, host: str, unit: str) -> UnitSummary | Non
         trend_week_p50_seconds=week_p50,
         trend_earlier_p50_seconds=earlier_p50,
     )
+
+
+def _seconds(usec: float | None) -> float | None:
+    return None if usec is None else usec / 1e6
 
 
 def _whole(value: float | None) -> int | None:
