@@ -291,6 +291,7 @@ class Batch:
 def write_batch(conn: sqlite3.Connection, batch: Batch) -> list[Run]:
     """Write one batch in one transaction; return the runs it finished (for the first time)."""
     newly_finished: list[Run] = []
+    changes = summary.Changes()
     with conn:
         for run in [*batch.runs, *batch.records]:
             by_invocation = run.invocation_id is not None
@@ -299,13 +300,13 @@ def write_batch(conn: sqlite3.Connection, batch: Batch) -> list[Run]:
                 if by_invocation
                 else ("start_key", _UPSERT_BY_START_KEY)
             )
-            if run.finished:
-                row = conn.execute(
-                    f"SELECT finished_usec FROM runs WHERE {key} = ?", (run.key,)
-                ).fetchone()
-                if row is None or row[0] is None:
-                    newly_finished.append(run)
-            conn.execute(upsert, run_row(run))
+            row = conn.execute(
+                f"SELECT id, {summary.FACTS} FROM runs WHERE {key} = ?", (run.key,)
+            ).fetchone()
+            if run.finished and (row is None or row[2] is None):
+                newly_finished.append(run)
+            written = conn.execute(upsert, run_row(run))
+            changes.note(*((written.lastrowid, None) if row is None else (row[0], row[1:])))
         conn.executemany(
             _UPSERT_TIMER,
             [(t.timer, t.service, t.next_elapse_usec, t.last_trigger_usec) for t in batch.timers],
@@ -342,17 +343,21 @@ def write_batch(conn: sqlite3.Connection, batch: Batch) -> list[Run]:
             _override(conn, run)
         conn.executemany("INSERT OR REPLACE INTO state VALUES (?, ?)", batch.state.items())
         keys = {(run.host, run.unit) for run in [*batch.runs, *batch.records]}
+        interrupted: set[tuple[str, str]] = set()  # counted again from their runs
         for host, before_usec, finished_usec in batch.interrupted:
             closed = close_interrupted(conn, host, before_usec, finished_usec)
             newly_finished.extend(closed)
-            keys.update((run.host, run.unit) for run in closed)
+            interrupted.update((run.host, run.unit) for run in closed)
+        keys |= interrupted
         for invocation_id, lines, usec in batch.lost:
             conn.execute(
                 "UPDATE runs SET output_lost_lines = COALESCE(output_lost_lines, 0) + ?, "
                 "output_lost_usec = COALESCE(output_lost_usec, ?) WHERE invocation_id = ?",
                 (lines, usec, invocation_id),
             )
-        summary.refresh(conn, keys)
+        # Only the summaries whose runs changed what they read, from what the batch added.
+        added = {k: v for k, v in changes.added(conn).items() if k not in interrupted}
+        summary.refresh(conn, added.keys() | interrupted, added)
         _write_definitions(conn, batch.definitions)
         units = {unit for _, unit in keys} | {d.unit for d in batch.definitions}
         # Output of a run written by an earlier batch (a late line): find its unit.

@@ -8,7 +8,11 @@ It is derived state with one code path: ``refresh`` computes a (host, unit)'s ro
 runs table, and every writer calls it in the transaction that changed the unit's runs
 (``store.write_batch``, ``store.prune``, the migration that creates the table). Each query
 walks an index of the host's runs of the unit and stops as soon as it has its answer, so the
-cost of a refresh follows those runs (bounded by retention), never the whole history.
+cost of a refresh follows those runs (bounded by retention), never the whole history. A
+write refreshes only the units whose runs it changed in what a summary reads (``Changes``:
+each run's facts before it and after), and counts theirs as kept plus what it changed: its
+refresh reads the windows below and the failure streak, not every run of the unit (one with
+no row kept is counted from its runs).
 
 Durations: p50, p95 and max are exact over the unit's newest ``DURATION_WINDOW`` finished
 runs (by their end), read from an index without touching the table, subtracted and sorted by
@@ -28,8 +32,8 @@ from __future__ import annotations
 import itertools
 import math
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 from observer.model import (
@@ -190,6 +194,54 @@ def failure_streak(runs: Iterable[tuple[_Key, str | None]]) -> tuple[int, _Key |
     return streak, None
 
 
+# What a run adds to its unit's counts: (finished runs, successes, skipped starts).
+Counted = tuple[int, int, int]
+# The facts of a run a summary reads, besides its ID, unit and host.
+FACTS = "started_usec, finished_usec, result, cpu_seconds, memory_peak_bytes"
+Facts = tuple[int | None, int | None, str | None, float | None, int | None]
+
+
+def counted(facts: Facts | None) -> Counted:
+    """What a run with these facts (None: no run) adds to the counts (the SQL of ``_COUNTS``)."""
+    if facts is None or facts[1] is None:
+        return (0, 0, 0)
+    return (1, int(is_success(facts[2])), int(is_skipped(facts[2])))
+
+
+@dataclass(slots=True)
+class Changes:
+    """The runs a write touches, each with its facts before the write (None: a new run), so
+    that the refresh after it knows which summaries changed and by what counts."""
+
+    before: dict[int, Facts | None] = field(default_factory=dict)
+
+    def note(self, run_id: int, facts: Facts | None) -> None:
+        """Before a change to run ``run_id``: what it was (the first note of a run counts)."""
+        self.before.setdefault(run_id, facts)
+
+    def added(self, conn: sqlite3.Connection) -> dict[tuple[str, str], Counted]:
+        """Per (host, unit) of a run whose facts changed, what the changes add to its counts
+        (every key of a changed run is there, zeros included); a key whose runs changed
+        nothing the summary reads is not."""
+        added: dict[tuple[str, str], Counted] = {}
+        ids = list(self.before)
+        for chunk in (ids[i : i + 500] for i in range(0, len(ids), 500)):
+            rows = conn.execute(
+                f"SELECT id, host, unit, {FACTS} FROM runs "
+                f"WHERE id IN ({', '.join('?' * len(chunk))})",
+                chunk,
+            )
+            for run_id, host, unit, *now in rows:
+                was = self.before[run_id]
+                if tuple(now) == was:
+                    continue
+                new, old = counted(tuple(now)), counted(was)
+                n = added.get((host, unit), (0, 0, 0))
+                added[host, unit] = (n[0] + new[0] - old[0], n[1] + new[1] - old[1],
+                                     n[2] + new[2] - old[2])  # fmt: skip
+        return added
+
+
 def percentile(sorted_values: Sequence[float], q: float) -> float | None:
     """The nearest-rank percentile ``q`` (0 < q <= 100) of already sorted values."""
     if not sorted_values:
@@ -267,12 +319,32 @@ _NEWEST_END = (
     "(SELECT finished_usec FROM runs INDEXED BY runs_by_unit_host_end WHERE unit = :unit "
     "AND host = :host AND {} ORDER BY finished_usec DESC LIMIT 1)"
 )
-_COUNTS = (
-    f"SELECT COUNT(finished_usec), TOTAL(finished_usec IS NOT NULL AND {SUCCEEDED}), "
-    f"TOTAL(finished_usec IS NOT NULL AND {SKIPPED}), "
-    f"{_NEWEST_END.format(f'finished_usec IS NOT NULL AND {SUCCEEDED}')}, "
-    f"{_NEWEST_END.format(FAILED)}, {_NEWEST_END.format('finished_usec IS NOT NULL')} "
-    "FROM runs INDEXED BY runs_by_unit_host_end WHERE unit = :unit AND host = :host"
+_ENDS = ", ".join(
+    _NEWEST_END.format(wanted)
+    for wanted in (
+        f"finished_usec IS NOT NULL AND {SUCCEEDED}",
+        FAILED,
+        "finished_usec IS NOT NULL",
+    )
+)
+_COUNTED = (
+    "COUNT(finished_usec)",
+    f"TOTAL(finished_usec IS NOT NULL AND {SUCCEEDED})",
+    f"TOTAL(finished_usec IS NOT NULL AND {SKIPPED})",
+)
+_OF_UNIT = "FROM runs INDEXED BY runs_by_unit_host_end WHERE unit = :unit AND host = :host"
+_COUNTS = f"SELECT {', '.join(_COUNTED)}, {_ENDS} {_OF_UNIT}"
+# The same from the kept counts plus what a write added (:runs, :successes, :skipped),
+# counted from the runs only when no row is kept (COALESCE reads its second value only then).
+_KEPT_COUNTS = (
+    "SELECT {}, {} FROM (SELECT 1) "
+    "LEFT JOIN unit_summary kept ON kept.unit = :unit AND kept.host = :host"
+).format(
+    ", ".join(
+        f"COALESCE(kept.{column} + :{column}, (SELECT {counted} {_OF_UNIT}))"
+        for column, counted in zip(("runs", "successes", "skipped"), _COUNTED, strict=True)
+    ),
+    _ENDS,
 )
 # The window of durations, in microseconds, shortest first (run_duration_usec: an end before
 # its start has none). The window is the index's own order, ties between equal ends included;
@@ -305,16 +377,35 @@ def _newest(conn: sqlite3.Connection, host: str, unit: str) -> tuple[int, int | 
     return int(head[0]), int(first[0]), streak
 
 
-def compute(conn: sqlite3.Connection, host: str, unit: str) -> UnitSummary | None:
-    """The summary of ``host``'s runs of ``unit``; None when it has none."""
+def _counts(
+    conn: sqlite3.Connection, host: str, unit: str, added: Counted | None
+) -> tuple[int, int, int, int | None, int | None, int | None]:
+    """The counts of ``host``'s runs of ``unit`` (those kept plus ``added``, when given and a
+    row is kept) and the newest ends of a success, of a failure and of any run."""
+    named: dict[str, str | int] = {"unit": unit, "host": host}
+    if added is None:
+        counts = conn.execute(_COUNTS, named).fetchone()
+    else:
+        named.update(zip(("runs", "successes", "skipped"), added, strict=True))
+        counts = conn.execute(_KEPT_COUNTS, named).fetchone()
+    runs, successes, skipped, *ends = counts
+    return int(runs), int(successes), int(skipped), *ends
+
+
+def compute(
+    conn: sqlite3.Connection, host: str, unit: str, added: Counted | None = None
+) -> UnitSummary | None:
+    """The summary of ``host``'s runs of ``unit``; None when it has none. Its counts are
+    those kept plus ``added`` when given (what a write changed, ``Changes``), else counted
+    from the runs."""
     key = (unit, host)
     newest = _newest(conn, host, unit)
     if newest is None:
         return None
     newest_run, newest_finished, streak = newest
-    runs, successes, skipped, last_success, last_failure, newest_end = conn.execute(
-        _COUNTS, {"unit": unit, "host": host}
-    ).fetchone()
+    runs, successes, skipped, last_success, last_failure, newest_end = _counts(
+        conn, host, unit, added
+    )
     usec = [row[0] for row in conn.execute(_DURATIONS, (*key, DURATION_WINDOW))]
     durations = [percentile(usec, q) for q in (50, 95, 100)]
     costs = conn.execute(
@@ -325,12 +416,12 @@ def compute(conn: sqlite3.Connection, host: str, unit: str) -> UnitSummary | Non
     ).fetchall()
     cpu = sorted(float(c) for c, _ in costs if c is not None)
     memory = sorted(int(m) for _, m in costs if m is not None)
-    week_p50, earlier_p50 = _kept_trend(conn, host, unit, newest_end, int(successes))
+    week_p50, earlier_p50 = _kept_trend(conn, host, unit, newest_end, successes)
     return UnitSummary(
         unit=unit,
-        runs=int(runs),
-        successes=int(successes),
-        failures=int(runs) - int(successes) - int(skipped),
+        runs=runs,
+        successes=successes,
+        failures=runs - successes - skipped,
         newest_run_id=newest_run,
         newest_finished_id=newest_finished,
         last_success_usec=last_success,
@@ -339,7 +430,7 @@ def compute(conn: sqlite3.Connection, host: str, unit: str) -> UnitSummary | Non
         duration_p50_seconds=_seconds(durations[0]),
         duration_p95_seconds=_seconds(durations[1]),
         duration_max_seconds=_seconds(durations[2]),
-        skipped=int(skipped),
+        skipped=skipped,
         cpu_p50_seconds=percentile(cpu, 50),
         cpu_p95_seconds=percentile(cpu, 95),
         memory_peak_p50_bytes=_whole(percentile(memory, 50)),
@@ -358,10 +449,15 @@ def _whole(value: float | None) -> int | None:
     return None if value is None else int(value)
 
 
-def refresh(conn: sqlite3.Connection, keys: Iterable[tuple[str, str]]) -> None:
-    """Recompute the summaries of ``keys``, (host, unit) pairs (in the caller's transaction)."""
+def refresh(
+    conn: sqlite3.Connection,
+    keys: Iterable[tuple[str, str]],
+    added: Mapping[tuple[str, str], Counted] | None = None,
+) -> None:
+    """Recompute the summaries of ``keys``, (host, unit) pairs (in the caller's transaction);
+    those in ``added`` from their kept counts plus what it says the caller added to them."""
     for host, unit in sorted(set(keys)):
-        summary = compute(conn, host, unit)
+        summary = compute(conn, host, unit, None if added is None else added.get((host, unit)))
         if summary is None:
             conn.execute("DELETE FROM unit_summary WHERE unit = ? AND host = ?", (unit, host))
             continue
