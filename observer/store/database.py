@@ -288,25 +288,58 @@ class Batch:
         )
 
 
+def _key_of(run: Run) -> tuple[str, str]:
+    """The column that finds a run's row and its value."""
+    return ("invocation_id" if run.invocation_id is not None else "start_key", run.key)
+
+
+def _stored(
+    conn: sqlite3.Connection, runs: list[Run]
+) -> dict[tuple[str, str], tuple[int, summary.Facts | None]]:
+    """The rows already stored of ``runs``, by ``_key_of``: (ID, facts a summary reads)."""
+    stored: dict[tuple[str, str], tuple[int, summary.Facts | None]] = {}
+    for column in ("invocation_id", "start_key"):
+        values = sorted({value for of, value in map(_key_of, runs) if of == column})
+        for chunk in (values[i : i + 500] for i in range(0, len(values), 500)):
+            stored.update(
+                ((column, value), (run_id, tuple(facts)))
+                for run_id, value, *facts in conn.execute(
+                    f"SELECT id, {column}, {summary.FACTS} FROM runs "
+                    f"WHERE {column} IN ({', '.join('?' * len(chunk))})",
+                    chunk,
+                )
+            )
+    return stored
+
+
+def _merge_runs(conn: sqlite3.Connection, runs: list[Run], changes: summary.Changes) -> list[Run]:
+    """Merge each run into its row (noting in ``changes`` what the row was); the runs that
+    finished a row for the first time."""
+    stored = _stored(conn, runs)  # one read for the batch, not one per run
+    ended = {key: facts is not None and facts[1] is not None for key, (_, facts) in stored.items()}
+    newly_finished = []
+    for run in runs:
+        key = _key_of(run)
+        if run.finished and not ended.get(key, False):
+            newly_finished.append(run)
+            ended[key] = True
+        upsert = _UPSERT_BY_INVOCATION if key[0] == "invocation_id" else _UPSERT_BY_START_KEY
+        written = conn.execute(upsert, run_row(run))
+        if key not in stored:  # inserted (lastrowid is its ID): a run no summary had
+            stored[key] = (written.lastrowid or 0, None)
+        changes.note(*stored[key])
+    return newly_finished
+
+
 def write_batch(conn: sqlite3.Connection, batch: Batch) -> list[Run]:
     """Write one batch in one transaction; return the runs it finished (for the first time)."""
-    newly_finished: list[Run] = []
     changes = summary.Changes()
     with conn:
-        for run in [*batch.runs, *batch.records]:
-            by_invocation = run.invocation_id is not None
-            key, upsert = (
-                ("invocation_id", _UPSERT_BY_INVOCATION)
-                if by_invocation
-                else ("start_key", _UPSERT_BY_START_KEY)
-            )
-            row = conn.execute(
-                f"SELECT id, {summary.FACTS} FROM runs WHERE {key} = ?", (run.key,)
-            ).fetchone()
-            if run.finished and (row is None or row[2] is None):
-                newly_finished.append(run)
-            written = conn.execute(upsert, run_row(run))
-            changes.note(*((written.lastrowid, None) if row is None else (row[0], row[1:])))
+        if not conn.in_transaction:
+            # The rows as they were before this batch are read in its transaction: another
+            # process's write (`observer run`) cannot come between the read and the batch.
+            conn.execute("BEGIN IMMEDIATE")
+        newly_finished = _merge_runs(conn, [*batch.runs, *batch.records], changes)
         conn.executemany(
             _UPSERT_TIMER,
             [(t.timer, t.service, t.next_elapse_usec, t.last_trigger_usec) for t in batch.timers],
