@@ -325,7 +325,8 @@ def _merge_runs(conn: sqlite3.Connection, runs: list[Run], changes: summary.Chan
             ended[key] = True
         upsert = _UPSERT_BY_INVOCATION if key[0] == "invocation_id" else _UPSERT_BY_START_KEY
         written = conn.execute(upsert, run_row(run))
-        if key not in stored:  # inserted (lastrowid is its ID): a run no summary had
+        # Not stored: inserted (a row has a key, schema.RUNS_TABLE checks), lastrowid its ID.
+        if key not in stored:
             stored[key] = (written.lastrowid or 0, None)
         changes.note(*stored[key])
     return newly_finished
