@@ -337,24 +337,59 @@ class Batch(Mutable):
         )
 
 
+def _key_of(run: Run) -> tuple[str, str]:
+    """The column that finds a run's row and its value."""
+    return ("invocation_id" if run.invocation_id is not None else "start_key", run.key)
+
+
+def _stored(
+    conn: sqlite3.Connection, runs: list[Run]
+) -> dict[tuple[str, str], tuple[int, summary.Facts | None]]:
+    """The rows already stored of ``runs``, by ``_key_of``: (ID, facts a summary reads)."""
+    stored: dict[tuple[str, str], tuple[int, summary.Facts | None]] = {}
+    for column in ("invocation_id", "start_key"):
+        values = sorted({value for of, value in map(_key_of, runs) if of == column})
+        for chunk in (values[i : i + 500] for i in range(0, len(values), 500)):
+            stored.update(
+                ((column, value), (run_id, tuple(facts)))
+                for run_id, value, *facts in conn.execute(
+                    f"SELECT id, {column}, {summary.FACTS} FROM runs "
+                    f"WHERE {column} IN ({', '.join('?' * len(chunk))})",
+                    chunk,
+                )
+            )
+    return stored
+
+
+def _merge_runs(conn: sqlite3.Connection, runs: list[Run], changes: summary.Changes) -> list[Run]:
+    """Merge each run into its row (noting in ``changes`` what the row was); the runs that
+    finished a row for the first time."""
+    stored = _stored(conn, runs)  # one read for the batch, not one per run
+    ended = {key: facts is not None and facts[1] is not None for key, (_, facts) in stored.items()}
+    newly_finished = []
+    for run in runs:
+        key = _key_of(run)
+        if run.finished and not ended.get(key, False):
+            newly_finished.append(run)
+            ended[key] = True
+        upsert = _UPSERT_BY_INVOCATION if key[0] == "invocation_id" else _UPSERT_BY_START_KEY
+        written = conn.execute(upsert, run_row(run))
+        # Not stored: inserted (a row has a key, schema.RUNS_TABLE checks), lastrowid its ID.
+        if key not in stored:
+            stored[key] = (written.lastrowid or 0, None)
+        changes.note(*stored[key])
+    return newly_finished
+
+
 def write_batch(conn: sqlite3.Connection, batch: Batch) -> list[Run]:
     """Write one batch in one transaction; return the runs it finished (for the first time)."""
-    newly_finished: list[Run] = []
+    changes = summary.Changes()
     with conn:
-        for run in [*batch.runs, *batch.records]:
-            by_invocation = run.invocation_id is not None
-            key, upsert = (
-                ("invocation_id", _UPSERT_BY_INVOCATION)
-                if by_invocation
-                else ("start_key", _UPSERT_BY_START_KEY)
-            )
-            if run.finished:
-                row = conn.execute(
-                    f"SELECT finished_usec FROM runs WHERE {key} = ?", (run.key,)
-                ).fetchone()
-                if row is None or row[0] is None:
-                    newly_finished.append(run)
-            conn.execute(upsert, run_row(run))
+        if not conn.in_transaction:
+            # The rows as they were before this batch are read in its transaction: another
+            # process's write (`observer run`) cannot come between the read and the batch.
+            conn.execute("BEGIN IMMEDIATE")
+        newly_finished = _merge_runs(conn, [*batch.runs, *batch.records], changes)
         conn.executemany(
             _UPSERT_TIMER,
             [(t.timer, t.service, t.next_elapse_usec, t.last_trigger_usec) for t in batch.timers],
@@ -391,17 +426,21 @@ def write_batch(conn: sqlite3.Connection, batch: Batch) -> list[Run]:
             _override(conn, run)
         conn.executemany("INSERT OR REPLACE INTO state VALUES (?, ?)", batch.state.items())
         keys = {(run.host, run.unit) for run in [*batch.runs, *batch.records]}
+        interrupted: set[tuple[str, str]] = set()  # counted again from their runs
         for host, before_usec, finished_usec in batch.interrupted:
             closed = close_interrupted(conn, host, before_usec, finished_usec)
             newly_finished.extend(closed)
-            keys.update((run.host, run.unit) for run in closed)
+            interrupted.update((run.host, run.unit) for run in closed)
+        keys |= interrupted
         for invocation_id, lines, usec in batch.lost:
             conn.execute(
                 "UPDATE runs SET output_lost_lines = COALESCE(output_lost_lines, 0) + ?, "
                 "output_lost_usec = COALESCE(output_lost_usec, ?) WHERE invocation_id = ?",
                 (lines, usec, invocation_id),
             )
-        summary.refresh(conn, keys)
+        # Only the summaries whose runs changed what they read, from what the batch added.
+        added = {k: v for k, v in changes.added(conn).items() if k not in interrupted}
+        summary.refresh(conn, added.keys() | interrupted, added)
         _write_definitions(conn, batch.definitions)
         units = {unit for _, unit in keys} | {d.unit for d in batch.definitions}
         # Output of a run written by an earlier batch (a late line): find its unit.

@@ -8,16 +8,23 @@ It is derived state with one code path: ``refresh`` computes a (host, unit)'s ro
 runs table, and every writer calls it in the transaction that changed the unit's runs
 (``store.write_batch``, ``store.prune``, the migration that creates the table). Each query
 walks an index of the host's runs of the unit and stops as soon as it has its answer, so the
-cost of a refresh follows those runs (bounded by retention), never the whole history.
+cost of a refresh follows those runs (bounded by retention), never the whole history. A
+write refreshes only the units whose runs it changed in what a summary reads (``Changes``:
+each run's facts before it and after), and counts theirs as kept plus what it changed: its
+refresh reads the windows below and the failure streak, not every run of the unit (one with
+no row kept is counted from its runs).
 
 Durations: p50, p95 and max are exact over the unit's newest ``DURATION_WINDOW`` finished
-runs (by their end), read from an index without touching the table.
+runs (by their end), read from an index without touching the table, subtracted and sorted by
+SQLite (only the sorted microseconds come back, not the runs' times).
 
 The trend (schema 8): the median duration of the successes that ended in the 7 days before
 the unit's newest end and the median of those of the 30 days before that, each over its
 newest ``TREND_LIMIT`` successes; the alert rule ``slower`` judges a run by the same
 ``trend_periods`` at the run's end. Kept as of the newest end, it changes only when the
-unit's runs do, so a refresh keeps it exact: `observer stats` reads it, no walk.
+unit's runs do, so a refresh keeps it exact: `observer stats` reads it, no walk. A unit
+with fewer than ``TREND_MIN_RUNS`` successes in all has no trend, and its refresh walks no
+period.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from __future__ import annotations
 import itertools
 import math
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from observer.model import (
     SKIPPED_RESULTS,
@@ -190,6 +197,56 @@ def failure_streak(runs: Iterable[tuple[_Key, str | None]]) -> tuple[int, _Key |
     return streak, None
 
 
+# What a run adds to its unit's counts: (finished runs, successes, skipped starts).
+Counted = tuple[int, int, int]
+# The facts of a run a summary reads, besides its ID, unit and host.
+FACTS = "started_usec, finished_usec, result, cpu_seconds, memory_peak_bytes"
+Facts = tuple[int | None, int | None, str | None, float | None, int | None]
+
+
+def counted(facts: Facts | None) -> Counted:
+    """What a run with these facts (None: no run) adds to the counts (the SQL of ``_COUNTS``)."""
+    if facts is None or facts[1] is None:
+        return (0, 0, 0)
+    return (1, int(is_success(facts[2])), int(is_skipped(facts[2])))
+
+
+class Changes:
+    """The runs a write touches, each with its facts before the write (None: a new run), so
+    that the refresh after it knows which summaries changed and by what counts."""
+
+    __slots__ = ("before",)
+
+    def __init__(self) -> None:
+        self.before: dict[int, Facts | None] = {}
+
+    def note(self, run_id: int, facts: Facts | None) -> None:
+        """Before a change to run ``run_id``: what it was (the first note of a run counts)."""
+        self.before.setdefault(run_id, facts)
+
+    def added(self, conn: sqlite3.Connection) -> dict[tuple[str, str], Counted]:
+        """Per (host, unit) of a run whose facts changed, what the changes add to its counts
+        (every key of a changed run is there, zeros included); a key whose runs changed
+        nothing the summary reads is not."""
+        added: dict[tuple[str, str], Counted] = {}
+        ids = list(self.before)
+        for chunk in (ids[i : i + 500] for i in range(0, len(ids), 500)):
+            rows = conn.execute(
+                f"SELECT id, host, unit, {FACTS} FROM runs "
+                f"WHERE id IN ({', '.join('?' * len(chunk))})",
+                chunk,
+            )
+            for run_id, host, unit, *now in rows:
+                was = self.before[run_id]
+                if tuple(now) == was:
+                    continue
+                new, old = counted(tuple(now)), counted(was)
+                n = added.get((host, unit), (0, 0, 0))
+                added[host, unit] = (n[0] + new[0] - old[0], n[1] + new[1] - old[1],
+                                     n[2] + new[2] - old[2])  # fmt: skip
+        return added
+
+
 def percentile(sorted_values: Sequence[float], q: float) -> float | None:
     """The nearest-rank percentile ``q`` (0 < q <= 100) of already sorted values."""
     if not sorted_values:
@@ -251,62 +308,111 @@ def trend_periods(
     return week, success_seconds_between(conn, unit, earlier_end - 30 * DAY_USEC, earlier_end, host)
 
 
-def _kept_trend(conn: sqlite3.Connection, host: str, unit: str) -> tuple[float | None, ...]:
-    """The trend's two medians as of the newest end of ``host``'s runs of ``unit``."""
-    (newest_end,) = conn.execute(
-        "SELECT MAX(finished_usec) FROM runs INDEXED BY runs_by_unit_host_end "
-        "WHERE unit = ? AND host = ?",
-        (unit, host),
-    ).fetchone()
-    if newest_end is None:
+def _kept_trend(
+    conn: sqlite3.Connection, host: str, unit: str, newest_end: int | None, successes: int
+) -> tuple[float | None, ...]:
+    """The trend's two medians as of ``newest_end``, the newest end of ``host``'s runs of
+    ``unit``; no walk when the unit has not the successes for one (a period's are a part)."""
+    if newest_end is None or successes < TREND_MIN_RUNS:
         return None, None
     return tuple(map(trend_median, trend_periods(conn, unit, newest_end + 1, host)))
 
 
-def compute(conn: sqlite3.Connection, host: str, unit: str) -> UnitSummary | None:
-    """The summary of ``host``'s runs of ``unit``; None when it has none."""
+# Per (unit, host): the counts (a walk of its runs by end) and the newest ends of a success,
+# of a failure and of any run (each a seek from the newest end that stops at its answer).
+_NEWEST_END = (
+    "(SELECT finished_usec FROM runs INDEXED BY runs_by_unit_host_end WHERE unit = :unit "
+    "AND host = :host AND {} ORDER BY finished_usec DESC LIMIT 1)"
+)
+_ENDS = ", ".join(
+    _NEWEST_END.format(wanted)
+    for wanted in (
+        f"finished_usec IS NOT NULL AND {SUCCEEDED}",
+        FAILED,
+        "finished_usec IS NOT NULL",
+    )
+)
+_COUNTED = (
+    "COUNT(finished_usec)",
+    f"TOTAL(finished_usec IS NOT NULL AND {SUCCEEDED})",
+    f"TOTAL(finished_usec IS NOT NULL AND {SKIPPED})",
+)
+_OF_UNIT = "FROM runs INDEXED BY runs_by_unit_host_end WHERE unit = :unit AND host = :host"
+_COUNTS = f"SELECT {', '.join(_COUNTED)}, {_ENDS} {_OF_UNIT}"
+# The same from the kept counts plus what a write added (:runs, :successes, :skipped),
+# counted from the runs only when no row is kept (COALESCE reads its second value only then).
+_KEPT_COUNTS = (
+    "SELECT {}, {} FROM (SELECT 1) "
+    "LEFT JOIN unit_summary kept ON kept.unit = :unit AND kept.host = :host"
+).format(
+    ", ".join(
+        f"COALESCE(kept.{column} + :{column}, (SELECT {counted} {_OF_UNIT}))"
+        for column, counted in zip(("runs", "successes", "skipped"), _COUNTED, strict=True)
+    ),
+    _ENDS,
+)
+# The window of durations, in microseconds, shortest first (run_duration_usec: an end before
+# its start has none). The window is the index's own order, ties between equal ends included;
+# the sort is of its DURATION_WINDOW values at most.
+_DURATIONS = (
+    "SELECT usec FROM (SELECT finished_usec - started_usec AS usec FROM runs "
+    "INDEXED BY runs_by_unit_host_end WHERE unit = ? AND host = ? AND finished_usec IS NOT NULL "
+    f"AND NOT COALESCE({SKIPPED}, 0) "
+    "ORDER BY finished_usec DESC, result DESC, started_usec DESC, id DESC LIMIT ?) "
+    "WHERE usec >= 0 ORDER BY usec"
+)
+
+
+def _newest(conn: sqlite3.Connection, host: str, unit: str) -> tuple[int, int | None, int] | None:
+    """The newest run's ID, the newest finished run's and the failure streak, in one walk
+    newest first that stops at the newest success; None when ``host`` has no run of ``unit``."""
+    walk = conn.execute(
+        "SELECT id, finished_usec IS NOT NULL, result FROM runs INDEXED BY "
+        f"runs_by_unit_host_order WHERE unit = ? AND host = ? ORDER BY {NEWEST_FIRST}",
+        (unit, host),
+    )
+    head = walk.fetchone()
+    if head is None:
+        return None
+    finished = ((run_id, result) for run_id, done, result in itertools.chain([head], walk) if done)
+    first = next(finished, None)
+    if first is None:
+        return int(head[0]), None, 0
+    streak, _ = failure_streak(itertools.chain([first], finished))
+    return int(head[0]), int(first[0]), streak
+
+
+def _counts(
+    conn: sqlite3.Connection, host: str, unit: str, added: Counted | None
+) -> tuple[int, int, int, int | None, int | None, int | None]:
+    """The counts of ``host``'s runs of ``unit`` (those kept plus ``added``, when given and a
+    row is kept) and the newest ends of a success, of a failure and of any run."""
+    named: dict[str, str | int] = {"unit": unit, "host": host}
+    if added is None:
+        counts = conn.execute(_COUNTS, named).fetchone()
+    else:
+        named.update(zip(("runs", "successes", "skipped"), added, strict=True))
+        counts = conn.execute(_KEPT_COUNTS, named).fetchone()
+    runs, successes, skipped, *ends = counts
+    return int(runs), int(successes), int(skipped), *ends
+
+
+def compute(
+    conn: sqlite3.Connection, host: str, unit: str, added: Counted | None = None
+) -> UnitSummary | None:
+    """The summary of ``host``'s runs of ``unit``; None when it has none. Its counts are
+    those kept plus ``added`` when given (what a write changed, ``Changes``), else counted
+    from the runs."""
     key = (unit, host)
-    newest = conn.execute(
-        "SELECT id FROM runs INDEXED BY runs_by_unit_host_order WHERE unit = ? AND host = ? "
-        f"ORDER BY {NEWEST_FIRST} LIMIT 1",
-        key,
-    ).fetchone()
+    newest = _newest(conn, host, unit)
     if newest is None:
         return None
-    runs, successes, skipped = conn.execute(
-        f"SELECT COUNT(finished_usec), TOTAL(finished_usec IS NOT NULL AND {SUCCEEDED}), "
-        f"TOTAL(finished_usec IS NOT NULL AND {SKIPPED}) FROM runs "
-        "INDEXED BY runs_by_unit_host_end WHERE unit = ? AND host = ?",
-        key,
-    ).fetchone()
-    finished = conn.execute(
-        "SELECT id, result FROM runs INDEXED BY runs_by_unit_host_order WHERE unit = ? "
-        f"AND host = ? AND finished_usec IS NOT NULL ORDER BY {NEWEST_FIRST}",
-        key,
+    newest_run, newest_finished, streak = newest
+    runs, successes, skipped, last_success, last_failure, newest_end = _counts(
+        conn, host, unit, added
     )
-    head = finished.fetchone()
-    newest_finished = None if head is None else int(head[0])
-    streak, _ = failure_streak(itertools.chain([head], finished) if head else ())
-    last_success, last_failure = (
-        conn.execute(
-            "SELECT finished_usec FROM runs INDEXED BY runs_by_unit_host_end WHERE unit = ? "
-            f"AND host = ? AND {wanted} ORDER BY finished_usec DESC LIMIT 1",
-            key,
-        ).fetchone()
-        for wanted in (f"finished_usec IS NOT NULL AND {SUCCEEDED}", FAILED)
-    )
-    durations = sorted(
-        seconds
-        for finished, started in conn.execute(
-            # The index's own order (ties between equal ends included): nothing to sort.
-            "SELECT finished_usec, started_usec FROM runs INDEXED BY runs_by_unit_host_end "
-            "WHERE unit = ? AND host = ? AND finished_usec IS NOT NULL "
-            f"AND NOT COALESCE({SKIPPED}, 0) "
-            "ORDER BY finished_usec DESC, result DESC, started_usec DESC, id DESC LIMIT ?",
-            (*key, DURATION_WINDOW),
-        )
-        if (seconds := run_duration_seconds(started, finished)) is not None
-    )
+    usec = [row[0] for row in conn.execute(_DURATIONS, (*key, DURATION_WINDOW))]
+    durations = [percentile(usec, q) for q in (50, 95, 100)]
     costs = conn.execute(
         "SELECT cpu_seconds, memory_peak_bytes FROM runs INDEXED BY runs_by_unit_host_end "
         "WHERE unit = ? AND host = ? AND finished_usec IS NOT NULL AND (cpu_seconds IS NOT NULL "
@@ -315,21 +421,21 @@ def compute(conn: sqlite3.Connection, host: str, unit: str) -> UnitSummary | Non
     ).fetchall()
     cpu = sorted(float(c) for c, _ in costs if c is not None)
     memory = sorted(int(m) for _, m in costs if m is not None)
-    week_p50, earlier_p50 = _kept_trend(conn, host, unit)
+    week_p50, earlier_p50 = _kept_trend(conn, host, unit, newest_end, successes)
     return UnitSummary(
         unit=unit,
-        runs=int(runs),
-        successes=int(successes),
-        failures=int(runs) - int(successes) - int(skipped),
-        newest_run_id=int(newest[0]),
+        runs=runs,
+        successes=successes,
+        failures=runs - successes - skipped,
+        newest_run_id=newest_run,
         newest_finished_id=newest_finished,
-        last_success_usec=None if last_success is None else last_success[0],
-        last_failure_usec=None if last_failure is None else last_failure[0],
+        last_success_usec=last_success,
+        last_failure_usec=last_failure,
         consecutive_failures=streak,
-        duration_p50_seconds=percentile(durations, 50),
-        duration_p95_seconds=percentile(durations, 95),
-        duration_max_seconds=durations[-1] if durations else None,
-        skipped=int(skipped),
+        duration_p50_seconds=_seconds(durations[0]),
+        duration_p95_seconds=_seconds(durations[1]),
+        duration_max_seconds=_seconds(durations[2]),
+        skipped=skipped,
         cpu_p50_seconds=percentile(cpu, 50),
         cpu_p95_seconds=percentile(cpu, 95),
         memory_peak_p50_bytes=_whole(percentile(memory, 50)),
@@ -340,14 +446,23 @@ def compute(conn: sqlite3.Connection, host: str, unit: str) -> UnitSummary | Non
     )
 
 
+def _seconds(usec: float | None) -> float | None:
+    return None if usec is None else usec / 1e6
+
+
 def _whole(value: float | None) -> int | None:
     return None if value is None else int(value)
 
 
-def refresh(conn: sqlite3.Connection, keys: Iterable[tuple[str, str]]) -> None:
-    """Recompute the summaries of ``keys``, (host, unit) pairs (in the caller's transaction)."""
+def refresh(
+    conn: sqlite3.Connection,
+    keys: Iterable[tuple[str, str]],
+    added: Mapping[tuple[str, str], Counted] | None = None,
+) -> None:
+    """Recompute the summaries of ``keys``, (host, unit) pairs (in the caller's transaction);
+    those in ``added`` from their kept counts plus what it says the caller added to them."""
     for host, unit in sorted(set(keys)):
-        summary = compute(conn, host, unit)
+        summary = compute(conn, host, unit, None if added is None else added.get((host, unit)))
         if summary is None:
             conn.execute("DELETE FROM unit_summary WHERE unit = ? AND host = ?", (unit, host))
             continue

@@ -54,6 +54,17 @@ def partial_runs(draw: st.DrawFn) -> Run:
 
 
 writes = st.lists(partial_runs(), min_size=1, max_size=4).map(lambda runs: ("write", runs))
+seconds = st.integers(0, 60).map(lambda s: BASE + s * 1_000_000)
+# A batch of runs with run records (their facts replace those known) and a new systemd
+# (the runs it interrupted are closed).
+batches = st.builds(
+    database.Batch,
+    runs=st.lists(partial_runs(), max_size=3),
+    records=st.lists(partial_runs(), max_size=2),
+    interrupted=st.lists(
+        st.tuples(st.sampled_from(HOSTS), seconds, st.one_of(st.none(), seconds)), max_size=1
+    ),
+).map(lambda batch: ("batch", batch))
 prunes = st.tuples(
     st.one_of(st.none(), st.integers(0, 60).map(lambda s: BASE + s * 1_000_000)),
     st.one_of(st.none(), st.integers(1, 4)),
@@ -165,16 +176,20 @@ def small_window(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.usefixtures("small_window")
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(steps=st.lists(st.one_of(writes, writes, prunes), min_size=1, max_size=12))
+@given(steps=st.lists(st.one_of(writes, writes, batches, prunes), min_size=1, max_size=12))
 def test_kept_summaries_equal_a_full_recomputation_after_any_writes_and_retention(
     steps: list[tuple[str, object]],
 ) -> None:
+    # A write refreshes only the summaries whose runs it changed, from their kept counts.
     with closing(sqlite3.connect(":memory:")) as conn:
         conn.executescript(schema.SCHEMA)
         for kind, step in steps:
             if kind == "write":
                 assert isinstance(step, list)
                 database.write_batch(conn, database.Batch(runs=step))
+            elif kind == "batch":
+                assert isinstance(step, database.Batch)
+                database.write_batch(conn, step)
             else:
                 assert isinstance(step, tuple)
                 older_than, keep = step
