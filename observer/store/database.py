@@ -90,6 +90,14 @@ def default_read_path() -> Path:
     return SYSTEM_DB_PATH
 
 
+# The page cache of each connection the daemon's services keep open (metrics, alerts,
+# `observer run`'s runs). Each fills SQLite's default 2,000 KiB within minutes at any size
+# (a reading of every unit touches more pages than that), four of them a tenth of the
+# daemon's RSS; what they read again is the interior pages of an index or two and the few
+# rows of each unit, and a page not cached is one read from the kernel's page cache.
+SERVICE_CACHE_KIB = 512
+
+
 def _prepare_file(path: Path) -> None:
     """Create the database file readable by its owner and group only: output holds secrets.
 
@@ -162,6 +170,13 @@ def open_for_reading(path: Path) -> sqlite3.Connection:
         conn.close()
         raise StoreError(f"{str(path)!r} is not an observer database of schema {SCHEMA_VERSION}")
     conn.row_factory = sqlite3.Row
+    return conn
+
+
+def service_connection(conn: sqlite3.Connection) -> sqlite3.Connection:
+    """``conn``, its page cache bounded to SERVICE_CACHE_KIB: one of the daemon's services
+    keeps it open."""
+    conn.execute(f"PRAGMA cache_size = -{SERVICE_CACHE_KIB}")
     return conn
 
 
