@@ -19,7 +19,7 @@ from pathlib import Path
 
 from observer.alerts.service import AlertService
 from observer.config import Config, dashboard_directory
-from observer.daemon.memory import one_malloc_arena
+from observer.daemon.memory import tune_malloc
 from observer.daemon.target import bus_hint, bus_name, intake_for, journal_scope, setup_from
 from observer.dashboard.service import DashboardService
 from observer.dashboard.serving import Pages
@@ -641,7 +641,7 @@ def _notify(state: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of `observer daemon`."""
-    one_malloc_arena()
+    tune_malloc()
     setup = setup_from(args)
     daemon = Daemon(
         setup.config,
