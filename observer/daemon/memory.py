@@ -22,7 +22,7 @@ def tune_malloc() -> None:
     runs, a twelfth of its RSS. They run Python under one lock (the GIL) anyway: only
     SQLite's work runs outside it. And glibc raises the size from which a block is mapped
     on its own to that of the largest one freed: large blocks (the metrics' rendering makes
-    megabytes of text and lists of 27,000 lines for 1,000 units) then stayed in the heap
+    megabytes of text and long lists of lines for 1,000 units) then stayed in the heap
     once freed, 3.2 MiB free there at a million runs; at a fixed 128 KiB (glibc's default
     start) they go back to the system, and 0.2 MiB was left free. Called before any
     thread starts; a libc without mallopt (musl) keeps its own ways.
