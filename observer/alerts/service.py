@@ -415,6 +415,7 @@ class AlertService:
             self._conn.row_factory = sqlite3.Row
         else:
             self._conn = database.open_for_reading(self.db_path)
+        database.service_connection(self._conn)
         configured = self.config.metrics.job_metrics_directory or self.config.run.metrics_dir
         self._ledger = AlertLedger(
             self._conn, self.alerts, self.channels_for, self.config.observe.observes,

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from observer.alerts.service import AlertService
 from observer.config import Config, dashboard_directory
+from observer.daemon.memory import tune_malloc
 from observer.daemon.target import bus_hint, bus_name, intake_for, journal_scope, setup_from
 from observer.dashboard.service import DashboardService
 from observer.dashboard.serving import Pages
@@ -639,6 +640,7 @@ def _notify(state: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of `observer daemon`."""
+    tune_malloc()
     setup = setup_from(args)
     daemon = Daemon(
         setup.config,

@@ -22,7 +22,7 @@ from datetime import timedelta
 from observer.bounds import in_range
 from observer.config import Config
 from observer.fleet.records import RUN_RECORD_MESSAGE_ID, RunRecord, parse_record
-from observer.recording.attribution import RunOutput
+from observer.recording.attribution import RunOutput, StoredOutput
 from observer.recording.correlator import Correlator
 from observer.recording.effects import Effect
 from observer.recording.events import Event
@@ -203,7 +203,7 @@ class FleetIntake:
         self.hosts: dict[str, HostIntake] = {}
         self.marks = Marks()
         self.duplicates = 0
-        self.stored_output: set[str] = set()  # shared by the hosts: one set for the database
+        self.stored_output = StoredOutput()  # shared by the hosts: one for the database
         self.held: dict[str, str] = {}  # state rows of held lines, read at start
         # Hosts taken from since held_state: only their held lines can have changed.
         self.touched: set[str] = set()

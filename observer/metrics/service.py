@@ -372,7 +372,7 @@ class MetricsService:
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
-            self._conn = database.open_for_reading(self.db_path)
+            self._conn = database.service_connection(database.open_for_reading(self.db_path))
         return self._conn
 
     def _reset_connection(self) -> None:

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import logging
 import time
+from array import array
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 from observer.model import StoreError
-from observer.recording.attribution import RunOutput
+from observer.recording.attribution import RunOutput, StoredOutput
 from observer.recording.correlator import Correlator
 from observer.recording.effects import Effect, RecordRun
 from observer.recording.events import Event, OutputLine, OutputSuppressed, Pid1Record
@@ -146,7 +147,7 @@ class LocalIntake:
 
     async def restore(self) -> None:
         output = self.host.output
-        output.stored_output = await recent_output(self.store)
+        output.stored_output = StoredOutput(await recent_output(self.store))
         output.restore_held(await self.store.read_state(HELD_OUTPUT_KEY))
 
     def feed(self, event: Event) -> list[Effect]:
@@ -183,6 +184,6 @@ class LocalIntake:
         return self.host.output.lost_lines
 
 
-async def recent_output(store: AsyncStore) -> set[str]:
+async def recent_output(store: AsyncStore) -> array[int]:
     """The runs with output stored in the last day (their budgets continue from the store)."""
     return await store.recent_output(int((time.time() - RECENT_OUTPUT_SECONDS) * 1e6))

@@ -26,7 +26,7 @@ from pathlib import Path
 from observer.config import Config
 from observer.model import Run, Source
 from observer.run import liveness, spool
-from observer.store.database import open_for_reading, open_for_writing
+from observer.store.database import open_for_reading, open_for_writing, service_connection
 from observer.store.writer import AsyncStore
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ class WrapperRuns:
             self.conn = None  # opened on another thread (a test's first look): not usable here
         if self.conn is None:
             opener = open_for_writing if self.store is None else open_for_reading
-            self.conn = opener(self.db_path)
+            self.conn = service_connection(opener(self.db_path))
             self.conn_thread = threading.get_ident()
         conn = self.conn
         try:

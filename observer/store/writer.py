@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+from array import array
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -120,7 +121,7 @@ class AsyncStore:
     ) -> tuple[list[tuple[int, int]], OutputCounts | None, str | None]:
         return await self._call(load_output, self._connection(), invocation_id)
 
-    async def recent_output(self, since_usec: int) -> set[str]:
+    async def recent_output(self, since_usec: int) -> array[int]:
         return await self._call(recent_output, self._connection(), since_usec)
 
     async def prune(self, *, older_than_usec: int | None, keep_per_unit: int | None) -> int:

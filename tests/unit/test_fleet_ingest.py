@@ -249,7 +249,7 @@ def test_after_a_restart_a_line_of_a_run_it_never_saw_start_goes_to_the_stored_r
     correlator = Correlator("web1")
     batch = Batch()
     output = RunOutput(Config(), correlator, StoreWithRun(), lambda: batch)  # type: ignore[arg-type]
-    output.stored_output = {"c" * 32}
+    output.stored_output.add("c" * 32)
 
     asyncio.run(output.add_output(line(3_000_000, b"third line")))
     # It continues the stored output (seq 2), read from the store without a flush first.
