@@ -36,21 +36,8 @@ HOST_ROOT_ONLY = {
 }
 
 
-# Found failing on Debian 13's systemd 257 in the second run, not yet mended: each runs and
-# is reported (xfail, not strict: a pass is shown as XPASS), and the host's run gates it.
-KNOWN_ON_TRIXIE = {
-    "test_faults.py::test_runs_around_a_killed_and_restarted_journald_are_recorded_exactly_"
-    "once": (
-        "257: after journald was killed and restarted, `journalctl _PID=1 UNIT=` of the next "
-        "transient run found no record of it (observer recorded the run): the oracle, or a "
-        "loss in journald, not yet told apart"
-    ),
-}
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Skip, naming why, what cannot run on the root named by $OBSERVER_TEST_ROOT; mark what
-    was found failing there."""
+    """Skip, naming why, what cannot run on the root named by $OBSERVER_TEST_ROOT."""
     named = os.environ.get(ROOT_VARIABLE, "")
     if named in ("", "/"):
         return
@@ -59,10 +46,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         test = f"{file}::{getattr(item, 'originalname', item.name)}"
         if reason := HOST_ROOT_ONLY.get(test) or HOST_ROOT_ONLY.get(file):
             item.add_marker(pytest.mark.skip(reason=f"{ROOT_VARIABLE}={named}: {reason}"))
-        elif named == "trixie" and (
-            known := KNOWN_ON_TRIXIE.get(test) or KNOWN_ON_TRIXIE.get(file)
-        ):
-            item.add_marker(pytest.mark.xfail(reason=known, strict=False))
 
 
 # A failing test's report ends with the last lines of each daemon log it left: CI keeps only

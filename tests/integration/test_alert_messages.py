@@ -47,7 +47,8 @@ def test_overdue_stale_reminder_and_fast_messages_as_received(
         sandbox.systemctl("start", "mirror.service", check=False)
         sandbox.systemctl("start", "index.service", check=False)
         sandbox.start("dump.service")
-        host = daemon.json("runs", "--unit", "dump")[0]["host"]
+        # Recorded a moment after systemctl returns: read once it is.
+        host = daemon.finished_runs("dump", 1)[0]["host"]
         wanted = ("overdue", "stale", "reminder", "fast", "failing")
 
         def made_and_told() -> tuple[set[str], int]:

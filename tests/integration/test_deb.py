@@ -58,6 +58,11 @@ def history(sandbox: Sandbox, unit: str) -> list[dict[str, object]]:
     return json.loads(shown.stdout) if shown.returncode == 0 else []
 
 
+def finished(sandbox: Sandbox, unit: str) -> list[dict[str, object]]:
+    """The unit's finished runs (a run is recorded as it starts, then again as it ends)."""
+    return [run for run in history(sandbox, unit) if run["finished_at"] is not None]
+
+
 def test_the_package_installs_records_upgrades_keeps_data_on_remove_and_purges_clean(
     sandbox: Sandbox, debs: tuple[Path, Path]
 ) -> None:
@@ -76,7 +81,7 @@ def test_the_package_installs_records_upgrades_keeps_data_on_remove_and_purges_c
         "observer", "/lib/systemd/system/observer.service",
     )  # fmt: skip
     sandbox.systemd_run("/bin/sh", "-c", "echo hello from a run", unit="hello", wait=True)
-    runs = wait_for(lambda: history(sandbox, "hello"), timeout=60, what="hello's run recorded")
+    runs = wait_for(lambda: finished(sandbox, "hello"), timeout=60, what="hello's run recorded")
     assert runs[0]["result"] == "success"
     assert sandbox.run("stat", "-c", "%U:%G %a", "/var/lib/observer/observer.db").stdout == (
         "observer:observer 640\n"
@@ -150,7 +155,7 @@ def test_the_one_package_installs_records_and_purges_clean_on_each_release(
                              "cronsim, observer; print(sys.version)").stdout  # fmt: skip
         assert python.startswith(f"{RELEASES[suite]}.")
         sandbox.systemd_run("/bin/sh", "-c", "echo hello from a run", unit="hello", wait=True)
-        runs = wait_for(lambda: history(sandbox, "hello"), timeout=60, what="hello's run recorded")
+        runs = wait_for(lambda: finished(sandbox, "hello"), timeout=60, what="hello's run recorded")
         assert runs[0]["result"] == "success"
 
         as_root(sandbox, "apt-get remove -y -q observer", cwd="/root", timeout=300)

@@ -107,7 +107,12 @@ def test_runs_around_a_killed_and_restarted_journald_are_recorded_exactly_once(
 
     runs = assert_recorded_exactly_once(sandbox, observed, "tick.service")
     assert {(run["result"], run["exit_status"]) for run in runs} == {("success", 0)}
-    [back] = assert_recorded_exactly_once(sandbox, observed, "journald-back.service")
+    # PID 1's own records of the run after journald came back may never reach the new
+    # journald (257 and 262 lost all of them under load, its "Started" even when idle): the
+    # run is known from the bus, once, and the journal, where it tells of it, agrees.
+    [back] = observed.finished_runs("journald-back", 1)
+    assert (back["result"], back["exit_status"]) == ("success", 0)
+    assert journal_invocations(sandbox, "journald-back.service") <= {back["invocation_id"]}
     assert observed.output(back["id"], 1) == ["after journald came back"]
 
 
