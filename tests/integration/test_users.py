@@ -188,9 +188,13 @@ def test_a_user_without_root_installs_their_own_daemon_that_records_triggers(
     wait_for(triggered, timeout=20, what="the timer as the run's trigger")
     [bad] = wait_runs(read, "u-bad", 1)
     assert (bad["result"], bad["exit_status"]) == ("exit-code", 3)
-    assert [o["message"] for o in alice.observer("show", str(bad["id"]))["output"]] == [
-        "cannot reach the remote"
-    ]
+
+    def bad_output() -> list[str] | None:
+        # A run's output can reach the store a moment after the run itself.
+        shown = [str(o["message"]) for o in alice.observer("show", str(bad["id"]))["output"]]
+        return shown or None
+
+    assert wait_for(bad_output, timeout=20, what="u-bad's output") == ["cannot reach the remote"]
     [backup] = wait_runs(read, "backup", 1)
     assert backup["user"] == USER
     db = alice.home / ".local/share/observer/observer.db"
