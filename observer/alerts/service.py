@@ -14,7 +14,7 @@ import contextlib
 import logging
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
@@ -47,14 +47,27 @@ Key = tuple[str, str]  # (host, unit)
 
 
 def settled_units(
-    ended: dict[Key, int], now_usec: int, settle_usec: int
-) -> tuple[dict[Key, int], float]:
-    """Of units whose runs ended (the newest end of each), those settled by ``now_usec``
-    (ended ``settle_usec`` ago or more), and the seconds until the next of the others is;
-    0 when none is left."""
-    settled = {key: end for key, end in ended.items() if end + settle_usec <= now_usec}
-    waiting = [end for key, end in ended.items() if key not in settled]
-    wait = (min(waiting) + settle_usec - now_usec) / 1e6 if waiting else 0.0
+    ended: dict[Key, int],
+    now_usec: int,
+    settle_usec: int,
+    waiting: Mapping[str, int] | None = None,
+) -> tuple[dict[Key, int], float | None]:
+    """Of units whose runs ended (the newest end of each), those settled by ``now_usec``:
+    ended ``settle_usec`` ago or more, and that long before the earliest output line of
+    their host still ``waiting`` for its run. Also the seconds until time alone settles
+    the next of the others; None when none will (none left, or they wait for output)."""
+    waiting = waiting or {}
+    settled: dict[Key, int] = {}
+    by_time: list[int] = []
+    for key, end in ended.items():
+        line_usec = waiting.get(key[0])
+        if line_usec is not None and end + settle_usec > line_usec:
+            continue  # a line of its host is not yet stored with its run: time changes nothing
+        if end + settle_usec <= now_usec:
+            settled[key] = end
+        else:
+            by_time.append(end)
+    wait = (min(by_time) + settle_usec - now_usec) / 1e6 if by_time else None
     return settled, wait
 
 
@@ -125,6 +138,7 @@ class AlertService:
         healthy: Callable[[], bool] = lambda: True,
         clock: Callable[[], int] = now_usec,
         store: AsyncStore | None = None,
+        waiting_output: Callable[[], Mapping[str, int]] = dict,
     ) -> None:
         self.config = config
         # The daemon's one writer; None: this service writes with its own connection (tests).
@@ -134,6 +148,9 @@ class AlertService:
         self.host = host
         self.healthy = healthy
         self.clock = clock
+        # By host, the time of the earliest output line read and not yet stored with its run
+        # (the daemon's): runs that ended about then are judged once it is.
+        self.waiting_output = waiting_output
         self.global_channels, self.unit_channels = load_channels(config)
         self.heartbeat_url = load_heartbeat(config)
         self.by_key = {c.key: c for c in self.global_channels}
@@ -178,6 +195,12 @@ class AlertService:
             self._ended[key] = max(self._ended.get(key, ended), ended)
         self._judge_wanted.set()
 
+    def daemon_changed(self) -> None:
+        """A hook of the daemon's: it read or stored something; output a run waited for may
+        be stored now."""
+        if self._ended:
+            self._judge_wanted.set()
+
     async def run(self) -> None:
         """A service of the daemon's: runs until cancelled."""
         try:
@@ -213,17 +236,18 @@ class AlertService:
         delay = _ERROR_BACKOFF_SECONDS[0]
         while True:
             await self._judge_wanted.wait()
-            units, wait = settled_units(self._ended, self.clock(), SETTLE_USEC)
+            waiting = self.waiting_output()
+            units, wait = settled_units(self._ended, self.clock(), SETTLE_USEC, waiting)
             if not units:
-                if not self._ended:
-                    self._judge_wanted.clear()
+                if wait is None:
+                    self._judge_wanted.clear()  # set again by a run or the daemon's change
                 else:
                     await asyncio.sleep(wait)
                 continue
             for key in units:
                 del self._ended[key]
             try:
-                made = await self._db(self._judge_runs, set(units))
+                made = await self._db(self._judge_runs, set(units), waiting)
             except Exception as e:  # alerts never stop the recording: log, retry later
                 names = ", ".join(f"{unit} on {host}" for host, unit in sorted(units))
                 log.error("alerts: cannot judge runs of %s: %s (retrying)", names, e)
@@ -245,7 +269,7 @@ class AlertService:
                 now = self.clock()
                 wanted = await self._db(self._check_wanted, now)
                 if wanted is not None:
-                    made = await self._db(self._check, now, wanted)
+                    made = await self._db(self._check, now, wanted, self.waiting_output())
                     self._made(made)
                     self._send_wanted.set()  # a silence's end may have released deliveries
                 # Tests wait for this line: by then, what ended before now (less the settling
@@ -441,8 +465,8 @@ class AlertService:
             raise StoreError("the alert store is not open")
         return self._ledger
 
-    def _judge_runs(self, units: set[tuple[str, str]]) -> list[Alert]:
-        return self._ledger_().judge_runs(self.clock(), units)
+    def _judge_runs(self, units: set[Key], waiting: Mapping[str, int]) -> list[Alert]:
+        return self._ledger_().judge_runs(self.clock(), units, waiting)
 
     def _check_wanted(self, now: int) -> bool | None:
         """Whether a check could make anything (None: not): True when the store changed
@@ -455,9 +479,9 @@ class AlertService:
             return changed
         return None
 
-    def _check(self, now: int, store_changed: bool) -> list[Alert]:
+    def _check(self, now: int, store_changed: bool, waiting: Mapping[str, int]) -> list[Alert]:
         ledger = self._ledger_()
-        made = ledger.check(now)
+        made = ledger.check(now, waiting)
         deadline = ledger.next_check_usec
         if store_changed:
             # Runs that ended within the settling time were left for later: check again then.

@@ -15,7 +15,7 @@ from __future__ import annotations
 import fnmatch
 import socket
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from datetime import date, datetime, timedelta
@@ -185,9 +185,18 @@ class AlertLedger:
         if rows:
             self._later(lambda conn: conn.executemany(sql, rows))
 
-    def judge_runs(self, now_usec: int, units: Iterable[str | Key] | None = None) -> list[Alert]:
+    def judge_runs(
+        self,
+        now_usec: int,
+        units: Iterable[str | Key] | None = None,
+        waiting: Mapping[str, int] | None = None,
+    ) -> list[Alert]:
         """Judge the runs that no judgement has seen of ``units``: (host, unit) keys, or unit
-        names (on each host with runs of it); default: of every unit on every host."""
+        names (on each host with runs of it); default: of every unit on every host.
+
+        A run is judged once it ended the settling time ago, and by then before the earliest
+        output line of its host still ``waiting`` for its run (by host): that line may be
+        the run's last."""
         since = self.since(now_usec)
         if units is None:
             # A unit's latest end is one index seek: the cost follows units, not runs.
@@ -207,7 +216,10 @@ class AlertLedger:
         # Refusals first: the failed unit's own failing alert is folded into theirs.
         alerts = self._judge_refusals(since, now_usec)
         for key in sorted(set(keys)):
-            alerts += self._judge_unit_runs(key, since, now_usec)
+            until = now_usec
+            if waiting is not None and key[0] in waiting:
+                until = min(until, waiting[key[0]])
+            alerts += self._judge_unit_runs(key, since, now_usec, until - self.settle_usec)
         return alerts + self._judge_returns(since, now_usec)
 
     @property
@@ -221,11 +233,11 @@ class AlertLedger:
         rows = self.conn.execute("SELECT host FROM unit_summary WHERE unit = ?", (unit,))
         return [(str(row[0]), unit) for row in rows] or [(self.host, unit)]
 
-    def check(self, now_usec: int) -> list[Alert]:
-        """Judge new runs, then what time alone makes: missed, stale, overdue, reminders;
-        release what ended silences held."""
+    def check(self, now_usec: int, waiting: Mapping[str, int] | None = None) -> list[Alert]:
+        """Judge new runs (``judge_runs``), then what time alone makes: missed, stale,
+        overdue, reminders; release what ended silences held."""
         self.release_held(now_usec)
-        alerts = self.judge_runs(now_usec)
+        alerts = self.judge_runs(now_usec, waiting=waiting)
         since = self.since(now_usec)
         keys = {(row[0], row[1]) for row in self.conn.execute("SELECT host, unit FROM alert_state")}
         keys.update(
@@ -407,7 +419,9 @@ class AlertLedger:
 
     # -- reading and writing ---------------------------------------------------------------
 
-    def _judge_unit_runs(self, key: Key, since: int, now_usec: int) -> list[Alert]:
+    def _judge_unit_runs(
+        self, key: Key, since: int, now_usec: int, ended_by_usec: int
+    ) -> list[Alert]:
         alerts: list[Alert] = []
         host, unit = key
         rules = self.config.rules_for(unit)
@@ -416,7 +430,7 @@ class AlertLedger:
             # judgement's writes are committed together at its end, through the one writer.
             with self._judgement():
                 state = before = self.unit_state(key, since, now_usec)
-                runs = self._unjudged_runs(host, state, now_usec - self.settle_usec)
+                runs = self._unjudged_runs(host, state, ended_by_usec)
                 took_down: Sequence[str] = ()
                 if state.cause_usec is not None:
                     took_down = sorted(self._took_down(host, state))

@@ -13,7 +13,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 
 from observer.alerts.service import AlertService
@@ -120,6 +120,9 @@ class Daemon:
         self.announced: dict[str, None] = {}  # insertion-ordered: the oldest go first
         # When runs were last recorded (monotonic): their output budgets are held a while.
         self.last_recorded_at = -math.inf
+        # By host, the earliest output line held when the last write began, or held since and
+        # given to its run, not stored yet (output_waiting).
+        self.held_unstored: dict[str, int] = {}
         # When the write under way began (None: none is): a write that hangs is no progress.
         self.writing_since: float | None = None
         self._wire_services(config, db_path, journal_socket)
@@ -148,15 +151,23 @@ class Daemon:
             self.services.append(self.records.run)
         if config.alerts.present:
             alerts = AlertService(
-                config, db_path, self.host, healthy=self._recording, store=self.store
-            )
+                config, db_path, self.host, healthy=self._recording, store=self.store,
+                waiting_output=self.output_waiting,
+            )  # fmt: skip
             self.recorded_hooks.append(alerts.runs_recorded)
+            self.changed_hooks.append(alerts.daemon_changed)
             self.services.append(alerts.run)
 
     @property
     def store_writable(self) -> bool:
         """Whether the last write committed (the metrics' observer_store_writable)."""
         return self.store_healthy.is_set()
+
+    def output_waiting(self) -> dict[str, int]:
+        """By host, the time of the earliest output line read and not yet stored with its
+        run: held for a start that may follow it, or given to its run since the last write.
+        A run of that host that ended about then may still get it."""
+        return earliest_by_host(self.intake.waiting_output(), self.held_unstored)
 
     def _recording(self, write_limit: float = WRITE_STALLED_SECONDS) -> bool:
         """Whether runs are being recorded: the journal is read, and writes commit (or none
@@ -263,6 +274,8 @@ class Daemon:
             self.writing_since = time.monotonic()
             try:
                 finished = await self._write(batch)
+                # What is held now is all that is read and not stored (the lock holds reading).
+                self.held_unstored = self.intake.waiting_output()
             except Unwritten as e:
                 if isinstance(e.error, DatabaseLost):
                     await self._rebuild(e.error, e.batch)
@@ -464,13 +477,20 @@ class Daemon:
             async with self.flush_lock:
                 if generation != self.journal_generation:
                     continue  # read before a rebuild, which reads it again
+                held = self.intake.waiting_output()
                 for entry in batch.events:
                     for effect in await self.intake.take(entry):
                         self.apply(effect)
                 await self.intake.reached(batch.last_usec)
                 self.pending.state.update(self.intake.held_state())
                 self.pending.state.update(batch.state)
-                self.pending.journal_cursor = batch.cursor
+                if batch.cursor is not None:  # None: a mark, read to the journal's end
+                    self.pending.journal_cursor = batch.cursor
+                # Lines released now are unstored until the next write.
+                self.held_unstored = earliest_by_host(held, self.held_unstored)
+            due = self.intake.held_until()
+            if due is not None and self.follower is not None:
+                self.follower.mark_when_read_past(due)
             self.flush_wanted.set()
             self._changed()
             # While the store cannot be written, read no further: the journal keeps it.
@@ -674,3 +694,12 @@ def run(args: argparse.Namespace) -> int:
 
     asyncio.run(main())
     return 0
+
+
+def earliest_by_host(*held: Mapping[str, int]) -> dict[str, int]:
+    """By host, the earliest of the times of output lines held in ``held``."""
+    waiting: dict[str, int] = {}
+    for times in held:
+        for host, since in times.items():
+            waiting[host] = min(since, waiting.get(host, since))
+    return waiting

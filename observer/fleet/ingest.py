@@ -254,6 +254,14 @@ class FleetIntake:
     async def reached(self, journal_usec: int | None) -> None:
         """Nothing to do: held lines are released at each entry of their host."""
 
+    def held_until(self) -> int | None:
+        """None: a host's held lines wait for its own entries (its clock is not ours)."""
+        return None
+
+    def waiting_output(self) -> dict[str, int]:
+        held = ((name, host.output.held_since()) for name, host in self.hosts.items())
+        return {name: since for name, since in held if since is not None}
+
     def held_state(self) -> dict[str, str]:
         """The marks and the held lines of the hosts taken from, as state rows (the other
         hosts' rows hold what they held)."""

@@ -241,6 +241,10 @@ class RunOutput:
             return True, None
         return False, before
 
+    def held_since(self) -> int | None:
+        """The time of the earliest line held (None: none is)."""
+        return min((line.realtime_usec for line in self.held), default=None)
+
     def held_state(self) -> str:
         """The held lines as a state row, committed with the journal cursor that passed them:
         after a crash they are held again, neither lost nor read twice."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from observer.model import StoreError
-from observer.recording.attribution import RunOutput, StoredOutput
+from observer.recording.attribution import HOLD_USEC, RunOutput, StoredOutput
 from observer.recording.correlator import Correlator
 from observer.recording.effects import Effect, RecordRun
 from observer.recording.events import Event, OutputLine, OutputSuppressed, Pid1Record
@@ -61,6 +61,15 @@ class Intake(Protocol):
 
     async def reached(self, journal_usec: int | None) -> None:
         """A batch of entries is read up to ``journal_usec``: release held lines it passed."""
+        ...
+
+    def held_until(self) -> int | None:
+        """When the journal, read past this time, releases a held line with no further
+        entry (None: none is held, or held lines wait for their own host's entries)."""
+        ...
+
+    def waiting_output(self) -> dict[str, int]:
+        """By host, the time of the earliest output line held for a start that may follow."""
         ...
 
     def held_state(self) -> dict[str, str]:
@@ -161,6 +170,14 @@ class LocalIntake:
     async def reached(self, journal_usec: int | None) -> None:
         if self.host.output.held and journal_usec is not None:
             await self.host.output.release_held(journal_usec)
+
+    def held_until(self) -> int | None:
+        since = self.host.output.held_since()
+        return None if since is None else since + HOLD_USEC
+
+    def waiting_output(self) -> dict[str, int]:
+        since = self.host.output.held_since()
+        return {} if since is None else {self.host.correlator.host: since}
 
     def held_state(self) -> dict[str, str]:
         return {HELD_OUTPUT_KEY: self.host.output.held_state()}

@@ -15,6 +15,7 @@ import os
 import re
 import select
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -64,6 +65,10 @@ _START_LIMIT_FUNC = "unit_test_start_limit"
 BATCH_SIZE = 1000
 # How many entries' times are kept to find the last one before a new systemd started.
 _RECENT_ENTRIES = 4096
+# Read to its end at wall time W, the journal can still be given an entry stamped up to this
+# long before W: journald stamps a native message (PID 1's records) with the time its socket
+# received it, which can come before the write of an entry stamped later.
+QUIET_MARGIN_USEC = 1_000_000
 
 
 def _text(value: object) -> str | None:
@@ -350,10 +355,12 @@ EntryParser = Callable[[Mapping[str, object], JournalScope], object | None]
 
 @dataclass(frozen=True, slots=True)
 class JournalBatch:
-    """Events read from the journal, and the cursor of the last entry read."""
+    """Events read from the journal, and the cursor of the last entry read; or, with no
+    cursor and no events, a mark (``JournalFollower.mark_when_read_past``): the journal is
+    read to its end, and nothing stamped before ``last_usec`` is still to come."""
 
     events: list[object]
-    cursor: str
+    cursor: str | None
     # The realtime of the last entry read (any entry, not only those events stand for).
     last_usec: int | None = None
     # State rows to commit with this batch's cursor (journal history found vacuumed).
@@ -374,6 +381,10 @@ def _raw_next(reader: Any) -> dict[str, object]:
         entry["__MONOTONIC_TIMESTAMP"] = reader._get_monotonic()
         entry["__CURSOR"] = reader._get_cursor()
     return entry
+
+
+def _now_usec() -> int:
+    return time.time_ns() // 1000
 
 
 def _shown_time(usec: int) -> str:
@@ -406,8 +417,13 @@ class JournalFollower:
         self._cursor = cursor
         self._since_usec = since_usec
         self._stopping = threading.Event()
-        # Written by stop(): wakes the thread out of its wait on the journal at once.
-        self._stop_pipe = os.pipe()
+        # Written by stop() and mark_when_read_past(): wakes the thread out of its wait on
+        # the journal at once.
+        self._wake_pipe = os.pipe()
+        os.set_blocking(self._wake_pipe[0], False)
+        # The time a mark is wanted past (set on the loop, cleared here when delivered).
+        self._mark_lock = threading.Lock()
+        self._mark_usec: int | None = None
         self._thread = threading.Thread(target=self._run, name="observer-journal", daemon=True)
         self.failure: BaseException | None = None
         # Set (on the loop) when the thread has ended, for good or on a failure.
@@ -423,11 +439,10 @@ class JournalFollower:
 
     def stop(self) -> None:
         self._stopping.set()
-        with contextlib.suppress(OSError):
-            os.write(self._stop_pipe[1], b"x")
+        self._wake()
         self._thread.join(timeout=5)
         if not self._thread.is_alive():
-            pipe, self._stop_pipe = self._stop_pipe, (-1, -1)
+            pipe, self._wake_pipe = self._wake_pipe, (-1, -1)
             for fd in pipe:
                 with contextlib.suppress(OSError):
                     os.close(fd)
@@ -435,6 +450,18 @@ class JournalFollower:
     @property
     def alive(self) -> bool:
         return self._thread.is_alive()
+
+    def mark_when_read_past(self, usec: int) -> None:
+        """Deliver a mark once the journal is read to its end so late that no entry stamped
+        at ``usec`` or before can still come: held output lines then know no start follows
+        them, on a journal where nothing else is written."""
+        with self._mark_lock:
+            self._mark_usec = usec
+        self._wake()
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):
+            os.write(self._wake_pipe[1], b"x")
 
     def _open(self) -> object:
         from systemd import journal  # noqa: PLC0415 (needs the C library; only the daemon does)
@@ -491,11 +518,13 @@ class JournalFollower:
             # wakes the wait below.
             reader.fileno()  # type: ignore[attr-defined]
             while not self._stopping.is_set():
-                batch = self._read_batch(reader)
+                read_at = _now_usec()
+                batch, at_end = self._read_batch(reader)
                 if batch is not None:
                     self._deliver(batch)
-                    if len(batch.events) >= BATCH_SIZE:
-                        continue
+                if not at_end:
+                    continue
+                self._mark_read(read_at - QUIET_MARGIN_USEC)
                 self._wait(reader)
         except BaseException as e:  # the daemon notices and reports it
             log.exception("journal reader failed")
@@ -504,22 +533,44 @@ class JournalFollower:
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
                 self._loop.call_soon_threadsafe(self.ended.set)
 
+    def _mark_read(self, read_usec: int) -> None:
+        """The journal is read to its end: nothing stamped before ``read_usec`` is to come.
+        Deliver the mark wanted if that passes it."""
+        with self._mark_lock:
+            wanted = self._mark_usec
+            if wanted is None or read_usec < wanted:
+                return
+            self._mark_usec = None
+        self._deliver(JournalBatch([], None, read_usec))
+
     def _wait(self, reader: object) -> None:
-        """Sleep until the journal changes or stop() is called: on the journal's fd, with
-        the events and the timeout sd_journal asks for (none with inotify), not a poll."""
+        """Sleep until the journal changes, a mark is due or stop() is called: on the
+        journal's fd, with the events and the timeout sd_journal asks for (none with
+        inotify), not a poll."""
         waiting = select.poll()
         waiting.register(reader.fileno(), reader.get_events())  # type: ignore[attr-defined]
-        waiting.register(self._stop_pipe[0], select.POLLIN)
-        waiting.poll(reader.get_timeout_ms())  # type: ignore[attr-defined]
+        waiting.register(self._wake_pipe[0], select.POLLIN)
+        timeout = reader.get_timeout_ms()  # type: ignore[attr-defined]
+        with self._mark_lock:
+            wanted = self._mark_usec
+        if wanted is not None:
+            due = max(0, (wanted + QUIET_MARGIN_USEC - _now_usec()) // 1000 + 1)
+            timeout = due if timeout < 0 else min(timeout, due)
+        waiting.poll(timeout)
+        with contextlib.suppress(OSError):
+            os.read(self._wake_pipe[0], 4096)
         reader.process()  # type: ignore[attr-defined]
 
-    def _read_batch(self, reader: object) -> JournalBatch | None:
+    def _read_batch(self, reader: object) -> tuple[JournalBatch | None, bool]:
+        """The next batch (None: no entry), and whether the journal's end was reached."""
         events: list[object] = []
         cursor: str | None = None
         last_usec: int | None = None
+        at_end = False
         for _ in range(BATCH_SIZE * 4):
             entry = _raw_next(reader)
             if not entry:
+                at_end = True
                 break
             self.entries_read += 1
             cursor = str(entry["__CURSOR"])
@@ -540,12 +591,12 @@ class JournalFollower:
                 if len(events) >= BATCH_SIZE:
                     break
         if cursor is None:
-            return None
+            return None, at_end
         state = {}
         if self.vacuumed is not None and not self._vacuum_told:
             self._vacuum_told = True
             state = dict([self.vacuumed.state_row])
-        return JournalBatch(events, cursor, last_usec, state)
+        return JournalBatch(events, cursor, last_usec, state), at_end
 
     def _last_before(self, record: Pid1Record) -> int | None:
         """The last entry read before the manager of ``record`` started (None: unknown)."""

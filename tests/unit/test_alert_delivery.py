@@ -205,8 +205,8 @@ async def test_a_run_recorded_while_another_settles_is_judged_once_it_has_settle
 @pytest.mark.parametrize(
     ("ends", "now", "settled", "wait"),
     [
-        ({}, 10_000_000, {}, 0.0),
-        ({("h", "a"): 1_000_000}, 3_000_000, {("h", "a"): 1_000_000}, 0.0),
+        ({}, 10_000_000, {}, None),
+        ({("h", "a"): 1_000_000}, 3_000_000, {("h", "a"): 1_000_000}, None),
         ({("h", "a"): 1_000_000}, 2_999_999, {}, 0.000001),
         (
             {("h", "a"): 1_000_000, ("h", "b"): 2_500_000, ("h", "c"): 2_000_000},
@@ -220,11 +220,40 @@ def test_units_are_judged_when_their_newest_end_has_settled(
     ends: dict[tuple[str, str], int],
     now: int,
     settled: dict[tuple[str, str], int],
-    wait: float,
+    wait: float | None,
 ) -> None:
     found, waited = settled_units(ends, now, 2_000_000)
     assert found == settled
-    assert waited == pytest.approx(wait)
+    assert waited == (None if wait is None else pytest.approx(wait))
+
+
+@pytest.mark.parametrize(
+    ("ends", "waiting", "settled", "wait"),
+    [
+        # A line of h stamped 1.5 s after a's end is not stored yet: a waits, not for time.
+        ({("h", "a"): 1_000_000}, {"h": 2_500_000}, {}, None),
+        # Stamped the settling time after the end or later: a run's output came before it.
+        ({("h", "a"): 1_000_000}, {"h": 3_000_000}, {("h", "a"): 1_000_000}, None),
+        # Another host's line holds nothing here.
+        ({("h", "a"): 1_000_000}, {"g": 1_500_000}, {("h", "a"): 1_000_000}, None),
+        # b waits for the line, c for time only, a is settled.
+        (
+            {("h", "a"): 1_000_000, ("h", "b"): 9_500_000, ("g", "c"): 9_000_000},
+            {"h": 10_000_000},
+            {("h", "a"): 1_000_000},
+            1.0,
+        ),
+    ],
+)
+def test_units_of_a_host_with_an_output_line_not_yet_stored_wait_for_it(
+    ends: dict[tuple[str, str], int],
+    waiting: dict[str, int],
+    settled: dict[tuple[str, str], int],
+    wait: float | None,
+) -> None:
+    found, waited = settled_units(ends, 10_000_000, 2_000_000, waiting)
+    assert found == settled
+    assert waited == (None if wait is None else pytest.approx(wait))
 
 
 async def test_a_channel_answering_500_is_retried_and_each_error_recorded(

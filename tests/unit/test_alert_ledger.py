@@ -72,6 +72,29 @@ def test_two_failures_make_one_alert_with_a_pending_delivery_to_each_channel(db:
     assert due.alert.run_id == 2
 
 
+def test_a_run_is_not_judged_while_a_line_of_its_host_stamped_just_after_it_waits(
+    db: Path,
+) -> None:
+    conn = connect(db)
+    book = AlertLedger(conn, CONFIG, lambda unit: [CHANNEL], settle_usec=2 * SECOND)
+    book.since(NOW_USEC)
+    record(conn, 1, False, NOW_USEC + MINUTE)
+    record(conn, 2, False, NOW_USEC + 2 * MINUTE)
+    # A line of host1 read a second after the second failure is not stored yet: perhaps it
+    # is that run's (a finding could change its verdict), so that run waits, by any clock.
+    waiting = {"host1": NOW_USEC + 2 * MINUTE + SECOND}
+    assert book.check(NOW_USEC + HOUR, waiting) == []
+    assert book.judge_runs(NOW_USEC + HOUR, ["backup.service"], waiting) == []
+    # Another host's line holds nothing back; nor one stamped the settling time after.
+    for held in ({"host2": NOW_USEC}, {"host1": NOW_USEC + 2 * MINUTE + 2 * SECOND}):
+        book = AlertLedger(conn, CONFIG, lambda unit: [CHANNEL], settle_usec=2 * SECOND)
+        assert [a.kind for a in book.check(NOW_USEC + HOUR, held)] == [AlertKind.FAILING]
+        conn.execute("DELETE FROM alert_deliveries")
+        conn.execute("DELETE FROM alerts")
+        conn.execute("DELETE FROM alert_state")
+        conn.commit()
+
+
 def test_a_run_judged_again_by_the_periodic_check_makes_no_second_alert(db: Path) -> None:
     conn = connect(db)
     book = ledger(conn)
