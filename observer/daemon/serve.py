@@ -451,6 +451,14 @@ class Daemon:
             parse=self.intake.parse,
         )
         self.follower.start()
+        self._mark_held()
+
+    def _mark_held(self) -> None:
+        """Have the reader mark when it has read past the held lines' wait (restored ones
+        too), should no further entry come to release them."""
+        due = self.intake.held_until()
+        if due is not None and self.follower is not None:
+            self.follower.mark_when_read_past(due)
 
     async def _flusher(self) -> None:
         delay = FLUSH_DELAY
@@ -488,9 +496,7 @@ class Daemon:
                     self.pending.journal_cursor = batch.cursor
                 # Lines released now are unstored until the next write.
                 self.held_unstored = earliest_by_host(held, self.held_unstored)
-            due = self.intake.held_until()
-            if due is not None and self.follower is not None:
-                self.follower.mark_when_read_past(due)
+            self._mark_held()
             self.flush_wanted.set()
             self._changed()
             # While the store cannot be written, read no further: the journal keeps it.

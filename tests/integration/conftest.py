@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.integration.observed import ObserverDaemon
-from tests.sandbox import MACHINE_VARIABLE, ROOT_VARIABLE, Sandbox
+from tests.sandbox import MACHINE_VARIABLE, ROOT_VARIABLE, Sandbox, SandboxError
 
 # What cannot run when sandboxes boot another release's root ($OBSERVER_TEST_ROOT): these
 # run this checkout (its Python, venv or packaging/) inside the sandbox, and that root holds
@@ -58,12 +59,26 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
-    workdir = getattr(item, "funcargs", {}).get("tmp_path")
+    funcargs = getattr(item, "funcargs", {})
+    workdir = funcargs.get("tmp_path")
     if report.failed and isinstance(workdir, Path):
         for log in sorted(workdir.rglob("daemon.log")):
             lines = log.read_text(errors="replace").splitlines()[-_LOG_TAIL_LINES:]
             report.sections.append((f"daemon log {log.relative_to(workdir)}", "\n".join(lines)))
+    sandbox = funcargs.get("sandbox")
+    if report.failed and report.when == "call" and isinstance(sandbox, Sandbox):
+        report.sections.append(("the sandbox's journal and timers", _sandbox_state(sandbox)))
     return report
+
+
+def _sandbox_state(sandbox: Sandbox) -> str:
+    """What the sandbox's systemd did lately (its fixture is still up during the call)."""
+    try:
+        journal = sandbox.journal("-n", str(_LOG_TAIL_LINES), "-o", "short-precise")
+        timers = sandbox.systemctl("list-timers", "--all", check=False).stdout
+    except (SandboxError, OSError, subprocess.SubprocessError) as e:
+        return f"could not read it: {e}"
+    return f"{journal}\n{timers}"
 
 
 def pytest_report_header() -> str:
