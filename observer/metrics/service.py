@@ -51,8 +51,10 @@ log = logging.getLogger(__name__)
 TEXTFILE_NAME = "observer.prom"
 # The store is looked at this often when no run ends (other writers, the alerts' and other
 # processes', tell nobody; one look is a PRAGMA), and read again at most this often (or
-# READING_SPACING times as long as the last reading took: in a burst of runs, reading them
-# takes a twentieth of the time) when runs end.
+# READING_SPACING times the CPU time the last reading took: in a burst of runs, reading them
+# takes a twentieth of a CPU) when runs end. CPU time, not wall time: on a loaded machine a
+# reading waits for a core, and twenty times that wait kept a run off /metrics for a
+# minute. Never more than REFRESH_SECONDS apart while runs end.
 REFRESH_SECONDS = 30.0
 MIN_REFRESH_SECONDS = 2.0
 READING_SPACING = 20
@@ -62,6 +64,11 @@ POLL_SECONDS = 2.0
 BIND_RETRY_SECONDS = 30.0
 # Unfinished runs this old are not followed to their end (see RunTally.start).
 PENDING_HORIZON_USEC = 7 * 86400 * 1_000_000
+
+
+def refresh_spacing(cpu_seconds: float) -> float:
+    """How long after a reading that took ``cpu_seconds`` of CPU the next may begin."""
+    return min(REFRESH_SECONDS, max(MIN_REFRESH_SECONDS, READING_SPACING * cpu_seconds))
 
 
 class _Pending(Protocol):
@@ -268,13 +275,14 @@ class MetricsService:
                 await asyncio.sleep(max(DEBOUNCE_SECONDS, not_before - time.monotonic()))
             first = False
             self.wake.clear()
-            began = time.monotonic()
+            took = 0.0
             try:
-                await loop.run_in_executor(self._executor, self._refresh, dict(self._running))
+                took = await loop.run_in_executor(
+                    self._executor, self._refresh, dict(self._running)
+                )
             except Exception:  # a bug here must not stop the recording
                 log.exception("metrics: could not refresh the run metrics")
-            took = time.monotonic() - began
-            not_before = time.monotonic() + max(MIN_REFRESH_SECONDS, READING_SPACING * took)
+            not_before = time.monotonic() + refresh_spacing(took)
 
     async def _serve(self) -> None:
         assert self.listen is not None
@@ -318,7 +326,13 @@ class MetricsService:
 
     # -- called on the worker thread -----------------------------------------------------
 
-    def _refresh(self, running: RunningRuns) -> None:
+    def _refresh(self, running: RunningRuns) -> float:
+        """Read the run metrics (unless nothing changed); the CPU seconds it took."""
+        cpu_began = time.thread_time()
+        self._read(running)
+        return time.thread_time() - cpu_began
+
+    def _read(self, running: RunningRuns) -> None:
         began = time.monotonic()
         with self._finished_lock:
             finished, self._finished = self._finished, []

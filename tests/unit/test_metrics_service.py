@@ -245,3 +245,19 @@ async def test_the_daemons_state_is_not_copied_again_until_the_daemon_says_it_ch
             lambda: service._health().runs_recorded == 1, timeout=30, what="the new count"
         )
     assert len(samples) == 2
+
+
+@pytest.mark.parametrize(
+    ("cpu_seconds", "spacing"),
+    [
+        (0.0, 2.0),
+        (0.05, 2.0),  # 20 times 0.05 = 1 s: the minimum is 2
+        (0.25, 5.0),  # a twentieth of a CPU in a burst
+        (10.0, 30.0),  # never further apart than the look at the store
+    ],
+)
+def test_readings_are_spaced_by_their_cpu_time_within_bounds(
+    cpu_seconds: float, spacing: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(metrics_service, "MIN_REFRESH_SECONDS", 2.0)  # as shipped
+    assert metrics_service.refresh_spacing(cpu_seconds) == pytest.approx(spacing)
