@@ -78,6 +78,39 @@ def test_a_job_exiting_0_that_printed_an_error_alerts_once_and_recovers_once(
         daemon.close()
 
 
+def test_an_error_journald_read_after_its_run_ended_still_fails_the_run(
+    sandbox: Sandbox, tmp_path: Path, receiver: Receiver
+) -> None:
+    """journald busy (here: stopped) while a job prints its error and exits: it reads the
+    line once the process is gone, stamps it after the run's end, and can no longer tell
+    its invocation ID. The line waits for a start that may follow it; nothing more comes
+    to the journal, yet it is stored with its run, and the run is judged with it."""
+    units = '[alerts.units."health.service"]\nfailures = 1\nfail_output = "^ERROR"\n'
+    daemon = ObserverDaemon(
+        sandbox, tmp_path, config=alert_config(receiver.json_url, units), debug=True
+    )
+    try:
+        daemon.start()
+        sandbox.write_unit("health.service", oneshot("echo ERROR: DNS lookup failed"))
+        sandbox.daemon_reload()
+        journald = ("kill", "--kill-whom=main", "systemd-journald.service")
+        sandbox.systemctl(*journald, "--signal=SIGSTOP")
+        try:
+            sandbox.start("health.service")  # returns once the run has ended
+        finally:
+            sandbox.systemctl(*journald, "--signal=SIGCONT")
+        receiver.wait_for(1)
+        [run] = daemon.finished_runs("health", 1)
+        [title] = titles(receiver)
+        assert title.endswith(
+            "health.service failed (success, but printed 'ERROR: DNS lookup failed')"
+        )
+        shown = daemon.json("show", str(run["id"]))["output"]
+        assert [line["message"] for line in shown] == ["ERROR: DNS lookup failed"]
+    finally:
+        daemon.close()
+
+
 def test_a_job_that_ran_for_a_second_ten_times_and_then_ends_in_milliseconds_is_fast(
     sandbox: Sandbox, tmp_path: Path, receiver: Receiver
 ) -> None:
