@@ -15,8 +15,7 @@ refresh reads the windows below and the failure streak, not every run of the uni
 no row kept is counted from its runs).
 
 Durations: p50, p95 and max are exact over the unit's newest ``DURATION_WINDOW`` finished
-runs (by their end), read from an index without touching the table, subtracted and sorted by
-SQLite (only the sorted microseconds come back, not the runs' times).
+runs (by their end), read from an index without touching the table.
 
 The trend (schema 8): the median duration of the successes that ended in the 7 days before
 the unit's newest end and the median of those of the 30 days before that, each over its
@@ -351,15 +350,14 @@ _KEPT_COUNTS = (
     ),
     _ENDS,
 )
-# The window of durations, in microseconds, shortest first (run_duration_usec: an end before
-# its start has none). The window is the index's own order, ties between equal ends included;
-# the sort is of its DURATION_WINDOW values at most.
+# The window of durations: the start and end of each run in it (model.run_duration_seconds
+# makes a duration of them, the one place that does). The window is the index's own order,
+# ties between equal ends included: nothing to sort but its DURATION_WINDOW values at most.
 _DURATIONS = (
-    "SELECT usec FROM (SELECT finished_usec - started_usec AS usec FROM runs "
-    "INDEXED BY runs_by_unit_host_end WHERE unit = ? AND host = ? AND finished_usec IS NOT NULL "
+    "SELECT started_usec, finished_usec FROM runs INDEXED BY runs_by_unit_host_end "
+    "WHERE unit = ? AND host = ? AND finished_usec IS NOT NULL "
     f"AND NOT COALESCE({SKIPPED}, 0) "
-    "ORDER BY finished_usec DESC, result DESC, started_usec DESC, id DESC LIMIT ?) "
-    "WHERE usec >= 0 ORDER BY usec"
+    "ORDER BY finished_usec DESC, result DESC, started_usec DESC, id DESC LIMIT ?"
 )
 
 
@@ -411,8 +409,11 @@ def compute(
     runs, successes, skipped, last_success, last_failure, newest_end = _counts(
         conn, host, unit, added
     )
-    usec = [row[0] for row in conn.execute(_DURATIONS, (*key, DURATION_WINDOW))]
-    durations = [percentile(usec, q) for q in (50, 95, 100)]
+    durations = sorted(
+        seconds
+        for started, finished in conn.execute(_DURATIONS, (*key, DURATION_WINDOW))
+        if (seconds := run_duration_seconds(started, finished)) is not None
+    )
     costs = conn.execute(
         "SELECT cpu_seconds, memory_peak_bytes FROM runs INDEXED BY runs_by_unit_host_end "
         "WHERE unit = ? AND host = ? AND finished_usec IS NOT NULL AND (cpu_seconds IS NOT NULL "
@@ -432,9 +433,9 @@ def compute(
         last_success_usec=last_success,
         last_failure_usec=last_failure,
         consecutive_failures=streak,
-        duration_p50_seconds=_seconds(durations[0]),
-        duration_p95_seconds=_seconds(durations[1]),
-        duration_max_seconds=_seconds(durations[2]),
+        duration_p50_seconds=percentile(durations, 50),
+        duration_p95_seconds=percentile(durations, 95),
+        duration_max_seconds=durations[-1] if durations else None,
         skipped=skipped,
         cpu_p50_seconds=percentile(cpu, 50),
         cpu_p95_seconds=percentile(cpu, 95),
@@ -444,10 +445,6 @@ def compute(
         trend_week_p50_seconds=week_p50,
         trend_earlier_p50_seconds=earlier_p50,
     )
-
-
-def _seconds(usec: float | None) -> float | None:
-    return None if usec is None else usec / 1e6
 
 
 def _whole(value: float | None) -> int | None:
