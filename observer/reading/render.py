@@ -662,9 +662,11 @@ def _zone() -> tuple[object, ...]:
 @functools.lru_cache(maxsize=4096)
 def _local_second(second: int, zone: tuple[object, ...]) -> tuple[str, str]:
     """A second as a table and an output line show it, formatted once: the dashboard shows a
-    run's start many times."""
-    moment = local_time(second * 1_000_000)
-    return moment.strftime("%Y-%m-%d %H:%M:%S"), moment.strftime("%H:%M:%S")
+    run's start many times. The C library's local time, as ``local_time`` reads it (a test
+    holds them equal), without a datetime: `stats` of 1,000 units formats 2,000."""
+    t = time.localtime(second)
+    clock = f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+    return f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d} {clock}", clock
 
 
 def percent(rate: float | None) -> str:
