@@ -223,8 +223,7 @@ def _properties_changed(msg: Message) -> UnitProperties | None:
         values = bounded({k: unwrap(v) for k, v in body[1].items()})
         with_next_elapse(values, *_now_usec())
     elif short in ("Unit", "Service") and unit.endswith(".service"):
-        read = RUN_PROPERTIES
-        values = bounded({k: unwrap(v) for k, v in body[1].items() if k in read})
+        values = bounded({k: unwrap(v) for k, v in body[1].items() if k in RUN_PROPERTIES})
     else:
         return None
     return UnitProperties(unit, short, values)

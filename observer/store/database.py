@@ -331,7 +331,7 @@ class Batch(Mutable):
         return (
             bool(self.runs or self.timers or self.lines or self.dropped or self.counts or self.lost)
             or bool(self.interrupted or self.records or self.state or self.journal_cursor)
-            or (bool(self.definitions))
+            or bool(self.definitions)
         )
 
     def followed_by(self, then: Batch) -> Batch:
