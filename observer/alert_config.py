@@ -15,20 +15,23 @@ import fnmatch
 import math
 import re
 import sys
-from dataclasses import dataclass, field, fields, replace
 from datetime import time
-from pathlib import Path
-from typing import Any
 
 from observer.model import ConfigError
+from observer.records import NamedTuple
+
+# typing.TYPE_CHECKING would import typing; mypy takes this one as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any
 
 MAX_WHOLE = 2**63 - 1  # SQLite's largest integer: every count is stored or compared there
 _METRIC_CHECK = re.compile(r"\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(>=|<=|==|!=|>|<)\s*(\S+)\s*")
 _CLOCK = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
 
 
-@dataclass(frozen=True, slots=True)
-class AlertRules:
+class AlertRules(NamedTuple):
     """What counts as a problem for one unit (durations in seconds; 0 turns a rule off)."""
 
     enabled: bool = True
@@ -55,20 +58,21 @@ class AlertRules:
     rate_min_runs: int = 5  # runs in the window before a rate means anything
 
 
-@dataclass(frozen=True, slots=True)
-class ChannelSources:
+class ChannelSources(NamedTuple):
     """Where notification URLs come from; they are read when the daemon starts."""
 
-    urls: tuple[str, ...] = field(default=(), repr=False)  # may hold tokens
+    urls: tuple[str, ...] = ()  # may hold tokens: left out of the repr
     credential: str = ""  # a file in $CREDENTIALS_DIRECTORY (systemd's LoadCredential=)
     file: str = ""  # a file only its owner may read
 
     def __bool__(self) -> bool:
         return bool(self.urls or self.credential or self.file)
 
+    def __repr__(self) -> str:
+        return f"ChannelSources(credential={self.credential!r}, file={self.file!r})"
 
-@dataclass(frozen=True, slots=True)
-class UnitAlerts:
+
+class UnitAlerts(NamedTuple):
     """The rules (and perhaps channels) of the units whose name matches ``pattern``."""
 
     pattern: str
@@ -76,15 +80,14 @@ class UnitAlerts:
     channels: ChannelSources  # empty: the global channels
 
 
-@dataclass(frozen=True, slots=True)
-class AlertsConfig:
+class AlertsConfig(NamedTuple):
     """Everything under [alerts]; ``present`` is False when the section is missing."""
 
     present: bool = False
-    rules: AlertRules = field(default_factory=AlertRules)
-    channels: ChannelSources = field(default_factory=ChannelSources)
+    rules: AlertRules = AlertRules()
+    channels: ChannelSources = ChannelSources()
     units: tuple[UnitAlerts, ...] = ()
-    heartbeat: ChannelSources = field(default_factory=ChannelSources)
+    heartbeat: ChannelSources = ChannelSources()
     heartbeat_interval: float = 60.0
     check_interval: float = 30.0
     send_timeout: float = 30.0
@@ -152,7 +155,7 @@ class AlertsConfig:
         )
 
 
-_RULE_KEYS = {f.name for f in fields(AlertRules)}
+_RULE_KEYS = set(AlertRules._fields)
 _CHANNEL_KEYS = {"urls", "urls_credential", "urls_file"}
 UNIT_KEYS = _RULE_KEYS | _CHANNEL_KEYS
 _GLOBAL_KEYS = UNIT_KEYS | {
@@ -295,7 +298,7 @@ def _rules(path: Path, where: str, table: dict[str, object], base: AlertRules) -
             values[key] = _metric_checks(path, name, value)
         else:
             values[key] = _seconds(path, name, value)
-    return replace(base, **values)
+    return base._replace(**values)
 
 
 def _channels(path: Path, where: str, table: dict[str, object]) -> ChannelSources:

@@ -1,4 +1,5 @@
-"""The TOML configuration, read into a frozen dataclass; errors name file, key and value."""
+"""The TOML configuration, read into immutable records (observer/records.py: `observer run`
+imports no dataclasses for them); errors name file, key and value."""
 
 from __future__ import annotations
 
@@ -6,17 +7,20 @@ import fnmatch
 import json
 import re
 import tomllib
-from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
 
 from observer.alert_config import MAX_WHOLE, AlertsConfig
 from observer.config_file import OUTPUT_FAILED_MAX_BYTES, OUTPUT_MAX_BYTES, config_to_read
 from observer.model import ConfigError
+from observer.records import NamedTuple
+
+# typing.TYPE_CHECKING would import typing; mypy takes this one as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
-@dataclass(frozen=True, slots=True)
-class ObserveConfig:
+class ObserveConfig(NamedTuple):
     """Which units are observed: globs over full unit names (a user's: ``alice/x.service``),
     and whose user units the system daemon records: globs over user names."""
 
@@ -33,24 +37,21 @@ class ObserveConfig:
         return any(fnmatch.fnmatchcase(user, g) for g in self.users)
 
 
-@dataclass(frozen=True, slots=True)
-class OutputConfig:
+class OutputConfig(NamedTuple):
     """How much of each run's output is kept (start and end; the middle is dropped)."""
 
     max_bytes: int = OUTPUT_MAX_BYTES
     failed_max_bytes: int = OUTPUT_FAILED_MAX_BYTES
 
 
-@dataclass(frozen=True, slots=True)
-class RetentionConfig:
+class RetentionConfig(NamedTuple):
     """How long runs are kept."""
 
     max_age_days: int = 90
     max_runs_per_unit: int = 5000
 
 
-@dataclass(frozen=True, slots=True)
-class JournalConfig:
+class JournalConfig(NamedTuple):
     """Where the journal is read and how far back the first start looks."""
 
     directory: str = ""
@@ -58,15 +59,13 @@ class JournalConfig:
     write_runs: bool = True  # a record of each finished run into the journal (docs/fleet.md)
 
 
-@dataclass(frozen=True, slots=True)
-class FleetConfig:
+class FleetConfig(NamedTuple):
     """A central observer: where the journals received from the fleet's hosts are."""
 
     directory: str = ""  # e.g. "/var/log/journal/remote"; empty: this host's own runs only
 
 
-@dataclass(frozen=True, slots=True)
-class DashboardConfig:
+class DashboardConfig(NamedTuple):
     """Where the daemon keeps the static HTML pages, and how often it rewrites them."""
 
     directory: str = ""  # empty: no pages (with serve: dashboard/ beside the database)
@@ -75,8 +74,7 @@ class DashboardConfig:
     serve: bool = False  # serve the pages read-only on the metrics listener ([metrics] listen)
 
 
-@dataclass(frozen=True, slots=True)
-class RunConfig:
+class RunConfig(NamedTuple):
     """Where `observer run` keeps runs it could not store, and what jobs write as metrics."""
 
     spool_dir: str = ""  # empty: spool/ beside the database (as root too)
@@ -94,8 +92,7 @@ SYSTEMD_RUN_FOLD = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class MetricsConfig:
+class MetricsConfig(NamedTuple):
     """Where the daemon serves Prometheus metrics, and the files it writes and reads."""
 
     listen: str = "127.0.0.1:9089"  # HOST:PORT of /metrics; empty: no HTTP endpoint
@@ -126,28 +123,26 @@ def fold_rule(rule: str) -> tuple[str, str]:
     return name, glob
 
 
-@dataclass(frozen=True, slots=True)
-class JobsConfig:
+class JobsConfig(NamedTuple):
     """Where the jobs file is (`observer jobs`), whose alert rules the daemon applies."""
 
     file: str = "/etc/observer/jobs.toml"  # and jobs.d/*.toml beside it
 
 
-@dataclass(frozen=True, slots=True)
-class Config:
+class Config(NamedTuple):
     """Everything that can be set in observer.toml."""
 
     host: str = ""
-    observe: ObserveConfig = field(default_factory=ObserveConfig)
-    output: OutputConfig = field(default_factory=OutputConfig)
-    retention: RetentionConfig = field(default_factory=RetentionConfig)
-    journal: JournalConfig = field(default_factory=JournalConfig)
-    fleet: FleetConfig = field(default_factory=FleetConfig)
-    run: RunConfig = field(default_factory=RunConfig)
-    dashboard: DashboardConfig = field(default_factory=DashboardConfig)
-    metrics: MetricsConfig = field(default_factory=MetricsConfig)
-    jobs: JobsConfig = field(default_factory=JobsConfig)
-    alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    observe: ObserveConfig = ObserveConfig()
+    output: OutputConfig = OutputConfig()
+    retention: RetentionConfig = RetentionConfig()
+    journal: JournalConfig = JournalConfig()
+    fleet: FleetConfig = FleetConfig()
+    run: RunConfig = RunConfig()
+    dashboard: DashboardConfig = DashboardConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    jobs: JobsConfig = JobsConfig()
+    alerts: AlertsConfig = AlertsConfig()
 
 
 _SECTIONS: dict[str, type[Any]] = {
@@ -201,7 +196,7 @@ def _section(path: Path, name: str, cls: type[Any], table: object) -> object:
     if not isinstance(table, dict):
         raise _BadSetting(name, f"{name} = {shown(table)}: [{name}] must be a table")
     defaults = cls()
-    known = {f.name for f in fields(cls)}
+    known = set(cls._fields)
     values = {}
     for key, value in table.items():
         if key not in known:

@@ -25,12 +25,16 @@ import hmac
 import re
 import ssl
 import threading
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 from observer.model import ConfigError
+from observer.records import Mutable, NamedTuple
+
+# typing.TYPE_CHECKING would import typing; mypy takes this one as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from pathlib import Path
+    from typing import Any
 
 # The toolkit's client_auth_type values Python's ssl can honour, as its verify modes.
 CLIENT_AUTH = {
@@ -56,8 +60,7 @@ _BCRYPT_HASH = re.compile(r"\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53
 _KNOWN_LOGINS = 64  # logins remembered as good, so that a scrape does not pay bcrypt each time
 
 
-@dataclass(frozen=True, slots=True)
-class WebConfig:
+class WebConfig(NamedTuple):
     """What the listener demands: TLS (its server context) and the users allowed in."""
 
     path: Path | None = None
@@ -65,17 +68,26 @@ class WebConfig:
     basic_auth: BasicAuth | None = None
 
 
-@dataclass(slots=True)
-class BasicAuth:
+class BasicAuth(Mutable):
     """HTTP basic authentication against bcrypt hashes (``basic_auth_users``)."""
 
-    users: Mapping[str, bytes]
-    checkpw: Callable[[bytes, bytes], bool]
-    # Checked against when the user is unknown, so that a wrong name costs what a wrong
-    # password does: which names exist cannot be told by timing.
-    unknown_user_hash: bytes
-    _good: dict[bytes, None] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    __slots__ = ("_good", "_lock", "checkpw", "unknown_user_hash", "users")
+
+    def __init__(
+        self,
+        users: Mapping[str, bytes],
+        checkpw: Callable[[bytes, bytes], bool],
+        # Checked against when the user is unknown, so that a wrong name costs what a wrong
+        # password does: which names exist cannot be told by timing.
+        unknown_user_hash: bytes,
+        _good: dict[bytes, None] | None = None,
+        _lock: threading.Lock | None = None,
+    ) -> None:
+        self.users = users
+        self.checkpw = checkpw
+        self.unknown_user_hash = unknown_user_hash
+        self._good: dict[bytes, None] = {} if _good is None else _good
+        self._lock = threading.Lock() if _lock is None else _lock
 
     def allows(self, authorization: str | None) -> bool:
         """Whether an ``Authorization`` header names a user and their password."""

@@ -9,7 +9,6 @@ bus, and only their manager's journal records.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import functools
 import os
 from collections.abc import Callable
@@ -61,18 +60,18 @@ def setup_from(args: argparse.Namespace) -> DaemonSetup:
     if user is not None:
         if config.jobs == JobsConfig():
             # A user's jobs (`observer jobs --user`) are in their own jobs file.
-            config = dataclasses.replace(config, jobs=JobsConfig(file=str(user_jobs_path())))
+            config = config._replace(jobs=JobsConfig(file=str(user_jobs_path())))
         config = own_units(config, user)
     config = with_job_alerts(config, user)
     listen = getattr(args, "listen", None)
     if listen is None and user is not None and config.metrics == MetricsConfig():
         listen = ""  # the system daemon's port: a user's daemon serves only where told to
     if listen is not None:
-        metrics = dataclasses.replace(config.metrics, listen=listen)
-        config = dataclasses.replace(config, metrics=metrics)
+        metrics = config.metrics._replace(listen=listen)
+        config = config._replace(metrics=metrics)
     if web_config := getattr(args, "web_config", None):
-        metrics = dataclasses.replace(config.metrics, web_config=web_config)
-        config = dataclasses.replace(config, metrics=metrics)
+        metrics = config.metrics._replace(web_config=web_config)
+        config = config._replace(metrics=metrics)
     if args.db:
         db_path = Path(args.db)
     else:
@@ -119,14 +118,13 @@ def own_units(config: Config, user: str) -> Config:
     def mine(pattern: str) -> str:
         return pattern if SEPARATOR in pattern else qualify(user, pattern)
 
-    observe = dataclasses.replace(
-        config.observe,
+    observe = config.observe._replace(
         include=tuple(map(mine, config.observe.include)),
         exclude=tuple(map(mine, config.observe.exclude)),
     )
-    units = tuple(dataclasses.replace(u, pattern=mine(u.pattern)) for u in config.alerts.units)
-    alerts = dataclasses.replace(config.alerts, units=units)
-    return dataclasses.replace(config, observe=observe, alerts=alerts)
+    units = tuple(u._replace(pattern=mine(u.pattern)) for u in config.alerts.units)
+    alerts = config.alerts._replace(units=units)
+    return config._replace(observe=observe, alerts=alerts)
 
 
 def journal_scope(config: Config, user: str | None, passwd: Path | None) -> JournalScope:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from pathlib import Path
 
@@ -40,5 +39,5 @@ def with_job_alerts(config: Config, user: str | None = None) -> Config:
         return config
     if not tables:
         return config
-    alerts = dataclasses.replace(config.alerts, present=True, units=(*tables, *config.alerts.units))
-    return dataclasses.replace(config, alerts=alerts)
+    alerts = config.alerts._replace(present=True, units=(*tables, *config.alerts.units))
+    return config._replace(alerts=alerts)

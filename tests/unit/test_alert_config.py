@@ -109,6 +109,27 @@ def test_the_config_never_shows_its_urls_in_its_repr(tmp_path: Path) -> None:
     assert TOKEN not in repr(Channel.of(f"tgram://{TOKEN}/1"))
 
 
+def test_no_record_holding_urls_shows_them_in_its_repr(tmp_path: Path) -> None:
+    secret = f"tgram://{TOKEN}/1"
+    sources = ChannelSources(urls=(secret,), credential="alerts", file="/etc/observer/urls")
+    assert TOKEN not in repr(sources)
+    # The rest still shows: which credential and which file the URLs come from.
+    assert repr(sources) == "ChannelSources(credential='alerts', file='/etc/observer/urls')"
+    assert TOKEN not in repr(AlertsConfig(present=True, channels=sources, heartbeat=sources))
+    path = tmp_path / "observer.toml"
+    path.write_text(
+        f'[alerts]\nurls = ["{secret}"]\nheartbeat_url = "{secret}"\n'
+        f'[alerts.units."backup.service"]\nurls = ["{secret}"]\n'
+    )
+    loaded = load_config(path)
+    assert loaded.alerts.channels.urls == (secret,)
+    assert loaded.alerts.heartbeat.urls == (secret,)
+    assert loaded.alerts.units[0].channels.urls == (secret,)
+    for shown in (repr(loaded), str(loaded), repr(loaded.alerts), repr(loaded.alerts.units)):
+        assert TOKEN not in shown
+    assert "backup.service" in repr(loaded)
+
+
 @pytest.mark.parametrize(
     ("url", "shown"),
     [

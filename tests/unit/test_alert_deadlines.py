@@ -3,8 +3,6 @@ daemon may sleep until then (observer/alerts/rules.py next_schedule_change)."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
@@ -89,5 +87,5 @@ def test_a_timer_due_later_is_the_deadline_then_its_grace_period() -> None:
 
 def test_a_unit_with_its_rules_off_has_no_deadline() -> None:
     state = UnitAlertState("backup.service", first_seen_usec=T0)
-    rules = replace(AlertRules(stale_after=60.0), enabled=False)
+    rules = AlertRules(stale_after=60.0)._replace(enabled=False)
     assert next_schedule_change(state, UnitFacts(), rules, T0) is None

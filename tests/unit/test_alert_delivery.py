@@ -12,7 +12,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -85,7 +84,7 @@ def alert_config(url: str, **settings: object) -> Config:
         retry_delay=0.2,
         send_timeout=5,
     )
-    return Config(alerts=replace(alerts, **settings))  # type: ignore[arg-type]
+    return Config(alerts=alerts._replace(**settings))  # type: ignore[arg-type]
 
 
 def failed_run(n: int, at: int) -> Run:

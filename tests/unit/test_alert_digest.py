@@ -4,7 +4,6 @@ across restarts (the day is kept in the store)."""
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import replace
 from datetime import date, datetime
 from datetime import time as clock
 from pathlib import Path
@@ -69,7 +68,7 @@ def test_the_digest_is_recorded_once_a_day_even_across_restarts_and_says_the_day
 ) -> None:
     conn = database.open_for_writing(tmp_path / "observer.db")
     conn.row_factory = sqlite3.Row
-    config = replace(AlertsConfig(present=True), digest_at="16:00")
+    config = AlertsConfig(present=True)._replace(digest_at="16:00")
     record(conn, 1, "backup.service", NOW_USEC - 30 * HOUR, True, 60)  # before the 24 hours
     record(conn, 2, "backup.service", NOW_USEC + 10 * MINUTE, True, 125)
     record(conn, 3, "backup.service", NOW_USEC + 20 * MINUTE, False, 2)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -28,7 +26,7 @@ def kinds(
 
 
 def test_a_line_matching_fail_output_is_quoted_even_when_the_run_succeeded() -> None:
-    rules = replace(RULES, fail_output=r"^ERROR")
+    rules = RULES._replace(fail_output=r"^ERROR")
     lines = [b"checking", b"ERROR: DNS lookup failed", b"ERROR: again"]
     [finding] = judge(RunEvidence(True, 1.0, lines, 3), Baseline(), rules)
     assert (finding.kind, finding.message) == (
@@ -40,7 +38,7 @@ def test_a_line_matching_fail_output_is_quoted_even_when_the_run_succeeded() -> 
 def test_a_success_without_the_expected_line_is_a_finding_but_a_failure_is_not_judged_on_it() -> (
     None
 ):
-    rules = replace(RULES, expect_output="backup done")
+    rules = RULES._replace(expect_output="backup done")
     [finding] = judge(RunEvidence(True, 1.0, [b"starting"], 1), NO_HISTORY, rules)
     assert finding.message == "printed no line matching 'backup done'"
     assert kinds(RunEvidence(True, 1.0, [b"backup done: 3 GB"], 1), rules=rules) == []
@@ -68,7 +66,7 @@ def test_a_success_printing_far_fewer_lines_than_usual_changed_its_output() -> N
 
 
 def test_metric_checks_find_a_too_small_value_a_missing_metric_and_a_missing_file() -> None:
-    rules = replace(RULES, metric_checks=("job_backup_size_bytes > 1e9", "job_files >= 1"))
+    rules = RULES._replace(metric_checks=("job_backup_size_bytes > 1e9", "job_files >= 1"))
     written = RunEvidence(True, None, metrics={"job_backup_size_bytes": [2048.0]})
     messages = [f.message for f in judge(written, Baseline(), rules)]
     assert messages == [
@@ -113,7 +111,7 @@ def test_findings_are_stored_and_read_back_unchanged_and_a_failure_only_gets_fai
     durations: list[float],
     counts: list[int],
 ) -> None:
-    rules = replace(RULES, fail_output="x", expect_output="y", metric_checks=("m > 1",))
+    rules = RULES._replace(fail_output="x", expect_output="y", metric_checks=("m > 1",))
     evidence = RunEvidence(succeeded, seconds, lines, len(lines), None)
     found = judge(evidence, Baseline(durations, counts, durations, durations), rules)
     assert problems.findings(to_json(found)) == tuple((f.kind, f.message) for f in found)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -27,7 +26,7 @@ UNIT = "health.service"
 
 
 def config(**rules: object) -> AlertsConfig:
-    unit_rules = replace(AlertRules(), **rules)  # type: ignore[arg-type]
+    unit_rules = AlertRules()._replace(**rules)  # type: ignore[arg-type]
     return AlertsConfig(present=True, units=(UnitAlerts(UNIT, unit_rules, ChannelSources()),))
 
 
@@ -207,7 +206,7 @@ def test_the_evidence_of_a_run_is_read_through_indexes(tmp_path: Path) -> None:
     for n in range(1, 30):
         record(conn, n, NOW_USEC + n * MINUTE)
     run = FinishedRun(29, invocation(29), NOW_USEC, NOW_USEC + 29 * MINUTE, True, "success")
-    rules = replace(AlertRules(), fail_output="x")
+    rules = AlertRules()._replace(fail_output="x")
 
     def read() -> None:
         for host in (None, "host1"):  # any host's runs, or one host's (a central database)

@@ -80,7 +80,7 @@ def test_it_stays_quiet_while_a_unit_keeps_failing_without_a_reminder_interval()
 
 
 def test_a_reminder_repeats_the_alert_at_its_interval_while_failing() -> None:
-    rules = replace(RULES, reminder_interval=6 * 3600)
+    rules = RULES._replace(reminder_interval=6 * 3600)
     state, _ = feed(fresh(), [False, False], rules)
     alerted = state.failing_usec
     assert alerted is not None
@@ -94,14 +94,14 @@ def test_a_reminder_repeats_the_alert_at_its_interval_while_failing() -> None:
 
 
 def test_a_per_unit_threshold_of_one_alerts_on_the_first_failure_and_zero_never() -> None:
-    _, once = feed(fresh(), [False], replace(RULES, failures=1))
-    _, never = feed(fresh(), [False] * 5, replace(RULES, failures=0))
+    _, once = feed(fresh(), [False], RULES._replace(failures=1))
+    _, never = feed(fresh(), [False] * 5, RULES._replace(failures=0))
     assert once == [AlertKind.FAILING]
     assert never == []
 
 
 def test_a_disabled_unit_counts_failures_but_alerts_nobody() -> None:
-    state, kinds = feed(fresh(), [False, False, True], replace(RULES, enabled=False))
+    state, kinds = feed(fresh(), [False, False, True], RULES._replace(enabled=False))
     assert kinds == []
     assert state.failures == 0
     assert state.last_success_usec == T0 + 3 * HOUR
@@ -123,7 +123,7 @@ def test_the_recovery_says_what_it_recovers_from() -> None:
 def test_a_timer_that_fired_without_a_run_is_one_missed_run() -> None:
     trigger = T0 + HOUR
     facts = UnitFacts(timers=(TimerFacts("backup.timer", trigger + HOUR, trigger),))
-    rules = replace(RULES, missed_grace=60)
+    rules = RULES._replace(missed_grace=60)
     state, early = judge_schedule(fresh(), facts, rules, trigger + 30 * SECOND)
     state, missed = judge_schedule(state, facts, rules, trigger + 2 * MINUTE)
     later = UnitFacts(timers=(TimerFacts("backup.timer", trigger + 2 * HOUR, trigger + HOUR),))
@@ -136,7 +136,7 @@ def test_a_timer_that_fired_without_a_run_is_one_missed_run() -> None:
 
 
 def test_a_timer_firing_more_often_than_the_grace_without_runs_is_a_missed_run() -> None:
-    rules = replace(RULES, missed_grace=3)
+    rules = RULES._replace(missed_grace=3)
     state, made = fresh(), []
     for n in range(1, 6):  # fires every 2 s; each check sees only its newest trigger
         fired = T0 + n * 2 * SECOND
@@ -148,7 +148,7 @@ def test_a_timer_firing_more_often_than_the_grace_without_runs_is_a_missed_run()
 
 
 def test_a_run_after_a_trigger_forgets_it_before_the_grace_is_over() -> None:
-    rules = replace(RULES, missed_grace=60)
+    rules = RULES._replace(missed_grace=60)
     fired = T0 + HOUR
     facts = UnitFacts(timers=(TimerFacts("backup.timer", fired + HOUR, fired),))
     state, _ = judge_schedule(fresh(), facts, rules, fired + SECOND)
@@ -184,7 +184,7 @@ def test_a_start_skipped_by_a_condition_is_neither_a_failure_nor_a_success() -> 
 
 def test_a_timer_whose_start_was_recorded_skipped_or_refused_is_not_missed() -> None:
     trigger = T0 + HOUR
-    rules = replace(RULES, missed_grace=60)
+    rules = RULES._replace(missed_grace=60)
     # A start that got no invocation (a condition, a dependency, the start limit) is stored
     # as a run at the time systemd refused it: the run itself is the news.
     facts = UnitFacts(
@@ -235,7 +235,7 @@ def test_a_success_after_a_missed_run_is_a_recovery() -> None:
 
 
 def test_no_success_for_longer_than_stale_after_is_one_stale_alert() -> None:
-    rules = replace(RULES, stale_after=26 * 3600)
+    rules = RULES._replace(stale_after=26 * 3600)
     state, _ = feed(fresh(), [True])  # succeeded at T0 + 1h
     facts = UnitFacts(newest_run_id=1, newest_started_usec=T0, newest_finished_usec=T0 + HOUR)
     state, fresh_enough = judge_schedule(state, facts, rules, T0 + 26 * HOUR)
@@ -249,20 +249,20 @@ def test_no_success_for_longer_than_stale_after_is_one_stale_alert() -> None:
 
 
 def test_a_unit_that_never_succeeded_goes_stale_from_when_alerting_first_saw_it() -> None:
-    rules = replace(RULES, stale_after=3600)
+    rules = RULES._replace(stale_after=3600)
     _, [alert] = judge_schedule(fresh(), UnitFacts(), rules, T0 + 2 * HOUR)
     assert alert.summary == "has not succeeded once in 2h00m of watching it"
 
 
 def test_a_running_unit_is_not_stale() -> None:
-    rules = replace(RULES, stale_after=3600)
+    rules = RULES._replace(stale_after=3600)
     running = UnitFacts(newest_run_id=1, newest_started_usec=T0, newest_invocation="1" * 32)
     _, alerts = judge_schedule(fresh(), running, rules, T0 + 10 * HOUR)
     assert alerts == []
 
 
 def test_a_run_longer_than_its_limit_is_slow() -> None:
-    rules = replace(RULES, max_duration=600)
+    rules = RULES._replace(max_duration=600)
     _, [alert] = judge_run(fresh(), run(1, True, seconds=900), rules, [], T0)
     assert (alert.kind, alert.summary) == (
         AlertKind.SLOW,
@@ -287,7 +287,7 @@ def test_a_few_milliseconds_over_a_tiny_p95_are_not_slow() -> None:
 
 
 def test_a_success_shorter_than_the_minimum_is_too_fast() -> None:
-    rules = replace(RULES, min_duration=5)
+    rules = RULES._replace(min_duration=5)
     _, [alert] = judge_run(fresh(), run(1, True, seconds=0.2), rules, [], T0)
     _, failed = judge_run(fresh(), run(1, False, seconds=0.2), rules, [], T0)
     assert (alert.kind, alert.summary) == (
@@ -298,7 +298,7 @@ def test_a_success_shorter_than_the_minimum_is_too_fast() -> None:
 
 
 def test_a_run_overstaying_its_limit_is_told_once_while_running_and_not_again_at_its_end() -> None:
-    rules = replace(RULES, max_duration=600)
+    rules = RULES._replace(max_duration=600)
     running = UnitFacts(newest_run_id=1, newest_started_usec=T0, newest_invocation=f"{1:032x}")
     state, early = judge_schedule(fresh(), running, rules, T0 + 5 * MINUTE)
     state, overdue = judge_schedule(state, running, rules, T0 + 11 * MINUTE)
@@ -314,7 +314,7 @@ def test_a_run_overstaying_its_limit_is_told_once_while_running_and_not_again_at
 def test_alerts_and_recoveries_alternate_and_match_the_streaks(
     outcomes: list[bool], threshold: int
 ) -> None:
-    rules = replace(RULES, failures=threshold, slow_factor=0)
+    rules = RULES._replace(failures=threshold, slow_factor=0)
     _, kinds = feed(fresh(), outcomes, rules)
     # Expected: one FAILING when a streak reaches the threshold, one RECOVERED when it ends.
     expected: list[AlertKind] = []

@@ -4,7 +4,6 @@ and no missed-run alert from the step alone. The host's clock is never touched."
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -165,7 +164,7 @@ def test_a_step_forward_a_day_makes_no_missed_run_or_stale_alert_once_the_timer_
 
 
 def test_a_failing_unit_across_both_steps_alerts_once_not_at_every_check() -> None:
-    rules = replace(RULES, stale_after=0)
+    rules = RULES._replace(stale_after=0)
     state = UnitAlertState("backup.service", first_seen_usec=T0 - DAY)
     made: list[AlertKind] = []
     walls = [T0, T0 + HOUR, T0 + 30 * SECOND, T0 + DAY, T0 + DAY + HOUR]  # back, then forward

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import tempfile
 from pathlib import Path
@@ -196,9 +195,7 @@ def test_the_shipped_file_names_every_table_and_every_option_once() -> None:
     # A table that reads itself (from_table) has options of its own making: the test above
     # proves each one it lists is real and shows its default.
     simple = {name for name, cls in _SECTIONS.items() if not hasattr(cls, "from_table")}
-    expected = ["host"] + [
-        f"{name}.{f.name}" for name in simple for f in dataclasses.fields(_SECTIONS[name])
-    ]
+    expected = ["host"] + [f"{name}.{key}" for name in simple for key in _SECTIONS[name]._fields]
     assert sorted(o for o in options if o.partition(".")[0] in {"host", *simple}) == sorted(
         expected
     )
@@ -211,9 +208,7 @@ def test_the_configuration_page_shows_the_shipped_file_and_a_row_for_every_optio
     assert block[1] == SHIPPED.read_text()
     rows = set(re.findall(r"^\| `((?:\[[a-z_]+\] )?[a-z_]+)` \|", page, re.M))
     simple = {name for name, cls in _SECTIONS.items() if not hasattr(cls, "from_table")}
-    options = {"host"} | {
-        f"[{name}] {f.name}" for name in simple for f in dataclasses.fields(_SECTIONS[name])
-    }
+    options = {"host"} | {f"[{name}] {key}" for name in simple for key in _SECTIONS[name]._fields}
     assert options <= rows
     for name in set(_SECTIONS) - simple:
         assert f"| `[{name}]` ... |" in page

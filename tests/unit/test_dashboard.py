@@ -6,7 +6,6 @@ import os
 import re
 import sqlite3
 import stat
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -636,7 +635,7 @@ def test_open_problems_and_findings_are_on_the_overview_and_the_unit_page(
     generate(db, out, cache)
     conn = database.open_for_writing(db)
     config = AlertsConfig(present=True)
-    ledger = AlertLedger(conn, replace(config, rules=replace(config.rules, failures=1,
+    ledger = AlertLedger(conn, config._replace(rules=config.rules._replace(failures=1,
                                                              fail_output="^ERROR")),
                          lambda unit: [])  # fmt: skip
     ledger.since(NOW_USEC - HOUR)

@@ -13,7 +13,6 @@ import json
 import math
 import tomllib
 from collections.abc import Callable
-from dataclasses import fields
 from pathlib import Path
 from typing import TypeVar
 
@@ -141,10 +140,8 @@ def _is_table(value: object) -> bool:
 
 # -- observer.toml ------------------------------------------------------------------------------
 
-_SECTION_KEYS = {
-    name: [f.name for f in fields(cls)] for name, cls in _SECTIONS.items() if name != "alerts"
-}
-_ALERT_KEYS = sorted({f.name for f in fields(AlertRules)} | UNIT_KEYS | {
+_SECTION_KEYS = {name: list(cls._fields) for name, cls in _SECTIONS.items() if name != "alerts"}
+_ALERT_KEYS = sorted(set(AlertRules._fields) | UNIT_KEYS | {
     "units", "heartbeat_url", "heartbeat_url_credential", "heartbeat_url_file",
     "heartbeat_interval", "check_interval", "send_timeout", "retry_delay", "max_attempts",
     "output_lines", "digest_at",
@@ -195,15 +192,13 @@ def test_observer_toml_is_read_or_refused_with_a_config_error(
 
 
 def _whole_numbers(value: object) -> list[int]:
-    """Every int in a (nested) frozen dataclass, tuple or list."""
+    """Every int in a (nested) config record (a NamedTuple), tuple or list."""
     if isinstance(value, bool):
         return []
     if isinstance(value, int):
         return [value]
     if isinstance(value, tuple | list):
         return [n for v in value for n in _whole_numbers(v)]
-    if hasattr(value, "__dataclass_fields__"):
-        return [n for f in fields(value) for n in _whole_numbers(getattr(value, f.name))]  # type: ignore[arg-type]
     return []
 
 

@@ -155,3 +155,64 @@ def test_a_reading_command_loads_only_what_it_uses(env: dict[str, str]) -> None:
     )  # fmt: skip
     assert sorted(loaded.intersection(unused)) == []
     assert "logging" not in loaded  # nothing it runs logs: the entry point spares the import
+
+
+# Loads a config file as `observer run` does, then reports sys.modules on stderr. Python's
+# TOML reader imports typing itself: it is imported first and its typing forgotten, so that
+# only an import by observer's config modules loads typing again.
+CONFIG_PROBE = """
+import sys, tomllib
+for name in ("typing", "dataclasses", "inspect"):
+    sys.modules.pop(name, None)
+from observer.config import load_config
+imported = sorted(sys.modules)
+from pathlib import Path
+config = load_config(Path(sys.argv[1]))
+assert config.alerts.rules_for("backup.service").stale_after == 90000.0, config
+import observer.web_config
+loaded = sorted(sys.modules)
+import json
+print("MODULES " + json.dumps({"imported": imported, "loaded": loaded}), file=sys.stderr)
+"""
+
+CONFIG = """\
+host = "web1"
+
+[observe]
+include = ["*.service"]
+exclude = ["systemd-*.service"]
+
+[output]
+max_bytes = 65536
+
+[run]
+spool_dir = "/var/spool/observer"
+
+[metrics]
+listen = "127.0.0.1:9089"
+
+[alerts]
+urls = ["json://127.0.0.1:9/x"]
+failures = 3
+
+[alerts.units."backup.service"]
+stale_after = "25h"
+"""
+
+
+def test_reading_the_config_imports_no_dataclasses_inspect_nor_typing(tmp_path: Path) -> None:
+    # Its records are observer.records' NamedTuples: `observer run` with a config file pays
+    # for no dataclass (dataclasses imports inspect) nor for typing.
+    path = tmp_path / "observer.toml"
+    path.write_text(CONFIG)
+    done = subprocess.run(
+        [sys.executable, "-c", CONFIG_PROBE, str(path)],
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stderr.rsplit("MODULES ", 1)[1])
+    unwanted = {"dataclasses", "inspect", "typing"}
+    assert "observer.config" in report["imported"]
+    assert sorted(unwanted.intersection(report["imported"])) == []
+    assert {"observer.alert_config", "observer.web_config"} <= set(report["loaded"])
+    assert sorted(unwanted.intersection(report["loaded"])) == []
