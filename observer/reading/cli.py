@@ -25,10 +25,11 @@ else:
 
 
 class Option:
-    """One argument of a reading command: what argparse's add_argument is told, and what the
-    fast parser reads (a positional when its one name has no dash)."""
+    """One argument of a command: what argparse's add_argument is told, and what the fast
+    parser reads (a positional when its one name has no dash). `observer run`'s options
+    (observer/run/cli.py) are Options too."""
 
-    __slots__ = ("convert", "flags", "help", "metavar", "optional", "switch")
+    __slots__ = ("convert", "default", "flags", "help", "metavar", "optional", "required", "switch")
 
     def __init__(
         self,
@@ -38,6 +39,8 @@ class Option:
         convert: Callable[[str], object] | None = None,
         switch: bool = False,
         optional: bool = False,
+        default: object = None,
+        required: bool = False,
     ) -> None:
         self.flags = flags
         self.help = help
@@ -45,6 +48,8 @@ class Option:
         self.convert = convert  # argparse's type=
         self.switch = switch  # action="store_true"
         self.optional = optional  # a positional that may be left out (nargs="?")
+        self.default = False if switch else default
+        self.required = required  # an option that must be given (required=True)
 
     @property
     def positional(self) -> bool:
@@ -56,12 +61,8 @@ class Option:
         name = next((flag for flag in self.flags if flag.startswith("--")), self.flags[0])
         return name.lstrip("-").replace("-", "_")
 
-    @property
-    def default(self) -> object:
-        return False if self.switch else None
-
-    def add_to(self, parser: argparse.ArgumentParser) -> None:
-        """Add it to an argparse parser."""
+    def add_to(self, parser: argparse._ActionsContainer) -> None:
+        """Add it to an argparse parser (or one of its groups)."""
         settings: dict[str, object] = {"help": self.help}
         if self.switch:
             settings["action"] = "store_true"
@@ -71,6 +72,10 @@ class Option:
             settings["metavar"] = self.metavar
         if self.optional:
             settings["nargs"] = "?"
+        if self.default is not None and not self.switch:
+            settings["default"] = self.default
+        if self.required:
+            settings["required"] = True
         parser.add_argument(*self.flags, **settings)  # type: ignore[arg-type]
 
 
@@ -83,16 +88,16 @@ def since_span(text: str) -> timedelta:
     try:
         return timedelta(seconds=parse_span(text))
     except ValueError as e:
-        raise _type_error(str(e)) from None
+        raise type_error(str(e)) from None
 
 
 def _count(text: str) -> int:
     if not text.isdecimal() or int(text) == 0:
-        raise _type_error(f"invalid count {text!r}: use a whole number above 0")
+        raise type_error(f"invalid count {text!r}: use a whole number above 0")
     return int(text)
 
 
-def _type_error(message: str) -> Exception:
+def type_error(message: str) -> Exception:
     """A bad value's error as argparse shows it (only argparse meets one: see ``parse``)."""
     import argparse  # noqa: PLC0415
 
