@@ -138,8 +138,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from observer.reading import cli  # noqa: PLC0415 (light: no argparse, no handlers)
 
-    # An ordinary reading command line is parsed without argparse; argparse does the rest.
+    # An ordinary reading or `observer run` command line is parsed without argparse;
+    # argparse does the rest.
     args = cli.parse(arguments)
+    if args is None and _chosen_command(arguments) == "run":
+        from observer.run import cli as run_cli  # noqa: PLC0415 (only `observer run` needs it)
+
+        args = run_cli.parse(arguments)
     if args is None:
         try:
             args = build_parser(arguments).parse_args(arguments)

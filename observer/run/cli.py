@@ -1,69 +1,39 @@
-"""`observer run`'s command line: its options, checked, become the wrapper's Options."""
+"""`observer run`'s command line: its options, checked, become the wrapper's Options.
+
+One table (``_OPTIONS``) says them. An ordinary command line is parsed from it directly
+(``parse``), without importing argparse: the import costs every cron job a few milliseconds.
+argparse parses from the same table what ``parse`` leaves (``--help``, a mistake to explain,
+abbreviated options), and the completion and man page read its parser.
+"""
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from observer.reading.cli import DEBUG, Option, type_error
 from observer.run.schedule import Schedule, ScheduleError, parse_cron
 from observer.run.wrapper import Options, exit_without_teardown, run_job
 from observer.store.database import default_db_path
+
+# typing.TYPE_CHECKING would import typing; mypy takes this one as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from argparse import Namespace
+else:
+    # What argparse would give, without importing it: the same attributes, read the same way.
+    from types import SimpleNamespace as Namespace
 
 # Names become file names (NAME.prom, NAME.lock) and are typed in `observer history NAME`.
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@:+-]{0,199}")
 
 
-def add_command(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
-    parents: Sequence[argparse.ArgumentParser],
-) -> None:
-    """Register `observer run`."""
-    about = "run a command (a cron job) and record it like a systemd unit's run"
-    parser = commands.add_parser(
-        "run", parents=list(parents), help=about, description=about[0].upper() + about[1:] + ".",
-        usage="%(prog)s --name NAME [options] [--] CMD [ARGS...]",
-    )  # fmt: skip
-    parser.add_argument("--name", required=True, type=_job_name, help="the job's name")
-    parser.add_argument("--db", type=Path, metavar="PATH", help="database to write")
-    parser.add_argument("--config", type=Path, metavar="PATH", help="TOML configuration file")
-    parser.add_argument(
-        "--timeout", type=_positive_span, metavar="SPAN",
-        help="stop the job after SPAN (e.g. 30m): SIGTERM, then SIGKILL; recorded as timeout",
-    )  # fmt: skip
-    parser.add_argument(
-        "--kill-after", type=_span, default=10.0, metavar="SPAN",
-        help="after a timeout's SIGTERM, SIGKILL when the job is still there (default: 10s)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--lock", action="store_true",
-        help="do not start while a run of NAME is still going on; record it as skipped",
-    )  # fmt: skip
-    when = parser.add_mutually_exclusive_group()
-    when.add_argument(
-        "--schedule", type=_cron, metavar="EXPR",
-        help="the job's cron schedule, e.g. '*/5 * * * *' (so a missed run can be noticed)",
-    )  # fmt: skip
-    when.add_argument("--every", type=_period, metavar="SPAN", help="or: it runs every SPAN")
-    parser.add_argument(
-        "--spool-dir", type=Path, metavar="DIR",
-        help="keep runs the database cannot take here (default: $OBSERVER_SPOOL, "
-        "else spool/ beside the database)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--metrics-dir", type=Path, metavar="DIR",
-        help="where JOB_METRICS_FILE ends up as NAME.prom (default: $OBSERVER_METRICS_DIR, "
-        "job-metrics/ beside the database)",
-    )  # fmt: skip
-    parser.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD", help=argparse.SUPPRESS)
-    parser.set_defaults(handler=_run)
-
-
 def _job_name(text: str) -> str:
     if not _NAME.fullmatch(text):
-        raise argparse.ArgumentTypeError(
+        raise type_error(
             f"invalid job name {text!r}: use up to 200 letters, digits and _ . @ : + - "
             "(not starting with . or -), e.g. nightly-report"
         )
@@ -76,13 +46,13 @@ def _span(text: str) -> float:
     try:
         return parse_span(text)
     except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+        raise type_error(str(e)) from None
 
 
 def _positive_span(text: str) -> float:
     seconds = _span(text)
     if seconds <= 0:
-        raise argparse.ArgumentTypeError(f"invalid duration {text!r}: it must be above 0")
+        raise type_error(f"invalid duration {text!r}: it must be above 0")
     return seconds
 
 
@@ -96,10 +66,127 @@ def _cron(text: str) -> Schedule:
     try:
         return parse_cron(text)
     except ScheduleError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+        raise type_error(str(e)) from None
 
 
-def _run(args: argparse.Namespace) -> int:
+# When the job is due: one or the other (an argparse mutually exclusive group).
+_WHEN = (
+    Option(
+        "--schedule", convert=_cron, metavar="EXPR",
+        help="the job's cron schedule, e.g. '*/5 * * * *' (so a missed run can be noticed)",
+    ),
+    Option("--every", convert=_period, metavar="SPAN", help="or: it runs every SPAN"),
+)  # fmt: skip
+# The options, in the order --help lists them; _WHEN stands for its group.
+_OPTIONS: tuple[Option | tuple[Option, ...], ...] = (
+    Option("--name", required=True, convert=_job_name, help="the job's name"),
+    Option("--db", convert=Path, metavar="PATH", help="database to write"),
+    Option("--config", convert=Path, metavar="PATH", help="TOML configuration file"),
+    Option(
+        "--timeout", convert=_positive_span, metavar="SPAN",
+        help="stop the job after SPAN (e.g. 30m): SIGTERM, then SIGKILL; recorded as timeout",
+    ),
+    Option(
+        "--kill-after", convert=_span, default=10.0, metavar="SPAN",
+        help="after a timeout's SIGTERM, SIGKILL when the job is still there (default: 10s)",
+    ),
+    Option(
+        "--lock", switch=True,
+        help="do not start while a run of NAME is still going on; record it as skipped",
+    ),
+    _WHEN,
+    Option(
+        "--spool-dir", convert=Path, metavar="DIR",
+        help="keep runs the database cannot take here (default: $OBSERVER_SPOOL, "
+        "else spool/ beside the database)",
+    ),
+    Option(
+        "--metrics-dir", convert=Path, metavar="DIR",
+        help="where JOB_METRICS_FILE ends up as NAME.prom (default: $OBSERVER_METRICS_DIR, "
+        "job-metrics/ beside the database)",
+    ),
+)  # fmt: skip
+
+
+def add_command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    parents: Sequence[argparse.ArgumentParser],
+) -> None:
+    """Register `observer run`."""
+    import argparse  # noqa: PLC0415 (an ordinary command line is parsed without it)
+
+    about = "run a command (a cron job) and record it like a systemd unit's run"
+    parser = commands.add_parser(
+        "run", parents=list(parents), help=about, description=about[0].upper() + about[1:] + ".",
+        usage="%(prog)s --name NAME [options] [--] CMD [ARGS...]",
+    )  # fmt: skip
+    for entry in _OPTIONS:
+        if isinstance(entry, Option):
+            entry.add_to(parser)
+            continue
+        group = parser.add_mutually_exclusive_group()
+        for option in entry:
+            option.add_to(group)
+    parser.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD", help=argparse.SUPPRESS)
+    parser.set_defaults(handler=_run)
+
+
+def parse(argv: Sequence[str]) -> Namespace | None:
+    """``observer [--debug] run --name NAME [options] [--] CMD ARGS...``, parsed as argparse
+    would: the command is what argparse.REMAINDER gives (from the first argument that is not
+    an option, or from a ``--``, which it keeps). None for any other command line and for one
+    this does not read exactly as argparse (``--help``, a mistake, an abbreviated option, a
+    value starting with a dash): argparse parses those, and explains the mistakes."""
+    start = next((i for i, arg in enumerate(argv) if arg != "--debug"), len(argv))
+    if start == len(argv) or argv[start] != "run":
+        return None
+    options = [DEBUG]
+    for entry in _OPTIONS:
+        options.extend((entry,) if isinstance(entry, Option) else entry)
+    values = {option.dest: option.default for option in options}
+    values["debug"] = start > 0
+    given: set[str] = set()
+    command = _read_options(argv, start + 1, options, values, given)
+    required = {option.dest for option in options if option.required}
+    if command is None or not required <= given or sum(o.dest in given for o in _WHEN) > 1:
+        return None
+    return Namespace(**values, command=list(argv[command:]), handler=_run)
+
+
+def _read_options(
+    argv: Sequence[str],
+    at: int,
+    options: Sequence[Option],
+    values: dict[str, object],
+    given: set[str],
+) -> int | None:
+    """Put the options' values from ``argv[at:]`` in ``values`` and their names in ``given``;
+    where the command starts (None when an argument is not what ``parse`` reads exactly)."""
+    named = {flag: option for option in options for flag in option.flags}
+    while at < len(argv) and argv[at] != "--" and argv[at].startswith("-"):
+        flag, equals, value = argv[at].partition("=")
+        at += 1
+        option = named.get(flag)
+        if option is None or (option.switch and equals):
+            return None
+        if option.switch:
+            values[option.dest] = True
+            continue
+        if not equals:
+            # argparse takes no value that starts with a dash (a missing one reads as such)
+            value = argv[at] if at < len(argv) else "-"
+            at += 1
+            if value.startswith("-"):
+                return None
+        try:
+            values[option.dest] = value if option.convert is None else option.convert(value)
+        except Exception:  # argparse explains the bad value
+            return None
+        given.add(option.dest)
+    return at
+
+
+def _run(args: Namespace) -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         print("observer run: give the command to run, e.g. observer run --name NAME -- CMD",

@@ -119,6 +119,22 @@ def test_a_reading_command_starts_without_argparse(argv: list[str], env: dict[st
     assert sorted(loaded.intersection(NOT_FOR_READING)) == []
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "--name", "x", "--", "true"], ["run", "--name", "x", "true", "-a"],
+        ["run", "--lock", "--name=x", "--every", "5m", "--timeout", "1m", "--", "true"],
+        ["run", "--name", "x", "--schedule", "*/5 * * * *", "--kill-after", "3s", "true"],
+    ],
+    ids=" ".join,
+)  # fmt: skip
+def test_observer_run_starts_without_argparse(argv: list[str], env: dict[str, str]) -> None:
+    # An ordinary `observer run` command line is parsed by observer/run/cli.py's own parser.
+    loaded = modules_of(argv, env)
+    assert "observer.run.wrapper" in loaded
+    assert sorted(loaded.intersection({"argparse", "gettext", "shutil"})) == []
+
+
 def test_version_builds_no_command(env: dict[str, str]) -> None:
     loaded = modules_of(["--version"], env)
     assert sorted(m for m in loaded if m.startswith("observer.")) == []
