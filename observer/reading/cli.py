@@ -11,7 +11,7 @@ man page read its parser.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 # typing.TYPE_CHECKING would import typing; mypy takes this one as true.
 TYPE_CHECKING = False
@@ -208,7 +208,7 @@ def parse(argv: Sequence[str]) -> Namespace | None:
     None for any other command line, and for one this does not read exactly as argparse
     (``--help``, a mistake, an abbreviated or combined option, ``--``): argparse parses
     those (from the same table), and explains the mistakes."""
-    start = next((i for i, arg in enumerate(argv) if arg != "--debug"), len(argv))
+    start = command_at(argv)
     if start == len(argv) or argv[start] not in _COMMANDS:
         return None
     name = argv[start]
@@ -224,35 +224,55 @@ def parse(argv: Sequence[str]) -> Namespace | None:
     return Namespace(**values, handler=_later(name))
 
 
+def command_at(argv: Sequence[str]) -> int:
+    """Where the command's name is in ``observer [--debug] COMMAND ...`` (the end: none)."""
+    return next((i for i, arg in enumerate(argv) if arg != "--debug"), len(argv))
+
+
 def _read_options(
     argv: Sequence[str], options: Sequence[Option], values: dict[str, object]
 ) -> list[str] | None:
     """Put the options' values in ``values``; the positionals given, in order (None when
     an argument is not what ``parse`` reads exactly)."""
-    named = {flag: option for option in options if not option.positional for flag in option.flags}
+    named = flags_of(options)
     given: list[str] = []
     rest = iter(argv)
     for arg in rest:
         if not arg.startswith("-"):
             given.append(arg)
-            continue
-        flag, equals, value = arg.partition("=") if arg.startswith("--") else (arg, "", "")
-        option = named.get(flag)
-        if option is None or (option.switch and equals):
-            return None
-        if option.switch:
-            values[option.dest] = True
-            continue
-        if not equals:
-            # argparse takes no value that starts with a dash (a missing one reads as such)
-            value = next(rest, "-")
-            if value.startswith("-"):
-                return None
-        try:
-            values[option.dest] = value if option.convert is None else option.convert(value)
-        except Exception:  # argparse explains the bad value
+        elif read_option(arg, rest, named, values) is None:
             return None
     return given
+
+
+def flags_of(options: Sequence[Option]) -> dict[str, Option]:
+    """The options (not the positionals) by each of their flags."""
+    return {flag: option for option in options if not option.positional for flag in option.flags}
+
+
+def read_option(
+    arg: str, rest: Iterator[str], named: Mapping[str, Option], values: dict[str, object]
+) -> Option | None:
+    """Put the value of option ``arg`` (given with ``=``, or the next of ``rest``) in
+    ``values``; the option read, or None when it is not what a fast parser reads exactly
+    (argparse then parses it, and explains a mistake)."""
+    flag, equals, value = arg.partition("=") if arg.startswith("--") else (arg, "", "")
+    option = named.get(flag)
+    if option is None or (option.switch and equals):
+        return None
+    if option.switch:
+        values[option.dest] = True
+        return option
+    if not equals:
+        # argparse takes no value that starts with a dash (a missing one reads as such)
+        value = next(rest, "-")
+        if value.startswith("-"):
+            return None
+    try:
+        values[option.dest] = value if option.convert is None else option.convert(value)
+    except Exception:  # argparse explains the bad value
+        return None
+    return option
 
 
 def _later(name: str) -> Callable[[Namespace], int]:

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from observer.reading.cli import DEBUG, Option, type_error
+from observer.reading.cli import DEBUG, Option, command_at, flags_of, read_option, type_error
 from observer.run.schedule import Schedule, ScheduleError, parse_cron
 from observer.run.wrapper import Options, exit_without_teardown, run_job
 from observer.store.database import default_db_path
@@ -137,7 +137,7 @@ def parse(argv: Sequence[str]) -> Namespace | None:
     an option, or from a ``--``, which it keeps). None for any other command line and for one
     this does not read exactly as argparse (``--help``, a mistake, an abbreviated option, a
     value starting with a dash): argparse parses those, and explains the mistakes."""
-    start = next((i for i, arg in enumerate(argv) if arg != "--debug"), len(argv))
+    start = command_at(argv)
     if start == len(argv) or argv[start] != "run":
         return None
     options = [DEBUG]
@@ -146,44 +146,30 @@ def parse(argv: Sequence[str]) -> Namespace | None:
     values = {option.dest: option.default for option in options}
     values["debug"] = start > 0
     given: set[str] = set()
-    command = _read_options(argv, start + 1, options, values, given)
+    command = _read_options(argv[start + 1 :], options, values, given)
     required = {option.dest for option in options if option.required}
     if command is None or not required <= given or sum(o.dest in given for o in _WHEN) > 1:
         return None
-    return Namespace(**values, command=list(argv[command:]), handler=_run)
+    return Namespace(**values, command=command, handler=_run)
 
 
 def _read_options(
-    argv: Sequence[str],
-    at: int,
-    options: Sequence[Option],
-    values: dict[str, object],
-    given: set[str],
-) -> int | None:
-    """Put the options' values from ``argv[at:]`` in ``values`` and their names in ``given``;
-    where the command starts (None when an argument is not what ``parse`` reads exactly)."""
-    named = {flag: option for option in options for flag in option.flags}
-    while at < len(argv) and argv[at] != "--" and argv[at].startswith("-"):
-        flag, equals, value = argv[at].partition("=")
-        at += 1
-        option = named.get(flag)
-        if option is None or (option.switch and equals):
+    argv: Sequence[str], options: Sequence[Option], values: dict[str, object], given: set[str]
+) -> list[str] | None:
+    """Put the options' values in ``values`` and the names of those with a value in
+    ``given``; the command, from the first argument that is not an option or from a ``--``
+    (None when an argument is not what ``parse`` reads exactly)."""
+    named = flags_of(options)
+    rest = iter(argv)
+    for arg in rest:
+        if arg == "--" or not arg.startswith("-"):
+            return [arg, *rest]
+        option = read_option(arg, rest, named, values)
+        if option is None:
             return None
-        if option.switch:
-            values[option.dest] = True
-            continue
-        if not equals:
-            # argparse takes no value that starts with a dash (a missing one reads as such)
-            value = argv[at] if at < len(argv) else "-"
-            at += 1
-            if value.startswith("-"):
-                return None
-        try:
-            values[option.dest] = value if option.convert is None else option.convert(value)
-        except Exception:  # argparse explains the bad value
-            return None
-        given.add(option.dest)
-    return at
+        if not option.switch:
+            given.add(option.dest)
+    return []
 
 
 def _run(args: Namespace) -> int:
