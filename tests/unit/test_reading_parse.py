@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -26,8 +27,12 @@ def by_argparse(argv: list[str]) -> dict[str, Any] | None:
     return named_handler(vars(args))
 
 
-def by_cli(argv: list[str]) -> dict[str, Any] | None:
-    args = cli.parse(argv)
+# An own parser: observer.reading.cli's, or observer.run.cli's (test_run_parse.py).
+Parse = Callable[[list[str]], object | None]
+
+
+def by_cli(argv: list[str], parse: Parse = cli.parse) -> dict[str, Any] | None:
+    args = parse(argv)
     return None if args is None else named_handler(vars(args))
 
 
@@ -35,9 +40,9 @@ def named_handler(values: dict[str, Any]) -> dict[str, Any]:
     return {**values, "handler": values["handler"].__name__}
 
 
-def agree(argv: list[str]) -> dict[str, Any] | None:
+def agree(argv: list[str], parse: Parse = cli.parse) -> dict[str, Any] | None:
     """What the own parser made of ``argv``, after checking that argparse makes the same."""
-    fast = by_cli(argv)
+    fast = by_cli(argv, parse)
     if fast is not None:
         assert fast == by_argparse(argv), argv
     return fast

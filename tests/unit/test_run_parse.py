@@ -11,20 +11,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from observer.run import cli
-from tests.unit.test_reading_parse import by_argparse, named_handler
+from tests.unit import test_reading_parse as reading
 
 
 def by_cli(argv: list[str]) -> dict[str, Any] | None:
-    args = cli.parse(argv)
-    return None if args is None else named_handler(vars(args))
+    return reading.by_cli(argv, cli.parse)
 
 
 def agree(argv: list[str]) -> dict[str, Any] | None:
-    """What the own parser made of ``argv``, after checking that argparse makes the same."""
-    fast = by_cli(argv)
-    if fast is not None:
-        assert fast == by_argparse(argv), argv
-    return fast
+    """What run's parser made of ``argv``, after checking that argparse makes the same."""
+    return reading.agree(argv, cli.parse)
 
 
 # Command lines the own parser reads, as argparse does.
