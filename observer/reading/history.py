@@ -518,16 +518,21 @@ def _outcomes(
     """Of the runs of ``ids``: (result, start, whether running), what a unit's status shows
     of its newest run; read without the rest of a run (`status` of 1,000 units reads 1,000)."""
     outcomes = {}
-    for at in range(0, len(ids), _IDS_PER_QUERY):
-        chunk = ids[at : at + _IDS_PER_QUERY]
+    for marks, chunk in _id_chunks(ids):
         rows = conn.execute(
-            "SELECT id, result, started_usec, finished_usec FROM runs "
-            f"WHERE id IN ({', '.join('?' * len(chunk))})",
+            f"SELECT id, result, started_usec, finished_usec FROM runs WHERE id IN ({marks})",
             chunk,
         )
         for run_id, result, started, finished in rows:
             outcomes[run_id] = (result, started, is_running(finished))
     return outcomes
+
+
+def _id_chunks(ids: Sequence[int]) -> Iterator[tuple[str, Sequence[int]]]:
+    """``ids`` _IDS_PER_QUERY at a time, each with its ``?`` marks for ``IN (...)``."""
+    for at in range(0, len(ids), _IDS_PER_QUERY):
+        chunk = ids[at : at + _IDS_PER_QUERY]
+        yield ", ".join("?" * len(chunk)), chunk
 
 
 def runs_by_id(
@@ -537,9 +542,8 @@ def runs_by_id(
     runs = [] if above_id is None else _unordered(conn, "r.id > ?", [above_id])
     # Apart: with OR, SQLite walks every run instead of two searches by ID.
     wanted = sorted({i for i in ids if above_id is None or i <= above_id})
-    for at in range(0, len(wanted), _IDS_PER_QUERY):
-        chunk = wanted[at : at + _IDS_PER_QUERY]
-        runs += _unordered(conn, f"r.id IN ({', '.join('?' * len(chunk))})", chunk)
+    for marks, chunk in _id_chunks(wanted):
+        runs += _unordered(conn, f"r.id IN ({marks})", chunk)
     return sorted(runs, key=lambda run: run.id)
 
 
