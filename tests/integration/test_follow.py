@@ -9,7 +9,7 @@ import signal
 import subprocess
 import threading
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
@@ -32,12 +32,30 @@ class Follower:
             env=dict(os.environ, TZ="UTC"),
         )  # fmt: skip
         self.lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
+        self.errors: queue.Queue[str] = queue.Queue()
+        self._readers = [
+            threading.Thread(target=self._read, args=(self.process.stdout, self.lines)),
+            threading.Thread(target=self._read, args=(self.process.stderr, self.errors)),
+        ]
+        for reader in self._readers:
+            reader.daemon = True
+            reader.start()
 
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.put(line)
+    @staticmethod
+    def _read(stream: IO[str] | None, lines: queue.Queue[str]) -> None:
+        assert stream is not None
+        for line in stream:
+            lines.put(line)
+
+    def following(self) -> str:
+        """Its note that it waits for the database to appear: it has begun to follow, and
+        prints what ends from now on (a process slow to start under load did not, once)."""
+        try:
+            note = self.errors.get(timeout=WAIT)
+        except queue.Empty:
+            raise AssertionError(f"the follower said nothing in {WAIT}s") from None
+        self.errors.put(note)  # still part of what it said (interrupt)
+        return note
 
     def next_line(self) -> str:
         try:
@@ -52,13 +70,22 @@ class Follower:
     def interrupt(self) -> tuple[int, str]:
         """Ctrl-C: the exit status and what it said on stderr."""
         self.process.send_signal(signal.SIGINT)
-        _, err = self.process.communicate(timeout=30)
-        return self.process.returncode, err
+        self._ended()
+        return self.process.returncode, "".join(self.errors.queue)
 
     def close(self) -> None:
         if self.process.poll() is None:
             self.process.kill()
-            self.process.wait(timeout=30)
+        self._ended()
+
+    def _ended(self) -> None:
+        """Wait for the process to end and its output to be read; close the pipes."""
+        self.process.wait(timeout=30)
+        for reader in self._readers:
+            reader.join(timeout=30)
+        for stream in (self.process.stdout, self.process.stderr):
+            if stream is not None:
+                stream.close()
 
 
 def test_it_prints_each_run_once_as_it_ends_from_before_the_database_exists_and_across_restarts(
@@ -73,6 +100,8 @@ def test_it_prints_each_run_once_as_it_ends_from_before_the_database_exists_and_
     follower = Follower(daemon.db, "runs", "--json", "--unit", "slow*")
     everything = Follower(daemon.db, "runs", "--json")
     try:
+        for each in (follower, everything):
+            assert "yet: waiting for the daemon" in each.following()
         daemon.start()  # creates the database, reads the quick run back from the journal
         sandbox.start("other.service")
         sandbox.start("slow.service", wait=False)
