@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import sys
 
@@ -130,6 +131,40 @@ def _daemon(args: argparse.Namespace) -> int:
     return serve.run(args)
 
 
+def entry() -> None:
+    """The ``observer`` command: run :func:`main` on the process's arguments, and exit."""
+    arguments = sys.argv[1:]
+    status = main(arguments)
+    if _chosen_command(arguments) != "daemon":
+        exit_without_teardown(status)
+    sys.exit(status)
+
+
+def exit_without_teardown(status: int) -> None:
+    """Have the process end with ``status`` as soon as Python exits, without tearing down
+    its modules.
+
+    Freeing every module's objects one by one costs a command 3 to 8 ms of CPU at its end
+    (`observer run`, on each cron job, 8 ms: a quarter of what it may add to the job), and
+    nothing needs it: the command's work is done and its output written, and Python joins
+    the threads still running before it calls this. The exit handlers registered before
+    this one are skipped as well: logging's (which flushes its handlers) is called here.
+    The daemon ends the usual way.
+    """
+
+    def end() -> None:
+        import contextlib  # noqa: PLC0415 (`observer --version` never needs it otherwise)
+
+        if "logging" in sys.modules:
+            sys.modules["logging"].shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):  # a reader gone: the status stands
+                stream.flush()
+        os._exit(status)
+
+    atexit.register(end)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``observer`` with ``argv`` (default: the process's); return the exit status."""
     arguments = sys.argv[1:] if argv is None else argv
@@ -206,4 +241,4 @@ def _silence_stdout() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from observer.reading.cli import DEBUG, Option, command_at, flags_of, read_option, type_error
 from observer.run.schedule import Schedule, ScheduleError, parse_cron
-from observer.run.wrapper import Options, exit_without_teardown, run_job
+from observer.run.wrapper import Options, run_job
 from observer.store.database import default_db_path
 
 # typing.TYPE_CHECKING would import typing; mypy takes this one as true.
@@ -178,7 +178,7 @@ def _run(args: Namespace) -> int:
         print("observer run: give the command to run, e.g. observer run --name NAME -- CMD",
               file=sys.stderr)  # fmt: skip
         return 2
-    status = run_job(
+    return run_job(
         Options(
             name=args.name,
             command=command,
@@ -192,5 +192,3 @@ def _run(args: Namespace) -> int:
             schedule=args.schedule or args.every,
         )
     )
-    exit_without_teardown(status)
-    return status

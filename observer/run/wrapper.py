@@ -7,11 +7,9 @@ cannot be written it is spooled (see observer/spool.py) and one warning goes to 
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import os
 import sqlite3
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -116,28 +114,6 @@ def run_job(options: Options) -> int:
         job.pump(None)  # a process the job left behind still writes: pass the rest on
     job.close()
     return end.status
-
-
-def exit_without_teardown(status: int) -> None:
-    """Have the process end with ``status`` as soon as Python exits, without tearing down
-    its modules.
-
-    Freeing every module's objects one by one costs about 8 ms of CPU at the end of each
-    cron job, a quarter of what `observer run` may add to it, and nothing needs it: the run
-    is recorded, the writer thread joined, and the job's output was written straight to the
-    file descriptors. The exit handlers registered before this one are skipped as well:
-    logging's (which flushes its handlers) is called here.
-    """
-
-    def end() -> None:
-        if "logging" in sys.modules:
-            sys.modules["logging"].shutdown()
-        for stream in (sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):
-                stream.flush()
-        os._exit(status)
-
-    atexit.register(end)
 
 
 def _skipped(name: str, recorder: Recorder, skipped: RunRecord) -> int:

@@ -389,3 +389,39 @@ def test_it_exits_quietly_when_the_reader_goes_away(db: str) -> None:
     finally:
         os.close(writer)
     assert (finished.returncode, finished.stderr) == (141, b"")
+
+
+# A process whose exit handler, registered before observer's entry point runs, says whether
+# Python tore the process down the usual way.
+ENTRY = """
+import atexit, sys
+atexit.register(lambda: print("torn down", flush=True))
+sys.argv = ["observer", *sys.argv[1:]]
+from observer.__main__ import entry
+entry()
+"""
+
+
+@pytest.mark.parametrize(
+    ("argv", "status", "shown"),
+    [
+        (["history", "backup.service"], 0, ("ID  STARTED", "backup.timer\n")),
+        (["history", "nothing.service"], 1, ("", "")),
+        (["no-such-command"], 2, ("", "")),
+    ],
+)
+def test_a_command_ends_without_tearing_python_down_and_keeps_its_output_and_status(
+    db: str, argv: list[str], status: int, shown: tuple[str, str]
+) -> None:
+    finished = subprocess.run(
+        [sys.executable, "-c", ENTRY, *argv, "--db", db],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert finished.returncode == status, finished.stderr
+    first, last = shown  # the whole table, flushed: its first line and its last
+    assert finished.stdout.startswith(first)
+    assert finished.stdout.endswith(last)
+    assert "torn down" not in finished.stdout
