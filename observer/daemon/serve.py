@@ -23,6 +23,7 @@ from observer.daemon.target import bus_hint, bus_name, intake_for, journal_scope
 from observer.dashboard.service import DashboardService
 from observer.dashboard.serving import Pages
 from observer.fleet.service import JOURNAL_SOCKET, RunRecords, journal_sender
+from observer.inotify import DirectoryWatch
 from observer.metrics.service import MetricsService
 from observer.model import Run, StoreError
 from observer.recording.attribution import LATE_OUTPUT_SECONDS
@@ -382,16 +383,22 @@ class Daemon:
     # -- a database lost under the daemon --------------------------------------------------
 
     async def _watch_database(self) -> None:
-        """Check the database file while nothing is written (each write checks it too)."""
-        while True:
-            await asyncio.sleep(DATABASE_CHECK_SECONDS)
-            try:
-                await self.store.check()
-            except DatabaseLost as lost:
-                async with self.flush_lock:
-                    await self._rebuild(lost, Batch())
-            except StoreError as e:
-                log.debug("could not check the database: %s", e)
+        """Check the database file when a file in its directory changed (each write checks
+        it too), at most every DATABASE_CHECK_SECONDS: an idle daemon does not wake."""
+        watch = DirectoryWatch([self.store.path.parent], DATABASE_CHECK_SECONDS)
+        try:
+            while True:
+                await asyncio.sleep(DATABASE_CHECK_SECONDS)
+                await watch.changed()
+                try:
+                    await self.store.check()
+                except DatabaseLost as lost:
+                    async with self.flush_lock:
+                        await self._rebuild(lost, Batch())
+                except StoreError as e:
+                    log.debug("could not check the database: %s", e)
+        finally:
+            watch.close()
 
     async def _rebuild(self, lost: DatabaseLost, unwritten: Batch) -> None:
         """Open the database at its path again (a new one if it was deleted or corrupt, the

@@ -9,6 +9,8 @@ the runs whose `observer run` is gone (observer/run/liveness.py). It keeps one c
 to read; in the daemon (``store``) it writes through the store's one writer. A look is
 skipped, its thread not woken, when a few stats on the loop say it would find nothing: the
 database and the spool unchanged since the last look, no mark of life, no wrapper run open.
+With no mark of life and no wrapper run open it does not look again until a file in the
+database's directory or the spool changes (observer/inotify.py): an idle daemon sleeps.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from observer.config import Config
+from observer.inotify import DirectoryWatch
 from observer.model import Run, Source
 from observer.run import liveness, spool
 from observer.store.database import open_for_reading, open_for_writing, service_connection
@@ -72,6 +75,8 @@ class WrapperRuns:
         # One thread for every look: the connection it keeps may only be used on it.
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="observer-run")
         loop = asyncio.get_running_loop()
+        live = self.spool_dir / spool.LIVE_DIR
+        watch = DirectoryWatch([self.db_path.parent, self.spool_dir, live], self.interval)
         try:
             while True:
                 try:
@@ -87,8 +92,11 @@ class WrapperRuns:
                     self.failures = 0
                     if finished:
                         self._tell(finished)
-                await asyncio.sleep(self.interval)
+                await asyncio.sleep(self.interval)  # a look at most every interval
+                if not (self.failures or self.running or _has_entries(live)):
+                    await watch.changed()  # nothing to look at until a file there changes
         finally:
+            watch.close()
             executor.submit(self.close)
             executor.shutdown(wait=False)
 

@@ -233,7 +233,7 @@ def test_a_database_lost_under_the_daemon_is_rebuilt_from_the_journal(
         daemon.close()
 
 
-def test_a_database_lost_while_nothing_runs_is_found_by_the_periodic_check(
+def test_a_database_lost_while_nothing_runs_is_found_without_a_write(
     sandbox: Sandbox, tmp_path: Path
 ) -> None:
     daemon = ObserverDaemon(sandbox, tmp_path)
