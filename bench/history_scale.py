@@ -28,6 +28,7 @@ in the work directory, so that a checkout in the current directory does not shad
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import resource
 import shutil
@@ -216,13 +217,26 @@ def wait_for_quiet(pid: int, deadline: float) -> None:
     raise BenchError(f"the daemon never had a quiet {QUIET_WINDOW:.0f} s after its start-up")
 
 
+def threads_cpu_seconds(pid: int) -> float:
+    """CPU time of the daemon's threads to the nanosecond (schedstat; /proc/PID/stat counts
+    in ticks of 10 ms, coarse for an idle minute), its children not included."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            total += int((task / "schedstat").read_text().split()[0])
+    return total / 1e9
+
+
 def idle_figures(pid: int) -> dict[str, float]:
-    """CPU-s a minute over IDLE_SECONDS with nothing happening, then RSS and its peak (MiB)."""
-    before = cpu_seconds(pid)
+    """CPU-s a minute over IDLE_SECONDS with nothing happening (by ticks, children included,
+    and by the threads' own nanoseconds), then RSS and its peak (MiB)."""
+    before, threads_before = cpu_seconds(pid), threads_cpu_seconds(pid)
     time.sleep(IDLE_SECONDS)
     idle = (cpu_seconds(pid) - before) * 60 / IDLE_SECONDS
+    threads = (threads_cpu_seconds(pid) - threads_before) * 60 / IDLE_SECONDS
     status = read_status_kib(pid)
-    return {"idle": idle, "rss": status["VmRSS"] / 1024, "hwm": status["VmHWM"] / 1024}
+    return {"idle": idle, "idle threads": threads, "rss": status["VmRSS"] / 1024,
+            "hwm": status["VmHWM"] / 1024}  # fmt: skip
 
 
 def database_of(size: int, units: int, keep: Path | None, workdir: Path) -> Path:
@@ -320,7 +334,8 @@ def measure(size: int, units: int, args: argparse.Namespace, workdir: Path) -> d
     if args.daemon:
         daemon = daemon_figures(db, units, workdir, timing)
         print(f"  daemon: complete /metrics {daemon['metrics']:.2f} s after start; start-up work "
-              f"done after {daemon['settled']:.0f} s; idle {daemon['idle']:.3f} CPU-s per minute;"
+              f"done after {daemon['settled']:.0f} s; idle {daemon['idle']:.3f} CPU-s per minute "
+              f"(its threads' own {daemon['idle threads']:.3f});"
               f" RSS {daemon['rss']:.1f} MiB (peak {daemon['hwm']:.1f}; the dashboard's own "
               f"process at its first write {daemon['child']:.0f})", flush=True)  # fmt: skip
         figures.update({f"daemon {k}": v for k, v in daemon.items()})
