@@ -106,11 +106,12 @@ def default_read_file() -> str:
     return os.fspath(SYSTEM_DB_PATH)
 
 
-# The page cache of each connection the daemon's services keep open (metrics, alerts,
-# `observer run`'s runs). Each fills SQLite's default 2,000 KiB within minutes at any size
-# (a reading of every unit touches more pages than that), four of them a tenth of the
-# daemon's RSS; what they read again is the interior pages of an index or two and the few
-# rows of each unit, and a page not cached is one read from the kernel's page cache.
+# The page cache of each connection the daemon keeps open (the store's writer, metrics,
+# alerts, `observer run`'s runs). Each fills SQLite's default 2,000 KiB within minutes at any
+# size (a reading of every unit touches more pages than that), the four services' a tenth of
+# the daemon's RSS; what they read again is the interior pages of an index or two and the
+# few rows of each unit (the writer's: the unit's summary and its newest runs), and a page
+# not cached is one read from the kernel's page cache.
 SERVICE_CACHE_KIB = 512
 
 

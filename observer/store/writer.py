@@ -21,6 +21,7 @@ from observer.store.database import (
     read_states,
     recent_output,
     run_started_before,
+    service_connection,
     write_batch,
 )
 from observer.store.lost import (
@@ -204,4 +205,4 @@ def open_shared(path: Path, *, wal: bool = True) -> sqlite3.Connection:
     conn = sqlite3.connect(path, timeout=10, check_same_thread=False)
     conn.execute("PRAGMA busy_timeout = 10000")
     conn.execute("PRAGMA synchronous = NORMAL")
-    return conn
+    return service_connection(conn)
