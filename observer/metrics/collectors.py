@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import math
 import platform
-from collections.abc import Iterable, Iterator
+import zlib
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
@@ -13,9 +15,10 @@ from prometheus_client.metrics_core import (
     HistogramMetricFamily,
     Metric,
 )
+from prometheus_client.samples import Sample
 
 from observer import __version__
-from observer.metrics.snapshot import DURATION_BUCKETS, Durations, Snapshot
+from observer.metrics.snapshot import DURATION_BUCKETS, Durations, Snapshot, UnitState
 from observer.model import is_success
 from observer.users import unit_of, user_of
 
@@ -35,112 +38,176 @@ def _gauge(name: str, documentation: str, labels: list[str]) -> GaugeMetricFamil
     return GaugeMetricFamily(name, documentation, labels=labels)
 
 
+class Family(Protocol):
+    """What render() reads of a metric family: a prometheus_client Metric is one."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def documentation(self) -> str: ...
+    @property
+    def samples(self) -> Iterable[Sample]: ...
+
+
+@dataclass(frozen=True)
+class DurationHistograms:
+    """observer_run_duration_seconds: a histogram per unit (``series``: its labels and
+    counts), whose samples are made as they are read, a unit's at a time, by the client
+    library's HistogramMetricFamily. Held whole, 1,000 units' are 16,000 samples in 100,000
+    objects, whose memory Python's allocator keeps once they are freed (5 MiB of RSS)."""
+
+    series: tuple[tuple[list[str], Durations], ...]
+    name: str = "observer_run_duration_seconds"
+    type: str = "histogram"
+    documentation: str = (
+        "How long runs took (from start to end), for runs that finished while the daemon "
+        "was running."
+    )
+
+    @property
+    def samples(self) -> Iterator[Sample]:
+        for labels, counts in self.series:
+            unit = HistogramMetricFamily(self.name, self.documentation, labels=_UNIT_LABELS)
+            buckets = [*zip(_BOUNDS, map(float, counts.buckets), strict=True)]
+            unit.add_metric(labels, buckets, counts.sum_seconds)
+            yield from unit.samples
+
+
+_UNIT_LABELS = ("host", "unit", "user")
+
+
+def _unit_gauge(
+    name: str, documentation: str, keys: list[list[str]], values: Iterable[float | None]
+) -> GaugeMetricFamily:
+    """A gauge of one sample per unit (``keys``: each unit's labels), None left out."""
+    family = _gauge(name, documentation, list(_UNIT_LABELS))
+    for key, value in zip(keys, values, strict=True):
+        _add(family, key, value)
+    return family
+
+
+def _last_success_flag(state: UnitState) -> float | None:
+    if state.last_end_usec is None:
+        return None
+    return 1.0 if is_success(state.last_result) else 0.0
+
+
+def _cost(index: int) -> Callable[[UnitState], float | None]:
+    return lambda state: state.last_cost[index]
+
+
+# The gauges of one sample per unit, in the order they are written (the run's info, whose
+# labels differ, goes after the first five): name, help, the unit's value (None: none).
+_UNIT_GAUGES: tuple[tuple[str, str, Callable[[UnitState], float | None]], ...] = (
+    (
+        "observer_last_run_start_timestamp_seconds",
+        "When the newest finished run of the unit started (seconds since the epoch).",
+        lambda state: _seconds(state.last_start_usec),
+    ),
+    (
+        "observer_last_run_end_timestamp_seconds",
+        "When the newest finished run of the unit ended (seconds since the epoch).",
+        lambda state: _seconds(state.last_end_usec),
+    ),
+    (
+        "observer_last_run_duration_seconds",
+        "How long the newest finished run of the unit took.",
+        lambda state: state.last_duration_seconds,
+    ),
+    (
+        "observer_last_run_success",
+        "1 if the newest finished run of the unit succeeded, else 0.",
+        _last_success_flag,
+    ),
+    (
+        "observer_last_run_exit_status",
+        "Exit status of the newest finished run's main process (only when it exited).",
+        lambda state: state.last_exit_status,
+    ),
+    *(
+        (
+            f"observer_last_run_{name}",
+            f"{text} of the newest finished run, as systemd accounted it (absent when it did not).",
+            _cost(index),
+        )
+        for index, (name, text) in enumerate(
+            (
+                ("cpu_seconds", "CPU time"),
+                ("io_read_bytes", "Bytes read"),
+                ("io_write_bytes", "Bytes written"),
+                ("memory_peak_bytes", "Peak memory"),
+            )
+        )
+    ),
+    (
+        "observer_last_run_output_lost_lines",
+        "Output lines of the newest finished run that journald dropped (rate limit).",
+        lambda state: state.last_output_lost_lines,
+    ),
+    (
+        "observer_last_success_timestamp_seconds",
+        "When the newest successful run of the unit ended (seconds since the epoch).",
+        lambda state: _seconds(state.last_success_usec),
+    ),
+    (
+        "observer_last_failure_timestamp_seconds",
+        "When the newest failed run of the unit ended (seconds since the epoch).",
+        lambda state: _seconds(state.last_failure_usec),
+    ),
+    (
+        "observer_consecutive_failures",
+        "Finished runs of the unit that failed since its newest success.",
+        lambda state: state.consecutive_failures,
+    ),
+    (
+        "observer_running",
+        "1 while a run of the unit is in progress, else 0.",
+        lambda state: 1.0 if state.running else 0.0,
+    ),
+    (
+        "observer_running_since_timestamp_seconds",
+        "When the run in progress started (seconds since the epoch); only while running.",
+        lambda state: _seconds(state.running_since_usec) if state.running else None,
+    ),
+    (
+        "observer_service_restarts",
+        "How many times systemd had restarted the unit automatically (NRestarts) by its "
+        "newest finished run.",
+        lambda state: state.restarts,
+    ),
+)
+
+
 class RunCollector:
     """A prometheus_client collector of the run metrics in one snapshot."""
 
     def __init__(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
 
-    def collect(self) -> Iterator[Metric]:
+    def collect(self) -> Iterator[Family]:
+        """The families one at a time, each built when asked for: a renderer that writes
+        each before asking for the next never holds the samples of them all (at 1,000 units,
+        30,000 samples in 140,000 objects, whose memory Python's allocator keeps after)."""
         snap = self.snapshot
         host = snap.host
-        labels = ["host", "unit", "user"]
-        last_start = _gauge(
-            "observer_last_run_start_timestamp_seconds",
-            "When the newest finished run of the unit started (seconds since the epoch).",
-            labels,
-        )
-        last_end = _gauge(
-            "observer_last_run_end_timestamp_seconds",
-            "When the newest finished run of the unit ended (seconds since the epoch).",
-            labels,
-        )
-        last_duration = _gauge(
-            "observer_last_run_duration_seconds",
-            "How long the newest finished run of the unit took.",
-            labels,
-        )
-        last_success_flag = _gauge(
-            "observer_last_run_success",
-            "1 if the newest finished run of the unit succeeded, else 0.",
-            labels,
-        )
-        last_exit = _gauge(
-            "observer_last_run_exit_status",
-            "Exit status of the newest finished run's main process (only when it exited).",
-            labels,
-        )
+        keys = [[state.host or host, *_unit_labels(state.unit)] for state in snap.units]
+        for name, documentation, value in _UNIT_GAUGES[:5]:
+            yield _unit_gauge(name, documentation, keys, map(value, snap.units))
         last_info = _gauge(
             "observer_last_run_info",
             "The newest finished run's result (systemd's Result) and the signal that ended it.",
-            [*labels, "result", "signal"],
+            [*_UNIT_LABELS, "result", "signal"],
         )
-        last_success = _gauge(
-            "observer_last_success_timestamp_seconds",
-            "When the newest successful run of the unit ended (seconds since the epoch).",
-            labels,
-        )
-        last_failure = _gauge(
-            "observer_last_failure_timestamp_seconds",
-            "When the newest failed run of the unit ended (seconds since the epoch).",
-            labels,
-        )
-        streak = _gauge(
-            "observer_consecutive_failures",
-            "Finished runs of the unit that failed since its newest success.",
-            labels,
-        )
-        running = _gauge(
-            "observer_running", "1 while a run of the unit is in progress, else 0.", labels
-        )
-        running_since = _gauge(
-            "observer_running_since_timestamp_seconds",
-            "When the run in progress started (seconds since the epoch); only while running.",
-            labels,
-        )
-        cost = [
-            _gauge(f"observer_last_run_{name}", f"{text} of the newest finished run, as "
-                   "systemd accounted it (absent when it did not).", labels)
-            for name, text in (
-                ("cpu_seconds", "CPU time"), ("io_read_bytes", "Bytes read"),
-                ("io_write_bytes", "Bytes written"), ("memory_peak_bytes", "Peak memory"),
-            )
-        ]  # fmt: skip
-        lost = _gauge(
-            "observer_last_run_output_lost_lines",
-            "Output lines of the newest finished run that journald dropped (rate limit).",
-            labels,
-        )
-        restarts = _gauge(
-            "observer_service_restarts",
-            "How many times systemd had restarted the unit automatically (NRestarts) by its "
-            "newest finished run.",
-            labels,
-        )
-        for state in snap.units:
-            key = [state.host or host, *_unit_labels(state.unit)]
-            _add(last_start, key, _seconds(state.last_start_usec))
-            _add(last_end, key, _seconds(state.last_end_usec))
-            _add(last_duration, key, state.last_duration_seconds)
+        for key, state in zip(keys, snap.units, strict=True):
             if state.last_end_usec is not None:
-                last_success_flag.add_metric(key, 1.0 if is_success(state.last_result) else 0)
                 last_info.add_metric(
                     [*key, state.last_result or "unknown", state.last_signal or ""], 1.0
                 )
-            _add(last_exit, key, state.last_exit_status)
-            _add(last_success, key, _seconds(state.last_success_usec))
-            _add(last_failure, key, _seconds(state.last_failure_usec))
-            streak.add_metric(key, state.consecutive_failures)
-            running.add_metric(key, 1.0 if state.running else 0.0)
-            if state.running:
-                _add(running_since, key, _seconds(state.running_since_usec))
-            _add(restarts, key, state.restarts)
-            for family, value in zip(cost, state.last_cost, strict=True):
-                _add(family, key, value)
-            _add(lost, key, state.last_output_lost_lines)
-        yield from (last_start, last_end, last_duration, last_success_flag, last_exit, last_info)
-        yield from (*cost, lost)
-        yield from (last_success, last_failure, streak, running, running_since, restarts)
+        yield last_info
+        for name, documentation, value in _UNIT_GAUGES[5:]:
+            yield _unit_gauge(name, documentation, keys, map(value, snap.units))
         yield from self._runs(host)
         yield from self._timers(host)
         yield from self._alerts(host)
@@ -173,7 +240,7 @@ class RunCollector:
             failed.add_metric([host, channel], n)
         yield from (made, opened, failed)
 
-    def _runs(self, host: str) -> Iterator[Metric]:
+    def _runs(self, host: str) -> Iterator[Family]:
         snap = self.snapshot
         runs = CounterMetricFamily(
             "observer_runs",
@@ -182,22 +249,15 @@ class RunCollector:
         )
         for (on, unit, result), count in sorted(_with_zeros(snap).items()):
             runs.add_metric([on or host, *_unit_labels(unit), result], count)
-        durations = HistogramMetricFamily(
-            "observer_run_duration_seconds",
-            "How long runs took (from start to end), for runs that finished while the daemon "
-            "was running.",
-            labels=["host", "unit", "user"],
-        )
+        yield runs
         empty = Durations((0,) * len(DURATION_BUCKETS), 0.0)
         every = {(state.host, state.unit): empty for state in snap.units}
-        for (on, unit), counts in sorted((every | dict(snap.durations)).items()):
-            buckets = [
-                (_bound(bound), float(n))
-                for bound, n in zip(DURATION_BUCKETS, counts.buckets, strict=True)
-            ]
-            durations.add_metric([on or host, *_unit_labels(unit)], buckets, counts.sum_seconds)
-        yield runs
-        yield durations
+        yield DurationHistograms(
+            tuple(
+                ([on or host, *_unit_labels(unit)], counts)
+                for (on, unit), counts in sorted((every | dict(snap.durations)).items())
+            )
+        )
 
     def _timers(self, host: str) -> Iterator[Metric]:
         labels = ["host", "unit", "user", "timer"]
@@ -227,6 +287,9 @@ def _add(family: GaugeMetricFamily, labels: list[str], value: float | None) -> N
 
 def _bound(bound: float) -> str:
     return "+Inf" if math.isinf(bound) else repr(bound)
+
+
+_BOUNDS = tuple(map(_bound, DURATION_BUCKETS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,25 +411,38 @@ class DaemonCollector:
         )
 
 
-def render(families: Iterable[Metric]) -> bytes:
+def render(families: Iterable[Family]) -> bytes:
     """The text format (0.0.4) of families whose names observer chose itself.
 
     What generate_latest writes, three times faster: it need not check or escape metric and
     label names, which matters with thousands of units.
     """
-    out: list[str] = []
-    for family in families:
-        name = f"{family.name}_total" if family.type == "counter" else family.name
-        kind = "untyped" if family.type == "unknown" else family.type
-        documentation = family.documentation.replace("\\", r"\\").replace("\n", r"\n")
-        out.append(f"# HELP {name} {documentation}\n# TYPE {name} {kind}\n")
-        for sample in family.samples:
-            labels = ",".join(f'{k}="{_escape(v)}"' for k, v in sample.labels.items())
-            value = _number(sample.value)
-            out.append(
-                f"{sample.name}{{{labels}}} {value}\n" if labels else f"{sample.name} {value}\n"
-            )
-    return "".join(out).encode()
+    return "".join(map(_family_text, families)).encode()
+
+
+def render_gzip(families: Iterable[Family], level: int) -> bytes:
+    """``render(families)`` as one gzip member, compressed a family at a time: the text of
+    1,000 units' run metrics (2.7 MiB of it, in 30,000 lines) is never whole in memory."""
+    packer = zlib.compressobj(level, zlib.DEFLATED, _GZIP_WBITS)
+    out = [packer.compress(_family_text(family).encode()) for family in families]
+    out.append(packer.flush())
+    return b"".join(out)
+
+
+# zlib's window bits for a gzip member (header and trailer) with the largest window.
+_GZIP_WBITS = 16 + zlib.MAX_WBITS
+
+
+def _family_text(family: Family) -> str:
+    name = f"{family.name}_total" if family.type == "counter" else family.name
+    kind = "untyped" if family.type == "unknown" else family.type
+    documentation = family.documentation.replace("\\", r"\\").replace("\n", r"\n")
+    out = [f"# HELP {name} {documentation}\n# TYPE {name} {kind}\n"]
+    for sample in family.samples:
+        labels = ",".join(f'{k}="{_escape(v)}"' for k, v in sample.labels.items())
+        value = _number(sample.value)
+        out.append(f"{sample.name}{{{labels}}} {value}\n" if labels else f"{sample.name} {value}\n")
+    return "".join(out)
 
 
 def _number(value: float) -> str:

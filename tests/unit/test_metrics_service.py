@@ -212,7 +212,7 @@ def test_an_idle_refresh_reads_nothing_until_a_run_is_committed(
         conn.close()
         service._refresh({})
         assert len(readings) == 2
-        assert b'unit="sync.service"' in service._snapshot_bytes
+        assert b'unit="sync.service"' in service.render()
         service._refresh({("host1", "worker.service"): invocation(41)})  # a run began: read again
         assert len(readings) == 3
     finally:
