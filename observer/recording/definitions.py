@@ -6,11 +6,8 @@ definition once per digest and each text once per digest (observer/store/definit
 
 from __future__ import annotations
 
-import difflib
-import hashlib
 import json
 import os.path
-import shlex
 from collections.abc import Mapping, Sequence
 
 from observer.records import NamedTuple
@@ -52,11 +49,15 @@ class Definition(NamedTuple):
 
 def content_digest(data: bytes) -> str:
     """The digest a file's content is known by."""
+    import hashlib  # noqa: PLC0415 (OpenSSL's, 1.5 ms to load: the daemon's, not `show`'s)
+
     return hashlib.sha256(data).hexdigest()
 
 
 def command_text(commands: Sequence[Sequence[str]]) -> str | None:
     """ExecStart as one text, a command line each (None for a unit that has none)."""
+    import shlex  # noqa: PLC0415 (only for a definition read from a unit)
+
     return "\n".join(shlex.join(argv) for argv in commands if argv) or None
 
 
@@ -150,6 +151,8 @@ def _file_changes(
 
 def text_diff(before: str | None, after: str | None, before_name: str, after_name: str) -> str:
     """A unified diff of two texts (None: not there, or not kept)."""
+    import difflib  # noqa: PLC0415 (diff and the pages only)
+
     lines = difflib.unified_diff(
         (before or "").splitlines(keepends=True),
         (after or "").splitlines(keepends=True),

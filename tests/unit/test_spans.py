@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from decimal import Decimal
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -33,6 +36,51 @@ def test_it_reads_every_duration_that_options_configuration_or_jobs_took(
 @pytest.mark.parametrize("text", ["", "3x", "-1d", "d", "1y", "1.5.h", "2 days", "1h-30m", "."])
 def test_it_refuses_anything_else_naming_the_value(text: str) -> None:
     with pytest.raises(ValueError, match=rf"invalid duration {text!r}: use a number and a unit"):
+        parse_span(text)
+
+
+def _span_by_pattern(text: str) -> float | None:
+    """The grammar as a regular expression with exact decimal sums: what parse_span read
+    with re and decimal before it was written by hand (None: refused)."""
+    part = r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)"
+    if text.strip() == "0":
+        return 0.0
+    if not re.fullmatch(rf"(?:{part})+\s*", text, re.IGNORECASE):
+        return None
+    per = {"ms": "0.001", "s": "1", "m": "60", "h": "3600", "d": "86400", "w": "604800"}
+    parts = re.findall(part, text, re.IGNORECASE)
+    return float(sum(Decimal(n) * Decimal(per[unit.lower()]) for n, unit in parts))
+
+
+# Digits (ASCII and others), the units in both cases, what may not be there, and spaces.
+_SPAN_CHARACTERS = "0123456789\u0663.msMShHdDwWxy- \t\u2003"
+
+
+_NUMBERS = st.from_regex(r"\A[0-9\u0663]{1,12}(\.[0-9]{1,6})?\Z")
+_PARTS = st.tuples(
+    st.sampled_from(["", " ", "\t"]), _NUMBERS, st.sampled_from(["", " "]),
+    st.sampled_from(["ms", "Ms", "s", "S", "m", "M", "h", "H", "d", "w", "W"]),
+).map("".join)  # fmt: skip
+
+
+@given(
+    st.one_of(
+        st.text(alphabet=_SPAN_CHARACTERS, max_size=14),
+        st.lists(_PARTS, min_size=1, max_size=4).map("".join),
+    )
+)
+def test_it_reads_what_the_grammar_as_a_pattern_reads_and_refuses_the_rest(text: str) -> None:
+    expected = _span_by_pattern(text)
+    if expected is None:
+        with pytest.raises(ValueError, match=r"invalid duration .*: use a number and a unit"):
+            parse_span(text)
+    else:
+        assert parse_span(text) == expected
+
+
+@pytest.mark.parametrize("text", ["9" * 400 + "w", "1" * 5000 + "s", "1." + "0" * 5000 + "1s"])
+def test_a_duration_too_long_for_a_number_is_refused_as_too_long(text: str) -> None:
+    with pytest.raises(ValueError, match=r"invalid duration .*: too long"):
         parse_span(text)
 
 
