@@ -32,6 +32,7 @@ from typing import Any
 from dbus_fast import Message, MessageType, Variant
 from dbus_fast.aio import MessageBus
 
+from observer.fleet.records import RUN_RECORD_MESSAGE_ID
 from tests.sandbox import Sandbox, SandboxError, can_boot
 
 SYSTEMD = "org.freedesktop.systemd1"
@@ -381,6 +382,9 @@ class JournalFacts:
     output_without_invocation: int = 0
     suppressed: list[str] = field(default_factory=list)  # journald's rate-limit notices
     warnings: list[str] = field(default_factory=list)  # other warnings during the burst
+    # The daemon's run records (observer/fleet/records.py) of burst units, one per run:
+    # a failed run's is a warning by design.
+    run_records: set[str] = field(default_factory=set)
 
 
 def read_journal(journal_dir: Path, since: float) -> JournalFacts:
@@ -404,6 +408,10 @@ def _note_entry(facts: JournalFacts, entry: dict[str, Any], since_usec: int) -> 
     message_id = str(entry.get("MESSAGE_ID", "")).replace("-", "")
     if message_id == SUPPRESSED:
         facts.suppressed.append(str(entry.get("MESSAGE", "")))
+        return
+    if message_id == RUN_RECORD_MESSAGE_ID:
+        if str(entry.get("OBSERVER_UNIT", "")).startswith("burst-"):
+            facts.run_records.add(str(entry["OBSERVER_UNIT"]))
         return
     unit = str(entry.get("UNIT", ""))
     if (
@@ -611,6 +619,7 @@ def figures(r: Result) -> Figures:
         f"success/0: {r.runs - expected_failures})",
     )
     table.add("  with their output 'run NNNN'", f"{len(r.store.with_output)} of {r.runs}")
+    table.add("  with a run record in the journal", f"{len(r.journal.run_records)} of {r.runs}")
     table.add(
         "  database rows for burst units", f"{r.store.rows} (first written by {r.store.by_source})"
     )
@@ -678,6 +687,8 @@ def problems(r: Result, console: str, daemon_log: str) -> list[str]:
             f"  the journal has the line of {len(r.journal.output & no_output)} of them; "
             f"{r.journal.output_without_invocation} lines there lack _SYSTEMD_INVOCATION_ID"
         )
+    if no_record := every - r.journal.run_records:
+        found.append(f"no run record in the journal: {sample_list(no_record)}")
     found += [f"journald: {notice}" for notice in r.journal.suppressed]
     if r.journal.warnings:
         found.append(f"{len(r.journal.warnings)} warnings in the sandbox's journal, e.g.:")
