@@ -33,8 +33,7 @@ def situations(draw: st.DrawFn) -> tuple[UnitAlertState, UnitFacts, AlertRules]:
     started = draw(maybe)
     running = started is not None and draw(st.booleans())
     timers = tuple(
-        TimerFacts(f"t{i}.timer", draw(maybe), draw(maybe))
-        for i in range(draw(st.integers(0, 2)))
+        TimerFacts(f"t{i}.timer", draw(maybe), draw(maybe)) for i in range(draw(st.integers(0, 2)))
     )
     facts = UnitFacts(
         newest_run_id=None if started is None else 1,
