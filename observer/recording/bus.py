@@ -74,12 +74,21 @@ def unit_from_path(path: str) -> str | None:
     return out.decode("utf-8", errors="surrogateescape")
 
 
+# Each byte of a unit's name as its object path writes it: an ASCII letter or digit as
+# itself, anything else as _xx (its hex).
+_PATH_TEXT = tuple(
+    chr(byte) if chr(byte).isascii() and chr(byte).isalnum() else f"_{byte:02x}"
+    for byte in range(256)
+)
+
+
 def unit_path(unit: str) -> str:
-    """systemd's object path of a unit: foo-bar.service -> .../unit/foo_2dbar_2eservice."""
-    out = []
-    for i, byte in enumerate(unit.encode("utf-8", errors="surrogateescape")):
-        plain = chr(byte).isascii() and chr(byte).isalnum() and not (i == 0 and chr(byte).isdigit())
-        out.append(chr(byte) if plain else f"_{byte:02x}")
+    """systemd's object path of a unit: foo-bar.service -> .../unit/foo_2dbar_2eservice
+    (a digit first is escaped too)."""
+    name = unit.encode("utf-8", errors="surrogateescape")
+    out = [_PATH_TEXT[byte] for byte in name]
+    if name[:1].isdigit():
+        out[0] = f"_{name[0]:02x}"
     return UNIT_PATH_PREFIX + "".join(out)
 
 
@@ -135,8 +144,8 @@ def _is_hex(text: str) -> bool:
 
 def unwrap(value: object) -> object:
     """Turn dbus-fast Variants (and containers of them) into plain values."""
-    if isinstance(value, Variant):
-        return unwrap(value.value)
+    while isinstance(value, Variant):
+        value = value.value
     if isinstance(value, list):
         return [unwrap(v) for v in value]
     if isinstance(value, dict):

@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 from dbus_fast import Message, MessageType, Variant
+from hypothesis import given
+from hypothesis import strategies as st
 
-from observer.recording.bus import MANAGER, MANAGER_PATH, MATCH_RULES, PROPERTIES, decode_signal
+from observer.recording.bus import (
+    MANAGER,
+    MANAGER_PATH,
+    MATCH_RULES,
+    PROPERTIES,
+    decode_signal,
+    unit_from_path,
+    unit_path,
+    unwrap,
+)
 from observer.recording.events import JobNew, JobRemoved, Reloading, UnitGone, UnitProperties
 
 BACKUP_PATH = "/org/freedesktop/systemd1/unit/backup_2eservice"
@@ -125,3 +136,34 @@ def test_the_match_rules_ask_for_every_signal_that_decodes_to_an_event() -> None
     for interface in ("Unit", "Service", "Timer"):
         assert any(f"arg0='org.freedesktop.systemd1.{interface}'" in r for r in MATCH_RULES)
     assert not any("UnitNew" in rule for rule in MATCH_RULES)
+
+
+def _path_as_systemd_escapes(unit: str) -> str:
+    """bus_label_escape: an ASCII letter or digit as itself (not a digit first), any other
+    byte as _ and its two hex digits."""
+    out = []
+    for i, byte in enumerate(unit.encode("utf-8", errors="surrogateescape")):
+        plain = chr(byte).isascii() and chr(byte).isalnum() and not (i == 0 and chr(byte).isdigit())
+        out.append(chr(byte) if plain else f"_{byte:02x}")
+    return "/org/freedesktop/systemd1/unit/" + "".join(out)
+
+
+@given(st.text())
+def test_a_units_object_path_is_systemds_escaping_and_reads_back(unit: str) -> None:
+    assert unit_path(unit) == _path_as_systemd_escapes(unit)
+    assert unit_from_path(unit_path(unit)) == unit
+
+
+def test_a_units_object_path_escapes_a_digit_first_and_any_byte_not_a_letter() -> None:
+    assert unit_path("backup.service") == BACKUP_PATH
+    assert unit_path("2fa-sync@x y.service").removeprefix("/org/freedesktop/systemd1/unit/") == (
+        "_32fa_2dsync_40x_20y_2eservice"
+    )
+    assert unit_path("é.service").endswith("/_c3_a9_2eservice")
+
+
+def test_variants_within_variants_and_containers_become_plain_values() -> None:
+    nested = Variant("v", Variant("v", Variant("t", 5)))
+    value = {"a": [Variant("s", "x"), nested], "b": Variant("a{sv}", {"c": Variant("b", True)})}
+    assert unwrap(value) == {"a": ["x", 5], "b": {"c": True}}
+    assert unwrap(Variant("ay", b"\x01\x02")) == b"\x01\x02"
