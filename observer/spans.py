@@ -62,7 +62,7 @@ def _span_parts(text: str) -> list[tuple[str, str, str]] | None:
         unit = text[at : at + 2].lower()
         if unit != "ms":
             unit = unit[:1]
-        if not whole or not unit.isascii() or unit not in _MILLISECONDS_PER:
+        if not whole or unit not in _MILLISECONDS_PER:
             return None
         parts.append((whole, decimals, unit))
         at = _after_spaces(text, at + len(unit))

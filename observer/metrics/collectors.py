@@ -285,11 +285,8 @@ def _add(family: GaugeMetricFamily, labels: list[str], value: float | None) -> N
         family.add_metric(labels, value)
 
 
-def _bound(bound: float) -> str:
-    return "+Inf" if math.isinf(bound) else repr(bound)
-
-
-_BOUNDS = tuple(map(_bound, DURATION_BUCKETS))
+# Each bucket's upper bound as its `le` label writes it.
+_BOUNDS = tuple("+Inf" if math.isinf(bound) else repr(bound) for bound in DURATION_BUCKETS)
 
 
 @dataclass(frozen=True, slots=True)
