@@ -262,16 +262,18 @@ async def call(
 ) -> list[Any]:  # fmt: skip
     from dbus_fast import Message, MessageType  # noqa: PLC0415
 
-    reply = await bus.call(
-        Message(
-            destination=SYSTEMD,
-            path=path,
-            interface=interface,
-            member=member,
-            signature=signature,
-            body=body or [],
-        )
+    message = Message(
+        destination=SYSTEMD,
+        path=path,
+        interface=interface,
+        member=member,
+        signature=signature,
+        body=body or [],
     )
+    try:
+        reply = await bus.call(message)
+    except (EOFError, OSError) as e:  # the bus went away under the call (or systemd did)
+        raise ObserverError(f"lost the connection to systemd during {member}: {e!r}") from e
     if reply is None or reply.message_type is MessageType.ERROR:
         text = reply.body[0] if reply is not None and reply.body else "no reply"
         name = reply.error_name if reply is not None else "unknown"

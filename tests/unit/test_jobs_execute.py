@@ -29,6 +29,7 @@ class FakeManager:
     fragment paths of units systemd already has."""
 
     refuses: str = ""
+    loses_bus_at: str = ""  # a method during which the connection to the bus ends
     units: dict[str, str] = field(default_factory=dict)
     calls: list[tuple[str, list[Any]]] = field(default_factory=list)
 
@@ -44,6 +45,8 @@ class FakeManager:
             state = "loaded" if fragment else "not-found"
             return _Reply([state if body[1] == "LoadState" else fragment])
         self.calls.append((message.member or "", body))
+        if message.member == self.loses_bus_at:
+            raise EOFError
         if message.member == self.refuses:
             return _Reply(["no such thing"], MessageType.ERROR, "org.example.Refused")
         if message.member in ("StartUnit", "StopUnit", "RestartUnit"):
@@ -98,6 +101,23 @@ def test_a_refused_start_puts_the_unit_files_back_as_they_were(tmp_path: Path) -
     assert [p.name for p in tmp_path.iterdir()] == ["old.timer"]
     assert (tmp_path / "old.timer").read_text() == "[Timer]\n"
     assert [member for member, _ in manager.calls][-2:] == ["StartUnit", "Reload"]
+
+
+def test_a_bus_lost_during_the_reload_puts_the_unit_files_back_and_says_so(
+    tmp_path: Path,
+) -> None:
+    # systemd 254 ends when a caller outside its PID namespace asks for a Reload: the call
+    # then ends with the connection, not with an answer (docs/compatibility.md).
+    manager = FakeManager(loses_bus_at="Reload")
+
+    with pytest.raises(
+        ObserverError,
+        match=r"lost the connection to systemd during Reload.*put back as they were",
+    ):
+        _execute(_plan(tmp_path), [_job()], manager)
+
+    assert [p.name for p in tmp_path.iterdir()] == ["old.timer"]
+    assert (tmp_path / "old.timer").read_text() == "[Timer]\n"
 
 
 def test_a_job_named_like_a_unit_systemd_has_is_refused_before_anything_changes(
