@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from observer.spans import human_duration
+from observer.store.summary import percentile
 from tests.integration.observed import ObserverDaemon, oneshot
 from tests.integration.test_alerts import receiver, titles
 from tests.receiver import Receiver
@@ -130,8 +132,19 @@ def test_a_job_that_ran_for_a_second_ten_times_and_then_ends_in_milliseconds_is_
         daemon.alerts_checked()
         [title] = titles(receiver)
         assert " backup.service succeeded in only " in title
-        assert title.endswith("less than 0.1 times the p5 (1.0s) of its last 10 successful runs")
-        newest = daemon.json("history", "backup")[0]
+        # The p5 is that of the ten runs as recorded. A run the bus saw is timed by
+        # systemd's stamps (a second and a few ms); one the journal alone gave is timed by
+        # when journald received "Starting" (logged after the fork) and the end, which a
+        # loaded machine has made a few ms less than the second the job slept.
+        newest, *before = daemon.json("history", "backup")
+        assert len(before) == 10
+        durations = sorted(run["duration_seconds"] for run in before)
+        p5 = percentile(durations, 5)
+        assert p5 is not None
+        assert 0.95 <= p5 <= 1.5, durations
+        assert title.endswith(
+            f"less than 0.1 times the p5 ({human_duration(p5)}) of its last 10 successful runs"
+        )
         assert [f["kind"] for f in newest["findings"]] == ["fast"]
     finally:
         daemon.close()

@@ -62,13 +62,21 @@ def scrape_job(tmp_path: Path, password: str | None, ca_file: Path | None) -> st
     return "".join(lines)
 
 
-def health(prometheus: Prometheus) -> tuple[float | None, str]:
-    """The target's up and the last scrape's error, as Prometheus says them."""
-    targets = waiting.wait_for(
-        lambda: [t for t in prometheus_targets(prometheus) if t["lastScrape"][:4] != "0001"],
-        timeout=60, what="Prometheus to scrape the daemon once",
-    )  # fmt: skip
-    return prometheus.value("up"), targets[0]["lastError"]
+def health(prometheus: Prometheus) -> tuple[float, str]:
+    """The target's up and the last scrape's error, as Prometheus says them.
+
+    Prometheus tells a scrape to its targets page before it stores the scrape's ``up``
+    sample: the page is read once ``up`` has a value, so both tell of a scrape done."""
+
+    def stored() -> tuple[float] | None:
+        up = prometheus.value("up")
+        return None if up is None else (up,)  # a tuple: an up of 0 is an answer too
+
+    [up] = waiting.wait_for(
+        stored, timeout=60, what="Prometheus to scrape the daemon once", check=prometheus.check
+    )
+    [target] = [t for t in prometheus_targets(prometheus) if t["lastScrape"][:4] != "0001"]
+    return up, target["lastError"]
 
 
 def prometheus_targets(prometheus: Prometheus) -> list[dict[str, str]]:
