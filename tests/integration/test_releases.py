@@ -130,7 +130,9 @@ def test_runs_skips_and_dependency_failures_are_recorded(
             sandbox.start("dependent.service")
 
             out = observer.runs_until("out.service", lambda r: r[0]["finished_at"], "out")[0]
-            conds = observer.runs_until("cond.service", lambda r: len(r) >= 2, "two runs")
+            conds = observer.runs_until(
+                "cond.service", lambda r: sum(1 for x in r if x["result"]) >= 2, "two ended runs"
+            )
             dependent = observer.runs_until("dependent.service", bool, "dependent")[0]
             lines: list[dict[str, Any]] = sandbox.wait_for(
                 lambda: observer.show(out["id"]).get("output") or [], 20, what="out's output"

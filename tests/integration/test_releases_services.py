@@ -57,7 +57,9 @@ def test_a_start_refused_by_the_start_limit_is_a_run_of_its_own(suite: str, tmp_
             observer.start()
             for _ in range(3):
                 sandbox.start("flaky.service")
-            runs = observer.runs_until("flaky.service", lambda r: len(r) >= 3, "three runs")
+            runs = observer.runs_until(
+                "flaky.service", lambda r: sum(1 for x in r if x["result"]) >= 3, "three ended runs"
+            )
         finally:
             observer.close()
 
@@ -206,7 +208,9 @@ def test_a_central_observer_records_each_run_of_an_uploading_host_once(
                 timeout=60,
                 what=f"{FLEET_RUNS} finished runs of web1 at the centre",
             )
-            own_runs = own.runs_until("job-x.service", lambda r: len(r) >= FLEET_RUNS, "own")
+            own_runs = own.runs_until(  # ended: a run is listed from its start on
+                "job-x.service", lambda r: sum(1 for x in r if x["result"]) >= FLEET_RUNS, "own"
+            )
         finally:
             central.close()
             own.close()
