@@ -4,59 +4,60 @@ silences: `observer alerts silence`, `silences`, `unsilence`, and `observer dige
 from __future__ import annotations
 
 import argparse
-import json
-import socket
-import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
-from typing import TypedDict
 
 from observer import users
-from observer.alerts import digest, digest_facts, outbox
-from observer.alerts.message import test_message
-from observer.alerts.secrets import redact
-from observer.config import load_config
 from observer.model import ConfigError, StoreError
-from observer.reading import render
-from observer.spans import human_duration, parse_seconds
-from observer.store import database
+
+# typing.TYPE_CHECKING would import typing; mypy takes this one as true. Registering the
+# commands (for `observer --help` too) loads no store, no alert rules, no configuration:
+# each handler imports what it reads and prints with.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import TypedDict
+
+    from observer.alerts import outbox
+
+    class AttemptJson(TypedDict):
+        attempt: int
+        time: str | None
+        duration_seconds: float
+        error: str | None
+
+    class DeliveryJson(TypedDict):
+        channel: str
+        status: str
+        next_attempt_at: str | None
+        attempts: list[AttemptJson]
+
+    class AlertJson(TypedDict):
+        id: int
+        time: str | None
+        unit: str
+        kind: str
+        summary: str
+        run_id: int | None
+        host: str | None  # the host of the unit alerted about (None: recorded before schema 7)
+        deliveries: list[DeliveryJson]
+
+    class TestResultJson(TypedDict):
+        channel: str
+        ok: bool
+        error: str | None
+        duration_seconds: float
+
+    class SilenceJson(TypedDict):
+        id: int
+        pattern: str
+        since: str | None
+        until: str | None
+        reason: str | None
+
 
 # Errors are cut to this in the table; --json has them whole.
 _ERROR_WIDTH = 70
-
-
-class AttemptJson(TypedDict):
-    attempt: int
-    time: str | None
-    duration_seconds: float
-    error: str | None
-
-
-class DeliveryJson(TypedDict):
-    channel: str
-    status: str
-    next_attempt_at: str | None
-    attempts: list[AttemptJson]
-
-
-class AlertJson(TypedDict):
-    id: int
-    time: str | None
-    unit: str
-    kind: str
-    summary: str
-    run_id: int | None
-    host: str | None  # the host of the unit alerted about (None: recorded before schema 7)
-    deliveries: list[DeliveryJson]
-
-
-class TestResultJson(TypedDict):
-    channel: str
-    ok: bool
-    error: str | None
-    duration_seconds: float
 
 
 def add_command(
@@ -109,6 +110,14 @@ def add_command(
 
 
 def _digest(args: argparse.Namespace) -> int:
+    import json  # noqa: PLC0415 (see the note at the imports)
+    import socket  # noqa: PLC0415
+    import sqlite3  # noqa: PLC0415
+
+    from observer.alerts import digest, digest_facts  # noqa: PLC0415
+    from observer.reading import render  # noqa: PLC0415
+    from observer.store import database  # noqa: PLC0415
+
     path = args.db or database.default_read_path()
     conn = database.open_for_reading(path)
     now = _now_usec()
@@ -132,19 +141,15 @@ def _user_option(parser: argparse.ArgumentParser, about: str, *, action: bool = 
     parser.add_argument("--user", metavar="NAME", default=default, help=about)
 
 
-class SilenceJson(TypedDict):
-    id: int
-    pattern: str
-    since: str | None
-    until: str | None
-    reason: str | None
-
-
 def _now_usec() -> int:
     return time.time_ns() // 1000
 
 
 def _silence(args: argparse.Namespace) -> int:
+    from observer.reading import render  # noqa: PLC0415
+    from observer.spans import parse_seconds  # noqa: PLC0415
+    from observer.store import database  # noqa: PLC0415
+
     try:
         seconds = parse_seconds(args.duration)
     except ValueError as e:
@@ -172,6 +177,12 @@ def _silence(args: argparse.Namespace) -> int:
 
 
 def _silences(args: argparse.Namespace) -> int:
+    import json  # noqa: PLC0415
+    import sqlite3  # noqa: PLC0415
+
+    from observer.reading import render  # noqa: PLC0415
+    from observer.store import database  # noqa: PLC0415
+
     path = args.db or database.default_read_path()
     conn = database.open_for_reading(path)
     try:
@@ -206,6 +217,8 @@ def _silences(args: argparse.Namespace) -> int:
 
 
 def _unsilence(args: argparse.Namespace) -> int:
+    from observer.store import database  # noqa: PLC0415
+
     now = _now_usec()
     conn = database.open_for_writing(args.db or database.default_db_path())
     try:
@@ -231,6 +244,12 @@ def _count(text: str) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
+    import json  # noqa: PLC0415
+    import sqlite3  # noqa: PLC0415
+
+    from observer.alerts import outbox  # noqa: PLC0415
+    from observer.store import database  # noqa: PLC0415
+
     path = args.db or database.default_read_path()
     conn = database.open_for_reading(path)
     try:
@@ -248,6 +267,8 @@ def _list(args: argparse.Namespace) -> int:
 
 def alerts_table(records: Sequence[outbox.AlertRecord]) -> str:
     """One line per alert: when, which unit, what, and how its deliveries went."""
+    from observer.reading import render  # noqa: PLC0415
+
     rows = [
         [
             str(r.alert.id), render.table_time(r.alert.created_usec), render.cell(r.alert.unit),
@@ -266,6 +287,9 @@ def _deliveries(deliveries: Sequence[outbox.DeliveryRecord]) -> str:
 
 
 def _delivery_status(delivery: outbox.DeliveryRecord) -> str:
+    from observer.alerts import outbox  # noqa: PLC0415
+    from observer.reading import render  # noqa: PLC0415
+
     tries = len(delivery.attempts)
     error = delivery.attempts[-1].error if delivery.attempts else None
     if error is not None and len(error) > _ERROR_WIDTH:
@@ -285,6 +309,8 @@ def _delivery_status(delivery: outbox.DeliveryRecord) -> str:
 
 def alert_json(record: outbox.AlertRecord) -> AlertJson:
     """An alert with its deliveries and their attempts, for --json."""
+    from observer.reading import render  # noqa: PLC0415
+
     alert = record.alert
     return {
         "id": alert.id,
@@ -315,9 +341,18 @@ def alert_json(record: outbox.AlertRecord) -> AlertJson:
 
 
 def _test(args: argparse.Namespace) -> int:
+    import json  # noqa: PLC0415
+    import socket  # noqa: PLC0415
+    from concurrent.futures import TimeoutError as FutureTimeout  # noqa: PLC0415
+
     # apprise is slow to import: only this command and the daemon load it.
     from observer.alerts import send  # noqa: PLC0415
+    from observer.alerts.message import test_message  # noqa: PLC0415
+    from observer.alerts.secrets import redact  # noqa: PLC0415
     from observer.alerts.service import load_channels, load_heartbeat  # noqa: PLC0415
+    from observer.config import load_config  # noqa: PLC0415
+    from observer.reading import render  # noqa: PLC0415
+    from observer.spans import human_duration  # noqa: PLC0415
 
     config = load_config(Path(args.config) if args.config else None)
     global_channels, unit_channels = load_channels(config, in_child=False)

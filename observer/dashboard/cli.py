@@ -8,7 +8,6 @@ from pathlib import Path
 
 from observer.model import ObserverError
 from observer.reading.cli import reading_options
-from observer.reading.commands import reading
 
 
 def add_command(
@@ -29,6 +28,7 @@ def add_command(
 def _report(args: argparse.Namespace) -> int:
     # Only this command needs the templates: the others start faster without Jinja2.
     from observer.dashboard import pages  # noqa: PLC0415
+    from observer.reading.commands import reading  # noqa: PLC0415
 
     if args.user is not None:
         raise ObserverError(

@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
-import shutil
-import socket
 import sys
-import textwrap
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from observer import users
-from observer.doctor import checks, facts
-from observer.doctor.checks import Finding, Severity
+# typing.TYPE_CHECKING would import typing; mypy takes this one as true. Registering the
+# command (for `observer --help` too) loads none of the checks: they are imported to run.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from observer.doctor.checks import Finding
 
 ABOUT = "check this server for what makes observer miss runs or alert nobody"
 WIDTH = 80
@@ -56,6 +52,15 @@ def add_command(
 
 
 def _doctor(args: argparse.Namespace) -> int:
+    import dataclasses  # noqa: PLC0415 (see the note at the imports)
+    import json  # noqa: PLC0415
+    import shutil  # noqa: PLC0415
+    import socket  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    from observer import users  # noqa: PLC0415
+    from observer.doctor import checks, facts  # noqa: PLC0415
+
     where = facts.Where(
         root=args.root,
         db=args.db,
@@ -79,6 +84,8 @@ def _doctor(args: argparse.Namespace) -> int:
 
 def report(findings: list[Finding], width: int = WIDTH) -> str:
     """The findings for people, most serious first, wrapped to ``width`` columns."""
+    from observer.doctor.checks import Severity  # noqa: PLC0415
+
     order = [Severity.ERROR, Severity.WARNING, Severity.UNCHECKED, Severity.INFO]
     ranked = sorted(_merged(findings), key=lambda f: order.index(f.severity))
     blocks = [_block(f, width) for f in ranked]
@@ -87,6 +94,10 @@ def report(findings: list[Finding], width: int = WIDTH) -> str:
 
 def _merged(findings: list[Finding]) -> list[Finding]:
     """Checks that could not run for the same reason, as one finding naming them all."""
+    import dataclasses  # noqa: PLC0415
+
+    from observer.doctor.checks import Severity  # noqa: PLC0415
+
     merged: list[Finding] = []
     unchecked: dict[str, int] = {}  # the reason -> its finding's place in merged
     for finding in findings:
@@ -103,6 +114,8 @@ def _merged(findings: list[Finding]) -> list[Finding]:
 
 
 def _block(finding: Finding, width: int) -> str:
+    import textwrap  # noqa: PLC0415
+
     head = f"{finding.severity.upper()} {finding.check}: "
     lines = textwrap.wrap(
         head + finding.what, width, subsequent_indent="    ", break_on_hyphens=False
@@ -117,6 +130,8 @@ def _block(finding: Finding, width: int) -> str:
 
 def summary(findings: list[Finding]) -> str:
     """One line: how many things need fixing, and what could not be checked."""
+    from observer.doctor.checks import Severity  # noqa: PLC0415
+
     errors = sum(f.severity is Severity.ERROR for f in findings)
     warnings = sum(f.severity is Severity.WARNING for f in findings)
     unchecked = sum(f.severity is Severity.UNCHECKED for f in findings)

@@ -3,36 +3,37 @@
 from __future__ import annotations
 
 import argparse
-import json
-import time
 from collections.abc import Sequence
-from typing import TypedDict
 
 from observer import users
-from observer.fleet import facts, views
-from observer.reading import cli, commands, history
+from observer.reading import cli
 
+# typing.TYPE_CHECKING would import typing; mypy takes this one as true. Registering the
+# command (for `observer --help` too) imports none of what `_fleet` reads and prints with.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import TypedDict
 
-class UnitJson(TypedDict):
-    unit: str
-    user: str | None
-    hosts: int
-    ok: list[str]
-    failing: list[str]
-    silent: list[str]
-    runs: int
-    failures: int
+    from observer.fleet import views
 
+    class UnitJson(TypedDict):
+        unit: str
+        user: str | None
+        hosts: int
+        ok: list[str]
+        failing: list[str]
+        silent: list[str]
+        runs: int
+        failures: int
 
-class HostJson(TypedDict):
-    host: str
-    last_run_usec: int | None
-    units: int
+    class HostJson(TypedDict):
+        host: str
+        last_run_usec: int | None
+        units: int
 
-
-class FleetJson(TypedDict):
-    units: list[UnitJson]
-    hosts: list[HostJson]
+    class FleetJson(TypedDict):
+        units: list[UnitJson]
+        hosts: list[HostJson]
 
 
 def add_command(
@@ -52,6 +53,12 @@ def add_command(
 
 
 def _fleet(args: argparse.Namespace) -> int:
+    import json  # noqa: PLC0415 (see the note at the imports)
+    import time  # noqa: PLC0415
+
+    from observer.fleet import facts, views  # noqa: PLC0415
+    from observer.reading import commands, history  # noqa: PLC0415
+
     matchers = [history.unit_matcher(glob) for glob in args.units]
     chosen = users.Selection(user=args.user, everyone=True)
 

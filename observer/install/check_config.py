@@ -6,9 +6,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from observer.config import dashboard_directory, load_config
 from observer.config_file import DEFAULT_CONFIG_PATH, default_config_path
-from observer.web_config import load_web_config
 
 
 def add_command(
@@ -28,6 +26,10 @@ def add_command(
 
 
 def _check_config(args: argparse.Namespace) -> int:
+    # Registering the command (for `observer --help` too) reads no configuration.
+    from observer.config import dashboard_directory, load_config  # noqa: PLC0415
+    from observer.web_config import load_web_config  # noqa: PLC0415
+
     path: Path = args.config or default_config_path()
     if args.config is None and not path.exists():
         print(f"{path}: no such file; the daemon uses the defaults")

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shlex
-import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -17,6 +15,8 @@ UNIT_NAME = "observer.service"
 
 def unit_text(python: str) -> str:
     """The user service that runs ``python -m observer daemon --user``."""
+    import shlex  # noqa: PLC0415 (registering the command, for --help too, needs none)
+
     return (
         "[Unit]\n"
         "Description=observer: every run of your own systemd units, recorded\n"
@@ -52,6 +52,9 @@ def install(python: str, *, start: bool = True) -> Path:
 
 
 def _systemctl(*args: str) -> None:
+    import shlex  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+
     argv = ["systemctl", "--user", *args]
     try:
         done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=60)

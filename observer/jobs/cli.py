@@ -3,23 +3,24 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import dataclasses
-import json
-import sqlite3
-import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from observer.jobs import apply
-from observer.jobs.jobfile import DEFAULT_JOBS_PATH, Job, jobs_files, load_jobs
-from observer.jobs.manager import SYSTEM, JobManager, check_for_user_manager, user_manager
-from observer.jobs.units import JobUnits
-from observer.model import ObserverError, is_success
-from observer.reading import history, render
-from observer.spans import human_duration
-from observer.store import database
+from observer.model import ObserverError
+
+# typing.TYPE_CHECKING would import typing; mypy takes this one as true. Registering the
+# command (for `observer --help` too) reads no jobs file and loads no store, no asyncio:
+# each handler imports what it uses.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from observer.jobs.jobfile import Job
+    from observer.jobs.manager import JobManager
+    from observer.jobs.units import JobUnits
+    from observer.reading import history
+
+# The jobs file of the system's manager (observer.jobs.jobfile.DEFAULT_JOBS_PATH, which a
+# test holds equal), named in the help without importing the jobs file's reader.
+_DEFAULT_JOBS_FILE = "/etc/observer/jobs.toml"
 
 _SERVICE = "org.freedesktop.systemd1.Service"
 
@@ -34,7 +35,7 @@ def add_command(
     # (`observer jobs --user apply`), so they set only what is given.
     common = _options(parents, given_only=True)
     about = (
-        "the jobs declared in /etc/observer/jobs.toml (--user: ~/.config/observer/jobs.toml), "
+        f"the jobs declared in {_DEFAULT_JOBS_FILE} (--user: ~/.config/observer/jobs.toml), "
         "run by systemd timers"
     )
     parser = commands.add_parser("jobs", parents=[top], help=about, description=about)
@@ -77,7 +78,7 @@ def _options(
 
     common = argparse.ArgumentParser(add_help=False, parents=list(parents))
     common.add_argument("--file", type=Path, default=default(None), metavar="PATH", help=(
-        f"the jobs file; jobs.d/*.toml beside it are read too (default: {DEFAULT_JOBS_PATH}; "
+        f"the jobs file; jobs.d/*.toml beside it are read too (default: {_DEFAULT_JOBS_FILE}; "
         "with --user, ~/.config/observer/jobs.toml)"
     ))  # fmt: skip
     common.add_argument("--user", action="store_true", default=default(False), help=(
@@ -101,6 +102,10 @@ def _options(
 
 def _manager(args: argparse.Namespace) -> JobManager:
     """The manager ``--user`` names, with the paths the command line gives instead."""
+    import dataclasses  # noqa: PLC0415 (see the note at the imports)
+
+    from observer.jobs.manager import SYSTEM, user_manager  # noqa: PLC0415
+
     manager = user_manager() if args.user else SYSTEM
     return dataclasses.replace(
         manager,
@@ -111,6 +116,9 @@ def _manager(args: argparse.Namespace) -> JobManager:
 
 
 def _jobs(args: argparse.Namespace, path: Path | None = None) -> tuple[Path, list[Job]]:
+    from observer.jobs.jobfile import jobs_files, load_jobs  # noqa: PLC0415
+    from observer.jobs.manager import check_for_user_manager  # noqa: PLC0415
+
     source: Path = path or _manager(args).jobs_file
     files = jobs_files(source)
     if not source.exists():
@@ -128,6 +136,7 @@ def _jobs(args: argparse.Namespace, path: Path | None = None) -> tuple[Path, lis
 def _prepared(
     args: argparse.Namespace, path: Path | None = None
 ) -> tuple[Path, list[Job], dict[str, JobUnits]]:
+    from observer.jobs import apply  # noqa: PLC0415
     from observer.metrics.dropin import metrics_directory, service_settings  # noqa: PLC0415
 
     source, jobs = _jobs(args, path)
@@ -147,13 +156,19 @@ def _prepared(
 
 
 def _check(args: argparse.Namespace) -> int:
+    from observer.reading import render  # noqa: PLC0415
+
     source, jobs, _units = _prepared(args, args.path)
     print(f"{source}: ok, {render.count(len(jobs), 'job')}")
     return 0
 
 
 def _apply(args: argparse.Namespace) -> int:
+    import asyncio  # noqa: PLC0415
+
+    from observer.jobs import apply  # noqa: PLC0415
     from observer.metrics.dropin import connect  # noqa: PLC0415
+    from observer.reading import render  # noqa: PLC0415
 
     _source, jobs, units = _prepared(args)
     manager = _manager(args)
@@ -181,6 +196,12 @@ def _apply(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
+    import json  # noqa: PLC0415
+    import sqlite3  # noqa: PLC0415
+
+    from observer.reading import history, render  # noqa: PLC0415
+    from observer.store import database  # noqa: PLC0415
+
     _source, jobs = _jobs(args)
     manager = _manager(args)
     statuses: dict[str, history.UnitStatus] = {}
@@ -221,6 +242,8 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _time(status: history.UnitStatus | None, which: str) -> str:
+    from observer.reading import render  # noqa: PLC0415
+
     if status is None:
         return "-"
     return render.table_time(status.next_run_usec if which == "next" else status.last_started_usec)
@@ -235,6 +258,9 @@ def _job(jobs: list[Job], name: str) -> Job:
 
 
 def _show(args: argparse.Namespace) -> int:
+    from observer.jobs import apply  # noqa: PLC0415
+    from observer.spans import human_duration  # noqa: PLC0415
+
     _source, jobs, units = _prepared(args)
     job = _job(jobs, args.name)
     print(f"# {job.service}\n{units[job.name].service}\n# {job.timer}\n{units[job.name].timer}")
@@ -251,6 +277,10 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import asyncio  # noqa: PLC0415
+
+    from observer.reading import render  # noqa: PLC0415
+
     _source, jobs = _jobs(args)
     job = _job(jobs, args.name)
     invocation, code = asyncio.run(_start(_manager(args).bus_address, job.service, args.wait))
@@ -267,7 +297,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 async def _start(bus_address: str | None, unit: str, wait: bool) -> tuple[str, int]:
+    from observer.jobs import apply  # noqa: PLC0415
     from observer.metrics.dropin import call, connect, get_property  # noqa: PLC0415
+    from observer.model import is_success  # noqa: PLC0415
 
     bus = await connect(bus_address)
     try:
@@ -293,6 +325,12 @@ async def _start(bus_address: str | None, unit: str, wait: bool) -> tuple[str, i
 
 
 def _recorded(args: argparse.Namespace, invocation: str) -> history.RunDetail | None:
+    import sqlite3  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    from observer.reading import history  # noqa: PLC0415
+    from observer.store import database  # noqa: PLC0415
+
     path = _manager(args).read_path()
     deadline = time.monotonic() + 10
     finished: history.RunDetail | None = None
@@ -317,6 +355,8 @@ def _recorded(args: argparse.Namespace, invocation: str) -> history.RunDetail | 
 
 
 def _import_crontab(args: argparse.Namespace) -> int:
+    import sys  # noqa: PLC0415
+
     from observer.jobs import crontab  # noqa: PLC0415
 
     if args.crontab is None:

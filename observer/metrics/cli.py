@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 from collections.abc import Sequence
 
-from observer.metrics.dropin import disable, enable, layout_for, with_systemd
+# The handlers import what they use: registering the command (for `observer --help` too)
+# loads neither asyncio nor the D-Bus client.
 
 
 def add_command(
@@ -36,6 +36,10 @@ def add_command(
 
 
 def _enable(args: argparse.Namespace) -> int:
+    import asyncio  # noqa: PLC0415 (see the note at the imports)
+
+    from observer.metrics.dropin import enable, layout_for, with_systemd  # noqa: PLC0415
+
     layout = layout_for(args)
     notes = asyncio.run(with_systemd(args.bus_address, layout, lambda: enable(layout), True))
     for note in notes:
@@ -48,6 +52,10 @@ def _enable(args: argparse.Namespace) -> int:
 
 
 def _disable(args: argparse.Namespace) -> int:
+    import asyncio  # noqa: PLC0415
+
+    from observer.metrics.dropin import disable, layout_for, with_systemd  # noqa: PLC0415
+
     layout = layout_for(args)
     removed = asyncio.run(with_systemd(args.bus_address, layout, lambda: disable(layout), False))
     if not removed:

@@ -8,7 +8,6 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from datetime import timedelta
 
 from observer.reading import cli
 
@@ -16,6 +15,8 @@ from observer.reading import cli
 # draw is imported when one runs: registering them (for --help too) needs none of it.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from datetime import timedelta
+
     from observer.reading import day
 
 # The width drawn to when stdout is not a terminal (a file, a pipe, a test).
@@ -55,6 +56,7 @@ def _width(text: str) -> int:
 
 def _timeline(args: argparse.Namespace) -> int:
     import json  # noqa: PLC0415
+    from datetime import timedelta  # noqa: PLC0415
 
     from observer.model import UnknownUnitError  # noqa: PLC0415
     from observer.reading import commands, day, timeline, window  # noqa: PLC0415

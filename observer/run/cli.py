@@ -14,15 +14,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from observer.reading.cli import DEBUG, Option, command_at, flags_of, read_option, type_error
-from observer.run.schedule import Schedule, ScheduleError, parse_cron
-from observer.run.wrapper import Options, run_job
-from observer.store.database import default_db_path
 
-# typing.TYPE_CHECKING would import typing; mypy takes this one as true.
+# typing.TYPE_CHECKING would import typing; mypy takes this one as true. The wrapper and the
+# schedules are imported where a command line uses them: registering the command (for
+# `observer --help` too) needs neither.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
     from argparse import Namespace
+
+    from observer.run.schedule import Schedule
 else:
     # What argparse would give, without importing it: the same attributes, read the same way.
     from types import SimpleNamespace as Namespace
@@ -59,10 +60,14 @@ def _positive_span(text: str) -> float:
 def _period(text: str) -> Schedule:
     from datetime import timedelta  # noqa: PLC0415
 
+    from observer.run.schedule import Schedule  # noqa: PLC0415
+
     return Schedule(every=timedelta(seconds=_positive_span(text)))
 
 
 def _cron(text: str) -> Schedule:
+    from observer.run.schedule import ScheduleError, parse_cron  # noqa: PLC0415
+
     try:
         return parse_cron(text)
     except ScheduleError as e:
@@ -173,6 +178,9 @@ def _read_options(
 
 
 def _run(args: Namespace) -> int:
+    from observer.run.wrapper import Options, run_job  # noqa: PLC0415
+    from observer.store.database import default_db_path  # noqa: PLC0415
+
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         print("observer run: give the command to run, e.g. observer run --name NAME -- CMD",

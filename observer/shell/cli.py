@@ -8,7 +8,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from observer.shell import spec
+# typing.TYPE_CHECKING would import typing; mypy takes this one as true. Registering the
+# commands (for `observer --help` too) reads no parser: the handlers do.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from observer.shell import spec
 
 SHELLS = ("bash", "zsh", "fish")
 
@@ -60,5 +64,6 @@ def _manpage(args: argparse.Namespace) -> int:
 def _program() -> spec.Command:
     """Every command, as `observer` parses them."""
     from observer.__main__ import build_parser  # noqa: PLC0415
+    from observer.shell import spec  # noqa: PLC0415
 
     return spec.read(build_parser())

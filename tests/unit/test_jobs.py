@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 from observer.alert_config import AlertRules
 from observer.config import Config, JobsConfig
 from observer.jobs import apply, crontab
+from observer.jobs import cli as jobs_cli
 from observer.jobs.alert_rules import with_job_alerts
-from observer.jobs.jobfile import Job, load_file, parse
+from observer.jobs.jobfile import DEFAULT_JOBS_PATH, Job, load_file, parse
 from observer.jobs.schedule import ScheduleError, cron_to_calendar, timer_settings
 from observer.jobs.units import exec_line, quoted, render
 from observer.model import ConfigError, ObserverError
@@ -375,3 +376,8 @@ def test_a_jobs_alert_rules_apply_to_its_unit_only(tmp_path: Path) -> None:
     assert with_job_alerts(Config(jobs=JobsConfig(file=str(path)))) == Config(
         jobs=JobsConfig(file=str(path))
     )
+
+
+def test_the_help_names_the_jobs_file_the_reader_reads_by_default() -> None:
+    # observer/jobs/cli.py names it without importing the jobs file's reader (--help's start).
+    assert Path(jobs_cli._DEFAULT_JOBS_FILE) == DEFAULT_JOBS_PATH

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from observer.__main__ import _LAZY_COMMANDS
 from tests.unit.recorded_runs import write_store
 
 # What no reading command, no `observer run` and no `--version` may load: the daemon's event
@@ -60,14 +61,14 @@ print("MODULES " + json.dumps({"code": code, "modules": modules}), file=sys.stde
 """
 
 
-def modules_of(argv: list[str], env: dict[str, str]) -> set[str]:
-    """The modules loaded by the end of `observer ARGV`, which must succeed."""
+def modules_of(argv: list[str], env: dict[str, str], exits: int = 0) -> set[str]:
+    """The modules loaded by the end of `observer ARGV`, which must exit with ``exits``."""
     done = subprocess.run(
         [sys.executable, "-c", PROBE, *argv],
         env=env, capture_output=True, text=True, check=False, timeout=60,
     )  # fmt: skip
     report = json.loads(done.stderr.rsplit("MODULES ", 1)[1])
-    assert report["code"] in (0, None), done.stderr
+    assert (report["code"] or 0) == exits, done.stderr
     return set(report["modules"])
 
 
@@ -133,6 +134,28 @@ def test_observer_run_starts_without_argparse(argv: list[str], env: dict[str, st
     loaded = modules_of(argv, env)
     assert "observer.run.wrapper" in loaded
     assert sorted(loaded.intersection({"argparse", "gettext", "shutil"})) == []
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["nosuchcommand"]], ids=" ".join)
+def test_the_list_of_commands_loads_only_their_registration(
+    argv: list[str], env: dict[str, str]
+) -> None:
+    # `observer --help` (and a mistake, which lists the commands too) registers every command
+    # and runs none: each command's module imports what it runs with when it runs.
+    loaded = modules_of(argv, env, exits=0 if argv == ["--help"] else 2)
+    registering = {"observer.reading.cli", *_LAZY_COMMANDS.values()}
+    light = {
+        "observer", "observer.model", "observer.records", "observer.users",
+        "observer.config_file", "observer.store.set_aside",
+    }  # fmt: skip
+    packages = {m.rsplit(".", 1)[0] for m in registering | light}
+    allowed = registering | light | packages
+    assert sorted(m for m in loaded if m.startswith("observer") and m not in allowed) == []
+    unused = (
+        *FORBIDDEN, "sqlite3", "datetime", "dataclasses", "subprocess", "typing", "tomllib",
+        "concurrent.futures", "threading", "json",
+    )  # fmt: skip
+    assert sorted(loaded.intersection(unused)) == []
 
 
 def test_version_builds_no_command(env: dict[str, str]) -> None:
