@@ -116,6 +116,8 @@ class CpuMeter:
     pids: dict[str, int]
     # Threads measured on their own: name -> (pid, thread id).
     threads: dict[str, tuple[int, int]] = field(default_factory=dict)
+    # A process whose threads named obs-PART (observer/native.py) are measured by name too.
+    named_threads_of: int | None = None
 
     def sample(self) -> dict[str, float]:
         taken = {}
@@ -126,11 +128,27 @@ class CpuMeter:
                 if owner == pid:  # listed after its process
                     with contextlib.suppress(OSError):
                         taken[thread_name] = cpu_seconds(pid, thread)
+            if pid == self.named_threads_of:
+                taken.update(named_threads_cpu(pid))
         return taken
 
 
+def named_threads_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds of the threads of ``pid`` that observer named (obs-PART), by name."""
+    taken: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError, ValueError):
+            comm = (task / "comm").read_text().strip()
+            if comm.startswith("obs-"):
+                key = f"  of which {comm}"
+                taken[key] = taken.get(key, 0.0) + cpu_seconds(pid, int(task.name))
+    return taken
+
+
 def spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
-    return {name: after[name] - before[name] for name in before if name in after}
+    """What each process or thread spent between two samples (one begun since: all of it;
+    one ended since is left out: a thread's time goes with it)."""
+    return {name: after[name] - before.get(name, 0.0) for name in after}
 
 
 # -- the daemon ------------------------------------------------------------------------
@@ -521,8 +539,10 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> int:
                     pids[label] = pid
             # The daemon's first thread runs its event loop (the bus, the correlator, the
             # journal's events); the others are the journal reader, the store's writer and
-            # the services' workers.
-            meter = CpuMeter(pids, {"  of which its event loop": (daemon.pid, daemon.pid)})
+            # the services' workers, each measured by the name it tells the kernel.
+            meter = CpuMeter(
+                pids, {"  of which its event loop": (daemon.pid, daemon.pid)}, daemon.pid
+            )
             print(f"sandbox up (its PID 1 is host pid {sandbox.pid}); daemon ready; in {workdir}")
             watcher.start()
 

@@ -17,6 +17,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from observer.native import libc
+
 log = logging.getLogger(__name__)
 
 # <sys/inotify.h>: what happens to a watched directory's entries, or to the directory.
@@ -42,7 +44,7 @@ class DirectoryWatch:
     def __init__(self, directories: Sequence[Path], fallback_seconds: float) -> None:
         self.directories = tuple(directories)
         self.fallback_seconds = fallback_seconds
-        self._libc = _libc()
+        self._libc = libc()
         self._fd = _inotify_init(self._libc)
         self._add_watches()
 
@@ -113,13 +115,6 @@ def _nearest_existing(directory: Path) -> Path:
     while not target.is_dir() and target != target.parent:
         target = target.parent
     return target
-
-
-def _libc() -> ctypes.CDLL | None:
-    try:
-        return ctypes.CDLL(None, use_errno=True)  # the process's own symbols: its libc's
-    except OSError:
-        return None
 
 
 def _inotify_init(libc: ctypes.CDLL | None) -> int | None:

@@ -28,6 +28,7 @@ from observer.alerts.state import AlertLedger, StoredAlert, writing_on
 from observer.config import Config
 from observer.metrics.job_metrics import job_metrics_directory
 from observer.model import ConfigError, Run, StoreError
+from observer.native import name_thread
 from observer.spans import human_duration
 from observer.store import database
 from observer.store.writer import AsyncStore
@@ -156,7 +157,9 @@ class AlertService:
         self.by_key = {c.key: c for c in self.global_channels}
         for channels in self.unit_channels.values():
             self.by_key.update((c.key, c) for c in channels)
-        self._db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="observer-alerts")
+        self._db_thread = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="observer-alerts", initializer=name_thread
+        )
         self._conn: sqlite3.Connection | None = None
         self._ledger: AlertLedger | None = None
         # (host, unit) of recorded runs not yet judged: the newest end among them.

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from observer.native import libc
+
 log = logging.getLogger(__name__)
 
 # glibc's mallopt parameters (malloc.h): the most arenas malloc keeps, and the size from
@@ -27,11 +29,8 @@ def tune_malloc() -> None:
     start) they go back to the system, and 0.2 MiB was left free. Called before any
     thread starts; a libc without mallopt (musl) keeps its own ways.
     """
-    import ctypes  # noqa: PLC0415 (only the daemon calls this)
-
-    try:
-        mallopt = ctypes.CDLL(None).mallopt  # the process's own symbols: its libc's
-    except (OSError, AttributeError):
+    mallopt = getattr(libc(), "mallopt", None)
+    if mallopt is None:
         return
     for parameter, value in ((_M_ARENA_MAX, 1), (_M_MMAP_THRESHOLD, MMAP_THRESHOLD)):
         if not mallopt(parameter, value):

@@ -47,6 +47,7 @@ from observer.metrics.snapshot import (
     read_unit_states,
 )
 from observer.model import Run, StoreError, journal_cursor_usec
+from observer.native import name_thread
 from observer.reading import history
 from observer.recording.intake import Intake, RunningRuns
 from observer.store import database
@@ -70,6 +71,12 @@ POLL_SECONDS = 2.0
 BIND_RETRY_SECONDS = 30.0
 # Unfinished runs this old are not followed to their end (see RunTally.start).
 PENDING_HORIZON_USEC = 7 * 86400 * 1_000_000
+
+
+def _named_serve(server: MetricsServer) -> None:
+    """The listener's thread: named for the kernel, then serving until _close stops it."""
+    name_thread()
+    server.serve_forever(poll_interval=3600.0)
 
 
 def refresh_spacing(cpu_seconds: float) -> float:
@@ -199,7 +206,9 @@ class MetricsService:
         self._finished: list[str] = []
         self._finished_lock = threading.Lock()
         self._running: RunningRuns = {}
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="observer-metrics")
+        self._executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="observer-metrics", initializer=name_thread
+        )
         self._conn: sqlite3.Connection | None = None
         self._tally: RunTally | None = None
         self._read_as_of: tuple[int, RunningRuns] | None = None
@@ -312,9 +321,8 @@ class MetricsService:
         # No poll interval to speak of: an idle server is not woken every half second to
         # see whether it should stop; _close wakes it.
         thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 3600.0},
-            name="observer-metrics-http", daemon=True,
-        )  # fmt: skip
+            target=_named_serve, args=(self.server,), name="observer-http", daemon=True
+        )
         thread.start()
         await asyncio.Event().wait()  # until cancelled
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from observer.bounds import INT64_MAX, in_range
 from observer.model import VacuumedJournal, journal_cursor_usec
+from observer.native import name_thread
 from observer.recording.events import JobKind, OutputLine, OutputSuppressed, Pid1Record
 from observer.users import SEPARATOR, qualify
 
@@ -512,6 +513,7 @@ class JournalFollower:
         )  # fmt: skip
 
     def _run(self) -> None:
+        name_thread()
         try:
             reader = self._open()
             # The fd (inotify) is set up before the first read: what is written after it

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from observer.model import Run, StoreError
+from observer.native import name_thread
 from observer.store.database import (
     Batch,
     OutputCounts,
@@ -46,7 +47,9 @@ class AsyncStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="observer-store")
+        self._executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="observer-store", initializer=name_thread
+        )
         self._conn: sqlite3.Connection | None = None
         # The file the connection opened, checked before each write (lost.py says why).
         self._watched: WatchedFile | None = None

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
 
 from tests.integration.observed import ObserverDaemon, oneshot
+from tests.integration.prometheus import free_port
 from tests.sandbox import Sandbox
 from tests.waiting import wait_for
 
@@ -202,3 +204,28 @@ def test_it_names_the_timer_that_started_a_simple_service(
 
     [run] = observed.finished_runs("poller", 1)
     assert (run["result"], run["trigger"]) == ("success", "poller.timer")
+
+
+def test_the_daemons_threads_tell_the_kernel_which_part_each_is(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    # top -H, ps -L and /proc/PID/task/TID/comm show the store's writer, the journal's
+    # reader, the metrics' readings and their listener by name.
+    port = free_port()
+    daemon = ObserverDaemon(sandbox, tmp_path, config=f'[metrics]\nlisten = "127.0.0.1:{port}"\n')
+    wanted = {"obs-store_0", "obs-journal", "obs-metrics_0", "obs-http"}
+    try:
+        daemon.start()
+        assert daemon.process is not None
+        tasks = Path(f"/proc/{daemon.process.pid}/task")
+
+        def names() -> set[str]:
+            found = set()
+            for task in tasks.iterdir():
+                with contextlib.suppress(FileNotFoundError):  # a thread that just ended
+                    found.add((task / "comm").read_text().strip())
+            return found
+
+        wait_for(lambda: wanted <= names(), timeout=30, what=f"threads named {sorted(wanted)}")
+    finally:
+        daemon.close()
