@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from observer.model import ObserverError
+from observer.model import ObserverError, is_success
 
 # typing.TYPE_CHECKING would import typing; mypy takes this one as true. Registering the
 # command (for `observer --help` too) reads no jobs file and loads no store, no asyncio:
@@ -299,7 +300,6 @@ def _run(args: argparse.Namespace) -> int:
 async def _start(bus_address: str | None, unit: str, wait: bool) -> tuple[str, int]:
     from observer.jobs import apply  # noqa: PLC0415
     from observer.metrics.dropin import call, connect, get_property  # noqa: PLC0415
-    from observer.model import is_success  # noqa: PLC0415
 
     bus = await connect(bus_address)
     try:
@@ -355,8 +355,6 @@ def _recorded(args: argparse.Namespace, invocation: str) -> history.RunDetail | 
 
 
 def _import_crontab(args: argparse.Namespace) -> int:
-    import sys  # noqa: PLC0415
-
     from observer.jobs import crontab  # noqa: PLC0415
 
     if args.crontab is None:
