@@ -1,4 +1,4 @@
-"""The C library's calls that Python does not make itself: the daemon's, and `follow`'s.
+"""The C library's calls that Python does not make itself, for the daemon.
 
 Loaded once from the process's own symbols (its libc's, whichever that is). Each use has a
 way on when a call is missing (a libc without it) or refused: the daemon goes on without

@@ -38,12 +38,9 @@ def parse_span(text: str) -> float:
     )
     denominator: int = 10**width * 1000  # from 1/10**width milliseconds to seconds
     try:
-        seconds = scaled / denominator
+        return scaled / denominator  # an int's true division is finite or raises
     except OverflowError:
-        seconds = float("inf")
-    if seconds == float("inf"):
-        raise ValueError(f"invalid duration {text!r}: too long")
-    return seconds
+        raise ValueError(f"invalid duration {text!r}: too long") from None
 
 
 def _span_parts(text: str) -> list[tuple[str, str, str]] | None:
