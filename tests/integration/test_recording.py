@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -188,8 +190,44 @@ def test_runs_that_ended_while_the_daemon_was_down_are_rebuilt_from_the_journal(
     assert len(runs) == 6
     assert all(r["result"] == "success" for r in runs)
     assert all(r["started_at"] is not None for r in runs)
+
+    def six_lines() -> list[list[str]] | None:
+        shown = [observed.json("show", str(run["id"]))["output"] for run in runs]
+        outputs = [[str(o["message"]) for o in output] for output in shown]
+        return outputs if sum(map(len, outputs)) >= 6 else None
+
+    # Six lines in all, then each run's own: a line given to the wrong run shows as one
+    # run with two lines and one with none, and says where each went.
+    outputs = wait_for(six_lines, timeout=20, what="the six runs' lines")
+    assert outputs == [["run"]] * 6, _where_lines_went(sandbox, observed, runs)
+
+
+def _where_lines_went(
+    sandbox: Sandbox, observed: ObserverDaemon, runs: list[dict[str, Any]]
+) -> str:
+    """Each run's times and lines as recorded, and the unit's journal entries in the order
+    journald wrote them, with its own stamp (__REALTIME) beside the sender's."""
+    said = ["runs, newest first:"]
     for run in runs:
-        assert observed.output(run["id"], 1) == ["run"]
+        shown = observed.json("show", str(run["id"]))
+        lines = [(o["message"], o.get("time")) for o in shown["output"]]
+        said.append(f"  {run['invocation_id']} {run['started_at']} - {run['finished_at']}: {lines}")
+    said.append("journal (__REALTIME, _SOURCE_REALTIME, _PID, INVOCATION_ID, MESSAGE):")
+    raw = sandbox.journal(
+        "-o", "json", "UNIT=nightly.service", "+", "_SYSTEMD_UNIT=nightly.service"
+    )
+    for text in raw.splitlines():
+        entry = json.loads(text)
+        said.append(
+            "  {} {} {} {} {}".format(
+                entry.get("__REALTIME_TIMESTAMP"),
+                entry.get("_SOURCE_REALTIME_TIMESTAMP"),
+                entry.get("_PID"),
+                entry.get("INVOCATION_ID") or entry.get("_SYSTEMD_INVOCATION_ID"),
+                entry.get("MESSAGE"),
+            )
+        )
+    return "\n".join(said)
 
 
 def test_it_names_the_timer_that_started_a_simple_service(
