@@ -112,6 +112,9 @@ class Correlator:
         self.observes = observes
         self._units: dict[str, _Unit] = {}
         self._invocations: OrderedDict[str, _Invocation] = OrderedDict()
+        # job ID -> the invocations remembered with that job (``_Invocation.job_id`` by
+        # job): a job's details find their runs without a walk over every invocation.
+        self._job_runs: dict[int, list[str]] = {}
         self._job_triggers: OrderedDict[int, str | None] = OrderedDict()
         self._timer_services: dict[str, str] = {}
         # service -> the timer that last fired for it, when, and the one run it started.
@@ -195,7 +198,7 @@ class Correlator:
             unit.invocation_id = invocation_id
             inv = self._remember(name, invocation_id)
             if inv.job_id is None:
-                inv.job_id = unit.job_id
+                self._give_job(inv, unit.job_id)
         inv = self._remember(name, invocation_id)
         ended = _looks_ended(unit)
         if not ended and not inv.seen_live:
@@ -304,20 +307,19 @@ class Correlator:
         if unit.invocation_id is not None:
             inv = self._invocations.get(unit.invocation_id)
             if inv is not None and inv.job_id is None and not inv.finished:
-                inv.job_id = event.job_id
+                self._give_job(inv, event.job_id)
         return [ResolveJob(event.job_id, event.unit)]
 
     def _on_job_details(self, event: JobDetails) -> list[Effect]:
         trigger = event.trigger if event.job_type in _STARTING_JOB_TYPES else None
         effects: list[Effect] = []
-        for inv in self._invocations.values():
-            if inv.job_id == event.job_id:
-                if event.job_type == "unknown":
-                    # The job ended before it could be asked (a short Type=simple start):
-                    # a timer of the unit that fired just before the run began started it.
-                    trigger = self._timer_fired_for(inv)
-                self._job_triggers[event.job_id] = trigger
-                effects.extend(self._trigger_effects(inv))
+        for inv in self.invocations_of_job(event.job_id):
+            if event.job_type == "unknown":
+                # The job ended before it could be asked (a short Type=simple start): a
+                # timer of the unit that fired just before the run began started it.
+                trigger = self._timer_fired_for(inv)
+            self._job_triggers[event.job_id] = trigger
+            effects.extend(self._trigger_effects(inv))
         for skip in self._refused.of_job(event.job_id):
             found = self._timer_for_skip(skip) if event.job_type == "unknown" else trigger
             if found is not None:
@@ -440,7 +442,7 @@ class Correlator:
         inv = self._remember(record.unit, record.invocation_id)
         self.starts.note(record.unit, record.invocation_id, record.realtime_usec)
         if record.job_id is not None and inv.job_id is None:
-            inv.job_id = record.job_id
+            self._give_job(inv, record.job_id)
         run = self._run(
             inv, Source.JOURNAL, started_usec=record.realtime_usec, boot_id=record.boot_id
         )
@@ -518,10 +520,28 @@ class Correlator:
         inv = self._invocations.get(invocation_id)
         if inv is None:
             inv = self._invocations[invocation_id] = _Invocation(unit, invocation_id)
-            _trim(self._invocations)
+            while len(self._invocations) > _MEMORY:
+                _, forgotten = self._invocations.popitem(last=False)
+                self._give_job(forgotten, None)
         else:
             self._invocations.move_to_end(invocation_id)
         return inv
+
+    def _give_job(self, inv: _Invocation, job_id: int | None) -> None:
+        """Set the job of an invocation (None: none, or forgotten), and its index."""
+        if inv.job_id is not None:
+            runs = self._job_runs.get(inv.job_id, [])
+            if inv.invocation_id in runs:
+                runs.remove(inv.invocation_id)
+            if not runs:
+                self._job_runs.pop(inv.job_id, None)
+        inv.job_id = job_id
+        if job_id is not None:
+            self._job_runs.setdefault(job_id, []).append(inv.invocation_id)
+
+    def invocations_of_job(self, job_id: int) -> list[_Invocation]:
+        """The invocations remembered with a job, in the order they got it."""
+        return [self._invocations[i] for i in self._job_runs.get(job_id, ())]
 
     def _run(self, inv: _Invocation, source: Source, **known: object) -> Run:
         # Only invocations are remembered here: their ID is never empty.

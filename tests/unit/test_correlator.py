@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from unittest import mock
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from observer.model import Run, Source
+from observer.recording import correlator as correlator_module
 from observer.recording.correlator import Correlator
 from observer.recording.effects import CloseInterrupted, Effect, RecordRun, RecordTimer, ResolveJob
 from observer.recording.events import (
@@ -251,6 +253,52 @@ def test_the_stored_run_is_the_same_whatever_order_the_sources_report_it(
     assert row["trigger"] == "backup.timer"
     assert row["started_usec"] == T0
     assert row["finished_usec"] in (T0 + 2_000_000, T0 + 2_000_100)
+
+
+@st.composite
+def jobs_and_starts(draw: st.DrawFn) -> list[Event]:
+    """Runs of three units given jobs from the bus (JobNew, then the new invocation) or
+    from the journal ("Starting" with its JOB_ID), some sharing a job ID, more of them
+    than the correlator remembers."""
+    events: list[Event] = []
+    for n in range(draw(st.integers(0, 40))):
+        unit = f"u{draw(st.integers(0, 2))}.service"
+        job = draw(st.integers(1, 12))
+        inv = n.to_bytes(16, "big")
+        if draw(st.booleans()):
+            events += [JobNew(job, unit), unit_state(unit, "activating", "start", inv, T0 + n)]
+        else:
+            record = Pid1Record(JobKind.STARTING, unit, inv.hex(), T0 + n, job_id=job)
+            events.append(record)
+    return events
+
+
+@settings(max_examples=200, deadline=None)
+@given(events=jobs_and_starts())
+def test_the_runs_of_a_job_are_those_a_walk_over_every_invocation_finds(
+    events: list[Event],
+) -> None:
+    correlator = Correlator("host")
+    with mock.patch.object(correlator_module, "_MEMORY", 16):
+        for event in events:
+            correlator.feed(event)
+            for job in range(1, 13):
+                walked = [i for i in correlator._invocations.values() if i.job_id == job]
+                assert sorted(map(id, correlator.invocations_of_job(job))) == sorted(
+                    map(id, walked)
+                )
+
+
+def test_a_job_s_trigger_reaches_its_run_among_thousands_remembered() -> None:
+    correlator = Correlator("host")
+    for n in range(5000):
+        correlator.feed(Pid1Record(JobKind.STARTING, "a.service", f"{n:032x}", T0 + n, job_id=n))
+    effects = correlator.feed(JobDetails(4999, "a.service", "start", "a.timer"))
+    assert [(e.run.invocation_id, e.run.trigger) for e in effects if isinstance(e, RecordRun)] == [
+        (f"{4999:032x}", "a.timer")
+    ]
+    # The oldest were forgotten, with their jobs.
+    assert correlator.feed(JobDetails(0, "a.service", "start", "a.timer")) == []
 
 
 def test_a_line_without_invocation_id_belongs_to_the_run_of_its_unit_at_that_time() -> None:

@@ -1,0 +1,66 @@
+"""Benchmark: the correlator's cost per run as its memory of invocations fills.
+
+    .venv/bin/python -m bench.correlator_memory [--repeat 5]
+
+No sandbox: a Correlator is fed, as the daemon feeds it, each run's JobNew, its journal
+"Starting" record (with its JOB_ID) and the job's details (JobDetails, as the bus answers),
+for 50 units, after it already remembers 100, 1,000 or 4,096 (all it keeps) invocations.
+It prints the CPU time per run at each size and how the full memory compares with 100
+remembered: a daemon that has run for days keeps a full memory, so a cost that grows with
+it is paid by every run of a long-lived server. Target: flat (the full memory within 1.5x).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+from observer.recording import correlator as correlator_module
+from observer.recording.correlator import Correlator
+from observer.recording.events import JobDetails, JobKind, JobNew, Pid1Record
+
+T0 = 1_790_000_000_000_000
+UNITS = 50
+MEASURED = 2000
+TARGET_RATIO = 1.5
+
+
+def one_run(correlator: Correlator, n: int) -> None:
+    unit = f"job-{n % UNITS:02d}.service"
+    correlator.feed(JobNew(n, unit))
+    correlator.feed(Pid1Record(JobKind.STARTING, unit, f"{n:032x}", T0 + n, job_id=n))
+    correlator.feed(JobDetails(n, unit, "start", f"job-{n % UNITS:02d}.timer"))
+
+
+def usec_per_run(remembered: int) -> float:
+    """CPU microseconds per run fed after ``remembered`` runs."""
+    correlator = Correlator("bench")
+    for n in range(remembered):
+        one_run(correlator, n)
+    began = time.thread_time()
+    for n in range(remembered, remembered + MEASURED):
+        one_run(correlator, n)
+    return (time.thread_time() - began) / MEASURED * 1e6
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.correlator_memory", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("--repeat", type=int, default=5, help="median of this many (5)")
+    args = parser.parse_args(argv)
+    sizes = (100, 1000, correlator_module._MEMORY)
+    figures = {
+        size: statistics.median(usec_per_run(size) for _ in range(args.repeat)) for size in sizes
+    }
+    for size, usec in figures.items():
+        print(f"{size:>6,} invocations remembered: {usec:7.1f} us of CPU per run")
+    ratio = figures[sizes[-1]] / figures[sizes[0]]
+    met = "met" if ratio <= TARGET_RATIO else "NOT met"
+    print(f"full memory / 100 remembered: {ratio:.2f}x, target <= {TARGET_RATIO}x: {met}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
