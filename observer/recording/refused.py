@@ -42,6 +42,8 @@ class RefusedStarts:
     def __init__(self, host: str) -> None:
         self.host = host
         self.skips: OrderedDict[str, Skip] = OrderedDict()
+        # job ID -> the keys of the skips with that job (``Skip.job_id`` by job).
+        self._job_skips: dict[int, list[str]] = {}
         self._last_failed: tuple[str, int] | None = None
         self._start_limited: dict[str, str] = {}
 
@@ -78,9 +80,11 @@ class RefusedStarts:
             boot_id=record.boot_id,
             start_key=key,
         )
-        skip = self.skips[key] = Skip(run, record.job_id)
+        skip = self.skips[key] = Skip(run, None)
+        self._give_job(key, skip, record.job_id)
         while len(self.skips) > _MEMORY:
-            self.skips.popitem(last=False)
+            forgotten = self.skips.popitem(last=False)
+            self._give_job(*forgotten, None)
         if record.kind is JobKind.START_LIMIT:
             self._start_limited[record.unit] = key
         return skip
@@ -88,16 +92,29 @@ class RefusedStarts:
     def limited_job(self, record: Pid1Record) -> Skip | None:
         """The "Failed to start" after "Start request repeated too quickly" names the job
         of the refused start: the refusal, now with its job ID, if it had none."""
-        key = self._start_limited.pop(record.unit, None)
-        skip = self.skips.get(key) if key is not None else None
+        key = self._start_limited.pop(record.unit, "")
+        skip = self.skips.get(key)
         if skip is None or skip.job_id is not None or record.job_id is None:
             return None
-        skip.job_id = record.job_id
+        self._give_job(key, skip, record.job_id)
         return skip
+
+    def _give_job(self, key: str, skip: Skip, job_id: int | None) -> None:
+        """Set the job of a skip (None: forgotten), and its index."""
+        if skip.job_id is not None:
+            keys = self._job_skips.get(skip.job_id, [])
+            if key in keys:
+                keys.remove(key)
+            if not keys:
+                self._job_skips.pop(skip.job_id, None)
+        skip.job_id = job_id
+        if job_id is not None:
+            self._job_skips.setdefault(job_id, []).append(key)
 
     def of_job(self, job_id: int) -> list[Skip]:
         """The refusals of a job whose trigger is not known yet."""
-        return [s for s in self.skips.values() if s.job_id == job_id and s.run.trigger is None]
+        skips = (self.skips[key] for key in self._job_skips.get(job_id, ()))
+        return [skip for skip in skips if skip.run.trigger is None]
 
     def newest_untriggered(self, unit: str) -> Skip | None:
         """The newest refusal of ``unit``, if its trigger is not known."""

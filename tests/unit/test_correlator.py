@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from observer.model import Run, Source
 from observer.recording import correlator as correlator_module
+from observer.recording import refused as refused_module
 from observer.recording.correlator import Correlator
 from observer.recording.effects import CloseInterrupted, Effect, RecordRun, RecordTimer, ResolveJob
 from observer.recording.events import (
@@ -258,28 +259,36 @@ def test_the_stored_run_is_the_same_whatever_order_the_sources_report_it(
 @st.composite
 def jobs_and_starts(draw: st.DrawFn) -> list[Event]:
     """Runs of three units given jobs from the bus (JobNew, then the new invocation) or
-    from the journal ("Starting" with its JOB_ID), some sharing a job ID, more of them
-    than the correlator remembers."""
+    from the journal ("Starting" with its JOB_ID), and refused starts with their jobs, some
+    sharing a job ID, more of them than the correlator remembers."""
     events: list[Event] = []
     for n in range(draw(st.integers(0, 40))):
         unit = f"u{draw(st.integers(0, 2))}.service"
         job = draw(st.integers(1, 12))
         inv = n.to_bytes(16, "big")
-        if draw(st.booleans()):
+        how = draw(st.sampled_from(["bus", "journal", "condition", "start limit"]))
+        if how == "bus":
             events += [JobNew(job, unit), unit_state(unit, "activating", "start", inv, T0 + n)]
-        else:
-            record = Pid1Record(JobKind.STARTING, unit, inv.hex(), T0 + n, job_id=job)
-            events.append(record)
+        elif how == "journal":
+            events.append(Pid1Record(JobKind.STARTING, unit, inv.hex(), T0 + n, job_id=job))
+        elif how == "condition":
+            events.append(Pid1Record(JobKind.CONDITION_UNMET, unit, "", T0 + n, job_id=job))
+        else:  # refused, then its job named by the "Failed to start" after it
+            limit = Pid1Record(JobKind.START_LIMIT, unit, "", T0 + n)
+            failed = Pid1Record(JobKind.START_FAILED, unit, inv.hex(), T0 + n, job_id=job)
+            events += [limit, failed]
     return events
 
 
 @settings(max_examples=200, deadline=None)
 @given(events=jobs_and_starts())
-def test_the_runs_of_a_job_are_those_a_walk_over_every_invocation_finds(
+def test_the_runs_and_refusals_of_a_job_are_those_a_walk_over_all_remembered_finds(
     events: list[Event],
 ) -> None:
     correlator = Correlator("host")
-    with mock.patch.object(correlator_module, "_MEMORY", 16):
+    refused = correlator._refused
+    memory = mock.patch.object(correlator_module, "_MEMORY", 16)
+    with memory, mock.patch.object(refused_module, "_MEMORY", 8):
         for event in events:
             correlator.feed(event)
             for job in range(1, 13):
@@ -287,6 +296,9 @@ def test_the_runs_of_a_job_are_those_a_walk_over_every_invocation_finds(
                 assert sorted(map(id, correlator.invocations_of_job(job))) == sorted(
                     map(id, walked)
                 )
+                skips = [s for s in refused.skips.values() if s.job_id == job]
+                untriggered = [s for s in skips if s.run.trigger is None]
+                assert sorted(map(id, refused.of_job(job))) == sorted(map(id, untriggered))
 
 
 def test_a_job_s_trigger_reaches_its_run_among_thousands_remembered() -> None:
