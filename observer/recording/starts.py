@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterator
 
+from observer.users import SEPARATOR
+
 # How many units' starts to remember (kept after a unit is unloaded: output can trail).
 _UNITS = 4096
 # How many starts to remember per unit.
@@ -20,14 +22,21 @@ class Starts:
     def __init__(self) -> None:
         self._starts: OrderedDict[str, list[tuple[int, str]]] = OrderedDict()
         self._ends: OrderedDict[str, int] = OrderedDict()
+        # A user's prefix ("alice/") -> the user's units in _starts: a line journald could
+        # only tag with the uid looks among them, not among every unit remembered.
+        self._users: dict[str, set[str]] = {}
 
     def note(self, unit: str, invocation_id: str, start_usec: int | None) -> None:
         if start_usec is None:
             return
-        starts = self._starts.setdefault(unit, [])
+        starts = self._starts.get(unit)
+        if starts is None:
+            starts = self._starts[unit] = []
+            self._user_unit(unit, known=True)
         self._starts.move_to_end(unit)
         while len(self._starts) > _UNITS:
-            self._starts.popitem(last=False)
+            forgotten, _ = self._starts.popitem(last=False)
+            self._user_unit(forgotten, known=False)
         if any(inv == invocation_id for _, inv in starts):
             return
         starts.append((start_usec, invocation_id))
@@ -57,6 +66,25 @@ class Starts:
         """
         end = self._ends.get(invocation_id)
         return end is not None and realtime_usec - end <= next_start_usec - realtime_usec
+
+    def _user_unit(self, unit: str, *, known: bool) -> None:
+        """Keep the index of users' units as a unit is remembered or forgotten."""
+        user, separator, _ = unit.partition(SEPARATOR)
+        if not separator:
+            return
+        units = self._users.setdefault(user + separator, set())
+        if known:
+            units.add(unit)
+        else:
+            units.discard(unit)
+            if not units:
+                del self._users[user + separator]
+
+    def of_user(self, user_prefix: str) -> Iterator[tuple[int, str, str]]:
+        """Every start remembered of a user's units: (start time, unit, invocation ID)."""
+        for unit in self._users.get(user_prefix, ()):
+            for start, inv in self._starts[unit]:
+                yield start, unit, inv
 
     def all(self) -> Iterator[tuple[str, int, str]]:
         """Every start remembered: (unit, start time, invocation ID)."""
@@ -98,18 +126,12 @@ class Starts:
         """The start time, unit and invocation of a user (``alice/``) that started first
         within a span."""
         starts = sorted(
-            (start, unit, inv)
-            for unit, start, inv in self.all()
-            if unit.startswith(user_prefix) and first_usec <= start <= last_usec
+            found for found in self.of_user(user_prefix) if first_usec <= found[0] <= last_usec
         )
         return starts[0] if starts else None
 
     def user_run_at(self, user_prefix: str, realtime_usec: int) -> tuple[str, str] | None:
         """The unit and invocation of a user (``alice/``) started last before a time: where
         a line goes that journald could only tag with its uid (its process exited at once)."""
-        starts = sorted(
-            (start, unit, inv)
-            for unit, start, inv in self.all()
-            if unit.startswith(user_prefix) and start <= realtime_usec
-        )
+        starts = sorted(found for found in self.of_user(user_prefix) if found[0] <= realtime_usec)
         return (starts[-1][1], starts[-1][2]) if starts else None

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from observer.model import Run, Source
 from observer.recording import correlator as correlator_module
 from observer.recording import refused as refused_module
+from observer.recording import starts as starts_module
 from observer.recording.correlator import Correlator
 from observer.recording.effects import CloseInterrupted, Effect, RecordRun, RecordTimer, ResolveJob
 from observer.recording.events import (
@@ -25,6 +26,7 @@ from observer.recording.events import (
     UnitGone,
     UnitProperties,
 )
+from observer.recording.starts import Starts
 from observer.store.database import Batch, open_for_writing, write_batch
 from observer.store.schema import SCHEMA
 
@@ -311,6 +313,29 @@ def test_a_job_s_trigger_reaches_its_run_among_thousands_remembered() -> None:
     ]
     # The oldest were forgotten, with their jobs.
     assert correlator.feed(JobDetails(0, "a.service", "start", "a.timer")) == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    notes=st.lists(
+        st.tuples(
+            st.sampled_from(["a.service", "alice/a.service", "alice/b.service", "bob/a.service"]),
+            st.integers(0, 30),
+            st.integers(0, 100),
+        ),
+        max_size=40,
+    )
+)
+def test_a_users_starts_are_those_a_walk_over_every_start_finds(
+    notes: list[tuple[str, int, int]],
+) -> None:
+    starts = Starts()
+    with mock.patch.object(starts_module, "_UNITS", 2):
+        for unit, invocation, usec in notes:
+            starts.note(unit, f"{invocation:032x}", T0 + usec)
+            for user in ("alice/", "bob/", "carol/"):
+                walked = [(t, u, i) for u, t, i in starts.all() if u.startswith(user)]
+                assert sorted(starts.of_user(user)) == sorted(walked)
 
 
 def test_a_line_without_invocation_id_belongs_to_the_run_of_its_unit_at_that_time() -> None:
