@@ -2,8 +2,9 @@
 
     .venv/bin/python -m bench.correlator_memory [--repeat 5]
 
-No sandbox: a Correlator is fed, as the daemon feeds it, each run's JobNew, its journal
-"Starting" record (with its JOB_ID) and the job's details (JobDetails, as the bus answers),
+No sandbox: a Correlator is fed, as the daemon feeds it, each run's timer firing (its
+LastTriggerUSec), its JobNew, its journal "Starting" record (with its JOB_ID) and the
+job's details (JobDetails, as the bus answers),
 for 50 units, and as many starts of 50 other timers skipped on a condition, after it
 already remembers 100, 1,000 or 4,096 (all it keeps) of each.
 It prints the CPU time per run at each size and how the full memory compares with 100
@@ -22,7 +23,7 @@ import time
 from observer.recording import correlator as correlator_module
 from observer.recording import starts as starts_module
 from observer.recording.correlator import Correlator
-from observer.recording.events import JobDetails, JobKind, JobNew, Pid1Record
+from observer.recording.events import JobDetails, JobKind, JobNew, Pid1Record, UnitProperties
 
 T0 = 1_790_000_000_000_000
 UNITS = 50
@@ -33,6 +34,9 @@ TARGET_RATIO = 1.5
 def one_run(correlator: Correlator, n: int) -> None:
     """A timer's run, and another timer's start skipped on its condition."""
     unit, skipped = f"job-{n % UNITS:02d}.service", f"skip-{n % UNITS:02d}.service"
+    for fired in (unit, skipped):  # each timer's signal comes before its run is known
+        timer = fired.replace(".service", ".timer")
+        correlator.feed(UnitProperties(timer, "Timer", {"LastTriggerUSec": T0 + n}))
     correlator.feed(JobNew(2 * n, unit))
     correlator.feed(Pid1Record(JobKind.STARTING, unit, f"{n:032x}", T0 + n, job_id=2 * n))
     correlator.feed(JobDetails(2 * n, unit, "start", f"job-{n % UNITS:02d}.timer"))

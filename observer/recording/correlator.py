@@ -115,6 +115,9 @@ class Correlator:
         # job ID -> the invocations remembered with that job (``_Invocation.job_id`` by
         # job): a job's details find their runs without a walk over every invocation.
         self._job_runs: dict[int, list[str]] = {}
+        # unit -> its invocations remembered, in _invocations' order (least recently
+        # touched first): a timer's firing finds its service's runs without a walk.
+        self._unit_runs: dict[str, list[str]] = {}
         self._job_triggers: OrderedDict[int, str | None] = OrderedDict()
         self._timer_services: dict[str, str] = {}
         # service -> the timer that last fired for it, when, and the one run it started.
@@ -380,8 +383,8 @@ class Correlator:
             # A user's timer is named as its manager names it (the trigger of a run).
             self._last_triggers[service_name] = _TimerFired(unit_of(event.unit), fired)
             # The run it started may already be known (signals of two units, any order).
-            for inv in reversed(self._invocations.values()):
-                if inv.unit == service_name and inv.seen_live:
+            for inv in reversed(self.runs_of_unit(service_name)):
+                if inv.seen_live:
                     self._claim_timer(inv)
                     break
             skip = self._refused.newest_untriggered(service_name)
@@ -520,12 +523,28 @@ class Correlator:
         inv = self._invocations.get(invocation_id)
         if inv is None:
             inv = self._invocations[invocation_id] = _Invocation(unit, invocation_id)
+            self._unit_runs.setdefault(unit, []).append(invocation_id)
             while len(self._invocations) > _MEMORY:
                 _, forgotten = self._invocations.popitem(last=False)
                 self._give_job(forgotten, None)
+                self._forget_unit_run(forgotten)
         else:
             self._invocations.move_to_end(invocation_id)
+            runs = self._unit_runs[inv.unit]
+            if runs[-1] != invocation_id:  # mostly it is: events come of a unit's newest
+                runs.remove(invocation_id)
+                runs.append(invocation_id)
         return inv
+
+    def _forget_unit_run(self, inv: _Invocation) -> None:
+        runs = self._unit_runs[inv.unit]
+        runs.remove(inv.invocation_id)
+        if not runs:
+            del self._unit_runs[inv.unit]
+
+    def runs_of_unit(self, unit: str) -> list[_Invocation]:
+        """A unit's invocations remembered, least recently touched first."""
+        return [self._invocations[i] for i in self._unit_runs.get(unit, ())]
 
     def _give_job(self, inv: _Invocation, job_id: int | None) -> None:
         """Set the job of an invocation (None: none, or forgotten), and its index."""

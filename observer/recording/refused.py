@@ -44,6 +44,8 @@ class RefusedStarts:
         self.skips: OrderedDict[str, Skip] = OrderedDict()
         # job ID -> the keys of the skips with that job (``Skip.job_id`` by job).
         self._job_skips: dict[int, list[str]] = {}
+        # unit -> the key of its newest skip.
+        self._newest: dict[str, str] = {}
         self._last_failed: tuple[str, int] | None = None
         self._start_limited: dict[str, str] = {}
 
@@ -80,11 +82,18 @@ class RefusedStarts:
             boot_id=record.boot_id,
             start_key=key,
         )
+        known = self.skips.get(key)  # the same record read again keeps its place
+        if known is not None:
+            self._give_job(key, known, None)
+        else:
+            self._newest[record.unit] = key
         skip = self.skips[key] = Skip(run, None)
         self._give_job(key, skip, record.job_id)
         while len(self.skips) > _MEMORY:
             forgotten = self.skips.popitem(last=False)
             self._give_job(*forgotten, None)
+            if self._newest.get(forgotten[1].run.unit) == forgotten[0]:
+                del self._newest[forgotten[1].run.unit]
         if record.kind is JobKind.START_LIMIT:
             self._start_limited[record.unit] = key
         return skip
@@ -118,10 +127,8 @@ class RefusedStarts:
 
     def newest_untriggered(self, unit: str) -> Skip | None:
         """The newest refusal of ``unit``, if its trigger is not known."""
-        for skip in reversed(self.skips.values()):
-            if skip.run.unit == unit:
-                return skip if skip.run.trigger is None else None
-        return None
+        skip = self.skips.get(self._newest.get(unit, ""))
+        return skip if skip is not None and skip.run.trigger is None else None
 
     @staticmethod
     def triggered(skip: Skip, trigger: str) -> Run:

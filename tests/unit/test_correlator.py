@@ -261,20 +261,27 @@ def test_the_stored_run_is_the_same_whatever_order_the_sources_report_it(
 @st.composite
 def jobs_and_starts(draw: st.DrawFn) -> list[Event]:
     """Runs of three units given jobs from the bus (JobNew, then the new invocation) or
-    from the journal ("Starting" with its JOB_ID), and refused starts with their jobs, some
-    sharing a job ID, more of them than the correlator remembers."""
+    from the journal ("Starting" with its JOB_ID), earlier runs' ends, and refused starts
+    with their jobs, some sharing a job ID, more of them than the correlator remembers."""
     events: list[Event] = []
+    begun: list[tuple[str, str]] = []
     for n in range(draw(st.integers(0, 40))):
         unit = f"u{draw(st.integers(0, 2))}.service"
         job = draw(st.integers(1, 12))
         inv = n.to_bytes(16, "big")
-        how = draw(st.sampled_from(["bus", "journal", "condition", "start limit"]))
-        if how == "bus":
+        how = draw(st.sampled_from(["bus", "journal", "condition", "start limit", "end"]))
+        if how == "end" and begun:  # an earlier run's end, read late: it is touched again
+            ended_unit, ended = draw(st.sampled_from(begun))
+            events.append(Pid1Record(JobKind.DEACTIVATED, ended_unit, ended, T0 + n))
+        elif how == "bus":
+            begun.append((unit, inv.hex()))
             events += [JobNew(job, unit), unit_state(unit, "activating", "start", inv, T0 + n)]
-        elif how == "journal":
+        elif how in ("journal", "end"):
+            begun.append((unit, inv.hex()))
             events.append(Pid1Record(JobKind.STARTING, unit, inv.hex(), T0 + n, job_id=job))
-        elif how == "condition":
-            events.append(Pid1Record(JobKind.CONDITION_UNMET, unit, "", T0 + n, job_id=job))
+        elif how == "condition":  # at times the same record again (a journal read twice)
+            at = T0 + draw(st.sampled_from([n, n % 3]))
+            events.append(Pid1Record(JobKind.CONDITION_UNMET, unit, "", at, job_id=job))
         else:  # refused, then its job named by the "Failed to start" after it
             limit = Pid1Record(JobKind.START_LIMIT, unit, "", T0 + n)
             failed = Pid1Record(JobKind.START_FAILED, unit, inv.hex(), T0 + n, job_id=job)
@@ -284,7 +291,7 @@ def jobs_and_starts(draw: st.DrawFn) -> list[Event]:
 
 @settings(max_examples=200, deadline=None)
 @given(events=jobs_and_starts())
-def test_the_runs_and_refusals_of_a_job_are_those_a_walk_over_all_remembered_finds(
+def test_the_runs_and_refusals_of_a_job_or_unit_are_those_a_walk_over_all_finds(
     events: list[Event],
 ) -> None:
     correlator = Correlator("host")
@@ -301,6 +308,12 @@ def test_the_runs_and_refusals_of_a_job_are_those_a_walk_over_all_remembered_fin
                 skips = [s for s in refused.skips.values() if s.job_id == job]
                 untriggered = [s for s in skips if s.run.trigger is None]
                 assert sorted(map(id, refused.of_job(job))) == sorted(map(id, untriggered))
+            for unit in ("u0.service", "u1.service", "u2.service"):
+                runs = [i for i in correlator._invocations.values() if i.unit == unit]
+                assert correlator.runs_of_unit(unit) == runs
+                newest = [s for s in refused.skips.values() if s.run.unit == unit][-1:]
+                untriggered_walked = next((s for s in newest if s.run.trigger is None), None)
+                assert refused.newest_untriggered(unit) is untriggered_walked
 
 
 def test_a_job_s_trigger_reaches_its_run_among_thousands_remembered() -> None:
