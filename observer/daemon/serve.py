@@ -117,6 +117,8 @@ class Daemon:
         self.rebuilds = 0
         # Counts the journal readers replaced: a batch taken from an earlier one is dropped.
         self.journal_generation = 0
+        # The journal batch being taken (None: none yet): a stop lets it end first.
+        self.taking: asyncio.Future[None] | None = None
         self.started_usec = _now_usec()
         self.announced: dict[str, None] = {}  # insertion-ordered: the oldest go first
         # When runs were last recorded (monotonic): their output budgets are held a while.
@@ -485,29 +487,43 @@ class Daemon:
     async def _consume_journal(self) -> None:
         while True:
             batch = await self.journal_queue.get()
-            generation = self.journal_generation
-            # A write waits for the whole batch (the flusher can run at any await in it, a
-            # store read, say): its lines are committed with its cursor, never before it,
-            # which a restart would read again and store twice.
-            async with self.flush_lock:
-                if generation != self.journal_generation:
-                    continue  # read before a rebuild, which reads it again
-                held = self.intake.waiting_output()
-                for entry in batch.events:
-                    for effect in await self.intake.take(entry):
-                        self.apply(effect)
-                await self.intake.reached(batch.last_usec)
-                self.pending.state.update(self.intake.held_state())
-                self.pending.state.update(batch.state)
-                if batch.cursor is not None:  # None: a mark, read to the journal's end
-                    self.pending.journal_cursor = batch.cursor
-                # Lines released now are unstored until the next write.
-                self.held_unstored = earliest_by_host(held, self.held_unstored)
+            # Taken whole, even when the daemon stops meanwhile (serve waits for it before
+            # its last write): part of a batch written without its cursor would be read
+            # again at the next start, and its lines stored twice.
+            self.taking = asyncio.ensure_future(self._take(batch))
+            await asyncio.shield(self.taking)
             self._mark_held()
             self.flush_wanted.set()
             self._changed()
             # While the store cannot be written, read no further: the journal keeps it.
             await self.store_healthy.wait()
+
+    async def _take(self, batch: JournalBatch) -> None:
+        """Feed one journal batch and put what it read, with its cursor, in ``pending``."""
+        generation = self.journal_generation
+        # A write waits for the whole batch (the flusher can run at any await in it, a store
+        # read, say): its lines are committed with its cursor, never before it, which a
+        # restart would read again and store twice.
+        async with self.flush_lock:
+            if generation != self.journal_generation:
+                return  # read before a rebuild, which reads it again
+            held = self.intake.waiting_output()
+            for entry in batch.events:
+                for effect in await self.intake.take(entry):
+                    self.apply(effect)
+            await self.intake.reached(batch.last_usec)
+            self.pending.state.update(self.intake.held_state())
+            self.pending.state.update(batch.state)
+            if batch.cursor is not None:  # None: a mark, read to the journal's end
+                self.pending.journal_cursor = batch.cursor
+            # Lines released now are unstored until the next write.
+            self.held_unstored = earliest_by_host(held, self.held_unstored)
+
+    async def batch_taken(self) -> None:
+        """Wait for the journal batch under way, if any, to be taken whole (a failure in it
+        was the consumer's to report)."""
+        if self.taking is not None:
+            await asyncio.gather(self.taking, return_exceptions=True)
 
     async def _bus_loop(self, connected: asyncio.Event) -> None:
         delay = 0.5
@@ -630,6 +646,7 @@ class Daemon:
             await asyncio.gather(*workers, stopper, *self.tasks, return_exceptions=True)
             if self.follower is not None:
                 self.follower.stop()
+            await self.batch_taken()
             with contextlib.suppress(StoreError):
                 await self.flush()
             self.bus.disconnect()

@@ -26,14 +26,30 @@ def committed(db: Path) -> Committed:
         return (cursor[0] if cursor else None), [(str(i), int(s), bytes(m)) for i, s, m in lines]
 
 
-async def test_the_flusher_running_in_the_middle_of_a_batch_commits_none_of_it(
-    tmp_path: Path,
-) -> None:
-    db = tmp_path / "observer.db"
+async def opened(db: Path) -> tuple[Daemon, LocalIntake]:
+    """A daemon on a fresh database, and its intake (whose add_output a test wraps)."""
     daemon = Daemon(Config(host="web1"), db, None, None)
     await daemon.store.open()
     intake = daemon.intake
     assert isinstance(intake, LocalIntake)
+    return daemon, intake
+
+
+# One batch of two lines of one run, read up to the cursor "c1".
+TWO_LINES = JournalBatch(
+    [
+        OutputLine(NEW, "new.service", T, 6, b"one"),
+        OutputLine(NEW, "new.service", T + 1, 6, b"two"),
+    ],
+    "c1",
+)
+
+
+async def test_the_flusher_running_in_the_middle_of_a_batch_commits_none_of_it(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "observer.db"
+    daemon, intake = await opened(db)
     add = intake.host.output.add_output
     seen: list[Committed] = []
     both_read = asyncio.Event()
@@ -52,11 +68,7 @@ async def test_the_flusher_running_in_the_middle_of_a_batch_commits_none_of_it(
         asyncio.create_task(daemon._consume_journal()),
     ]
     try:
-        lines: list[object] = [
-            OutputLine(NEW, "new.service", T, 6, b"one"),
-            OutputLine(NEW, "new.service", T + 1, 6, b"two"),
-        ]
-        await daemon.journal_queue.put(JournalBatch(lines, "c1"))
+        await daemon.journal_queue.put(TWO_LINES)
         async with asyncio.timeout(60):
             await both_read.wait()
         await daemon.flush()  # waits for the batch to end, then commits it with its cursor
@@ -67,4 +79,40 @@ async def test_the_flusher_running_in_the_middle_of_a_batch_commits_none_of_it(
         await daemon.store.close()
 
     assert seen == [(None, []), (None, [])]
+    assert committed(db) == ("c1", [(NEW, 0, b"one"), (NEW, 1, b"two")])
+
+
+async def test_a_stop_in_the_middle_of_a_batch_lets_it_end_and_commits_it_whole(
+    tmp_path: Path,
+) -> None:
+    """As serve() stops: its workers are cancelled while a batch waits on a store read; the
+    batch still ends, and the last write commits all of it with its cursor. Cut short, the
+    first line would be committed without the cursor, read again at the next start and
+    stored twice."""
+    db = tmp_path / "observer.db"
+    daemon, intake = await opened(db)
+    add = intake.host.output.add_output
+    first_taken, store_answers = asyncio.Event(), asyncio.Event()
+
+    async def add_then_wait(line: OutputLine) -> None:
+        await add(line)
+        first_taken.set()
+        await store_answers.wait()  # as a slow store read would
+
+    intake.host.output.add_output = add_then_wait  # type: ignore[method-assign]
+    consumer = asyncio.create_task(daemon._consume_journal())
+    try:
+        await daemon.journal_queue.put(TWO_LINES)
+        async with asyncio.timeout(60):
+            await first_taken.wait()
+        consumer.cancel()  # the daemon stops
+        await asyncio.gather(consumer, return_exceptions=True)
+        store_answers.set()
+        async with asyncio.timeout(60):
+            await daemon.batch_taken()
+        await daemon.flush()
+    finally:
+        consumer.cancel()
+        await daemon.store.close()
+
     assert committed(db) == ("c1", [(NEW, 0, b"one"), (NEW, 1, b"two")])
