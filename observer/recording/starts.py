@@ -59,10 +59,12 @@ class Starts:
     def nearer_end(self, invocation_id: str, realtime_usec: int, next_start_usec: int) -> bool:
         """Whether a line stamped between a run's end and the next start is nearer that end.
 
-        journald stamps a line when it reads it, PID 1's records when it sent them: a run's
-        last line can be stamped after its end, the next run's first before its start
-        (systemd logs "Starting" after it forked). Each is a few milliseconds at most, so
-        the nearer of the two is the line's run.
+        journald stamps every entry when it writes it (``__REALTIME_TIMESTAMP``, its event
+        loop's time; the sender's time is ``_SOURCE_REALTIME_TIMESTAMP``), in the order it
+        read its sockets: a run's last line can be written after PID 1's record of its
+        end, the next run's first before its "Starting" (systemd logs that after it
+        forked). Each is a few milliseconds at most, so the nearer of the two is the line's
+        run.
         """
         end = self._ends.get(invocation_id)
         return end is not None and realtime_usec - end <= next_start_usec - realtime_usec
