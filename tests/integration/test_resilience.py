@@ -102,6 +102,32 @@ def test_a_daemon_killed_in_the_middle_of_a_burst_records_every_run_exactly_once
     sandbox.run("touch", "/run/burst-go")
     observed.start()
     sandbox.wait_inactive("launcher.service", timeout=120)
+    assert_burst_recorded_once(observed)
+
+
+def test_a_daemon_stopped_again_and_again_in_a_burst_records_every_run_and_line_once(
+    sandbox: Sandbox, observed: ObserverDaemon
+) -> None:
+    """SIGTERM while journal batches are under way: each stop lets the batch it cut into
+    end before the last write, so no line is committed without its cursor and stored a
+    second time when the next start reads that batch again."""
+    install_script(sandbox, "burst-run", BURST_RUN)
+    sandbox.systemd_run(install_script(sandbox, "launch-burst", BURST_LAUNCHER), unit="launcher")
+    wait_for(
+        lambda: len(observed.runs("burst-*")) >= 10, timeout=60, what="the burst to be under way"
+    )
+    assert observed.stop() == 0
+    sandbox.run("touch", "/run/burst-go")
+    for _ in range(3):  # the second half's runs end while it starts and stops
+        observed.start()
+        assert observed.stop() == 0
+    observed.start()
+    sandbox.wait_inactive("launcher.service", timeout=120)
+    assert_burst_recorded_once(observed)
+
+
+def assert_burst_recorded_once(observed: ObserverDaemon) -> None:
+    """Every run of the burst recorded once, with its result and exactly its two lines."""
 
     def finished(runs: list[dict[str, Any]]) -> bool:
         return sum(run["finished_at"] is not None for run in runs) >= BURST
