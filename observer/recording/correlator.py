@@ -34,6 +34,7 @@ from observer.recording.events import (
     UnitGone,
     UnitProperties,
 )
+from observer.recording.grouped import Grouped
 from observer.recording.refused import RefusedStarts, Skip, is_refusal
 from observer.recording.starts import Starts
 from observer.users import unit_of
@@ -112,12 +113,12 @@ class Correlator:
         self.observes = observes
         self._units: dict[str, _Unit] = {}
         self._invocations: OrderedDict[str, _Invocation] = OrderedDict()
-        # job ID -> the invocations remembered with that job (``_Invocation.job_id`` by
-        # job): a job's details find their runs without a walk over every invocation.
-        self._job_runs: dict[int, list[str]] = {}
-        # unit -> its invocations remembered, in _invocations' order (least recently
+        # The invocations remembered by job (``_Invocation.job_id``): a job's details find
+        # their runs without a walk over every invocation.
+        self._job_runs: Grouped[int] = Grouped()
+        # The invocations remembered by unit, in _invocations' order (least recently
         # touched first): a timer's firing finds its service's runs without a walk.
-        self._unit_runs: dict[str, list[str]] = {}
+        self._unit_runs: Grouped[str] = Grouped()
         self._job_triggers: OrderedDict[int, str | None] = OrderedDict()
         self._timer_services: dict[str, str] = {}
         # service -> the timer that last fired for it, when, and the one run it started.
@@ -523,44 +524,30 @@ class Correlator:
         inv = self._invocations.get(invocation_id)
         if inv is None:
             inv = self._invocations[invocation_id] = _Invocation(unit, invocation_id)
-            self._unit_runs.setdefault(unit, []).append(invocation_id)
+            self._unit_runs.move(invocation_id, None, unit)
             while len(self._invocations) > _MEMORY:
-                _, forgotten = self._invocations.popitem(last=False)
+                forgotten_id, forgotten = self._invocations.popitem(last=False)
                 self._give_job(forgotten, None)
-                self._forget_unit_run(forgotten)
+                self._unit_runs.move(forgotten_id, forgotten.unit, None)
         else:
             self._invocations.move_to_end(invocation_id)
-            runs = self._unit_runs[inv.unit]
-            if runs[-1] != invocation_id:  # mostly it is: events come of a unit's newest
-                runs.remove(invocation_id)
-                runs.append(invocation_id)
+            # Mostly it is its unit's last already: events come of a unit's newest run.
+            if self._unit_runs.of(inv.unit)[-1] != invocation_id:
+                self._unit_runs.move(invocation_id, inv.unit, inv.unit)
         return inv
-
-    def _forget_unit_run(self, inv: _Invocation) -> None:
-        runs = self._unit_runs[inv.unit]
-        runs.remove(inv.invocation_id)
-        if not runs:
-            del self._unit_runs[inv.unit]
 
     def runs_of_unit(self, unit: str) -> list[_Invocation]:
         """A unit's invocations remembered, least recently touched first."""
-        return [self._invocations[i] for i in self._unit_runs.get(unit, ())]
+        return [self._invocations[i] for i in self._unit_runs.of(unit)]
 
     def _give_job(self, inv: _Invocation, job_id: int | None) -> None:
         """Set the job of an invocation (None: none, or forgotten), and its index."""
-        if inv.job_id is not None:
-            runs = self._job_runs.get(inv.job_id, [])
-            if inv.invocation_id in runs:
-                runs.remove(inv.invocation_id)
-            if not runs:
-                self._job_runs.pop(inv.job_id, None)
+        self._job_runs.move(inv.invocation_id, inv.job_id, job_id)
         inv.job_id = job_id
-        if job_id is not None:
-            self._job_runs.setdefault(job_id, []).append(inv.invocation_id)
 
     def invocations_of_job(self, job_id: int) -> list[_Invocation]:
         """The invocations remembered with a job, in the order they got it."""
-        return [self._invocations[i] for i in self._job_runs.get(job_id, ())]
+        return [self._invocations[i] for i in self._job_runs.of(job_id)]
 
     def _run(self, inv: _Invocation, source: Source, **known: object) -> Run:
         # Only invocations are remembered here: their ID is never empty.

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from observer.model import Run, Source
 from observer.recording.events import JobKind, Pid1Record
+from observer.recording.grouped import Grouped
 
 # Job results of a start that failed because of another unit, or did not fail.
 _NOT_ITS_OWN = frozenset({"dependency", "done", "canceled", None})
@@ -42,8 +43,8 @@ class RefusedStarts:
     def __init__(self, host: str) -> None:
         self.host = host
         self.skips: OrderedDict[str, Skip] = OrderedDict()
-        # job ID -> the keys of the skips with that job (``Skip.job_id`` by job).
-        self._job_skips: dict[int, list[str]] = {}
+        # The keys of the skips by job (``Skip.job_id``).
+        self._job_skips: Grouped[int] = Grouped()
         # unit -> the key of its newest skip.
         self._newest: dict[str, str] = {}
         self._last_failed: tuple[str, int] | None = None
@@ -110,19 +111,12 @@ class RefusedStarts:
 
     def _give_job(self, key: str, skip: Skip, job_id: int | None) -> None:
         """Set the job of a skip (None: forgotten), and its index."""
-        if skip.job_id is not None:
-            keys = self._job_skips.get(skip.job_id, [])
-            if key in keys:
-                keys.remove(key)
-            if not keys:
-                self._job_skips.pop(skip.job_id, None)
+        self._job_skips.move(key, skip.job_id, job_id)
         skip.job_id = job_id
-        if job_id is not None:
-            self._job_skips.setdefault(job_id, []).append(key)
 
     def of_job(self, job_id: int) -> list[Skip]:
         """The refusals of a job whose trigger is not known yet."""
-        skips = (self.skips[key] for key in self._job_skips.get(job_id, ()))
+        skips = (self.skips[key] for key in self._job_skips.of(job_id))
         return [skip for skip in skips if skip.run.trigger is None]
 
     def newest_untriggered(self, unit: str) -> Skip | None:
