@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from observer.alerts.message import Message
 from observer.alerts.secrets import Channel, scrub
 from observer.model import ConfigError
+from observer.native import name_thread
 
 T = TypeVar("T")
 # Long explanations are cut: they are stored with every attempt.
@@ -88,6 +89,7 @@ def in_thread(fn: Callable[..., T], *args: object) -> Future[T]:
     future: Future[T] = Future()
 
     def target() -> None:
+        name_thread()
         if not future.set_running_or_notify_cancel():
             return
         try:

@@ -28,6 +28,7 @@ from pathlib import Path
 from observer.config import Config
 from observer.inotify import DirectoryWatch
 from observer.model import Run, Source
+from observer.native import name_thread
 from observer.run import liveness, spool
 from observer.store.database import open_for_reading, open_for_writing, service_connection
 from observer.store.writer import AsyncStore
@@ -73,7 +74,9 @@ class WrapperRuns:
     async def run(self) -> None:
         """A service of the daemon's: runs until cancelled, never fails."""
         # One thread for every look: the connection it keeps may only be used on it.
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="observer-run")
+        executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="observer-run", initializer=name_thread
+        )
         loop = asyncio.get_running_loop()
         live = self.spool_dir / spool.LIVE_DIR
         watch = DirectoryWatch([self.db_path.parent, self.spool_dir, live], self.interval)

@@ -248,10 +248,10 @@ def test_the_daemons_threads_tell_the_kernel_which_part_each_is(
     sandbox: Sandbox, tmp_path: Path
 ) -> None:
     # top -H, ps -L and /proc/PID/task/TID/comm show the store's writer, the journal's
-    # reader, the metrics' readings and their listener by name.
+    # reader, the metrics' readings and their listener, and `observer run`'s runs by name.
     port = free_port()
     daemon = ObserverDaemon(sandbox, tmp_path, config=f'[metrics]\nlisten = "127.0.0.1:{port}"\n')
-    wanted = {"obs-store_0", "obs-journal", "obs-metrics_0", "obs-http"}
+    wanted = {"obs-store_0", "obs-journal", "obs-metrics_0", "obs-http", "obs-run_0"}
     try:
         daemon.start()
         assert daemon.process is not None
