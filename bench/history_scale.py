@@ -287,6 +287,12 @@ def anchors(timing: Timing, db: Path) -> dict[str, float]:
     print(f"  {'observer --version':48} {version * 1000:7.0f} ms, target {2 * wall * 1000:.0f} "
           f"{_met(version <= 2 * wall)}; cpu {version_cpu * 1000:.0f} ms, target "
           f"{2 * cpu * 1000:.0f} {_met(version_cpu <= 2 * cpu)}", flush=True)  # fmt: skip
+    for name, code in floors(db).items():
+        wall, cpu, _ = timing.process([timing.python, "-c", code])
+        figures[name], figures[f"{name} cpu"] = wall, cpu
+        ratio = cpu / figures["python -c pass cpu"]
+        print(f"  {name:48} {wall * 1000:7.0f} ms (cpu {cpu * 1000:.0f}, "
+              f"{ratio:.2f} x python -c pass)", flush=True)  # fmt: skip
     journal = _journal_unit()
     if journal is None:
         print("  journalctl -u UNIT -n 20: skipped, no journal on this machine", flush=True)
@@ -296,6 +302,21 @@ def anchors(timing: Timing, db: Path) -> dict[str, float]:
         print(f"  {f'journalctl -u {journal} -n 20':48} {wall * 1000:7.0f} ms "
               f"(cpu {cpu * 1000:.0f})", flush=True)  # fmt: skip
     return figures
+
+
+def floors(db: Path) -> dict[str, str]:
+    """What a command pays before any of observer's code, as code for ``python -c``: a
+    reading command opens the database and reads it with sqlite3; --help is argparse's."""
+    uri = f"file:{db}?mode=ro"
+    return {
+        "floor: python, sqlite3, a query": (
+            f"import sqlite3; sqlite3.connect({uri!r}, uri=True)"
+            ".execute('SELECT id FROM runs LIMIT 1').fetchall()"
+        ),
+        "floor of --help: argparse's help": (
+            "import argparse; argparse.ArgumentParser(prog='observer').format_help()"
+        ),
+    }
 
 
 def _journal_unit() -> str | None:
