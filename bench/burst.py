@@ -57,6 +57,11 @@ DEACTIVATED = "7ad2d189f7e94e70a38c781354912448"
 FAILED = "d9b373ed55a64feb8242e02dbe79a49c"
 SUPPRESSED = "a596d6fe7bfa4994828e72309e95d61e"
 
+# Issue 25: the daemon's CPU per recorded run at most this share of PID 1's own.
+BURST_TARGET = 0.2
+# The listener of bench.bus_floor, measured beside the daemon (--floor).
+FLOOR = "floor: dbus-fast alone"
+
 
 class BenchError(Exception):
     """The benchmark could not be set up or run."""
@@ -234,6 +239,40 @@ finally:
 
 def observer_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "observer", *args]
+
+
+class FloorProcess:
+    """bench.bus_floor on the sandbox's bus: the same signals as the daemon, only counted."""
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self.sandbox = sandbox
+        self.process: subprocess.Popen[str] | None = None
+        self.signals: int | None = None
+
+    @property
+    def pid(self) -> int:
+        if self.process is None:
+            raise BenchError("the floor's listener is not running")
+        return self.process.pid
+
+    def start(self) -> None:
+        argv = ["setpriv", "--pdeathsig", "TERM", "--", sys.executable, "-m", "bench.bus_floor",
+                self.sandbox.bus_address]  # fmt: skip
+        self.process = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True
+        )
+        assert self.process.stdout is not None
+        if self.process.stdout.readline().strip() != "ready":
+            raise BenchError(f"the floor's listener did not start ({self.process.wait()})")
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        process, self.process = self.process, None
+        process.send_signal(signal.SIGTERM)
+        out, _ = process.communicate(timeout=30)
+        with contextlib.suppress(ValueError):
+            self.signals = int(out.rpartition(":")[2])
 
 
 # -- the burst -------------------------------------------------------------------------
@@ -530,10 +569,14 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> int:
     width = max(4, len(str(runs)))
     with Sandbox.boot() as sandbox:
         daemon = ObserverProcess(sandbox, workdir, args.profile)
+        floor = FloorProcess(sandbox) if args.floor else None
         watcher = StoreWatcher(daemon.db)
         try:
             daemon.start()
             pids = {"observer daemon": daemon.pid, "systemd (PID 1)": sandbox.pid}
+            if floor is not None:
+                floor.start()
+                pids[FLOOR] = floor.pid
             for label, comm in (("journald", "systemd-journal"), ("dbus-daemon", "dbus-daemon")):
                 if (pid := child_named(sandbox.pid, comm)) is not None:
                     pids[label] = pid
@@ -565,6 +608,8 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> int:
             peak_rss_kib = status_kib(daemon.pid, "VmHWM")
         finally:
             watcher.stop()
+            if floor is not None:
+                floor.stop()
             status = daemon.stop()
         journal = read_journal(sandbox.journal_dir, since=submitted_at)
         console = sandbox.console_log()
@@ -586,6 +631,7 @@ def benchmark(args: argparse.Namespace, workdir: Path) -> int:
         exit_status=status,
         journal=journal,
         store=store,
+        floor_signals=None if floor is None else floor.signals,
     )
     print()
     print(figures(result).table())
@@ -617,6 +663,8 @@ class Result:
     exit_status: int | None
     journal: JournalFacts
     store: StoreFacts
+    # Signals the floor's listener read (None: not run, or it did not say).
+    floor_signals: int | None = None
 
 
 def figures(r: Result) -> Figures:
@@ -675,6 +723,10 @@ def figures(r: Result) -> Figures:
             )
     for name, seconds in r.burst_cpu.items():
         table.add(f"CPU in the burst: {name}", per_run(seconds, max(recorded, 1)))
+    if r.floor_signals is not None:
+        table.add("  signals the floor read", f"{r.floor_signals / max(r.runs, 1):.1f} a run")
+    for name, figure in ratios(r.burst_cpu):
+        table.add(name, figure)
     idle = r.idle_cpu.get("observer daemon", 0.0)
     table.add(
         f"CPU idle for {r.idle_seconds:g} s: observer daemon",
@@ -683,6 +735,26 @@ def figures(r: Result) -> Figures:
     table.add("peak RSS (VmHWM) of the daemon", f"{r.peak_rss_kib / 1024:.1f} MiB")
     table.add("daemon's exit status on SIGTERM", str(r.exit_status))
     return table
+
+
+def ratios(cpu: dict[str, float]) -> list[tuple[str, str]]:
+    """The daemon's CPU (and the floor's) over PID 1's, beside issue 25's target."""
+    pid1 = cpu.get("systemd (PID 1)", 0.0)
+    daemon = cpu.get("observer daemon")
+    if not pid1 or daemon is None:
+        return []
+    ratio = daemon / pid1
+    met = "met" if ratio <= BURST_TARGET else "not met"
+    found = [(
+        "observer daemon / PID 1",
+        f"{ratio:.2f}x (target <= {BURST_TARGET:.2f}x: {met})",
+    )]  # fmt: skip
+    if (bare := cpu.get(FLOOR)) is not None:
+        found.append((f"{FLOOR} / PID 1", f"{bare / pid1:.2f}x"))
+        loop = cpu.get("  of which its event loop")
+        if loop is not None:
+            found.append(("daemon's event loop / the floor", f"{loop / max(bare, 1e-9):.2f}x"))
+    return found
 
 
 def quantile(sorted_values: list[float], q: float) -> float:
@@ -740,6 +812,9 @@ def main(argv: list[str] | None = None) -> int:
     ))  # fmt: skip
     parser.add_argument("--poll-interval", type=float, default=0.02, help="between CLI calls")
     parser.add_argument("--workdir", type=Path, help="keep the database and daemon log here")
+    parser.add_argument("--floor", action="store_true", help=(
+        "run bench.bus_floor beside the daemon: the same signals read by dbus-fast alone"
+    ))  # fmt: skip
     parser.add_argument("--profile", type=Path, help=(
         "run the daemon under cProfile (its event loop's thread) and write the figures here"
     ))  # fmt: skip

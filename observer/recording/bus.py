@@ -254,7 +254,7 @@ def trigger_from_activation(details: object) -> str | None:
 READ_PAUSE_SECONDS = 0.002
 
 
-def _gather_reads(bus: MessageBus, loop: asyncio.AbstractEventLoop) -> None:
+def gather_reads(bus: MessageBus, loop: asyncio.AbstractEventLoop) -> None:
     """Have the loop read ``bus`` at most every READ_PAUSE_SECONDS (messages wait that long
     at most). dbus-fast reads on its own whenever the socket is readable: its reader is
     wrapped in one that pauses after each read. Should dbus-fast or asyncio not be built as
@@ -317,7 +317,7 @@ class SystemdBus:
             bus = MessageBus(bus_type=BusType.SYSTEM)
         await bus.connect()
         bus.add_message_handler(self._handle)
-        _gather_reads(bus, asyncio.get_running_loop())
+        gather_reads(bus, asyncio.get_running_loop())
         self._bus = bus
         self._reloading = False  # a reload's end may have been lost with the last connection
         for rule in MATCH_RULES:

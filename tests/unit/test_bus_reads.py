@@ -9,11 +9,11 @@ from typing import cast
 
 from dbus_fast.aio import MessageBus
 
-from observer.recording.bus import READ_PAUSE_SECONDS, _gather_reads
+from observer.recording.bus import READ_PAUSE_SECONDS, gather_reads
 
 
 class SocketBus:
-    """What _gather_reads uses of dbus-fast's MessageBus: its socket's fd, and whether it is
+    """What gather_reads uses of dbus-fast's MessageBus: its socket's fd, and whether it is
     connected; the reader is registered with the loop as dbus-fast registers its own."""
 
     def __init__(self, fd: int) -> None:
@@ -39,7 +39,7 @@ async def test_a_burst_of_messages_is_read_in_a_few_gulps_and_nothing_is_left_un
     bus = SocketBus(ours.fileno())
     loop.add_reader(ours.fileno(), dbus_fast_reader)
     try:
-        _gather_reads(cast(MessageBus, bus), loop)
+        gather_reads(cast(MessageBus, bus), loop)
         for i in range(200):
             theirs.send(b"m%03d" % i)
             await asyncio.sleep(0)  # the loop's turn: unpaused, it reads each message alone
@@ -59,6 +59,6 @@ async def test_a_burst_of_messages_is_read_in_a_few_gulps_and_nothing_is_left_un
 
 async def test_a_loop_built_otherwise_leaves_dbus_fasts_reader_as_it_is() -> None:
     loop = asyncio.get_running_loop()
-    _gather_reads(cast(MessageBus, SocketBus(-1)), loop)  # not a file descriptor
-    _gather_reads(cast(MessageBus, SocketBus(12345)), loop)  # no reader registered for it
+    gather_reads(cast(MessageBus, SocketBus(-1)), loop)  # not a file descriptor
+    gather_reads(cast(MessageBus, SocketBus(12345)), loop)  # no reader registered for it
     assert 12345 not in loop._selector.get_map()  # type: ignore[attr-defined]

@@ -1,0 +1,29 @@
+"""The burst benchmark's verdict: the daemon's CPU over PID 1's, beside issue 25's target."""
+
+from __future__ import annotations
+
+from bench.burst import BURST_TARGET, FLOOR, ratios
+
+LOOP = "  of which its event loop"
+
+
+def test_the_daemon_at_the_target_meets_it_and_above_it_does_not() -> None:
+    at = ratios({"observer daemon": BURST_TARGET * 4.0, "systemd (PID 1)": 4.0})
+    above = ratios({"observer daemon": 2.4, "systemd (PID 1)": 4.0})
+
+    assert at == [("observer daemon / PID 1", "0.20x (target <= 0.20x: met)")]
+    assert above == [("observer daemon / PID 1", "0.60x (target <= 0.20x: not met)")]
+
+
+def test_the_floor_is_given_over_pid_1_and_under_the_event_loop() -> None:
+    cpu = {"observer daemon": 2.4, LOOP: 1.4, "systemd (PID 1)": 4.0, FLOOR: 0.7}
+
+    assert ratios(cpu)[1:] == [
+        (f"{FLOOR} / PID 1", "0.17x"),
+        ("daemon's event loop / the floor", "2.00x"),
+    ]
+
+
+def test_nothing_is_judged_without_pid_1s_figure() -> None:
+    assert ratios({"observer daemon": 2.4}) == []
+    assert ratios({"observer daemon": 2.4, "systemd (PID 1)": 0.0}) == []
