@@ -8,7 +8,7 @@ import functools
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from dbus_fast import BusType, Message, MessageType, Variant
@@ -38,8 +38,10 @@ PROPERTIES = "org.freedesktop.DBus.Properties"
 UNIT_PATH_PREFIX = "/org/freedesktop/systemd1/unit/"
 _INTERFACE_PREFIX = "org.freedesktop.systemd1."
 
-# dbus-daemon allows 128 pending replies per connection.
-MAX_CALLS_IN_FLIGHT = 32
+# dbus-daemon allows 128 pending replies per connection: at most this many questions wait
+# for answers at once, each with at most QUESTION_CALLS calls in flight (100 in all).
+MAX_CALLS_IN_FLIGHT = 20
+QUESTION_CALLS = 5
 # Jobs known to have ended, so that no one asks about them any more.
 _REMOVED_JOBS_KEPT = 4096
 # Units systemd unloaded (garbage-collected: a transient unit as its run ends): a question
@@ -402,7 +404,7 @@ class SystemdBus:
     ) -> list[Any]:
         """Call a method and return the reply's body.
 
-        At most MAX_CALLS_IN_FLIGHT calls wait for replies at once; ``urgent`` ones
+        At most MAX_CALLS_IN_FLIGHT questions wait for replies at once; ``urgent`` ones
         (subscribing again) do not queue behind a burst of job look-ups.
         """
         if urgent:
@@ -469,19 +471,17 @@ class SystemdBus:
                 # In a burst most questions wait here: skip units unloaded meanwhile.
                 if unit in self._gone_units:
                     return None
-                current = await self._send_call(
-                    SYSTEMD, path, PROPERTIES, "Get", "ss",
-                    [f"{_INTERFACE_PREFIX}Unit", "InvocationID"],
-                )  # fmt: skip
-                if invocation_hex(unwrap(current[0])) != invocation_id:
-                    return None
-                body = await self._send_call(
-                    SYSTEMD, path, PROPERTIES, "GetAll", "s", [f"{_INTERFACE_PREFIX}Service"]
+                # The run's invocation and each figure with a Get of its own, all at once:
+                # GetAll of the Service interface answers 300 properties, more work for both
+                # sides (bench.bus_questions). The figures of another invocation are dropped.
+                values = await self._properties(
+                    path, [("Unit", "InvocationID"), *(("Service", n) for n in COST_PROPERTIES)]
                 )
         except BusError as e:
             log.debug("cost of %s: %s", unit, e)
             return None
-        values = {k: unwrap(v) for k, v in body[0].items() if k in COST_PROPERTIES}
+        if invocation_hex(values.pop("InvocationID", None)) != invocation_id:
+            return None
         # UINT64_MAX: not accounted (256 reads every figure so once the run's cgroup is gone).
         cost = {k: v for k, v in values.items() if isinstance(v, int) and 0 <= v < NOT_ACCOUNTED}
         if not cost:
@@ -501,28 +501,19 @@ class SystemdBus:
     async def definition_sources(self, unit: str) -> DefinitionSources | None:
         """What systemd says defines a unit now (asked as its run starts): the unit file,
         its drop-ins and ExecStart; None when the unit is gone."""
-        path = unit_path(unit)
-
-        async def get(interface: str, name: str) -> object:
-            reply = await self._send_call(
-                SYSTEMD, path, PROPERTIES, "Get", "ss", [f"{_INTERFACE_PREFIX}{interface}", name]
+        # Asked even of a unit systemd unloaded since (a oneshot that ended before its
+        # question came): one with a file loads again from it; a transient one answers
+        # with a stub, which is no definition (below).
+        async with self._calls:
+            values = await self._properties(
+                unit_path(unit),
+                [("Unit", "FragmentPath"), ("Unit", "DropInPaths"), ("Service", "ExecStart")],
             )
-            return unwrap(reply[0])
-
-        try:
-            # Asked even of a unit systemd unloaded since (a oneshot that ended before its
-            # question came): one with a file loads again from it; a transient one answers
-            # with a stub, which is no definition (below).
-            async with self._calls:
-                fragment = await get("Unit", "FragmentPath")
-                dropins = await get("Unit", "DropInPaths")
-                try:
-                    exec_start = await get("Service", "ExecStart")
-                except BusError:  # not a service: no command
-                    exec_start = []
-        except BusError as e:
-            log.debug("definition of %s: %s", unit, e)
+        if "FragmentPath" not in values or "DropInPaths" not in values:
+            log.debug("definition of %s: systemd did not answer", unit)
             return None
+        fragment, dropins = values["FragmentPath"], values["DropInPaths"]
+        exec_start = values.get("ExecStart", [])  # not a service: no command
         sources = DefinitionSources(
             fragment_path=fragment if isinstance(fragment, str) and fragment else None,
             dropin_paths=tuple(str(p) for p in dropins) if isinstance(dropins, list) else (),
@@ -531,6 +522,29 @@ class SystemdBus:
         # Nothing at all: the unit was unloaded before the question reached systemd, which
         # answered for a stub it loaded (not-found), not for the run.
         return None if sources == DefinitionSources(None, (), ()) else sources
+
+    async def _properties(self, path: str, names: Sequence[tuple[str, str]]) -> dict[str, object]:
+        """Properties of the object at ``path``, each (interface, name) asked with a Get of
+        its own, all sent at once (at most QUESTION_CALLS): their values, by name, without
+        those systemd refused (one it does not have: MemoryPeak before 255)."""
+        replies = await asyncio.gather(
+            *(
+                self._send_call(
+                    SYSTEMD, path, PROPERTIES, "Get", "ss", [f"{_INTERFACE_PREFIX}{iface}", name]
+                )
+                for iface, name in names
+            ),
+            return_exceptions=True,
+        )
+        values: dict[str, object] = {}
+        for (_, name), reply in zip(names, replies, strict=True):
+            if isinstance(reply, BusError):
+                log.debug("%s of %s: %s", name, path, reply)
+            elif isinstance(reply, BaseException):
+                raise reply
+            else:
+                values[name] = unwrap(reply[0])
+        return values
 
     async def timers(self) -> list[UnitProperties]:
         """The Timer properties of every loaded timer (signals never carry its Unit)."""

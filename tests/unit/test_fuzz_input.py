@@ -26,7 +26,7 @@ from observer.fleet.ingest import parse_fleet_entry
 from observer.fleet.records import RUN_RECORD_MESSAGE_ID, RunRecord
 from observer.metrics.job_metrics import RejectedFile, parse_job_metrics
 from observer.model import ConfigError
-from observer.recording.bus import PROPERTIES, SystemdBus, decode_signal
+from observer.recording.bus import PROPERTIES, BusError, SystemdBus, decode_signal
 from observer.recording.correlator import Correlator
 from observer.recording.effects import RecordRun, RecordTimer
 from observer.recording.events import Event
@@ -234,7 +234,10 @@ class _Replies(SystemdBus):
         self.replies = replies
 
     async def _send_call(self, *args: object) -> list[Any]:
-        return self.replies.pop(0)
+        reply = self.replies.pop(0)
+        if isinstance(reply, BusError):
+            raise reply
+        return reply
 
 
 _invocation = st.one_of(
@@ -244,24 +247,32 @@ _invocation = st.one_of(
 )
 
 
+# A cost figure as systemd answers a Get of it: any value, or an error (MemoryPeak before 255).
+_figure = st.one_of(
+    _VARIANTS.map(lambda value: [value]),
+    st.just(BusError("org.freedesktop.DBus.Error.UnknownProperty", "Unknown property")),
+)
+
+
 @FUZZ
-@given(_invocation, _properties, _properties)
+@given(_invocation, st.lists(_figure, min_size=4, max_size=4), _properties)
 def test_a_runs_cost_and_its_jobs_details_decode_to_what_the_store_takes(
     store: sqlite3.Connection,
     invocation: Variant,
-    service: dict[str, Variant],
+    figures: list[Any],
     job: dict[str, Variant],
 ) -> None:
-    bus = _Replies([[invocation], [service]])
+    bus = _Replies([[invocation], *figures])
     cost = asyncio.run(bus.run_cost("backup.service", "0123456789abcdef0123456789abcdef", HOST))
     write_batch(store, Batch(runs=[] if cost is None else [cost]))
     details = asyncio.run(_Replies([[job]]).job_details(7, "backup.service"))
     stored(store, [details])
 
 
-def test_the_cost_of_a_unit_whose_invocation_id_is_not_bytes_is_not_asked_further() -> None:
+def test_the_cost_beside_an_invocation_id_that_is_not_bytes_is_not_kept() -> None:
     """Found by the fuzzing above: an InvocationID of strings raised TypeError in bytes()."""
-    bus = _Replies([[Variant("(uo)", [7, "/org/freedesktop/systemd1/job/7"])]])
+    figure = [Variant("t", 2_000_000_000)]
+    bus = _Replies([[Variant("(uo)", [7, "/org/freedesktop/systemd1/job/7"])], *[figure] * 4])
     invocation_id = "0123456789abcdef0123456789abcdef"
     assert asyncio.run(bus.run_cost("backup.service", invocation_id, HOST)) is None
     assert bus.replies == []
