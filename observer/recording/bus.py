@@ -465,21 +465,17 @@ class SystemdBus:
     async def run_cost(self, unit: str, invocation_id: str, host: str) -> Run | None:
         """What a service's run cost, asked once at its end (before the next start resets it
         or the unit is unloaded); None when the unit is gone or runs another invocation."""
-        path = unit_path(unit)
-        try:
-            async with self._calls:
-                # In a burst most questions wait here: skip units unloaded meanwhile.
-                if unit in self._gone_units:
-                    return None
-                # The run's invocation and each figure with a Get of its own, all at once:
-                # GetAll of the Service interface answers 300 properties, more work for both
-                # sides (bench.bus_questions). The figures of another invocation are dropped.
-                values = await self._properties(
-                    path, [("Unit", "InvocationID"), *(("Service", n) for n in COST_PROPERTIES)]
-                )
-        except BusError as e:
-            log.debug("cost of %s: %s", unit, e)
-            return None
+        async with self._calls:
+            # In a burst most questions wait here: skip units unloaded meanwhile.
+            if unit in self._gone_units:
+                return None
+            # The run's invocation and each figure with a Get of its own, all at once: GetAll
+            # of the Service interface answers 300 properties, more work for both sides
+            # (bench.bus_questions). The figures of another invocation are dropped.
+            values = await self._properties(
+                unit_path(unit),
+                [("Unit", "InvocationID"), *(("Service", name) for name in COST_PROPERTIES)],
+            )
         if invocation_hex(values.pop("InvocationID", None)) != invocation_id:
             return None
         # UINT64_MAX: not accounted (256 reads every figure so once the run's cgroup is gone).
