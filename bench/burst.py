@@ -6,7 +6,9 @@ It boots a throw-away systemd (tests.sandbox), starts `observer daemon` on it as
 process with a fresh database, starts ``--runs`` transient oneshot units burst-NNNN as fast
 as systemd takes them (every 7th exits 3, the others 0, each prints "run NNNN"), polls the
 CLI until it shows them all, then checks every recorded run against the journal and prints
-what it cost. Needs root, like the integration tests.
+what it cost. It then stops the daemon and starts the same burst again, for PID 1's own CPU
+(the yardstick of issue 25's target; --no-baseline skips it). Needs root, like the
+integration tests.
 """
 
 from __future__ import annotations
