@@ -63,6 +63,13 @@ def history(name: str, env: dict[str, str]) -> list[dict[str, Any]]:
     return runs
 
 
+def recorded(name: str, env: dict[str, str]) -> list[dict[str, Any]] | None:
+    """The runs of ``name``, or None while there is no database with one yet (the store is
+    made and the start written after the job started)."""
+    result = observer("history", name, "--json", env=env)
+    return (json.loads(result.stdout) or None) if result.returncode == 0 else None
+
+
 def shown(run_id: int, env: dict[str, str]) -> dict[str, Any]:
     result = observer("show", str(run_id), "--json", env=env)
     assert result.returncode == 0, result.stderr
@@ -528,7 +535,11 @@ def test_a_run_whose_observer_run_was_sigkilled_is_closed_as_interrupted_by_the_
         [mark] = wait_for(
             lambda: list(marks.glob("*.live")), timeout=30, what="the run's liveness mark"
         )
-        assert [run["result"] for run in history("nightly", env)] == [None]
+        # The mark comes first, then the job, then (on a thread) the store and the start:
+        # a reading in between found no database, or one half made (seen in a clean clone's
+        # test run: "is not an observer database").
+        started = wait_for(lambda: recorded("nightly", env), timeout=30, what="the start")
+        assert [run["result"] for run in started] == [None]
         assert wrapped("other", "true", env=env).returncode == 0
         assert [run["result"] for run in history("nightly", env)] == [None]  # still there
     finally:
