@@ -187,6 +187,11 @@ def open_for_reading(path: StrPath) -> sqlite3.Connection:
             raise StoreError(f"cannot read the database {str(path)!r}: {e}") from e
     if version != SCHEMA_VERSION:
         conn.close()
+        if version == 0:  # the file is made first, its schema after: a first write under way
+            raise StoreError(
+                f"{str(path)!r} holds no observer data yet: observer's first write is making "
+                "it, or it is not observer's"
+            )
         raise StoreError(f"{str(path)!r} is not an observer database of schema {SCHEMA_VERSION}")
     conn.row_factory = sqlite3.Row
     return conn

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -197,6 +198,21 @@ def test_it_exits_1_when_there_is_no_database(
     status, _, err = run_cli(capsys, "status", "--db", str(tmp_path / "missing.db"))
     assert status == 1
     assert err.startswith(f"observer: no database at '{tmp_path / 'missing.db'}'")
+
+
+def test_a_database_being_made_is_told_apart_from_another_programs(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """The writer creates the file, then its schema: a reading in between finds it empty."""
+    empty, other = tmp_path / "empty.db", tmp_path / "other.db"
+    empty.touch()
+    with sqlite3.connect(other) as conn:
+        conn.execute("PRAGMA user_version = 42")
+    _, _, made = run_cli(capsys, "status", "--db", str(empty))
+    _, _, foreign = run_cli(capsys, "status", "--db", str(other))
+
+    assert made.startswith(f"observer: {str(empty)!r} holds no observer data yet")
+    assert foreign.startswith(f"observer: {str(other)!r} is not an observer database of schema")
 
 
 def test_it_reads_the_database_that_observer_db_names(
