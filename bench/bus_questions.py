@@ -25,8 +25,6 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 
-from dbus_fast import Message, MessageType
-
 from bench.burst import cpu_seconds
 from observer.recording.bus import PROPERTIES, SYSTEMD, SystemdBus, unit_path
 from tests.sandbox import Sandbox, can_boot
@@ -42,11 +40,13 @@ def questions(bus: SystemdBus, invocation_id: str) -> dict[str, Question]:
     path = unit_path(UNIT)
 
     async def get(interface: str, name: str) -> object:
-        return await call(bus, path, "Get", "ss", [f"org.freedesktop.systemd1.{interface}", name])
+        body = [f"org.freedesktop.systemd1.{interface}", name]
+        return await bus.call(SYSTEMD, path, PROPERTIES, "Get", "ss", body)
 
     async def cost_before() -> object:
         await get("Unit", "InvocationID")
-        return await call(bus, path, "GetAll", "s", ["org.freedesktop.systemd1.Service"])
+        body = ["org.freedesktop.systemd1.Service"]
+        return await bus.call(SYSTEMD, path, PROPERTIES, "GetAll", "s", body)
 
     async def definition_before() -> object:
         return [
@@ -61,18 +61,6 @@ def questions(bus: SystemdBus, invocation_id: str) -> dict[str, Question]:
         "definition: three Gets in turn (before)": definition_before,
         "definition: SystemdBus.definition_sources (now)": lambda: bus.definition_sources(UNIT),
     }
-
-
-async def call(bus: SystemdBus, path: str, member: str, signature: str, body: list[str]) -> object:
-    connection = bus._bus
-    assert connection is not None
-    reply = await connection.call(
-        Message(destination=SYSTEMD, path=path, interface=PROPERTIES, member=member,
-                signature=signature, body=body)
-    )  # fmt: skip
-    if reply.message_type is MessageType.ERROR:
-        raise RuntimeError(f"{member}: {reply.error_name} {reply.body}")
-    return reply.body
 
 
 async def measure(address: str, pid1: int, invocation_id: str, repeat: int) -> None:
